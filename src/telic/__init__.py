@@ -1,0 +1,54 @@
+"""telic: a kernel for LLM agents.
+
+Layering (dependencies point down only)::
+
+    cli, demo                 use only the public API below
+    kernel                    wires everything: ticks, effects, restore, resume
+    policy, supervision,      see records and read-only state, never a ledger or the bus
+    minds, tools
+    events                    the event kernel: catalogue, subscriptions, TTL
+    ledger                    append-only, hash-chained; memory / SQLite / PostgreSQL
+    reducer                   the pure fold of transitions into state
+    kinds, transition,        the records, their canonical encoding and hashing
+    canonical, errors, clock
+"""
+
+from __future__ import annotations
+
+from telic.clock import Clock, SystemClock, VirtualClock
+from telic.errors import TelicError
+from telic.kinds import CATALOGUE, Claim
+from telic.ledger import Ledger, open_ledger
+from telic.minds import FunctionMind, Mind, ScriptedMind, View
+from telic.proposal import Proposal
+from telic.reducer import apply, fold, state_hash
+from telic.tools import RetryPolicy, Tool, tool
+from telic.transition import Draft, Transition, draft
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CATALOGUE",
+    "Claim",
+    "Clock",
+    "Draft",
+    "FunctionMind",
+    "Ledger",
+    "Mind",
+    "Proposal",
+    "RetryPolicy",
+    "ScriptedMind",
+    "SystemClock",
+    "TelicError",
+    "Tool",
+    "Transition",
+    "View",
+    "VirtualClock",
+    "__version__",
+    "apply",
+    "draft",
+    "fold",
+    "open_ledger",
+    "state_hash",
+    "tool",
+]

@@ -1,0 +1,64 @@
+"""The canonical encoding: what gets hashed, stored and compared.
+
+Canonical JSON here means orjson with sorted keys, no whitespace, UTF-8, and only values
+that survive a round trip exactly: ``None``, ``bool``, ``int`` (64-bit), finite ``float``,
+``str``, lists/tuples and dicts with string keys. orjson silently writes NaN and infinity
+as ``null``; that would not round-trip, so it is refused here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Final
+
+import orjson
+
+from telic.errors import NotCanonical
+
+__all__ = ["ZERO_HASH", "decode", "digest", "encode", "hex_digest"]
+
+_OPTIONS: Final = orjson.OPT_SORT_KEYS
+ZERO_HASH: Final = bytes(32)
+"""The previous-hash of a run's first transition."""
+
+
+def encode(value: Any) -> bytes:
+    """Encode ``value`` canonically, or raise :class:`NotCanonical`."""
+    try:
+        out = orjson.dumps(value, option=_OPTIONS)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise NotCanonical(str(exc)) from None
+    # NaN and infinities become ``null``; only then is a walk needed to tell them from None.
+    if b"null" in out:
+        _reject_non_finite(value)
+    return out
+
+
+def decode(data: bytes | str) -> Any:
+    """Decode canonical (or any) JSON."""
+    return orjson.loads(data)
+
+
+def digest(data: bytes) -> bytes:
+    """SHA-256 of ``data``."""
+    return hashlib.sha256(data).digest()
+
+
+def hex_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _reject_non_finite(value: Any) -> None:
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise NotCanonical(f"non-finite number {item!r}")
+        elif isinstance(item, dict):
+            stack.extend(item.values())  # pyright: ignore[reportUnknownArgumentType,reportUnknownMemberType]
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)  # pyright: ignore[reportUnknownArgumentType]
+        elif hasattr(item, "model_dump"):
+            stack.append(item.model_dump(mode="json"))

@@ -1,0 +1,506 @@
+"""The ledger protocol and the logic every backend shares.
+
+A backend stores four things: runs (id, parent, fork point, head), transitions (one row per
+sequence number, the canonical payload bytes and the chain hash), snapshots of the folded
+state, and content-addressed blobs. Everything else (chaining, forks that walk their parent's
+prefix, snapshots every K transitions, verification, replay) lives here, once.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
+
+import orjson
+
+from telic.canonical import ZERO_HASH, digest, encode
+from telic.errors import (
+    BlobMissing,
+    ChainBroken,
+    PayloadTooLarge,
+    ReplayMismatch,
+    RunNotFound,
+    SequenceConflict,
+    SequenceError,
+    UnknownKind,
+)
+from telic.kinds import CATALOGUE
+from telic.reducer import Fold, State
+from telic.transition import SCHEMA_VERSION, Draft, Transition, chain_hash, record_body
+
+__all__ = [
+    "DEFAULT_BLOB_THRESHOLD",
+    "DEFAULT_MAX_PAYLOAD",
+    "DEFAULT_SNAPSHOT_EVERY",
+    "BaseLedger",
+    "Ledger",
+    "ReplayReport",
+    "Row",
+    "RunInfo",
+    "VerifyReport",
+]
+
+DEFAULT_SNAPSHOT_EVERY: Final = 1000
+DEFAULT_MAX_PAYLOAD: Final = 16 * 1024 * 1024
+DEFAULT_BLOB_THRESHOLD: Final = 64 * 1024
+_BLOB_KEY: Final = "$blob"
+_HEAD_CACHE: Final = 64
+
+
+class RunInfo(NamedTuple):
+    """A run as the ledger knows it."""
+
+    id: str
+    parent: str | None
+    """The run this one was forked from, if any."""
+    fork_seq: int
+    """The last parent sequence number shared with the parent (0 for a root run)."""
+    head: int
+    """The last sequence number."""
+    head_hash: bytes
+    created: int
+    """Creation order: a counter that only grows."""
+
+
+class Row(NamedTuple):
+    """A stored transition as a backend returns it."""
+
+    seq: int
+    tick: int
+    agent: str | None
+    kind: str
+    causes: tuple[int, ...]
+    ts: int
+    v: int
+    payload: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    run: str
+    ok: bool
+    checked: int
+    """Transitions whose hash was recomputed."""
+    first_bad: int | None = None
+    reason: str | None = None
+    head_hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    run: str
+    to: int
+    folded: int
+    checked_hashes: int
+    """Recorded state hashes (snapshots, tick.completed) the fold was compared against."""
+    state_hash: str
+    state: State
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """What the kernel, the event kernel and the CLI use. See :class:`BaseLedger`."""
+
+    url: str
+
+    def create_run(self, run_id: str) -> RunInfo: ...
+    def append(
+        self, run_id: str, drafts: Sequence[Draft], *, expected: int | None = None
+    ) -> list[Transition]: ...
+    def read(self, run_id: str, start: int = 1, end: int | None = None) -> Iterator[Transition]: ...
+    def get(self, run_id: str, seq: int) -> Transition: ...
+    def run(self, run_id: str) -> RunInfo: ...
+    def runs(self) -> list[RunInfo]: ...
+    def fork(self, run_id: str, at: int, new_id: str) -> RunInfo: ...
+    def state_at(self, run_id: str, seq: int | None = None) -> State: ...
+    def verify(self, run_id: str) -> VerifyReport: ...
+    def replay(self, run_id: str, to: int | None = None) -> ReplayReport: ...
+    def close(self) -> None: ...
+
+
+class BaseLedger(abc.ABC):
+    """Shared logic; a backend implements the storage primitives below the line."""
+
+    url: str
+
+    def __init__(
+        self,
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        blob_threshold: int = DEFAULT_BLOB_THRESHOLD,
+    ) -> None:
+        if snapshot_every < 1:
+            raise ValueError("snapshot_every must be at least 1")
+        self.snapshot_every = snapshot_every
+        self.max_payload = max_payload
+        self.blob_threshold = blob_threshold
+        self._lock = threading.RLock()
+        self._heads: OrderedDict[str, Fold] = OrderedDict()
+
+    # -- public API ----------------------------------------------------------------------
+
+    def create_run(self, run_id: str) -> RunInfo:
+        """Create an empty root run."""
+        with self._lock:
+            return self._insert_run(run_id, None, 0, ZERO_HASH)
+
+    def run(self, run_id: str) -> RunInfo:
+        info = self._load_run(run_id)
+        if info is None:
+            raise RunNotFound(run_id)
+        return info
+
+    def runs(self) -> list[RunInfo]:
+        return self._list_runs()
+
+    def append(
+        self, run_id: str, drafts: Sequence[Draft], *, expected: int | None = None
+    ) -> list[Transition]:
+        """Append ``drafts`` atomically, all or nothing, in one durable commit.
+
+        ``expected`` is the sequence number the first draft must get; if another writer got
+        there first, :class:`SequenceConflict` is raised and nothing is written.
+        """
+        if not drafts:
+            return []
+        with self._lock:
+            info = self.run(run_id)
+            if expected is not None and expected != info.head + 1:
+                raise SequenceConflict(run_id, expected, info.head + 1)
+            fold = self._head_fold(info)
+            prev = info.head_hash
+            seq = info.head
+            rows: list[Row] = []
+            out: list[Transition] = []
+            snapshots: list[tuple[int, bytes, str, bytes]] = []
+            blobs: list[tuple[str, bytes]] = []
+            every = self.snapshot_every
+            for d in drafts:
+                if d.kind not in CATALOGUE:
+                    raise UnknownKind(d.kind)
+                payload = d.payload
+                size = len(payload)
+                if size > self.max_payload:
+                    raise PayloadTooLarge(d.kind, size, self.max_payload)
+                data: dict[str, Any] = orjson.loads(payload)
+                if size > self.blob_threshold:
+                    blob_id = digest(payload).hex()
+                    blobs.append((blob_id, payload))
+                    payload = encode({_BLOB_KEY: blob_id, "size": size})
+                seq += 1
+                causes = tuple(d.causes)
+                h = chain_hash(
+                    prev,
+                    record_body(
+                        seq, d.tick, d.agent, d.kind, causes, d.ts, SCHEMA_VERSION, payload
+                    ),
+                )
+                rows.append(
+                    Row(seq, d.tick, d.agent, d.kind, causes, d.ts, SCHEMA_VERSION, payload, h)
+                )
+                t = Transition(
+                    run_id,
+                    seq,
+                    d.tick,
+                    d.agent,
+                    d.kind,
+                    causes,
+                    d.ts,
+                    SCHEMA_VERSION,
+                    data,
+                    prev,
+                    h,
+                )
+                out.append(t)
+                fold.apply(t)
+                if seq % every == 0:
+                    state = fold.encoded()
+                    snapshots.append((seq, state, digest(state).hex(), h))
+                prev = h
+            try:
+                self._write(run_id, info.head, rows, snapshots, blobs)
+            except BaseException:
+                self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
+                raise
+            return out
+
+    def read(self, run_id: str, start: int = 1, end: int | None = None) -> Iterator[Transition]:
+        """Transitions ``start..end`` (inclusive) of a run, walking a fork's parent prefix."""
+        info = self.run(run_id)
+        stop = info.head if end is None else min(end, info.head)
+        if start < 1:
+            raise SequenceError(run_id, start, info.head)
+        if start > stop:
+            return
+        prev = ZERO_HASH if start == 1 else self._hash_at(info, start - 1)
+        for seg_run, lo, hi in self._segments(info, start, stop):
+            for row in self._scan(seg_run, lo, hi):
+                yield self._transition(seg_run, row, prev)
+                prev = row.hash
+
+    def get(self, run_id: str, seq: int) -> Transition:
+        info = self.run(run_id)
+        if not 1 <= seq <= info.head:
+            raise SequenceError(run_id, seq, info.head)
+        for t in self.read(run_id, seq, seq):
+            return t
+        raise ChainBroken(run_id, seq, "the transition is missing")
+
+    def fork(self, run_id: str, at: int, new_id: str) -> RunInfo:
+        """Fork ``run_id`` after sequence ``at`` into ``new_id``, copy-on-write, in O(1).
+
+        The fork shares the parent's transitions ``1..at`` (nothing is copied) and its chain
+        continues from the parent's hash at ``at``.
+        """
+        with self._lock:
+            info = self.run(run_id)
+            if not 0 <= at <= info.head:
+                raise SequenceError(run_id, at, info.head)
+            head_hash = ZERO_HASH if at == 0 else self._hash_at(info, at)
+            return self._insert_run(new_id, run_id, at, head_hash)
+
+    def state_at(self, run_id: str, seq: int | None = None) -> State:
+        """The folded state after ``seq`` (the head by default), from the nearest snapshot."""
+        info = self.run(run_id)
+        target = info.head if seq is None else seq
+        if not 0 <= target <= info.head:
+            raise SequenceError(run_id, target, info.head)
+        if target == info.head:
+            cached = self._heads.get(run_id)
+            if cached is not None and cached.seq == target:
+                return cached.state()
+        return self._fold_to(info, target).peek()
+
+    def verify(self, run_id: str) -> VerifyReport:
+        """Recompute the chain of a run (its whole lineage); name the first bad seq."""
+        info = self.run(run_id)
+        prev = ZERO_HASH
+        expected = 1
+        checked = 0
+        for seg_run, lo, hi in self._segments(info, 1, info.head):
+            for row in self._scan(seg_run, lo, hi):
+                if row.seq != expected:
+                    bad = min(row.seq, expected)
+                    why = (
+                        "a transition is missing"
+                        if row.seq > expected
+                        else "a transition is duplicated or out of order"
+                    )
+                    return VerifyReport(run_id, False, checked, bad, why)
+                body = record_body(
+                    row.seq, row.tick, row.agent, row.kind, row.causes, row.ts, row.v, row.payload
+                )
+                if chain_hash(prev, body) != row.hash:
+                    return VerifyReport(
+                        run_id,
+                        False,
+                        checked,
+                        row.seq,
+                        "its hash does not match its content and the chain",
+                    )
+                if row.kind not in CATALOGUE:
+                    return VerifyReport(
+                        run_id, False, checked, row.seq, f"unknown kind {row.kind!r}"
+                    )
+                if row.payload.startswith(b'{"$blob"'):
+                    ref = orjson.loads(row.payload)
+                    blob = self._get_blob(ref[_BLOB_KEY])
+                    if blob is None or digest(blob).hex() != ref[_BLOB_KEY]:
+                        return VerifyReport(
+                            run_id, False, checked, row.seq, "its blob is missing or altered"
+                        )
+                prev = row.hash
+                expected += 1
+                checked += 1
+        if expected != info.head + 1:
+            return VerifyReport(
+                run_id,
+                False,
+                checked,
+                expected,
+                "the run is truncated: transitions are missing before its head",
+            )
+        if prev != info.head_hash:
+            return VerifyReport(
+                run_id,
+                False,
+                checked,
+                info.head,
+                "the run's recorded head hash does not match its last transition",
+            )
+        return VerifyReport(run_id, True, checked, head_hash=prev.hex())
+
+    def replay(self, run_id: str, to: int | None = None) -> ReplayReport:
+        """Fold from the start and compare against every recorded state hash on the way."""
+        info = self.run(run_id)
+        stop = info.head if to is None else to
+        if not 0 <= stop <= info.head:
+            raise SequenceError(run_id, stop, info.head)
+        recorded = self._snapshot_hashes(info, stop)
+        fold = Fold()
+        checked = 0
+        folded = 0
+        for t in self.read(run_id, 1, stop):
+            if t.kind == "tick.completed":
+                actual = fold.hash()
+                if actual != t.data["state_hash"]:
+                    raise ReplayMismatch(run_id, t.seq, t.data["state_hash"], actual)
+                checked += 1
+            fold.apply(t)
+            folded += 1
+            expected = recorded.get(t.seq)
+            if expected is not None:
+                actual = fold.hash()
+                if actual != expected:
+                    raise ReplayMismatch(run_id, t.seq, expected, actual)
+                checked += 1
+        return ReplayReport(run_id, stop, folded, checked, fold.hash(), fold.peek())
+
+    def close(self) -> None:
+        self._heads.clear()
+
+    def __enter__(self) -> BaseLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- shared internals ----------------------------------------------------------------
+
+    def _segments(self, info: RunInfo, start: int, stop: int) -> list[tuple[str, int, int]]:
+        """The (run, lo, hi) pieces that hold ``start..stop`` of ``info``'s lineage."""
+        out: list[tuple[str, int, int]] = []
+        current: RunInfo | None = info
+        hi = stop
+        while current is not None and hi >= start:
+            lo = max(start, current.fork_seq + 1)
+            if lo <= hi:
+                out.append((current.id, lo, hi))
+            hi = min(hi, current.fork_seq)
+            current = None if current.parent is None else self.run(current.parent)
+        out.reverse()
+        return out
+
+    def _owner(self, info: RunInfo, seq: int) -> str:
+        current = info
+        while seq <= current.fork_seq and current.parent is not None:
+            current = self.run(current.parent)
+        return current.id
+
+    def _hash_at(self, info: RunInfo, seq: int) -> bytes:
+        if seq == info.head:
+            return info.head_hash
+        h = self._row_hash(self._owner(info, seq), seq)
+        if h is None:
+            raise ChainBroken(info.id, seq, "the transition is missing")
+        return h
+
+    def _transition(self, run_id: str, row: Row, prev: bytes) -> Transition:
+        payload = row.payload
+        if payload.startswith(b'{"$blob"'):
+            ref = orjson.loads(payload)
+            blob = self._get_blob(ref[_BLOB_KEY])
+            if blob is None:
+                raise BlobMissing(ref[_BLOB_KEY], "is referenced but not stored")
+            payload = blob
+        return Transition(
+            run_id,
+            row.seq,
+            row.tick,
+            row.agent,
+            row.kind,
+            row.causes,
+            row.ts,
+            row.v,
+            orjson.loads(payload),
+            prev,
+            row.hash,
+        )
+
+    def _fold_to(self, info: RunInfo, target: int) -> Fold:
+        snap = self._nearest_snapshot(info, target)
+        if snap is None:
+            fold, start = Fold(), 1
+        else:
+            seq, state = snap
+            fold, start = Fold(orjson.loads(state)), seq + 1
+        fold.apply_all(self.read(info.id, start, target))
+        return fold
+
+    def _nearest_snapshot(self, info: RunInfo, target: int) -> tuple[int, bytes] | None:
+        for seg_run, lo, hi in reversed(self._segments(info, 1, target)):
+            snap = self._get_snapshot(seg_run, lo, hi)
+            if snap is not None:
+                return snap
+        return None
+
+    def _snapshot_hashes(self, info: RunInfo, stop: int) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for seg_run, lo, hi in self._segments(info, 1, stop):
+            out.update(self._list_snapshot_hashes(seg_run, lo, hi))
+        return out
+
+    def _head_fold(self, info: RunInfo) -> Fold:
+        fold = self._heads.get(info.id)
+        if fold is None or fold.seq != info.head:
+            fold = self._fold_to(info, info.head)
+            self._heads[info.id] = fold
+            if len(self._heads) > _HEAD_CACHE:
+                self._heads.popitem(last=False)
+        else:
+            self._heads.move_to_end(info.id)
+        return fold
+
+    def head_state(self, run_id: str) -> State:
+        """The head state, live (not a copy): for the kernel, which must not change it."""
+        with self._lock:
+            return self._head_fold(self.run(run_id)).peek()
+
+    # -- storage primitives (per backend) ------------------------------------------------
+
+    @abc.abstractmethod
+    def _insert_run(
+        self, run_id: str, parent: str | None, fork_seq: int, head_hash: bytes
+    ) -> RunInfo:
+        """Create a run row; :class:`RunExists` if taken."""
+
+    @abc.abstractmethod
+    def _load_run(self, run_id: str) -> RunInfo | None: ...
+
+    @abc.abstractmethod
+    def _list_runs(self) -> list[RunInfo]: ...
+
+    @abc.abstractmethod
+    def _write(
+        self,
+        run_id: str,
+        expected_head: int,
+        rows: list[Row],
+        snapshots: list[tuple[int, bytes, str, bytes]],
+        blobs: list[tuple[str, bytes]],
+    ) -> None:
+        """Atomically store rows, snapshots and blobs and move the head, if it is still
+        ``expected_head``; otherwise :class:`SequenceConflict` and nothing is written."""
+
+    @abc.abstractmethod
+    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[Row]:
+        """The run's own rows with ``lo <= seq <= hi``, in seq order."""
+
+    @abc.abstractmethod
+    def _row_hash(self, run_id: str, seq: int) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> tuple[int, bytes] | None:
+        """The latest snapshot of the run with ``lo <= seq <= hi``."""
+
+    @abc.abstractmethod
+    def _list_snapshot_hashes(self, run_id: str, lo: int, hi: int) -> dict[int, str]: ...
+
+    @abc.abstractmethod
+    def _get_blob(self, blob_id: str) -> bytes | None: ...

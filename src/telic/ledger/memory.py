@@ -1,0 +1,103 @@
+"""The in-memory backend (``memory://``): for tests and throwaway runs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+from telic.errors import RunExists, SequenceConflict
+from telic.ledger.base import BaseLedger, Row, RunInfo
+
+__all__ = ["MemoryLedger"]
+
+
+class MemoryLedger(BaseLedger):
+    """Keeps everything in Python lists and dicts; nothing survives the process."""
+
+    def __init__(self, url: str = "memory://", **options: int) -> None:
+        super().__init__(**options)
+        self.url = url
+        self._runs: dict[str, RunInfo] = {}
+        self._rows: dict[str, list[Row]] = {}
+        self._snapshots: dict[str, dict[int, tuple[bytes, str, bytes]]] = {}
+        self._blobs: dict[str, bytes] = {}
+        self._order = itertools.count(1)
+
+    def _insert_run(
+        self, run_id: str, parent: str | None, fork_seq: int, head_hash: bytes
+    ) -> RunInfo:
+        if run_id in self._runs:
+            raise RunExists(run_id)
+        info = RunInfo(run_id, parent, fork_seq, fork_seq, head_hash, next(self._order))
+        self._runs[run_id] = info
+        self._rows[run_id] = []
+        self._snapshots[run_id] = {}
+        return info
+
+    def _load_run(self, run_id: str) -> RunInfo | None:
+        return self._runs.get(run_id)
+
+    def _list_runs(self) -> list[RunInfo]:
+        return sorted(self._runs.values(), key=lambda r: r.created)
+
+    def _write(
+        self,
+        run_id: str,
+        expected_head: int,
+        rows: list[Row],
+        snapshots: list[tuple[int, bytes, str, bytes]],
+        blobs: list[tuple[str, bytes]],
+    ) -> None:
+        info = self._runs[run_id]
+        if info.head != expected_head:
+            raise SequenceConflict(run_id, expected_head + 1, info.head + 1)
+        self._blobs.update(blobs)
+        self._rows[run_id].extend(rows)
+        snaps = self._snapshots[run_id]
+        for seq, state, state_hash, chain in snapshots:
+            snaps[seq] = (state, state_hash, chain)
+        self._runs[run_id] = info._replace(head=rows[-1].seq, head_hash=rows[-1].hash)
+
+    def _index(self, run_id: str, seq: int) -> int:
+        # Rows are dense from fork_seq + 1; bisect would be needed only after tampering.
+        return seq - self._runs[run_id].fork_seq - 1
+
+    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[Row]:
+        rows = self._rows[run_id]
+        i = max(0, self._index(run_id, lo))
+        if i >= len(rows) or rows[i].seq != lo:
+            i = 0  # not dense any more (only after tampering): scan from the start
+        for row in itertools.islice(rows, i, None):
+            if row.seq > hi:
+                break
+            if row.seq >= lo:
+                yield row
+
+    def _row_hash(self, run_id: str, seq: int) -> bytes | None:
+        rows = self._rows[run_id]
+        i = self._index(run_id, seq)
+        if 0 <= i < len(rows) and rows[i].seq == seq:
+            return rows[i].hash
+        for row in rows:
+            if row.seq == seq:
+                return row.hash
+        return None
+
+    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> tuple[int, bytes] | None:
+        best = [s for s in self._snapshots[run_id] if lo <= s <= hi]
+        if not best:
+            return None
+        seq = max(best)
+        return seq, self._snapshots[run_id][seq][0]
+
+    def _list_snapshot_hashes(self, run_id: str, lo: int, hi: int) -> dict[int, str]:
+        return {s: v[1] for s, v in self._snapshots[run_id].items() if lo <= s <= hi}
+
+    def _get_blob(self, blob_id: str) -> bytes | None:
+        return self._blobs.get(blob_id)
+
+    # -- damage, for the shared test suite -----------------------------------------------
+
+    def raw_rows(self, run_id: str) -> list[Row]:
+        """The run's own stored rows, mutable: for tamper tests only."""
+        return self._rows[run_id]

@@ -1,0 +1,321 @@
+"""The SQLite backend (``sqlite:///path`` or a plain path): the embedded default.
+
+WAL journal; every append is one transaction; ``synchronous=FULL`` by default, so a returned
+append survives power loss; ``synchronous=normal`` is an explicit option that survives a
+process crash but not an OS crash. SQLite's own WAL recovery repairs a torn final write when
+the file is next opened; a run whose stored head does not match its last transition refuses
+to load.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final, Literal
+
+from telic.errors import (
+    ChainBroken,
+    LedgerError,
+    LedgerUnavailable,
+    NotALedger,
+    RunExists,
+    SequenceConflict,
+)
+from telic.ledger.base import BaseLedger, Row, RunInfo
+
+__all__ = ["SQLiteLedger"]
+
+FORMAT: Final = "telic-ledger"
+FORMAT_VERSION: Final = "1"
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS telic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    rid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    parent TEXT,
+    fork_seq INTEGER NOT NULL,
+    head INTEGER NOT NULL,
+    head_hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    rid INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    tick INTEGER NOT NULL,
+    agent TEXT,
+    kind TEXT NOT NULL,
+    causes TEXT,
+    ts INTEGER NOT NULL,
+    v INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (rid, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    rid INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    state BLOB NOT NULL,
+    state_hash TEXT NOT NULL,
+    chain BLOB NOT NULL,
+    PRIMARY KEY (rid, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+"""
+
+Synchronous = Literal["full", "normal"]
+
+
+def _causes_text(causes: tuple[int, ...]) -> str | None:
+    return ",".join(map(str, causes)) if causes else None
+
+
+def _causes(text: str | None) -> tuple[int, ...]:
+    return tuple(map(int, text.split(","))) if text else ()
+
+
+class SQLiteLedger(BaseLedger):
+    """A ledger in one SQLite file."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "full",
+        create: bool = True,
+        **options: int,
+    ) -> None:
+        super().__init__(**options)
+        self.path = Path(path)
+        self.url = f"sqlite://{self.path}"
+        if synchronous not in ("full", "normal"):
+            raise LedgerUnavailable(
+                str(path), f"synchronous must be 'full' or 'normal', not {synchronous!r}"
+            )
+        self.synchronous = synchronous
+        self._rids: dict[str, int] = {}
+        self._db = self._connect(create)
+
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        where = str(self.path)
+        if self.path.is_dir():
+            raise LedgerUnavailable(where, "it is a directory")
+        exists = self.path.exists()
+        if not exists and not create:
+            raise LedgerUnavailable(where, "no such file")
+        if not exists and not self.path.parent.exists():
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LedgerUnavailable(where, exc.strerror or str(exc)) from None
+        try:
+            db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(where, str(exc)) from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            db.execute("PRAGMA busy_timeout=5000")
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise NotALedger(where, str(exc)) from None
+        if tables and "telic_meta" not in tables:
+            db.close()
+            raise NotALedger(where, "it is an SQLite database without telic's tables")
+        try:
+            if not tables:
+                db.execute("BEGIN IMMEDIATE")
+                db.executescript(_SCHEMA)  # executescript commits
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT OR IGNORE INTO telic_meta VALUES (?, ?)",
+                    [("format", FORMAT), ("version", FORMAT_VERSION)],
+                )
+                db.execute("COMMIT")
+            meta = dict(db.execute("SELECT key, value FROM telic_meta").fetchall())
+        except sqlite3.Error as exc:
+            db.close()
+            raise LedgerUnavailable(where, str(exc)) from None
+        if meta.get("format") != FORMAT:
+            db.close()
+            raise NotALedger(where, "its format marker is missing")
+        if meta.get("version") != FORMAT_VERSION:
+            db.close()
+            raise NotALedger(where, f"format version {meta.get('version')!r} is not supported")
+        self._check_heads(db)
+        return db
+
+    def _check_heads(self, db: sqlite3.Connection) -> None:
+        """Every run's stored head must be its last transition; else refuse to load."""
+        bad = db.execute(
+            "SELECT r.id, r.head FROM runs r LEFT JOIN transitions t ON t.rid = r.rid AND "
+            "t.seq = r.head WHERE r.head > r.fork_seq AND (t.hash IS NULL OR t.hash != r.head_hash) "
+            "LIMIT 1"
+        ).fetchone()
+        if bad is not None:
+            db.close()
+            raise ChainBroken(
+                bad[0], bad[1], "the run's head does not match its last stored transition"
+            )
+
+    def close(self) -> None:
+        super().close()
+        self._db.close()
+
+    # -- primitives ----------------------------------------------------------------------
+
+    def _rid(self, run_id: str) -> int:
+        rid = self._rids.get(run_id)
+        if rid is None:
+            row = self._db.execute("SELECT rid FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise LedgerError(f"run {run_id!r} vanished")
+            rid = self._rids[run_id] = row[0]
+        return rid
+
+    @staticmethod
+    def _info(row: tuple[int, str, str | None, int, int, bytes]) -> RunInfo:
+        rid, run_id, parent, fork_seq, head, head_hash = row
+        return RunInfo(run_id, parent, fork_seq, head, head_hash, rid)
+
+    def _insert_run(
+        self, run_id: str, parent: str | None, fork_seq: int, head_hash: bytes
+    ) -> RunInfo:
+        try:
+            cur = self._db.execute(
+                "INSERT INTO runs (id, parent, fork_seq, head, head_hash) VALUES (?, ?, ?, ?, ?)",
+                (run_id, parent, fork_seq, fork_seq, head_hash),
+            )
+        except sqlite3.IntegrityError:
+            raise RunExists(run_id) from None
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot create run {run_id!r}: {exc}") from None
+        rid = cur.lastrowid
+        assert rid is not None
+        self._rids[run_id] = rid
+        return RunInfo(run_id, parent, fork_seq, fork_seq, head_hash, rid)
+
+    def _load_run(self, run_id: str) -> RunInfo | None:
+        row = self._db.execute(
+            "SELECT rid, id, parent, fork_seq, head, head_hash FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return None if row is None else self._info(row)
+
+    def _list_runs(self) -> list[RunInfo]:
+        rows = self._db.execute(
+            "SELECT rid, id, parent, fork_seq, head, head_hash FROM runs ORDER BY rid"
+        ).fetchall()
+        return [self._info(r) for r in rows]
+
+    def _write(
+        self,
+        run_id: str,
+        expected_head: int,
+        rows: list[Row],
+        snapshots: list[tuple[int, bytes, str, bytes]],
+        blobs: list[tuple[str, bytes]],
+    ) -> None:
+        db = self._db
+        rid = self._rid(run_id)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                (head,) = db.execute("SELECT head FROM runs WHERE rid = ?", (rid,)).fetchone()
+                if head != expected_head:
+                    raise SequenceConflict(run_id, expected_head + 1, head + 1)
+                if blobs:
+                    db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", blobs)
+                db.executemany(
+                    "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            rid,
+                            r.seq,
+                            r.tick,
+                            r.agent,
+                            r.kind,
+                            _causes_text(r.causes),
+                            r.ts,
+                            r.v,
+                            r.payload,
+                            r.hash,
+                        )
+                        for r in rows
+                    ],
+                )
+                if snapshots:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                        [(rid, s, state, h, chain) for s, state, h, chain in snapshots],
+                    )
+                last = rows[-1]
+                db.execute(
+                    "UPDATE runs SET head = ?, head_hash = ? WHERE rid = ?",
+                    (last.seq, last.hash, rid),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError:
+            raise SequenceConflict(run_id, expected_head + 1, self.run(run_id).head + 1) from None
+        except sqlite3.Error as exc:
+            raise LedgerError(f"append to run {run_id!r} failed: {exc}") from None
+
+    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[Row]:
+        rid = self._rid(run_id)
+        # Read in pages, so a long scan neither holds one statement open forever nor
+        # materialises a million rows at once.
+        page = 4096
+        start = lo
+        while start <= hi:
+            try:
+                rows = self._db.execute(
+                    "SELECT seq, tick, agent, kind, causes, ts, v, payload, hash FROM transitions "
+                    "WHERE rid = ? AND seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    (rid, start, hi, page),
+                ).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise ChainBroken(run_id, start, f"the file is damaged ({exc})") from None
+            for seq, tick, agent, kind, causes, ts, v, payload, h in rows:
+                yield Row(seq, tick, agent, kind, _causes(causes), ts, v, payload, h)
+            if len(rows) < page:
+                return
+            start = rows[-1][0] + 1
+
+    def _row_hash(self, run_id: str, seq: int) -> bytes | None:
+        row = self._db.execute(
+            "SELECT hash FROM transitions WHERE rid = ? AND seq = ?", (self._rid(run_id), seq)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> tuple[int, bytes] | None:
+        row = self._db.execute(
+            "SELECT seq, state FROM snapshots WHERE rid = ? AND seq >= ? AND seq <= ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (self._rid(run_id), lo, hi),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def _list_snapshot_hashes(self, run_id: str, lo: int, hi: int) -> dict[int, str]:
+        rows = self._db.execute(
+            "SELECT seq, state_hash FROM snapshots WHERE rid = ? AND seq >= ? AND seq <= ?",
+            (self._rid(run_id), lo, hi),
+        )
+        return dict(rows.fetchall())
+
+    def _get_blob(self, blob_id: str) -> bytes | None:
+        row = self._db.execute("SELECT data FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        return None if row is None else row[0]
+
+    # -- damage, for the shared test suite -----------------------------------------------
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Run raw SQL against the file: for tamper tests and diagnostics only."""
+        self._heads.clear()
+        return self._db.execute(sql, params).fetchall()
+
+    def rid(self, run_id: str) -> int:
+        return self._rid(run_id)

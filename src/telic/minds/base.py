@@ -1,0 +1,135 @@
+"""The Mind protocol, the read-only view a mind gets, and the two deterministic minds."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from telic.errors import ScriptExhausted, ScriptUnused
+from telic.proposal import Proposal
+
+__all__ = ["FunctionMind", "Mind", "ScriptedMind", "Step", "ToolInfo", "View"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInfo:
+    """A tool as a mind sees it."""
+
+    name: str
+    description: str
+    schema: Mapping[str, Any]
+    high_impact: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What a mind may read: a copy of the run's state, never the state itself.
+
+    ``state`` is the folded run state (see :mod:`telic.reducer`); the properties are shortcuts
+    into it for this agent.
+    """
+
+    agent: str
+    role: str
+    tick: int
+    goal: str
+    state: Mapping[str, Any]
+    tools: Sequence[ToolInfo] = ()
+    question: str | None = None
+    """For an explorer: the question it was spawned on."""
+    recorded: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    """Model responses already recorded for this tick, by request digest (resume reuses them)."""
+
+    @property
+    def observations(self) -> list[dict[str, Any]]:
+        """This agent's recent observations: tool results, failures, rejections, messages."""
+        agent: Mapping[str, Any] = self.state["agents"].get(self.agent, {})
+        return list(agent.get("observations", []))
+
+    @property
+    def memory(self) -> Mapping[str, Any]:
+        return self.state["memory"].get(self.agent, {})
+
+    @property
+    def beliefs(self) -> Mapping[str, Any]:
+        return {k: v["value"] for k, v in self.state["beliefs"].items()}
+
+    @property
+    def plan(self) -> Mapping[str, Any]:
+        return {k: v["value"] for k, v in self.state["plan"].items()}
+
+    @property
+    def budget_left(self) -> dict[str, float]:
+        spent: Mapping[str, float] = self.state["spent"]
+        return {k: limit - spent.get(k, 0) for k, limit in self.state["budget"].items()}
+
+    def recall(self, request_digest: str) -> Any | None:
+        return self.recorded.get(request_digest)
+
+
+@runtime_checkable
+class Mind(Protocol):
+    """Given a read-only view, propose the next action. Never touches state."""
+
+    async def propose(self, view: View) -> Proposal: ...
+
+
+Step = Proposal | Callable[[View], Proposal] | BaseException
+"""A scripted step: a proposal, a function of the view, or an error to raise."""
+
+
+class ScriptedMind:
+    """A strict scripted mind: fails on a call beyond its script and on unused steps.
+
+    ``repeat_last=True`` makes it answer with its last step once the script is used up (for
+    agents that idle), in which case no step is ever unused.
+    """
+
+    def __init__(
+        self, steps: Sequence[Step], *, name: str = "scripted", repeat_last: bool = False
+    ) -> None:
+        self.name = name
+        self._steps = list(steps)
+        self._calls = 0
+        self._repeat_last = repeat_last
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    async def propose(self, view: View) -> Proposal:
+        if self._calls >= len(self._steps):
+            if not (self._repeat_last and self._steps):
+                raise ScriptExhausted(self.name, len(self._steps))
+            step = self._steps[-1]
+        else:
+            step = self._steps[self._calls]
+        self._calls += 1
+        if isinstance(step, BaseException):
+            raise step
+        if isinstance(step, Proposal):
+            return step
+        return step(view)
+
+    def assert_done(self) -> None:
+        """Raise :class:`ScriptUnused` if steps are left over."""
+        left = len(self._steps) - self._calls
+        if left > 0:
+            raise ScriptUnused(self.name, left)
+
+
+class FunctionMind:
+    """A mind that is a function (sync or async) of the view."""
+
+    def __init__(
+        self, fn: Callable[[View], Proposal | Awaitable[Proposal]], *, name: str | None = None
+    ) -> None:
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "function")
+
+    async def propose(self, view: View) -> Proposal:
+        result = self.fn(view)
+        if isinstance(result, Proposal):
+            return result
+        return await result

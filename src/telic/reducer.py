@@ -1,0 +1,416 @@
+"""The pure reducer: the state of a run is a fold of its transitions.
+
+``state_at(seq) = reduce(apply, transitions[..seq])``. :func:`apply` reads no clock, no
+randomness and no I/O; everything it needs is in the state and the transition. The state is
+plain JSON (a dict), so it can be hashed canonically, snapshotted and shipped as it is.
+
+:class:`Fold` is the accumulator the ledger and the kernel keep; it mutates its own private
+state in place for speed, and hands out independent copies. :func:`apply` and :func:`fold` are
+the pure faces of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import orjson
+
+from telic.canonical import encode, hex_digest
+from telic.transition import Transition
+
+__all__ = [
+    "OBSERVATION_WINDOW",
+    "RECENT_WINDOW",
+    "Fold",
+    "apply",
+    "fold",
+    "initial_state",
+    "state_hash",
+]
+
+State = dict[str, Any]
+
+OBSERVATION_WINDOW: Final = 16
+"""How many recent observations each agent's state keeps (the full history is the ledger)."""
+RECENT_WINDOW: Final = 8
+"""How many recent proposal fingerprints each agent keeps for the loop guard."""
+
+
+def initial_state() -> State:
+    """The state before any transition."""
+    return {
+        "goal": "",
+        "status": "new",
+        "reason": None,
+        "seq": 0,
+        "tick": 0,
+        "progress": 0.0,
+        "booted_ts": None,
+        "forked_from": None,
+        "budget": {},
+        "currency": "USD",
+        "warned": [],
+        "exhausted": [],
+        "spent": {"tokens": 0, "cost": 0.0, "tool_calls": 0, "ticks": 0, "wall_s": 0.0},
+        "roster": [],
+        "agents": {},
+        "memory": {},
+        "beliefs": {},
+        "plan": {},
+        "pending_tools": {},
+        "pending_approvals": {},
+        "explorations": {},
+        "artifacts": {},
+        "valid": {"tick": 0, "seq": 0},
+        "restores": [],
+        "progress_tick": 0,
+        "counts": {},
+    }
+
+
+def state_hash(state: State) -> str:
+    """Hex SHA-256 of the state's canonical encoding."""
+    return hex_digest(encode(state))
+
+
+def _copy(state: State) -> State:
+    result: State = orjson.loads(orjson.dumps(state))
+    return result
+
+
+def _agent(state: State, name: str) -> dict[str, Any]:
+    agents: dict[str, Any] = state["agents"]
+    agent: dict[str, Any] | None = agents.get(name)
+    if agent is None:
+        agent = agents[name] = {
+            "role": "unknown",
+            "status": "running",
+            "restarts": 0,
+            "supervisor": "root",
+            "temporary": False,
+            "parent": None,
+            "question": None,
+            "tools": [],
+            "observations": [],
+            "recent": [],
+            "rejections": 0,
+            "hallucinations": 0,
+        }
+    return agent
+
+
+def _observe(state: State, agent: str, seq: int, source: str, content: Any) -> None:
+    obs: list[Any] = _agent(state, agent)["observations"]
+    obs.append({"seq": seq, "source": source, "content": content})
+    if len(obs) > OBSERVATION_WINDOW:
+        del obs[0]
+
+
+def fingerprint(action: str, args: Any) -> str:
+    """A short, stable fingerprint of a proposal's action and arguments (loop guard)."""
+    return hex_digest(encode([action, args]))[:16]
+
+
+# -- one handler per kind that changes state ----------------------------------------------
+
+
+def _run_booted(s: State, t: Transition) -> None:
+    p = t.data
+    s["goal"] = p["goal"]
+    s["status"] = "running"
+    s["budget"] = dict(p["budget"])
+    s["currency"] = p.get("currency", "USD")
+    s["roster"] = list(p["agents"])
+    s["booted_ts"] = t.ts
+
+
+def _status(value: str) -> Callable[[State, Transition], None]:
+    def handler(s: State, t: Transition) -> None:
+        s["status"] = value
+        s["reason"] = t.data.get("reason")
+
+    return handler
+
+
+def _run_forked(s: State, t: Transition) -> None:
+    s["forked_from"] = {"run": t.data["parent"], "at": t.data["at"]}
+    if s["status"] in ("completed", "failed", "stopped"):
+        s["status"] = "running"
+        s["reason"] = None
+
+
+def _tick_started(s: State, t: Transition) -> None:
+    s["tick"] = t.data["tick"]
+    s["spent"]["ticks"] += 1
+
+
+def _tick_completed(s: State, t: Transition) -> None:
+    p = t.data
+    if p["progress"] > s["progress"]:
+        s["progress_tick"] = p["tick"]
+    s["progress"] = p["progress"]
+    if p["valid"]:
+        s["valid"] = {"tick": p["tick"], "seq": t.seq}
+
+
+def _agent_spawned(s: State, t: Transition) -> None:
+    p = t.data
+    a = _agent(s, p["agent"])
+    a.update(
+        role=p["role"],
+        status="running",
+        supervisor=p.get("supervisor", "root"),
+        temporary=p.get("temporary", False),
+        parent=p.get("parent"),
+        question=p.get("question"),
+        tools=list(p.get("tools", ())),
+    )
+
+
+def _agent_restarted(s: State, t: Transition) -> None:
+    a = _agent(s, t.data["agent"])
+    a["status"] = "running"
+    a["restarts"] += 1
+
+
+def _agent_failed(s: State, t: Transition) -> None:
+    a = _agent(s, t.data["agent"])
+    a["status"] = "failed"
+    _observe(
+        s,
+        t.data["agent"],
+        t.seq,
+        "failure",
+        {"error": t.data["error"], "message": t.data["message"]},
+    )
+
+
+def _agent_terminated(s: State, t: Transition) -> None:
+    a = _agent(s, t.data["agent"])
+    a["status"] = "killed" if t.data["reason"] in ("killed", "hallucination") else "terminated"
+
+
+def _proposal_made(s: State, t: Transition) -> None:
+    p = t.data
+    recent: list[str] = _agent(s, p["agent"])["recent"]
+    recent.append(fingerprint(p["action"], p.get("args", {})))
+    if len(recent) > RECENT_WINDOW:
+        del recent[0]
+
+
+def _proposal_rejected(s: State, t: Transition) -> None:
+    p = t.data
+    a = _agent(s, p["agent"])
+    a["rejections"] += 1
+    _observe(s, p["agent"], t.seq, "policy", {"rejected": p["check"], "reason": p["reason"]})
+
+
+def _budget_warning(s: State, t: Transition) -> None:
+    if t.data["dimension"] not in s["warned"]:
+        s["warned"].append(t.data["dimension"])
+
+
+def _budget_exhausted(s: State, t: Transition) -> None:
+    if t.data["dimension"] not in s["exhausted"]:
+        s["exhausted"].append(t.data["dimension"])
+
+
+def _approval_requested(s: State, t: Transition) -> None:
+    s["pending_approvals"][str(t.data["proposal"])] = {
+        "agent": t.data["agent"],
+        "tool": t.data["tool"],
+        "seq": t.seq,
+    }
+
+
+def _approval_settled(s: State, t: Transition) -> None:
+    s["pending_approvals"].pop(str(t.data["proposal"]), None)
+
+
+def _hallucination(s: State, t: Transition) -> None:
+    _agent(s, t.data["agent"])["hallucinations"] += 1
+
+
+def _exploration(s: State, t: Transition) -> None:
+    p = t.data
+    s["explorations"][p["explorer"]] = {
+        "question": p["question"],
+        "agent": p["agent"],
+        "proposal": p["proposal"],
+        "seq": t.seq,
+    }
+
+
+def _tool_started(s: State, t: Transition) -> None:
+    p = t.data
+    s["pending_tools"][p["call_id"]] = {
+        "agent": p["agent"],
+        "tool": p["tool"],
+        "args": p["args"],
+        "idempotent": p.get("idempotent", False),
+        "attempt": p.get("attempt", 1),
+        "seq": t.seq,
+    }
+    s["spent"]["tool_calls"] += 1
+
+
+def _tool_completed(s: State, t: Transition) -> None:
+    p = t.data
+    s["pending_tools"].pop(p["call_id"], None)
+    _observe(s, p["agent"], t.seq, f"tool:{p['tool']}", p["result"])
+
+
+def _tool_ended_badly(s: State, t: Transition) -> None:
+    p = t.data
+    s["pending_tools"].pop(p["call_id"], None)
+    detail = {"error": p.get("error", t.kind), "message": p.get("message", "")}
+    _observe(s, p["agent"], t.seq, f"tool:{p['tool']}", detail)
+
+
+def _observation(s: State, t: Transition) -> None:
+    _observe(s, t.data["agent"], t.seq, t.data["source"], t.data["content"])
+
+
+def _memory(s: State, t: Transition) -> None:
+    p = t.data
+    s["memory"].setdefault(p["agent"], {})[p["key"]] = p["value"]
+
+
+def _belief(s: State, t: Transition) -> None:
+    p = t.data
+    s["beliefs"][p["key"]] = {
+        "value": p["value"],
+        "agent": p["agent"],
+        "evidence": list(p.get("evidence", ())),
+        "seq": t.seq,
+    }
+
+
+def _plan(s: State, t: Transition) -> None:
+    p = t.data
+    s["plan"][p["key"]] = {"value": p["value"], "agent": p["agent"], "seq": t.seq}
+
+
+def _message(s: State, t: Transition) -> None:
+    p = t.data
+    _observe(s, p["to"], t.seq, f"message:{p['sender']}", p["content"])
+
+
+def _restored(s: State, t: Transition) -> None:
+    p = t.data
+    s["memory"] = _copy(p["memory"])
+    s["beliefs"] = _copy(p["beliefs"])
+    s["plan"] = _copy(p["plan"])
+    s["progress"] = p["progress"]
+    s["restores"].append({"target": p["target"], "tick": p["tick"], "seq": t.seq})
+
+
+def _artifact(s: State, t: Transition) -> None:
+    s["artifacts"][t.data["name"]] = {"media_type": t.data["media_type"], "seq": t.seq}
+
+
+def _model_called(s: State, t: Transition) -> None:
+    p = t.data
+    spent = s["spent"]
+    spent["tokens"] += p.get("input_tokens", 0) + p.get("output_tokens", 0)
+    spent["cost"] += p.get("cost", 0.0)
+
+
+HANDLERS: Final[dict[str, Callable[[State, Transition], None]]] = {
+    "run.booted": _run_booted,
+    "run.resumed": _status("running"),
+    "run.forked": _run_forked,
+    "run.paused": _status("paused"),
+    "run.completed": _status("completed"),
+    "run.failed": _status("failed"),
+    "run.stopped": _status("stopped"),
+    "tick.started": _tick_started,
+    "tick.completed": _tick_completed,
+    "agent.spawned": _agent_spawned,
+    "agent.restarted": _agent_restarted,
+    "agent.failed": _agent_failed,
+    "agent.terminated": _agent_terminated,
+    "proposal.made": _proposal_made,
+    "proposal.rejected": _proposal_rejected,
+    "budget.warning": _budget_warning,
+    "budget.exhausted": _budget_exhausted,
+    "approval.requested": _approval_requested,
+    "approval.granted": _approval_settled,
+    "approval.denied": _approval_settled,
+    "hallucination.detected": _hallucination,
+    "exploration.spawned": _exploration,
+    "tool.started": _tool_started,
+    "tool.completed": _tool_completed,
+    "tool.failed": _tool_ended_badly,
+    "tool.timeout": _tool_ended_badly,
+    "tool.unknown": _tool_ended_badly,
+    "observation.recorded": _observation,
+    "memory.updated": _memory,
+    "belief.updated": _belief,
+    "plan.updated": _plan,
+    "message.sent": _message,
+    "state.restored": _restored,
+    "artifact.recorded": _artifact,
+    "model.called": _model_called,
+}
+"""The kinds that change state. Every other kind only advances ``seq`` and ``counts``."""
+
+
+class Fold:
+    """A running fold. Owns its state; :meth:`state` hands out a copy."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, state: State | None = None) -> None:
+        self._s: State = initial_state() if state is None else _copy(state)
+
+    @property
+    def seq(self) -> int:
+        seq: int = self._s["seq"]
+        return seq
+
+    def apply(self, t: Transition) -> None:
+        s = self._s
+        handler = HANDLERS.get(t.kind)
+        if handler is not None:
+            handler(s, t)
+        counts = s["counts"]
+        counts[t.kind] = counts.get(t.kind, 0) + 1
+        s["seq"] = t.seq
+        booted = s["booted_ts"]
+        if booted is not None:
+            s["spent"]["wall_s"] = (t.ts - booted) / 1e6
+
+    def apply_all(self, transitions: Iterable[Transition]) -> None:
+        for t in transitions:
+            self.apply(t)
+
+    def state(self) -> State:
+        """An independent copy of the folded state."""
+        return _copy(self._s)
+
+    def encoded(self) -> bytes:
+        """The canonical encoding of the folded state (what snapshots store)."""
+        return encode(self._s)
+
+    def hash(self) -> str:
+        return state_hash(self._s)
+
+    def peek(self) -> State:
+        """The live state, not a copy: read it, never change it."""
+        return self._s
+
+
+def apply(state: State, transition: Transition) -> State:
+    """Pure: the state after ``transition``. ``state`` is not changed."""
+    f = Fold(state)
+    f.apply(transition)
+    return f.peek()
+
+
+def fold(transitions: Iterable[Transition], state: State | None = None) -> State:
+    """Pure: fold ``transitions`` onto ``state`` (or the initial state)."""
+    f = Fold(state)
+    f.apply_all(transitions)
+    return f.peek()

@@ -1,0 +1,152 @@
+"""Tools: plain async functions with typed arguments, a timeout, retries and impact flags.
+
+``@tool`` derives a JSON schema from the signature (via pydantic) and validates arguments
+before the call. The kernel records a tool's start and its result, error or timeout as
+transitions, so a tool whose result is in the ledger never runs again.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from telic.errors import ConfigError, ToolArgumentsInvalid, UnknownTool
+
+__all__ = ["RetryPolicy", "Tool", "ToolRegistry", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries for a failed or timed-out call (only for idempotent tools)."""
+
+    attempts: int = 1
+    """Total attempts, the first included."""
+    backoff_s: float = 0.1
+    """Wait before the second attempt; doubles each time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A callable the kernel may run for an agent."""
+
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+    args_model: type[BaseModel]
+    description: str = ""
+    timeout_s: float = 30.0
+    idempotent: bool = False
+    high_impact: bool = False
+    """High-impact calls need approval before they run."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """JSON schema of the arguments."""
+        return self.args_model.model_json_schema()
+
+    def validate(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Validated arguments (as JSON), or :class:`ToolArgumentsInvalid`."""
+        try:
+            model = self.args_model.model_validate(args, strict=False)
+        except ValidationError as exc:
+            detail = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(args)'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ToolArgumentsInvalid(self.name, detail) from None
+        return model.model_dump(mode="json")
+
+    async def __call__(self, args: dict[str, Any]) -> Any:
+        return await self.fn(**self.args_model.model_validate(args).model_dump())
+
+
+def _args_model(name: str, fn: Callable[..., Any]) -> type[BaseModel]:
+    sig = inspect.signature(fn)
+    hints = inspect.get_annotations(fn, eval_str=True)
+    fields: dict[str, Any] = {}
+    for pname, param in sig.parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ConfigError(f"tool {name!r}: *args and **kwargs are not supported")
+        if pname not in hints:
+            raise ConfigError(f"tool {name!r}: parameter {pname!r} needs a type annotation")
+        default = ... if param.default is param.empty else param.default
+        fields[pname] = (hints[pname], default)
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        f"{name}_args", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return model
+
+
+@overload
+def tool(fn: Callable[..., Awaitable[Any]], /) -> Tool: ...
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    timeout: float = 30.0,
+    idempotent: bool = False,
+    high_impact: bool = False,
+    retry: RetryPolicy | None = None,
+) -> Callable[[Callable[..., Awaitable[Any]]], Tool]: ...
+def tool(
+    fn: Callable[..., Awaitable[Any]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout: float = 30.0,
+    idempotent: bool = False,
+    high_impact: bool = False,
+    retry: RetryPolicy | None = None,
+) -> Tool | Callable[[Callable[..., Awaitable[Any]]], Tool]:
+    """Make an async function a :class:`Tool` (usable bare or with options)."""
+
+    def wrap(f: Callable[..., Awaitable[Any]]) -> Tool:
+        if not inspect.iscoroutinefunction(f):
+            raise ConfigError(f"tool {f.__name__!r} must be an async function")
+        if timeout <= 0:
+            raise ConfigError(f"tool {f.__name__!r}: timeout must be positive")
+        tool_name = name or f.__name__
+        return Tool(
+            name=tool_name,
+            fn=f,
+            args_model=_args_model(tool_name, f),
+            description=inspect.cleandoc(f.__doc__ or ""),
+            timeout_s=timeout,
+            idempotent=idempotent,
+            high_impact=high_impact,
+            retry=retry or RetryPolicy(),
+        )
+
+    return wrap(fn) if fn is not None else wrap
+
+
+class ToolRegistry:
+    """Tools by name."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for t in tools:
+            self.add(t)
+
+    def add(self, t: Tool) -> None:
+        if t.name in self._tools:
+            raise ConfigError(f"two tools are named {t.name!r}")
+        self._tools[t.name] = t
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise UnknownTool(name, sorted(self._tools)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._tools.values())
