@@ -1,0 +1,77 @@
+"""Shared pieces of telic's benchmarks: a figure, medians, and the disk's own fsync rate.
+
+A benchmark group is a module ``bench/groups/<group>.py`` with ``GROUP = "<group>"`` and
+``def collect(repeats: int) -> list[Figure]``. ``bench/run.py`` finds and runs them.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Compare = Literal["<=", ">="]
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    group: str
+    name: str
+    value: float
+    unit: str
+    target: float | None
+    """The target value, or None for a reference figure (e.g. the disk's fsync rate)."""
+    compare: Compare = "<="
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.value <= self.target if self.compare == "<=" else self.value >= self.target
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["met"] = self.met
+        return out
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def median_of(fn: Callable[[], float], repeats: int) -> float:
+    """Median of ``repeats`` calls of ``fn`` (each returns one measurement)."""
+    return median([fn() for _ in range(max(1, repeats))])
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds ``fn`` takes, by ``time.perf_counter``."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def fdatasync_latency_us(samples: int = 300, directory: str | None = None) -> float:
+    """Median latency of write(64 B) + fdatasync on the disk the ledgers use, in µs."""
+    with tempfile.NamedTemporaryFile(dir=directory) as f:
+        fd = f.fileno()
+        lat: list[float] = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            os.write(fd, b"x" * 64)
+            os.fdatasync(fd)
+            lat.append(time.perf_counter() - t0)
+    return median(lat) * 1e6
