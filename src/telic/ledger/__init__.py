@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from telic.errors import UnknownScheme
 from telic.ledger.base import (
@@ -68,9 +68,12 @@ def open_ledger(url: str | os.PathLike[str], **options: Any) -> BaseLedger:
             options.setdefault("synchronous", query.pop("synchronous").lower())
         return SQLiteLedger(rest, **options)
     if scheme in ("postgresql", "postgres"):
-        from telic.ledger.postgres import PostgresLedger  # pyright: ignore
+        from telic.ledger.postgres import PostgresLedger  # an optional extra: import on use
 
-        dsn = urlsplit(text)._replace(scheme="postgresql").geturl()
-        ledger: BaseLedger = PostgresLedger(dsn, **options)  # pyright: ignore
-        return ledger
+        if "schema" in query:
+            options.setdefault("schema", query.pop("schema"))
+        dsn = urlsplit(text.partition("?")[0])._replace(scheme="postgresql").geturl()
+        if query:
+            dsn += "?" + urlencode(query)
+        return PostgresLedger(dsn, **options)
     raise UnknownScheme(text)

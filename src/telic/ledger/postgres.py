@@ -1,0 +1,405 @@
+"""The PostgreSQL backend (``postgresql://user@host:port/db``): a shared ledger for many workers.
+
+The same four tables as the SQLite backend (runs, transitions, snapshots, blobs) plus a
+``telic_meta`` table that marks the schema as a telic ledger. Every append is one transaction
+that locks the run's row (``SELECT ... FOR UPDATE``) and checks its head, so of two concurrent
+writers one commits and the other gets :class:`~telic.errors.SequenceConflict`: never a gap,
+never a duplicate. Durability is PostgreSQL's (``synchronous_commit`` of the server).
+
+``schema`` puts the tables in their own PostgreSQL schema (created if needed), so several
+ledgers (or test cases) can share one database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Final, TypeVar
+
+from telic.errors import (
+    ChainBroken,
+    LedgerError,
+    LedgerUnavailable,
+    MissingExtra,
+    NotALedger,
+    RunExists,
+    SequenceConflict,
+)
+from telic.ledger.base import BaseLedger, Row, RunInfo
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingExtra("psycopg", "postgres") from exc
+
+__all__ = ["PostgresLedger"]
+
+FORMAT: Final = "telic-ledger"
+FORMAT_VERSION: Final = "1"
+_TABLES: Final = ("runs", "transitions", "snapshots", "blobs")
+# Any constant works: it only has to be the same in every telic process creating tables.
+_SCHEMA_LOCK: Final = 0x7E11C
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS telic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        rid BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        parent TEXT,
+        fork_seq BIGINT NOT NULL,
+        head BIGINT NOT NULL,
+        head_hash BYTEA NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS transitions (
+        rid BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        tick BIGINT NOT NULL,
+        agent TEXT,
+        kind TEXT NOT NULL,
+        causes BIGINT[],
+        ts BIGINT NOT NULL,
+        v INTEGER NOT NULL,
+        payload BYTEA NOT NULL,
+        hash BYTEA NOT NULL,
+        PRIMARY KEY (rid, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS snapshots (
+        rid BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        state BYTEA NOT NULL,
+        state_hash TEXT NOT NULL,
+        chain BYTEA NOT NULL,
+        PRIMARY KEY (rid, seq)
+    )""",
+    "CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BYTEA NOT NULL)",
+)
+
+_RUN_COLUMNS: Final = "rid, id, parent, fork_seq, head, head_hash"
+_PAGE: Final = 8192
+
+T = TypeVar("T")
+
+
+def _describe(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparseable DSN)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    host = parts.get("host") or "localhost"
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{host}{port}/{parts.get('dbname') or ''}"
+
+
+class PostgresLedger(BaseLedger):
+    """A ledger in a PostgreSQL database (one connection, used under a lock)."""
+
+    def __init__(self, dsn: str, *, schema: str | None = None, **options: int) -> None:
+        super().__init__(**options)
+        self.dsn = dsn
+        self.schema = schema
+        self.url = _describe(dsn) + (f"?schema={schema}" if schema else "")
+        self._where = self.url
+        self._rids: dict[str, int] = {}
+        self._db_lock = threading.RLock()
+        self._db = self._connect()
+
+    # -- connection and schema -----------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        try:
+            db = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise LedgerUnavailable(self._where, _first_line(exc)) from None
+        try:
+            self._prepare(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _prepare(self, db: psycopg.Connection[tuple[Any, ...]]) -> None:
+        try:
+            with db.transaction():
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                if self.schema is not None:
+                    db.execute(
+                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                            sql.Identifier(self.schema)
+                        )
+                    )
+                    db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+                tables = {
+                    r[0]
+                    for r in db.execute(
+                        "SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = current_schema()"
+                    )
+                }
+                ours = tables.intersection(_TABLES)
+                if ours and "telic_meta" not in tables:
+                    raise NotALedger(
+                        self._where,
+                        f"it has tables named {', '.join(sorted(ours))} but no telic_meta table",
+                    )
+                if "telic_meta" not in tables:
+                    for statement in _SCHEMA:
+                        db.execute(statement)
+                    db.execute(
+                        "INSERT INTO telic_meta VALUES (%s, %s), (%s, %s) ON CONFLICT DO NOTHING",
+                        ("format", FORMAT, "version", FORMAT_VERSION),
+                    )
+                meta: dict[str, str] = dict(
+                    db.execute("SELECT key, value FROM telic_meta").fetchall()
+                )
+        except psycopg.OperationalError as exc:
+            raise LedgerUnavailable(self._where, _first_line(exc)) from None
+        except psycopg.Error as exc:
+            raise NotALedger(self._where, _first_line(exc)) from None
+        if meta.get("format") != FORMAT:
+            raise NotALedger(self._where, "its telic_meta table has no telic format marker")
+        if meta.get("version") != FORMAT_VERSION:
+            raise NotALedger(
+                self._where, f"format version {meta.get('version')!r} is not supported"
+            )
+        bad = db.execute(
+            "SELECT r.id, r.head FROM runs r LEFT JOIN transitions t ON t.rid = r.rid AND "
+            "t.seq = r.head WHERE r.head > r.fork_seq AND "
+            "(t.hash IS NULL OR t.hash <> r.head_hash) LIMIT 1"
+        ).fetchone()
+        if bad is not None:
+            raise ChainBroken(
+                bad[0], bad[1], "the run's head does not match its last stored transition"
+            )
+
+    def close(self) -> None:
+        super().close()
+        self._db.close()
+
+    def _call(self, what: str, fn: Callable[[psycopg.Connection[tuple[Any, ...]]], T]) -> T:
+        """Run ``fn`` on the connection, mapping psycopg's errors onto telic's."""
+        with self._db_lock:
+            try:
+                return fn(self._db)
+            except psycopg.OperationalError as exc:
+                raise LedgerUnavailable(self._where, f"{what}: {_first_line(exc)}") from None
+            except psycopg.InterfaceError as exc:
+                raise LedgerUnavailable(self._where, f"{what}: {_first_line(exc)}") from None
+            except psycopg.Error as exc:
+                raise LedgerError(f"{what} failed: {_first_line(exc)}") from None
+
+    # -- primitives ----------------------------------------------------------------------
+
+    def _rid(self, run_id: str) -> int:
+        rid = self._rids.get(run_id)
+        if rid is None:
+            row = self._call(
+                "looking up a run",
+                lambda db: db.execute("SELECT rid FROM runs WHERE id = %s", (run_id,)).fetchone(),
+            )
+            if row is None:
+                raise LedgerError(f"run {run_id!r} vanished")
+            rid = self._rids[run_id] = int(row[0])
+        return rid
+
+    @staticmethod
+    def _info(row: tuple[Any, ...]) -> RunInfo:
+        rid, run_id, parent, fork_seq, head, head_hash = row
+        return RunInfo(run_id, parent, fork_seq, head, bytes(head_hash), rid)
+
+    def _insert_run(
+        self, run_id: str, parent: str | None, fork_seq: int, head_hash: bytes
+    ) -> RunInfo:
+        def insert(db: psycopg.Connection[tuple[Any, ...]]) -> int | None:
+            try:
+                row = db.execute(
+                    "INSERT INTO runs (id, parent, fork_seq, head, head_hash) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING rid",
+                    (run_id, parent, fork_seq, fork_seq, head_hash),
+                ).fetchone()
+            except pg_errors.UniqueViolation:
+                return None
+            return None if row is None else int(row[0])
+
+        rid = self._call(f"creating run {run_id!r}", insert)
+        if rid is None:
+            raise RunExists(run_id)
+        self._rids[run_id] = rid
+        return RunInfo(run_id, parent, fork_seq, fork_seq, head_hash, rid)
+
+    def _load_run(self, run_id: str) -> RunInfo | None:
+        row = self._call(
+            "reading a run",
+            lambda db: db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = %s",
+                (run_id,),
+            ).fetchone(),
+        )
+        return None if row is None else self._info(row)
+
+    def _list_runs(self) -> list[RunInfo]:
+        rows = self._call(
+            "listing runs",
+            lambda db: db.execute(f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY rid").fetchall(),
+        )
+        return [self._info(r) for r in rows]
+
+    def _write(
+        self,
+        run_id: str,
+        expected_head: int,
+        rows: list[Row],
+        snapshots: list[tuple[int, bytes, str, bytes]],
+        blobs: list[tuple[str, bytes]],
+    ) -> None:
+        rid = self._rid(run_id)
+
+        def write(db: psycopg.Connection[tuple[Any, ...]]) -> int | None:
+            """The run's head if another writer moved it, else None once committed."""
+            try:
+                with db.transaction():
+                    locked = db.execute(
+                        "SELECT head FROM runs WHERE rid = %s FOR UPDATE", (rid,)
+                    ).fetchone()
+                    assert locked is not None
+                    head = int(locked[0])
+                    if head != expected_head:
+                        return head
+                    with db.cursor() as cur:
+                        if blobs:
+                            cur.executemany(
+                                "INSERT INTO blobs VALUES (%s, %s) ON CONFLICT DO NOTHING", blobs
+                            )
+                        with cur.copy(
+                            "COPY transitions (rid, seq, tick, agent, kind, causes, ts, v, "
+                            "payload, hash) FROM STDIN"
+                        ) as copy:
+                            for r in rows:
+                                copy.write_row(
+                                    (
+                                        rid,
+                                        r.seq,
+                                        r.tick,
+                                        r.agent,
+                                        r.kind,
+                                        list(r.causes) if r.causes else None,
+                                        r.ts,
+                                        r.v,
+                                        r.payload,
+                                        r.hash,
+                                    )
+                                )
+                        if snapshots:
+                            cur.executemany(
+                                "INSERT INTO snapshots VALUES (%s, %s, %s, %s, %s) "
+                                "ON CONFLICT (rid, seq) DO UPDATE SET state = EXCLUDED.state, "
+                                "state_hash = EXCLUDED.state_hash, chain = EXCLUDED.chain",
+                                [(rid, s, state, h, chain) for s, state, h, chain in snapshots],
+                            )
+                        last = rows[-1]
+                        cur.execute(
+                            "UPDATE runs SET head = %s, head_hash = %s WHERE rid = %s",
+                            (last.seq, last.hash, rid),
+                        )
+            except pg_errors.UniqueViolation:
+                # Rows for these sequence numbers exist beyond the recorded head: someone
+                # else's write, or damage; either way nothing of ours was written.
+                return -1
+            return None
+
+        moved = self._call(f"append to run {run_id!r}", write)
+        if moved is not None:
+            actual = self.run(run_id).head if moved < 0 else moved
+            raise SequenceConflict(run_id, expected_head + 1, actual + 1)
+
+    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[Row]:
+        rid = self._rid(run_id)
+        start = lo
+        while start <= hi:
+            page: list[tuple[Any, ...]] = self._call(
+                f"reading run {run_id!r}",
+                lambda db, start=start: db.execute(
+                    "SELECT seq, tick, agent, kind, causes, ts, v, payload, hash FROM transitions "
+                    "WHERE rid = %s AND seq >= %s AND seq <= %s ORDER BY seq LIMIT %s",
+                    (rid, start, hi, _PAGE),
+                ).fetchall(),
+            )
+            for seq, tick, agent, kind, causes, ts, v, payload, h in page:
+                yield Row(
+                    seq,
+                    tick,
+                    agent,
+                    kind,
+                    tuple(causes) if causes else (),
+                    ts,
+                    v,
+                    bytes(payload),
+                    bytes(h),
+                )
+            if len(page) < _PAGE:
+                return
+            start = int(page[-1][0]) + 1
+
+    def _row_hash(self, run_id: str, seq: int) -> bytes | None:
+        rid = self._rid(run_id)
+        row = self._call(
+            f"reading run {run_id!r}",
+            lambda db: db.execute(
+                "SELECT hash FROM transitions WHERE rid = %s AND seq = %s", (rid, seq)
+            ).fetchone(),
+        )
+        return None if row is None else bytes(row[0])
+
+    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> tuple[int, bytes] | None:
+        rid = self._rid(run_id)
+        row = self._call(
+            f"reading run {run_id!r}",
+            lambda db: db.execute(
+                "SELECT seq, state FROM snapshots WHERE rid = %s AND seq >= %s AND seq <= %s "
+                "ORDER BY seq DESC LIMIT 1",
+                (rid, lo, hi),
+            ).fetchone(),
+        )
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def _list_snapshot_hashes(self, run_id: str, lo: int, hi: int) -> dict[int, str]:
+        rid = self._rid(run_id)
+        rows = self._call(
+            f"reading run {run_id!r}",
+            lambda db: db.execute(
+                "SELECT seq, state_hash FROM snapshots WHERE rid = %s AND seq >= %s AND seq <= %s",
+                (rid, lo, hi),
+            ).fetchall(),
+        )
+        return {int(s): str(h) for s, h in rows}
+
+    def _get_blob(self, blob_id: str) -> bytes | None:
+        row = self._call(
+            "reading a blob",
+            lambda db: db.execute("SELECT data FROM blobs WHERE id = %s", (blob_id,)).fetchone(),
+        )
+        return None if row is None else bytes(row[0])
+
+    # -- damage, for the shared test suite -----------------------------------------------
+
+    def execute(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run raw SQL (``%s`` placeholders): for tamper tests and diagnostics only."""
+        self._heads.clear()
+
+        def run(db: psycopg.Connection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+            cur = db.execute(query, params)  # pyright: ignore[reportArgumentType]
+            return cur.fetchall() if cur.description is not None else []
+
+        return self._call("raw SQL", run)
+
+    def rid(self, run_id: str) -> int:
+        return self._rid(run_id)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
