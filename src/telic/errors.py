@@ -46,6 +46,11 @@ Each error's message says what was wrong and what to do about it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from telic.kinds import ModelCalled
+
 
 class TelicError(Exception):
     """Base class of every error telic raises."""
@@ -306,9 +311,16 @@ class ProviderError(MindError):
 
 
 class MalformedOutput(MindError):
-    def __init__(self, detail: str) -> None:
+    """The reply is not a valid proposal even after the repair attempts.
+
+    ``calls`` holds the model calls made (one per attempt, each with its ``error``), so the
+    kernel can record them before recording the rejection.
+    """
+
+    def __init__(self, detail: str, calls: tuple[ModelCalled, ...] = ()) -> None:
         super().__init__(f"model output is not a valid proposal: {detail}")
         self.detail = detail
+        self.calls = calls
 
 
 # -- supervision -------------------------------------------------------------------------
