@@ -45,6 +45,7 @@ def initial_state() -> State:
         "reason": None,
         "seq": 0,
         "tick": 0,
+        "tick_open": False,
         "progress": 0.0,
         "booted_ts": None,
         "forked_from": None,
@@ -142,11 +143,13 @@ def _run_forked(s: State, t: Transition) -> None:
 
 def _tick_started(s: State, t: Transition) -> None:
     s["tick"] = t.data["tick"]
+    s["tick_open"] = True
     s["spent"]["ticks"] += 1
 
 
 def _tick_completed(s: State, t: Transition) -> None:
     p = t.data
+    s["tick_open"] = False
     if p["progress"] > s["progress"]:
         s["progress_tick"] = p["tick"]
     s["progress"] = p["progress"]
@@ -226,6 +229,8 @@ def _approval_requested(s: State, t: Transition) -> None:
 
 def _approval_settled(s: State, t: Transition) -> None:
     s["pending_approvals"].pop(str(t.data["proposal"]), None)
+    if s["status"] == "paused" and not s["pending_approvals"]:
+        s["status"] = "running"
 
 
 def _hallucination(s: State, t: Transition) -> None:

@@ -1,0 +1,262 @@
+"""The kernel: boots, resumes and forks runs; a :class:`~telic.kernel.run.Run` ticks them.
+
+Layout: ``config`` (what a run is made of), ``process`` (one agent = one supervised task),
+``batch`` (numbered group commits), ``tick`` (the order of one tick), ``run`` (a live run).
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from telic.clock import Clock, SystemClock
+from telic.errors import ChainBroken, RunNotResumable
+from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
+from telic.kernel.run import Run, RunResult
+from telic.kinds import (
+    AgentRecord,
+    AgentSpawned,
+    AgentTerminated,
+    RunBooted,
+    RunForked,
+    RunResumed,
+    TickCompleted,
+    ToolCompleted,
+    ToolFailed,
+    ToolStarted,
+    ToolTimeout,
+    ToolUnknownOutcome,
+)
+from telic.ledger.base import BaseLedger
+from telic.transition import Transition, draft
+
+__all__ = [
+    "AgentSpec",
+    "Approver",
+    "Artifact",
+    "Budget",
+    "Kernel",
+    "Run",
+    "RunConfig",
+    "RunResult",
+    "new_run_id",
+]
+
+
+def new_run_id() -> str:
+    """A fresh run id (random: the id is where a run lives, not part of its hashed content)."""
+    return "r-" + secrets.token_hex(6)
+
+
+class Kernel:
+    """Drives runs against one ledger.
+
+    ``publish`` receives every committed batch (wire it to ``EventKernel.publish``).
+    """
+
+    def __init__(
+        self,
+        ledger: BaseLedger,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        publish: Callable[[Sequence[Transition]], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.publish = publish
+
+    async def boot(self, config: RunConfig, *, run_id: str | None = None) -> Run:
+        """Start a run: ``run.booted``, then each agent spawned under the root supervisor."""
+        config.validate()
+        rid = run_id or new_run_id()
+        self.ledger.create_run(rid)
+        run = Run(self.ledger, rid, config, self.clock, self.publish)
+        batch = run.batch()
+        batch.add(
+            RunBooted(
+                goal=config.goal,
+                agents=tuple(
+                    AgentRecord(
+                        name=a.name,
+                        role=a.role,
+                        tools=a.tools,
+                        restart=a.restart,
+                        priority=a.priority,
+                    )
+                    for a in config.agents
+                ),
+                budget=config.budget.limits(),
+                currency=config.budget.currency,
+                policy=config.policy.describe(),
+                return_condition=config.return_description,
+                seed=config.seed,
+                config=dict(config.record),
+            ),
+            tick=0,
+        )
+        await run.supervisor.start()
+        for spec in config.agents:
+            batch.add(
+                AgentSpawned(agent=spec.name, role=spec.role, tools=spec.tools),
+                tick=0,
+                agent=spec.name,
+                causes=(1,),
+            )
+            await run.start_agent(spec)
+        run.commit(batch)
+        return run
+
+    async def run(
+        self, config: RunConfig, *, max_ticks: int | None = None, run_id: str | None = None
+    ) -> RunResult:
+        """Boot and drive a run to its end."""
+        run = await self.boot(config, run_id=run_id)
+        return await run.until_done(max_ticks)
+
+    def fork(self, run_id: str, at: int, *, new_id: str | None = None) -> str:
+        """Fork ``run_id`` after sequence ``at`` (copy-on-write) and record ``run.forked``."""
+        rid = new_id or new_run_id()
+        info = self.ledger.fork(run_id, at, rid)
+        tick = self.ledger.state_at(rid, at)["tick"] if at else 0
+        self.ledger.append(
+            rid,
+            [draft(RunForked(parent=run_id, at=at), ts=self.clock.now_us(), tick=tick)],
+            expected=info.head + 1,
+        )
+        return rid
+
+    async def resume(self, run_id: str, config: RunConfig, *, reason: str = "resumed") -> Run:
+        """Continue a run after a crash, a stop or a fork, rebuilding everything from the ledger.
+
+        A tool that started with no recorded result is run again only if it is idempotent;
+        otherwise its outcome is recorded as unknown. An interrupted tick is closed as invalid.
+        """
+        report = self.ledger.verify(run_id)
+        if not report.ok:
+            raise ChainBroken(run_id, report.first_bad or 0, report.reason or "verification failed")
+        state = self.ledger.state_at(run_id)
+        if state["status"] == "new":
+            raise RunNotResumable(run_id, "it has no run.booted transition")
+        if state["status"] in ("completed", "failed", "stopped"):
+            raise RunNotResumable(
+                run_id, f"it has ended ({state['status']}: {state['reason']}); fork it to continue"
+            )
+        config.validate()
+        run = Run(self.ledger, run_id, config, self.clock, self.publish)
+        tick = int(state["tick"])
+        batch = run.batch()
+        batch.add(RunResumed(reason=reason, head=int(state["seq"])), tick=tick)
+        await run.supervisor.start()
+        tools = run.tools
+        for call_id, p in sorted(state["pending_tools"].items(), key=lambda kv: kv[1]["seq"]):
+            if p["idempotent"] and p["tool"] in tools:
+                tool = tools.get(p["tool"])
+                again = batch.add(
+                    ToolStarted(
+                        call_id=call_id,
+                        agent=p["agent"],
+                        tool=p["tool"],
+                        args=p["args"],
+                        idempotent=True,
+                        attempt=p["attempt"] + 1,
+                    ),
+                    tick=tick,
+                    agent=p["agent"],
+                    causes=(p["seq"],),
+                )
+                run.commit(batch)
+                outcome = await _run_tool_once(tool, p["args"])
+                if outcome[0] == "completed":
+                    batch.add(
+                        ToolCompleted(
+                            call_id=call_id, agent=p["agent"], tool=p["tool"], result=outcome[1]
+                        ),
+                        tick=tick,
+                        agent=p["agent"],
+                        causes=(again,),
+                    )
+                elif outcome[0] == "timeout":
+                    batch.add(
+                        ToolTimeout(
+                            call_id=call_id,
+                            agent=p["agent"],
+                            tool=p["tool"],
+                            timeout_s=tool.timeout_s,
+                        ),
+                        tick=tick,
+                        agent=p["agent"],
+                        causes=(again,),
+                    )
+                else:
+                    batch.add(
+                        ToolFailed(
+                            call_id=call_id,
+                            agent=p["agent"],
+                            tool=p["tool"],
+                            error=outcome[1],
+                            message=outcome[2],
+                        ),
+                        tick=tick,
+                        agent=p["agent"],
+                        causes=(again,),
+                    )
+            else:
+                batch.add(
+                    ToolUnknownOutcome(call_id=call_id, agent=p["agent"], tool=p["tool"]),
+                    tick=tick,
+                    agent=p["agent"],
+                    causes=(p["seq"],),
+                )
+        if state["tick_open"]:
+            batch.add(
+                TickCompleted(
+                    tick=tick,
+                    progress=state["progress"],
+                    delta=0.0,
+                    valid=False,
+                    state_hash=run.fold.hash(),
+                ),
+                tick=tick,
+            )
+        specs = {a.name: a for a in config.agents}
+        for name, a in state["agents"].items():
+            if a["status"] != "running":
+                continue
+            if name in specs:
+                await run.start_agent(specs[name])
+            elif a["temporary"] and a["parent"] in specs:
+                explorer = AgentSpec(
+                    name=name,
+                    role=a["role"],
+                    mind=config.explorer(a["question"] or "", specs[a["parent"]]),
+                    tools=tuple(a["tools"]),
+                    restart="temporary",
+                )
+                await run.start_agent(explorer)
+            else:
+                batch.add(
+                    AgentTerminated(agent=name, reason="no spec for it on resume"),
+                    tick=tick,
+                    agent=name,
+                )
+        run.commit(batch)
+        return run
+
+
+async def _run_tool_once(tool: Any, args: dict[str, Any]) -> tuple[str, Any, str]:
+    import asyncio
+
+    try:
+        result = await asyncio.wait_for(tool(args), tool.timeout_s)
+    except TimeoutError:
+        return ("timeout", None, "")
+    except Exception as exc:
+        return ("failed", type(exc).__name__, str(exc))
+    return ("completed", result, "")
+
+
+_ = Budget, Artifact

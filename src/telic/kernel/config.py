@@ -1,0 +1,128 @@
+"""What a run is made of: agents, budget, tools, policy, and the run's own functions."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from telic.errors import ConfigError
+from telic.minds.base import Mind
+from telic.policy import Policy
+from telic.reducer import State
+from telic.tools import Tool, ToolRegistry
+
+__all__ = ["AgentSpec", "Approver", "Artifact", "Budget", "RunConfig"]
+
+RestartType = Literal["permanent", "transient", "temporary"]
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One agent: a name, a role, a mind, the tools its role may call."""
+
+    name: str
+    role: str
+    mind: Mind
+    tools: tuple[str, ...] = ()
+    restart: RestartType = "permanent"
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Limits per dimension; None means unlimited. Spending is never rolled back."""
+
+    tokens: float | None = None
+    cost: float | None = None
+    tool_calls: float | None = None
+    ticks: float | None = None
+    wall_s: float | None = None
+    currency: str = "USD"
+
+    def limits(self) -> dict[str, float]:
+        out = {
+            "tokens": self.tokens,
+            "cost": self.cost,
+            "tool_calls": self.tool_calls,
+            "ticks": self.ticks,
+            "wall_s": self.wall_s,
+        }
+        for k, v in out.items():
+            if v is not None and v < 0:
+                raise ConfigError(f"budget {k} must not be negative, got {v}")
+        return {k: float(v) for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    name: str
+    media_type: str
+    content: Any
+
+
+Approver = Callable[[str, str, Mapping[str, Any]], Awaitable[bool | None]]
+"""``(agent, tool, args) -> True (approve) | False (deny) | None (no answer: deny)``."""
+
+
+def _all_finished(state: State) -> bool:
+    agents: dict[str, Any] = state["agents"]
+    permanent = [a for a in agents.values() if not a["temporary"]]
+    return bool(permanent) and all(a["status"] == "terminated" for a in permanent)
+
+
+def _share_finished(state: State) -> float:
+    agents: dict[str, Any] = state["agents"]
+    permanent = [a for a in agents.values() if not a["temporary"]]
+    if not permanent:
+        return 0.0
+    return sum(a["status"] == "terminated" for a in permanent) / len(permanent)
+
+
+def _explorer_unavailable(question: str, parent: AgentSpec) -> Mind:
+    raise ConfigError(
+        f"{parent.name!r} asked to explore {question!r} but the run has no explorer factory; "
+        "pass RunConfig(explorer=...)"
+    )
+
+
+@dataclass
+class RunConfig:
+    """Everything :meth:`Kernel.boot` needs. Functions must be deterministic in the state."""
+
+    goal: str
+    agents: Sequence[AgentSpec]
+    tools: Sequence[Tool] = ()
+    budget: Budget = field(default_factory=Budget)
+    policy: Policy = field(default_factory=Policy)
+    return_condition: Callable[[State], bool] = _all_finished
+    """When it holds after a tick, the run produces its artifacts and completes."""
+    return_description: str = "every permanent agent finished"
+    progress: Callable[[State], float] = _share_finished
+    """Progress toward the goal in [0, 1], measured after each tick."""
+    artifacts: Callable[[State], Sequence[Artifact]] = lambda _s: ()
+    explorer: Callable[[str, AgentSpec], Mind] = _explorer_unavailable
+    """Makes the mind of an explorer for ``(question, parent agent)``."""
+    approver: Approver | None = None
+    strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
+    intensity: int = 3
+    period_s: float = 5.0
+    seed: int | None = None
+    record: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    """Extra configuration to put on record in ``run.booted``."""
+
+    def registry(self) -> ToolRegistry:
+        return ToolRegistry(self.tools)
+
+    def validate(self) -> None:
+        names = [a.name for a in self.agents]
+        if not names:
+            raise ConfigError("a run needs at least one agent")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"agent names must be unique: {names}")
+        registry = self.registry()
+        for a in self.agents:
+            for t in a.tools:
+                if t not in registry:
+                    raise ConfigError(f"agent {a.name!r} lists tool {t!r}, which is not registered")
+        self.budget.limits()

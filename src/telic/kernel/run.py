@@ -1,0 +1,421 @@
+"""A live run: its agent processes under a supervisor, its working state, its commits."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from telic.clock import Clock
+from telic.errors import ConfigError, SupervisionError
+from telic.kernel.batch import Batch
+from telic.kernel.config import AgentSpec, RunConfig
+from telic.kernel.process import AgentProcess
+from telic.kinds import (
+    AgentFailed,
+    AgentRestarted,
+    AgentSpawned,
+    AgentTerminated,
+    ArtifactRecorded,
+    BudgetExhausted,
+    BudgetWarning,
+    LoopDetected,
+    ObservationRecorded,
+    Payload,
+    RunCompleted,
+    RunFailed,
+    RunStopped,
+    StateRestored,
+    SupervisorEscalated,
+)
+from telic.ledger.base import BaseLedger
+from telic.minds.base import ToolInfo, View
+from telic.reducer import Fold, State
+from telic.supervision import ChildSpec, Supervisor
+from telic.tools import ToolRegistry
+from telic.transition import Transition
+
+__all__ = ["Run", "RunResult"]
+
+_FAILURE_KINDS = frozenset(
+    {"agent.failed", "tool.failed", "tool.timeout", "tool.unknown", "hallucination.detected"}
+)
+_DONE = frozenset({"completed", "failed", "stopped"})
+
+
+class RunResult:
+    """How a run ended."""
+
+    def __init__(self, run_id: str, state: State, head: int, head_hash: str) -> None:
+        self.run_id = run_id
+        self.state = state
+        self.status: str = state["status"]
+        self.reason: str | None = state["reason"]
+        self.transitions = head
+        self.head_hash = head_hash
+
+    def __repr__(self) -> str:
+        return f"RunResult(run_id={self.run_id!r}, status={self.status!r}, transitions={self.transitions})"
+
+
+class Run:
+    """A run the kernel is driving. Use :meth:`until_done` (or :meth:`step`) then :meth:`close`."""
+
+    def __init__(
+        self, ledger: BaseLedger, run_id: str, config: RunConfig, clock: Clock, publish: Any
+    ) -> None:
+        self.ledger = ledger
+        self.id = run_id
+        self.config = config
+        self.clock = clock
+        self.tools: ToolRegistry = config.registry()
+        self._publish = publish
+        self.fold = Fold(ledger.state_at(run_id))
+        self._specs: dict[str, AgentSpec] = {a.name: a for a in config.agents}
+        self._order: list[str] = [a.name for a in config.agents]
+        self._procs: dict[str, AgentProcess] = {}
+        self._sup_events: list[Payload] = []
+        self._sup_waiters: dict[str, asyncio.Event] = {}
+        self._escalated: SupervisorEscalated | None = None
+        self._tick_failures: set[int] = set()
+        self.supervisor = Supervisor(
+            "root",
+            [],
+            strategy=config.strategy,
+            intensity=config.intensity,
+            period=config.period_s,
+            clock=clock,
+            on_event=self._on_supervisor_event,
+        )
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The working state (live: read, never change)."""
+        return self.fold.peek()
+
+    @property
+    def done(self) -> bool:
+        return self.state["status"] in _DONE
+
+    def batch(self) -> Batch:
+        return Batch(self.ledger, self.id, self.fold, self.clock.now_us)
+
+    def commit(self, batch: Batch) -> list[Transition]:
+        try:
+            committed = batch.commit()
+        except BaseException:
+            self.fold = Fold(self.ledger.state_at(self.id))
+            raise
+        for t in committed:
+            if t.kind in _FAILURE_KINDS:
+                self._tick_failures.add(t.tick)
+        if committed and self._publish is not None:
+            self._publish(committed)
+        return committed
+
+    def lookup(self, seq: int) -> Transition | None:
+        if not 1 <= seq <= self.ledger.run(self.id).head:
+            return None
+        return self.ledger.get(self.id, seq)
+
+    def tick_had_failures(self, tick: int) -> bool:
+        return tick in self._tick_failures
+
+    # -- agents --------------------------------------------------------------------------
+
+    def live_agents(self) -> list[str]:
+        agents: Mapping[str, Any] = self.state["agents"]
+        return [
+            n
+            for n in self._order
+            if n in agents and agents[n]["status"] == "running" and n in self._procs
+        ]
+
+    def role(self, name: str) -> str:
+        return str(self.state["agents"][name]["role"])
+
+    def allowed_tools(self, name: str) -> frozenset[str]:
+        return frozenset(self.state["agents"][name]["tools"])
+
+    def is_explorer(self, name: str) -> bool:
+        return bool(self.state["agents"].get(name, {}).get("temporary"))
+
+    def next_explorer_name(self) -> str:
+        used = sum(1 for a in self.state["agents"].values() if a["temporary"])
+        return f"explorer-{used + 1}"
+
+    def process(self, name: str) -> AgentProcess:
+        return self._procs[name]
+
+    def view(self, name: str, tick: int, state: State) -> View:
+        a = state["agents"][name]
+        tools = [self.tools.get(t) for t in a["tools"] if t in self.tools]
+        return View(
+            agent=name,
+            role=a["role"],
+            tick=tick,
+            goal=state["goal"],
+            state=state,
+            tools=[ToolInfo(t.name, t.description, t.schema, t.high_impact) for t in tools],
+            question=a["question"],
+        )
+
+    async def start_agent(self, spec: AgentSpec) -> None:
+        proc = AgentProcess(spec.name, spec.mind, mind_timeout_s=self.config.policy.mind_timeout_s)
+        self._procs[spec.name] = proc
+        self._specs[spec.name] = spec
+        if spec.name not in self._order:
+            self._order.append(spec.name)
+        await self.supervisor.start_child(
+            ChildSpec(id=spec.name, start=proc.body, restart=spec.restart, shutdown=1.0)
+        )
+
+    async def spawn_explorer(
+        self, batch: Batch, tick: int, name: str, question: str, parent: str, cause: int
+    ) -> None:
+        parent_spec = self._specs[parent]
+        mind = self.config.explorer(question, parent_spec)
+        spec = AgentSpec(
+            name=name, role="explorer", mind=mind, tools=parent_spec.tools, restart="temporary"
+        )
+        batch.add(
+            AgentSpawned(
+                agent=name,
+                role="explorer",
+                supervisor="root",
+                temporary=True,
+                parent=parent,
+                question=question,
+                tools=spec.tools,
+            ),
+            tick=tick,
+            agent=name,
+            causes=(cause,),
+        )
+        await self.start_agent(spec)
+
+    async def finish_agent(
+        self, batch: Batch, tick: int, name: str, result: Any, cause: int
+    ) -> None:
+        if self.is_explorer(name):
+            parent = self.state["agents"][name]["parent"]
+            if parent is not None:
+                batch.add(
+                    ObservationRecorded(agent=parent, source=f"explorer:{name}", content=result),
+                    tick=tick,
+                    agent=parent,
+                    causes=(cause,),
+                )
+        batch.add(
+            AgentTerminated(agent=name, reason="normal"), tick=tick, agent=name, causes=(cause,)
+        )
+        self._expect(name, reason="normal")
+        await self.supervisor.terminate_child(name)
+        self._procs.pop(name, None)
+
+    # -- supervision ---------------------------------------------------------------------
+
+    def _expect(self, name: str, reason: str) -> None:
+        """The kernel itself ends this child: the supervisor's report of it is redundant."""
+        self._ignore = getattr(self, "_ignore", set())
+        self._ignore.add(name)
+
+    def _on_supervisor_event(self, payload: Payload) -> None:
+        agent = getattr(payload, "agent", None)
+        if isinstance(payload, AgentTerminated) and agent in getattr(self, "_ignore", set()):
+            self._ignore.discard(agent)
+            return
+        if isinstance(payload, SupervisorEscalated):
+            self._escalated = payload
+        self._sup_events.append(payload)
+        if agent is not None and isinstance(payload, (AgentRestarted, AgentTerminated)):
+            waiter = self._sup_waiters.get(agent)
+            if waiter is not None:
+                waiter.set()
+
+    async def settle_crashes(self, batch: Batch, tick: int) -> None:
+        """Wait until the supervisor has reacted to every crash, then record its reports.
+
+        Reports are recorded grouped by agent in agent order, so that timing does not change
+        the ledger.
+        """
+        crashed = [n for n, p in self._procs.items() if self._has_crashed(n, p)]
+        for name in crashed:
+            waiter = self._sup_waiters.setdefault(name, asyncio.Event())
+            for _ in range(100):
+                if waiter.is_set() or self._escalated is not None:
+                    break
+                await asyncio.sleep(0)
+            self._sup_waiters.pop(name, None)
+        await asyncio.sleep(0)
+        self.flush_supervisor(batch, tick)
+
+    def _has_crashed(self, name: str, proc: AgentProcess) -> bool:
+        return any(
+            getattr(e, "agent", None) == name for e in self._sup_events
+        ) or self.supervisor.crashed(name)
+
+    def flush_supervisor(self, batch: Batch, tick: int) -> None:
+        events, self._sup_events = self._sup_events, []
+        rank = {n: i for i, n in enumerate(self._order)}
+        events.sort(key=lambda e: rank.get(getattr(e, "agent", ""), len(rank)))
+        for e in events:
+            agent = getattr(e, "agent", None)
+            batch.add(e, tick=tick, agent=agent)
+
+    async def kill_and_restore(self, batch: Batch, tick: int, agents: list[str]) -> None:
+        """Kill hallucinating agents (their supervisor restarts them) and restore the run to
+        its last valid tick: beliefs, plan and memory go back; spending does not."""
+        for name in agents:
+            waiter = self._sup_waiters.setdefault(name, asyncio.Event())
+            await _maybe_await(self.supervisor.kill(name, reason="hallucination"))
+            for _ in range(100):
+                if waiter.is_set():
+                    break
+                await asyncio.sleep(0)
+            self._sup_waiters.pop(name, None)
+        self.flush_supervisor(batch, tick)
+        valid = self.state["valid"]
+        target = int(valid["seq"])
+        past = self.ledger.state_at(self.id, target) if target else self.fold.state()
+        batch.add(
+            StateRestored(
+                target=target,
+                tick=int(valid["tick"]),
+                reason=f"hallucination by {', '.join(agents)}",
+                memory=past["memory"],
+                beliefs=past["beliefs"],
+                plan=past["plan"],
+                progress=past["progress"],
+            ),
+            tick=tick,
+        )
+
+    # -- approvals -----------------------------------------------------------------------
+
+    async def ask_approval(self, agent: str, tool: str, args: Any) -> tuple[bool, str, str]:
+        approver = self.config.approver
+        if approver is None:
+            return False, "kernel", "no approver is configured; no answer means deny"
+        try:
+            answer = await asyncio.wait_for(
+                approver(agent, tool, dict(args)), self.config.policy.approval_timeout_s
+            )
+        except TimeoutError:
+            return (
+                False,
+                "kernel",
+                f"no answer within {self.config.policy.approval_timeout_s:g} s; no answer means deny",
+            )
+        if answer is None:
+            return False, "approver", "no answer means deny"
+        return (True, "approver", "") if answer else (False, "approver", "denied")
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def step(self) -> bool:
+        """Run one tick and its end-of-tick checks; False once the run has ended."""
+        from telic.kernel.tick import run_tick
+
+        if self.done:
+            return False
+        try:
+            await run_tick(self)
+        except SupervisionError as exc:
+            self._escalated = self._escalated or SupervisorEscalated(
+                supervisor="root", restarts=0, period_s=0, reason=str(exc)
+            )
+        batch = self.batch()
+        tick = self.state["tick"]
+        if self._escalated is not None:
+            self.flush_supervisor(batch, tick)
+            batch.add(RunFailed(reason=f"supervisor gave up: {self._escalated.reason}"), tick=tick)
+            self.commit(batch)
+            return False
+        self._end_of_tick(batch, tick)
+        if self.state["status"] == "completed" or self.done:
+            await self._shutdown(batch, tick)
+        self.commit(batch)
+        return not self.done
+
+    def _end_of_tick(self, batch: Batch, tick: int) -> None:
+        s = self.state
+        warn_at = self.config.policy.warn_at
+        exhausted: str | None = None
+        for dim, limit in s["budget"].items():
+            spent = float(s["spent"].get(dim, 0.0))
+            if limit > 0 and spent / limit >= warn_at and dim not in s["warned"]:
+                batch.add(BudgetWarning(dimension=dim, spent=spent, limit=limit), tick=tick)
+            if spent >= limit and dim not in s["exhausted"]:
+                batch.add(BudgetExhausted(dimension=dim, spent=spent, limit=limit), tick=tick)
+                exhausted = exhausted or dim
+        if self.config.return_condition(s):
+            for art in self.config.artifacts(s):
+                batch.add(
+                    ArtifactRecorded(name=art.name, media_type=art.media_type, content=art.content),
+                    tick=tick,
+                )
+            batch.add(
+                RunCompleted(
+                    reason="return condition met", artifacts=tuple(a for a in s["artifacts"])
+                ),
+                tick=tick,
+            )
+            return
+        if exhausted is not None:
+            batch.add(RunStopped(reason=f"budget exhausted: {exhausted}"), tick=tick)
+            return
+        stall = self.config.policy.stall_ticks
+        if stall and tick - s["progress_tick"] >= stall:
+            batch.add(
+                LoopDetected(agent=None, pattern="stall", count=tick - s["progress_tick"]),
+                tick=tick,
+            )
+            batch.add(RunStopped(reason=f"no progress for {stall} ticks"), tick=tick)
+            return
+        if not self.live_agents() and not self._procs:
+            batch.add(RunFailed(reason="no live agents are left"), tick=tick)
+
+    async def _shutdown(self, batch: Batch, tick: int) -> None:
+        for name in reversed(self._order):
+            if name in self._procs:
+                self._expect(name, "shutdown")
+        await self.supervisor.stop()
+        self._sup_events = [e for e in self._sup_events if not isinstance(e, AgentTerminated)]
+        for name in reversed(self._order):
+            if name in self._procs:
+                batch.add(AgentTerminated(agent=name, reason="shutdown"), tick=tick, agent=name)
+        self._procs.clear()
+        self.flush_supervisor(batch, tick)
+
+    async def until_done(self, max_ticks: int | None = None) -> RunResult:
+        """Tick until the run ends (or ``max_ticks`` more ticks), then stop its processes."""
+        try:
+            n = 0
+            while await self.step():
+                n += 1
+                if max_ticks is not None and n >= max_ticks:
+                    break
+        finally:
+            await self.close()
+        return self.result()
+
+    def result(self) -> RunResult:
+        info = self.ledger.run(self.id)
+        return RunResult(self.id, self.fold.state(), info.head, info.head_hash.hex())
+
+    async def close(self) -> None:
+        """Stop every agent process (no orphan tasks)."""
+        await self.supervisor.stop()
+        self._procs.clear()
+
+
+async def _maybe_await(value: Any) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+_ = (AgentFailed, ConfigError)

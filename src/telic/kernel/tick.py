@@ -1,0 +1,465 @@
+"""One tick: ask every live agent, validate in a fixed order, commit, execute, measure.
+
+The order of a tick, every step a transition:
+
+1. ``tick.started``; every live agent's mind is asked concurrently;
+2. in agent order (never arrival order): ``model.called``, ``proposal.made``;
+3. per-proposal checks (schema, allowlist, arguments, budget, loop guard, user checks);
+4. low confidence: ``exploration.spawned`` and an explorer instead of the action;
+5. conflicts between the survivors: ``conflict.detected`` / ``conflict.resolved``;
+6. grounding of claims: ``hallucination.detected`` marks the agent for kill and restore;
+7. approval of high-impact tools (committed first; the run pauses until answered);
+8. ``proposal.accepted`` and the effect (memory, plan, beliefs, message, spawn, finish,
+   ``tool.started``); commit, then run tools concurrently under their timeouts;
+9. results in agent order; supervisor reactions; kill and ``state.restored``;
+10. ``tick.completed`` with progress, then budget, stall and the return condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from telic.errors import MalformedOutput
+from telic.kernel.process import AgentCrash, ToolOutcome
+from telic.kinds import (
+    AgentSpawned,
+    AgentTerminated,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    BeliefUpdated,
+    ConflictDetected,
+    ConflictResolved,
+    ExplorationSpawned,
+    HallucinationDetected,
+    LoopDetected,
+    MemoryUpdated,
+    MessageSent,
+    ModelCalled,
+    ObservationRecorded,
+    PlanUpdated,
+    ProposalAccepted,
+    ProposalMade,
+    ProposalRejected,
+    RunPaused,
+    TickCompleted,
+    TickStarted,
+    ToolCompleted,
+    ToolFailed,
+    ToolStarted,
+    ToolTimeout,
+)
+from telic.policy import Candidate, CheckContext, find_conflicts
+from telic.proposal import Proposal
+
+if TYPE_CHECKING:
+    from telic.kernel.run import Run
+
+__all__ = ["run_tick"]
+
+
+@dataclass(slots=True)
+class _Pending:
+    agent: str
+    role: str
+    order: int
+    proposal: Proposal
+    seq: int
+
+
+async def run_tick(run: Run) -> None:
+    """Advance ``run`` by one tick (see the module docstring)."""
+    tick = run.state["tick"] + 1
+    batch = run.batch()
+    batch.add(TickStarted(tick=tick), tick=tick)
+    invalid = False
+
+    live = run.live_agents()
+    view_state = run.fold.state()  # one copy, shared read-only by this tick's minds
+    futures = [run.process(name).propose(run.view(name, tick, view_state)) for name in live]
+    replies: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
+
+    pending: list[_Pending] = []
+    for order, (name, reply) in enumerate(zip(live, replies, strict=True)):
+        role = run.role(name)
+        if isinstance(reply, AgentCrash):
+            invalid = True  # the supervisor reports the crash; settled below
+            continue
+        if isinstance(reply, MalformedOutput):
+            calls: tuple[ModelCalled, ...] = getattr(reply, "calls", ())
+            for call in calls:
+                batch.add(call, tick=tick, agent=name)
+            batch.add(
+                ProposalRejected(agent=name, check="schema", reason=str(reply)),
+                tick=tick,
+                agent=name,
+            )
+            continue
+        if isinstance(reply, BaseException):
+            raise reply
+        proposal: Proposal = reply
+        for call in proposal.model_calls:
+            batch.add(call, tick=tick, agent=name)
+        seq = batch.add(
+            ProposalMade(
+                agent=name,
+                action=proposal.action,
+                args=proposal.args,
+                confidence=proposal.confidence,
+                reason=proposal.reason,
+                claims=proposal.claims,
+                resource=proposal.claimed_resource(),
+                cost=proposal.cost,
+            ),
+            tick=tick,
+            agent=name,
+        )
+        pending.append(_Pending(name, role, order, proposal, seq))
+    await run.settle_crashes(batch, tick)
+
+    # 3. per-proposal checks, in the fixed order; the first refusal is the verdict.
+    checks = run.config.policy.checks()
+    passed: list[tuple[_Pending, list[str]]] = []
+    for p in pending:
+        ctx = CheckContext(p.agent, p.role, run.allowed_tools(p.agent), run.fold.peek(), run.tools)
+        names: list[str] = []
+        refused = False
+        for check in checks:
+            verdict = check.check(p.proposal, ctx)
+            if not verdict.ok:
+                if check.name == "loop":
+                    batch.add(
+                        LoopDetected(
+                            agent=p.agent,
+                            pattern="repeat",
+                            count=int(verdict.extra.get("count", 0)),
+                            proposal=p.seq,
+                        ),
+                        tick=tick,
+                        agent=p.agent,
+                        causes=(p.seq,),
+                    )
+                batch.add(
+                    ProposalRejected(
+                        agent=p.agent, check=verdict.check, reason=verdict.reason, proposal=p.seq
+                    ),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq,),
+                )
+                refused = True
+                break
+            names.append(check.name)
+        if not refused:
+            passed.append((p, names))
+
+    # 4. exploration instead of low-confidence actions.
+    threshold = run.config.policy.exploration_threshold
+    confident: list[tuple[_Pending, list[str]]] = []
+    for p, names in passed:
+        if (
+            p.proposal.confidence < threshold
+            and p.proposal.action not in ("finish", "spawn")
+            and not run.is_explorer(p.agent)
+        ):
+            question = p.proposal.reason or f"{p.proposal.action} {p.proposal.args}"
+            explorer = run.next_explorer_name()
+            cause = batch.add(
+                ExplorationSpawned(
+                    proposal=p.seq,
+                    agent=p.agent,
+                    explorer=explorer,
+                    question=question,
+                    confidence=p.proposal.confidence,
+                    threshold=threshold,
+                ),
+                tick=tick,
+                agent=p.agent,
+                causes=(p.seq,),
+            )
+            batch.add(
+                ProposalRejected(
+                    agent=p.agent,
+                    check="confidence",
+                    reason=f"confidence {p.proposal.confidence:g} is below {threshold:g}; {explorer} explores it",
+                    proposal=p.seq,
+                ),
+                tick=tick,
+                agent=p.agent,
+                causes=(p.seq,),
+            )
+            await run.spawn_explorer(batch, tick, explorer, question, p.agent, cause)
+            continue
+        confident.append((p, names))
+
+    # 5. conflicts.
+    cands = [Candidate(p.seq, p.agent, p.role, p.order, p.proposal) for p, _ in confident]
+    losers: set[int] = set()
+    for resource, group in find_conflicts(cands).items():
+        detected = batch.add(
+            ConflictDetected(
+                resource=resource,
+                proposals=tuple(c.seq for c in group),
+                agents=tuple(c.agent for c in group),
+            ),
+            tick=tick,
+            causes=tuple(c.seq for c in group),
+        )
+        resolver = run.config.policy.resolver_for(resource)
+        res = resolver.resolve(resource, group, run.fold.peek())
+        lost = tuple(c.seq for c in group if c is not res.winner)
+        batch.add(
+            ConflictResolved(
+                resource=resource,
+                policy=resolver.name,
+                winner=res.winner.seq,
+                losers=lost,
+                why=res.why,
+            ),
+            tick=tick,
+            causes=(detected,),
+        )
+        for c in group:
+            if c is not res.winner:
+                losers.add(c.seq)
+                batch.add(
+                    ProposalRejected(
+                        agent=c.agent,
+                        check="conflict",
+                        reason=f"lost {resource} to {res.winner.agent} ({resolver.name} policy: {res.why})",
+                        proposal=c.seq,
+                    ),
+                    tick=tick,
+                    agent=c.agent,
+                    causes=(c.seq, detected),
+                )
+
+    # 6. grounding.
+    verifier = run.config.policy.verifier
+    grounded: list[tuple[_Pending, list[str]]] = []
+    hallucinated: list[str] = []
+    for p, names in confident:
+        if p.seq in losers:
+            continue
+        names.append("conflict")
+        if verifier is not None and p.proposal.claims:
+            bad = None
+            for claim in p.proposal.claims:
+                why = verifier.unsupported(claim, run.lookup)
+                if why is not None:
+                    bad = (claim, why)
+                    break
+            if bad is not None:
+                claim, why = bad
+                batch.add(
+                    HallucinationDetected(agent=p.agent, proposal=p.seq, claim=claim, reason=why),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq, *claim.evidence),
+                )
+                batch.add(
+                    ProposalRejected(agent=p.agent, check="grounding", reason=why, proposal=p.seq),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq,),
+                )
+                hallucinated.append(p.agent)
+                continue
+            names.append(verifier.name)
+        grounded.append((p, names))
+
+    # 7. approval for high-impact tools (committed first: the run visibly waits).
+    approved: list[tuple[_Pending, list[str]]] = []
+    for p, names in grounded:
+        if p.proposal.action == "tool" and run.tools.get(str(p.proposal.args["tool"])).high_impact:
+            tool_name = str(p.proposal.args["tool"])
+            batch.add(
+                ApprovalRequested(proposal=p.seq, agent=p.agent, tool=tool_name),
+                tick=tick,
+                agent=p.agent,
+                causes=(p.seq,),
+            )
+            batch.add(
+                RunPaused(reason=f"waiting for approval of {tool_name} for {p.agent}"),
+                tick=tick,
+                causes=(p.seq,),
+            )
+            run.commit(batch)
+            ok, by, why = await run.ask_approval(
+                p.agent, tool_name, p.proposal.args.get("args", {})
+            )
+            if ok:
+                batch.add(
+                    ApprovalGranted(proposal=p.seq, by=by),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq,),
+                )
+                names.append("approval")
+            else:
+                batch.add(
+                    ApprovalDenied(proposal=p.seq, by=by, reason=why),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq,),
+                )
+                batch.add(
+                    ProposalRejected(agent=p.agent, check="approval", reason=why, proposal=p.seq),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq,),
+                )
+                continue
+        approved.append((p, names))
+
+    # 8. accept and commit effects; tool calls are recorded as started before they run.
+    calls: list[tuple[_Pending, int, str, dict[str, Any]]] = []
+    for p, names in approved:
+        batch.add(
+            ProposalAccepted(proposal=p.seq, agent=p.agent, checks=tuple(names)),
+            tick=tick,
+            agent=p.agent,
+            causes=(p.seq,),
+        )
+        for claim in p.proposal.claims:
+            batch.add(
+                BeliefUpdated(
+                    agent=p.agent, key=claim.key, value=claim.value, evidence=claim.evidence
+                ),
+                tick=tick,
+                agent=p.agent,
+                causes=(p.seq, *claim.evidence),
+            )
+        args = p.proposal.args
+        match p.proposal.action:
+            case "remember":
+                batch.add(
+                    MemoryUpdated(agent=p.agent, key=str(args["key"]), value=args.get("value")),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq,),
+                )
+            case "plan":
+                batch.add(
+                    PlanUpdated(agent=p.agent, key=str(args["key"]), value=args.get("value")),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq,),
+                )
+            case "message":
+                batch.add(
+                    MessageSent(sender=p.agent, to=str(args["to"]), content=args.get("content")),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq,),
+                )
+            case "spawn":
+                helper = run.next_explorer_name()
+                await run.spawn_explorer(batch, tick, helper, str(args["question"]), p.agent, p.seq)
+            case "finish":
+                await run.finish_agent(batch, tick, p.agent, args.get("result"), p.seq)
+            case "tool":
+                tool = run.tools.get(str(args["tool"]))
+                targs = tool.validate(dict(args.get("args", {})))  # pyright: ignore[reportArgumentType]
+                call_id = f"c{batch.next_seq}"
+                started = batch.add(
+                    ToolStarted(
+                        call_id=call_id,
+                        agent=p.agent,
+                        tool=tool.name,
+                        args=targs,
+                        idempotent=tool.idempotent,
+                    ),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq,),
+                )
+                calls.append((p, started, call_id, targs))
+
+    if calls:
+        run.commit(batch)
+        invalid |= await _execute(run, batch, tick, calls)
+
+    # 9. supervisor reactions, then kills for hallucinations and the restore.
+    await run.settle_crashes(batch, tick)
+    if hallucinated:
+        invalid = True
+        await run.kill_and_restore(batch, tick, hallucinated)
+
+    # 10. measure and close the tick.
+    before = run.fold.peek()["progress"]
+    progress = max(0.0, min(1.0, float(run.config.progress(run.fold.peek()))))
+    batch.add(
+        TickCompleted(
+            tick=tick,
+            progress=progress,
+            delta=round(progress - before, 6),
+            valid=not invalid and not run.tick_had_failures(tick),
+            state_hash=run.fold.hash(),
+        ),
+        tick=tick,
+    )
+    run.commit(batch)
+
+
+async def _execute(
+    run: Run, batch: Any, tick: int, calls: list[tuple[_Pending, int, str, dict[str, Any]]]
+) -> bool:
+    """Run the tick's tool calls concurrently; record results in call order."""
+    crash = run.config.policy.fail_agent_on_tool_error
+    futures = [
+        run.process(p.agent).execute(
+            run.tools.get(str(p.proposal.args["tool"])), targs, crash_on_failure=crash
+        )
+        for p, _, _, targs in calls
+    ]
+    outcomes: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
+    failed = False
+    for (p, started, call_id, _), outcome in zip(calls, outcomes, strict=True):
+        tool = str(p.proposal.args["tool"])
+        if not isinstance(outcome, ToolOutcome):
+            outcome = ToolOutcome("failed", error=type(outcome).__name__, message=str(outcome))
+        if outcome.status == "completed":
+            batch.add(
+                ToolCompleted(call_id=call_id, agent=p.agent, tool=tool, result=outcome.result),
+                tick=tick,
+                agent=p.agent,
+                causes=(started,),
+            )
+        elif outcome.status == "timeout":
+            failed = True
+            batch.add(
+                ToolTimeout(
+                    call_id=call_id,
+                    agent=p.agent,
+                    tool=tool,
+                    timeout_s=run.tools.get(tool).timeout_s,
+                ),
+                tick=tick,
+                agent=p.agent,
+                causes=(started,),
+            )
+        else:
+            failed = True
+            batch.add(
+                ToolFailed(
+                    call_id=call_id,
+                    agent=p.agent,
+                    tool=tool,
+                    error=outcome.error,
+                    message=outcome.message,
+                ),
+                tick=tick,
+                agent=p.agent,
+                causes=(started,),
+            )
+    return failed
+
+
+_ = (
+    AgentSpawned,
+    AgentTerminated,
+    ObservationRecorded,
+)  # used by Run's helpers via this module's imports

@@ -1,0 +1,189 @@
+"""Per-proposal policy checks, applied in a fixed order; each returns a verdict.
+
+A check sees one proposal, its agent, the read-only state and the tools; never a ledger or the
+bus. Users add their own by implementing :class:`Check` and passing it to :class:`Policy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from telic.canonical import encode
+from telic.errors import NotCanonical, ToolArgumentsInvalid, UnknownTool
+from telic.proposal import Proposal
+from telic.reducer import fingerprint
+from telic.tools import ToolRegistry
+
+__all__ = [
+    "AllowlistCheck",
+    "ArgumentsCheck",
+    "BudgetCheck",
+    "Check",
+    "CheckContext",
+    "LoopCheck",
+    "SchemaCheck",
+    "Verdict",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A check's answer: ``ok``, or the reason it refuses."""
+
+    check: str
+    ok: bool
+    reason: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    """Details for the record (e.g. the loop guard's repeat count)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """What a check may look at."""
+
+    agent: str
+    role: str
+    allowed_tools: frozenset[str]
+    state: Mapping[str, Any]
+    tools: ToolRegistry
+
+
+@runtime_checkable
+class Check(Protocol):
+    name: str
+
+    def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict: ...
+
+
+def _ok(name: str) -> Verdict:
+    return Verdict(name, True)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaCheck:
+    """The proposal is JSON-safe and within ``max_bytes`` once encoded."""
+
+    max_bytes: int = 64 * 1024
+    name: str = "schema"
+
+    def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
+        try:
+            size = len(encode(proposal.model_dump(mode="json")))
+        except NotCanonical as exc:
+            return Verdict(self.name, False, str(exc))
+        if size > self.max_bytes:
+            return Verdict(
+                self.name, False, f"proposal is {size} bytes, over the limit of {self.max_bytes}"
+            )
+        needs = {
+            "tool": ("tool",),
+            "remember": ("key",),
+            "plan": ("key",),
+            "message": ("to",),
+            "spawn": ("question",),
+        }
+        missing = [k for k in needs.get(proposal.action, ()) if k not in proposal.args]
+        if missing:
+            return Verdict(self.name, False, f"action {proposal.action!r} needs args {missing}")
+        return _ok(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class AllowlistCheck:
+    """Tool calls only for tools the agent's role allows."""
+
+    name: str = "allowlist"
+
+    def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
+        if proposal.action != "tool":
+            return _ok(self.name)
+        tool = str(proposal.args.get("tool"))
+        if tool not in ctx.allowed_tools:
+            allowed = ", ".join(sorted(ctx.allowed_tools)) or "none"
+            return Verdict(
+                self.name,
+                False,
+                f"{ctx.role} {ctx.agent!r} may not call {tool!r} (allowed: {allowed})",
+            )
+        if tool not in ctx.tools:
+            return Verdict(self.name, False, str(UnknownTool(tool, ctx.tools.names())))
+        return _ok(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ArgumentsCheck:
+    """Tool arguments validate against the tool's schema."""
+
+    name: str = "arguments"
+
+    def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
+        if proposal.action != "tool":
+            return _ok(self.name)
+        t = ctx.tools.get(str(proposal.args["tool"]))
+        raw = proposal.args.get("args", {})
+        if not isinstance(raw, dict):
+            return Verdict(self.name, False, f"arguments for {t.name!r} must be an object")
+        try:
+            t.validate(raw)
+        except ToolArgumentsInvalid as exc:
+            return Verdict(self.name, False, str(exc))
+        return _ok(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCheck:
+    """Refuses what would overrun an exhausted dimension (tool calls, cost)."""
+
+    name: str = "budget"
+
+    def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
+        budget: Mapping[str, float] = ctx.state["budget"]
+        spent: Mapping[str, float] = ctx.state["spent"]
+        if (
+            proposal.action == "tool"
+            and "tool_calls" in budget
+            and spent["tool_calls"] >= budget["tool_calls"]
+        ):
+            return Verdict(
+                self.name, False, f"tool call budget of {budget['tool_calls']:g} is spent"
+            )
+        if (
+            proposal.cost is not None
+            and "cost" in budget
+            and spent["cost"] + proposal.cost > budget["cost"]
+        ):
+            left = budget["cost"] - spent["cost"]
+            return Verdict(
+                self.name, False, f"cost {proposal.cost:g} is over what is left ({left:g})"
+            )
+        for dim in ("tokens", "cost", "wall_s"):
+            if dim in budget and spent[dim] >= budget[dim] and proposal.action != "finish":
+                return Verdict(self.name, False, f"the {dim} budget is exhausted")
+        return _ok(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopCheck:
+    """The same proposal (action and arguments) ``repeats`` times in a row is a loop."""
+
+    repeats: int = 3
+    name: str = "loop"
+
+    def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
+        if proposal.action == "finish":
+            return _ok(self.name)
+        agent = ctx.state["agents"].get(ctx.agent)
+        recent: Sequence[str] = agent["recent"] if agent else ()
+        fp = fingerprint(proposal.action, proposal.model_dump(mode="json")["args"])
+        run = 1
+        for prior in reversed(recent):
+            if prior != fp:
+                break
+            run += 1
+        if run >= self.repeats:
+            return Verdict(
+                self.name, False, f"the same proposal {run} times in a row", {"count": run}
+            )
+        return _ok(self.name)

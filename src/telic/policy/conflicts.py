@@ -1,0 +1,138 @@
+"""Conflicts: proposals of one tick that claim the same exclusive resource.
+
+A resolution policy is named (the name goes on record in ``conflict.resolved``) and picks one
+winner among the candidates, with a reason. Three ship: the budgeter's (cheapest that fits what
+is left of the budget), priority by role, and first by order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from telic.proposal import Proposal
+
+__all__ = [
+    "Budgeter",
+    "Candidate",
+    "FirstByOrder",
+    "PriorityByRole",
+    "Resolution",
+    "Resolver",
+    "find_conflicts",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One proposal in a conflict, with where it stands in the tick's order."""
+
+    seq: int
+    """Sequence number of the recorded proposal."""
+    agent: str
+    role: str
+    order: int
+    proposal: Proposal
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    winner: Candidate
+    why: str
+
+
+@runtime_checkable
+class Resolver(Protocol):
+    name: str
+
+    def resolve(
+        self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]
+    ) -> Resolution: ...
+
+
+def _cost(c: Candidate) -> float | None:
+    if c.proposal.cost is not None:
+        return c.proposal.cost
+    value = c.proposal.args.get("value")
+    if isinstance(value, dict):
+        for key in ("total_chf", "total", "price", "cost"):
+            v = value.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Budgeter:
+    """The budgeter's policy: the cheapest candidate that fits what is left of the budget."""
+
+    name: str = "budgeter"
+    dimension: str = "cost"
+    """The budget dimension that bounds the choice."""
+    limit: float | None = None
+    """Override for what is left (e.g. a trip budget held in the plan, not the run's spend)."""
+
+    def resolve(
+        self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]
+    ) -> Resolution:
+        left = self.limit
+        if left is None and self.dimension in state["budget"]:
+            left = state["budget"][self.dimension] - state["spent"].get(self.dimension, 0.0)
+        priced = [(c, _cost(c)) for c in candidates]
+        known = sorted(
+            ((cost, c.order, c) for c, cost in priced if cost is not None),
+            key=lambda x: (x[0], x[1]),
+        )
+        if not known:
+            first = min(candidates, key=lambda c: c.order)
+            return Resolution(first, "no candidate states a cost; first by order")
+        fitting = [k for k in known if left is None or k[0] <= left]
+        cost, _, best = fitting[0] if fitting else known[0]
+        others = ", ".join(f"{c.agent} {x:g}" for c, x in priced if c is not best and x is not None)
+        if fitting:
+            why = f"cheapest that fits: {best.agent} at {cost:g}" + (
+                f" (vs {others})" if others else ""
+            )
+            if left is not None:
+                why += f", {left:g} left"
+        else:
+            why = f"none fits {left:g}; cheapest is {best.agent} at {cost:g}"
+        return Resolution(best, why)
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityByRole:
+    """The candidate whose role ranks highest; ties go to the first by order."""
+
+    ranks: Mapping[str, int] = field(default_factory=dict[str, int])
+    name: str = "priority"
+
+    def resolve(
+        self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]
+    ) -> Resolution:
+        best = min(candidates, key=lambda c: (-self.ranks.get(c.role, 0), c.order))
+        return Resolution(best, f"{best.role} ranks highest ({self.ranks.get(best.role, 0)})")
+
+
+@dataclass(frozen=True, slots=True)
+class FirstByOrder:
+    """The first candidate in the tick's deterministic order."""
+
+    name: str = "first"
+
+    def resolve(
+        self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]
+    ) -> Resolution:
+        best = min(candidates, key=lambda c: c.order)
+        return Resolution(best, f"{best.agent} came first in the tick's order")
+
+
+def find_conflicts(candidates: Sequence[Candidate]) -> dict[str, list[Candidate]]:
+    """Resources claimed by more than one candidate, in first-claim order."""
+    by_resource: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        resource = c.proposal.claimed_resource()
+        if resource is not None:
+            by_resource.setdefault(resource, []).append(c)
+    return {r: cs for r, cs in by_resource.items() if len(cs) > 1}
