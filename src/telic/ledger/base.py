@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 import orjson
+from pydantic import ValidationError
 
 from telic.canonical import ZERO_HASH, digest, encode
 from telic.errors import (
     BlobMissing,
     ChainBroken,
+    NotCanonical,
+    PayloadInvalid,
     PayloadTooLarge,
     ReplayMismatch,
     RunNotFound,
@@ -182,13 +185,13 @@ class BaseLedger(abc.ABC):
             blobs: list[tuple[str, bytes]] = []
             every = self.snapshot_every
             for d in drafts:
-                if d.kind not in CATALOGUE:
-                    raise UnknownKind(d.kind)
                 payload = d.payload
                 size = len(payload)
                 if size > self.max_payload:
+                    if d.kind not in CATALOGUE:
+                        raise UnknownKind(d.kind)
                     raise PayloadTooLarge(d.kind, size, self.max_payload)
-                data: dict[str, Any] = orjson.loads(payload)
+                data = _checked(d.kind, payload)
                 if size > self.blob_threshold:
                     blob_id = digest(payload).hex()
                     blobs.append((blob_id, payload))
@@ -504,3 +507,26 @@ class BaseLedger(abc.ABC):
 
     @abc.abstractmethod
     def _get_blob(self, blob_id: str) -> bytes | None: ...
+
+
+def _checked(kind: str, payload: bytes) -> dict[str, Any]:
+    """The payload decoded, if it is canonical JSON that fits ``kind``'s schema."""
+    model = CATALOGUE.get(kind)
+    if model is None:
+        raise UnknownKind(kind)
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadInvalid(kind, f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise PayloadInvalid(kind, "a payload must be a JSON object")
+    try:
+        model.__pydantic_validator__.validate_json(payload)
+    except ValidationError as exc:
+        raise PayloadInvalid(kind, str(exc)) from None
+    if orjson.dumps(data, option=orjson.OPT_SORT_KEYS) != payload:
+        raise NotCanonical(
+            f"the {kind!r} payload is not in canonical form (sorted keys, no whitespace); "
+            "build drafts with telic.transition.draft or telic.canonical.encode"
+        )
+    return data  # pyright: ignore[reportUnknownVariableType]

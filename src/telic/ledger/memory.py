@@ -3,36 +3,53 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 
 from telic.errors import RunExists, SequenceConflict
 from telic.ledger.base import BaseLedger, Row, RunInfo
 
-__all__ = ["MemoryLedger"]
+__all__ = ["MemoryLedger", "MemoryStore"]
+
+
+class MemoryStore:
+    """What a memory ledger holds. Several :class:`MemoryLedger` instances may share one, as
+    several SQLite ledgers may open one file (the shared tests use this for conflicts)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunInfo] = {}
+        self.rows: dict[str, list[Row]] = {}
+        self.snapshots: dict[str, dict[int, tuple[bytes, str, bytes]]] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.order = itertools.count(1)
+        self.lock = threading.Lock()
 
 
 class MemoryLedger(BaseLedger):
     """Keeps everything in Python lists and dicts; nothing survives the process."""
 
-    def __init__(self, url: str = "memory://", **options: int) -> None:
+    def __init__(
+        self, url: str = "memory://", *, store: MemoryStore | None = None, **options: int
+    ) -> None:
         super().__init__(**options)
         self.url = url
-        self._runs: dict[str, RunInfo] = {}
-        self._rows: dict[str, list[Row]] = {}
-        self._snapshots: dict[str, dict[int, tuple[bytes, str, bytes]]] = {}
-        self._blobs: dict[str, bytes] = {}
-        self._order = itertools.count(1)
+        self.store = MemoryStore() if store is None else store
+        self._runs = self.store.runs
+        self._rows = self.store.rows
+        self._snapshots = self.store.snapshots
+        self._blobs = self.store.blobs
 
     def _insert_run(
         self, run_id: str, parent: str | None, fork_seq: int, head_hash: bytes
     ) -> RunInfo:
-        if run_id in self._runs:
-            raise RunExists(run_id)
-        info = RunInfo(run_id, parent, fork_seq, fork_seq, head_hash, next(self._order))
-        self._runs[run_id] = info
-        self._rows[run_id] = []
-        self._snapshots[run_id] = {}
-        return info
+        with self.store.lock:
+            if run_id in self._runs:
+                raise RunExists(run_id)
+            info = RunInfo(run_id, parent, fork_seq, fork_seq, head_hash, next(self.store.order))
+            self._runs[run_id] = info
+            self._rows[run_id] = []
+            self._snapshots[run_id] = {}
+            return info
 
     def _load_run(self, run_id: str) -> RunInfo | None:
         return self._runs.get(run_id)
@@ -48,15 +65,16 @@ class MemoryLedger(BaseLedger):
         snapshots: list[tuple[int, bytes, str, bytes]],
         blobs: list[tuple[str, bytes]],
     ) -> None:
-        info = self._runs[run_id]
-        if info.head != expected_head:
-            raise SequenceConflict(run_id, expected_head + 1, info.head + 1)
-        self._blobs.update(blobs)
-        self._rows[run_id].extend(rows)
-        snaps = self._snapshots[run_id]
-        for seq, state, state_hash, chain in snapshots:
-            snaps[seq] = (state, state_hash, chain)
-        self._runs[run_id] = info._replace(head=rows[-1].seq, head_hash=rows[-1].hash)
+        with self.store.lock:
+            info = self._runs[run_id]
+            if info.head != expected_head:
+                raise SequenceConflict(run_id, expected_head + 1, info.head + 1)
+            self._blobs.update(blobs)
+            self._rows[run_id].extend(rows)
+            snaps = self._snapshots[run_id]
+            for seq, state, state_hash, chain in snapshots:
+                snaps[seq] = (state, state_hash, chain)
+            self._runs[run_id] = info._replace(head=rows[-1].seq, head_hash=rows[-1].hash)
 
     def _index(self, run_id: str, seq: int) -> int:
         # Rows are dense from fork_seq + 1; bisect would be needed only after tampering.
@@ -100,4 +118,9 @@ class MemoryLedger(BaseLedger):
 
     def raw_rows(self, run_id: str) -> list[Row]:
         """The run's own stored rows, mutable: for tamper tests only."""
+        self._heads.clear()
         return self._rows[run_id]
+
+    def raw_blobs(self) -> dict[str, bytes]:
+        """The stored blobs, mutable: for tamper tests only."""
+        return self._blobs

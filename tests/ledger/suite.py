@@ -1,0 +1,628 @@
+"""The one ledger test suite, run unchanged against every backend.
+
+Each backend's test module subclasses :class:`LedgerSuite` and says how to open a fresh store,
+how to open a second ledger on the same store, and how to reach under the ledger to damage it
+(the tamper hooks). Everything else, including the hypothesis properties, is here, once.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import itertools
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from telic.canonical import encode
+from telic.errors import (
+    NotCanonical,
+    PayloadInvalid,
+    PayloadTooLarge,
+    ReplayMismatch,
+    RunExists,
+    RunNotFound,
+    SequenceConflict,
+    SequenceError,
+    UnknownKind,
+)
+from telic.kinds import (
+    AgentSpawned,
+    MemoryUpdated,
+    MessageSent,
+    ObservationRecorded,
+    PlanUpdated,
+    TickCompleted,
+    TickStarted,
+)
+from telic.ledger import BaseLedger, Row
+from telic.reducer import fold, state_hash
+from telic.transition import Draft, Transition, chain_hash, draft, record_body
+
+# One body of property tests runs on several backend classes: that is the point, not a smell.
+_SUPPRESS = [HealthCheck.too_slow, HealthCheck.differing_executors]
+_TEXT = "abcdefghijklmnopqrstuvwxyz._-0123456789éß"
+Tamper = Callable[[list[Row]], int]
+"""Changes a run's stored rows in place; returns the seq verify must name first."""
+
+
+def workload(n: int, *, start: int = 1, seed: int = 0) -> list[Draft]:
+    """``n`` drafts of kinds that change state, deterministic in ``start`` and ``seed``."""
+    out: list[Draft] = []
+    for i in range(start, start + n):
+        agent = f"a{(i + seed) % 3}"
+        pick = (i * 7 + seed) % 6
+        if pick == 0:
+            p: Any = TickStarted(tick=i)
+        elif pick == 1:
+            p = AgentSpawned(agent=agent, role="researcher")
+        elif pick == 2:
+            p = MemoryUpdated(agent=agent, key=f"k{i % 5}", value={"i": i, "s": "x" * (i % 7)})
+        elif pick == 3:
+            p = ObservationRecorded(agent=agent, source="test", content=[i, seed])
+        elif pick == 4:
+            p = PlanUpdated(agent=agent, key=f"p{i % 4}", value=i)
+        else:
+            p = MessageSent(sender=agent, to="a0", content={"n": i})
+        out.append(draft(p, ts=1_000_000 + i, tick=i // 4, agent=agent, causes=(i - 1,) * (i > 1)))
+    return out
+
+
+def fill(ledger: BaseLedger, run: str, n: int, *, group: int = 7) -> list[Transition]:
+    """Create ``run`` and append ``n`` transitions in groups of ``group``."""
+    ledger.create_run(run)
+    out: list[Transition] = []
+    for start in range(1, n + 1, group):
+        out += ledger.append(run, workload(min(group, n - start + 1), start=start))
+    return out
+
+
+def same(a: Sequence[Transition], b: Sequence[Transition]) -> bool:
+    """The same records, ignoring which run they were read through."""
+    return [t._replace(run="") for t in a] == [t._replace(run="") for t in b]
+
+
+def _retag(row: Row, seq: int) -> Row:
+    return row._replace(seq=seq)
+
+
+def _edit_byte(rows: list[Row], k: int) -> int:
+    row = rows[k - 1]
+    payload = bytearray(row.payload)
+    payload[len(payload) // 2] ^= 0x01
+    rows[k - 1] = row._replace(payload=bytes(payload))
+    return k
+
+
+def _delete(rows: list[Row], k: int) -> int:
+    del rows[k - 1]
+    return k
+
+
+def _insert(rows: list[Row], k: int) -> int:
+    forged = rows[k - 1]._replace(payload=encode({"agent": "evil", "key": "k", "value": 1}))
+    rows.insert(k - 1, forged)
+    rows[k - 1 :] = [_retag(r, k + i) for i, r in enumerate(rows[k - 1 :])]
+    return k
+
+
+def _reorder(rows: list[Row], k: int) -> int:
+    rows[k - 1], rows[k] = _retag(rows[k], k), _retag(rows[k - 1], k + 1)
+    return k
+
+
+def _duplicate(rows: list[Row], k: int) -> int:
+    rows.insert(k, rows[k - 1])
+    rows[k:] = [_retag(r, k + 1 + i) for i, r in enumerate(rows[k:])]
+    return k + 1
+
+
+def _truncate_middle(rows: list[Row], k: int) -> int:
+    del rows[k - 1 : k + 4]
+    return k
+
+
+def _truncate_end(rows: list[Row], k: int) -> int:
+    del rows[k - 1 :]
+    return k
+
+
+def _edit_hash(rows: list[Row], k: int) -> int:
+    row = rows[k - 1]
+    rows[k - 1] = row._replace(hash=bytes([row.hash[0] ^ 0x80]) + row.hash[1:])
+    return k
+
+
+TAMPERS: dict[str, Tamper] = {
+    "single-byte edit": lambda rows: _edit_byte(rows, 9),
+    "hash edit": lambda rows: _edit_hash(rows, 9),
+    "deletion": lambda rows: _delete(rows, 9),
+    "insertion": lambda rows: _insert(rows, 9),
+    "reordering": lambda rows: _reorder(rows, 9),
+    "duplication": lambda rows: _duplicate(rows, 9),
+    "truncation in the middle": lambda rows: _truncate_middle(rows, 9),
+    "truncation at the end": lambda rows: _truncate_end(rows, 15),
+}
+
+
+class LedgerSuite(abc.ABC):
+    """Every behaviour a ledger backend must have. Subclass per backend."""
+
+    supports_second_instance: ClassVar[bool] = True
+
+    # -- what a backend's test module provides -------------------------------------------
+
+    @abc.abstractmethod
+    def fresh(self, **options: Any) -> contextlib.AbstractContextManager[BaseLedger]:
+        """A ledger on a new, empty store, closed (and the store removed) on exit."""
+
+    @abc.abstractmethod
+    def second(self, ledger: BaseLedger) -> BaseLedger:
+        """Another ledger instance on the same store as ``ledger``."""
+
+    @abc.abstractmethod
+    def stored_rows(self, ledger: BaseLedger, run: str) -> list[Row]:
+        """The run's own rows as stored, in seq order."""
+
+    @abc.abstractmethod
+    def store_rows(self, ledger: BaseLedger, run: str, rows: list[Row]) -> None:
+        """Replace the run's own stored rows with ``rows`` (tampering)."""
+
+    @abc.abstractmethod
+    def tamper_blob(self, ledger: BaseLedger, blob_id: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def tamper_snapshot_hash(self, ledger: BaseLedger, run: str, seq: int, value: str) -> None: ...
+
+    @pytest.fixture
+    def ledger(self) -> Iterator[BaseLedger]:
+        with self.fresh() as ledger:
+            yield ledger
+
+    # -- appends -------------------------------------------------------------------------
+
+    def test_append_numbers_densely_and_chains(self, ledger: BaseLedger) -> None:
+        info = ledger.create_run("r")
+        assert (info.head, info.parent) == (0, None)
+        first = ledger.append("r", workload(3))
+        second = ledger.append("r", workload(4, start=4), expected=4)
+        written = first + second
+        assert [t.seq for t in written] == [1, 2, 3, 4, 5, 6, 7]
+        assert written[0].prev_hash == bytes(32)
+        for before, after in itertools.pairwise(written):
+            assert after.prev_hash == before.hash
+        for t in written:
+            body = record_body(t.seq, t.tick, t.agent, t.kind, t.causes, t.ts, t.v, encode(t.data))
+            assert t.hash == chain_hash(t.prev_hash, body)
+        assert list(ledger.read("r")) == written
+        assert ledger.get("r", 5) == written[4]
+        assert ledger.run("r").head == 7
+        assert ledger.run("r").head_hash == written[-1].hash
+        assert ledger.append("r", []) == []
+
+    def test_create_run_twice_is_refused(self, ledger: BaseLedger) -> None:
+        ledger.create_run("r")
+        with pytest.raises(RunExists, match="'r' already exists"):
+            ledger.create_run("r")
+        assert [r.id for r in ledger.runs()] == ["r"]
+
+    def test_runs_lists_in_creation_order(self, ledger: BaseLedger) -> None:
+        for name in ("b", "a", "c"):
+            ledger.create_run(name)
+        ledger.append("a", workload(2))
+        ledger.fork("a", 1, "d")
+        runs = ledger.runs()
+        assert [r.id for r in runs] == ["b", "a", "c", "d"]
+        assert [r.created for r in runs] == sorted(r.created for r in runs)
+        assert runs[3].parent == "a"
+
+    @pytest.mark.parametrize(
+        ("bad", "error"),
+        [
+            (Draft("run.exploded", b"{}", 1), UnknownKind),
+            (Draft("tick.started", b'{"tick":"soon"}', 1), PayloadInvalid),
+            (Draft("tick.started", b"{not json", 1), PayloadInvalid),
+            (Draft("tick.started", b"[1]", 1), PayloadInvalid),
+            (Draft("tick.started", b'{"tick": 1}', 1), NotCanonical),
+            (Draft("tick.started", b'{"tick":1,"zzz":' + b"9" * 300 + b"}", 1), PayloadTooLarge),
+        ],
+        ids=["unknown kind", "schema", "not json", "not an object", "not canonical", "too large"],
+    )
+    def test_a_bad_draft_in_the_middle_writes_nothing(
+        self, bad: Draft, error: type[Exception]
+    ) -> None:
+        with self.fresh(max_payload=256) as ledger:
+            fill(ledger, "r", 4)
+            before = list(ledger.read("r"))
+            group = [*workload(3, start=5), bad, *workload(3, start=8)]
+            with pytest.raises(error):
+                ledger.append("r", group)
+            assert list(ledger.read("r")) == before
+            assert len(self.stored_rows(ledger, "r")) == 4
+            assert ledger.run("r").head == 4
+            after = ledger.append("r", workload(2, start=5))
+            assert [t.seq for t in after] == [5, 6]
+            assert ledger.verify("r").ok
+
+    def test_error_messages_say_what_was_wrong(self) -> None:
+        with self.fresh(max_payload=100) as ledger:
+            ledger.create_run("r")
+            with pytest.raises(UnknownKind, match=r"'run\.exploded'"):
+                ledger.append("r", [Draft("run.exploded", b"{}", 1)])
+            big = draft(ObservationRecorded(agent="a", source="s", content="x" * 200), ts=1)
+            with pytest.raises(PayloadTooLarge, match=r"is 2\d\d bytes, over the limit of 100"):
+                ledger.append("r", [big])
+
+    def test_expected_sequence_conflict(self, ledger: BaseLedger) -> None:
+        fill(ledger, "r", 3)
+        with pytest.raises(SequenceConflict, match="expected next sequence 3") as info:
+            ledger.append("r", workload(1, start=4), expected=3)
+        assert (info.value.expected, info.value.actual) == (3, 4)
+        with pytest.raises(SequenceConflict):
+            ledger.append("r", workload(1, start=4), expected=9)
+        assert ledger.run("r").head == 3
+        assert [t.seq for t in ledger.append("r", workload(1, start=4), expected=4)] == [4]
+
+    def test_two_instances_on_one_store_conflict_and_never_fork_the_chain(
+        self, ledger: BaseLedger
+    ) -> None:
+        if not self.supports_second_instance:
+            pytest.skip("this backend cannot open a second instance on one store")
+        fill(ledger, "r", 5)
+        other = self.second(ledger)
+        try:
+            assert ledger.state_at("r") == other.state_at("r")  # both have a warm head cache
+            other.append("r", workload(2, start=6), expected=6)
+            with pytest.raises(SequenceConflict):
+                ledger.append("r", workload(2, start=6), expected=6)
+            written = ledger.append("r", workload(1, start=8), expected=8)
+            assert written[0].prev_hash == other.get("r", 7).hash
+            assert other.run("r").head == 8
+            everything = list(other.read("r"))
+            assert ledger.state_at("r") == other.state_at("r") == fold(everything)
+            assert ledger.verify("r").ok
+        finally:
+            other.close()
+
+    def test_concurrent_writers_get_conflicts_never_gaps_or_duplicates(
+        self, ledger: BaseLedger
+    ) -> None:
+        if not self.supports_second_instance:
+            pytest.skip("this backend cannot open a second instance on one store")
+        ledger.create_run("r")
+        writers = [ledger, self.second(ledger)]
+        won: list[list[int]] = [[], []]
+        conflicts = [0, 0]
+        errors: list[BaseException] = []
+        start = threading.Barrier(2)
+
+        def write(i: int) -> None:
+            try:
+                start.wait()
+                me = writers[i]
+                while len(won[i]) < 15:
+                    head = me.run("r").head
+                    try:
+                        got = me.append("r", workload(2, start=head + 1, seed=i), expected=head + 1)
+                    except SequenceConflict:
+                        conflicts[i] += 1
+                        continue
+                    won[i].append(got[0].seq)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        writers[1].close()
+        assert errors == []
+        seqs = [t.seq for t in ledger.read("r")]
+        assert seqs == list(range(1, 61))
+        assert sorted(won[0] + won[1]) == list(range(1, 61, 2))
+        assert ledger.verify("r").ok
+
+    def test_unknown_run(self, ledger: BaseLedger) -> None:
+        calls: list[Callable[[], object]] = [
+            lambda: ledger.run("nope"),
+            lambda: ledger.append("nope", workload(1)),
+            lambda: list(ledger.read("nope")),
+            lambda: ledger.get("nope", 1),
+            lambda: ledger.fork("nope", 0, "f"),
+            lambda: ledger.state_at("nope"),
+            lambda: ledger.verify("nope"),
+            lambda: ledger.replay("nope"),
+        ]
+        for call in calls:
+            with pytest.raises(RunNotFound, match="no run 'nope'"):
+                call()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def test_read_ranges(self, ledger: BaseLedger) -> None:
+        written = fill(ledger, "r", 20)
+        assert list(ledger.read("r", 3, 7)) == written[2:7]
+        assert list(ledger.read("r", 18)) == written[17:]
+        assert list(ledger.read("r", 15, 99)) == written[14:]
+        assert list(ledger.read("r", 21)) == []
+        assert list(ledger.read("r", 8, 7)) == []
+        assert ledger.read("r", 7, 7).__next__().prev_hash == written[5].hash
+        with pytest.raises(SequenceError):
+            list(ledger.read("r", 0))
+        for bad in (0, 21, -1):
+            with pytest.raises(SequenceError, match=r"holds 1\.\.20"):
+                ledger.get("r", bad)
+
+    def test_a_run_of_many_pages_reads_whole(self) -> None:
+        with self.fresh(snapshot_every=5000) as ledger:
+            written = fill(ledger, "r", 9000, group=3000)
+            got = list(ledger.read("r"))
+            assert len(got) == 9000
+            assert got == written
+            assert ledger.verify("r").checked == 9000
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    def test_large_payloads_go_to_blobs_and_stay_in_the_chain(self) -> None:
+        with self.fresh(blob_threshold=200) as ledger:
+            ledger.create_run("r")
+            big = {"text": "y" * 1000, "n": 1}
+            drafts = [
+                *workload(2),
+                draft(ObservationRecorded(agent="a0", source="web", content=big), ts=5),
+                draft(ObservationRecorded(agent="a0", source="web", content=big), ts=6),
+                *workload(2, start=5),
+            ]
+            written = ledger.append("r", drafts)
+            stored = self.stored_rows(ledger, "r")
+            assert stored[2].payload.startswith(b'{"$blob"')
+            assert stored[2].payload == stored[3].payload  # content-addressed
+            assert len(stored[2].payload) < 200
+            assert not stored[1].payload.startswith(b'{"$blob"')
+            got = list(ledger.read("r"))
+            assert got == written
+            assert got[2].data["content"] == big
+            assert ledger.verify("r").ok
+            assert fold(got) == ledger.state_at("r")
+
+            blob_id = stored[2].payload.decode().split('"')[3]
+            self.tamper_blob(ledger, blob_id, encode({"agent": "a0", "source": "web"}))
+            report = ledger.verify("r")
+            assert (report.ok, report.first_bad) == (False, 3)
+            assert "blob" in (report.reason or "")
+
+    # -- forks ---------------------------------------------------------------------------
+
+    def test_fork_copies_nothing_and_continues_the_chain(self, ledger: BaseLedger) -> None:
+        parent = fill(ledger, "p", 12)
+        info = ledger.fork("p", 8, "f")
+        assert (info.parent, info.fork_seq, info.head) == ("p", 8, 8)
+        assert info.head_hash == parent[7].hash
+        assert self.stored_rows(ledger, "f") == []
+        assert same(list(ledger.read("f")), parent[:8])
+        assert {t.run for t in ledger.read("f")} == {"p"}  # the run each was written to
+        assert ledger.get("f", 3).hash == parent[2].hash
+        more = ledger.append("f", workload(3, start=50), expected=9)
+        assert [t.seq for t in more] == [9, 10, 11]
+        assert more[0].prev_hash == parent[7].hash
+        assert len(self.stored_rows(ledger, "f")) == 3
+        assert [t.run for t in ledger.read("f", 8, 9)] == ["p", "f"]
+        assert ledger.verify("f").ok
+        assert ledger.state_at("f") == fold([*parent[:8], *more])
+        assert list(ledger.read("p")) == parent  # the parent is untouched
+        assert ledger.verify("p").ok
+
+    def test_fork_at_the_ends(self, ledger: BaseLedger) -> None:
+        parent = fill(ledger, "p", 5)
+        empty = ledger.fork("p", 0, "zero")
+        assert (empty.head, empty.head_hash) == (0, bytes(32))
+        assert list(ledger.read("zero")) == []
+        assert ledger.append("zero", workload(1))[0].seq == 1
+        whole = ledger.fork("p", 5, "whole")
+        assert whole.head_hash == parent[-1].hash
+        with pytest.raises(SequenceError, match="outside run 'p'"):
+            ledger.fork("p", 6, "beyond")
+        with pytest.raises(SequenceError):
+            ledger.fork("p", -1, "before")
+        with pytest.raises(RunExists):
+            ledger.fork("p", 2, "whole")
+        assert "beyond" not in {r.id for r in ledger.runs()}
+
+    def test_forks_of_forks(self, ledger: BaseLedger) -> None:
+        a = fill(ledger, "a", 10)
+        ledger.fork("a", 6, "b")
+        b = ledger.append("b", workload(4, start=100))
+        ledger.fork("b", 8, "c")
+        c = ledger.append("c", workload(3, start=200))
+        ledger.append("a", workload(2, start=11))  # the ancestors keep growing
+        ledger.append("b", workload(1, start=300))
+        expected = [*a[:6], *b[:2], *c]
+        assert same(list(ledger.read("c")), expected)
+        assert same(list(ledger.read("c", 5, 10)), expected[4:10])
+        assert ledger.verify("c").ok
+        assert ledger.verify("c").checked == 11
+        for seq in range(12):
+            assert ledger.state_at("c", seq) == fold(expected[:seq])
+        assert len(self.stored_rows(ledger, "c")) == 3
+
+    def test_tampering_in_the_parent_shows_in_the_fork(self, ledger: BaseLedger) -> None:
+        fill(ledger, "p", 12)
+        ledger.fork("p", 10, "f")
+        ledger.append("f", workload(2, start=11))
+        rows = self.stored_rows(ledger, "p")
+        _edit_byte(rows, 4)
+        self.store_rows(ledger, "p", rows)
+        report = ledger.verify("f")
+        assert (report.ok, report.first_bad) == (False, 4)
+
+    # -- snapshots, state_at, replay -----------------------------------------------------
+
+    def test_state_at_matches_a_full_fold_everywhere(self) -> None:
+        with self.fresh(snapshot_every=5) as ledger:
+            written = fill(ledger, "r", 33, group=4)
+            for seq in range(34):
+                assert ledger.state_at("r", seq) == fold(written[:seq]), seq
+            assert ledger.state_at("r") == fold(written)
+            with pytest.raises(SequenceError):
+                ledger.state_at("r", 34)
+
+    def test_state_at_folds_only_from_the_nearest_snapshot(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with self.fresh(snapshot_every=10) as ledger:
+            fill(ledger, "r", 47, group=6)
+            ledger.fork("r", 35, "f")
+            ledger.append("f", workload(9, start=36))
+            scans: list[tuple[str, int, int]] = []
+            real = ledger._scan  # pyright: ignore[reportPrivateUsage]
+
+            def spy(run: str, lo: int, hi: int) -> Iterator[Row]:
+                scans.append((run, lo, hi))
+                return real(run, lo, hi)
+
+            monkeypatch.setattr(ledger, "_scan", spy)
+            ledger.state_at("r", 37)
+            assert scans == [("r", 31, 37)]
+            scans.clear()
+            ledger.state_at("f", 43)  # the fork's own snapshot at 40
+            assert scans == [("f", 41, 43)]
+            scans.clear()
+            ledger.state_at("f", 38)  # the parent's snapshot at 30
+            assert scans == [("r", 31, 35), ("f", 36, 38)]
+
+    def test_replay_checks_recorded_hashes(self) -> None:
+        with self.fresh(snapshot_every=4) as ledger:
+            fill(ledger, "r", 10)
+            h = state_hash(ledger.state_at("r"))
+            ledger.append(
+                "r",
+                [
+                    draft(
+                        TickCompleted(tick=3, progress=0.5, delta=0.5, valid=True, state_hash=h),
+                        ts=99,
+                        tick=3,
+                    )
+                ],
+            )
+            fill_more = workload(6, start=12)
+            ledger.append("r", fill_more)
+            report = ledger.replay("r")
+            assert (report.to, report.folded) == (17, 17)
+            assert report.checked_hashes == 4 + 1  # snapshots at 4, 8, 12, 16 and one tick
+            assert report.state == ledger.state_at("r")
+            assert report.state_hash == state_hash(ledger.state_at("r"))
+            assert ledger.replay("r", 9).checked_hashes == 2
+
+            self.tamper_snapshot_hash(ledger, "r", 12, "0" * 64)
+            with pytest.raises(ReplayMismatch, match="at sequence 12"):
+                ledger.replay("r")
+            assert ledger.replay("r", 11).checked_hashes == 3
+
+    def test_replay_refuses_a_wrong_tick_hash(self, ledger: BaseLedger) -> None:
+        fill(ledger, "r", 6)
+        wrong = TickCompleted(tick=1, progress=0.1, delta=0.1, valid=True, state_hash="ab" * 32)
+        ledger.append("r", [draft(wrong, ts=7, tick=1)])
+        with pytest.raises(ReplayMismatch, match="at sequence 7"):
+            ledger.replay("r")
+        assert ledger.replay("r", 6).folded == 6
+
+    # -- verify --------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("name", list(TAMPERS))
+    def test_verify_names_the_first_bad_seq(self, ledger: BaseLedger, name: str) -> None:
+        fill(ledger, "r", 20)
+        assert ledger.verify("r").ok
+        rows = self.stored_rows(ledger, "r")
+        first_bad = TAMPERS[name](rows)
+        self.store_rows(ledger, "r", rows)
+        report = ledger.verify("r")
+        assert not report.ok
+        assert report.first_bad == first_bad, report.reason
+        assert report.reason
+
+    def test_verify_reports_a_good_chain(self, ledger: BaseLedger) -> None:
+        written = fill(ledger, "r", 20)
+        report = ledger.verify("r")
+        assert (report.ok, report.checked, report.first_bad) == (True, 20, None)
+        assert report.head_hash == written[-1].hash.hex()
+        ledger.create_run("empty")
+        assert ledger.verify("empty").ok
+
+    # -- properties ----------------------------------------------------------------------
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=_SUPPRESS)
+    @given(
+        groups=st.lists(st.integers(1, 12), min_size=1, max_size=8),
+        every=st.integers(1, 9),
+        seed=st.integers(0, 5),
+    )
+    def test_property_state_at_is_the_fold_of_the_prefix(
+        self, groups: list[int], every: int, seed: int
+    ) -> None:
+        with self.fresh(snapshot_every=every) as ledger:
+            ledger.create_run("r")
+            start = 1
+            for size in groups:
+                ledger.append("r", workload(size, start=start, seed=seed))
+                start += size
+            written = list(ledger.read("r"))
+            for n in range(len(written) + 1):
+                assert ledger.state_at("r", n) == fold(written[:n])
+            replayed = ledger.replay("r")
+            assert replayed.state == fold(written)
+            assert replayed.checked_hashes == len(written) // every
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=_SUPPRESS)
+    @given(n=st.integers(1, 30), data=st.data())
+    def test_property_a_fork_shares_exactly_the_prefix(self, n: int, data: st.DataObject) -> None:
+        at = data.draw(st.integers(0, n), label="at")
+        extra = data.draw(st.integers(0, 5), label="extra")
+        with self.fresh(snapshot_every=4) as ledger:
+            parent = fill(ledger, "p", n, group=5)
+            ledger.fork("p", at, "f")
+            mine = ledger.append("f", workload(extra, start=at + 1, seed=1)) if extra else []
+            got = list(ledger.read("f"))
+            assert same(got[:at], parent[:at])
+            assert got[at:] == mine
+            if mine and at < n:
+                assert mine[0].hash != parent[at].hash
+            assert ledger.state_at("f") == fold(got)
+            assert ledger.verify("f").ok
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=_SUPPRESS)
+    @given(data=st.data())
+    def test_property_verify_detects_any_single_edit(self, data: st.DataObject) -> None:
+        with self.fresh() as ledger:
+            fill(ledger, "r", 12, group=5)
+            rows = self.stored_rows(ledger, "r")
+            k = data.draw(st.integers(1, len(rows)), label="seq")
+            field = data.draw(
+                st.sampled_from(["payload", "hash", "agent", "kind", "tick", "ts", "causes"]),
+                label="field",
+            )
+            row = rows[k - 1]
+            if field in ("payload", "hash"):
+                raw = bytearray(getattr(row, field))
+                i = data.draw(st.integers(0, len(raw) - 1), label="byte")
+                raw[i] ^= data.draw(st.integers(1, 255), label="xor")
+                rows[k - 1] = row._replace(**{field: bytes(raw)})
+            elif field in ("agent", "kind"):
+                text: str = getattr(row, field) or ""
+                changed = data.draw(
+                    st.text(_TEXT, min_size=1, max_size=12).filter(lambda s: s != text),
+                    label=field,
+                )
+                rows[k - 1] = row._replace(**{field: changed})
+            elif field == "causes":
+                rows[k - 1] = row._replace(causes=(*row.causes, k))
+            else:
+                delta = data.draw(st.integers(1, 1000), label="delta")
+                rows[k - 1] = row._replace(**{field: getattr(row, field) + delta})
+            self.store_rows(ledger, "r", rows)
+            report = ledger.verify("r")
+            assert (report.ok, report.first_bad) == (False, k)

@@ -1,0 +1,54 @@
+"""The shared ledger suite against the in-memory backend."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from telic.ledger import BaseLedger, MemoryLedger, Row, open_ledger
+
+from .suite import LedgerSuite
+
+
+def _memory(ledger: BaseLedger) -> MemoryLedger:
+    assert isinstance(ledger, MemoryLedger)
+    return ledger
+
+
+class TestMemoryLedger(LedgerSuite):
+    @contextlib.contextmanager
+    def fresh(self, **options: Any) -> Iterator[BaseLedger]:
+        with open_ledger("memory://", **options) as ledger:
+            yield ledger
+
+    def second(self, ledger: BaseLedger) -> BaseLedger:
+        first = _memory(ledger)
+        return MemoryLedger(first.url, store=first.store, snapshot_every=first.snapshot_every)
+
+    def stored_rows(self, ledger: BaseLedger, run: str) -> list[Row]:
+        return list(_memory(ledger).raw_rows(run))
+
+    def store_rows(self, ledger: BaseLedger, run: str, rows: list[Row]) -> None:
+        _memory(ledger).raw_rows(run)[:] = rows
+
+    def tamper_blob(self, ledger: BaseLedger, blob_id: str, data: bytes) -> None:
+        _memory(ledger).raw_blobs()[blob_id] = data
+
+    def tamper_snapshot_hash(self, ledger: BaseLedger, run: str, seq: int, value: str) -> None:
+        snaps = _memory(ledger).store.snapshots[run]
+        state, _, chain = snaps[seq]
+        snaps[seq] = (state, value, chain)
+
+
+def test_memory_url_and_options() -> None:
+    with open_ledger("memory://?snapshot_every=7") as ledger:
+        assert isinstance(ledger, MemoryLedger)
+        assert ledger.snapshot_every == 7
+        assert ledger.url.startswith("memory://")
+
+
+def test_separate_memory_ledgers_share_nothing() -> None:
+    with open_ledger("memory://") as a, open_ledger("memory://") as b:
+        a.create_run("r")
+        assert b.runs() == []

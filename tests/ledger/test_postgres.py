@@ -1,0 +1,137 @@
+"""The shared ledger suite against PostgreSQL (needs ``TELIC_PG_DSN``), plus server errors."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from telic.errors import LedgerUnavailable, NotALedger
+from telic.ledger import BaseLedger, Row, open_ledger
+
+from .suite import LedgerSuite, fill
+
+DSN = os.environ.get("TELIC_PG_DSN", "")
+pytestmark = pytest.mark.skipif(
+    not DSN,
+    reason="set TELIC_PG_DSN (e.g. postgresql://postgres@127.0.0.1:5432/test) to run the "
+    "PostgreSQL ledger tests",
+)
+
+if DSN:
+    import psycopg
+
+    from telic.ledger.postgres import PostgresLedger
+
+
+def _pg(ledger: BaseLedger) -> PostgresLedger:
+    assert isinstance(ledger, PostgresLedger)
+    return ledger
+
+
+@contextlib.contextmanager
+def _schema() -> Iterator[str]:
+    name = f"telic_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        with psycopg.connect(DSN, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')  # type: ignore[arg-type]
+
+
+class TestPostgresLedger(LedgerSuite):
+    @contextlib.contextmanager
+    def fresh(self, **options: Any) -> Iterator[BaseLedger]:
+        with _schema() as name, PostgresLedger(DSN, schema=name, **options) as ledger:
+            yield ledger
+
+    def second(self, ledger: BaseLedger) -> BaseLedger:
+        first = _pg(ledger)
+        return PostgresLedger(DSN, schema=first.schema, snapshot_every=first.snapshot_every)
+
+    def stored_rows(self, ledger: BaseLedger, run: str) -> list[Row]:
+        db = _pg(ledger)
+        got = db.execute(
+            "SELECT seq, tick, agent, kind, causes, ts, v, payload, hash FROM transitions "
+            "WHERE rid = %s ORDER BY seq",
+            (db.rid(run),),
+        )
+        return [
+            Row(s, t, a, k, tuple(c or ()), ts, v, bytes(p), bytes(h))
+            for s, t, a, k, c, ts, v, p, h in got
+        ]
+
+    def store_rows(self, ledger: BaseLedger, run: str, rows: list[Row]) -> None:
+        db = _pg(ledger)
+        rid = db.rid(run)
+        db.execute("BEGIN")
+        db.execute("DELETE FROM transitions WHERE rid = %s", (rid,))
+        for r in rows:
+            db.execute(
+                "INSERT INTO transitions VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    rid,
+                    r.seq,
+                    r.tick,
+                    r.agent,
+                    r.kind,
+                    list(r.causes) or None,
+                    r.ts,
+                    r.v,
+                    r.payload,
+                    r.hash,
+                ),
+            )
+        db.execute("COMMIT")
+
+    def tamper_blob(self, ledger: BaseLedger, blob_id: str, data: bytes) -> None:
+        _pg(ledger).execute("UPDATE blobs SET data = %s WHERE id = %s", (data, blob_id))
+
+    def tamper_snapshot_hash(self, ledger: BaseLedger, run: str, seq: int, value: str) -> None:
+        db = _pg(ledger)
+        db.execute(
+            "UPDATE snapshots SET state_hash = %s WHERE rid = %s AND seq = %s",
+            (value, db.rid(run), seq),
+        )
+
+
+def test_open_ledger_routes_postgres_urls_with_a_schema() -> None:
+    with _schema() as name:
+        url = DSN.replace("postgresql://", "postgres://", 1) + f"?schema={name}&snapshot_every=3"
+        with open_ledger(url) as ledger:
+            pg = _pg(ledger)
+            assert (pg.schema, pg.snapshot_every) == (name, 3)
+            fill(ledger, "r", 5)
+        with open_ledger(f"{DSN}?schema={name}") as ledger:
+            assert ledger.run("r").head == 5
+            assert ledger.verify("r").ok
+
+
+def test_an_unreachable_server() -> None:
+    with pytest.raises(LedgerUnavailable, match="cannot open ledger at postgresql://"):
+        PostgresLedger("postgresql://postgres@127.0.0.1:1/test")
+
+
+def test_a_missing_database() -> None:
+    base = DSN.rsplit("/", 1)[0]
+    with pytest.raises(LedgerUnavailable, match="telic_no_such_db"):
+        PostgresLedger(f"{base}/telic_no_such_db")
+
+
+def test_a_schema_with_foreign_tables_is_not_a_ledger() -> None:
+    with _schema() as name:
+        with psycopg.connect(DSN, autocommit=True) as db:
+            db.execute(f'CREATE SCHEMA "{name}"')  # type: ignore[arg-type]
+            db.execute(f'CREATE TABLE "{name}".runs (x int)')  # type: ignore[arg-type]
+        with pytest.raises(NotALedger, match="no telic_meta table"):
+            PostgresLedger(DSN, schema=name)
+
+
+def test_a_password_is_not_repeated_in_messages() -> None:
+    with pytest.raises(LedgerUnavailable) as raised:
+        PostgresLedger("postgresql://postgres:hunter2@127.0.0.1:1/test")
+    assert "hunter2" not in str(raised.value)
