@@ -1,0 +1,567 @@
+"""The supervisor: starts children, watches them, restarts them, gives up when it must.
+
+One child is one asyncio task. The supervisor does not wrap a child's body: it adds itself
+as the task's done-callback, which queues the exit in the supervisor's inbox; the
+supervisor's own task handles exits one at a time, in the order they happened. Everything
+that changes the set of children (handling an exit, and the ``*_child`` calls) holds one lock,
+so events come out in a deterministic order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, NoReturn
+
+from telic.clock import Clock, SystemClock
+from telic.errors import SupervisionError
+from telic.kinds import AgentRestarted, AgentTerminated, Payload, SupervisorEscalated
+from telic.supervision._exits import classify, failure, retrieve, terminate
+from telic.supervision.spec import (
+    AutoShutdown,
+    ChildCount,
+    ChildInfo,
+    ChildSpec,
+    RestartType,
+    Shutdown,
+    Strategy,
+)
+
+__all__ = ["EventSink", "Supervisor", "SupervisorSpec"]
+
+EventSink = Callable[[Payload], None]
+"""Receives every AgentFailed, AgentTerminated, AgentRestarted and SupervisorEscalated."""
+
+_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
+_AUTO_SHUTDOWNS = ("never", "any_significant", "all_significant")
+_State = Literal["idle", "running", "stopped", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorSpec(ChildSpec):
+    """A supervisor as the child of another (made by :meth:`Supervisor.as_child`)."""
+
+    supervisor: Supervisor = field(kw_only=True)
+
+
+class _Inbox:
+    """Exits waiting for the supervisor's task, and the future that wakes it."""
+
+    __slots__ = ("exits", "waiter")
+
+    def __init__(self) -> None:
+        self.exits: deque[tuple[_Child, asyncio.Task[None]]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def wait(self) -> None:
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+
+class _Child:
+    """A child's live record; also its task's done-callback (no per-child closure)."""
+
+    __slots__ = ("inbox", "kill_reason", "restarts", "spec", "stopping", "task")
+
+    def __init__(self, inbox: _Inbox, spec: ChildSpec) -> None:
+        self.inbox = inbox
+        self.spec = spec
+        self.task: asyncio.Task[None] | None = None
+        self.restarts = 0
+        self.kill_reason: str | None = None
+        self.stopping = False
+
+    def __call__(self, task: asyncio.Task[None]) -> None:
+        # Exits the supervisor caused itself (stopping) are accounted for where it stops them.
+        if task is self.task and not self.stopping:
+            self.inbox.exits.append((self, task))
+            self.inbox.wake()
+
+
+class _StartFailed(Exception):
+    def __init__(self, child: _Child, reason: str) -> None:
+        self.child = child
+        self.reason = reason
+
+
+class Supervisor:
+    """An OTP supervisor for asyncio tasks. See :mod:`telic.supervision`."""
+
+    def __init__(
+        self,
+        name: str,
+        children: Iterable[ChildSpec | Supervisor] = (),
+        *,
+        strategy: Strategy = "one_for_one",
+        intensity: int = 1,
+        period: float = 5.0,
+        auto_shutdown: AutoShutdown = "never",
+        clock: Clock | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        if strategy not in _STRATEGIES:
+            raise ValueError(f"supervisor {name!r}: unknown strategy {strategy!r}")
+        if auto_shutdown not in _AUTO_SHUTDOWNS:
+            raise ValueError(f"supervisor {name!r}: unknown auto_shutdown {auto_shutdown!r}")
+        if intensity < 0:
+            raise ValueError(f"supervisor {name!r}: intensity must be >= 0, not {intensity}")
+        if not (period > 0 and math.isfinite(period)):
+            raise ValueError(f"supervisor {name!r}: period must be > 0 seconds, not {period}")
+        specs = tuple(_as_spec(c) for c in children)
+        if strategy == "simple_one_for_one" and specs:
+            raise ValueError(
+                f"supervisor {name!r}: a simple_one_for_one pool starts empty; "
+                "add children with start_child"
+            )
+        ids = [s.id for s in specs]
+        if dupes := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"supervisor {name!r}: duplicate child ids {dupes}")
+        self.name = name
+        self.strategy: Strategy = strategy
+        self.intensity = intensity
+        self.period = period
+        self.auto_shutdown: AutoShutdown = auto_shutdown
+        self._specs = specs
+        self._given_clock = clock
+        self._given_sink = on_event
+        self._clock: Clock = clock or SystemClock()
+        self._sink: EventSink | None = on_event
+        self._children: dict[str, _Child] = {}
+        self._inbox = _Inbox()
+        self._restarts: deque[float] = deque()
+        self._lock = asyncio.Lock()
+        self._state: _State = "idle"
+        self._stop_reason: str | None = None
+        self._fault: Exception | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._parent: Supervisor | None = None
+
+    def __repr__(self) -> str:
+        return f"<Supervisor {self.name!r} {self.strategy} {self._state}>"
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    def as_child(
+        self,
+        id: str | None = None,
+        *,
+        restart: RestartType = "permanent",
+        shutdown: Shutdown = "infinity",
+        significant: bool = False,
+    ) -> SupervisorSpec:
+        """This supervisor as a child of another; ``id`` defaults to its name."""
+        return SupervisorSpec(
+            id or self.name, self._run_alone, restart, shutdown, significant, supervisor=self
+        )
+
+    # -- the owner's side: start, stop, wait --------------------------------------------
+
+    async def start(self) -> None:
+        """Start the children in spec order, then supervise them from a task of our own.
+
+        If a child's ``start`` raises, the children already started are stopped (in reverse
+        order) and the exception propagates.
+        """
+        if self._parent is not None:
+            raise RuntimeError(
+                f"supervisor {self.name!r} is a child of {self._parent.name!r}, which starts it"
+            )
+        if self._state == "running":
+            raise RuntimeError(f"supervisor {self.name!r} is already running")
+        await self._boot(None)
+        if self._fault is not None:
+            await self._shutdown("shutdown", failed=True)
+            raise self._fault
+        task = asyncio.get_running_loop().create_task(self._serve(), name=self.name)
+        task.add_done_callback(retrieve)  # wait() and __aexit__ re-raise the failure
+        self._task = task
+
+    async def stop(self, reason: str = "shutdown") -> None:
+        """Stop every child in reverse start order (each with its grace period), then
+        the supervisor. Idempotent; does not raise the supervisor's failure (``wait`` does)."""
+        if self._parent is not None:
+            raise RuntimeError(
+                f"supervisor {self.name!r} is a child of {self._parent.name!r}; "
+                "stop it with the parent's terminate_child"
+            )
+        task = self._task
+        if task is None or task.done():
+            return
+        self._stop_reason = reason
+        self._inbox.wake()
+        await asyncio.wait((task,))
+
+    async def wait(self) -> None:
+        """Return when the supervisor has stopped; raise SupervisionError if it gave up
+        (or the exception of its ``on_event``, see :mod:`telic.supervision`)."""
+        task = self._task
+        if task is None:
+            raise RuntimeError(f"supervisor {self.name!r} was not started with start()")
+        await asyncio.wait((task,))
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
+
+    async def __aenter__(self) -> Supervisor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        await self.stop()
+        task = self._task
+        if exc_type is None and task is not None and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error
+
+    # -- children, from outside ---------------------------------------------------------
+
+    async def start_child(self, spec: ChildSpec | Supervisor) -> None:
+        """Add a child and start it (after the others: it is stopped first)."""
+        spec = _as_spec(spec)
+        async with self._lock:
+            self._require_running()
+            if spec.id in self._children:
+                raise ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}")
+            child = _Child(self._inbox, spec)
+            await self._spawn(child)
+            self._children[spec.id] = child
+
+    async def terminate_child(self, id: str) -> None:
+        """Stop a child (grace, then cancel); it is not restarted. Its spec stays unless it
+        is temporary or in a simple_one_for_one pool."""
+        async with self._lock:
+            child = self._get(id)
+            await self._stop([child], "shutdown")
+            if child.spec.restart == "temporary" or self.strategy == "simple_one_for_one":
+                del self._children[id]
+
+    async def restart_child(self, id: str) -> None:
+        """Start again a child that was stopped by terminate_child (or ended for good)."""
+        self._refuse_in_pool("restart_child")
+        async with self._lock:
+            self._require_running()
+            child = self._get(id)
+            if child.task is not None:
+                raise ValueError(f"child {id!r} of {self.name!r} is running")
+            await self._spawn(child)
+            child.restarts += 1
+            self._emit(
+                AgentRestarted(
+                    agent=id, supervisor=self.name, attempt=child.restarts, reason="restart_child"
+                )
+            )
+
+    async def delete_child(self, id: str) -> None:
+        """Forget the spec of a child that is not running."""
+        self._refuse_in_pool("delete_child")
+        async with self._lock:
+            if self._get(id).task is not None:
+                raise ValueError(f"child {id!r} of {self.name!r} is running; terminate it first")
+            del self._children[id]
+
+    def kill(self, id: str, reason: str = "killed") -> bool:
+        """Crash a running child from outside (OTP's ``exit(Pid, kill)``): it is cancelled,
+        its exit is abnormal with ``reason``, and it is restarted by its restart type and the
+        strategy. Returns False if the child was not running."""
+        child = self._get(id)
+        task = child.task
+        if task is None or task.done() or child.stopping:
+            return False
+        child.kill_reason = reason
+        task.cancel(reason)
+        return True
+
+    def which_children(self) -> list[ChildInfo]:
+        """The children in start order."""
+        return [
+            ChildInfo(
+                id=c.spec.id,
+                running=c.task is not None and not c.task.done(),
+                restarts=c.restarts,
+                restart=c.spec.restart,
+                kind="supervisor" if isinstance(c.spec, SupervisorSpec) else "worker",
+            )
+            for c in self._children.values()
+        ]
+
+    def count_children(self) -> ChildCount:
+        sups = sum(isinstance(c.spec, SupervisorSpec) for c in self._children.values())
+        active = sum(c.task is not None and not c.task.done() for c in self._children.values())
+        n = len(self._children)
+        return ChildCount(specs=n, active=active, supervisors=sups, workers=n - sups)
+
+    # -- the supervisor's task ----------------------------------------------------------
+
+    async def _run_alone(self) -> None:
+        await self._boot(None)
+        await self._serve()
+
+    async def _boot(self, parent: Supervisor | None) -> None:
+        if self._state == "running":
+            raise RuntimeError(f"supervisor {self.name!r} is already running")
+        if parent is not None:
+            self._parent = parent
+            self._clock = self._given_clock or parent._clock
+            self._sink = self._given_sink or parent._sink
+        self._children = {}
+        self._restarts.clear()
+        self._inbox.exits.clear()
+        self._stop_reason = None
+        self._fault = None
+        self._state = "running"
+        for spec in self._specs:
+            child = _Child(self._inbox, spec)
+            try:
+                await self._spawn(child)
+            except Exception as exc:
+                self._emit(failure(spec.id, exc).event)
+                await self._shutdown("shutdown", failed=True)
+                raise
+            except BaseException:
+                self._abandon("shutdown")
+                self._state = "stopped"
+                raise
+            self._children[spec.id] = child
+
+    async def _serve(self) -> None:
+        try:
+            await self._supervise()
+        except asyncio.CancelledError:
+            await self._shutdown("shutdown", failed=False)
+            raise
+        except BaseException:
+            await self._shutdown("shutdown", failed=True)
+            raise
+        await self._shutdown(self._stop_reason or "shutdown", failed=False)
+
+    async def _supervise(self) -> None:
+        inbox = self._inbox
+        while True:
+            if self._fault is not None:
+                raise self._fault
+            if self._stop_reason is not None:
+                return
+            if not inbox.exits:
+                await inbox.wait()
+                continue
+            child, task = inbox.exits.popleft()
+            async with self._lock:
+                if child.task is task and not child.stopping:
+                    await self._handle_exit(child, task)
+
+    async def _handle_exit(self, child: _Child, task: asyncio.Task[None]) -> None:
+        spec = child.spec
+        ex = classify(spec.id, task, child.kill_reason)
+        child.task = None
+        child.kill_reason = None
+        await self._reap(child)
+        self._emit(ex.event)
+        if spec.restart == "permanent" or (spec.restart == "transient" and ex.abnormal):
+            await self._restart(child, ex.reason)
+            return
+        if spec.restart == "temporary" or self.strategy == "simple_one_for_one":
+            self._children.pop(spec.id, None)
+        if spec.significant and self._auto_shutdown_due():
+            self._stop_reason = "shutdown"
+
+    def _auto_shutdown_due(self) -> bool:
+        if self.auto_shutdown == "any_significant":
+            return True
+        if self.auto_shutdown == "all_significant":
+            return not any(
+                c.spec.significant and c.task is not None for c in self._children.values()
+            )
+        return False
+
+    async def _restart(self, failed: _Child, reason: str) -> None:
+        while True:
+            if not self._add_restart():
+                await self._escalate(reason)
+            try:
+                await self._restart_group(failed, reason)
+                return
+            except _StartFailed as e:  # a start that raises counts as one more failure
+                failed, reason = e.child, e.reason
+
+    async def _restart_group(self, failed: _Child, reason: str) -> None:
+        group: list[_Child] = [failed]
+        if self.strategy in ("one_for_all", "rest_for_one"):
+            everyone = list(self._children.values())
+            if self.strategy == "rest_for_one":
+                everyone = everyone[everyone.index(failed) :]
+            for c in reversed(everyone):
+                if c is not failed and c.task is not None:
+                    await self._stop([c], "shutdown")
+            group = []
+            for c in everyone:
+                if c is failed or c.spec.restart != "temporary":
+                    group.append(c)
+                else:  # OTP: temporary siblings are not brought back
+                    del self._children[c.spec.id]
+        for c in group:
+            try:
+                await self._spawn(c)
+            except Exception as exc:
+                ex = failure(c.spec.id, exc)
+                self._emit(ex.event)
+                raise _StartFailed(c, f"start failed: {ex.reason}") from exc
+            c.restarts += 1
+            why = (
+                reason if c is failed else f"{self.strategy}: {failed.spec.id!r} exited ({reason})"
+            )
+            self._emit(
+                AgentRestarted(
+                    agent=c.spec.id, supervisor=self.name, attempt=c.restarts, reason=why
+                )
+            )
+
+    def _add_restart(self) -> bool:
+        """Record a restart; False if that makes more than ``intensity`` within ``period``."""
+        now = self._clock.monotonic()
+        times = self._restarts
+        times.append(now)
+        while now - times[0] > self.period:
+            times.popleft()
+        return len(times) <= self.intensity
+
+    async def _escalate(self, reason: str) -> NoReturn:
+        restarts = len(self._restarts)
+        self._emit(
+            SupervisorEscalated(
+                supervisor=self.name, restarts=restarts, period_s=self.period, reason=reason
+            )
+        )
+        await self._stop_all("shutdown")
+        raise SupervisionError(self.name, restarts, self.period)
+
+    # -- starting and stopping children -------------------------------------------------
+
+    async def _spawn(self, child: _Child) -> None:
+        spec = child.spec
+        coro: Coroutine[Any, Any, None]
+        if isinstance(spec, SupervisorSpec):
+            await spec.supervisor._boot(self)
+            coro = spec.supervisor._serve()
+        else:
+            coro = spec.start()
+        task = asyncio.get_running_loop().create_task(coro, name=spec.id)
+        task.add_done_callback(child)
+        child.task = task
+
+    async def _stop(self, children: list[_Child], reason: str) -> None:
+        """Stop ``children`` concurrently and report each (in the order given)."""
+        live = [(c, c.task) for c in children if c.task is not None]
+        # A child that ended before we got to it reports how it really ended.
+        exits = [classify(c.spec.id, t, c.kill_reason) if t.done() else None for c, t in live]
+        by_shutdown: dict[Shutdown, list[asyncio.Task[None]]] = {}
+        for c, t in live:
+            c.stopping = True
+            by_shutdown.setdefault(c.spec.shutdown, []).append(t)
+        try:
+            if len(by_shutdown) == 1:
+                [(shutdown, tasks)] = by_shutdown.items()
+                await terminate(tasks, shutdown)
+            elif by_shutdown:
+                await asyncio.gather(*(terminate(ts, sd) for sd, ts in by_shutdown.items()))
+        finally:
+            for c, _ in live:
+                c.stopping = False
+        for (c, t), ex in zip(live, exits, strict=True):
+            c.task = None
+            c.kill_reason = None
+            await self._reap(c)
+            if ex is None:
+                retrieve(t)
+                self._emit(AgentTerminated(agent=c.spec.id, reason=reason))
+            else:
+                self._emit(ex.event)
+
+    async def _stop_all(self, reason: str) -> None:
+        running = [c for c in reversed(self._children.values()) if c.task is not None]
+        if self.strategy == "simple_one_for_one":
+            await self._stop(running, reason)  # OTP stops a pool all at once
+        else:
+            for c in running:
+                await self._stop([c], reason)
+
+    async def _reap(self, child: _Child) -> None:
+        """A nested supervisor whose task ended before it ran cannot have stopped its own
+        children; stop them here so that none is left behind."""
+        spec = child.spec
+        if isinstance(spec, SupervisorSpec) and spec.supervisor._state == "running":
+            await spec.supervisor._shutdown("shutdown", failed=False)
+
+    async def _shutdown(self, reason: str, *, failed: bool) -> None:
+        try:
+            async with self._lock:
+                await self._stop_all(reason)
+        except asyncio.CancelledError:
+            self._abandon(reason)
+            raise
+        finally:
+            self._state = "failed" if failed else "stopped"
+
+    def _abandon(self, reason: str) -> None:
+        """Cancelled while stopping: cancel every child now rather than wait for them."""
+        for c in reversed(self._children.values()):
+            task = c.task
+            if task is None:
+                continue
+            c.task = None
+            c.kill_reason = None
+            task.cancel()
+            task.add_done_callback(retrieve)
+            spec = c.spec
+            if isinstance(spec, SupervisorSpec) and spec.supervisor._state == "running":
+                spec.supervisor._abandon(reason)
+                spec.supervisor._state = "stopped"
+            self._emit(AgentTerminated(agent=spec.id, reason=reason))
+
+    # -- small helpers ------------------------------------------------------------------
+
+    def _emit(self, event: Payload) -> None:
+        if self._sink is None or self._fault is not None:
+            return
+        try:
+            self._sink(event)
+        except Exception as exc:  # the sink is broken: fail the supervisor, loudly
+            self._fault = exc
+            self._inbox.wake()
+
+    def _get(self, id: str) -> _Child:
+        try:
+            return self._children[id]
+        except KeyError:
+            ids = list(self._children)
+            known = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+            raise KeyError(
+                f"supervisor {self.name!r} has no child {id!r} (has: {known or 'none'})"
+            ) from None
+
+    def _require_running(self) -> None:
+        if self._state != "running":
+            raise RuntimeError(f"supervisor {self.name!r} is {self._state}, not running")
+
+    def _refuse_in_pool(self, what: str) -> None:
+        if self.strategy == "simple_one_for_one":
+            raise ValueError(
+                f"{what} does not apply to the simple_one_for_one pool {self.name!r}; "
+                "use start_child and terminate_child"
+            )
+
+
+def _as_spec(child: ChildSpec | Supervisor) -> ChildSpec:
+    return child.as_child() if isinstance(child, Supervisor) else child
