@@ -23,6 +23,8 @@ The hierarchy::
     │   ├── UnknownEventType        publishing or subscribing to an undeclared type
     │   ├── BadPattern              a malformed subscription pattern
     │   ├── BadTTL                  a negative, zero or absurd time to live
+    │   ├── BadSubscription         other bad subscription arguments (from_seq, maxsize, ...)
+    │   ├── EventKernelClosed       subscribing after the event kernel was closed
     │   └── SubscriptionClosed      reading from a subscription that expired or was dropped
     ├── KernelError                 the kernel cannot do what was asked
     │   ├── RunNotResumable         a run that has ended, or a ledger without its boot
@@ -208,6 +210,19 @@ class BadTTL(EventError):
     def __init__(self, ttl: float, reason: str) -> None:
         super().__init__(f"bad subscription TTL {ttl!r}: {reason}")
         self.ttl = ttl
+
+
+class BadSubscription(EventError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"bad subscription: {detail}")
+        self.detail = detail
+
+
+class EventKernelClosed(EventError):
+    def __init__(self) -> None:
+        super().__init__(
+            "the event kernel is closed (aclose() was called); create a new EventKernel"
+        )
 
 
 class SubscriptionClosed(EventError):

@@ -1,0 +1,39 @@
+"""The event kernel: a typed, durable event catalogue with catch-up and TTL subscriptions.
+
+Every event is a ledger transition, or derives from one (``transition.committed``), so the
+history survives restarts and can be replayed. :class:`EventKernel` publishes what the kernel
+committed; :class:`Subscription` follows it (by pattern, run and agent; catch-up from any
+sequence number, then live); :class:`EventProcessor` is the seam for exporters. See
+``docs/events.md`` for the catalogue and the semantics.
+
+Module map: ``catalogue`` (the declared types), ``patterns`` (globs compiled to routes),
+``event``, ``subscription`` (the public face), ``hub`` (fan-out, catch-up, TTL timer, system
+record), ``handlers`` (the callback API), ``processors``, ``kernel`` (the facade).
+"""
+
+from __future__ import annotations
+
+from telic.events.catalogue import CATALOGUE, SYSTEM_RUN, EventType, event_type
+from telic.events.event import Event
+from telic.events.hub import MAX_TTL
+from telic.events.kernel import EventKernel
+from telic.events.patterns import matching_types
+from telic.events.processors import EventProcessor, InMemoryProcessor, NoopProcessor
+from telic.events.state import HandlerFailure
+from telic.events.subscription import Subscription
+
+__all__ = [
+    "CATALOGUE",
+    "MAX_TTL",
+    "SYSTEM_RUN",
+    "Event",
+    "EventKernel",
+    "EventProcessor",
+    "EventType",
+    "HandlerFailure",
+    "InMemoryProcessor",
+    "NoopProcessor",
+    "Subscription",
+    "event_type",
+    "matching_types",
+]

@@ -1,0 +1,440 @@
+"""The engine of the event kernel: fan-out, catch-up, TTL timer and the system record.
+
+Everything here runs on the event loop's thread and holds no lock: ``publish`` only appends
+to bounded queues and completes futures, so no user code runs while the hub is mid-update
+(processors excepted; they are called between deliveries and must be quick).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import math
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from telic.clock import Clock
+from telic.errors import (
+    BadSubscription,
+    BadTTL,
+    EventKernelClosed,
+    RunExists,
+    RunNotFound,
+    SequenceError,
+)
+from telic.events.catalogue import SYSTEM_RUN
+from telic.events.event import Event
+from telic.events.patterns import compile_pattern
+from telic.events.processors import EventProcessor
+from telic.events.state import Closing, SubscriptionState
+from telic.kinds import (
+    CATALOGUE,
+    Payload,
+    SubscriberLagged,
+    SubscriptionCreated,
+    SubscriptionEnded,
+    SubscriptionExpired,
+)
+from telic.ledger.base import Ledger
+from telic.transition import Transition, draft
+
+__all__ = ["MAX_QUEUE", "MAX_TTL", "PAGE", "Hub"]
+
+log = logging.getLogger("telic.events")
+
+MAX_TTL: Final = 7 * 24 * 3600.0
+"""The longest TTL accepted, in seconds (a week); longer ones are almost surely a unit error."""
+MAX_QUEUE: Final = 1 << 20
+PAGE: Final = 1024
+"""Transitions read from the ledger per catch-up step."""
+_EPSILON: Final = 1e-6
+"""Deadlines this close to now count as due (float rounding of loop timers)."""
+
+_KINDS: Final = frozenset(CATALOGUE)
+_Targets = tuple[tuple[SubscriptionState, str], ...]
+
+
+def check_ttl(ttl: object) -> float | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise BadTTL(ttl, "it must be a number of seconds")  # type: ignore[arg-type]
+    value = float(ttl)
+    if math.isnan(value) or value <= 0:
+        raise BadTTL(value, "it must be positive")
+    if value > MAX_TTL:
+        raise BadTTL(value, f"it must be at most {MAX_TTL:g} s (a week); omit it for none")
+    return value
+
+
+class Hub:
+    """The state and the work of one :class:`~telic.events.EventKernel`."""
+
+    def __init__(self, ledger: Ledger, clock: Clock, processors: Iterable[EventProcessor]) -> None:
+        self.ledger = ledger
+        self.clock = clock
+        self.processors: tuple[EventProcessor, ...] = tuple(processors)
+        self.subs: dict[str, SubscriptionState] = {}
+        self.any_run: dict[str, _Targets] = {}
+        """kind -> subscriptions without a run filter that receive it (and as which type)."""
+        self.by_run: dict[str, dict[str, _Targets]] = {}
+        self.publishing = False
+        self.backlog: deque[tuple[Sequence[Transition], SubscriptionState | None]] = deque()
+        self.system_ready = False
+        self.closed = False
+        self.heap: list[tuple[float, int, str]] = []
+        self.heap_order = itertools.count()
+        self.timer: asyncio.Task[None] | None = None
+        self.timer_wake: asyncio.Event | None = None
+        self.timer_target = math.inf
+
+    # -- subscribing ---------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        pattern: str,
+        *,
+        run: object,
+        agent: object,
+        from_seq: object,
+        ttl: object,
+        maxsize: object,
+        overflow: object,
+    ) -> SubscriptionState:
+        # Arguments are typed ``object`` here because they are checked here: the public
+        # signature is EventKernel.subscribe's.
+        if self.closed:
+            raise EventKernelClosed()
+        routes = compile_pattern(pattern)
+        ttl = check_ttl(ttl)
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise BadSubscription(f"maxsize must be an int, not {maxsize!r}")
+        if not 1 <= maxsize <= MAX_QUEUE:
+            raise BadSubscription(f"maxsize must be in 1..{MAX_QUEUE}, not {maxsize}")
+        if overflow not in ("drop_oldest", "disconnect"):
+            raise BadSubscription(
+                f"overflow must be 'drop_oldest' or 'disconnect', not {overflow!r}"
+            )
+        if run is not None:
+            if not isinstance(run, str):
+                raise BadSubscription(f"run must be a run id (str), not {run!r}")
+            self.ledger.run(run)  # RunNotFound
+        if agent is not None and not isinstance(agent, str):
+            raise BadSubscription(f"agent must be an agent name (str), not {agent!r}")
+        if from_seq is not None:
+            if run is None:
+                raise BadSubscription("from_seq needs run=: catch-up reads one run's ledger")
+            if isinstance(from_seq, bool) or not isinstance(from_seq, int):
+                raise BadSubscription(f"from_seq must be an int, not {from_seq!r}")
+            head = self.ledger.run(run).head
+            if not 1 <= from_seq <= head + 1:
+                raise SequenceError(run, from_seq, head)
+        loop = self._loop() if ttl is not None else None
+        state = SubscriptionState(
+            id=f"sub-{uuid.uuid4().hex[:16]}",
+            pattern=pattern,
+            routes=routes,
+            run=run,
+            agent=agent,
+            ttl=ttl,
+            maxsize=maxsize,
+            drop_oldest=overflow == "drop_oldest",
+            monotonic=self.clock.monotonic,
+        )
+        self.record(SubscriptionCreated(subscription=state.id, pattern=pattern, ttl_s=ttl))
+        self.subs[state.id] = state
+        if from_seq is None:
+            self.attach(state)
+        else:
+            assert run is not None
+            head = self.ledger.run(run).head
+            if from_seq > head:
+                state.floor = from_seq
+                self.attach(state)
+            else:
+                state.catchup = from_seq
+        if loop is not None:
+            state.renew()
+            self.schedule(state, loop)
+        return state
+
+    def attach(self, state: SubscriptionState) -> None:
+        table = self.any_run if state.run is None else self.by_run.setdefault(state.run, {})
+        for kind, etype in state.routes.items():
+            table[kind] = (*table.get(kind, ()), (state, etype))
+
+    def detach(self, state: SubscriptionState) -> None:
+        table = self.any_run if state.run is None else self.by_run.get(state.run)
+        if table is None:
+            return
+        for kind in state.routes:
+            old = table.get(kind)
+            if old is None:
+                continue
+            new = tuple(pair for pair in old if pair[0] is not state)
+            if new:
+                table[kind] = new
+            else:
+                del table[kind]
+        if state.run is not None and not table:
+            del self.by_run[state.run]
+
+    def end(
+        self, state: SubscriptionState, closing: Closing, reason: str, *, record: bool = True
+    ) -> None:
+        """Remove a subscription, free its memory, wake its reader, and record why."""
+        if state.closing is not None:
+            return
+        state.closing = closing
+        state.reason = reason
+        if state.catchup is None:
+            self.detach(state)
+        self.subs.pop(state.id, None)
+        state.queue = deque()
+        state.reader = None
+        state.lag_event = None
+        state.catchup = None
+        state.deadline = None
+        state.wake()
+        if not record:
+            return
+        payload: Payload
+        if closing == "expired":
+            assert state.ttl is not None
+            payload = SubscriptionExpired(
+                subscription=state.id, pattern=state.pattern, ttl_s=state.ttl
+            )
+        else:
+            payload = SubscriptionEnded(subscription=state.id, reason=reason)
+        self.record_quietly(payload)
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def publish(self, transitions: Sequence[Transition], skip: SubscriptionState | None) -> None:
+        for t in transitions:
+            if t.kind not in _KINDS:
+                from telic.errors import UnknownEventType
+
+                raise UnknownEventType(t.kind)
+        if self.publishing:
+            self.backlog.append((transitions, skip))
+            return
+        self.publishing = True
+        try:
+            self.fan_out(transitions, skip)
+            while self.backlog:
+                more, skip = self.backlog.popleft()
+                self.fan_out(more, skip)
+        finally:
+            self.publishing = False
+
+    def fan_out(self, transitions: Sequence[Transition], skip: SubscriptionState | None) -> None:
+        any_run = self.any_run
+        by_run = self.by_run
+        processors = self.processors
+        lagged: list[SubscriptionState] | None = None
+        run: str | None = None
+        run_table: dict[str, _Targets] | None = None
+        for t in transitions:
+            kind = t.kind
+            if t.run != run:
+                run = t.run
+                run_table = by_run.get(run)
+            own: Event | None = None
+            for targets in (
+                any_run.get(kind),
+                None if run_table is None else run_table.get(kind),
+            ):
+                if targets is None:
+                    continue
+                for state, etype in targets:
+                    if state is skip:
+                        continue
+                    agent = state.agent
+                    if agent is not None and agent != t.agent:
+                        continue
+                    if t.seq < state.floor:
+                        continue
+                    if etype == kind:
+                        if own is None:
+                            own = Event(kind, t)
+                        event = own
+                    else:
+                        event = Event(etype, t)
+                    queue = state.queue
+                    if len(queue) >= state.maxsize:
+                        if not state.drop_oldest:
+                            self.end(
+                                state,
+                                "disconnected",
+                                f"its queue of {state.maxsize} overflowed (overflow='disconnect')",
+                            )
+                            continue
+                        queue.popleft()
+                        state.dropped += 1
+                        if not state.lagging:
+                            state.lagging = True
+                            state.episode_start = state.dropped - 1
+                            if lagged is None:
+                                lagged = []
+                            lagged.append(state)
+                    queue.append(event)
+                    waiter = state.waiter
+                    if waiter is not None:
+                        state.waiter = None
+                        if not waiter.done():
+                            waiter.set_result(None)
+            if processors:
+                self.process(own if own is not None else Event(kind, t), processors)
+            if by_run is not self.by_run:  # pragma: no cover - tables are never replaced
+                by_run = self.by_run
+        if lagged is not None:
+            for state in lagged:
+                self.note_lag(state)
+
+    def process(self, event: Event, processors: tuple[EventProcessor, ...]) -> None:
+        for p in processors:
+            try:
+                p.on_event(event)
+            except Exception:
+                log.exception("event processor %r failed on %s", p, event.type)
+
+    def note_lag(self, state: SubscriptionState) -> None:
+        if state.closing is not None:
+            return
+        state.episodes += 1
+        t = self.record_quietly(
+            SubscriberLagged(subscription=state.id, dropped=state.dropped - state.episode_start),
+            skip=state,
+        )
+        if t is not None and state.closing is None:
+            state.lag_event = Event(t.kind, t)
+            state.wake()
+
+    # -- the system run ------------------------------------------------------------------
+
+    def record(self, payload: Payload, *, skip: SubscriptionState | None = None) -> Transition:
+        """Append ``payload`` to the system run and publish it."""
+        ledger = self.ledger
+        if not self.system_ready:
+            try:
+                ledger.run(SYSTEM_RUN)
+            except RunNotFound:
+                with contextlib.suppress(RunExists):  # another process created it first
+                    ledger.create_run(SYSTEM_RUN)
+            self.system_ready = True
+        (t,) = ledger.append(SYSTEM_RUN, [draft(payload, ts=self.clock.now_us())])
+        self.publish((t,), skip)
+        return t
+
+    def record_quietly(
+        self, payload: Payload, *, skip: SubscriptionState | None = None
+    ) -> Transition | None:
+        """:meth:`record`, logging instead of raising (for paths that must not fail)."""
+        try:
+            return self.record(payload, skip=skip)
+        except Exception:
+            log.exception("could not record %s in the event kernel's system run", payload.kind)
+            return None
+
+    # -- catch-up ------------------------------------------------------------------------
+
+    def fill(self, state: SubscriptionState) -> None:
+        """Read the next page of a catching-up subscription into its queue; go live at the end.
+
+        Going live happens in the same synchronous step as the last read found the head, so
+        no publish can slip between them; ``floor`` drops what was read and published since.
+        """
+        run = state.run
+        start = state.catchup
+        assert run is not None
+        assert start is not None
+        reader = state.reader
+        if reader is None:
+            reader = state.reader = self.ledger.read(run, start)
+        routes = state.routes
+        agent = state.agent
+        queue = state.queue
+        n = 0
+        nxt = start
+        for t in reader:
+            n += 1
+            nxt = t.seq + 1
+            etype = routes.get(t.kind)
+            if etype is not None and (agent is None or t.agent == agent):
+                queue.append(Event(etype, t))
+            if n >= PAGE:
+                break
+        state.catchup = nxt
+        state.pages += 1
+        if n < PAGE:
+            state.reader = None
+            if self.ledger.run(run).head < nxt:
+                state.catchup = None
+                state.floor = nxt
+                self.attach(state)
+
+    # -- TTL -----------------------------------------------------------------------------
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            raise BadSubscription(
+                "a subscription with a TTL (or a callback) needs a running event loop"
+            ) from None
+
+    def schedule(self, state: SubscriptionState, loop: asyncio.AbstractEventLoop) -> None:
+        assert state.deadline is not None
+        heapq.heappush(self.heap, (state.deadline, next(self.heap_order), state.id))
+        if len(self.heap) > 2 * len(self.subs) + 64:
+            self.heap = [
+                (s.deadline, next(self.heap_order), s.id)
+                for s in self.subs.values()
+                if s.deadline is not None
+            ]
+            heapq.heapify(self.heap)
+        if self.timer is None:
+            self.timer_wake = asyncio.Event()
+            self.timer = loop.create_task(self.run_timer(), name="telic-events-ttl")
+        elif state.deadline < self.timer_target and self.timer_wake is not None:
+            self.timer_wake.set()
+
+    def reschedule(self, state: SubscriptionState) -> None:
+        """After :meth:`renew` with a new TTL, which may be shorter."""
+        if state.deadline is not None and state.deadline < self.timer_target:
+            self.schedule(state, self._loop())
+
+    async def run_timer(self) -> None:
+        wake = self.timer_wake
+        assert wake is not None
+        heap = self.heap
+        while True:
+            now = self.clock.monotonic()
+            heap = self.heap
+            while heap and heap[0][0] <= now + _EPSILON:
+                _, _, sub_id = heapq.heappop(heap)
+                state = self.subs.get(sub_id)
+                if state is None or state.deadline is None:
+                    continue
+                if state.deadline <= now + _EPSILON:
+                    assert state.ttl is not None
+                    self.end(state, "expired", f"its TTL of {state.ttl:g} s lapsed without renewal")
+                else:
+                    heapq.heappush(heap, (state.deadline, next(self.heap_order), sub_id))
+            wake.clear()
+            if heap:
+                self.timer_target = heap[0][0]
+                try:
+                    async with asyncio.timeout(max(0.0, self.timer_target - now)):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+            else:
+                self.timer_target = math.inf
+                await wake.wait()
