@@ -1,0 +1,163 @@
+"""The Anthropic messages adapter.
+
+Talks through the official SDK's ``AsyncAnthropic`` client (the ``anthropic`` extra). The
+proposal schema is offered as a forced ``propose`` tool; with ``structured="json"`` the
+schema goes into the system prompt and the reply is read as one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from telic.errors import ProviderError
+from telic.minds.model import ModelMind, Reply, as_list, as_map
+from telic.minds.prompt import PROPOSE_DESCRIPTION, PROPOSE_TOOL
+from telic.minds.scheduler import Retryable, parse_retry_after
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+
+__all__ = ["AnthropicMind"]
+
+_RETRY_STATUSES = frozenset({408, 409, 429})
+
+
+class AnthropicMind(ModelMind):
+    """A mind that asks the Anthropic messages API."""
+
+    client: AsyncAnthropic
+
+    def __init__(self, *args: Any, client: AsyncAnthropic | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owns_client = client is None
+        self.client = client or self.provider.anthropic_client(
+            timeout_s=self.scheduler.limits.timeout_s + 5
+        )
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.base_url)
+
+    def first_request(self, system: str, user: str) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "messages": [{"role": "user", "content": user}],
+        }
+        if self.temperature is not None:
+            request["temperature"] = self.temperature
+        if self.structured == "tool":
+            request["system"] = system
+            request["tools"] = [
+                {
+                    "name": PROPOSE_TOOL,
+                    "description": PROPOSE_DESCRIPTION,
+                    "input_schema": self.schema(),
+                }
+            ]
+            request["tool_choice"] = {"type": "tool", "name": PROPOSE_TOOL}
+        else:
+            schema = json.dumps(self.schema(), sort_keys=True)
+            request["system"] = (
+                f"{system}\nReply with one JSON object matching this JSON schema, and nothing "
+                f"else:\n{schema}\n"
+            )
+        return request
+
+    def repair_request(
+        self, request: dict[str, Any], response: Mapping[str, Any], problem: str
+    ) -> dict[str, Any]:
+        blocks: list[dict[str, Any]] = []
+        uses: list[str] = []
+        for i, item in enumerate(as_list(response.get("content"))):
+            block = as_map(item)
+            kind = block.get("type")
+            if kind == "text" and block.get("text"):
+                blocks.append({"type": "text", "text": block["text"]})
+            elif kind == "tool_use":
+                use_id = block.get("id") or f"toolu_{i}"
+                uses.append(use_id)
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": use_id,
+                        "name": block.get("name", ""),
+                        "input": block.get("input") or {},
+                    }
+                )
+        if not blocks:
+            blocks.append({"type": "text", "text": "(no answer)"})
+        answer: Any
+        if uses:
+            answer = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": use_id,
+                    "content": f"Error: {problem}",
+                    "is_error": True,
+                }
+                for use_id in uses
+            ]
+        else:
+            answer = f"Your reply could not be used: {problem}"
+        messages = [
+            *request["messages"],
+            {"role": "assistant", "content": blocks},
+            {"role": "user", "content": answer},
+        ]
+        return {**request, "messages": messages}
+
+    async def send(self, request: dict[str, Any]) -> dict[str, Any]:
+        import anthropic
+
+        create: Any = self.client.messages.create
+        try:
+            message: Any = await create(**request)
+        except anthropic.APIStatusError as exc:
+            status = exc.status_code
+            reason = f"HTTP {status} from {self.base_url}: {exc.message}"
+            if status in _RETRY_STATUSES or status >= 500:
+                after = parse_retry_after(exc.response.headers)
+                raise Retryable(reason, retry_after=after, status=status) from None
+            raise ProviderError(f"{self.name}: {reason}") from None
+        except anthropic.APIConnectionError as exc:
+            raise Retryable(f"cannot reach {self.base_url}: {exc}") from None
+        except (anthropic.APIResponseValidationError, ValueError) as exc:
+            raise Retryable(f"unreadable response from {self.base_url}: {exc}") from None
+        if not hasattr(message, "model_dump"):
+            raise Retryable(f"unreadable response from {self.base_url}: {message!r:.200}")
+        result: dict[str, Any] = message.model_dump(mode="json", exclude_none=True)
+        return result
+
+    def read(self, response: Mapping[str, Any]) -> Reply:
+        calls: list[tuple[str, str | Mapping[str, Any]]] = []
+        texts: list[str] = []
+        for item in as_list(response.get("content")):
+            block = as_map(item)
+            kind = block.get("type")
+            if kind == "tool_use":
+                tool_input: Any = block.get("input")
+                args: str | Mapping[str, Any] = (
+                    tool_input if isinstance(tool_input, str) else as_map(tool_input)
+                )
+                calls.append((str(block.get("name", "")), args))
+            elif kind == "text":
+                texts.append(str(block.get("text", "")))
+        usage = as_map(response.get("usage"))
+        input_tokens = sum(
+            int(usage.get(k) or 0)
+            for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        )
+        return Reply(
+            calls=tuple(calls),
+            text="".join(texts),
+            input_tokens=input_tokens,
+            output_tokens=int(usage.get("output_tokens") or 0),
+            truncated=response.get("stop_reason") == "max_tokens",
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.close()

@@ -1,0 +1,297 @@
+"""What every model adapter shares: the propose loop with repairs, replay and accounting.
+
+:class:`ModelMind` asks a model for a proposal:
+
+1. it builds the request from the :class:`~telic.minds.View` (role prompt, protocol, the
+   rendered view, the proposal schema as the ``propose`` tool or as a JSON schema);
+2. it computes the request digest; if the view holds a recorded response for that digest
+   (resume after a crash), it uses it and calls nothing;
+3. otherwise it sends the request through the provider's :class:`Scheduler`;
+4. it reads the reply into a :class:`~telic.proposal.Proposal`; an unusable reply (prose,
+   bad JSON, a schema failure, a call to another function, over the size limit) is answered
+   with what was wrong, up to ``max_repairs`` times;
+5. every fresh call becomes a :class:`~telic.kinds.ModelCalled` record (usage, latency, cost,
+   and ``error`` when the reply was unusable), attached to the proposal's ``model_calls`` or,
+   when no attempt succeeded, to the :class:`~telic.errors.MalformedOutput` raised (``calls``).
+
+Calls answered from the view's recorded responses are already in the ledger and are not
+returned again. Subclasses say how to talk to one API (:mod:`telic.minds.openai`,
+:mod:`telic.minds.anthropic`).
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from telic.clock import Clock, SystemClock
+from telic.errors import MalformedOutput, ModelRequestsForbidden
+from telic.kinds import ModelCalled
+from telic.minds.base import View
+from telic.minds.pricing import PriceTable, default_prices
+from telic.minds.prompt import (
+    Unusable,
+    proposal_schema,
+    read_proposal,
+    render_view,
+    request_digest,
+    view_priority,
+)
+from telic.minds.providers import Provider, is_loopback
+from telic.minds.scheduler import Scheduler
+from telic.prompts import protocol_prompt, role_prompt
+from telic.proposal import Proposal
+
+__all__ = ["ModelMind", "Reply", "Structured", "as_list", "as_map"]
+
+Structured = Literal["tool", "json"]
+"""How the proposal schema is offered: as a forced ``propose`` tool, or as a JSON schema
+(response format / instructions) for endpoints without tool calling."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A response as the adapter reads it, independent of the wire format."""
+
+    calls: tuple[tuple[str, str | Mapping[str, Any]], ...]
+    """Function calls in the reply: (name, arguments as a JSON string or an object)."""
+    text: str
+    input_tokens: int
+    output_tokens: int
+    truncated: bool = False
+    """The model stopped at its output limit."""
+
+
+def model_requests_allowed() -> bool:
+    """The global switch :data:`telic.minds.ALLOW_MODEL_REQUESTS` (tests turn it off)."""
+    pkg = sys.modules.get("telic.minds")
+    return bool(getattr(pkg, "ALLOW_MODEL_REQUESTS", True))
+
+
+class ModelMind(ABC):
+    """A :class:`~telic.minds.Mind` backed by a model endpoint. Use :func:`telic.minds.model_mind`."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        model: str,
+        *,
+        scheduler: Scheduler,
+        role_prompt: str | None = None,
+        prompts_dir: str | None = None,
+        prices: PriceTable | None = None,
+        structured: Structured = "tool",
+        max_repairs: int = 2,
+        max_tokens: int = 1024,
+        temperature: float | None = None,
+        max_reply_bytes: int = 64 * 1024,
+        priority: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.scheduler = scheduler
+        self.role_prompt = role_prompt
+        self.prompts_dir = prompts_dir
+        self.prices = prices or default_prices()
+        self.structured: Structured = structured
+        self.max_repairs = max(0, max_repairs)
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.max_reply_bytes = max_reply_bytes
+        self.priority = priority
+        self.clock = clock or scheduler.clock or SystemClock()
+        self._systems: dict[str, str] = {}
+
+    @property
+    def name(self) -> str:
+        """The model string, e.g. ``openai:gpt-4.1-mini``."""
+        return f"{self.provider.name}:{self.model}"
+
+    # -- what subclasses provide -----------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def base_url(self) -> str:
+        """Where requests go (the switch lets loopback endpoints through)."""
+
+    @abstractmethod
+    def first_request(self, system: str, user: str) -> dict[str, Any]:
+        """The wire request (JSON) for a system prompt and a user message."""
+
+    @abstractmethod
+    def repair_request(
+        self, request: dict[str, Any], response: Mapping[str, Any], problem: str
+    ) -> dict[str, Any]:
+        """The next request: ``request`` plus the model's reply and what was wrong with it."""
+
+    @abstractmethod
+    async def send(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; return the response as JSON. Raises
+        :class:`~telic.minds.scheduler.Retryable` for what may be retried,
+        :class:`~telic.errors.ProviderError` for what may not."""
+
+    @abstractmethod
+    def read(self, response: Mapping[str, Any]) -> Reply:
+        """Read a (fresh or recorded) response."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the SDK client's connections (if the mind created the client)."""
+
+    async def __aenter__(self) -> ModelMind:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def system_prompt(self, role: str) -> str:
+        text = self._systems.get(role)
+        if text is None:
+            body = self.role_prompt or role_prompt(role, directory=self.prompts_dir)
+            text = self._systems[role] = (
+                body.rstrip() + "\n\n" + protocol_prompt(directory=self.prompts_dir)
+            )
+        return text
+
+    def schema(self) -> dict[str, Any]:
+        return proposal_schema()
+
+    async def propose(self, view: View) -> Proposal:
+        request = self.first_request(self.system_prompt(view.role), render_view(view))
+        calls: list[ModelCalled] = []
+        problem = ""
+        attempts = self.max_repairs + 1
+        for attempt in range(1, attempts + 1):
+            digest = request_digest(request)
+            recorded = view.recall(digest)
+            if recorded is not None:
+                response, latency_ms = _recorded_response(recorded), None
+            else:
+                response, latency_ms = await self._call(request, view)
+            try:
+                proposal = self._proposal(response)
+                error = None
+            except Unusable as exc:
+                proposal, error = None, exc.problem
+            if latency_ms is not None:
+                calls.append(self._record(view, digest, response, latency_ms, attempt, error))
+            if proposal is not None:
+                return proposal.model_copy(update={"model_calls": tuple(calls)})
+            problem = error or ""
+            if attempt < attempts:
+                request = self.repair_request(request, response, problem)
+        raise MalformedOutput(
+            f"{self.name} gave no valid proposal in {attempts} attempt(s); last problem: {problem}",
+            calls=tuple(calls),
+        )
+
+    def _proposal(self, response: Mapping[str, Any]) -> Proposal:
+        reply = self.read(response)
+        size = sum(len(a) if isinstance(a, str) else len(_dumps(a)) for _, a in reply.calls) + len(
+            reply.text.encode()
+        )
+        if size > self.max_reply_bytes:
+            raise Unusable(
+                f"the reply is {size} bytes, over the limit of {self.max_reply_bytes}; "
+                "answer with a shorter proposal"
+            )
+        wanted = [args for name, args in reply.calls if name == "propose"]
+        if reply.calls and not wanted:
+            names = ", ".join(sorted({name for name, _ in reply.calls}))
+            raise Unusable(
+                f"you called {names}, which is not available to you: tools are used through a "
+                'proposal with action "tool"; call the `propose` function'
+            )
+        try:
+            return read_proposal(wanted[0] if wanted else None, reply.text)
+        except Unusable as exc:
+            if reply.truncated:
+                raise Unusable(
+                    f"{exc.problem} (the reply was cut off at the output limit: be brief)"
+                ) from None
+            raise
+
+    async def _call(self, request: dict[str, Any], view: View) -> tuple[dict[str, Any], float]:
+        if not model_requests_allowed() and not is_loopback(self.base_url):
+            raise ModelRequestsForbidden(self.name)
+        clock = self.clock
+        started = 0.0
+
+        async def call() -> dict[str, Any]:
+            nonlocal started
+            started = clock.monotonic()
+            return await self.send(request)
+
+        estimate = len(_dumps(request)) // 4 + self.max_tokens
+        response = await self.scheduler.run(
+            call,
+            agent=view.agent,
+            priority=self.priority if self.priority is not None else view_priority(view),
+            tokens=estimate,
+            used=self._tokens_used,
+        )
+        return response, (clock.monotonic() - started) * 1000
+
+    def _tokens_used(self, response: dict[str, Any]) -> float:
+        reply = self.read(response)
+        return reply.input_tokens + reply.output_tokens
+
+    def _record(
+        self,
+        view: View,
+        digest: str,
+        response: dict[str, Any],
+        latency_ms: float,
+        attempt: int,
+        error: str | None,
+    ) -> ModelCalled:
+        reply = self.read(response)
+        cost = self.prices.cost(
+            self.provider.name, self.model, reply.input_tokens, reply.output_tokens
+        )
+        return ModelCalled(
+            agent=view.agent,
+            model=self.name,
+            request_digest=digest,
+            response=response,
+            input_tokens=reply.input_tokens,
+            output_tokens=reply.output_tokens,
+            latency_ms=round(latency_ms, 3),
+            cost=cost,
+            attempt=attempt,
+            error=error,
+        )
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty list (replies are read defensively)."""
+    return value if isinstance(value, list) else []  # pyright: ignore[reportUnknownVariableType]
+
+
+def as_map(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
+
+
+def _dumps(value: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(value)
+
+
+def _recorded_response(recorded: Any) -> dict[str, Any]:
+    """A recorded response, given either as the response itself or as a ``model.called``
+    payload (a mapping with ``request_digest`` and ``response``)."""
+    value: Any = recorded.response if isinstance(recorded, ModelCalled) else recorded
+    found = as_map(value)
+    if "request_digest" in found and "response" in found:
+        found = as_map(found["response"])
+    if not found:
+        raise MalformedOutput(f"a recorded response must be a JSON object, got {value!r:.200}")
+    return dict(found)

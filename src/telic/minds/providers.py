@@ -1,0 +1,194 @@
+"""Providers: how to get an authenticated SDK client for a model string.
+
+A provider knows where a model lives and how to authenticate; it knows nothing about
+proposals (that is the adapter's job, :mod:`telic.minds.openai` and
+:mod:`telic.minds.anthropic`). Model strings are ``<provider>:<model>``:
+
+==============  =================  ===============================  ===================
+prefix          wire format        default base URL                 key
+==============  =================  ===============================  ===================
+``openai``      OpenAI chat        https://api.openai.com/v1        ``OPENAI_API_KEY``
+``anthropic``   Anthropic messages https://api.anthropic.com        ``ANTHROPIC_API_KEY``
+``ollama``      OpenAI chat        http://localhost:11434/v1        none
+``vllm``        OpenAI chat        http://localhost:8000/v1         ``VLLM_API_KEY``, optional
+``lmstudio``    OpenAI chat        http://localhost:1234/v1         none
+``llamacpp``    OpenAI chat        http://localhost:8080/v1         none
+==============  =================  ===============================  ===================
+
+Each preset's base URL can be overridden with ``base_url=`` or its environment variable
+(``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``, ``OLLAMA_BASE_URL``, ...).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from telic.errors import MissingCredentials, MissingExtra, UnknownProvider
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+    from openai import AsyncOpenAI
+
+__all__ = [
+    "PRESETS",
+    "Preset",
+    "Provider",
+    "WireFormat",
+    "is_loopback",
+    "parse_model",
+    "resolve_provider",
+]
+
+WireFormat = Literal["openai", "anthropic"]
+"""Which API a provider speaks: OpenAI chat completions or Anthropic messages."""
+
+_LOCAL_KEY = "not-needed"
+"""Local servers take any key; the OpenAI SDK insists on having one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """What a model-string prefix stands for."""
+
+    name: str
+    wire: WireFormat
+    base_url: str | None
+    """None means the SDK's own default (the vendor's public endpoint)."""
+    key_env: str | None
+    """The environment variable holding the API key, if the provider uses one."""
+    key_required: bool
+    base_url_env: str
+    """The environment variable that overrides :attr:`base_url`."""
+    max_concurrent: int = 8
+    """Default concurrency for this provider's scheduler."""
+
+
+PRESETS: Mapping[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("openai", "openai", None, "OPENAI_API_KEY", True, "OPENAI_BASE_URL"),
+        Preset("anthropic", "anthropic", None, "ANTHROPIC_API_KEY", True, "ANTHROPIC_BASE_URL"),
+        Preset("ollama", "openai", "http://localhost:11434/v1", None, False, "OLLAMA_BASE_URL", 4),
+        Preset(
+            "vllm", "openai", "http://localhost:8000/v1", "VLLM_API_KEY", False, "VLLM_BASE_URL"
+        ),
+        Preset(
+            "lmstudio", "openai", "http://localhost:1234/v1", None, False, "LMSTUDIO_BASE_URL", 4
+        ),
+        Preset(
+            "llamacpp", "openai", "http://localhost:8080/v1", None, False, "LLAMACPP_BASE_URL", 4
+        ),
+    )
+}
+"""Every known model-string prefix."""
+
+_DEFAULT_URLS: Mapping[WireFormat, str] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+
+
+def parse_model(model: str) -> tuple[Preset, str]:
+    """Split ``"openai:gpt-4.1-mini"`` into its preset and the provider's model name."""
+    prefix, sep, name = model.partition(":")
+    preset = PRESETS.get(prefix.strip().lower())
+    if not sep or preset is None or not name.strip():
+        raise UnknownProvider(model, sorted(PRESETS))
+    return preset, name.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A resolved endpoint: where to send requests and with which key."""
+
+    preset: Preset
+    base_url: str
+    api_key: str
+
+    @property
+    def name(self) -> str:
+        return self.preset.name
+
+    @property
+    def wire(self) -> WireFormat:
+        return self.preset.wire
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity for sharing one scheduler: minds on the same endpoint share its limits."""
+        return (self.preset.name, self.base_url)
+
+    @property
+    def local(self) -> bool:
+        """True when the endpoint is on this machine (loopback)."""
+        return is_loopback(self.base_url)
+
+    def openai_client(self, *, timeout_s: float | None = None) -> AsyncOpenAI:
+        """An ``openai.AsyncOpenAI`` client; the SDK's own retries are off (the scheduler retries)."""
+        try:
+            from openai import AsyncOpenAI
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise MissingExtra("openai", "openai") from None
+        return AsyncOpenAI(
+            api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout_s
+        )
+
+    def anthropic_client(self, *, timeout_s: float | None = None) -> AsyncAnthropic:
+        """An ``anthropic.AsyncAnthropic`` client; the SDK's own retries are off."""
+        try:
+            from anthropic import AsyncAnthropic
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise MissingExtra("anthropic", "anthropic") from None
+        return AsyncAnthropic(
+            api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout_s
+        )
+
+
+def resolve_provider(
+    preset: Preset | str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Provider:
+    """Find the base URL and key for ``preset`` (a :class:`Preset` or a prefix such as ``"ollama"``).
+
+    Explicit arguments win over the environment, the environment over the preset. A provider
+    that needs a key and has none raises :class:`~telic.errors.MissingCredentials`.
+    """
+    if isinstance(preset, str):
+        found = PRESETS.get(preset.lower())
+        if found is None:
+            raise UnknownProvider(preset, sorted(PRESETS))
+        preset = found
+    environ: Mapping[str, str] = os.environ if env is None else env
+    url = (
+        base_url
+        or environ.get(preset.base_url_env)
+        or preset.base_url
+        or _DEFAULT_URLS[preset.wire]
+    )
+    key = api_key or (environ.get(preset.key_env) if preset.key_env else None)
+    if not key:
+        if preset.key_required and not is_loopback(url):
+            raise MissingCredentials(preset.name, preset.key_env or "an API key")
+        key = _LOCAL_KEY
+    return Provider(preset=preset, base_url=url.rstrip("/"), api_key=key)
+
+
+def is_loopback(url: str) -> bool:
+    """True when ``url`` points at this machine (localhost, 127.0.0.0/8 or ::1)."""
+    host = urlsplit(url).hostname
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
