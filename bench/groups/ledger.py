@@ -1,0 +1,217 @@
+"""The ledger's figures (issue 2), for the SQLite backend, each beside its target.
+
+Disk-bound figures are printed beside the disk's own write+fdatasync latency, measured in the
+same run on the same directory. Drafts are built from payload dicts with the canonical encoder
+(``telic.canonical.encode``) inside the timed region; building pydantic payload models is the
+caller's cost and is not counted.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness import Figure, fdatasync_latency_us, median, median_of
+
+from telic.canonical import encode
+from telic.ledger import SQLiteLedger
+from telic.transition import Draft
+
+GROUP = "ledger"
+
+BIG = 1_000_000
+"""Transitions in the big run (state_at, fork, size)."""
+MID = 100_000
+"""Transitions in the mid-size run (replay, verify, size)."""
+BUILD_GROUP = 5_000
+
+
+def _draft(i: int) -> Draft:
+    """One transition of a plausible mix: observations, memory, plans, ticks."""
+    agent = ("researcher", "planner", "budgeter")[i % 3]
+    pick = i % 5
+    if pick == 0:
+        return Draft("tick.started", encode({"tick": i // 5}), 1_700_000_000_000_000 + i, i // 5)
+    if pick == 1:
+        payload = {"agent": agent, "source": "tool:search", "content": {"hit": i, "ok": True}}
+        kind = "observation.recorded"
+    elif pick == 2:
+        payload = {"agent": agent, "key": f"note{i % 16}", "value": f"value {i}"}
+        kind = "memory.updated"
+    elif pick == 3:
+        payload = {"agent": agent, "key": f"step{i % 8}", "value": {"n": i}}
+        kind = "plan.updated"
+    else:
+        payload = {"sender": agent, "to": "planner", "content": f"message {i}"}
+        kind = "message.sent"
+    return Draft(kind, encode(payload), 1_700_000_000_000_000 + i, i // 5, agent, (i - 1,))
+
+
+def _drafts(start: int, n: int) -> list[Draft]:
+    return [_draft(i) for i in range(start, start + n)]
+
+
+def _build(ledger: SQLiteLedger, run: str, n: int) -> int:
+    """Append ``n`` transitions in big groups; the canonical payload bytes written."""
+    ledger.create_run(run)
+    payload = 0
+    for start in range(1, n + 1, BUILD_GROUP):
+        drafts = _drafts(start, min(BUILD_GROUP, n - start + 1))
+        payload += sum(len(d.payload) for d in drafts)
+        ledger.append(run, drafts)
+    return payload
+
+
+def _bytes_on_disk(ledger: SQLiteLedger) -> int:
+    ledger.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (count,), *_ = ledger.execute("PRAGMA page_count")
+    (free,), *_ = ledger.execute("PRAGMA freelist_count")
+    (size,), *_ = ledger.execute("PRAGMA page_size")
+    assert isinstance(count, int) and isinstance(free, int) and isinstance(size, int)
+    return (count - free) * size
+
+
+def _latencies(ledger: SQLiteLedger, run: str, samples: int) -> list[float]:
+    """Seconds per one-transition append (encode + hash + commit), ``samples`` times."""
+    head = ledger.run(run).head
+    out: list[float] = []
+    perf = time.perf_counter
+    for i in range(head + 1, head + 1 + samples):
+        t0 = perf()
+        ledger.append(run, [_draft(i)])
+        out.append(perf() - t0)
+    return out
+
+
+def _group_rate(ledger: SQLiteLedger, run: str, groups: int, size: int) -> float:
+    head = ledger.run(run).head
+    t0 = time.perf_counter()
+    for g in range(groups):
+        start = head + 1 + g * size
+        ledger.append(run, [_draft(i) for i in range(start, start + size)])
+    return groups * size / (time.perf_counter() - t0)
+
+
+def _rate(n: int, fn: object) -> float:
+    t0 = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return n / (time.perf_counter() - t0)
+
+
+def _state_at_worst_ms(ledger: SQLiteLedger, run: str, rng: random.Random) -> float:
+    """The slowest of state_at at 20 random points and 10 just before a snapshot."""
+    k = ledger.snapshot_every
+    points = [rng.randint(1, BIG - 1) for _ in range(20)]
+    points += [rng.randint(1, BIG // k - 1) * k - 1 for _ in range(10)]
+    worst = 0.0
+    for seq in points:
+        t0 = time.perf_counter()
+        ledger.state_at(run, seq)
+        worst = max(worst, time.perf_counter() - t0)
+    return worst * 1e3
+
+
+def _fork_ms(
+    ledger: SQLiteLedger, run: str, rng: random.Random, names: Iterator[str], n: int
+) -> float:
+    """Median of ``n`` forks at random points before the head."""
+    head = ledger.run(run).head
+    lat: list[float] = []
+    for _ in range(n):
+        at = rng.randint(1, head - 1)
+        t0 = time.perf_counter()
+        ledger.fork(run, at, next(names))
+        lat.append(time.perf_counter() - t0)
+    return median(lat) * 1e3
+
+
+def collect(repeats: int) -> list[Figure]:
+    root = Path(tempfile.mkdtemp(prefix="telic-bench-ledger-"))
+    try:
+        return _collect(root, repeats)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _collect(root: Path, repeats: int) -> list[Figure]:
+    rng = random.Random(2)
+    figures: list[Figure] = []
+
+    def fig(
+        name: str,
+        value: float,
+        unit: str,
+        target: float | None,
+        compare: str = "<=",
+        note: str = "",
+    ) -> None:
+        figures.append(Figure(GROUP, name, value, unit, target, compare, note))  # type: ignore[arg-type]
+
+    fsync_us = median_of(lambda: fdatasync_latency_us(300, str(root)), repeats)
+    fig("disk: write(64 B) + fdatasync, median", fsync_us, "µs", None)
+
+    with SQLiteLedger(root / "full.db") as full:
+        full.create_run("one")
+        full.append("one", _drafts(1, 10))  # warm the head fold
+        one = median_of(lambda: median(_latencies(full, "one", 300)) * 1e6, repeats)
+        fig(
+            "append 1 transition per FULL commit, median",
+            one,
+            "µs",
+            1.5 * fsync_us,
+            note=f"1.5x fdatasync; {one / fsync_us:.2f}x",
+        )
+        full.create_run("groups")
+        full.append("groups", _drafts(1, 10))
+        rate = median_of(lambda: _group_rate(full, "groups", 20, 1000), repeats)
+        fig("group commit, 1,000 transitions per FULL commit", rate, "tr/s", 100_000, ">=")
+
+    with SQLiteLedger(root / "normal.db", synchronous="normal") as normal:
+        normal.create_run("one")
+        normal.append("one", _drafts(1, 10))
+        one_normal = median_of(lambda: median(_latencies(normal, "one", 2000)) * 1e6, repeats)
+        fig("append 1 transition per synchronous=normal commit, median", one_normal, "µs", 30)
+
+    with SQLiteLedger(root / "mid.db") as mid:
+        base = _bytes_on_disk(mid)
+        payload = _build(mid, "r", MID)
+        per = (_bytes_on_disk(mid) - base - payload) / MID
+        fig(f"on-disk bytes per transition beyond payload, {MID:,} run", per, "B", 120)
+        replay = median_of(lambda: _rate(MID, lambda: mid.replay("r")), repeats)
+        fig(f"replay (fold + hash checks) of a {MID:,} run", replay, "tr/s", 300_000, ">=")
+        verify = median_of(lambda: _rate(MID, lambda: mid.verify("r")), repeats)
+        fig(
+            f"verify (recompute the chain) of a {MID:,} run",
+            verify,
+            "tr/s",
+            replay,
+            ">=",
+            note="target: the replay rate",
+        )
+
+    with SQLiteLedger(root / "big.db") as big:
+        base = _bytes_on_disk(big)
+        t0 = time.perf_counter()
+        payload = _build(big, "r", BIG)
+        build = time.perf_counter() - t0
+        per = (_bytes_on_disk(big) - base - payload) / BIG
+        fig(
+            f"on-disk bytes per transition beyond payload, {BIG:,} run",
+            per,
+            "B",
+            120,
+            note=f"built in {build:.1f} s",
+        )
+        worst = median_of(lambda: _state_at_worst_ms(big, "r", rng), repeats)
+        fig(f"state_at, worst of 30 points in a {BIG:,} run", worst, "ms", 50)
+        names = (f"fork{i}" for i in range(1_000_000))
+        _build(big, "small", 1_000)
+        small = median_of(lambda: _fork_ms(big, "small", rng, names, 20), repeats)
+        fig("fork a 1,000-transition run at a random point, median", small, "ms", 1)
+        large = median_of(lambda: _fork_ms(big, "r", rng, names, 20), repeats)
+        fig(f"fork a {BIG:,}-transition run at a random point, median", large, "ms", 1)
+    return figures
