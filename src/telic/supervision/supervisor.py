@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
-from telic.clock import Clock, SystemClock
+from telic.clock import Clock
 from telic.errors import SupervisionError
 from telic.kinds import AgentRestarted, AgentTerminated, Payload, SupervisorEscalated
 from telic.supervision._exits import classify, failure, retrieve, terminate
@@ -135,7 +136,7 @@ class Supervisor:
         self._specs = specs
         self._given_clock = clock
         self._given_sink = on_event
-        self._clock: Clock = clock or SystemClock()
+        self._monotonic: Callable[[], float] = time.monotonic  # set again at every start
         self._sink: EventSink | None = on_event
         self._children: dict[str, _Child] = {}
         self._inbox = _Inbox()
@@ -314,13 +315,18 @@ class Supervisor:
             raise RuntimeError(f"supervisor {self.name!r} is already running")
         if parent is not None:
             self._parent = parent
-            self._clock = self._given_clock or parent._clock
             self._sink = self._given_sink or parent._sink
         self._children = {}
         self._restarts.clear()
         self._inbox.exits.clear()
         self._stop_reason = None
         self._fault = None
+        if self._given_clock is not None:
+            self._monotonic = self._given_clock.monotonic
+        elif parent is not None:
+            self._monotonic = parent._monotonic
+        else:  # no clock given: the event loop's time, which asyncio's timers follow too
+            self._monotonic = asyncio.get_running_loop().time
         self._state = "running"
         for spec in self._specs:
             child = _Child(self._inbox, spec)
@@ -430,7 +436,7 @@ class Supervisor:
 
     def _add_restart(self) -> bool:
         """Record a restart; False if that makes more than ``intensity`` within ``period``."""
-        now = self._clock.monotonic()
+        now = self._monotonic()
         times = self._restarts
         times.append(now)
         while now - times[0] > self.period:
