@@ -268,8 +268,8 @@ def _tool_completed(s: State, t: Transition) -> None:
 
 def _tool_ended_badly(s: State, t: Transition) -> None:
     p = t.data
-    s["pending_tools"].pop(p["call_id"], None)
-    detail = {"error": p.get("error", t.kind), "message": p.get("message", "")}
+    started = s["pending_tools"].pop(p["call_id"], None)
+    detail = {"error": p.get("error", t.kind), "message": p.get("message", ""), "args": started["args"] if started else None}
     _observe(s, p["agent"], t.seq, f"tool:{p['tool']}", detail)
 
 

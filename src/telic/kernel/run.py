@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from telic.clock import Clock
-from telic.errors import ConfigError, SupervisionError
+from telic.errors import SupervisionError
 from telic.kernel.batch import Batch
 from telic.kernel.config import AgentSpec, RunConfig
 from telic.kernel.process import AgentProcess
 from telic.kinds import (
-    AgentFailed,
     AgentRestarted,
     AgentSpawned,
     AgentTerminated,
@@ -76,7 +74,9 @@ class Run:
         self._order: list[str] = [a.name for a in config.agents]
         self._procs: dict[str, AgentProcess] = {}
         self._sup_events: list[Payload] = []
-        self._sup_waiters: dict[str, asyncio.Event] = {}
+        self._finishing: set[str] = set()
+        self._reacted: set[str] = set()
+        self._reaction = asyncio.Event()
         self._escalated: SupervisorEscalated | None = None
         self._tick_failures: set[int] = set()
         self.supervisor = Supervisor(
@@ -212,72 +212,58 @@ class Run:
         batch.add(
             AgentTerminated(agent=name, reason="normal"), tick=tick, agent=name, causes=(cause,)
         )
-        self._expect(name, reason="normal")
+        self._finishing.add(name)  # our own record says why; the supervisor's would repeat it
         await self.supervisor.terminate_child(name)
         self._procs.pop(name, None)
 
     # -- supervision ---------------------------------------------------------------------
 
-    def _expect(self, name: str, reason: str) -> None:
-        """The kernel itself ends this child: the supervisor's report of it is redundant."""
-        self._ignore = getattr(self, "_ignore", set())
-        self._ignore.add(name)
-
     def _on_supervisor_event(self, payload: Payload) -> None:
-        agent = getattr(payload, "agent", None)
-        if isinstance(payload, AgentTerminated) and agent in getattr(self, "_ignore", set()):
-            self._ignore.discard(agent)
+        agent: str | None = getattr(payload, "agent", None)
+        if isinstance(payload, AgentTerminated) and agent in self._finishing:
+            self._finishing.discard(agent)
             return
         if isinstance(payload, SupervisorEscalated):
             self._escalated = payload
         self._sup_events.append(payload)
         if agent is not None and isinstance(payload, (AgentRestarted, AgentTerminated)):
-            waiter = self._sup_waiters.get(agent)
-            if waiter is not None:
-                waiter.set()
+            self._reacted.add(agent)
+        self._reaction.set()
 
-    async def settle_crashes(self, batch: Batch, tick: int) -> None:
-        """Wait until the supervisor has reacted to every crash, then record its reports.
+    async def _await_reaction(self, name: str) -> None:
+        """Wait until the supervisor has restarted (or given up on) a crashed agent."""
+        while name not in self._reacted and self._escalated is None:
+            self._reaction.clear()
+            try:
+                await asyncio.wait_for(self._reaction.wait(), 5.0)
+            except TimeoutError:
+                return
+        self._reacted.discard(name)
 
-        Reports are recorded grouped by agent in agent order, so that timing does not change
-        the ledger.
+    async def settle(self, batch: Batch, tick: int, crashed: list[str]) -> None:
+        """Record the supervisor's reactions to this step's crashes.
+
+        The kernel waits until each crashed agent was restarted (or not), then records the
+        reports grouped by agent in agent order, so that timing does not change the ledger.
         """
-        crashed = [n for n, p in self._procs.items() if self._has_crashed(n, p)]
         for name in crashed:
-            waiter = self._sup_waiters.setdefault(name, asyncio.Event())
-            for _ in range(100):
-                if waiter.is_set() or self._escalated is not None:
-                    break
-                await asyncio.sleep(0)
-            self._sup_waiters.pop(name, None)
-        await asyncio.sleep(0)
+            await self._await_reaction(name)
         self.flush_supervisor(batch, tick)
-
-    def _has_crashed(self, name: str, proc: AgentProcess) -> bool:
-        return any(
-            getattr(e, "agent", None) == name for e in self._sup_events
-        ) or self.supervisor.crashed(name)
 
     def flush_supervisor(self, batch: Batch, tick: int) -> None:
         events, self._sup_events = self._sup_events, []
         rank = {n: i for i, n in enumerate(self._order)}
         events.sort(key=lambda e: rank.get(getattr(e, "agent", ""), len(rank)))
         for e in events:
-            agent = getattr(e, "agent", None)
-            batch.add(e, tick=tick, agent=agent)
+            batch.add(e, tick=tick, agent=getattr(e, "agent", None))
 
     async def kill_and_restore(self, batch: Batch, tick: int, agents: list[str]) -> None:
         """Kill hallucinating agents (their supervisor restarts them) and restore the run to
         its last valid tick: beliefs, plan and memory go back; spending does not."""
-        for name in agents:
-            waiter = self._sup_waiters.setdefault(name, asyncio.Event())
-            await _maybe_await(self.supervisor.kill(name, reason="hallucination"))
-            for _ in range(100):
-                if waiter.is_set():
-                    break
-                await asyncio.sleep(0)
-            self._sup_waiters.pop(name, None)
-        self.flush_supervisor(batch, tick)
+        killed = [
+            name for name in agents if self.supervisor.kill(name, reason="killed: hallucination")
+        ]
+        await self.settle(batch, tick, killed)
         valid = self.state["valid"]
         target = int(valid["seq"])
         past = self.ledger.state_at(self.id, target) if target else self.fold.state()
@@ -336,7 +322,7 @@ class Run:
             self.commit(batch)
             return False
         self._end_of_tick(batch, tick)
-        if self.state["status"] == "completed" or self.done:
+        if self.done:
             await self._shutdown(batch, tick)
         self.commit(batch)
         return not self.done
@@ -380,14 +366,8 @@ class Run:
             batch.add(RunFailed(reason="no live agents are left"), tick=tick)
 
     async def _shutdown(self, batch: Batch, tick: int) -> None:
-        for name in reversed(self._order):
-            if name in self._procs:
-                self._expect(name, "shutdown")
-        await self.supervisor.stop()
-        self._sup_events = [e for e in self._sup_events if not isinstance(e, AgentTerminated)]
-        for name in reversed(self._order):
-            if name in self._procs:
-                batch.add(AgentTerminated(agent=name, reason="shutdown"), tick=tick, agent=name)
+        """Stop every agent (reverse start order); the supervisor reports each termination."""
+        await self.supervisor.stop("shutdown")
         self._procs.clear()
         self.flush_supervisor(batch, tick)
 
@@ -411,11 +391,3 @@ class Run:
         """Stop every agent process (no orphan tasks)."""
         await self.supervisor.stop()
         self._procs.clear()
-
-
-async def _maybe_await(value: Any) -> None:
-    if inspect.isawaitable(value):
-        await value
-
-
-_ = (AgentFailed, ConfigError)

@@ -82,10 +82,12 @@ async def run_tick(run: Run) -> None:
     replies: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
 
     pending: list[_Pending] = []
+    crashed: list[str] = []
     for order, (name, reply) in enumerate(zip(live, replies, strict=True)):
         role = run.role(name)
         if isinstance(reply, AgentCrash):
-            invalid = True  # the supervisor reports the crash; settled below
+            invalid = True  # the supervisor reports the crash and the restart
+            crashed.append(name)
             continue
         if isinstance(reply, MalformedOutput):
             calls: tuple[ModelCalled, ...] = getattr(reply, "calls", ())
@@ -117,7 +119,7 @@ async def run_tick(run: Run) -> None:
             agent=name,
         )
         pending.append(_Pending(name, role, order, proposal, seq))
-    await run.settle_crashes(batch, tick)
+    await run.settle(batch, tick, crashed)
 
     # 3. per-proposal checks, in the fixed order; the first refusal is the verdict.
     checks = run.config.policy.checks()
@@ -380,10 +382,11 @@ async def run_tick(run: Run) -> None:
 
     if calls:
         run.commit(batch)
-        invalid |= await _execute(run, batch, tick, calls)
-
-    # 9. supervisor reactions, then kills for hallucinations and the restore.
-    await run.settle_crashes(batch, tick)
+        failed = await _execute(run, batch, tick, calls)
+        invalid |= bool(failed)
+        # 9. supervisor reactions to tool failures, then kills and the restore.
+        if run.config.policy.fail_agent_on_tool_error:
+            await run.settle(batch, tick, failed)
     if hallucinated:
         invalid = True
         await run.kill_and_restore(batch, tick, hallucinated)
@@ -416,7 +419,7 @@ async def _execute(
         for p, _, _, targs in calls
     ]
     outcomes: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
-    failed = False
+    failed: list[str] = []
     for (p, started, call_id, _), outcome in zip(calls, outcomes, strict=True):
         tool = str(p.proposal.args["tool"])
         if not isinstance(outcome, ToolOutcome):
@@ -429,7 +432,7 @@ async def _execute(
                 causes=(started,),
             )
         elif outcome.status == "timeout":
-            failed = True
+            failed.append(p.agent)
             batch.add(
                 ToolTimeout(
                     call_id=call_id,
@@ -442,7 +445,7 @@ async def _execute(
                 causes=(started,),
             )
         else:
-            failed = True
+            failed.append(p.agent)
             batch.add(
                 ToolFailed(
                     call_id=call_id,

@@ -166,7 +166,11 @@ class BudgetCheck:
 
 @dataclass(frozen=True, slots=True)
 class LoopCheck:
-    """The same proposal (action and arguments) ``repeats`` times in a row is a loop."""
+    """The same proposal (action and arguments) ``repeats`` times in a row is a loop.
+
+    The kernel records a proposal (``proposal.made``) before it checks it, so the agent's
+    recent fingerprints already end with the one under check.
+    """
 
     repeats: int = 3
     name: str = "loop"
@@ -177,11 +181,12 @@ class LoopCheck:
         agent = ctx.state["agents"].get(ctx.agent)
         recent: Sequence[str] = agent["recent"] if agent else ()
         fp = fingerprint(proposal.action, proposal.model_dump(mode="json")["args"])
-        run = 1
+        run = 0
         for prior in reversed(recent):
             if prior != fp:
                 break
             run += 1
+        run = max(run, 1)
         if run >= self.repeats:
             return Verdict(
                 self.name, False, f"the same proposal {run} times in a row", {"count": run}

@@ -7,7 +7,7 @@ is left of the budget), priority by role, and first by order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -70,13 +70,14 @@ class Budgeter:
     name: str = "budgeter"
     dimension: str = "cost"
     """The budget dimension that bounds the choice."""
-    limit: float | None = None
-    """Override for what is left (e.g. a trip budget held in the plan, not the run's spend)."""
+    left: Callable[[Mapping[str, Any]], float] | None = None
+    """What is left, from the state (e.g. a trip budget minus what the plan already spends);
+    by default the run's own budget in :attr:`dimension` minus what was spent."""
 
     def resolve(
         self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]
     ) -> Resolution:
-        left = self.limit
+        left = None if self.left is None else self.left(state)
         if left is None and self.dimension in state["budget"]:
             left = state["budget"][self.dimension] - state["spent"].get(self.dimension, 0.0)
         priced = [(c, _cost(c)) for c in candidates]

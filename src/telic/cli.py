@@ -1,0 +1,458 @@
+"""The ``telic`` command line: run the reference run, and inspect, replay, fork, resume and
+verify runs in any ledger. Uses only telic's public API."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from telic.clock import Clock, SystemClock, VirtualClock
+from telic.errors import RunNotResumable, TelicError
+from telic.kernel import Kernel, Run
+from telic.ledger import BaseLedger, open_ledger
+from telic.transcript import render
+
+app = typer.Typer(
+    name="telic",
+    help="telic: a kernel for LLM agents. Every step is a typed, hash-chained transition.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DEFAULT_DB = os.path.join(".telic", "ledger.db")
+
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar="TELIC_DB",
+        help="Ledger URL or SQLite path (memory://, sqlite:///path, postgresql://...).",
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RunArg = Annotated[str, typer.Argument(help="The run id (see `telic runs`).")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"telic: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _ledger(db: str, *, create: bool = False) -> Iterator[BaseLedger]:
+    """Open the ledger; map every telic error to one line on stderr and exit 1."""
+    if not create and "://" not in db and not Path(db).exists():
+        _fail(f"no ledger at {db}: run `telic demo` first, or pass --db")
+    try:
+        ledger = open_ledger(db)
+    except TelicError as exc:
+        _fail(str(exc))
+    try:
+        yield ledger
+    except TelicError as exc:
+        _fail(str(exc))
+    finally:
+        ledger.close()
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+
+
+# -- the reference run ---------------------------------------------------------------------
+
+
+def _drive(
+    ledger: BaseLedger, clock: Clock, start: Callable[[Kernel], Any], emit: Callable[[str], None]
+) -> Run:
+    """Boot or resume a run, printing its transcript from the ledger as ticks complete."""
+
+    async def main() -> Run:
+        kernel = Kernel(ledger, clock=clock)
+        run: Run = await start(kernel)
+        printed = 0
+
+        def flush() -> None:
+            nonlocal printed
+            info = ledger.run(run.id)
+            lines = render(ledger.read(run.id), total=info.head)
+            if not run.done:
+                lines = [ln for ln in lines if not ln.startswith(("DONE:", "END:"))]
+            for line in lines[printed:]:
+                emit(line)
+            printed = len(lines)
+
+        flush()
+        try:
+            while await run.step():
+                flush()
+        finally:
+            await run.close()
+        flush()
+        return run
+
+    return clock.run(main())
+
+
+def _write_artifacts(ledger: BaseLedger, run_id: str, directory: Path) -> list[Path]:
+    state = ledger.state_at(run_id)
+    written: list[Path] = []
+    if not state["artifacts"]:
+        return written
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, meta in state["artifacts"].items():
+        content = ledger.get(run_id, meta["seq"]).data["content"]
+        path = directory / name
+        text = (
+            content
+            if isinstance(content, str)
+            else json.dumps(content, indent=2, ensure_ascii=False) + "\n"
+        )
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+@app.command()
+def demo(
+    db: DbOption = DEFAULT_DB,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the fault plan and the world (default: the reference seed)."),
+    ] = None,
+    instant: Annotated[
+        bool,
+        typer.Option(
+            "--instant",
+            help="Run on a virtual clock, as fast as possible; the same seed gives a byte-identical trace.",
+        ),
+    ] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the artifacts.")] = Path(
+        ".telic/out"
+    ),
+) -> None:
+    """Run the reference run: plan a 3-day Basel to Ticino trip under CHF 600, offline."""
+    from telic.demo import DEFAULT_SEED, build
+
+    config, _ = build(DEFAULT_SEED if seed is None else seed)
+    clock: Clock = VirtualClock() if instant else SystemClock()
+    with _ledger(db, create=True) as ledger:
+        run = _drive(
+            ledger, clock, lambda k: k.boot(config), lambda line: out.print(line, markup=False)
+        )
+        info = ledger.run(run.id)
+        files = _write_artifacts(ledger, run.id, out_dir / run.id)
+        out.print(
+            f"run {run.id}  head {info.head_hash.hex()[:16]}  ledger {ledger.url}",
+            style="dim",
+            markup=False,
+        )
+        for f in files:
+            out.print(f"wrote {f}", style="dim", markup=False)
+
+
+@app.command()
+def resume(
+    run_id: RunArg,
+    db: DbOption = DEFAULT_DB,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="A new seed for what happens from here on (default: the run's own)."),
+    ] = None,
+    instant: Annotated[bool, typer.Option("--instant", help="Run on a virtual clock.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the artifacts.")] = Path(
+        ".telic/out"
+    ),
+) -> None:
+    """Continue a run (a fork, or one interrupted by a crash) with the kernel."""
+    from telic.demo import build
+
+    with _ledger(db) as ledger:
+        booted = next(iter(ledger.read(run_id, 1, 1)), None)
+        demo_cfg = (
+            booted.data.get("config", {}).get("demo")
+            if booted is not None and booted.kind == "run.booted"
+            else None
+        )
+        if demo_cfg is None:
+            _fail(
+                str(
+                    RunNotResumable(
+                        run_id, "only reference-run ledgers can be resumed from the CLI"
+                    )
+                )
+            )
+        config, _ = build(demo_cfg["seed"] if seed is None else seed)
+        clock: Clock = VirtualClock() if instant else SystemClock()
+        run = _drive(
+            ledger,
+            clock,
+            lambda k: k.resume(run_id, config, reason="telic resume"),
+            lambda line: out.print(line, markup=False),
+        )
+        for f in _write_artifacts(ledger, run.id, out_dir / run.id):
+            out.print(f"wrote {f}", style="dim", markup=False)
+
+
+# -- inspecting runs -----------------------------------------------------------------------
+
+
+@app.command()
+def runs(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
+    """List runs in the order they were created."""
+    with _ledger(db) as ledger:
+        rows: list[dict[str, Any]] = []
+        for info in ledger.runs():
+            state = ledger.state_at(info.id) if info.head else {"goal": "", "status": "new"}
+            rows.append(
+                {
+                    "id": info.id,
+                    "goal": state["goal"],
+                    "status": state["status"],
+                    "parent": None
+                    if info.parent is None
+                    else {"run": info.parent, "seq": info.fork_seq},
+                    "transitions": info.head,
+                    "head_hash": info.head_hash.hex(),
+                }
+            )
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table("id", "status", "transitions", "parent", "goal")
+        for r in rows:
+            parent = f"{r['parent']['run']}@{r['parent']['seq']}" if r["parent"] else ""
+            table.add_row(r["id"], r["status"], str(r["transitions"]), parent, r["goal"])
+        out.print(table)
+
+
+@app.command()
+def show(run_id: RunArg, db: DbOption = DEFAULT_DB) -> None:
+    """The tick-level transcript of a run, rendered from the ledger alone."""
+    with _ledger(db) as ledger:
+        info = ledger.run(run_id)
+        for line in render(ledger.read(run_id), total=info.head):
+            out.print(line, markup=False)
+
+
+@app.command()
+def trace(
+    run_id: RunArg,
+    db: DbOption = DEFAULT_DB,
+    from_seq: Annotated[int, typer.Option("--from", help="First sequence number.")] = 1,
+    to_seq: Annotated[int | None, typer.Option("--to", help="Last sequence number.")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Only kinds matching this glob, e.g. 'tool.*'.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """The transitions of a run."""
+    with _ledger(db) as ledger:
+        info = ledger.run(run_id)
+        if (
+            from_seq < 1
+            or from_seq > max(info.head, 1)
+            or (to_seq is not None and to_seq < from_seq)
+        ):
+            _fail(f"bad range {from_seq}..{to_seq}: run {run_id} holds 1..{info.head}")
+        table = (
+            None
+            if as_json
+            else Table("seq", "tick", "kind", "agent", "causes", "payload", box=None)
+        )
+        for t in ledger.read(run_id, from_seq, to_seq):
+            if kind is not None and not fnmatch.fnmatchcase(t.kind, kind):
+                continue
+            if as_json:
+                _print_json(t.to_json())
+            else:
+                assert table is not None
+                payload = json.dumps(t.data, ensure_ascii=False)
+                table.add_row(
+                    str(t.seq),
+                    str(t.tick),
+                    t.kind,
+                    t.agent or "",
+                    ",".join(map(str, t.causes)),
+                    payload[:100] + ("..." if len(payload) > 100 else ""),
+                )
+        if table is not None:
+            out.print(table)
+
+
+@app.command()
+def state(
+    run_id: RunArg,
+    db: DbOption = DEFAULT_DB,
+    at: Annotated[
+        int | None, typer.Option("--at", help="Sequence number (default: the head).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The folded state of a run at a point."""
+    from telic.reducer import state_hash
+
+    with _ledger(db) as ledger:
+        s = ledger.state_at(run_id, at)
+        if as_json:
+            _print_json(s)
+            return
+        out.print(
+            f"run {run_id} at seq {s['seq']} (tick {s['tick']}): {s['status']}, progress {s['progress']:.2f}, state hash {state_hash(s)[:16]}",
+            markup=False,
+        )
+        out.print(
+            f"spent: {json.dumps(s['spent'])}  budget: {json.dumps(s['budget'])}", markup=False
+        )
+        for name, a in s["agents"].items():
+            out.print(
+                f"  {name:<12} {a['role']:<12} {a['status']:<10} restarts={a['restarts']}",
+                markup=False,
+            )
+        for key, v in s["plan"].items():
+            out.print(
+                f"  plan.{key} = {json.dumps(v['value'], ensure_ascii=False)[:120]}", markup=False
+            )
+
+
+def _diff(a: Any, b: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        da: dict[str, Any] = a  # pyright: ignore[reportUnknownVariableType]
+        db_: dict[str, Any] = b  # pyright: ignore[reportUnknownVariableType]
+        for k in sorted(set(da) | set(db_)):
+            yield from _diff(da.get(k), db_.get(k), f"{path}.{k}" if path else k)
+    elif a != b:
+        yield path, a, b
+
+
+@app.command()
+def diff(
+    run_id: RunArg,
+    seq_a: Annotated[int, typer.Argument(help="The earlier sequence number.")],
+    seq_b: Annotated[int, typer.Argument(help="The later sequence number.")],
+    db: DbOption = DEFAULT_DB,
+    as_json: JsonFlag = False,
+) -> None:
+    """What changed in a run's state between two sequence numbers."""
+    with _ledger(db) as ledger:
+        changes = list(_diff(ledger.state_at(run_id, seq_a), ledger.state_at(run_id, seq_b)))
+        if as_json:
+            _print_json([{"path": p, "before": x, "after": y} for p, x, y in changes])
+            return
+        for p, x, y in changes:
+            out.print(
+                f"{p}: {json.dumps(x, ensure_ascii=False)[:80]} -> {json.dumps(y, ensure_ascii=False)[:80]}",
+                markup=False,
+            )
+
+
+@app.command()
+def replay(
+    run_id: RunArg,
+    db: DbOption = DEFAULT_DB,
+    to: Annotated[
+        int | None, typer.Option("--to", help="Replay up to this sequence number.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rebuild a run's state by folding its transitions; check it against the recorded hashes."""
+    with _ledger(db) as ledger:
+        report = ledger.replay(run_id, to)
+        if as_json:
+            _print_json(
+                {
+                    "run": run_id,
+                    "to": report.to,
+                    "folded": report.folded,
+                    "checked": report.checked_hashes,
+                    "state_hash": report.state_hash,
+                    "ok": True,
+                }
+            )
+        else:
+            out.print(
+                f"replayed {report.folded} transitions of {run_id}; {report.checked_hashes} recorded state hashes match; state hash {report.state_hash[:16]}",
+                markup=False,
+            )
+
+
+@app.command()
+def fork(
+    run_id: RunArg,
+    at: Annotated[
+        int, typer.Option("--at", help="The last sequence number the fork shares with its parent.")
+    ],
+    db: DbOption = DEFAULT_DB,
+    as_json: JsonFlag = False,
+) -> None:
+    """Fork a run at a sequence number (copy-on-write); print the new run's id."""
+    with _ledger(db) as ledger:
+        new_id = Kernel(ledger).fork(run_id, at)
+        if as_json:
+            _print_json({"id": new_id, "parent": {"run": run_id, "seq": at}})
+        else:
+            out.print(new_id, markup=False)
+
+
+@app.command()
+def verify(
+    run_id: Annotated[str | None, typer.Argument(help="The run to verify.")] = None,
+    db: DbOption = DEFAULT_DB,
+    all_runs: Annotated[bool, typer.Option("--all", help="Verify every run.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Recompute the hash chain; exit 1 and name the first bad sequence number if broken."""
+    if run_id is None and not all_runs:
+        _fail("name a run or pass --all", 2)
+    with _ledger(db) as ledger:
+        ids = [r.id for r in ledger.runs()] if all_runs else [run_id or ""]
+        bad = 0
+        reports: list[dict[str, Any]] = []
+        for rid in ids:
+            r = ledger.verify(rid)
+            reports.append(
+                {
+                    "run": rid,
+                    "ok": r.ok,
+                    "checked": r.checked,
+                    "first_bad": r.first_bad,
+                    "reason": r.reason,
+                }
+            )
+            if r.ok:
+                if not as_json:
+                    out.print(
+                        f"{rid}: ok ({r.checked} transitions, head {r.head_hash[:16]})",
+                        markup=False,
+                    )
+            else:
+                bad += 1
+                if not as_json:
+                    err.print(
+                        f"telic: {rid}: chain broken at seq {r.first_bad}: {r.reason}", markup=False
+                    )
+        if as_json:
+            _print_json(reports)
+        if bad:
+            raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The reference run: "Plan 3-day Basel to Ticino trip under CHF 600", offline.
+
+Six agents with scripted minds, simulated tools and a seeded fault plan. Every line the demo
+prints is rendered from the ledger afterwards (:mod:`telic.demo.transcript`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from telic.demo.roles import BUDGET_CHF, agents, explorer
+from telic.demo.world import FaultPlan, World
+from telic.kernel import Artifact, Budget, RunConfig
+from telic.policy import Budgeter, Policy
+
+__all__ = ["DEFAULT_SEED", "GOAL", "FaultPlan", "World", "build"]
+
+GOAL = "Plan 3-day Basel to Ticino trip under CHF 600"
+DEFAULT_SEED = 7
+_PLAN_WEIGHTS = {"transport": 0.2, "hotel": 0.2, "activities": 0.2, "budget": 0.3}
+_RESEARCH = ("tool:train_fares", "tool:hotels", "tool:sights", "tool:weather")
+
+
+def progress(state: Mapping[str, Any]) -> float:
+    """Research done (0.1) plus the plan items in place, the budget only if within CHF 600."""
+    seen = {o["source"] for a in state["agents"].values() for o in a["observations"]}
+    research = 0.1 * sum(src in seen for src in _RESEARCH) / len(_RESEARCH)
+    plan = state["plan"]
+    score = research
+    for key, weight in _PLAN_WEIGHTS.items():
+        if key in plan and (key != "budget" or plan[key]["value"]["total_chf"] <= BUDGET_CHF):
+            score += weight
+    return round(score, 4)
+
+
+def ready(state: Mapping[str, Any]) -> bool:
+    plan = state["plan"]
+    return (
+        all(k in plan for k in _PLAN_WEIGHTS) and plan["budget"]["value"]["total_chf"] <= BUDGET_CHF
+    )
+
+
+def _trip_left(state: Mapping[str, Any]) -> float:
+    spent = sum(
+        float(v["value"].get("total_chf", 0))
+        for k, v in state["plan"].items()
+        if k != "budget" and isinstance(v["value"], dict)
+    )
+    return BUDGET_CHF - spent
+
+
+def artifacts(state: Mapping[str, Any]) -> Sequence[Artifact]:
+    plan = {k: v["value"] for k, v in state["plan"].items()}
+    b, hotel, acts, train = plan["budget"], plan["hotel"], plan["activities"], plan["transport"]
+    lines = [
+        f"# {GOAL}",
+        "",
+        f"**Total: CHF {b['total_chf']:.2f}** of CHF {BUDGET_CHF:.0f} (train {b['train_chf']:.2f}, hotel {b['hotel_chf']:.2f}, activities {b['activities_chf']:.2f})",
+        "",
+        f"## Day 1: Basel SBB to Lugano\n- {train['mode']}\n- Check in: {hotel['name']} ({hotel['stars']}*, {hotel['rating']}), CHF {hotel['per_night_chf']:.2f} a night",
+    ]
+    for day in (1, 2, 3):
+        items = [a for a in acts["items"] if a["when"] == f"day {day}"]
+        if items:
+            if day > 1:
+                lines.append(f"## Day {day}")
+            lines += [f"- {a['name']} (CHF {a['price_chf']:.2f})" for a in items]
+    lines.append("## Day 3: back to Basel SBB")
+    result = {
+        "goal": GOAL,
+        "currency": "CHF",
+        "budget_chf": BUDGET_CHF,
+        "within_budget": b["total_chf"] <= BUDGET_CHF,
+        "plan": plan,
+    }
+    return [
+        Artifact("itinerary.md", "text/markdown", "\n".join(lines) + "\n"),
+        Artifact("result.json", "application/json", result),
+    ]
+
+
+def build(seed: int = DEFAULT_SEED) -> tuple[RunConfig, World]:
+    """The reference run's configuration for ``seed``, and its world (for inspection)."""
+    world = World(seed)
+    policy = Policy(
+        resolvers={"plan:*": Budgeter(left=_trip_left)},
+        exploration_threshold=0.5,
+        stall_ticks=6,
+    )
+    config = RunConfig(
+        goal=GOAL,
+        agents=agents(world),
+        tools=world.tools(),
+        budget=Budget(ticks=12, tool_calls=40, wall_s=600, currency="CHF"),
+        policy=policy,
+        return_condition=ready,
+        return_description="transport, hotel, activities and a budget within CHF 600 are planned",
+        progress=progress,
+        artifacts=artifacts,
+        explorer=explorer(world),
+        seed=seed,
+        record={"demo": {"seed": seed, "faults": world.plan.to_json()}},
+    )
+    return config, world
