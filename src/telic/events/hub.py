@@ -393,7 +393,7 @@ class Hub:
         assert state.deadline is not None
         heapq.heappush(self.heap, (state.deadline, next(self.heap_order), state.id))
         if len(self.heap) > 2 * len(self.subs) + 64:
-            self.heap = [
+            self.heap[:] = [
                 (s.deadline, next(self.heap_order), s.id)
                 for s in self.subs.values()
                 if s.deadline is not None
@@ -413,23 +413,12 @@ class Hub:
     async def run_timer(self) -> None:
         wake = self.timer_wake
         assert wake is not None
-        heap = self.heap
         while True:
             now = self.clock.monotonic()
-            heap = self.heap
-            while heap and heap[0][0] <= now + _EPSILON:
-                _, _, sub_id = heapq.heappop(heap)
-                state = self.subs.get(sub_id)
-                if state is None or state.deadline is None:
-                    continue
-                if state.deadline <= now + _EPSILON:
-                    assert state.ttl is not None
-                    self.end(state, "expired", f"its TTL of {state.ttl:g} s lapsed without renewal")
-                else:
-                    heapq.heappush(heap, (state.deadline, next(self.heap_order), sub_id))
+            self.expire_due(now)
             wake.clear()
-            if heap:
-                self.timer_target = heap[0][0]
+            if self.heap:
+                self.timer_target = self.heap[0][0]
                 try:
                     async with asyncio.timeout(max(0.0, self.timer_target - now)):
                         await wake.wait()
@@ -438,3 +427,18 @@ class Hub:
             else:
                 self.timer_target = math.inf
                 await wake.wait()
+
+    def expire_due(self, now: float) -> None:
+        """End every subscription whose deadline has passed (a method of its own, so that
+        the timer's frame keeps no reference to an expired subscription)."""
+        heap = self.heap
+        while heap and heap[0][0] <= now + _EPSILON:
+            _, _, sub_id = heapq.heappop(heap)
+            state = self.subs.get(sub_id)
+            if state is None or state.deadline is None:
+                continue
+            if state.deadline <= now + _EPSILON:
+                assert state.ttl is not None
+                self.end(state, "expired", f"its TTL of {state.ttl:g} s lapsed without renewal")
+            else:
+                heapq.heappush(heap, (state.deadline, next(self.heap_order), sub_id))

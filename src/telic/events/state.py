@@ -32,7 +32,7 @@ class HandlerFailure:
     timed_out: bool
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, weakref_slot=True)
 class SubscriptionState:
     id: str
     pattern: str

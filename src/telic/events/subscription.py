@@ -141,6 +141,8 @@ class Subscription:
         queue = state.queue
         if queue and state.lag_event is None:
             event = queue.popleft()
+            if not queue:
+                state.lagging = False  # drained: a lag episode ends here
             ttl = state.ttl
             if ttl is not None:
                 state.deadline = state.monotonic() + ttl
@@ -159,7 +161,10 @@ class Subscription:
             queue = state.queue
             if queue:
                 state.renew()
-                return queue.popleft()
+                event = queue.popleft()
+                if not queue:
+                    state.lagging = False
+                return event
             if state.closing is not None:
                 if state.closing == "closed":
                     raise StopAsyncIteration
@@ -172,7 +177,6 @@ class Subscription:
                 yielded = False
                 self._hub.fill(state)
                 continue
-            state.lagging = False  # drained: a lag episode ends here
             if state.waiter is not None and not state.waiter.done():
                 raise RuntimeError(f"subscription {state.id} is already being read by another task")
             waiter = asyncio.get_running_loop().create_future()
