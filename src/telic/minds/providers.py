@@ -132,7 +132,7 @@ class Provider:
         """An ``openai.AsyncOpenAI`` client; the SDK's own retries are off (the scheduler retries)."""
         try:
             from openai import AsyncOpenAI
-        except ImportError:  # pragma: no cover - depends on the environment
+        except ImportError:
             raise MissingExtra("openai", "openai") from None
         return AsyncOpenAI(
             api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout_s
@@ -142,7 +142,7 @@ class Provider:
         """An ``anthropic.AsyncAnthropic`` client; the SDK's own retries are off."""
         try:
             from anthropic import AsyncAnthropic
-        except ImportError:  # pragma: no cover - depends on the environment
+        except ImportError:
             raise MissingExtra("anthropic", "anthropic") from None
         return AsyncAnthropic(
             api_key=self.api_key, base_url=self.base_url, max_retries=0, timeout=timeout_s
