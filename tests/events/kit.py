@@ -94,3 +94,20 @@ async def drain(sub: Subscription, *, pause: float = 0.0) -> list[Event]:
         if pause:
             await asyncio.sleep(pause)
     return out
+
+
+class Tally(list[T]):
+    """A list whose growth can be awaited (instead of polling with sleeps)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._grew = asyncio.Event()
+
+    def append(self, item: T) -> None:
+        super().append(item)
+        self._grew.set()
+
+    async def reach(self, n: int) -> None:
+        while len(self) < n:
+            self._grew.clear()
+            await self._grew.wait()  # a stall here is caught by the watchdog

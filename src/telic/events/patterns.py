@@ -29,14 +29,16 @@ def matching_types(pattern: object) -> frozenset[str]:
         raise BadPattern(pattern, "it is empty; use '*' for every event type")
     if len(pattern) > MAX_PATTERN:
         raise BadPattern(pattern[:40] + "...", f"it is longer than {MAX_PATTERN} characters")
-    found: set[str] = set()
-    for alt in pattern.split(","):
+    alternatives = pattern.split(",")
+    for alt in alternatives:
         if not _ALTERNATIVE.fullmatch(alt):
             raise BadPattern(
                 pattern,
                 f"{alt!r} is not a glob of dot-separated names of a-z, 0-9, _ and * "
                 "(e.g. 'tool.*', '*.failed', 'run.completed')",
             )
+    found: set[str] = set()
+    for alt in alternatives:
         if "*" not in alt:
             if alt not in CATALOGUE:
                 raise UnknownEventType(alt)

@@ -16,7 +16,8 @@ __all__ = ["Subscription"]
 class Subscription:
     """Events matching a pattern (and a run, an agent), in order, catch-up first if asked.
 
-    Iterate it with ``async for``; use it as an async context manager to close it on exit.
+    Iterate it with ``async for``; use it as a context manager (``with`` or ``async with``)
+    to close it on exit.
     Iteration ends when the owner calls :meth:`close`; it raises
     :class:`~telic.errors.SubscriptionClosed` when the subscription expired, was disconnected
     for overflowing, or the event kernel was closed. Read it from one task at a time.
@@ -121,6 +122,17 @@ class Subscription:
     def close(self) -> None:
         """End the subscription (records ``subscription.ended``); idempotent."""
         self._hub.end(self._s, "closed", "closed by its owner")
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     async def __aenter__(self) -> Subscription:
         return self
