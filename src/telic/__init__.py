@@ -17,11 +17,15 @@ from __future__ import annotations
 
 from telic.clock import Clock, SystemClock, VirtualClock
 from telic.errors import TelicError
+from telic.events import Event, EventKernel, Subscription
+from telic.kernel import AgentSpec, Artifact, Budget, Kernel, Run, RunConfig, RunResult
 from telic.kinds import CATALOGUE, Claim
 from telic.ledger import Ledger, open_ledger
 from telic.minds import FunctionMind, Mind, ScriptedMind, View
+from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, RuleVerifier
 from telic.proposal import Proposal
 from telic.reducer import apply, fold, state_hash
+from telic.supervision import ChildSpec, Supervisor
 from telic.tools import RetryPolicy, Tool, tool
 from telic.transition import Draft, Transition, draft
 
@@ -29,15 +33,32 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CATALOGUE",
+    "AgentSpec",
+    "Artifact",
+    "Budget",
+    "Budgeter",
+    "ChildSpec",
     "Claim",
     "Clock",
     "Draft",
+    "Event",
+    "EventKernel",
+    "FirstByOrder",
     "FunctionMind",
+    "Kernel",
     "Ledger",
     "Mind",
+    "Policy",
+    "PriorityByRole",
     "Proposal",
     "RetryPolicy",
+    "RuleVerifier",
+    "Run",
+    "RunConfig",
+    "RunResult",
     "ScriptedMind",
+    "Subscription",
+    "Supervisor",
     "SystemClock",
     "TelicError",
     "Tool",
