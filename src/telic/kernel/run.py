@@ -296,6 +296,8 @@ class Run:
                 "kernel",
                 f"no answer within {self.config.policy.approval_timeout_s:g} s; no answer means deny",
             )
+        except Exception as exc:  # the approver is user code: its failure is a denial
+            return False, "kernel", f"the approver failed ({type(exc).__name__}: {exc}); deny"
         if answer is None:
             return False, "approver", "no answer means deny"
         return (True, "approver", "") if answer else (False, "approver", "denied")
