@@ -114,11 +114,22 @@ class AllowlistCheck:
 
 @dataclass(frozen=True, slots=True)
 class ArgumentsCheck:
-    """Tool arguments validate against the tool's schema."""
+    """Tool arguments validate against the tool's schema; a message goes to an agent of the run."""
 
     name: str = "arguments"
 
     def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
+        if proposal.action == "message":
+            agents: Mapping[str, Any] = ctx.state["agents"]
+            to = proposal.args["to"]
+            if not isinstance(to, str) or to not in agents:
+                known = ", ".join(sorted(agents)) or "none"
+                return Verdict(
+                    self.name,
+                    False,
+                    f"message to {to!r}, which is not an agent of this run (agents: {known})",
+                )
+            return _ok(self.name)
         if proposal.action != "tool":
             return _ok(self.name)
         t = ctx.tools.get(str(proposal.args["tool"]))
