@@ -51,7 +51,7 @@ from telic.kinds import (
     ToolStarted,
     ToolTimeout,
 )
-from telic.policy import Candidate, CheckContext, find_conflicts
+from telic.policy import BudgetCheck, Candidate, CheckContext, find_conflicts
 from telic.proposal import Proposal
 
 if TYPE_CHECKING:
@@ -317,8 +317,26 @@ async def run_tick(run: Run) -> None:
         approved.append((p, names))
 
     # 8. accept and commit effects; tool calls are recorded as started before they run.
+    # The budget is checked again for tool calls: the calls accepted before them in this
+    # tick are spent by now, and together they must not overrun it.
     calls: list[tuple[_Pending, int, str, dict[str, Any]]] = []
+    budget = BudgetCheck()
     for p, names in approved:
+        if p.proposal.action == "tool":
+            ctx = CheckContext(
+                p.agent, p.role, run.allowed_tools(p.agent), run.fold.peek(), run.tools
+            )
+            verdict = budget.check(p.proposal, ctx)
+            if not verdict.ok:
+                batch.add(
+                    ProposalRejected(
+                        agent=p.agent, check=verdict.check, reason=verdict.reason, proposal=p.seq
+                    ),
+                    tick=tick,
+                    agent=p.agent,
+                    causes=(p.seq,),
+                )
+                continue
         batch.add(
             ProposalAccepted(proposal=p.seq, agent=p.agent, checks=tuple(names)),
             tick=tick,
