@@ -1,0 +1,111 @@
+"""A run's life: boot, step, until_done, and the three ways it ends, each a transition."""
+
+from __future__ import annotations
+
+from telic.clock import VirtualClock
+from telic.kernel import Artifact, Budget, Kernel
+from telic.policy import Policy
+
+from .kit import Played, agent, config, finish, new_ledger, on_virtual_time, play, remember
+
+
+def test_boot_records_the_run_and_spawns_every_agent_in_order() -> None:
+    ledger = new_ledger()
+    cfg = config(agent("a", finish()), agent("b", finish()), budget=Budget(ticks=9))
+
+    async def scenario(clock: VirtualClock) -> None:
+        run = await Kernel(ledger, clock=clock).boot(cfg, run_id="r")
+        assert [t.kind for t in ledger.read("r")] == [
+            "run.booted",
+            "agent.spawned",
+            "agent.spawned",
+        ]
+        assert run.live_agents() == ["a", "b"]
+        await run.close()
+
+    on_virtual_time(scenario)
+    booted = ledger.get("r", 1).data
+    assert booted["goal"] == "test the kernel"
+    assert [a["name"] for a in booted["agents"]] == ["a", "b"]
+    assert booted["budget"] == {"ticks": 9.0}
+    assert [t.data["agent"] for t in ledger.read("r", 2)] == ["a", "b"]
+    assert all(t.causes == (1,) for t in ledger.read("r", 2))
+
+
+def test_step_runs_one_tick_and_reports_whether_the_run_goes_on() -> None:
+    ledger = new_ledger()
+    cfg = config(agent("a", remember("k", 1), finish("done")))
+
+    async def scenario(clock: VirtualClock) -> list[bool]:
+        run = await Kernel(ledger, clock=clock).boot(cfg, run_id="r")
+        first = await run.step()
+        assert run.state["tick"] == 1
+        assert run.state["memory"] == {"a": {"k": 1}}
+        second = await run.step()
+        third = await run.step()  # the run has ended: nothing more happens
+        await run.close()
+        return [first, second, third]
+
+    assert on_virtual_time(scenario) == [True, False, False]
+    played = Played(ledger, "r")
+    assert played.kinds().count("tick.started") == 2
+    assert played.one("run.completed").data["reason"] == "return condition met"
+
+
+def test_until_done_completes_when_the_return_condition_holds_and_records_artifacts() -> None:
+    cfg = config(
+        agent("a", remember("answer", 42), finish({"answer": 42})),
+        artifacts=lambda s: [Artifact("answer.json", "application/json", s["memory"]["a"])],
+    )
+    played = play(cfg)
+    assert played.result is not None
+    assert played.result.status == "completed"
+    assert played.result.head_hash == played.ledger.run("run").head_hash.hex()
+    kinds = played.kinds()
+    assert kinds[-2:] == ["artifact.recorded", "run.completed"]
+    artifact = played.one("artifact.recorded").data
+    assert artifact == {
+        "name": "answer.json",
+        "media_type": "application/json",
+        "content": {"answer": 42},
+    }
+    assert played.one("run.completed").data["artifacts"] == ["answer.json"]
+    assert played.state()["artifacts"]["answer.json"]["media_type"] == "application/json"
+
+
+def test_a_run_fails_with_a_reason_when_no_agent_is_left() -> None:
+    # The return condition wants a plan key nobody sets; the only agent finishes.
+    cfg = config(
+        agent("a", finish()),
+        return_condition=lambda s: "never" in s["plan"],
+        return_description="a plan nobody makes",
+    )
+    played = play(cfg)
+    assert played.result is not None
+    assert played.result.status == "failed"
+    assert played.one("run.failed").data["reason"] == "no live agents are left"
+    assert played.state()["status"] == "failed"
+
+
+def test_a_run_stops_when_a_budget_is_exhausted() -> None:
+    cfg = config(
+        agent("a", *(remember("i", i) for i in range(10))),
+        budget=Budget(ticks=2),
+        policy=Policy(stall_ticks=0),
+    )
+    played = play(cfg)
+    assert played.result is not None
+    assert (played.result.status, played.result.reason) == ("stopped", "budget exhausted: ticks")
+    assert played.kinds().count("tick.started") == 2
+    stopped = played.kinds().index("run.stopped")
+    assert played.kinds()[stopped + 1 :] == ["agent.terminated"]
+    assert played.of("agent.terminated")[-1].data["reason"] == "shutdown"
+
+
+def test_max_ticks_leaves_the_run_running_and_stops_its_processes() -> None:
+    cfg = config(agent("a", *(remember("i", i) for i in range(5))))
+    played = play(cfg, max_ticks=2)
+    assert played.result is not None
+    assert played.result.status == "running"
+    assert played.kinds().count("tick.completed") == 2
+    assert "run.completed" not in played.kinds()
