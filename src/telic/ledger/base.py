@@ -9,6 +9,7 @@ prefix, snapshots every K transitions, verification, replay) lives here, once.
 from __future__ import annotations
 
 import abc
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -33,7 +34,7 @@ from telic.errors import (
 )
 from telic.kinds import CATALOGUE
 from telic.reducer import Fold, State
-from telic.transition import SCHEMA_VERSION, Draft, Transition, chain_hash, record_body
+from telic.transition import SCHEMA_VERSION, Draft, Transition
 
 __all__ = [
     "DEFAULT_BLOB_THRESHOLD",
@@ -145,6 +146,9 @@ class BaseLedger(abc.ABC):
         self.blob_threshold = blob_threshold
         self._lock = threading.RLock()
         self._heads: OrderedDict[str, Fold] = OrderedDict()
+        self._known: dict[str, RunInfo] = {}
+        """Runs as this instance last wrote or read them: appends start from here and the
+        store's head check catches another writer (then the entry is refreshed)."""
 
     # -- public API ----------------------------------------------------------------------
 
@@ -168,70 +172,86 @@ class BaseLedger(abc.ABC):
         """Append ``drafts`` atomically, all or nothing, in one durable commit.
 
         ``expected`` is the sequence number the first draft must get; if another writer got
-        there first, :class:`SequenceConflict` is raised and nothing is written.
+        there first, :class:`SequenceConflict` is raised and nothing is written. Without
+        ``expected`` the drafts go after whatever the head is.
         """
         if not drafts:
             return []
         with self._lock:
-            info = self.run(run_id)
+            info = self._known.get(run_id) or self._refresh(run_id)
             if expected is not None and expected != info.head + 1:
-                raise SequenceConflict(run_id, expected, info.head + 1)
-            fold = self._head_fold(info)
-            prev = info.head_hash
-            seq = info.head
-            rows: list[Row] = []
-            out: list[Transition] = []
-            snapshots: list[tuple[int, bytes, str, bytes]] = []
-            blobs: list[tuple[str, bytes]] = []
-            every = self.snapshot_every
+                info = self._refresh(run_id)  # another instance may have moved the head
+                if expected != info.head + 1:
+                    raise SequenceConflict(run_id, expected, info.head + 1)
+            try:
+                return self._append(info, drafts)
+            except SequenceConflict:
+                # Our idea of the head was stale. Only a caller without ``expected`` can
+                # have the drafts placed after the new head instead.
+                fresh = self._refresh(run_id)
+                if expected is not None or fresh.head == info.head:
+                    raise
+                return self._append(fresh, drafts)
+
+    def _refresh(self, run_id: str) -> RunInfo:
+        info = self.run(run_id)
+        self._known[run_id] = info
+        return info
+
+    def _append(self, info: RunInfo, drafts: Sequence[Draft]) -> list[Transition]:
+        run_id = info.id
+        fold = self._head_fold(info)
+        prev = info.head_hash
+        seq = info.head
+        rows: list[Row] = []
+        out: list[Transition] = []
+        snapshots: list[tuple[int, bytes, str, bytes]] = []
+        blobs: list[tuple[str, bytes]] = []
+        every = self.snapshot_every
+        max_payload = self.max_payload
+        threshold = self.blob_threshold
+        sha256 = hashlib.sha256
+        apply = fold.apply
+        try:
             for d in drafts:
-                payload = d.payload
+                kind, payload, ts, tick, agent, causes = d
                 size = len(payload)
-                if size > self.max_payload:
-                    if d.kind not in CATALOGUE:
-                        raise UnknownKind(d.kind)
-                    raise PayloadTooLarge(d.kind, size, self.max_payload)
-                data = _checked(d.kind, payload)
-                if size > self.blob_threshold:
+                if size > max_payload:
+                    if kind not in CATALOGUE:
+                        raise UnknownKind(kind)
+                    raise PayloadTooLarge(kind, size, max_payload)
+                data = _checked(kind, payload)
+                if type(tick) is not int or type(ts) is not int:
+                    raise PayloadInvalid(
+                        kind, f"tick and ts must be integers, not {tick!r}, {ts!r}"
+                    )
+                if size > threshold:
                     blob_id = digest(payload).hex()
                     blobs.append((blob_id, payload))
                     payload = encode({_BLOB_KEY: blob_id, "size": size})
                 seq += 1
-                causes = tuple(d.causes)
-                h = chain_hash(
-                    prev,
-                    record_body(
-                        seq, d.tick, d.agent, d.kind, causes, d.ts, SCHEMA_VERSION, payload
-                    ),
-                )
-                rows.append(
-                    Row(seq, d.tick, d.agent, d.kind, causes, d.ts, SCHEMA_VERSION, payload, h)
-                )
+                if type(causes) is not tuple:
+                    causes = tuple(causes)
+                h = sha256(
+                    prev + _body(seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload)
+                ).digest()
+                rows.append(Row(seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload, h))
                 t = Transition(
-                    run_id,
-                    seq,
-                    d.tick,
-                    d.agent,
-                    d.kind,
-                    causes,
-                    d.ts,
-                    SCHEMA_VERSION,
-                    data,
-                    prev,
-                    h,
+                    run_id, seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, data, prev, h
                 )
                 out.append(t)
-                fold.apply(t)
+                apply(t)
                 if seq % every == 0:
                     state = fold.encoded()
                     snapshots.append((seq, state, digest(state).hex(), h))
                 prev = h
-            try:
-                self._write(run_id, info.head, rows, snapshots, blobs)
-            except BaseException:
-                self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
-                raise
-            return out
+            self._write(run_id, info.head, rows, snapshots, blobs)
+        except BaseException:
+            self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
+            self._known.pop(run_id, None)
+            raise
+        self._known[run_id] = info._replace(head=seq, head_hash=prev)
+        return out
 
     def read(self, run_id: str, start: int = 1, end: int | None = None) -> Iterator[Transition]:
         """Transitions ``start..end`` (inclusive) of a run, walking a fork's parent prefix."""
@@ -242,10 +262,12 @@ class BaseLedger(abc.ABC):
         if start > stop:
             return
         prev = ZERO_HASH if start == 1 else self._hash_at(info, start - 1)
+        loads = orjson.loads
         for seg_run, lo, hi in self._segments(info, start, stop):
-            for row in self._scan(seg_run, lo, hi):
-                yield self._transition(seg_run, row, prev)
-                prev = row.hash
+            for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
+                data = self._blob_data(payload) if payload[:8] == b'{"$blob"' else loads(payload)
+                yield Transition(seg_run, seq, tick, agent, kind, causes, ts, v, data, prev, h)
+                prev = h
 
     def get(self, run_id: str, seq: int) -> Transition:
         info = self.run(run_id)
@@ -285,42 +307,50 @@ class BaseLedger(abc.ABC):
         info = self.run(run_id)
         prev = ZERO_HASH
         expected = 1
-        checked = 0
+        sha256 = hashlib.sha256
+        dumps = orjson.dumps
         for seg_run, lo, hi in self._segments(info, 1, info.head):
-            for row in self._scan(seg_run, lo, hi):
-                if row.seq != expected:
-                    bad = min(row.seq, expected)
+            for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
+                if seq != expected:
                     why = (
                         "a transition is missing"
-                        if row.seq > expected
+                        if seq > expected
                         else "a transition is duplicated or out of order"
                     )
-                    return VerifyReport(run_id, False, checked, bad, why)
-                body = record_body(
-                    row.seq, row.tick, row.agent, row.kind, row.causes, row.ts, row.v, row.payload
-                )
-                if chain_hash(prev, body) != row.hash:
+                    return VerifyReport(run_id, False, expected - 1, min(seq, expected), why)
+                try:
+                    body = _BODY % (
+                        dumps(agent),
+                        dumps(causes),
+                        dumps(kind),
+                        payload,
+                        seq,
+                        tick,
+                        ts,
+                        v,
+                    )
+                except TypeError:
+                    body = b""  # a field of the wrong type: it cannot match its hash
+                if sha256(prev + body).digest() != h:
                     return VerifyReport(
                         run_id,
                         False,
-                        checked,
-                        row.seq,
+                        seq - 1,
+                        seq,
                         "its hash does not match its content and the chain",
                     )
-                if row.kind not in CATALOGUE:
-                    return VerifyReport(
-                        run_id, False, checked, row.seq, f"unknown kind {row.kind!r}"
-                    )
-                if row.payload.startswith(b'{"$blob"'):
-                    ref = orjson.loads(row.payload)
+                if kind not in CATALOGUE:
+                    return VerifyReport(run_id, False, seq - 1, seq, f"unknown kind {kind!r}")
+                if payload[:8] == b'{"$blob"':
+                    ref = orjson.loads(payload)
                     blob = self._get_blob(ref[_BLOB_KEY])
                     if blob is None or digest(blob).hex() != ref[_BLOB_KEY]:
                         return VerifyReport(
-                            run_id, False, checked, row.seq, "its blob is missing or altered"
+                            run_id, False, seq - 1, seq, "its blob is missing or altered"
                         )
-                prev = row.hash
+                prev = h
                 expected += 1
-                checked += 1
+        checked = expected - 1
         if expected != info.head + 1:
             return VerifyReport(
                 run_id,
@@ -367,6 +397,7 @@ class BaseLedger(abc.ABC):
 
     def close(self) -> None:
         self._heads.clear()
+        self._known.clear()
 
     def __enter__(self) -> BaseLedger:
         return self
@@ -404,27 +435,13 @@ class BaseLedger(abc.ABC):
             raise ChainBroken(info.id, seq, "the transition is missing")
         return h
 
-    def _transition(self, run_id: str, row: Row, prev: bytes) -> Transition:
-        payload = row.payload
-        if payload.startswith(b'{"$blob"'):
-            ref = orjson.loads(payload)
-            blob = self._get_blob(ref[_BLOB_KEY])
-            if blob is None:
-                raise BlobMissing(ref[_BLOB_KEY], "is referenced but not stored")
-            payload = blob
-        return Transition(
-            run_id,
-            row.seq,
-            row.tick,
-            row.agent,
-            row.kind,
-            row.causes,
-            row.ts,
-            row.v,
-            orjson.loads(payload),
-            prev,
-            row.hash,
-        )
+    def _blob_data(self, ref: bytes) -> dict[str, Any]:
+        blob_id: str = orjson.loads(ref)[_BLOB_KEY]
+        blob = self._get_blob(blob_id)
+        if blob is None:
+            raise BlobMissing(blob_id, "is referenced but not stored")
+        data: dict[str, Any] = orjson.loads(blob)
+        return data
 
     def _fold_to(self, info: RunInfo, target: int) -> Fold:
         snap = self._nearest_snapshot(info, target)
@@ -507,6 +524,27 @@ class BaseLedger(abc.ABC):
 
     @abc.abstractmethod
     def _get_blob(self, blob_id: str) -> bytes | None: ...
+
+
+_BODY: Final = b'{"agent":%b,"causes":%b,"kind":%b,"payload":%b,"seq":%d,"tick":%d,"ts":%d,"v":%d}'
+
+
+def _body(
+    seq: int,
+    tick: int,
+    agent: str | None,
+    kind: str,
+    causes: tuple[int, ...],
+    ts: int,
+    v: int,
+    payload: bytes,
+) -> bytes:
+    """:func:`telic.transition.record_body`, byte for byte, without building a dict.
+
+    The keys are fixed and already in sorted order; integers print the same either way.
+    """
+    dumps = orjson.dumps
+    return _BODY % (dumps(agent), dumps(causes), dumps(kind), payload, seq, tick, ts, v)
 
 
 def _checked(kind: str, payload: bytes) -> dict[str, Any]:

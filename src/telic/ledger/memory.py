@@ -119,6 +119,7 @@ class MemoryLedger(BaseLedger):
     def raw_rows(self, run_id: str) -> list[Row]:
         """The run's own stored rows, mutable: for tamper tests only."""
         self._heads.clear()
+        self._known.clear()
         return self._rows[run_id]
 
     def raw_blobs(self) -> dict[str, bytes]:

@@ -389,6 +389,7 @@ class PostgresLedger(BaseLedger):
     def execute(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Run raw SQL (``%s`` placeholders): for tamper tests and diagnostics only."""
         self._heads.clear()
+        self._known.clear()
 
         def run(db: psycopg.Connection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             cur = db.execute(query, params)  # pyright: ignore[reportArgumentType]

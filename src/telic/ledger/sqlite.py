@@ -67,12 +67,12 @@ CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHO
 Synchronous = Literal["full", "normal"]
 
 
-def _causes_text(causes: tuple[int, ...]) -> str | None:
-    return ",".join(map(str, causes)) if causes else None
+_INSERT: Final = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
-def _causes(text: str | None) -> tuple[int, ...]:
-    return tuple(map(int, text.split(","))) if text else ()
+def _stored(rid: int, r: Row) -> tuple[object, ...]:
+    causes = ",".join(map(str, r.causes)) if r.causes else None
+    return (rid, r.seq, r.tick, r.agent, r.kind, causes, r.ts, r.v, r.payload, r.hash)
 
 
 class SQLiteLedger(BaseLedger):
@@ -219,50 +219,40 @@ class SQLiteLedger(BaseLedger):
     ) -> None:
         db = self._db
         rid = self._rid(run_id)
+        last = rows[-1]
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                (head,) = db.execute("SELECT head FROM runs WHERE rid = ?", (rid,)).fetchone()
-                if head != expected_head:
-                    raise SequenceConflict(run_id, expected_head + 1, head + 1)
+                # The head check and the head move in one statement: optimistic concurrency.
+                moved = db.execute(
+                    "UPDATE runs SET head = ?, head_hash = ? WHERE rid = ? AND head = ?",
+                    (last.seq, last.hash, rid, expected_head),
+                ).rowcount
+                if moved != 1:
+                    raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1)
                 if blobs:
                     db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", blobs)
-                db.executemany(
-                    "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            rid,
-                            r.seq,
-                            r.tick,
-                            r.agent,
-                            r.kind,
-                            _causes_text(r.causes),
-                            r.ts,
-                            r.v,
-                            r.payload,
-                            r.hash,
-                        )
-                        for r in rows
-                    ],
-                )
+                if len(rows) == 1:
+                    db.execute(_INSERT, _stored(rid, last))
+                else:
+                    db.executemany(_INSERT, [_stored(rid, r) for r in rows])
                 if snapshots:
                     db.executemany(
                         "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
                         [(rid, s, state, h, chain) for s, state, h, chain in snapshots],
                     )
-                last = rows[-1]
-                db.execute(
-                    "UPDATE runs SET head = ?, head_hash = ? WHERE rid = ?",
-                    (last.seq, last.hash, rid),
-                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         except sqlite3.IntegrityError:
-            raise SequenceConflict(run_id, expected_head + 1, self.run(run_id).head + 1) from None
+            raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1) from None
         except sqlite3.Error as exc:
             raise LedgerError(f"append to run {run_id!r} failed: {exc}") from None
+
+    def _head(self, rid: int) -> int:
+        (head,) = self._db.execute("SELECT head FROM runs WHERE rid = ?", (rid,)).fetchone()
+        return int(head)
 
     def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[Row]:
         rid = self._rid(run_id)
@@ -279,8 +269,10 @@ class SQLiteLedger(BaseLedger):
                 ).fetchall()
             except sqlite3.DatabaseError as exc:
                 raise ChainBroken(run_id, start, f"the file is damaged ({exc})") from None
-            for seq, tick, agent, kind, causes, ts, v, payload, h in rows:
-                yield Row(seq, tick, agent, kind, _causes(causes), ts, v, payload, h)
+            yield from [
+                Row(s, t, a, k, tuple(map(int, c.split(","))) if c else (), ts, v, p, h)
+                for s, t, a, k, c, ts, v, p, h in rows
+            ]
             if len(rows) < page:
                 return
             start = rows[-1][0] + 1
@@ -315,6 +307,7 @@ class SQLiteLedger(BaseLedger):
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run raw SQL against the file: for tamper tests and diagnostics only."""
         self._heads.clear()
+        self._known.clear()
         return self._db.execute(sql, params).fetchall()
 
     def rid(self, run_id: str) -> int:
