@@ -228,7 +228,7 @@ class Kernel:
                 continue
             if name in specs:
                 await run.start_agent(specs[name])
-            elif a["temporary"] and a["parent"] in specs:
+            elif a["temporary"] and a["parent"] in specs and config.explorer is not None:
                 explorer = AgentSpec(
                     name=name,
                     role=a["role"],

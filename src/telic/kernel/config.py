@@ -79,13 +79,6 @@ def _share_finished(state: State) -> float:
     return sum(a["status"] == "terminated" for a in permanent) / len(permanent)
 
 
-def _explorer_unavailable(question: str, parent: AgentSpec) -> Mind:
-    raise ConfigError(
-        f"{parent.name!r} asked to explore {question!r} but the run has no explorer factory; "
-        "pass RunConfig(explorer=...)"
-    )
-
-
 @dataclass
 class RunConfig:
     """Everything :meth:`Kernel.boot` needs. Functions must be deterministic in the state."""
@@ -101,8 +94,9 @@ class RunConfig:
     progress: Callable[[State], float] = _share_finished
     """Progress toward the goal in [0, 1], measured after each tick."""
     artifacts: Callable[[State], Sequence[Artifact]] = lambda _s: ()
-    explorer: Callable[[str, AgentSpec], Mind] = _explorer_unavailable
-    """Makes the mind of an explorer for ``(question, parent agent)``."""
+    explorer: Callable[[str, AgentSpec], Mind] | None = None
+    """Makes the mind of an explorer for ``(question, parent agent)``. Without one, a proposal
+    below the exploration threshold and a spawn request are rejected."""
     approver: Approver | None = None
     strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
     intensity: int = 3

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from telic.clock import Clock
-from telic.errors import SupervisionError
+from telic.errors import ConfigError, SupervisionError
 from telic.kernel.batch import Batch
 from telic.kernel.config import AgentSpec, RunConfig
 from telic.kernel.process import AgentProcess
@@ -177,7 +177,10 @@ class Run:
         self, batch: Batch, tick: int, name: str, question: str, parent: str, cause: int
     ) -> None:
         parent_spec = self._specs[parent]
-        mind = self.config.explorer(question, parent_spec)
+        make = self.config.explorer
+        if make is None:  # run_tick refuses exploration without a factory
+            raise ConfigError(f"{parent!r} cannot explore {question!r}: the run has no explorer")
+        mind = make(question, parent_spec)
         spec = AgentSpec(
             name=name, role="explorer", mind=mind, tools=parent_spec.tools, restart="temporary"
         )

@@ -161,11 +161,28 @@ async def run_tick(run: Run) -> None:
     threshold = run.config.policy.exploration_threshold
     confident: list[tuple[_Pending, list[str]]] = []
     for p, names in passed:
-        if (
+        unsure = (
             p.proposal.confidence < threshold
             and p.proposal.action not in ("finish", "spawn")
             and not run.is_explorer(p.agent)
-        ):
+        )
+        if run.config.explorer is None and (unsure or p.proposal.action == "spawn"):
+            check, reason = (
+                (
+                    "confidence",
+                    f"confidence {p.proposal.confidence:g} is below {threshold:g} and the run has no explorer",
+                )
+                if unsure
+                else ("spawn", "the run has no explorer to spawn")
+            )
+            batch.add(
+                ProposalRejected(agent=p.agent, check=check, reason=reason, proposal=p.seq),
+                tick=tick,
+                agent=p.agent,
+                causes=(p.seq,),
+            )
+            continue
+        if unsure:
             question = p.proposal.reason or f"{p.proposal.action} {p.proposal.args}"
             explorer = run.next_explorer_name()
             cause = batch.add(
