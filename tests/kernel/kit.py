@@ -113,7 +113,9 @@ def agent(
 class Calls:
     """Arguments each counting tool was called with, by tool name."""
 
-    by_tool: dict[str, list[dict[str, Any]]] = field(default_factory=dict[str, list[dict[str, Any]]])
+    by_tool: dict[str, list[dict[str, Any]]] = field(
+        default_factory=dict[str, list[dict[str, Any]]]
+    )
 
     def count(self, name: str) -> int:
         return len(self.by_tool.get(name, []))
@@ -170,9 +172,7 @@ class Played:
 
     def of(self, kind: str, agent: str | None = None) -> list[Transition]:
         return [
-            t
-            for t in self.transitions()
-            if t.kind == kind and (agent is None or t.agent == agent)
+            t for t in self.transitions() if t.kind == kind and (agent is None or t.agent == agent)
         ]
 
     def one(self, kind: str, agent: str | None = None) -> Transition:

@@ -277,7 +277,11 @@ def test_an_approved_high_impact_call_runs_after_the_run_paused_for_it() -> None
         "tool.started",
     ]
     assert played.one("approval.granted").data["by"] == "approver"
-    assert played.of("proposal.accepted")[0].data["checks"] == [*PER_PROPOSAL, "conflict", "approval"]
+    assert played.of("proposal.accepted")[0].data["checks"] == [
+        *PER_PROPOSAL,
+        "conflict",
+        "approval",
+    ]
     assert calls.count("launch") == 1
     paused_at = played.one("run.paused").seq
     assert played.ledger.state_at("run", paused_at)["status"] == "paused"
