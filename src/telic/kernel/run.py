@@ -29,7 +29,7 @@ from telic.kinds import (
 )
 from telic.ledger.base import BaseLedger
 from telic.minds.base import ToolInfo, View
-from telic.reducer import Fold, State
+from telic.reducer import Fold, State, initial_state
 from telic.supervision import ChildSpec, Supervisor
 from telic.tools import ToolRegistry
 from telic.transition import Transition
@@ -269,7 +269,7 @@ class Run:
         await self.settle(batch, tick, killed)
         valid = self.state["valid"]
         target = int(valid["seq"])
-        past = self.ledger.state_at(self.id, target) if target else self.fold.state()
+        past = self.ledger.state_at(self.id, target) if target else initial_state()
         batch.add(
             StateRestored(
                 target=target,
