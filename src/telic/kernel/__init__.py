@@ -11,8 +11,9 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from telic.canonical import decode, encode
 from telic.clock import Clock, SystemClock
-from telic.errors import ChainBroken, RunNotResumable
+from telic.errors import ChainBroken, NotCanonical, RunNotResumable
 from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
 from telic.kernel.run import Run, RunResult
 from telic.kinds import (
@@ -251,9 +252,11 @@ async def _run_tool_once(tool: Any, args: dict[str, Any]) -> tuple[str, Any, str
     import asyncio
 
     try:
-        result = await asyncio.wait_for(tool(args), tool.timeout_s)
+        result = decode(encode(await asyncio.wait_for(tool(args), tool.timeout_s)))
     except TimeoutError:
         return ("timeout", None, "")
+    except NotCanonical as exc:
+        return ("failed", "Unserialisable", str(exc))
     except Exception as exc:
         return ("failed", type(exc).__name__, str(exc))
     return ("completed", result, "")

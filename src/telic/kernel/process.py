@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from telic.canonical import encode
+from telic.canonical import decode, encode
 from telic.errors import MalformedOutput, NotCanonical
 from telic.minds.base import Mind, View
 from telic.proposal import Proposal
@@ -100,8 +100,8 @@ class AgentProcess:
         assert tool is not None
         try:
             result = await asyncio.wait_for(tool(req.args), tool.timeout_s)
-            encode(result)
-            outcome = ToolOutcome("completed", result)
+            # what is recorded (and observed) is the result's JSON, e.g. a tuple as a list
+            outcome = ToolOutcome("completed", decode(encode(result)))
         except TimeoutError:
             outcome = ToolOutcome(
                 "timeout",
