@@ -15,8 +15,8 @@ import logging
 import math
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, cast
 
 from telic.clock import Clock
 from telic.errors import (
@@ -56,6 +56,15 @@ _EPSILON: Final = 1e-6
 """Deadlines this close to now count as due (float rounding of loop timers)."""
 
 _KINDS: Final = frozenset(CATALOGUE)
+
+
+_make: Final = cast(
+    Callable[[type[Event], tuple[str, Transition]], Event],
+    tuple.__new__,  # pyright: ignore[reportUnknownMemberType]
+)
+"""``_make(Event, (type, transition))`` builds an Event in C, without the Python-level
+``__new__`` a NamedTuple has: it is called once per delivered event."""
+
 _Targets = tuple[tuple[SubscriptionState, str], ...]
 
 
@@ -237,6 +246,7 @@ class Hub:
         any_run = self.any_run
         by_run = self.by_run
         processors = self.processors
+        make = _make
         lagged: list[SubscriptionState] | None = None
         run: str | None = None
         run_table: dict[str, _Targets] | None = None
@@ -262,10 +272,10 @@ class Hub:
                         continue
                     if etype == kind:
                         if own is None:
-                            own = Event(kind, t)
+                            own = make(Event, (kind, t))
                         event = own
                     else:
-                        event = Event(etype, t)
+                        event = make(Event, (etype, t))
                     queue = state.queue
                     if len(queue) >= state.maxsize:
                         if not state.drop_oldest:
@@ -357,22 +367,21 @@ class Hub:
         reader = state.reader
         if reader is None:
             reader = state.reader = self.ledger.read(run, start)
-        routes = state.routes
+        get = state.routes.get
         agent = state.agent
-        queue = state.queue
-        n = 0
-        nxt = start
-        for t in reader:
-            n += 1
-            nxt = t.seq + 1
-            etype = routes.get(t.kind)
+        append = state.queue.append
+        page = PAGE
+        make = _make
+        last: Transition | None = None
+        for t in itertools.islice(reader, page):
+            last = t
+            etype = get(t.kind)
             if etype is not None and (agent is None or t.agent == agent):
-                queue.append(Event(etype, t))
-            if n >= PAGE:
-                break
+                append(make(Event, (etype, t)))
+        nxt = start if last is None else last.seq + 1
         state.catchup = nxt
         state.pages += 1
-        if n < PAGE:
+        if nxt - start < page:  # sequence numbers are dense: the reader is exhausted
             state.reader = None
             if self.ledger.run(run).head < nxt:
                 state.catchup = None
