@@ -13,7 +13,7 @@ from telic.minds.base import View
 from telic.policy import Policy
 from telic.proposal import Proposal
 
-from .kit import Calls, Played, agent, call, config, echo_tool, finish, play, plan, remember
+from .kit import Calls, Played, agent, call, config, echo_tool, finish, plan, play, remember
 
 
 def _echo_seq(view: View) -> int:

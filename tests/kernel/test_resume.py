@@ -1,0 +1,206 @@
+"""Crash and resume, and fork then resume: a run continues from what its ledger holds.
+
+A tool that started with no recorded result is run again on resume only if it is idempotent
+(otherwise its outcome is recorded as unknown); a tool whose result is in the ledger is never
+run again; the interrupted tick is closed as invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from telic.clock import VirtualClock
+from telic.errors import RunNotResumable
+from telic.kernel import Kernel, RunConfig, RunResult
+from telic.kinds import (
+    AgentRecord,
+    AgentSpawned,
+    ProposalMade,
+    RunBooted,
+    TickStarted,
+)
+from telic.ledger import BaseLedger
+from telic.transition import draft
+
+from .kit import (
+    Calls,
+    Played,
+    agent,
+    call,
+    config,
+    echo_tool,
+    finish,
+    new_ledger,
+    on_virtual_time,
+    play,
+    remember,
+    stuck_tool,
+)
+
+
+def _resume(ledger: BaseLedger, cfg: RunConfig, run_id: str = "r") -> RunResult:
+    async def scenario(clock: VirtualClock) -> RunResult:
+        run = await Kernel(ledger, clock=clock).resume(run_id, cfg)
+        return await run.until_done()
+
+    return on_virtual_time(scenario)
+
+
+def test_resume_after_a_crash_reruns_idempotent_tools_only_and_closes_the_tick(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "telic.db"
+    before = Calls()
+    fetch_started, send_started = asyncio.Event(), asyncio.Event()
+    crashed = new_ledger(str(path))
+    cfg = config(
+        agent("a", call("echo", x=1), call("fetch", x=2), tools=["echo", "fetch"]),
+        agent("b", remember("k", 1), call("send", x=3), tools=["send"]),
+        tools=[
+            echo_tool(before),
+            stuck_tool(before, fetch_started, name="fetch", idempotent=True, timeout=3600),
+            stuck_tool(before, send_started, name="send", timeout=3600),
+        ],
+    )
+
+    async def scenario(clock: VirtualClock) -> None:
+        run = await Kernel(crashed, clock=clock).boot(cfg, run_id="r")
+        task = asyncio.create_task(run.until_done())
+        await fetch_started.wait()
+        await send_started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    on_virtual_time(scenario)
+    assert before.by_tool == {"echo": [{"x": 1}], "fetch": [{"x": 2}], "send": [{"x": 3}]}
+
+    # A new kernel process opens the ledger: tick 2 is open, both slow calls have no result.
+    ledger = new_ledger(str(path))
+    head = ledger.run("r").head
+    state = ledger.state_at("r")
+    assert state["tick_open"] and state["tick"] == 2
+    assert sorted(p["tool"] for p in state["pending_tools"].values()) == ["fetch", "send"]
+    assert ledger.get("r", head).kind == "tool.started"
+    starts = {t.data["tool"]: t for t in ledger.read("r") if t.kind == "tool.started"}
+
+    after = Calls()
+    resumed_cfg = config(
+        agent("a", finish("a done"), tools=["echo", "fetch"]),
+        agent("b", finish("b done"), tools=["send"]),
+        tools=[
+            echo_tool(after),
+            echo_tool(after, name="fetch"),
+            echo_tool(after, name="send", idempotent=False),
+        ],
+    )
+    result = _resume(ledger, resumed_cfg)
+    assert result.status == "completed"
+    # the idempotent call ran again, the other one did not; echo's recorded result stands
+    assert after.by_tool == {"fetch": [{"x": 2}]}
+
+    played = Played(ledger, "r")
+    tail = played.transitions()[head:]
+    assert [t.kind for t in tail[:5]] == [
+        "run.resumed",
+        "tool.started",
+        "tool.completed",
+        "tool.unknown",
+        "tick.completed",
+    ]
+    resumed, again, done, unknown, closed = tail[:5]
+    assert resumed.data == {"reason": "resumed", "head": head}
+    assert again.data["call_id"] == starts["fetch"].data["call_id"]
+    assert (again.data["attempt"], again.causes) == (2, (starts["fetch"].seq,))
+    assert done.data["result"] == {"x": 2}
+    assert done.causes == (again.seq,)
+    assert unknown.data["call_id"] == starts["send"].data["call_id"]
+    assert unknown.causes == (starts["send"].seq,)
+    assert (closed.data["tick"], closed.data["valid"]) == (2, False)
+    assert [t.data["tick"] for t in played.of("tick.started")] == [1, 2, 3]
+    assert played.state()["pending_tools"] == {}
+    told = [o for o in played.observations("b") if o["source"] == "tool:send"]
+    assert told[0]["content"]["error"] == "tool.unknown"
+
+
+def test_resume_closes_a_tick_interrupted_before_any_effect() -> None:
+    ledger = new_ledger()
+    ledger.create_run("r")
+    boot = RunBooted(goal="g", agents=(AgentRecord(name="a", role="worker"),), budget={})
+    proposal = ProposalMade(
+        agent="a", action="remember", args={"key": "k", "value": 1}, confidence=1.0
+    )
+    ledger.append(
+        "r",
+        [
+            draft(boot, ts=1),
+            draft(AgentSpawned(agent="a", role="worker"), ts=1, agent="a", causes=(1,)),
+            draft(TickStarted(tick=1), ts=2, tick=1),
+            draft(proposal, ts=2, tick=1, agent="a"),
+        ],
+        expected=1,
+    )
+    result = _resume(ledger, config(agent("a", finish())))
+    played = Played(ledger, "r")
+    assert played.kinds()[4:6] == ["run.resumed", "tick.completed"]
+    assert played.of("tick.completed")[0].data["valid"] is False
+    assert played.effects_of(4) == []  # the interrupted proposal was never accepted
+    assert played.state()["memory"] == {}
+    assert result.status == "completed"
+
+
+def test_a_tool_whose_result_is_recorded_is_never_run_again_on_resume() -> None:
+    ledger = new_ledger()
+    first = Calls()
+    cfg = config(
+        agent("a", call("echo", x=1), remember("k", 1), tools=["echo"]), tools=[echo_tool(first)]
+    )
+    play(cfg, ledger=ledger, run_id="r", max_ticks=2)
+    assert first.count("echo") == 1
+    again = Calls()
+    resumed = config(agent("a", finish(), tools=["echo"]), tools=[echo_tool(again)])
+    assert _resume(ledger, resumed).status == "completed"
+    assert again.count("echo") == 0
+    assert Played(ledger, "r").kinds().count("tool.started") == 1
+
+
+def test_an_ended_run_is_not_resumable() -> None:
+    played = play(config(agent("a", finish())))
+    with pytest.raises(RunNotResumable, match="fork it to continue"):
+        _resume(played.ledger, config(agent("a", finish())), "run")
+
+
+def test_fork_then_resume_continues_from_the_parents_prefix_with_another_ending() -> None:
+    ledger = new_ledger()
+    parent = play(
+        config(agent("a", remember("choice", "A1"), remember("choice", "A2"), finish())),
+        ledger=ledger,
+        run_id="parent",
+    )
+    parent_head = ledger.run("parent").head
+    at = parent.of("tick.completed")[0].seq
+
+    async def fork_and_resume(clock: VirtualClock) -> tuple[str, RunResult]:
+        kernel = Kernel(ledger, clock=clock)
+        fork = kernel.fork("parent", at, new_id="fork")
+        run = await kernel.resume(
+            fork, config(agent("a", remember("choice", "B2"), finish())), reason="forked"
+        )
+        return fork, await run.until_done()
+
+    fork, result = on_virtual_time(fork_and_resume)
+    assert result.status == "completed"
+    child = Played(ledger, fork)
+    shared = parent.transitions()[:at]
+    assert [t[1:] for t in child.transitions()[:at]] == [t[1:] for t in shared]
+    assert [t.kind for t in child.transitions()[at : at + 2]] == ["run.forked", "run.resumed"]
+    assert child.transitions()[at].data == {"parent": "parent", "at": at}
+    assert child.transitions()[at + 1].data == {"reason": "forked", "head": at + 1}
+    assert child.state()["memory"]["a"]["choice"] == "B2"
+    assert child.state()["forked_from"] == {"run": "parent", "at": at}
+    assert parent.state()["memory"]["a"]["choice"] == "A2"
+    assert ledger.run("parent").head == parent_head  # the parent is untouched
+    assert child.result is None
