@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 from telic.errors import RunExists, SequenceConflict
-from telic.ledger.base import BaseLedger, Row, RunInfo
+from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo
 
 __all__ = ["MemoryLedger", "MemoryStore"]
 
@@ -80,7 +80,7 @@ class MemoryLedger(BaseLedger):
         # Rows are dense from fork_seq + 1; bisect would be needed only after tampering.
         return seq - self._runs[run_id].fork_seq - 1
 
-    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[Row]:
+    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
         rows = self._rows[run_id]
         i = max(0, self._index(run_id, lo))
         if i >= len(rows) or rows[i].seq != lo:

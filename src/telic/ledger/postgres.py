@@ -25,7 +25,7 @@ from telic.errors import (
     RunExists,
     SequenceConflict,
 )
-from telic.ledger.base import BaseLedger, Row, RunInfo
+from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo
 
 try:
     import psycopg
@@ -316,7 +316,7 @@ class PostgresLedger(BaseLedger):
             actual = self.run(run_id).head if moved < 0 else moved
             raise SequenceConflict(run_id, expected_head + 1, actual + 1)
 
-    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[Row]:
+    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
         rid = self._rid(run_id)
         start = lo
         while start <= hi:

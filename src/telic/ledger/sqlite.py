@@ -23,7 +23,7 @@ from telic.errors import (
     RunExists,
     SequenceConflict,
 )
-from telic.ledger.base import BaseLedger, Row, RunInfo
+from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo
 
 __all__ = ["SQLiteLedger"]
 
@@ -68,6 +68,12 @@ Synchronous = Literal["full", "normal"]
 
 
 _INSERT: Final = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _causes(text: str) -> tuple[int, ...]:
+    if "," not in text:
+        return (int(text),)
+    return tuple(map(int, text.split(",")))
 
 
 def _stored(rid: int, r: Row) -> tuple[object, ...]:
@@ -254,7 +260,7 @@ class SQLiteLedger(BaseLedger):
         (head,) = self._db.execute("SELECT head FROM runs WHERE rid = ?", (rid,)).fetchone()
         return int(head)
 
-    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[Row]:
+    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
         rid = self._rid(run_id)
         # Read in pages, so a long scan neither holds one statement open forever nor
         # materialises a million rows at once.
@@ -270,7 +276,7 @@ class SQLiteLedger(BaseLedger):
             except sqlite3.DatabaseError as exc:
                 raise ChainBroken(run_id, start, f"the file is damaged ({exc})") from None
             yield from [
-                Row(s, t, a, k, tuple(map(int, c.split(","))) if c else (), ts, v, p, h)
+                (s, t, a, k, _causes(c) if c else (), ts, v, p, h)
                 for s, t, a, k, c, ts, v, p, h in rows
             ]
             if len(rows) < page:
