@@ -218,8 +218,15 @@ await events.aclose()  # cancels and awaits every task it owns
 - **Catch-up, then live**: with `run=` and `from_seq=`, the subscription first reads the
   ledger from `from_seq` in pages, then switches to live delivery without a gap or a duplicate
   at the seam, also while transitions keep being published. `from_seq` may be at most the run's
-  head + 1 (`SequenceError` otherwise); an unknown run raises `RunNotFound`. Publishing must
-  happen on the event loop's thread, after the transitions were appended to the ledger.
+  head + 1 (`SequenceError` otherwise); an unknown run raises `RunNotFound`; `from_seq`
+  without `run`, a bad `maxsize` or `overflow` raise `BadSubscription`. Publishing must happen
+  on the event loop's thread, after the transitions were appended to the ledger (the seam
+  relies on both). Catch-up is pulled by the reader: a subscription that is never read costs
+  nothing while it catches up.
+- **Ending**: `close()` (or leaving `with`/`async with`) ends iteration and records
+  `subscription.ended`. Expiry, disconnection and `EventKernel.aclose()` make the reader raise
+  `SubscriptionClosed`; subscribing after `aclose()` raises `EventKernelClosed`. One task at a
+  time may read a subscription (a second one gets `RuntimeError`, not a hang).
 - **Bounded queues**: each subscription has a queue of `maxsize` events. On overflow,
   `drop_oldest` drops the oldest queued event; the first drop of a *lag episode* records one
   `subscriber.lagged` transition (its `dropped` is the count when recorded;

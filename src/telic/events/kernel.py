@@ -147,7 +147,8 @@ class EventKernel:
         hub.closed = True
         for state in list(hub.subs.values()):
             hub.end(state, "shutdown", "the event kernel was closed")
-        tasks = list(self._tasks)
+        current = asyncio.current_task()  # aclose() may be called from a handler
+        tasks = [t for t in self._tasks if t is not current]
         if hub.timer is not None:
             tasks.append(hub.timer)
             hub.timer = None
