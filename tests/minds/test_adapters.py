@@ -90,6 +90,7 @@ def test_a_propose_call_becomes_a_proposal_with_its_model_call(
     assert call.error is None
     assert call.attempt == 1
     assert len(call.request_digest) == 64
+    assert isinstance(call.response, dict)
     assert call.response["usage"]  # the provider's response is what gets recorded
     assert server.unused == 0
 
@@ -98,8 +99,16 @@ def test_the_request_offers_the_proposal_schema_as_a_forced_tool(
     server: ModelServer, api: str, make_view: Callable[..., View]
 ) -> None:
     server.script(Reply.propose(FINISH))
-    run(propose(mind_for(server, api), make_view()))
+    run(propose(mind_for(server, api, api_key="sk-test"), make_view()))
     (body,) = server.bodies()
+    headers = {k.lower(): v for k, v in server.requests[0].headers.items()}
+    if api == "openai":
+        assert server.requests[0].path == "/v1/chat/completions"
+        assert headers["authorization"] == "Bearer sk-test"
+    else:
+        assert server.requests[0].path == "/v1/messages"
+        assert headers["x-api-key"] == "sk-test"
+        assert "anthropic-version" in headers
     if api == "openai":
         (tool,) = body["tools"]
         schema = tool["function"]["parameters"]

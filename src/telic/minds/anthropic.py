@@ -111,10 +111,11 @@ class AnthropicMind(ModelMind):
 
     async def send(self, request: dict[str, Any]) -> dict[str, Any]:
         import anthropic
+        from anthropic.types import Message
 
-        create: Any = self.client.messages.create
         try:
-            message: Any = await create(**request)
+            # The client's low-level ``post``: see OpenAIMind.send.
+            message: Any = await self.client.post("/v1/messages", body=request, cast_to=Message)
         except anthropic.APIStatusError as exc:
             status = exc.status_code
             reason = f"HTTP {status} from {self.base_url}: {exc.message}"

@@ -57,6 +57,7 @@ def model_mind(
     max_reply_bytes: int = 64 * 1024,
     priority: int | None = None,
     clock: Clock | None = None,
+    client: Any = None,
 ) -> ModelMind:
     """A mind for ``model`` (``"<provider>:<model>"``, e.g. ``"ollama:qwen3"``).
 
@@ -71,6 +72,8 @@ def model_mind(
     - ``structured``: ``"tool"`` (a forced ``propose`` function) or ``"json"`` (JSON schema).
     - ``max_repairs``: how many times an unusable reply is sent back to be fixed.
     - ``priority``: the agent's priority at the scheduler (default: its boot priority).
+    - ``client``: an SDK client to use (and not close) instead of a new one; many minds on one
+      endpoint can share one (``AsyncOpenAI`` / ``AsyncAnthropic``, same event loop).
 
     Raises :class:`~telic.errors.UnknownProvider`, :class:`~telic.errors.MissingCredentials`
     or :class:`~telic.errors.MissingExtra` (naming the extra to install).
@@ -107,7 +110,7 @@ def model_mind(
     if provider.wire == "anthropic":
         from telic.minds.anthropic import AnthropicMind
 
-        return AnthropicMind(provider, name, **options)
+        return AnthropicMind(provider, name, client=client, **options)
     from telic.minds.openai import OpenAIMind
 
-    return OpenAIMind(provider, name, **options)
+    return OpenAIMind(provider, name, client=client, **options)

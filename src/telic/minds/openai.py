@@ -101,10 +101,16 @@ class OpenAIMind(ModelMind):
 
     async def send(self, request: dict[str, Any]) -> dict[str, Any]:
         import openai
+        from openai.types.chat import ChatCompletion
 
-        create: Any = self.client.chat.completions.create
         try:
-            completion: Any = await create(**request)
+            # The client's low-level ``post`` (its documented way to send a prepared body):
+            # the request is already plain JSON, so the SDK's per-call parameter transform,
+            # which costs milliseconds on a large tool schema, is skipped. Auth, base URL,
+            # errors and the typed response are the SDK's own.
+            completion: Any = await self.client.post(
+                "/chat/completions", body=request, cast_to=ChatCompletion
+            )
         except openai.APIStatusError as exc:
             status = exc.status_code
             reason = f"HTTP {status} from {self.base_url}: {exc.message}"

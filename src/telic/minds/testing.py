@@ -11,9 +11,12 @@ formats, for tests, benchmarks and offline runs. Nothing here talks to a real pr
 Anthropic one. Each request takes the next scripted :class:`Reply` (or, when the script is
 empty, asks ``responder``; by default it proposes ``finish``). The server can also enforce a
 provider's limits (concurrency, requests per minute) with 429 and ``Retry-After``, and take
-a fixed time per request. Every request is kept in :attr:`ModelServer.requests`.
+a fixed time per request. Every request is kept in :attr:`ModelServer.requests`;
+``GET /stats`` reports counts and handling times.
 
-``python -m telic.minds.testing [--port N]`` runs it in the foreground.
+``python -m telic.minds.testing [--port N] [--latency-ms MS] [--max-concurrent N] [--rpm N]``
+runs it in the foreground (for ``telic run ... --model openai:any`` with
+``OPENAI_BASE_URL=http://127.0.0.1:N/v1``).
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ class ModelServer:
         """Requests refused with 429 because a limit was exceeded."""
         self.busy_s = 0.0
         """Total time spent handling requests (from reading the body to writing the answer)."""
+        self.handled_s: list[float] = []
+        """Time spent on each answered request, in order of completion."""
         self.peak_concurrent = 0
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -219,9 +224,11 @@ class ModelServer:
         return self.responder(request)
 
     def _done(self, started: float) -> None:
+        spent = time.monotonic() - started
         with self._lock:
             self._active -= 1
-            self.busy_s += time.monotonic() - started
+            self.busy_s += spent
+            self.handled_s.append(spent)
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0:
@@ -247,6 +254,20 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet
 
+    def do_GET(self) -> None:
+        owner = self.owner
+        if self.path.rstrip("/") != "/stats":
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        with owner._lock:  # pyright: ignore[reportPrivateUsage]
+            stats = {
+                "requests": len(owner.requests),
+                "rejected": owner.rejected,
+                "peak_concurrent": owner.peak_concurrent,
+                "handled_s": list(owner.handled_s),
+            }
+        self._send(200, stats)
+
     def do_POST(self) -> None:
         owner = self.owner
         length = int(self.headers.get("content-length") or 0)
@@ -269,33 +290,27 @@ class _Handler(BaseHTTPRequestHandler):
         if wait is not None:
             self._send(429, _error_body(api, 429, "rate limited"), {"retry-after": f"{wait:.3f}"})
             return
+        done = False
         try:
             request = ServerRequest(api, self.path, dict(self.headers.items()), body, started)
             reply = owner._next(request)  # pyright: ignore[reportPrivateUsage]
             owner._wait(owner.latency_s + reply.delay_s)  # pyright: ignore[reportPrivateUsage]
-            self._answer(api, body, reply)
-        finally:
+            if reply.kind == "hang":
+                owner._closing.wait()  # pyright: ignore[reportPrivateUsage]
+                self.close_connection = True
+                return
+            status, data, headers = _answer(api, body, reply)
+            # the request stops counting as active before the client can see the answer, so
+            # a client that keeps to the limit never races the server into a false 429
             owner._done(started)  # pyright: ignore[reportPrivateUsage]
-
-    def _answer(self, api: Api, body: Any, reply: Reply) -> None:
-        owner = self.owner
-        if reply.kind == "hang":
-            owner._closing.wait()  # pyright: ignore[reportPrivateUsage]
-            self.close_connection = True
-            return
-        if reply.kind == "status":
-            self._send(reply.status, _error_body(api, reply.status, reply.text), reply.headers)
-            return
-        if reply.kind == "raw":
-            self._send_bytes(reply.status, reply.body, {})
-            return
-        fields: dict[str, Any] = body if isinstance(body, dict) else {}  # pyright: ignore[reportUnknownVariableType]
-        model = str(fields.get("model", "test"))
-        payload = _openai(model, body, reply) if api == "openai" else _anthropic(model, body, reply)
-        self._send(200, payload, reply.headers)
+            done = True
+            self._send_bytes(status, data, headers)
+        finally:
+            if not done:
+                owner._done(started)  # pyright: ignore[reportPrivateUsage]
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
-        self._send_bytes(status, json.dumps(payload).encode(), headers or {})
+        self._send_bytes(status, _dumps(payload), headers or {})
 
     def _send_bytes(self, status: int, data: bytes, headers: Mapping[str, str]) -> None:
         self.send_response(status)
@@ -305,6 +320,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _answer(api: Api, body: Any, reply: Reply) -> tuple[int, bytes, Mapping[str, str]]:
+    if reply.kind == "status":
+        return reply.status, _dumps(_error_body(api, reply.status, reply.text)), reply.headers
+    if reply.kind == "raw":
+        return reply.status, reply.body, {}
+    fields: dict[str, Any] = body if isinstance(body, dict) else {}  # pyright: ignore[reportUnknownVariableType]
+    model = str(fields.get("model", "test"))
+    payload = _openai(model, body, reply) if api == "openai" else _anthropic(model, body, reply)
+    return 200, _dumps(payload), reply.headers
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
 
 
 def _tokens(value: Any) -> int:
@@ -389,10 +419,18 @@ def _error_body(api: Api, status: int, message: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - interactive
-    ap = argparse.ArgumentParser(description="Run telic's local model server.")
-    ap.add_argument("--port", type=int, default=8765)
+    ap = argparse.ArgumentParser(description="Run telic's local model server (Ctrl-C stops it).")
+    ap.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    ap.add_argument("--latency-ms", type=float, default=0.0, help="time taken per request")
+    ap.add_argument("--max-concurrent", type=int, default=None, help="429 beyond this")
+    ap.add_argument("--rpm", type=float, default=None, help="requests per minute; 429 beyond")
     args = ap.parse_args(argv)
-    server = ModelServer(port=args.port)
+    server = ModelServer(
+        port=args.port,
+        latency_s=args.latency_ms / 1000,
+        max_concurrent=args.max_concurrent,
+        requests_per_minute=args.rpm,
+    )
     print(f"OpenAI base URL:    {server.openai_url}", flush=True)
     print(f"Anthropic base URL: {server.anthropic_url}", flush=True)
     try:
