@@ -13,9 +13,9 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from typing import Literal, NoReturn
 
 from telic.clock import Clock
 from telic.errors import SupervisionError
@@ -232,13 +232,31 @@ class Supervisor:
     async def start_child(self, spec: ChildSpec | Supervisor) -> None:
         """Add a child and start it (after the others: it is stopped first)."""
         spec = _as_spec(spec)
+        if not self._lock.locked() and not isinstance(spec, SupervisorSpec):
+            self._add(spec)  # nothing here awaits, so nothing can interleave: no lock needed
+            return
         async with self._lock:
-            self._require_running()
-            if spec.id in self._children:
-                raise ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}")
-            child = _Child(self._inbox, spec)
-            await self._spawn(child)
-            self._children[spec.id] = child
+            if isinstance(spec, SupervisorSpec):
+                self._require_new(spec)
+                child = _Child(self._inbox, spec)
+                await self._spawn(child)
+                self._children[spec.id] = child
+            else:
+                self._add(spec)
+
+    def _add(self, spec: ChildSpec) -> None:
+        """Start a worker child (the fast path of start_child: a pool may take thousands)."""
+        self._require_new(spec)
+        child = _Child(self._inbox, spec)
+        task = asyncio.get_running_loop().create_task(spec.start(), name=spec.id)
+        task.add_done_callback(child)
+        child.task = task
+        self._children[spec.id] = child
+
+    def _require_new(self, spec: ChildSpec) -> None:
+        self._require_running()
+        if spec.id in self._children:
+            raise ValueError(f"supervisor {self.name!r} already has a child {spec.id!r}")
 
     async def terminate_child(self, id: str) -> None:
         """Stop a child (grace, then cancel); it is not restarted. Its spec stays unless it
@@ -457,13 +475,17 @@ class Supervisor:
 
     async def _spawn(self, child: _Child) -> None:
         spec = child.spec
-        coro: Coroutine[Any, Any, None]
-        if isinstance(spec, SupervisorSpec):
-            await spec.supervisor._boot(self)
-            coro = spec.supervisor._serve()
-        else:
-            coro = spec.start()
-        task = asyncio.get_running_loop().create_task(coro, name=spec.id)
+        if not isinstance(spec, SupervisorSpec):
+            self._spawn_worker(child)
+            return
+        await spec.supervisor._boot(self)
+        task = asyncio.get_running_loop().create_task(spec.supervisor._serve(), name=spec.id)
+        task.add_done_callback(child)
+        child.task = task
+
+    def _spawn_worker(self, child: _Child) -> None:
+        spec = child.spec
+        task = asyncio.get_running_loop().create_task(spec.start(), name=spec.id)
         task.add_done_callback(child)
         child.task = task
 
