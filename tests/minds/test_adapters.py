@@ -107,7 +107,8 @@ def test_the_request_offers_the_proposal_schema_as_a_forced_tool(
         assert headers["authorization"] == "Bearer sk-test"
     else:
         assert server.requests[0].path == "/v1/messages"
-        assert headers["x-api-key"] == "sk-test"
+        key = headers.get("x-api-key") or headers["authorization"].removeprefix("Bearer ")
+        assert key == "sk-test"
         assert "anthropic-version" in headers
     if api == "openai":
         (tool,) = body["tools"]
