@@ -1,0 +1,402 @@
+"""telic side by side with LangGraph and DBOS: ``python bench/peers/run.py [--json] [--quick]``.
+
+Creates ``bench/.peers-venv`` with the pinned peers (``requirements.txt`` here) the first time,
+then runs four workloads on each system, one process per repetition, alternating the systems
+within each repetition (the order rotates), and prints one row per figure: each system's
+median and telic's ratio to each peer, beside the target of issue 7. ``--json`` prints one
+JSON object instead. See ``docs/benchmarks.md`` for the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import os
+import platform
+import random
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BENCH = HERE.parent
+VENV = BENCH / ".peers-venv"
+REQUIREMENTS = HERE / "requirements.txt"
+SYSTEMS = ("telic", "langgraph", "dbos")
+PEERS = SYSTEMS[1:]
+
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(HERE))
+
+from common import Marks  # noqa: E402
+from harness import fdatasync_latency_us  # noqa: E402
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    repeats: int
+    durable_steps: int
+    grow_steps: int
+    grow_half: int
+    fork_steps: int
+    crash_steps: int
+    crash_trials: int
+
+
+FULL = Plan(repeats=3, durable_steps=1000, grow_steps=400, grow_half=200, fork_steps=10,
+            crash_steps=1000, crash_trials=3)  # fmt: skip
+QUICK = Plan(repeats=1, durable_steps=300, grow_steps=200, grow_half=100, fork_steps=10,
+             crash_steps=300, crash_trials=1)  # fmt: skip
+
+
+# -- the peers' venv ---------------------------------------------------------------------
+
+
+def _venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_venv(log: Callable[[str], None]) -> Path:
+    """Create (or refresh, if the pins changed) the peers' venv; its python."""
+    pins = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    stamp = VENV / "pins.sha256"
+    python = _venv_python()
+    if python.exists() and stamp.exists() and stamp.read_text() == pins:
+        return python
+    log(f"creating {VENV.relative_to(BENCH.parent)} with the pinned peers ...")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-r", str(REQUIREMENTS)],
+        check=True,
+    )  # fmt: skip
+    stamp.write_text(pins)
+    return python
+
+
+# -- running workers -----------------------------------------------------------------------
+
+
+@dataclass
+class Workers:
+    peers_python: Path
+    root: Path
+    log: Callable[[str], None]
+    _n: int = 0
+
+    def command(self, system: str, workload: str, *args: str) -> list[str]:
+        python = sys.executable if system == "telic" else str(self.peers_python)
+        return [python, str(HERE / f"{system}_worker.py"), workload, *args]
+
+    def fresh_dir(self, system: str) -> Path:
+        self._n += 1
+        path = self.root / f"{self._n:03d}-{system}"
+        path.mkdir()
+        return path
+
+    def run(self, system: str, workload: str, *args: str, timeout: float = 300) -> dict[str, Any]:
+        proc = subprocess.run(
+            self.command(system, workload, *args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=HERE,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{system} {workload} failed:\n{proc.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return result
+
+
+def durable(w: Workers, system: str, plan: Plan) -> dict[str, Any]:
+    d = w.fresh_dir(system)
+    return w.run(system, "durable", "--dir", str(d), "--steps", str(plan.durable_steps))
+
+
+def growing(w: Workers, system: str, plan: Plan) -> dict[str, Any]:
+    d = w.fresh_dir(system)
+    return w.run(
+        system, "growing", "--dir", str(d), "--steps", str(plan.grow_steps),
+        "--half", str(plan.grow_half), "--fork-steps", str(plan.fork_steps),
+    )  # fmt: skip
+
+
+def crash(w: Workers, system: str, plan: Plan, rng: random.Random) -> dict[str, Any]:
+    """SIGKILL the worker at a random step, resume it in a new process, count the damage.
+
+    ``acked`` is the last step the worker said was committed before it died; ``lost`` is how
+    many of those the resumed system no longer has; ``twice`` counts steps whose side effect
+    ran more than once.
+    """
+    d = w.fresh_dir(system)
+    effects, acks = d / "effects", d / "acks"
+    steps = str(plan.crash_steps)
+    kill_at = rng.randint(plan.crash_steps // 10, plan.crash_steps * 9 // 10)
+    proc = subprocess.Popen(
+        w.command(system, "crash-run", "--dir", str(d), "--steps", steps,
+                  "--effects", str(effects), "--acks", str(acks)),
+        cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while _lines(effects) < kill_at and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    time.sleep(rng.uniform(0, 0.005))  # anywhere within the next step or two
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    acked = max(Marks.read(str(acks)), default=0)
+    ran = len(Marks.read(str(effects)))
+    resumed = w.run(system, "crash-resume", "--dir", str(d), "--steps", steps,
+                    "--effects", str(effects))  # fmt: skip
+    counts = collections.Counter(Marks.read(str(effects)))
+    return {
+        "killed_after_effects": ran,
+        "acked": acked,
+        "recovered": resumed["recovered"],
+        "lost": max(0, acked - int(resumed["recovered"])),
+        "twice": sum(1 for c in counts.values() if c > 1),
+        "unknown": resumed["unknown"],
+        "never_ran": plan.crash_steps - len(counts),
+        "completed": resumed["done"] == plan.crash_steps,
+    }
+
+
+def _lines(path: Path) -> int:
+    try:
+        with path.open("rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+# -- figures ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    workload: str
+    name: str
+    unit: str
+    runs: dict[str, list[float]] = field(default_factory=dict[str, list[float]])
+    target: dict[str, float] = field(default_factory=dict[str, float])
+    """Per peer: the largest telic/peer ratio that meets the target."""
+
+    def median(self, system: str) -> float | None:
+        values = self.runs.get(system)
+        return statistics.median(values) if values else None
+
+    def ratio(self, peer: str) -> float | None:
+        t, p = self.median("telic"), self.median(peer)
+        if t is None or p is None or p == 0:
+            return None
+        return t / p
+
+    def met(self, peer: str) -> bool | None:
+        if peer not in self.target:
+            return None
+        r = self.ratio(peer)
+        return None if r is None else r <= self.target[peer]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "name": self.name,
+            "unit": self.unit,
+            "median": {s: self.median(s) for s in SYSTEMS},
+            "runs": self.runs,
+            "telic_ratio": {p: self.ratio(p) for p in PEERS},
+            "target_ratio_at_most": self.target,
+            "met": {p: self.met(p) for p in self.target},
+        }
+
+
+def build_figures(results: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Figure]:
+    def fig(workload: str, name: str, unit: str, key: Callable[[dict[str, Any]], float],
+            target: dict[str, float] | None = None) -> Figure:  # fmt: skip
+        f = Figure(workload, name, unit, target=target or {})
+        for system, runs in results[workload].items():
+            f.runs[system] = [key(r) for r in runs]
+        return f
+
+    mb = 1024 * 1024
+    return [
+        fig("durable", "durable step", "us/step", lambda r: r["us_per_step"],
+            {"langgraph": 1 / 4, "dbos": 1 / 8}),
+        fig("growing", "bytes on disk at half", "MB", lambda r: r["bytes_half"] / mb),
+        fig("growing", "bytes on disk at end", "MB", lambda r: r["bytes_full"] / mb,
+            {"langgraph": 1 / 10}),
+        fig("growing", "growth, 2nd half / 1st half", "x",
+            lambda r: (r["bytes_full"] - r["bytes_half"]) / (r["bytes_half"] - r["bytes_0"])),
+        fig("growing", "read current state at end", "ms", lambda r: r["state_now_s"] * 1e3),
+        fig("growing", "state as of half (time travel)", "ms",
+            lambda r: r["state_half_s"] * 1e3, {"langgraph": 1 / 5}),
+        fig("growing", "fork at half + 10 steps (time travel)", "ms",
+            lambda r: r["fork_s"] * 1e3, {"langgraph": 1 / 5}),
+    ]  # fmt: skip
+
+
+def crash_summary(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for system, trials in results.items():
+        out[system] = {
+            "trials": len(trials),
+            "lost": sum(t["lost"] for t in trials),
+            "twice": sum(t["twice"] for t in trials),
+            "unknown": sum(t["unknown"] for t in trials),
+            "never_ran": sum(t["never_ran"] for t in trials),
+            "completed": all(t["completed"] for t in trials),
+            "detail": trials,
+        }
+    telic = out.get("telic")
+    if telic is not None:
+        telic["met"] = telic["lost"] == 0 and telic["twice"] == 0 and telic["completed"]
+    return out
+
+
+# -- printing --------------------------------------------------------------------------------
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"
+
+
+def _vs(f: Figure, peer: str) -> str:
+    r = f.ratio(peer)
+    if r is None:
+        return "-"
+    text = f"{1 / r:.2g}x faster" if f.unit in ("us/step", "ms") and r < 1 else f"{r:.2g}"
+    if f.unit in ("us/step", "ms") and r >= 1:
+        text = f"{r:.2g}x slower"
+    if f.unit == "MB":
+        text = f"{r:.3f} of it"
+    met = f.met(peer)
+    if met is not None:
+        text += f" ({'met' if met else 'MISSED'}: <= {f.target[peer]:.3g})"
+    return text
+
+
+def print_table(figures: list[Figure], crashes: dict[str, dict[str, Any]], plan: Plan) -> None:
+    head = f"{'figure':<42} {'unit':<8}" + "".join(f"{s:>12}" for s in SYSTEMS)
+    head += f"   {'telic vs langgraph':<34} telic vs dbos"
+    print(head)
+    print("-" * len(head))
+    for f in figures:
+        row = f"{f.name:<42} {f.unit:<8}" + "".join(f"{_num(f.median(s)):>12}" for s in SYSTEMS)
+        print(f"{row}   {_vs(f, 'langgraph'):<34} {_vs(f, 'dbos')}")
+    print()
+    print(f"crash ({plan.crash_trials} SIGKILL(s) per system, {plan.crash_steps} steps each):")
+    for s in SYSTEMS:
+        c = crashes.get(s)
+        if c is None:
+            continue
+        verdict = "" if "met" not in c else ("  met" if c["met"] else "  MISSED")
+        print(
+            f"  {s:<10} lost committed steps {c['lost']}, side effects run twice {c['twice']}, "
+            f"outcome recorded unknown {c['unknown']}, effects never run {c['never_ran']}, "
+            f"finished {'yes' if c['completed'] else 'NO'}{verdict}"
+        )
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def versions(peers_python: Path) -> dict[str, str]:
+    import telic  # noqa: PLC0415
+
+    out = subprocess.run(
+        [str(peers_python), "-c",
+         "import importlib.metadata as m; print(' '.join(m.version(p) for p in "
+         "('langgraph', 'langgraph-checkpoint-sqlite', 'dbos')))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return {
+        "telic": getattr(telic, "__version__", "dev"),
+        "langgraph": out[0],
+        "langgraph-checkpoint-sqlite": out[1],
+        "dbos": out[2],
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--quick", action="store_true", help="fewer steps, one repetition")
+    ap.add_argument("--seed", type=int, default=7, help="seeds the kill points")
+    args = ap.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    peers_python = ensure_venv(log)
+    rng = random.Random(args.seed)
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {
+        w: {s: [] for s in SYSTEMS} for w in ("durable", "growing")
+    }
+    crashes: dict[str, list[dict[str, Any]]] = {s: [] for s in SYSTEMS}
+    with tempfile.TemporaryDirectory(prefix="telic-peers-") as tmp:
+        workers = Workers(peers_python, Path(tmp), log)
+        fsync_before = fdatasync_latency_us(directory=tmp)
+        for rep in range(max(plan.repeats, plan.crash_trials)):
+            order = SYSTEMS[rep % 3 :] + SYSTEMS[: rep % 3]
+            log(f"repetition {rep + 1}: {' -> '.join(order)}")
+            for system in order:
+                if rep < plan.repeats:
+                    results["durable"][system].append(durable(workers, system, plan))
+                    results["growing"][system].append(growing(workers, system, plan))
+                if rep < plan.crash_trials:
+                    crashes[system].append(crash(workers, system, plan, rng))
+                log(f"  {system} done ({time.monotonic() - started:.0f} s)")
+        fsync_after = fdatasync_latency_us(directory=tmp)
+
+    figures = build_figures(results)
+    crash_out = crash_summary(crashes)
+    machine = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "fdatasync_us": {"before": fsync_before, "after": fsync_after},
+        "versions": versions(peers_python),
+    }
+    elapsed = time.monotonic() - started
+    if args.json:
+        print(json.dumps({
+            "plan": asdict(plan),
+            "machine": machine,
+            "seconds": elapsed,
+            "figures": [f.to_json() for f in figures],
+            "crash": crash_out,
+        }, indent=1))  # fmt: skip
+    else:
+        v = machine["versions"]
+        print(
+            f"telic {v['telic']} | langgraph {v['langgraph']} (checkpoint-sqlite "
+            f"{v['langgraph-checkpoint-sqlite']}) | dbos {v['dbos']} | python {v['python']} | "
+            f"sqlite {v['sqlite']} | {machine['cpus']} cpus | write+fdatasync "
+            f"{fsync_before:,.0f} / {fsync_after:,.0f} us (before / after)"
+        )
+        print(
+            f"medians of {plan.repeats} repetition(s); durable: {plan.durable_steps} steps; "
+            f"growing: {plan.grow_steps} steps of 1 KB, half = {plan.grow_half}, fork + "
+            f"{plan.fork_steps} steps; telic ratio = telic / peer; {elapsed:.0f} s in all"
+        )
+        print()
+        print_table(figures, crash_out, plan)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
