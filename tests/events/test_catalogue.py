@@ -6,14 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from telic.clock import VirtualClock
 from telic.errors import BadPattern, UnknownEventType
 from telic.events import CATALOGUE, EventKernel, event_type, matching_types
 from telic.events.catalogue import DERIVED, render_markdown
 from telic.events.patterns import compile_pattern
 from telic.kinds import CATALOGUE as KINDS
-from telic.transition import Transition
+from telic.kinds import RunCompleted, ToolFailed
+from telic.transition import Transition, draft
 
-from .kit import memory_ledger
+from .kit import memory_ledger, take, virtual
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
@@ -153,3 +155,34 @@ def test_publishing_an_undeclared_kind_is_refused_before_anything_is_delivered()
     with pytest.raises(UnknownEventType):
         events.publish([good, derived])  # derived types are delivered, never published
     assert sub.queued == 0
+
+
+def test_derived_events_carry_the_same_transition() -> None:
+    async def body(clock: VirtualClock) -> None:
+        ledger = memory_ledger("r")
+        events = EventKernel(ledger, clock=clock)
+        ended = events.subscribe("run.ended", run="r")
+        every = events.subscribe("*", run="r")
+        committed = events.subscribe("transition.committed", run="r")
+        finished = events.subscribe("tool.finished,run.*", run="r")
+        ts = ledger.append(
+            "r",
+            [
+                draft(ToolFailed(call_id="c", agent="a", tool="t", error="E", message="m"), ts=1),
+                draft(RunCompleted(reason="done"), ts=2),
+            ],
+        )
+        events.publish(ts)
+        (e,) = await take(ended, 1)
+        assert (e.type, e.transition) == ("run.ended", ts[1])
+        assert isinstance(e.payload, RunCompleted)
+        assert [(x.type, x.seq) for x in await take(every, 2)] == [
+            ("tool.failed", 1),
+            ("run.completed", 2),
+        ]
+        assert [x.type for x in await take(committed, 2)] == ["transition.committed"] * 2
+        assert [x.type for x in await take(finished, 2)] == ["tool.finished", "run.completed"]
+        assert ended.queued == every.queued == committed.queued == finished.queued == 0
+        await events.aclose()
+
+    virtual(body)

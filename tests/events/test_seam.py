@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from dataclasses import dataclass, field
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from telic.clock import VirtualClock
 from telic.events import Event, EventKernel, Subscription
 from telic.events import hub as hub_module
-from telic.ledger import BaseLedger
+from telic.ledger import BaseLedger, open_ledger
 from telic.transition import Transition
 
 from .kit import append, memory_ledger, virtual, watchdog
@@ -78,8 +79,9 @@ steps = st.lists(
 )
 
 
-async def scenario(clock: VirtualClock, plan: list[tuple[object, ...]], page: int) -> None:
-    ledger = memory_ledger("r", "other")
+async def scenario(clock: VirtualClock, plan: list[tuple[object, ...]], ledger: BaseLedger) -> None:
+    ledger.create_run("r")
+    ledger.create_run("other")
     events = EventKernel(ledger, clock=clock)
     pending: list[list[Transition]] = []
     readers: list[Reader] = []
@@ -138,7 +140,19 @@ def test_catch_up_then_live_has_no_gap_and_no_duplicate(
 ) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(hub_module, "PAGE", page)
-        virtual(lambda clock: scenario(clock, plan, page))
+        virtual(lambda clock: scenario(clock, plan, open_ledger("memory://")))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=steps, page=st.sampled_from([1, 3, 1024]))
+def test_the_seam_on_sqlite(plan: list[tuple[object, ...]], page: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hub_module, "PAGE", page)
+        ledger = open_ledger(f"sqlite://{tmp}/l.db?synchronous=normal")
+        try:
+            virtual(lambda clock: scenario(clock, plan, ledger))
+        finally:
+            ledger.close()
 
 
 def test_catch_up_across_many_pages_while_publishing() -> None:

@@ -50,7 +50,7 @@ log = logging.getLogger("telic.events")
 MAX_TTL: Final = 7 * 24 * 3600.0
 """The longest TTL accepted, in seconds (a week); longer ones are almost surely a unit error."""
 MAX_QUEUE: Final = 1 << 20
-PAGE: Final = 1024
+PAGE: Final = 256
 """Transitions read from the ledger per catch-up step."""
 _EPSILON: Final = 1e-6
 """Deadlines this close to now count as due (float rounding of loop timers)."""
@@ -301,8 +301,6 @@ class Hub:
                             waiter.set_result(None)
             if processors:
                 self.process(own if own is not None else Event(kind, t), processors)
-            if by_run is not self.by_run:  # pragma: no cover - tables are never replaced
-                by_run = self.by_run
         if lagged is not None:
             for state in lagged:
                 self.note_lag(state)
