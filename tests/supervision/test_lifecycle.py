@@ -262,3 +262,25 @@ def test_invalid_specs_and_supervisors_are_refused() -> None:
         Supervisor("s", period=0)
     with pytest.raises(ValueError, match="starts empty"):
         Supervisor("s", [ChildSpec("a", forever)], strategy="simple_one_for_one")
+
+
+def test_a_grandchild_whose_start_raises_fails_the_root_start() -> None:
+    def broken() -> asyncio.Future[None]:
+        raise ValueError("bad tool config")
+
+    async def scenario() -> None:
+        p, rec = Puppets(), Recorder()
+        inner = Supervisor("inner", [p.spec("x"), ChildSpec("bad", broken)])  # type: ignore[arg-type]
+        root = Supervisor("root", [p.spec("a"), inner, p.spec("b")], on_event=rec)
+        with pytest.raises(ValueError, match="bad tool config"):
+            await root.start()
+        assert rec.lines() == [
+            "failed bad ValueError",
+            "terminated x shutdown",
+            "failed inner ValueError",
+            "terminated a shutdown",
+        ]
+        assert not root.running
+        assert not inner.running
+
+    run(scenario)

@@ -363,3 +363,64 @@ def test_auto_shutdown_is_not_triggered_by_terminate_child() -> None:
         await sup.stop()
 
     run(scenario)
+
+
+def test_rest_for_one_with_the_last_child_failing_restarts_only_it() -> None:
+    async def scenario() -> None:
+        p, rec = Puppets(), Recorder()
+        sup = _three("rest_for_one", p, rec)
+        await sup.start()
+        await settle()
+        p.take()
+        p.crash("c")
+        await settle()
+        assert p.take() == ["start c"]
+        assert rec.take() == ["failed c RuntimeError", "restarted c #1"]
+        await sup.stop()
+
+    run(scenario)
+
+
+def test_killing_a_nested_supervisor_restarts_its_whole_subtree() -> None:
+    async def scenario() -> None:
+        p, rec = Puppets(), Recorder()
+        inner = Supervisor("inner", [p.spec("x"), p.spec("y")])
+        root = Supervisor("root", [p.spec("a"), inner], on_event=rec)
+        await root.start()
+        await settle()
+        p.take()
+        assert root.kill("inner")
+        await settle()
+        assert p.take() == ["stop y", "stop x", "start x", "start y"]
+        assert rec.take() == [
+            "terminated y shutdown",
+            "terminated x shutdown",
+            "terminated inner killed",
+            "restarted inner #1",
+        ]
+        assert inner.running
+        assert [c.restarts for c in inner.which_children()] == [0, 0]  # a fresh start
+        await root.stop()
+
+    run(scenario)
+
+
+def test_a_nested_supervisor_can_be_terminated_and_restarted_by_id() -> None:
+    async def scenario() -> None:
+        p, rec = Puppets(), Recorder()
+        inner = Supervisor("inner", [p.spec("x")])
+        root = Supervisor("root", [inner.as_child("team")], on_event=rec)
+        await root.start()
+        await root.terminate_child("team")
+        assert not inner.running
+        await root.restart_child("team")
+        await settle()
+        assert inner.running
+        assert rec.take() == [
+            "terminated x shutdown",
+            "terminated team shutdown",
+            "restarted team #1",
+        ]
+        await root.stop()
+
+    run(scenario)
