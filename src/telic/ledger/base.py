@@ -261,7 +261,7 @@ class BaseLedger(abc.ABC):
             self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
             self._known.pop(run_id, None)
             raise
-        self._known[run_id] = info._replace(head=seq, head_hash=prev)
+        self._known[run_id] = RunInfo(run_id, info.parent, info.fork_seq, seq, prev, info.created)
         return out
 
     def read(self, run_id: str, start: int = 1, end: int | None = None) -> Iterator[Transition]:

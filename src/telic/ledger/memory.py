@@ -74,7 +74,10 @@ class MemoryLedger(BaseLedger):
             snaps = self._snapshots[run_id]
             for seq, state, state_hash, chain in snapshots:
                 snaps[seq] = (state, state_hash, chain)
-            self._runs[run_id] = info._replace(head=rows[-1].seq, head_hash=rows[-1].hash)
+            last = rows[-1]
+            self._runs[run_id] = RunInfo(
+                run_id, info.parent, info.fork_seq, last.seq, last.hash, info.created
+            )
 
     def _index(self, run_id: str, seq: int) -> int:
         # Rows are dense from fork_seq + 1; bisect would be needed only after tampering.
