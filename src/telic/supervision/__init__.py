@@ -53,6 +53,7 @@ re-raises.
 
 from __future__ import annotations
 
+from telic.supervision._core import EventSink, SupervisorSpec
 from telic.supervision.spec import (
     AutoShutdown,
     ChildCount,
@@ -62,7 +63,7 @@ from telic.supervision.spec import (
     Shutdown,
     Strategy,
 )
-from telic.supervision.supervisor import EventSink, Supervisor, SupervisorSpec
+from telic.supervision.supervisor import Supervisor
 
 __all__ = [
     "AutoShutdown",
