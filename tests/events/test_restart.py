@@ -54,3 +54,27 @@ def test_close_and_reopen_an_sqlite_ledger_then_catch_up_from_seq_1(tmp_path: Pa
     before = virtual(first)
     assert len(before) == 50
     virtual(second)
+
+
+def test_subscription_ids_are_their_record_and_unique_across_processes(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+
+    async def body(clock: VirtualClock) -> None:
+        one, two = open_ledger(path), open_ledger(path)  # two handles, as two processes
+        one.create_run("r")
+        a, b = EventKernel(one, clock=clock), EventKernel(two, clock=clock)
+        ids = [a.subscribe("*").id, b.subscribe("*").id, a.subscribe("tick.*").id]
+        assert ids == ["sub-1", "sub-2", "sub-3"]
+        # a process that read the head just before another appended retries with a new id
+        real = b._hub.system_head  # pyright: ignore[reportPrivateUsage]
+        stale = iter([2])
+        b._hub.system_head = lambda: next(stale, None) or real()  # pyright: ignore[reportPrivateUsage]
+        assert b.subscribe("*").id == "sub-4"
+        created = [t.data["subscription"] for t in one.read(SYSTEM_RUN)]
+        assert created == ["sub-1", "sub-2", "sub-3", "sub-4"]
+        await a.aclose()
+        await b.aclose()
+        one.close()
+        two.close()
+
+    virtual(body)

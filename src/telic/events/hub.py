@@ -13,7 +13,6 @@ import heapq
 import itertools
 import logging
 import math
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final, cast
@@ -25,6 +24,7 @@ from telic.errors import (
     EventKernelClosed,
     RunExists,
     RunNotFound,
+    SequenceConflict,
     SequenceError,
 )
 from telic.events.catalogue import SYSTEM_RUN
@@ -144,8 +144,9 @@ class Hub:
             if not 1 <= from_seq <= head + 1:
                 raise SequenceError(run, from_seq, head)
         loop = self._loop() if ttl is not None else None
+        sub_id = self.record_created(pattern, ttl)
         state = SubscriptionState(
-            id=f"sub-{uuid.uuid4().hex[:16]}",
+            id=sub_id,
             pattern=pattern,
             routes=routes,
             run=run,
@@ -155,7 +156,6 @@ class Hub:
             drop_oldest=overflow == "drop_oldest",
             monotonic=self.clock.monotonic,
         )
-        self.record(SubscriptionCreated(subscription=state.id, pattern=pattern, ttl_s=ttl))
         self.subs[state.id] = state
         if from_seq is None:
             self.attach(state)
@@ -171,6 +171,25 @@ class Hub:
             state.renew()
             self.schedule(state, loop)
         return state
+
+    def record_created(self, pattern: str, ttl: float | None) -> str:
+        """Record ``subscription.created`` and return the new subscription's id.
+
+        The id is ``sub-<seq>``, the sequence number of that record in the system run: unique
+        in the ledger (even with several processes on one file: a lost race is retried) and
+        deterministic, with no random source.
+        """
+        seq = 0
+        for _ in range(64):
+            seq = self.system_head() + 1
+            sub_id = f"sub-{seq}"
+            payload = SubscriptionCreated(subscription=sub_id, pattern=pattern, ttl_s=ttl)
+            try:
+                self.record(payload, expected=seq)
+            except SequenceConflict:
+                continue  # another writer appended to the system run first
+            return sub_id
+        raise SequenceConflict(SYSTEM_RUN, seq, self.system_head() + 1)
 
     def attach(self, state: SubscriptionState) -> None:
         table = self.any_run if state.run is None else self.by_run.setdefault(state.run, {})
@@ -326,17 +345,30 @@ class Hub:
 
     # -- the system run ------------------------------------------------------------------
 
-    def record(self, payload: Payload, *, skip: SubscriptionState | None = None) -> Transition:
-        """Append ``payload`` to the system run and publish it."""
+    def system_head(self) -> int:
+        """The head of the system run, which is created on first use."""
         ledger = self.ledger
+        try:
+            return ledger.run(SYSTEM_RUN).head
+        except RunNotFound:
+            with contextlib.suppress(RunExists):  # another process created it first
+                ledger.create_run(SYSTEM_RUN)
+            return ledger.run(SYSTEM_RUN).head
+
+    def record(
+        self,
+        payload: Payload,
+        *,
+        skip: SubscriptionState | None = None,
+        expected: int | None = None,
+    ) -> Transition:
+        """Append ``payload`` to the system run and publish it."""
         if not self.system_ready:
-            try:
-                ledger.run(SYSTEM_RUN)
-            except RunNotFound:
-                with contextlib.suppress(RunExists):  # another process created it first
-                    ledger.create_run(SYSTEM_RUN)
+            self.system_head()
             self.system_ready = True
-        (t,) = ledger.append(SYSTEM_RUN, [draft(payload, ts=self.clock.now_us())])
+        (t,) = self.ledger.append(
+            SYSTEM_RUN, [draft(payload, ts=self.clock.now_us())], expected=expected
+        )
         self.publish((t,), skip)
         return t
 
