@@ -144,25 +144,18 @@ class Supervisor(SupervisorCore):
     async def start_child(self, spec: ChildSpec | Supervisor) -> None:
         """Add a child and start it (after the others: it is stopped first)."""
         spec = _as_spec(spec)
-        if not self._lock.locked() and not isinstance(spec, SupervisorSpec):
-            self._add(spec)  # nothing here awaits, so nothing can interleave: no lock needed
-            return
-        async with self._lock:
-            if isinstance(spec, SupervisorSpec):
+        if isinstance(spec, SupervisorSpec) or self._lock.locked():
+            async with self._lock:
                 self._require_new(spec)
                 child = Child(self._inbox, spec)
                 await self._spawn(child)
                 self._children[spec.id] = child
-            else:
-                self._add(spec)
-
-    def _add(self, spec: ChildSpec) -> None:
-        """Start a worker child (the fast path of start_child: a pool may take thousands)."""
+            return
+        # Starting a worker never awaits, so nothing can interleave and the lock is not
+        # needed; skipping it keeps the spawn rate of a pool up.
         self._require_new(spec)
         child = Child(self._inbox, spec)
-        task = asyncio.get_running_loop().create_task(spec.start(), name=spec.id)
-        task.add_done_callback(child)
-        child.task = task
+        self._spawn_worker(child)
         self._children[spec.id] = child
 
     def _require_new(self, spec: ChildSpec) -> None:
