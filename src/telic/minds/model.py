@@ -27,13 +27,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from telic.clock import Clock, SystemClock
+from telic.clock import Clock
 from telic.errors import MalformedOutput, ModelRequestsForbidden
 from telic.kinds import ModelCalled
 from telic.minds.base import View
 from telic.minds.pricing import PriceTable, default_prices
 from telic.minds.prompt import (
     Unusable,
+    as_list,
+    as_map,
     proposal_schema,
     read_proposal,
     render_view,
@@ -45,7 +47,7 @@ from telic.minds.scheduler import Scheduler
 from telic.prompts import protocol_prompt, role_prompt
 from telic.proposal import Proposal
 
-__all__ = ["ModelMind", "Reply", "Structured", "as_list", "as_map"]
+__all__ = ["ModelMind", "Reply", "Structured", "as_list", "as_map", "model_requests_allowed"]
 
 Structured = Literal["tool", "json"]
 """How the proposal schema is offered: as a forced ``propose`` tool, or as a JSON schema
@@ -103,7 +105,7 @@ class ModelMind(ABC):
         self.temperature = temperature
         self.max_reply_bytes = max_reply_bytes
         self.priority = priority
-        self.clock = clock or scheduler.clock or SystemClock()
+        self.clock = clock or scheduler.clock
         self._systems: dict[str, str] = {}
 
     @property
@@ -267,16 +269,6 @@ class ModelMind(ABC):
             attempt=attempt,
             error=error,
         )
-
-
-def as_list(value: Any) -> list[Any]:
-    """``value`` if it is a JSON array, else an empty list (replies are read defensively)."""
-    return value if isinstance(value, list) else []  # pyright: ignore[reportUnknownVariableType]
-
-
-def as_map(value: Any) -> Mapping[str, Any]:
-    """``value`` if it is a JSON object, else an empty one."""
-    return value if isinstance(value, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
 
 
 def _dumps(value: Any) -> bytes:

@@ -27,10 +27,13 @@ from telic.proposal import Proposal
 __all__ = [
     "PROPOSE_TOOL",
     "Unusable",
+    "as_list",
+    "as_map",
     "proposal_schema",
     "read_proposal",
     "render_view",
     "request_digest",
+    "view_priority",
 ]
 
 PROPOSE_TOOL: Final = "propose"
@@ -92,15 +95,21 @@ def _clip(text: str, limit: int = _MAX_OBSERVATION_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more chars]"
 
 
-def as_record(value: Any) -> Mapping[str, Any]:
+def as_list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty list (replies are read defensively)."""
+    return value if isinstance(value, list) else []  # pyright: ignore[reportUnknownVariableType]
+
+
+def as_map(value: Any) -> Mapping[str, Any]:
     """``value`` if it is a JSON object, else an empty one."""
     return value if isinstance(value, Mapping) else {}  # pyright: ignore[reportUnknownVariableType]
 
 
-def _priority(view: View) -> int:
+def view_priority(view: View) -> int:
+    """The agent's priority as declared at boot (0 when not declared)."""
     roster: Any = view.state.get("roster", ())
     for agent in roster:
-        record = as_record(agent)
+        record = as_map(agent)
         if record.get("name") == view.agent:
             return int(record.get("priority", 0))
     return 0
@@ -205,8 +214,3 @@ def read_proposal(candidate: str | Mapping[str, Any] | None, text: str) -> Propo
             f"{'.'.join(map(str, e['loc'])) or '(proposal)'}: {e['msg']}" for e in exc.errors()[:8]
         )
         raise Unusable(f"the proposal does not match the schema: {detail}") from None
-
-
-def view_priority(view: View) -> int:
-    """The agent's priority as declared at boot (0 when not declared)."""
-    return _priority(view)
