@@ -257,3 +257,31 @@ def test_the_event_sequence_is_identical_run_to_run_on_a_virtual_clock() -> None
         "supervisor.escalated",
     }
     assert first == second
+
+
+def test_intensity_is_measured_on_the_injected_clock() -> None:
+    """A clock that stands still puts every restart in the same window."""
+
+    class FrozenClock:
+        def now_us(self) -> int:
+            return 0
+
+        def monotonic(self) -> float:
+            return 0.0
+
+        async def sleep(self, seconds: float) -> None:
+            await asyncio.sleep(seconds)
+
+        def run(self, coro: Any) -> Any:
+            raise NotImplementedError
+
+    async def scenario() -> float:
+        sup = Supervisor(
+            "root", [ChildSpec("c", crashing_every(60.0))], intensity=2, clock=FrozenClock()
+        )
+        await sup.start()
+        with pytest.raises(SupervisionError):
+            await sup.wait()
+        return asyncio.get_running_loop().time()
+
+    assert run(scenario) == pytest.approx(180.0)  # 60 s apart, yet 3 "at once"

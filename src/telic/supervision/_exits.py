@@ -30,8 +30,7 @@ async def terminate(tasks: Collection[asyncio.Task[None]], shutdown: Shutdown) -
     if shutdown == "infinity":
         await asyncio.wait(pending)
         return
-    if shutdown != "brutal_kill":
-        await asyncio.wait(pending, timeout=shutdown)
+    await asyncio.wait(pending, timeout=KILL_RETRY if shutdown == "brutal_kill" else shutdown)
     while pending := [t for t in pending if not t.done()]:
         for t in pending:
             t.cancel()
