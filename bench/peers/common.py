@@ -64,9 +64,7 @@ class Marks:
     """Append-only line files that survive SIGKILL (each line is one unbuffered write)."""
 
     def __init__(self, path: str | None) -> None:
-        self._fd = (
-            os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if path else None
-        )
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if path else None
 
     def mark(self, step: int) -> None:
         if self._fd is not None:

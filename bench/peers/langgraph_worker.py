@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 from common import EFFECT_LATENCY_S, Args, Marks, chunk, db_bytes, emit, now, parse
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langchain_core.runnables import RunnableConfig
 
 THREAD = "bench"
 READS = 5
@@ -63,7 +63,9 @@ def _noop(s: State) -> dict[str, Any]:
 def durable(a: Args) -> dict[str, Any]:
     graph, conn = _graph(a.dir / "langgraph.db", _noop)
     t0 = now()
-    out = graph.invoke({"count": 0, "target": a.steps, "memory": {}}, _config(a.steps), durability="sync")
+    out = graph.invoke(
+        {"count": 0, "target": a.steps, "memory": {}}, _config(a.steps), durability="sync"
+    )
     elapsed = now() - t0
     assert out["count"] == a.steps
     conn.close()
@@ -105,9 +107,7 @@ def growing(a: Args) -> dict[str, Any]:
 
     graph, conn = _graph(path, grow)
     t0 = now()
-    fork_cfg = graph.update_state(
-        _config(a.steps, half_cfg), {"target": a.half + a.fork_steps}
-    )
+    fork_cfg = graph.update_state(_config(a.steps, half_cfg), {"target": a.half + a.fork_steps})
     t1 = now()
     out = graph.invoke(None, _config(a.steps, fork_cfg), durability="sync")
     t2 = now()
