@@ -322,7 +322,15 @@ class UnknownProvider(MindError):
 
 
 class ProviderError(MindError):
-    """The provider failed after retries (network, 5xx, or an unusable response)."""
+    """The provider failed after retries (network, 5xx, or an unusable response).
+
+    ``calls`` holds the model calls that did succeed before (earlier repair attempts), so
+    their usage can still be recorded.
+    """
+
+    def __init__(self, message: str, calls: tuple[ModelCalled, ...] = ()) -> None:
+        super().__init__(message)
+        self.calls = calls
 
 
 class MalformedOutput(MindError):

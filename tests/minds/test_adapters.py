@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ from telic.kinds import ModelCalled
 from telic.minds import Limits, ModelMind, View, model_mind
 from telic.minds.anthropic import AnthropicMind
 from telic.minds.openai import OpenAIMind
-from telic.minds.testing import ModelServer, Reply
+from telic.minds.testing import ModelServer, Reply, ServerRequest
 
 T = TypeVar("T")
 
@@ -401,3 +402,39 @@ def test_an_unreachable_endpoint_is_a_provider_error(
     with pytest.raises(ProviderError, match="cannot reach"):
         run(propose(mind, make_view()))
     assert len(clock.sleeps) == 1
+
+
+def test_a_provider_failure_after_a_repair_keeps_the_earlier_call(
+    server: ModelServer, api: str, make_view: Callable[..., View]
+) -> None:
+    server.script(Reply.prose("hmm"), Reply.error(400, message="context too long"))
+    with pytest.raises(ProviderError, match="400") as info:
+        run(propose(mind_for(server, api), make_view()))
+    (call,) = info.value.calls
+    assert call.attempt == 1
+    assert call.error is not None
+
+
+def test_cancelling_a_proposal_in_flight_cancels_the_request_and_leaves_no_task(
+    server: ModelServer, api: str, make_view: Callable[..., View]
+) -> None:
+    arrived = threading.Event()
+
+    def hang(_request: ServerRequest) -> Reply:
+        arrived.set()
+        return Reply.hang()
+
+    server.responder = hang
+
+    async def main() -> None:
+        async with mind_for(server, api) as mind:
+            task = asyncio.ensure_future(mind.propose(make_view()))
+            assert await asyncio.to_thread(arrived.wait, 30)  # the request reached the server
+            assert mind.scheduler.in_flight == 1
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert mind.scheduler.in_flight == 0
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    run(main())

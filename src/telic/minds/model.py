@@ -12,7 +12,8 @@
    with what was wrong, up to ``max_repairs`` times;
 5. every fresh call becomes a :class:`~telic.kinds.ModelCalled` record (usage, latency, cost,
    and ``error`` when the reply was unusable), attached to the proposal's ``model_calls`` or,
-   when no attempt succeeded, to the :class:`~telic.errors.MalformedOutput` raised (``calls``).
+   when no attempt succeeded, to the :class:`~telic.errors.MalformedOutput` raised (``calls``;
+   a :class:`~telic.errors.ProviderError` after a repair attempt carries them too).
 
 Calls answered from the view's recorded responses are already in the ledger and are not
 returned again. Subclasses say how to talk to one API (:mod:`telic.minds.openai`,
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from telic.clock import Clock
-from telic.errors import MalformedOutput, ModelRequestsForbidden
+from telic.errors import MalformedOutput, ModelRequestsForbidden, ProviderError
 from telic.kinds import ModelCalled
 from telic.minds.base import View
 from telic.minds.pricing import PriceTable, default_prices
@@ -175,7 +176,12 @@ class ModelMind(ABC):
             if recorded is not None:
                 response, latency_ms = _recorded_response(recorded), None
             else:
-                response, latency_ms = await self._call(request, view)
+                try:
+                    response, latency_ms = await self._call(request, view)
+                except ProviderError as exc:
+                    if calls:  # keep the earlier attempts' usage on record
+                        raise ProviderError(str(exc), calls=(*exc.calls, *calls)) from exc
+                    raise
             try:
                 proposal = self._proposal(response)
                 error = None
