@@ -115,7 +115,12 @@ class AnthropicMind(ModelMind):
 
         try:
             # The client's low-level ``post``: see OpenAIMind.send.
-            message: Any = await self.client.post("/v1/messages", body=request, cast_to=Message)
+            message: Any = await self.client.post(
+                "/v1/messages",
+                body=request,
+                cast_to=Message,
+                options={"timeout": self.scheduler.limits.timeout_s + 5},
+            )
         except anthropic.APIStatusError as exc:
             status = exc.status_code
             reason = f"HTTP {status} from {self.base_url}: {exc.message}"

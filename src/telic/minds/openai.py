@@ -109,7 +109,10 @@ class OpenAIMind(ModelMind):
             # which costs milliseconds on a large tool schema, is skipped. Auth, base URL,
             # errors and the typed response are the SDK's own.
             completion: Any = await self.client.post(
-                "/chat/completions", body=request, cast_to=ChatCompletion
+                "/chat/completions",
+                body=request,
+                cast_to=ChatCompletion,
+                options={"timeout": self.scheduler.limits.timeout_s + 5},
             )
         except openai.APIStatusError as exc:
             status = exc.status_code
