@@ -53,7 +53,7 @@ re-raises.
 
 from __future__ import annotations
 
-from telic.supervision._core import EventSink, SupervisorSpec
+from telic.supervision._core import EventSink
 from telic.supervision.spec import (
     AutoShutdown,
     ChildCount,
@@ -75,5 +75,4 @@ __all__ = [
     "Shutdown",
     "Strategy",
     "Supervisor",
-    "SupervisorSpec",
 ]

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, NoReturn
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, NoReturn
 
 from telic.clock import Clock
 from telic.errors import SupervisionError
@@ -22,10 +21,7 @@ from telic.kinds import AgentRestarted, AgentTerminated, Payload, SupervisorEsca
 from telic.supervision._exits import classify, failure, retrieve, terminate
 from telic.supervision.spec import AutoShutdown, ChildSpec, Shutdown, Strategy
 
-if TYPE_CHECKING:
-    from telic.supervision.supervisor import Supervisor
-
-__all__ = ["Child", "EventSink", "SupervisorCore", "SupervisorSpec"]
+__all__ = ["Child", "EventSink", "SupervisorCore", "SupervisorStart", "nested"]
 
 EventSink = Callable[[Payload], None]
 """Receives every AgentFailed, AgentTerminated, AgentRestarted and SupervisorEscalated."""
@@ -33,11 +29,29 @@ EventSink = Callable[[Payload], None]
 _State = Literal["idle", "running", "stopped", "failed"]
 
 
-@dataclass(frozen=True, slots=True)
-class SupervisorSpec(ChildSpec):
-    """A supervisor as the child of another (made by :meth:`Supervisor.as_child`)."""
+class SupervisorStart:
+    """The ``start`` of a supervisor's :class:`ChildSpec` (see ``Supervisor.as_child``).
 
-    supervisor: Supervisor = field(kw_only=True)
+    A parent recognises it and boots the child supervisor itself, so that a grandchild whose
+    start raises fails the parent's start too; called directly, it boots and serves.
+    """
+
+    __slots__ = ("supervisor",)
+
+    def __init__(self, supervisor: SupervisorCore) -> None:
+        self.supervisor = supervisor
+
+    def __call__(self) -> Coroutine[Any, Any, None]:
+        return self.supervisor._run_alone()  # pyright: ignore[reportPrivateUsage]
+
+    def __repr__(self) -> str:
+        return f"<start of supervisor {self.supervisor.name!r}>"
+
+
+def nested(spec: ChildSpec) -> SupervisorCore | None:
+    """The supervisor a spec starts, if it starts one."""
+    start = spec.start
+    return start.supervisor if isinstance(start, SupervisorStart) else None
 
 
 class _Inbox:
@@ -275,11 +289,12 @@ class SupervisorCore:
 
     async def _spawn(self, child: Child) -> None:
         spec = child.spec
-        if not isinstance(spec, SupervisorSpec):
+        sup = nested(spec)
+        if sup is None:
             self._spawn_worker(child)
             return
-        await spec.supervisor._boot(self)
-        task = asyncio.get_running_loop().create_task(spec.supervisor._serve(), name=spec.id)
+        await sup._boot(self)
+        task = asyncio.get_running_loop().create_task(sup._serve(), name=spec.id)
         task.add_done_callback(child)
         child.task = task
 
@@ -328,9 +343,9 @@ class SupervisorCore:
     async def _reap(self, child: Child) -> None:
         """A nested supervisor whose task ended before it ran cannot have stopped its own
         children; stop them here so that none is left behind."""
-        spec = child.spec
-        if isinstance(spec, SupervisorSpec) and spec.supervisor._state == "running":
-            await spec.supervisor._shutdown("shutdown", failed=False)
+        sup = nested(child.spec)
+        if sup is not None and sup._state == "running":
+            await sup._shutdown("shutdown", failed=False)
 
     async def _shutdown(self, reason: str, *, failed: bool) -> None:
         try:
@@ -352,11 +367,11 @@ class SupervisorCore:
             c.kill_reason = None
             task.cancel()
             task.add_done_callback(retrieve)
-            spec = c.spec
-            if isinstance(spec, SupervisorSpec) and spec.supervisor._state == "running":
-                spec.supervisor._abandon(reason)
-                spec.supervisor._state = "stopped"
-            self._emit(AgentTerminated(agent=spec.id, reason=reason))
+            sup = nested(c.spec)
+            if sup is not None and sup._state == "running":
+                sup._abandon(reason)
+                sup._state = "stopped"
+            self._emit(AgentTerminated(agent=c.spec.id, reason=reason))
 
     def _emit(self, event: Payload) -> None:
         if self._sink is None or self._fault is not None:

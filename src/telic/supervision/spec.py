@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "AutoShutdown",
@@ -37,10 +37,7 @@ AutoShutdown = Literal["never", "any_significant", "all_significant"]
 _RESTART_TYPES = ("permanent", "transient", "temporary")
 
 
-@dataclass(frozen=True, slots=True)
-class ChildSpec:
-    """One child of a supervisor: how to start it, when to restart it, how to stop it."""
-
+class _ChildSpecFields(NamedTuple):
     id: str
     """Unique among the supervisor's children; also the agent name in events."""
     start: Callable[[], Coroutine[Any, Any, None]]
@@ -55,26 +52,44 @@ class ChildSpec:
     """With the supervisor's ``auto_shutdown``, the exit of this child (transient or
     temporary only) can shut the supervisor down."""
 
-    def __post_init__(self) -> None:
-        if self.restart not in _RESTART_TYPES:
+
+class ChildSpec(_ChildSpecFields):
+    """One child of a supervisor: how to start it, when to restart it, how to stop it.
+
+    An immutable record (a named tuple: a pool may be handed 100,000 of them, and a tuple is
+    the cheapest immutable record Python has). A supervisor becomes a child of another
+    through ``Supervisor.as_child()``.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        id: str,
+        start: Callable[[], Coroutine[Any, Any, None]],
+        restart: RestartType = "permanent",
+        shutdown: Shutdown = 5.0,
+        significant: bool = False,
+    ) -> ChildSpec:
+        if restart not in _RESTART_TYPES:
             raise ValueError(
-                f"child {self.id!r}: restart must be one of {', '.join(_RESTART_TYPES)}, "
-                f"not {self.restart!r}"
+                f"child {id!r}: restart must be one of {', '.join(_RESTART_TYPES)}, not {restart!r}"
             )
-        sd = self.shutdown
-        if isinstance(sd, str):
-            if sd not in ("brutal_kill", "infinity"):
+        if isinstance(shutdown, str):
+            if shutdown not in ("brutal_kill", "infinity"):
                 raise ValueError(
-                    f"child {self.id!r}: shutdown must be seconds, 'brutal_kill' or "
-                    f"'infinity', not {sd!r}"
+                    f"child {id!r}: shutdown must be seconds, 'brutal_kill' or "
+                    f"'infinity', not {shutdown!r}"
                 )
-        elif not sd >= 0:  # also refuses NaN
-            raise ValueError(f"child {self.id!r}: shutdown must be >= 0 seconds, not {sd!r}")
-        if self.significant and self.restart == "permanent":
+        elif not shutdown >= 0:  # also refuses NaN
+            raise ValueError(f"child {id!r}: shutdown must be >= 0 seconds, not {shutdown!r}")
+        if significant and restart == "permanent":
             raise ValueError(
-                f"child {self.id!r}: a permanent child cannot be significant (it never ends "
+                f"child {id!r}: a permanent child cannot be significant (it never ends "
                 "for good); make it transient or temporary"
             )
+        # tuple.__new__ directly: the validated fields, without NamedTuple's slower __new__
+        return tuple[Any, ...].__new__(cls, (id, start, restart, shutdown, significant))
 
 
 @dataclass(frozen=True, slots=True)

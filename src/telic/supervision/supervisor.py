@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from telic.clock import Clock
 from telic.kinds import AgentRestarted
-from telic.supervision._core import Child, EventSink, SupervisorCore, SupervisorSpec
+from telic.supervision._core import Child, EventSink, SupervisorCore, SupervisorStart, nested
 from telic.supervision._exits import retrieve
 from telic.supervision.spec import (
     AutoShutdown,
@@ -74,11 +74,10 @@ class Supervisor(SupervisorCore):
         restart: RestartType = "permanent",
         shutdown: Shutdown = "infinity",
         significant: bool = False,
-    ) -> SupervisorSpec:
+    ) -> ChildSpec:
         """This supervisor as a child of another; ``id`` defaults to its name."""
-        return SupervisorSpec(
-            id or self.name, self._run_alone, restart, shutdown, significant, supervisor=self
-        )
+        start = SupervisorStart(self)
+        return ChildSpec(id or self.name, start, restart, shutdown, significant)
 
     # -- the owner's side: start, stop, wait --------------------------------------------
 
@@ -144,7 +143,7 @@ class Supervisor(SupervisorCore):
     async def start_child(self, spec: ChildSpec | Supervisor) -> None:
         """Add a child and start it (after the others: it is stopped first)."""
         spec = _as_spec(spec)
-        if isinstance(spec, SupervisorSpec) or self._lock.locked():
+        if nested(spec) is not None or self._lock.locked():
             async with self._lock:
                 self._require_new(spec)
                 child = Child(self._inbox, spec)
@@ -216,13 +215,13 @@ class Supervisor(SupervisorCore):
                 running=c.task is not None and not c.task.done(),
                 restarts=c.restarts,
                 restart=c.spec.restart,
-                kind="supervisor" if isinstance(c.spec, SupervisorSpec) else "worker",
+                kind="worker" if nested(c.spec) is None else "supervisor",
             )
             for c in self._children.values()
         ]
 
     def count_children(self) -> ChildCount:
-        sups = sum(isinstance(c.spec, SupervisorSpec) for c in self._children.values())
+        sups = sum(nested(c.spec) is not None for c in self._children.values())
         active = sum(c.task is not None and not c.task.done() for c in self._children.values())
         n = len(self._children)
         return ChildCount(specs=n, active=active, supervisors=sups, workers=n - sups)
