@@ -13,8 +13,9 @@ and the strategy decides who comes back with it:
   after it; ``simple_one_for_one``: a dynamic pool, started empty and filled with
   ``start_child``, restarted one for one and stopped all at once.
 
-Restart intensity: more than ``intensity`` restarts within ``period`` seconds (on the injected
-clock's ``monotonic()``; OTP's default of 1 in 5 s) and the supervisor reports
+Restart intensity: more than ``intensity`` restarts within ``period`` seconds (OTP's default
+of 1 in 5 s; on the injected clock's ``monotonic()``, else the event loop's time, which a
+:class:`~telic.clock.VirtualClock` drives) and the supervisor reports
 ``SupervisorEscalated``, stops every child and fails with
 :class:`~telic.errors.SupervisionError`. Under a parent supervisor (``sup.as_child()``, or the
 Supervisor itself in the parent's children), that is an abnormal exit of the child, handled by
@@ -24,7 +25,18 @@ the parent's own restart type, strategy and intensity; a root supervisor's owner
 Stopping a child cancels its task, waits for its ``shutdown`` grace (seconds), then cancels
 again until it ends; ``brutal_kill`` skips the grace, ``infinity`` (the default for
 supervisors) waits as long as it takes. ``kill(id)`` crashes a running child from outside,
-as ``exit(Pid, kill)`` does: it then restarts by the usual rules.
+as ``exit(Pid, kill)`` does: it then restarts by the usual rules. With ``auto_shutdown``
+(``any_significant`` / ``all_significant``), the end of ``significant`` children that are not
+restarted shuts the supervisor down normally (OTP 24's automatic shutdown).
+
+Example::
+
+    async def researcher() -> None: ...
+
+    sup = Supervisor("agents", [ChildSpec("researcher", researcher)], on_event=ledger_append)
+    async with sup:             # start in spec order; leaving stops in reverse order and
+        ...                     # raises SupervisionError if the supervisor gave up
+        sup.kill("researcher", "hallucination")   # it restarts (permanent)
 
 Events. ``on_event`` receives, synchronously and in a deterministic order (given the same
 children on a :class:`~telic.clock.VirtualClock`, the same sequence every run):
@@ -43,12 +55,17 @@ nested supervisor without an ``on_event`` (or ``clock``) of its own uses its par
 
 If ``on_event`` raises, the event sink is taken to be broken (the kernel's ledger cannot record
 supervision any more): the supervisor delivers no further events, stops its children and fails
-with that exception, which ``wait()`` raises and a parent sees as an abnormal exit. Nothing is
-swallowed; history is never silently incomplete.
+with that exception, which ``wait()`` raises and a parent sees as an abnormal exit. The ledger
+may then miss events, but never silently.
 
 Every child task is owned by its supervisor; after ``stop()`` (or a failure) no child task is
 left running. Cancellation is never swallowed: a cancelled supervisor stops its children, then
-re-raises.
+re-raises. asyncio has no untrappable kill, so a child that swallows every cancellation cannot
+be stopped (its supervisor keeps cancelling it every millisecond rather than orphan it).
+
+Modules: ``spec`` (ChildSpec and the records of which_children / count_children),
+``supervisor`` (the public face), ``_core`` (exits, restarts, intensity, stopping),
+``_exits`` (cancelling with grace, reading how a task ended).
 """
 
 from __future__ import annotations
