@@ -278,6 +278,7 @@ def test_every_reference_role_ships_a_prompt() -> None:
         assert f"**{role}**" in text
         assert shipped_prompt(role) is not None
     assert "`propose`" in protocol_prompt()
+    assert "**explorer**" in role_prompt("explorer")
 
 
 def test_an_unknown_role_gets_the_template_without_its_comments() -> None:

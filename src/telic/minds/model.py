@@ -201,8 +201,8 @@ class ModelMind(ABC):
 
     def _proposal(self, response: Mapping[str, Any]) -> Proposal:
         reply = self.read(response)
-        size = sum(len(a) if isinstance(a, str) else len(_dumps(a)) for _, a in reply.calls) + len(
-            reply.text.encode()
+        size = len(reply.text.encode()) + sum(
+            len(a.encode()) if isinstance(a, str) else len(_dumps(a)) for _, a in reply.calls
         )
         if size > self.max_reply_bytes:
             raise Unusable(

@@ -230,6 +230,9 @@ class Scheduler:
         attempt = 1
         while True:
             await self._acquire(agent, priority, tokens, attempt)
+            if self._closed:  # granted just before aclose(): do not start it
+                self._release()
+                raise self._closed_error()
             reason: str
             retry_after: float | None = None
             try:

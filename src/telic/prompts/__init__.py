@@ -1,7 +1,8 @@
 """Role prompts, written as Markdown files that users can read and override.
 
 The package ships one file per reference role (``researcher.md``, ``planner.md``,
-``budgeter.md``, ``skeptic.md``, ``verifier.md``, ``coordinator.md``), a template for new roles
+``budgeter.md``, ``skeptic.md``, ``verifier.md``, ``coordinator.md``), one for the explorers
+the kernel spawns on uncertain questions (``explorer.md``), a template for new roles
 (``_template.md``) and the proposal protocol every model mind is told (``_protocol.md``).
 
 :func:`role_prompt` looks for ``<role>.md`` in, first to last: the ``directory`` argument, the
