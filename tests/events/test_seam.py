@@ -16,7 +16,7 @@ from telic.events import hub as hub_module
 from telic.ledger import BaseLedger, open_ledger
 from telic.transition import Transition
 
-from .kit import append, memory_ledger, virtual, watchdog
+from .kit import append, memory_ledger, take, virtual, watchdog
 
 PATTERNS = ("*", "tick.*", "transition.committed", "memory.updated,tick.started")
 
@@ -199,5 +199,33 @@ def test_from_head_plus_one_is_live_at_once() -> None:
                 break
         assert [e.seq for e in got] == [4, 5]
         await watchdog(events.aclose())
+
+    virtual(body)
+
+
+def test_a_batch_that_spans_runs_keeps_each_subscribers_order() -> None:
+    async def body(clock: VirtualClock) -> None:
+        ledger = memory_ledger("r", "s")
+        events = EventKernel(ledger, clock=clock)
+        only_r = events.subscribe("*", run="r")
+        only_s = events.subscribe("transition.committed", run="s")
+        ticks_r = events.subscribe("tick.*", run="r")
+        every = events.subscribe("*")  # made last: it sees no subscription.created
+        a, b, c, d = (
+            append(ledger, "r", 1),
+            append(ledger, "s", 2),
+            append(ledger, "r", 1),
+            append(ledger, "s", 1),
+        )
+        batch = [*a, *b, *c, *d]
+        events.publish(batch)
+        assert [(e.run, e.seq) for e in await take(every, 5)] == [(t.run, t.seq) for t in batch]
+        assert [(e.run, e.seq) for e in await take(only_r, 2)] == [("r", 1), ("r", 2)]
+        assert [(e.type, e.seq) for e in await take(only_s, 3)] == [
+            ("transition.committed", s) for s in (1, 2, 3)
+        ]
+        assert [e.seq for e in await take(ticks_r, 1)] == [1]
+        assert every.queued == only_r.queued == only_s.queued == ticks_r.queued == 0
+        await events.aclose()
 
     virtual(body)

@@ -29,9 +29,9 @@ from telic.errors import (
 )
 from telic.events.catalogue import SYSTEM_RUN
 from telic.events.event import Event
-from telic.events.patterns import compile_pattern
+from telic.events.patterns import Routes, compile_pattern
 from telic.events.processors import EventProcessor
-from telic.events.state import Closing, SubscriptionState
+from telic.events.state import Closing, Dense, SubscriptionState
 from telic.kinds import (
     CATALOGUE,
     Payload,
@@ -56,6 +56,7 @@ _EPSILON: Final = 1e-6
 """Deadlines this close to now count as due (float rounding of loop timers)."""
 
 _KINDS: Final = frozenset(CATALOGUE)
+COMMITTED: Final = "transition.committed"
 
 
 _make: Final = cast(
@@ -66,6 +67,18 @@ _make: Final = cast(
 ``__new__`` a NamedTuple has: it is called once per delivered event."""
 
 _Targets = tuple[tuple[SubscriptionState, str], ...]
+
+
+def dense_mode(routes: Routes) -> Dense | None:
+    """Whether a route table takes every kind, each as itself or each as
+    ``transition.committed``: such subscriptions are delivered a whole batch at once."""
+    if len(routes) != len(_KINDS):
+        return None
+    if all(k == v for k, v in routes.items()):
+        return "own"
+    if all(v == COMMITTED for v in routes.values()):
+        return "committed"
+    return None
 
 
 def check_ttl(ttl: object) -> float | None:
@@ -92,6 +105,9 @@ class Hub:
         self.any_run: dict[str, _Targets] = {}
         """kind -> subscriptions without a run filter that receive it (and as which type)."""
         self.by_run: dict[str, dict[str, _Targets]] = {}
+        self.dense_any: tuple[SubscriptionState, ...] = ()
+        """Subscriptions without a run filter that take every kind (delivered by the batch)."""
+        self.dense_by_run: dict[str, tuple[SubscriptionState, ...]] = {}
         self.publishing = False
         self.backlog: deque[tuple[Sequence[Transition], SubscriptionState | None]] = deque()
         self.system_ready = False
@@ -154,6 +170,7 @@ class Hub:
             ttl=ttl,
             maxsize=maxsize,
             drop_oldest=overflow == "drop_oldest",
+            dense=dense_mode(routes),
             monotonic=self.clock.monotonic,
         )
         self.subs[state.id] = state
@@ -192,11 +209,28 @@ class Hub:
         raise SequenceConflict(SYSTEM_RUN, seq, self.system_head() + 1)
 
     def attach(self, state: SubscriptionState) -> None:
+        """Make ``state`` live: put it where :meth:`fan_out` looks."""
+        if state.dense is not None:
+            if state.run is None:
+                self.dense_any = (*self.dense_any, state)
+            else:
+                self.dense_by_run[state.run] = (*self.dense_by_run.get(state.run, ()), state)
+            return
         table = self.any_run if state.run is None else self.by_run.setdefault(state.run, {})
         for kind, etype in state.routes.items():
             table[kind] = (*table.get(kind, ()), (state, etype))
 
     def detach(self, state: SubscriptionState) -> None:
+        if state.dense is not None:
+            if state.run is None:
+                self.dense_any = tuple(s for s in self.dense_any if s is not state)
+            else:
+                left = tuple(s for s in self.dense_by_run.get(state.run, ()) if s is not state)
+                if left:
+                    self.dense_by_run[state.run] = left
+                else:
+                    self.dense_by_run.pop(state.run, None)
+            return
         table = self.any_run if state.run is None else self.by_run.get(state.run)
         if table is None:
             return
@@ -262,19 +296,39 @@ class Hub:
             self.publishing = False
 
     def fan_out(self, transitions: Sequence[Transition], skip: SubscriptionState | None) -> None:
+        """Deliver one batch: to dense subscriptions by the batch, to the others by kind."""
+        make = _make
+        own = [make(Event, (t.kind, t)) for t in transitions]
+        lagged: list[SubscriptionState] = []
+        if self.any_run or self.by_run:
+            self.fan_out_by_kind(transitions, own, skip, lagged)
+        if self.dense_any or self.dense_by_run:
+            self.fan_out_dense(transitions, own, skip, lagged)
+        processors = self.processors
+        if processors:
+            for event in own:
+                self.process(event, processors)
+        for state in lagged:
+            self.note_lag(state)
+
+    def fan_out_by_kind(
+        self,
+        transitions: Sequence[Transition],
+        own: list[Event],
+        skip: SubscriptionState | None,
+        lagged: list[SubscriptionState],
+    ) -> None:
+        """Per transition, the subscriptions whose pattern takes its kind (from the routes)."""
         any_run = self.any_run
         by_run = self.by_run
-        processors = self.processors
         make = _make
-        lagged: list[SubscriptionState] | None = None
         run: str | None = None
         run_table: dict[str, _Targets] | None = None
-        for t in transitions:
+        for t, own_event in zip(transitions, own, strict=True):
             kind = t.kind
             if t.run != run:
                 run = t.run
                 run_table = by_run.get(run)
-            own: Event | None = None
             for targets in (
                 any_run.get(kind),
                 None if run_table is None else run_table.get(kind),
@@ -289,40 +343,102 @@ class Hub:
                         continue
                     if t.seq < state.floor:
                         continue
-                    if etype == kind:
-                        if own is None:
-                            own = make(Event, (kind, t))
-                        event = own
-                    else:
-                        event = make(Event, (etype, t))
+                    event = own_event if etype == kind else make(Event, (etype, t))
                     queue = state.queue
                     if len(queue) >= state.maxsize:
-                        if not state.drop_oldest:
-                            self.end(
-                                state,
-                                "disconnected",
-                                f"its queue of {state.maxsize} overflowed (overflow='disconnect')",
-                            )
+                        if not self.overflow(state, 1, lagged):
                             continue
                         queue.popleft()
-                        state.dropped += 1
-                        if not state.lagging:
-                            state.lagging = True
-                            state.episode_start = state.dropped - 1
-                            if lagged is None:
-                                lagged = []
-                            lagged.append(state)
                     queue.append(event)
                     waiter = state.waiter
                     if waiter is not None:
                         state.waiter = None
                         if not waiter.done():
                             waiter.set_result(None)
-            if processors:
-                self.process(own if own is not None else Event(kind, t), processors)
-        if lagged is not None:
-            for state in lagged:
-                self.note_lag(state)
+
+    def fan_out_dense(
+        self,
+        transitions: Sequence[Transition],
+        own: list[Event],
+        skip: SubscriptionState | None,
+        lagged: list[SubscriptionState],
+    ) -> None:
+        """Subscriptions that take every kind (``*``, ``transition.committed``) get the batch
+        with one ``deque.extend`` each, filtered only by what they filter on."""
+        first = transitions[0].run if transitions else ""
+        single = all(t.run == first for t in transitions)
+        committed: list[Event] | None = None
+        if single:
+            states = (*self.dense_any, *self.dense_by_run.get(first, ()))
+        else:
+            states = (
+                *self.dense_any,
+                *(
+                    s
+                    for r in dict.fromkeys(t.run for t in transitions)
+                    for s in self.dense_by_run.get(r, ())
+                ),
+            )
+        for state in states:
+            if state is skip:
+                continue
+            if state.dense == "own":
+                events = own
+            else:
+                if committed is None:
+                    make = _make
+                    committed = [make(Event, (COMMITTED, t)) for t in transitions]
+                events = committed
+            run = state.run
+            if run is not None and not single:
+                events = [e for e in events if e.transition.run == run]
+            agent = state.agent
+            if agent is not None:
+                events = [e for e in events if e.transition.agent == agent]
+            floor = state.floor
+            if floor and events and events[0].transition.seq < floor:
+                events = [e for e in events if e.transition.seq >= floor]
+            if not events:
+                continue
+            queue = state.queue
+            n = len(events)
+            over = n - (state.maxsize - len(queue))
+            if over > 0:
+                if not self.overflow(state, over, lagged):
+                    continue
+                if n >= state.maxsize:
+                    queue.clear()
+                    queue.extend(events[n - state.maxsize :])
+                else:
+                    queue.extend(events)
+                    for _ in range(over):
+                        queue.popleft()
+            else:
+                queue.extend(events)
+            waiter = state.waiter
+            if waiter is not None:
+                state.waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def overflow(
+        self, state: SubscriptionState, over: int, lagged: list[SubscriptionState]
+    ) -> bool:
+        """``over`` events do not fit ``state``'s queue: True if the oldest are to be dropped
+        (counted, starting a lag episode if none is on), False if it was disconnected."""
+        if not state.drop_oldest:
+            self.end(
+                state,
+                "disconnected",
+                f"its queue of {state.maxsize} overflowed (overflow='disconnect')",
+            )
+            return False
+        state.dropped += over
+        if not state.lagging:
+            state.lagging = True
+            state.episode_start = state.dropped - over
+            lagged.append(state)
+        return True
 
     def process(self, event: Event, processors: tuple[EventProcessor, ...]) -> None:
         for p in processors:

@@ -16,10 +16,11 @@ from telic.events.event import Event
 from telic.events.patterns import Routes
 from telic.transition import Transition
 
-__all__ = ["Closing", "HandlerFailure", "Overflow", "SubscriptionState"]
+__all__ = ["Closing", "Dense", "HandlerFailure", "Overflow", "SubscriptionState"]
 
 Overflow = Literal["drop_oldest", "disconnect"]
 Closing = Literal["closed", "expired", "disconnected", "shutdown"]
+Dense = Literal["own", "committed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,9 @@ class SubscriptionState:
     maxsize: int
     drop_oldest: bool
     monotonic: Callable[[], float]
+    dense: Dense | None = None
+    """Set when the pattern takes every kind, each as itself (``own``) or as
+    ``transition.committed``: the hub then delivers whole batches to it."""
     queue: deque[Event] = field(default_factory=deque[Event])
     waiter: asyncio.Future[None] | None = None
     floor: int = 0
