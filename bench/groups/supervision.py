@@ -70,6 +70,25 @@ def _spawn_run() -> tuple[float, float, float]:
     return asyncio.run(main())
 
 
+def _bare_spawn_cpu() -> float:
+    """CPU seconds to start the same AGENTS tasks with plain ``create_task``, no supervisor:
+    the ceiling this machine and CPython's task and GC costs allow."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        gc.collect()
+        cpu0 = time.process_time()
+        tasks = [loop.create_task(_idle(), name=f"agent-{i}") for i in range(AGENTS)]
+        await asyncio.sleep(0)
+        cpu = time.process_time() - cpu0
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait(tasks)
+        return cpu
+
+    return asyncio.run(main())
+
+
 def _traced_bytes_per_agent() -> float:
     async def main() -> float:
         pool = Supervisor("pool", strategy="simple_one_for_one")
@@ -141,6 +160,7 @@ def collect(repeats: int) -> list[Figure]:
     spawn_cpu = median([cpu for cpu, _, _ in runs])
     spawn_wall = median([wall for _, wall, _ in runs])
     rss_per_agent = median([rss for _, _, rss in runs])
+    bare_cpu = median([_bare_spawn_cpu() for _ in range(max(1, repeats))])
     traced = median([_traced_bytes_per_agent() for _ in range(max(1, min(repeats, 3)))])
     crash = median([x for _ in range(max(1, repeats)) for x in _restart_latencies(False)])
     kill = median([x for _ in range(max(1, repeats)) for x in _restart_latencies(True)])
@@ -162,6 +182,14 @@ def collect(repeats: int) -> list[Figure]:
             50_000,
             ">=",
             f"per CPU second; wall clock {AGENTS / spawn_wall:,.0f}/s on this shared machine",
+        ),
+        Figure(
+            GROUP,
+            f"reference: bare create_task rate, no supervisor ({AGENTS:,} tasks)",
+            AGENTS / bare_cpu,
+            "tasks/s",
+            None,
+            note="per CPU second; the ceiling for the spawn rate above",
         ),
         Figure(
             GROUP,
