@@ -64,6 +64,8 @@ def _server(
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
+        if not line.startswith("OpenAI base URL:"):
+            raise RuntimeError(f"the local model server did not start (exit {proc.wait()})")
         yield line.split()[-1].removesuffix("/v1")
     finally:
         proc.terminate()
