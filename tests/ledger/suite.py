@@ -327,6 +327,35 @@ class LedgerSuite(abc.ABC):
         assert sorted(won[0] + won[1]) == list(range(1, 61, 2))
         assert ledger.verify("r").ok
 
+    def test_readers_in_other_threads_never_see_part_of_a_group(self, ledger: BaseLedger) -> None:
+        ledger.create_run("r")
+        done = threading.Event()
+        seen: list[int] = []
+        errors: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                while not done.is_set():
+                    ticks = [t.tick for t in ledger.read("r")]
+                    seen.append(len(ticks))
+                    assert len(ticks) % 5 == 0, ticks
+                    assert ticks == sorted(ticks)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            for g in range(20):
+                group = [d._replace(tick=g) for d in workload(5, start=g * 5 + 1)]
+                ledger.append("r", group)
+        finally:
+            done.set()
+            reader.join()
+        assert errors == []
+        assert seen
+        assert ledger.run("r").head == 100
+
     def test_unknown_run(self, ledger: BaseLedger) -> None:
         calls: list[Callable[[], object]] = [
             lambda: ledger.run("nope"),

@@ -13,7 +13,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from telic.errors import (
     ChainBroken,
@@ -175,10 +175,10 @@ class SQLiteLedger(BaseLedger):
     def _rid(self, run_id: str) -> int:
         rid = self._rids.get(run_id)
         if rid is None:
-            row = self._db.execute("SELECT rid FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
+            rows = self._all("SELECT rid FROM runs WHERE id = ?", (run_id,))
+            if not rows:
                 raise LedgerError(f"run {run_id!r} vanished")
-            rid = self._rids[run_id] = row[0]
+            rid = self._rids[run_id] = rows[0][0]
         return rid
 
     @staticmethod
@@ -190,10 +190,12 @@ class SQLiteLedger(BaseLedger):
         self, run_id: str, parent: str | None, fork_seq: int, head_hash: bytes
     ) -> RunInfo:
         try:
-            cur = self._db.execute(
-                "INSERT INTO runs (id, parent, fork_seq, head, head_hash) VALUES (?, ?, ?, ?, ?)",
-                (run_id, parent, fork_seq, fork_seq, head_hash),
-            )
+            with self._lock:
+                cur = self._db.execute(
+                    "INSERT INTO runs (id, parent, fork_seq, head, head_hash) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (run_id, parent, fork_seq, fork_seq, head_hash),
+                )
         except sqlite3.IntegrityError:
             raise RunExists(run_id) from None
         except sqlite3.Error as exc:
@@ -204,15 +206,13 @@ class SQLiteLedger(BaseLedger):
         return RunInfo(run_id, parent, fork_seq, fork_seq, head_hash, rid)
 
     def _load_run(self, run_id: str) -> RunInfo | None:
-        row = self._db.execute(
+        rows = self._all(
             "SELECT rid, id, parent, fork_seq, head, head_hash FROM runs WHERE id = ?", (run_id,)
-        ).fetchone()
-        return None if row is None else self._info(row)
+        )
+        return self._info(rows[0]) if rows else None
 
     def _list_runs(self) -> list[RunInfo]:
-        rows = self._db.execute(
-            "SELECT rid, id, parent, fork_seq, head, head_hash FROM runs ORDER BY rid"
-        ).fetchall()
+        rows = self._all("SELECT rid, id, parent, fork_seq, head, head_hash FROM runs ORDER BY rid")
         return [self._info(r) for r in rows]
 
     def _write(
@@ -257,8 +257,7 @@ class SQLiteLedger(BaseLedger):
             raise LedgerError(f"append to run {run_id!r} failed: {exc}") from None
 
     def _head(self, rid: int) -> int:
-        (head,) = self._db.execute("SELECT head FROM runs WHERE rid = ?", (rid,)).fetchone()
-        return int(head)
+        return int(self._all("SELECT head FROM runs WHERE rid = ?", (rid,))[0][0])
 
     def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
         rid = self._rid(run_id)
@@ -268,11 +267,13 @@ class SQLiteLedger(BaseLedger):
         start = lo
         while start <= hi:
             try:
-                rows = self._db.execute(
-                    "SELECT seq, tick, agent, kind, causes, ts, v, payload, hash FROM transitions "
-                    "WHERE rid = ? AND seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
-                    (rid, start, hi, page),
-                ).fetchall()
+                with self._lock:
+                    rows = self._db.execute(
+                        "SELECT seq, tick, agent, kind, causes, ts, v, payload, hash "
+                        "FROM transitions WHERE rid = ? AND seq >= ? AND seq <= ? "
+                        "ORDER BY seq LIMIT ?",
+                        (rid, start, hi, page),
+                    ).fetchall()
             except sqlite3.DatabaseError as exc:
                 raise ChainBroken(run_id, start, f"the file is damaged ({exc})") from None
             yield from [
@@ -284,37 +285,49 @@ class SQLiteLedger(BaseLedger):
             start = rows[-1][0] + 1
 
     def _row_hash(self, run_id: str, seq: int) -> bytes | None:
-        row = self._db.execute(
+        rows = self._all(
             "SELECT hash FROM transitions WHERE rid = ? AND seq = ?", (self._rid(run_id), seq)
-        ).fetchone()
-        return None if row is None else row[0]
+        )
+        return rows[0][0] if rows else None
 
     def _get_snapshot(self, run_id: str, lo: int, hi: int) -> tuple[int, bytes] | None:
-        row = self._db.execute(
+        rows = self._all(
             "SELECT seq, state FROM snapshots WHERE rid = ? AND seq >= ? AND seq <= ? "
             "ORDER BY seq DESC LIMIT 1",
             (self._rid(run_id), lo, hi),
-        ).fetchone()
-        return None if row is None else (row[0], row[1])
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
 
     def _list_snapshot_hashes(self, run_id: str, lo: int, hi: int) -> dict[int, str]:
-        rows = self._db.execute(
+        rows = self._all(
             "SELECT seq, state_hash FROM snapshots WHERE rid = ? AND seq >= ? AND seq <= ?",
             (self._rid(run_id), lo, hi),
         )
-        return dict(rows.fetchall())
+        return dict(rows)
 
     def _get_blob(self, blob_id: str) -> bytes | None:
-        row = self._db.execute("SELECT data FROM blobs WHERE id = ?", (blob_id,)).fetchone()
-        return None if row is None else row[0]
+        rows = self._all("SELECT data FROM blobs WHERE id = ?", (blob_id,))
+        return rows[0][0] if rows else None
 
     # -- damage, for the shared test suite -----------------------------------------------
 
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run raw SQL against the file: for tamper tests and diagnostics only."""
-        self._heads.clear()
-        self._known.clear()
-        return self._db.execute(sql, params).fetchall()
+        with self._lock:
+            self._heads.clear()
+            self._known.clear()
+            return self._db.execute(sql, params).fetchall()
+
+    def _all(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+        """Rows of a read. Under the lock, so a read never runs inside another thread's
+        append transaction on this connection (it would see rows not yet committed)."""
+        try:
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"reading {self.path} failed, the file may be damaged: {exc}"
+            ) from None
 
     def rid(self, run_id: str) -> int:
         return self._rid(run_id)
