@@ -284,3 +284,19 @@ def test_a_grandchild_whose_start_raises_fails_the_root_start() -> None:
         assert not inner.running
 
     run(scenario)
+
+
+def test_a_child_spec_is_an_immutable_record() -> None:
+    spec = ChildSpec(id="a", start=forever, restart="transient", shutdown="brutal_kill")
+    assert (spec.id, spec.restart, spec.shutdown, spec.significant) == (
+        "a",
+        "transient",
+        "brutal_kill",
+        False,
+    )
+    with pytest.raises(AttributeError):
+        spec.id = "b"  # type: ignore[misc]
+    inner = Supervisor("inner")
+    as_child = inner.as_child("team", restart="transient")
+    assert (as_child.id, as_child.restart, as_child.shutdown) == ("team", "transient", "infinity")
+    assert "inner" in repr(as_child.start)
