@@ -140,6 +140,7 @@ def _restart_latencies(by_kill: bool) -> list[float]:
         await sup.start()
         await victim.running.wait()
         out: list[float] = []
+        t0 = 0.0
         for _ in range(CRASHES):
             victim.running.clear()
             if by_kill:
