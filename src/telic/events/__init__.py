@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from telic.events.catalogue import CATALOGUE, SYSTEM_RUN, EventType, event_type
 from telic.events.event import Event
-from telic.events.hub import MAX_TTL
 from telic.events.kernel import EventKernel
 from telic.events.patterns import matching_types
 from telic.events.processors import EventProcessor, InMemoryProcessor, NoopProcessor
 from telic.events.state import HandlerFailure
 from telic.events.subscription import Subscription
+from telic.events.ttl import MAX_TTL
 
 __all__ = [
     "CATALOGUE",

@@ -1,37 +1,38 @@
-"""The engine of the event kernel: fan-out, catch-up, TTL timer and the system record.
+"""The engine of the event kernel: subscriptions, publishing, catch-up, the system record.
 
 Everything here runs on the event loop's thread and holds no lock: ``publish`` only appends
-to bounded queues and completes futures, so no user code runs while the hub is mid-update
-(processors excepted; they are called between deliveries and must be quick).
+to bounded queues and completes futures, so no subscriber code runs while the hub is
+mid-update (processors excepted: they are called after a batch is delivered and must be
+quick). Routing and fan-out are in ``router``, the TTL timer in ``ttl``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import itertools
 import logging
-import math
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, cast
+from collections.abc import Iterable, Sequence
+from typing import Final
 
 from telic.clock import Clock
 from telic.errors import (
     BadSubscription,
-    BadTTL,
     EventKernelClosed,
     RunExists,
     RunNotFound,
     SequenceConflict,
     SequenceError,
+    UnknownEventType,
 )
 from telic.events.catalogue import SYSTEM_RUN
 from telic.events.event import Event
-from telic.events.patterns import Routes, compile_pattern
+from telic.events.patterns import compile_pattern
 from telic.events.processors import EventProcessor
-from telic.events.state import Closing, Dense, SubscriptionState
+from telic.events.router import Router, dense_mode, make_event
+from telic.events.state import Closing, SubscriptionState
+from telic.events.ttl import Expiry, check_ttl
 from telic.kinds import (
     CATALOGUE,
     Payload,
@@ -43,55 +44,25 @@ from telic.kinds import (
 from telic.ledger.base import Ledger
 from telic.transition import Transition, draft
 
-__all__ = ["MAX_QUEUE", "MAX_TTL", "PAGE", "Hub"]
+__all__ = ["MAX_QUEUE", "PAGE", "Hub", "running_loop"]
 
 log = logging.getLogger("telic.events")
 
-MAX_TTL: Final = 7 * 24 * 3600.0
-"""The longest TTL accepted, in seconds (a week); longer ones are almost surely a unit error."""
 MAX_QUEUE: Final = 1 << 20
+"""The largest ``maxsize`` accepted."""
 PAGE: Final = 256
 """Transitions read from the ledger per catch-up step."""
-_EPSILON: Final = 1e-6
-"""Deadlines this close to now count as due (float rounding of loop timers)."""
 
 _KINDS: Final = frozenset(CATALOGUE)
-COMMITTED: Final = "transition.committed"
 
 
-_make: Final = cast(
-    Callable[[type[Event], tuple[str, Transition]], Event],
-    tuple.__new__,  # pyright: ignore[reportUnknownMemberType]
-)
-"""``_make(Event, (type, transition))`` builds an Event in C, without the Python-level
-``__new__`` a NamedTuple has: it is called once per delivered event."""
-
-_Targets = tuple[tuple[SubscriptionState, str], ...]
-
-
-def dense_mode(routes: Routes) -> Dense | None:
-    """Whether a route table takes every kind, each as itself or each as
-    ``transition.committed``: such subscriptions are delivered a whole batch at once."""
-    if len(routes) != len(_KINDS):
-        return None
-    if all(k == v for k, v in routes.items()):
-        return "own"
-    if all(v == COMMITTED for v in routes.values()):
-        return "committed"
-    return None
-
-
-def check_ttl(ttl: object) -> float | None:
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise BadTTL(ttl, "it must be a number of seconds")  # type: ignore[arg-type]
-    value = float(ttl)
-    if math.isnan(value) or value <= 0:
-        raise BadTTL(value, "it must be positive")
-    if value > MAX_TTL:
-        raise BadTTL(value, f"it must be at most {MAX_TTL:g} s (a week); omit it for none")
-    return value
+def running_loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise BadSubscription(
+            "a subscription with a TTL (or a callback) needs a running event loop"
+        ) from None
 
 
 class Hub:
@@ -102,21 +73,13 @@ class Hub:
         self.clock = clock
         self.processors: tuple[EventProcessor, ...] = tuple(processors)
         self.subs: dict[str, SubscriptionState] = {}
-        self.any_run: dict[str, _Targets] = {}
-        """kind -> subscriptions without a run filter that receive it (and as which type)."""
-        self.by_run: dict[str, dict[str, _Targets]] = {}
-        self.dense_any: tuple[SubscriptionState, ...] = ()
-        """Subscriptions without a run filter that take every kind (delivered by the batch)."""
-        self.dense_by_run: dict[str, tuple[SubscriptionState, ...]] = {}
+        """Every open subscription (live or catching up), by id."""
+        self.router = Router(self.disconnect)
+        self.expiry = Expiry(clock, self.subs, self.expire)
         self.publishing = False
         self.backlog: deque[tuple[Sequence[Transition], SubscriptionState | None]] = deque()
         self.system_ready = False
         self.closed = False
-        self.heap: list[tuple[float, int, str]] = []
-        self.heap_order = itertools.count()
-        self.timer: asyncio.Task[None] | None = None
-        self.timer_wake: asyncio.Event | None = None
-        self.timer_target = math.inf
 
     # -- subscribing ---------------------------------------------------------------------
 
@@ -159,7 +122,7 @@ class Hub:
             head = self.ledger.run(run).head
             if not 1 <= from_seq <= head + 1:
                 raise SequenceError(run, from_seq, head)
-        loop = self._loop() if ttl is not None else None
+        loop = running_loop() if ttl is not None else None
         sub_id = self.record_created(pattern, ttl)
         state = SubscriptionState(
             id=sub_id,
@@ -175,18 +138,18 @@ class Hub:
         )
         self.subs[state.id] = state
         if from_seq is None:
-            self.attach(state)
+            self.router.attach(state)
         else:
             assert run is not None
             head = self.ledger.run(run).head
             if from_seq > head:
                 state.floor = from_seq
-                self.attach(state)
+                self.router.attach(state)
             else:
                 state.catchup = from_seq
         if loop is not None:
             state.renew()
-            self.schedule(state, loop)
+            self.expiry.schedule(state, loop)
         return state
 
     def record_created(self, pattern: str, ttl: float | None) -> str:
@@ -208,44 +171,6 @@ class Hub:
             return sub_id
         raise SequenceConflict(SYSTEM_RUN, seq, self.system_head() + 1)
 
-    def attach(self, state: SubscriptionState) -> None:
-        """Make ``state`` live: put it where :meth:`fan_out` looks."""
-        if state.dense is not None:
-            if state.run is None:
-                self.dense_any = (*self.dense_any, state)
-            else:
-                self.dense_by_run[state.run] = (*self.dense_by_run.get(state.run, ()), state)
-            return
-        table = self.any_run if state.run is None else self.by_run.setdefault(state.run, {})
-        for kind, etype in state.routes.items():
-            table[kind] = (*table.get(kind, ()), (state, etype))
-
-    def detach(self, state: SubscriptionState) -> None:
-        if state.dense is not None:
-            if state.run is None:
-                self.dense_any = tuple(s for s in self.dense_any if s is not state)
-            else:
-                left = tuple(s for s in self.dense_by_run.get(state.run, ()) if s is not state)
-                if left:
-                    self.dense_by_run[state.run] = left
-                else:
-                    self.dense_by_run.pop(state.run, None)
-            return
-        table = self.any_run if state.run is None else self.by_run.get(state.run)
-        if table is None:
-            return
-        for kind in state.routes:
-            old = table.get(kind)
-            if old is None:
-                continue
-            new = tuple(pair for pair in old if pair[0] is not state)
-            if new:
-                table[kind] = new
-            else:
-                del table[kind]
-        if state.run is not None and not table:
-            del self.by_run[state.run]
-
     def end(
         self, state: SubscriptionState, closing: Closing, reason: str, *, record: bool = True
     ) -> None:
@@ -255,7 +180,7 @@ class Hub:
         state.closing = closing
         state.reason = reason
         if state.catchup is None:
-            self.detach(state)
+            self.router.detach(state)
         self.subs.pop(state.id, None)
         state.queue = deque()
         state.reader = None
@@ -275,13 +200,21 @@ class Hub:
             payload = SubscriptionEnded(subscription=state.id, reason=reason)
         self.record_quietly(payload)
 
+    def disconnect(self, state: SubscriptionState) -> None:
+        self.end(
+            state,
+            "disconnected",
+            f"its queue of {state.maxsize} overflowed (overflow='disconnect')",
+        )
+
+    def expire(self, state: SubscriptionState) -> None:
+        self.end(state, "expired", f"its TTL of {state.ttl:g} s lapsed without renewal")
+
     # -- publishing ----------------------------------------------------------------------
 
     def publish(self, transitions: Sequence[Transition], skip: SubscriptionState | None) -> None:
         for t in transitions:
             if t.kind not in _KINDS:
-                from telic.errors import UnknownEventType
-
                 raise UnknownEventType(t.kind)
         if self.publishing:
             self.backlog.append((transitions, skip))
@@ -296,149 +229,17 @@ class Hub:
             self.publishing = False
 
     def fan_out(self, transitions: Sequence[Transition], skip: SubscriptionState | None) -> None:
-        """Deliver one batch: to dense subscriptions by the batch, to the others by kind."""
-        make = _make
-        own = [make(Event, (t.kind, t)) for t in transitions]
-        lagged: list[SubscriptionState] = []
-        if self.any_run or self.by_run:
-            self.fan_out_by_kind(transitions, own, skip, lagged)
-        if self.dense_any or self.dense_by_run:
-            self.fan_out_dense(transitions, own, skip, lagged)
+        router = self.router
         processors = self.processors
+        if not (router.listening or processors):
+            return  # nobody listens: publishing costs the kind check only
+        lagged: list[SubscriptionState] = []
+        own = router.fan_out(transitions, skip, lagged)
         if processors:
             for event in own:
                 self.process(event, processors)
         for state in lagged:
             self.note_lag(state)
-
-    def fan_out_by_kind(
-        self,
-        transitions: Sequence[Transition],
-        own: list[Event],
-        skip: SubscriptionState | None,
-        lagged: list[SubscriptionState],
-    ) -> None:
-        """Per transition, the subscriptions whose pattern takes its kind (from the routes)."""
-        any_run = self.any_run
-        by_run = self.by_run
-        make = _make
-        run: str | None = None
-        run_table: dict[str, _Targets] | None = None
-        for t, own_event in zip(transitions, own, strict=True):
-            kind = t.kind
-            if t.run != run:
-                run = t.run
-                run_table = by_run.get(run)
-            for targets in (
-                any_run.get(kind),
-                None if run_table is None else run_table.get(kind),
-            ):
-                if targets is None:
-                    continue
-                for state, etype in targets:
-                    if state is skip:
-                        continue
-                    agent = state.agent
-                    if agent is not None and agent != t.agent:
-                        continue
-                    if t.seq < state.floor:
-                        continue
-                    event = own_event if etype == kind else make(Event, (etype, t))
-                    queue = state.queue
-                    if len(queue) >= state.maxsize:
-                        if not self.overflow(state, 1, lagged):
-                            continue
-                        queue.popleft()
-                    queue.append(event)
-                    waiter = state.waiter
-                    if waiter is not None:
-                        state.waiter = None
-                        if not waiter.done():
-                            waiter.set_result(None)
-
-    def fan_out_dense(
-        self,
-        transitions: Sequence[Transition],
-        own: list[Event],
-        skip: SubscriptionState | None,
-        lagged: list[SubscriptionState],
-    ) -> None:
-        """Subscriptions that take every kind (``*``, ``transition.committed``) get the batch
-        with one ``deque.extend`` each, filtered only by what they filter on."""
-        first = transitions[0].run if transitions else ""
-        single = all(t.run == first for t in transitions)
-        committed: list[Event] | None = None
-        if single:
-            states = (*self.dense_any, *self.dense_by_run.get(first, ()))
-        else:
-            states = (
-                *self.dense_any,
-                *(
-                    s
-                    for r in dict.fromkeys(t.run for t in transitions)
-                    for s in self.dense_by_run.get(r, ())
-                ),
-            )
-        for state in states:
-            if state is skip:
-                continue
-            if state.dense == "own":
-                events = own
-            else:
-                if committed is None:
-                    make = _make
-                    committed = [make(Event, (COMMITTED, t)) for t in transitions]
-                events = committed
-            run = state.run
-            if run is not None and not single:
-                events = [e for e in events if e.transition.run == run]
-            agent = state.agent
-            if agent is not None:
-                events = [e for e in events if e.transition.agent == agent]
-            floor = state.floor
-            if floor and events and events[0].transition.seq < floor:
-                events = [e for e in events if e.transition.seq >= floor]
-            if not events:
-                continue
-            queue = state.queue
-            n = len(events)
-            over = n - (state.maxsize - len(queue))
-            if over > 0:
-                if not self.overflow(state, over, lagged):
-                    continue
-                if n >= state.maxsize:
-                    queue.clear()
-                    queue.extend(events[n - state.maxsize :])
-                else:
-                    queue.extend(events)
-                    for _ in range(over):
-                        queue.popleft()
-            else:
-                queue.extend(events)
-            waiter = state.waiter
-            if waiter is not None:
-                state.waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    def overflow(
-        self, state: SubscriptionState, over: int, lagged: list[SubscriptionState]
-    ) -> bool:
-        """``over`` events do not fit ``state``'s queue: True if the oldest are to be dropped
-        (counted, starting a lag episode if none is on), False if it was disconnected."""
-        if not state.drop_oldest:
-            self.end(
-                state,
-                "disconnected",
-                f"its queue of {state.maxsize} overflowed (overflow='disconnect')",
-            )
-            return False
-        state.dropped += over
-        if not state.lagging:
-            state.lagging = True
-            state.episode_start = state.dropped - over
-            lagged.append(state)
-        return True
 
     def process(self, event: Event, processors: tuple[EventProcessor, ...]) -> None:
         for p in processors:
@@ -517,7 +318,7 @@ class Hub:
         agent = state.agent
         append = state.queue.append
         page = PAGE
-        make = _make
+        make = make_event
         last: Transition | None = None
         for t in itertools.islice(reader, page):
             last = t
@@ -532,68 +333,4 @@ class Hub:
             if self.ledger.run(run).head < nxt:
                 state.catchup = None
                 state.floor = nxt
-                self.attach(state)
-
-    # -- TTL -----------------------------------------------------------------------------
-
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        try:
-            return asyncio.get_running_loop()
-        except RuntimeError:
-            raise BadSubscription(
-                "a subscription with a TTL (or a callback) needs a running event loop"
-            ) from None
-
-    def schedule(self, state: SubscriptionState, loop: asyncio.AbstractEventLoop) -> None:
-        assert state.deadline is not None
-        heapq.heappush(self.heap, (state.deadline, next(self.heap_order), state.id))
-        if len(self.heap) > 2 * len(self.subs) + 64:
-            self.heap[:] = [
-                (s.deadline, next(self.heap_order), s.id)
-                for s in self.subs.values()
-                if s.deadline is not None
-            ]
-            heapq.heapify(self.heap)
-        if self.timer is None:
-            self.timer_wake = asyncio.Event()
-            self.timer = loop.create_task(self.run_timer(), name="telic-events-ttl")
-        elif state.deadline < self.timer_target and self.timer_wake is not None:
-            self.timer_wake.set()
-
-    def reschedule(self, state: SubscriptionState) -> None:
-        """After :meth:`renew` with a new TTL, which may be shorter."""
-        if state.deadline is not None and state.deadline < self.timer_target:
-            self.schedule(state, self._loop())
-
-    async def run_timer(self) -> None:
-        wake = self.timer_wake
-        assert wake is not None
-        while True:
-            now = self.clock.monotonic()
-            self.expire_due(now)
-            wake.clear()
-            if self.heap:
-                self.timer_target = self.heap[0][0]
-                try:
-                    async with asyncio.timeout(max(0.0, self.timer_target - now)):
-                        await wake.wait()
-                except TimeoutError:
-                    pass
-            else:
-                self.timer_target = math.inf
-                await wake.wait()
-
-    def expire_due(self, now: float) -> None:
-        """End every subscription whose deadline has passed (a method of its own, so that
-        the timer's frame keeps no reference to an expired subscription)."""
-        heap = self.heap
-        while heap and heap[0][0] <= now + _EPSILON:
-            _, _, sub_id = heapq.heappop(heap)
-            state = self.subs.get(sub_id)
-            if state is None or state.deadline is None:
-                continue
-            if state.deadline <= now + _EPSILON:
-                assert state.ttl is not None
-                self.end(state, "expired", f"its TTL of {state.ttl:g} s lapsed without renewal")
-            else:
-                heapq.heappush(heap, (state.deadline, next(self.heap_order), sub_id))
+                self.router.attach(state)

@@ -149,9 +149,9 @@ class EventKernel:
             hub.end(state, "shutdown", "the event kernel was closed")
         current = asyncio.current_task()  # aclose() may be called from a handler
         tasks = [t for t in self._tasks if t is not current]
-        if hub.timer is not None:
-            tasks.append(hub.timer)
-            hub.timer = None
+        timer = hub.expiry.stop()
+        if timer is not None:
+            tasks.append(timer)
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)

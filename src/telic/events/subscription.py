@@ -7,8 +7,9 @@ from types import TracebackType
 
 from telic.errors import SubscriptionClosed
 from telic.events.event import Event
-from telic.events.hub import Hub, check_ttl
+from telic.events.hub import Hub, running_loop
 from telic.events.state import HandlerFailure, SubscriptionState
+from telic.events.ttl import check_ttl
 
 __all__ = ["Subscription"]
 
@@ -115,7 +116,7 @@ class Subscription:
                 raise BadTTL(ttl, "this subscription was made without a TTL")
             state.ttl = check_ttl(ttl)
             state.renew()
-            self._hub.reschedule(state)
+            self._hub.expiry.reschedule(state, running_loop())
         else:
             state.renew()
 
