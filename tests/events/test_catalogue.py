@@ -186,3 +186,10 @@ def test_derived_events_carry_the_same_transition() -> None:
         await events.aclose()
 
     virtual(body)
+
+
+def test_the_example_in_docs_events_md_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = DOC.read_text()
+    (example,) = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    exec(compile(example, str(DOC), "exec"), {"__name__": "docs_example"})
+    assert capsys.readouterr().out == "1 tick.started tick=1\n"

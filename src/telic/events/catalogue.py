@@ -184,21 +184,33 @@ anything else raises `UnknownEventType`.
 ## Using it
 
 ```python
+import asyncio
+
 from telic.events import EventKernel
+from telic.kinds import TickStarted
+from telic.ledger import open_ledger
+from telic.transition import draft
 
-events = EventKernel(ledger, clock=clock)
-# the kernel: after every ledger append
-events.publish(transitions)
 
-# an async iterator: catch up on run "r1" from sequence 1, then follow it live
-async with events.subscribe("tool.*", run="r1", from_seq=1, ttl=30.0) as sub:
-    async for event in sub:
-        print(event.seq, event.type, event.payload)
+async def main() -> None:
+    ledger = open_ledger("memory://")
+    ledger.create_run("r1")
+    async with EventKernel(ledger) as events:
+        # what the kernel does after every ledger append
+        events.publish(ledger.append("r1", [draft(TickStarted(tick=1), ts=0, tick=1)]))
 
-# a callback, run in a task the event kernel owns, with a timeout per call
-events.on("*.failed", handle_failure, timeout=1.0)
-...
-await events.aclose()  # cancels and awaits every task it owns
+        # an async iterator: catch up on run "r1" from sequence 1, then follow it live
+        async with events.subscribe("tick.*", run="r1", from_seq=1, ttl=30.0) as sub:
+            async for event in sub:
+                print(event.seq, event.type, event.payload)
+                break
+
+        # a callback, run in a task the event kernel owns, with a timeout per call
+        events.on("*.failed", lambda event: print("failed:", event.data), timeout=1.0)
+    # leaving `async with` awaits aclose(): it cancels and awaits every task it owns
+
+
+asyncio.run(main())
 ```
 
 ## Semantics
