@@ -16,7 +16,7 @@ import orjson
 
 from telic.errors import NotCanonical
 
-__all__ = ["ZERO_HASH", "decode", "digest", "encode", "hex_digest"]
+__all__ = ["ZERO_HASH", "decode", "digest", "encode", "encode_validated", "hex_digest"]
 
 _OPTIONS: Final = orjson.OPT_SORT_KEYS
 ZERO_HASH: Final = bytes(32)
@@ -33,6 +33,15 @@ def encode(value: Any) -> bytes:
     if b"null" in out:
         _reject_non_finite(value)
     return out
+
+
+def encode_validated(value: Any) -> bytes:
+    """Encode a value that is already known to be canonical-safe, skipping the NaN walk.
+
+    For the JSON of telic's own pydantic models (``allow_inf_nan=False`` refuses NaN and
+    infinities when the model is built); anything else goes through :func:`encode`.
+    """
+    return orjson.dumps(value, option=_OPTIONS)
 
 
 def decode(data: bytes | str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import orjson
 
-from telic.canonical import encode, hex_digest
+from telic.canonical import encode, encode_validated, hex_digest
 from telic.transition import Transition
 
 __all__ = [
@@ -72,7 +72,8 @@ def initial_state() -> State:
 
 def state_hash(state: State) -> str:
     """Hex SHA-256 of the state's canonical encoding."""
-    return hex_digest(encode(state))
+    # State is built from validated payloads with finite arithmetic: no NaN walk needed.
+    return hex_digest(encode_validated(state))
 
 
 def _copy(state: State) -> State:
@@ -397,7 +398,7 @@ class Fold:
 
     def encoded(self) -> bytes:
         """The canonical encoding of the folded state (what snapshots store)."""
-        return encode(self._s)
+        return encode_validated(self._s)
 
     def hash(self) -> str:
         return state_hash(self._s)

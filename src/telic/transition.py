@@ -18,7 +18,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 from pydantic import ValidationError
 
-from telic.canonical import digest, encode
+from telic.canonical import digest, encode_validated
 from telic.errors import PayloadInvalid
 from telic.kinds import Payload, payload_model
 
@@ -54,7 +54,8 @@ class Draft(NamedTuple):
 
 def encode_payload(payload: Payload) -> bytes:
     """The canonical bytes of a payload."""
-    return encode(payload.model_dump(mode="json"))
+    # The model refused NaN and infinities when it was built: no need to walk for them.
+    return encode_validated(payload.model_dump(mode="json"))
 
 
 def draft(

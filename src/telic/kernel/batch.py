@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from telic.canonical import encode
+from telic.canonical import encode_validated
 from telic.kinds import Payload
 from telic.ledger.base import BaseLedger
 from telic.reducer import Fold
@@ -40,7 +40,7 @@ class Batch:
     ) -> int:
         """Add ``payload``; return the sequence number it will have."""
         data = payload.model_dump(mode="json")
-        raw = encode(data)
+        raw = encode_validated(data)  # a validated model: finite by construction
         ts = self._now_us()
         seq = self.next_seq
         c = tuple(causes)

@@ -67,6 +67,8 @@ class _Pending:
     order: int
     proposal: Proposal
     seq: int
+    json: dict[str, Any]
+    """The proposal as JSON, computed once for every check."""
 
 
 async def run_tick(run: Run) -> None:
@@ -104,28 +106,26 @@ async def run_tick(run: Run) -> None:
         proposal: Proposal = reply
         for call in proposal.model_calls:
             batch.add(call, tick=tick, agent=name)
-        seq = batch.add(
-            ProposalMade(
-                agent=name,
-                action=proposal.action,
-                args=proposal.args,
-                confidence=proposal.confidence,
-                reason=proposal.reason,
-                claims=proposal.claims,
-                resource=proposal.claimed_resource(),
-                cost=proposal.cost,
-            ),
-            tick=tick,
+        # The proposal was validated when it was built; its record needs no second pass.
+        made = ProposalMade.model_construct(
             agent=name,
+            action=proposal.action,
+            args=proposal.args,
+            confidence=proposal.confidence,
+            reason=proposal.reason,
+            claims=proposal.claims,
+            resource=proposal.claimed_resource(),
+            cost=proposal.cost,
         )
-        pending.append(_Pending(name, role, order, proposal, seq))
+        seq = batch.add(made, tick=tick, agent=name)
+        pending.append(_Pending(name, role, order, proposal, seq, proposal.model_dump(mode="json")))
     await run.settle(batch, tick, crashed)
 
     # 3. per-proposal checks, in the fixed order; the first refusal is the verdict.
     checks = run.config.policy.checks()
     passed: list[tuple[_Pending, list[str]]] = []
     for p in pending:
-        ctx = CheckContext(p.agent, p.role, run.allowed_tools(p.agent), run.fold.peek(), run.tools)
+        ctx = CheckContext(p.agent, p.role, run.allowed_tools(p.agent), run.fold.peek(), run.tools, p.json)
         names: list[str] = []
         refused = False
         for check in checks:

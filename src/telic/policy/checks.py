@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from telic.canonical import encode
-from telic.errors import NotCanonical, ToolArgumentsInvalid, UnknownTool
+from telic.canonical import encode_validated
+from telic.errors import ToolArgumentsInvalid, UnknownTool
 from telic.proposal import Proposal
 from telic.reducer import fingerprint
 from telic.tools import ToolRegistry
@@ -48,6 +48,13 @@ class CheckContext:
     allowed_tools: frozenset[str]
     state: Mapping[str, Any]
     tools: ToolRegistry
+    proposal_json: Mapping[str, Any] | None = None
+    """The proposal as JSON, when the caller has it already (the kernel does)."""
+
+    def as_json(self, proposal: Proposal) -> Mapping[str, Any]:
+        if self.proposal_json is not None:
+            return self.proposal_json
+        return proposal.model_dump(mode="json")
 
 
 @runtime_checkable
@@ -69,10 +76,8 @@ class SchemaCheck:
     name: str = "schema"
 
     def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
-        try:
-            size = len(encode(proposal.model_dump(mode="json")))
-        except NotCanonical as exc:
-            return Verdict(self.name, False, str(exc))
+        # A Proposal is validated (finite numbers, JSON values) when it is built.
+        size = len(encode_validated(ctx.as_json(proposal)))
         if size > self.max_bytes:
             return Verdict(
                 self.name, False, f"proposal is {size} bytes, over the limit of {self.max_bytes}"
@@ -191,7 +196,7 @@ class LoopCheck:
             return _ok(self.name)
         agent = ctx.state["agents"].get(ctx.agent)
         recent: Sequence[str] = agent["recent"] if agent else ()
-        fp = fingerprint(proposal.action, proposal.model_dump(mode="json")["args"])
+        fp = fingerprint(proposal.action, ctx.as_json(proposal)["args"])
         run = 0
         for prior in reversed(recent):
             if prior != fp:

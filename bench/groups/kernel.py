@@ -1,0 +1,141 @@
+"""Kernel figures (issue 3): step overhead, swarm throughput, idle agents, restart time."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import tempfile
+import time
+import tracemalloc
+from typing import Any
+
+from harness import Figure, fdatasync_latency_us, median
+
+from telic.clock import SystemClock
+from telic.kernel import AgentSpec, Budget, Kernel, RunConfig
+from telic.kernel.process import AgentProcess
+from telic.ledger import open_ledger
+from telic.minds.base import FunctionMind, View
+from telic.policy import Policy
+from telic.proposal import Proposal
+from telic.supervision import ChildSpec, Supervisor
+
+GROUP = "kernel"
+
+
+def _noop(view: View) -> Proposal:
+    return Proposal(action="remember", args={"key": "step", "value": view.tick})
+
+
+def _config(n_agents: int, ticks: int) -> RunConfig:
+    return RunConfig(
+        goal="bench",
+        agents=[AgentSpec(f"a{i}", "worker", FunctionMind(_noop)) for i in range(n_agents)],
+        budget=Budget(ticks=ticks + 1),
+        policy=Policy(stall_ticks=0, verifier=None),
+        return_condition=lambda s: False,
+        progress=lambda s: 0.0,
+        intensity=1_000_000,  # the restart figure kills agents back to back
+    )
+
+
+async def _steps(url: str, n_agents: int, ticks: int) -> tuple[list[float], int]:
+    ledger = open_ledger(url)
+    run = await Kernel(ledger, clock=SystemClock()).boot(_config(n_agents, ticks))
+    lat: list[float] = []
+    head0 = ledger.run(run.id).head
+    try:
+        for _ in range(ticks):
+            t0 = time.perf_counter()
+            await run.step()
+            lat.append(time.perf_counter() - t0)
+    finally:
+        await run.close()
+    committed = ledger.run(run.id).head - head0
+    ledger.close()
+    return lat, committed
+
+
+def _step_overhead(repeats: int) -> Figure:
+    meds: list[float] = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as d:
+            lat, _ = asyncio.run(_steps(os.path.join(d, "k.db"), 1, 300))
+            meds.append(median(lat[20:]) * 1e6)
+    return Figure(GROUP, "no-op agent step (propose, validate, FULL commit, apply)", median(meds), "µs", 300.0)
+
+
+def _step_cpu(repeats: int) -> Figure:
+    meds: list[float] = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as d:
+            lat, _ = asyncio.run(_steps("sqlite://" + os.path.join(d, "k.db") + "?synchronous=normal", 1, 300))
+            meds.append(median(lat[20:]) * 1e6)
+    return Figure(GROUP, "no-op agent step, synchronous=normal (the kernel's own cost)", median(meds), "µs", None)
+
+
+def _swarm(repeats: int) -> Figure:
+    rates: list[float] = []
+    for _ in range(max(1, repeats // 2)):
+        with tempfile.TemporaryDirectory() as d:
+            lat, committed = asyncio.run(_steps(os.path.join(d, "k.db"), 1000, 10))
+            rates.append(committed / sum(lat))
+    return Figure(GROUP, "1,000 no-op agents x 10 ticks, group commit per tick", median(rates), "trans/s", 20_000.0, ">=")
+
+
+async def _idle_agents(n: int) -> tuple[float, float]:
+    async def idle() -> None:
+        await asyncio.Event().wait()
+
+    sup = Supervisor("bench", strategy="simple_one_for_one", intensity=10, period=1.0)
+    await sup.start()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    t0 = time.perf_counter()
+    for i in range(n):
+        proc = AgentProcess(f"a{i}", FunctionMind(_noop), mind_timeout_s=60.0)
+        await sup.start_child(ChildSpec(id=proc.name, start=proc.body, restart="permanent", shutdown="brutal_kill"))
+    elapsed = time.perf_counter() - t0
+    await asyncio.sleep(0)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    await sup.stop()
+    return used / n, n / elapsed
+
+
+async def _restart(transitions: int) -> float:
+    ledger = open_ledger("memory://")
+    kernel = Kernel(ledger, clock=SystemClock())
+    run = await kernel.boot(_config(50, transitions))
+    while ledger.run(run.id).head < transitions:
+        if not await run.step():
+            raise RuntimeError(f"the run ended early: {run.state['reason']}")
+    samples: list[float] = []
+    try:
+        for i in range(20):
+            name = f"a{i}"
+            t0 = time.perf_counter()
+            assert run.supervisor.kill(name, reason="bench")
+            while not any(c.id == name and c.running and c.restarts == 1 for c in run.supervisor.which_children()):
+                await asyncio.sleep(0)
+            ledger.state_at(run.id)  # the restarted agent's state, rebuilt from the ledger
+            samples.append(time.perf_counter() - t0)
+    finally:
+        await run.close()
+    return median(samples) * 1e3
+
+
+def collect(repeats: int) -> list[Figure]:
+    out = [Figure(GROUP, "disk: write + fdatasync (reference)", fdatasync_latency_us(), "µs", None)]
+    out.append(_step_overhead(repeats))
+    out.append(_step_cpu(repeats))
+    out.append(_swarm(repeats))
+    per_agent, rate = asyncio.run(_idle_agents(100_000))
+    out.append(Figure(GROUP, "100,000 idle supervised agents: memory each", per_agent / 1024, "KB", 3.0, note="tracemalloc; Erlang process 2.7 KB"))
+    out.append(Figure(GROUP, "spawning supervised agents", rate, "agents/s", 50_000.0, ">="))
+    out.append(Figure(GROUP, "crashed agent restarted + state rebuilt (10k-transition run)", asyncio.run(_restart(10_000)), "ms", 5.0))
+    return out
+
+
