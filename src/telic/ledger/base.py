@@ -576,10 +576,13 @@ def _body(
     return _BODY % (dumps(agent), dumps(causes), dumps(kind), payload, seq, tick, ts, v)
 
 
+_VALIDATORS: Final = {kind: model.__pydantic_validator__ for kind, model in CATALOGUE.items()}
+
+
 def _checked(kind: str, payload: bytes) -> dict[str, Any]:
     """The payload decoded, if it is canonical JSON that fits ``kind``'s schema."""
-    model = CATALOGUE.get(kind)
-    if model is None:
+    validator = _VALIDATORS.get(kind)
+    if validator is None:
         raise UnknownKind(kind)
     try:
         data = orjson.loads(payload)
@@ -588,7 +591,7 @@ def _checked(kind: str, payload: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PayloadInvalid(kind, "a payload must be a JSON object")
     try:
-        model.__pydantic_validator__.validate_json(payload)
+        validator.validate_json(payload)
     except ValidationError as exc:
         raise PayloadInvalid(kind, str(exc)) from None
     if orjson.dumps(data, option=orjson.OPT_SORT_KEYS) != payload:

@@ -76,8 +76,16 @@ def _causes(text: str) -> tuple[int, ...]:
     return tuple(map(int, text.split(",")))
 
 
+def _causes_text(causes: tuple[int, ...]) -> str | None:
+    if not causes:
+        return None
+    if len(causes) == 1:
+        return str(causes[0])
+    return ",".join(map(str, causes))
+
+
 def _stored(rid: int, r: Row) -> tuple[object, ...]:
-    causes = ",".join(map(str, r.causes)) if r.causes else None
+    causes = _causes_text(r.causes)
     return (rid, r.seq, r.tick, r.agent, r.kind, causes, r.ts, r.v, r.payload, r.hash)
 
 
@@ -241,7 +249,13 @@ class SQLiteLedger(BaseLedger):
                 if len(rows) == 1:
                     db.execute(_INSERT, _stored(rid, last))
                 else:
-                    db.executemany(_INSERT, [_stored(rid, r) for r in rows])
+                    db.executemany(
+                        _INSERT,
+                        [
+                            (rid, seq, tick, agent, kind, _causes_text(causes), ts, v, p, h)
+                            for seq, tick, agent, kind, causes, ts, v, p, h in rows
+                        ],
+                    )
                 if snapshots:
                     db.executemany(
                         "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
