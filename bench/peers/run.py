@@ -80,11 +80,13 @@ def ensure_venv(log: Callable[[str], None]) -> Path:
         return python
     log(f"creating {VENV.relative_to(BENCH.parent)} with the pinned peers ...")
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-    subprocess.run(
+    pip = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "-r", str(REQUIREMENTS)],
-        check=True,
+        capture_output=True, text=True,
     )  # fmt: skip
+    if pip.returncode != 0:
+        raise RuntimeError(f"installing the peers failed:\n{pip.stdout}{pip.stderr}")
     stamp.write_text(pins)
     return python
 
@@ -397,22 +399,28 @@ def main(argv: list[str] | None = None) -> int:
         workers = Workers(peers_python, Path(tmp), log)
         fsync_before = fdatasync_latency_us(directory=tmp)
         for rep in range(max(plan.repeats, plan.crash_trials)):
+            # Each workload runs on the three systems back to back, in an order that rotates
+            # with the repetition, so drift on a shared machine spreads over all of them.
             order = SYSTEMS[rep % 3 :] + SYSTEMS[: rep % 3]
             log(f"repetition {rep + 1}: {' -> '.join(order)}")
-            for system in order:
-                if rep < plan.repeats:
-                    results["durable"][system].append(durable(workers, system, plan))
-                    log(f"  {system} durable ({time.monotonic() - started:.0f} s)")
-                    results["growing"][system].append(growing(workers, system, plan))
-                    log(f"  {system} growing ({time.monotonic() - started:.0f} s)")
-                if rep < plan.crash_trials:
-                    crashes[system].append(crash(workers, system, plan, rng))
-                    log(f"  {system} crash ({time.monotonic() - started:.0f} s)")
+            for workload in ("durable", "growing", "crash"):
+                if workload == "crash" and rep >= plan.crash_trials:
+                    continue
+                if workload != "crash" and rep >= plan.repeats:
+                    continue
+                for system in order:
+                    if workload == "durable":
+                        results["durable"][system].append(durable(workers, system, plan))
+                    elif workload == "growing":
+                        results["growing"][system].append(growing(workers, system, plan))
+                    else:
+                        crashes[system].append(crash(workers, system, plan, rng))
+                    log(f"  {workload} {system} ({time.monotonic() - started:.0f} s)")
         fsync_after = fdatasync_latency_us(directory=tmp)
 
     figures = build_figures(results)
     crash_out = crash_summary(crashes)
-    machine = {
+    machine: dict[str, Any] = {
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "fdatasync_us": {"before": fsync_before, "after": fsync_after},
