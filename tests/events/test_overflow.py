@@ -6,6 +6,8 @@ import asyncio
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telic.clock import VirtualClock
 from telic.errors import SubscriptionClosed
@@ -159,6 +161,57 @@ def test_a_waiting_reader_is_woken_by_the_disconnect() -> None:
         await asyncio.sleep(0)
         commit(ledger, events, "r", 2)
         await task
+        await events.aclose()
+
+    virtual(body)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    maxsize=st.integers(1, 8),
+    dense=st.booleans(),
+    plan=st.lists(st.tuples(st.sampled_from(["publish", "read"]), st.integers(1, 12)), max_size=40),
+)
+def test_what_a_lagging_reader_sees(maxsize: int, dense: bool, plan: list[tuple[str, int]]) -> None:
+    """In order, nothing twice; every gap announced by a lagged event since the last drain;
+    one lagged event per episode; delivered + dropped = published."""
+
+    async def body(clock: VirtualClock) -> None:
+        ledger = memory_ledger("r")
+        events = EventKernel(ledger, clock=clock)
+        pattern = "*" if dense else "tick.*,memory.updated"  # every kind, or routed by kind
+        sub = events.subscribe(pattern, run="r", maxsize=maxsize)
+        published = 0
+        seqs: list[int] = []
+        markers = 0
+        announced = False  # a lagged event arrived since the queue was last drained
+
+        async def read(n: int) -> None:
+            nonlocal markers, announced
+            for event in await take(sub, n):
+                if event.type == "subscriber.lagged":
+                    assert event.data["subscription"] == sub.id
+                    markers += 1
+                    announced = True
+                    continue
+                if (seqs and event.seq != seqs[-1] + 1) or (not seqs and event.seq != 1):
+                    assert announced, f"events before {event.seq} vanished unannounced"
+                assert not seqs or event.seq > seqs[-1]
+                seqs.append(event.seq)
+            if sub.queued == 0:
+                announced = False
+
+        for action, n in plan:
+            if action == "publish":
+                commit(ledger, events, "r", n)
+                published += n
+            elif sub.queued:
+                await read(min(n, sub.queued))
+        while sub.queued:
+            await read(1)
+        assert markers == sub.lag_episodes == system_kinds(ledger).count("subscriber.lagged")
+        assert len(seqs) + sub.dropped == published
+        assert (markers == 0) == (sub.dropped == 0)
         await events.aclose()
 
     virtual(body)
