@@ -367,7 +367,7 @@ class Run:
             )
             batch.add(RunStopped(reason=f"no progress for {stall} ticks"), tick=tick)
             return
-        if not self.live_agents() and not self._procs:
+        if not self.live_agents():
             batch.add(RunFailed(reason="no live agents are left"), tick=tick)
 
     async def _shutdown(self, batch: Batch, tick: int) -> None:
