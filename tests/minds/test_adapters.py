@@ -438,3 +438,14 @@ def test_cancelling_a_proposal_in_flight_cancels_the_request_and_leaves_no_task(
             assert asyncio.all_tasks() == {asyncio.current_task()}
 
     run(main())
+
+
+def test_a_proposal_written_as_json_text_is_accepted_in_tool_mode(
+    server: ModelServer, api: str, make_view: Callable[..., View]
+) -> None:
+    # some servers ignore tool_choice and answer in the text: the JSON fallback reads it
+    server.script(Reply.prose(json.dumps(TOOL_CALL)))
+    proposal = run(propose(mind_for(server, api), make_view()))
+    assert proposal.action == "tool"
+    (call,) = proposal.model_calls
+    assert call.error is None
