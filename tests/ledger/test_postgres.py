@@ -135,3 +135,13 @@ def test_a_password_is_not_repeated_in_messages() -> None:
     with pytest.raises(LedgerUnavailable) as raised:
         PostgresLedger("postgresql://postgres:hunter2@127.0.0.1:1/test")
     assert "hunter2" not in str(raised.value)
+
+
+def test_a_lost_connection_is_ledger_unavailable() -> None:
+    with _schema() as name, PostgresLedger(DSN, schema=name) as ledger:
+        fill(ledger, "r", 3)
+        (pid,) = ledger.execute("SELECT pg_backend_pid()")[0]
+        with psycopg.connect(DSN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(LedgerUnavailable, match="cannot open ledger at postgresql://"):
+            ledger.run("r")
