@@ -263,9 +263,9 @@ class Run:
     async def kill_and_restore(self, batch: Batch, tick: int, agents: list[str]) -> None:
         """Kill hallucinating agents (their supervisor restarts them) and restore the run to
         its last valid tick: beliefs, plan and memory go back; spending does not."""
-        killed = [
-            name for name in agents if self.supervisor.kill(name, reason="killed: hallucination")
-        ]
+        # "killed" is the reason the reducer folds into the status "killed": a killed agent
+        # that is not restarted has not finished.
+        killed = [name for name in agents if self.supervisor.kill(name, reason="killed")]
         await self.settle(batch, tick, killed)
         valid = self.state["valid"]
         target = int(valid["seq"])
