@@ -8,7 +8,7 @@ import pytest
 
 from telic.clock import VirtualClock
 from telic.errors import BadSubscription
-from telic.events import Event, EventKernel, InMemoryProcessor
+from telic.events import Event, EventKernel, EventProcessor, InMemoryProcessor, NoopProcessor
 from telic.kinds import MemoryUpdated, ToolCompleted, ToolStarted
 from telic.transition import Transition, draft
 
@@ -268,5 +268,27 @@ def test_a_handler_may_close_the_event_kernel() -> None:
         for _ in range(3):
             await asyncio.sleep(0)
         assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    virtual(body)
+
+
+def test_the_processor_seam() -> None:
+    async def body(clock: VirtualClock) -> None:
+        ledger = memory_ledger("r")
+        noop, memory = NoopProcessor(), InMemoryProcessor()
+        assert isinstance(noop, EventProcessor)
+        assert isinstance(memory, EventProcessor)
+        events = EventKernel(ledger, clock=clock, processors=[noop, memory])
+        commit(ledger, events, "r", 3)
+        assert [(e.type, e.seq) for e in memory.events] == [
+            (t.kind, t.seq) for t in ledger.read("r")
+        ]
+        memory.clear()
+        sub = events.subscribe("*", run="r")
+        assert memory.types() == ["subscription.created"]
+        sub.close()
+        assert memory.types() == ["subscription.created", "subscription.ended"]
+        await events.aclose()
+        assert memory.shut_down
 
     virtual(body)

@@ -130,3 +130,37 @@ def test_bad_ttls_are_refused(ttl: object) -> None:
         await events.aclose()
 
     virtual(body)
+
+
+def test_a_subscription_can_expire_while_catching_up() -> None:
+    async def body(clock: VirtualClock) -> None:
+        ledger = memory_ledger("r")
+        events = EventKernel(ledger, clock=clock)
+        commit(ledger, events, "r", 1000)  # several pages
+        sub = events.subscribe("*", run="r", from_seq=1, ttl=1.0)
+        assert [e.seq for e in await take(sub, 3)] == [1, 2, 3]
+        assert not sub.live  # still reading the ledger
+        await asyncio.sleep(1.5)
+        assert sub.closed
+        assert sub.queued == 0
+        commit(ledger, events, "r", 1)  # it never went live: nothing is delivered to it
+        assert sub.queued == 0
+        with pytest.raises(SubscriptionClosed):
+            await take(sub, 1)
+        await events.aclose()
+
+    virtual(body)
+
+
+def test_renewing_without_a_ttl() -> None:
+    async def body(clock: VirtualClock) -> None:
+        events = EventKernel(memory_ledger("r"), clock=clock)
+        sub = events.subscribe("*")
+        sub.renew()  # nothing to renew: harmless
+        with pytest.raises(BadTTL):
+            sub.renew(5.0)
+        with pytest.raises(BadTTL):
+            events.subscribe("*", ttl=1.0).renew(-1.0)
+        await events.aclose()
+
+    virtual(body)
