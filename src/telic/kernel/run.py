@@ -253,10 +253,14 @@ class Run:
             await self._await_reaction(name)
         self.flush_supervisor(batch, tick)
 
-    def flush_supervisor(self, batch: Batch, tick: int) -> None:
+    def flush_supervisor(self, batch: Batch, tick: int, *, by_agent: bool = True) -> None:
+        """Record the supervisor's reports: grouped by agent in agent order (exits arrive in
+        the order tasks ended, which timing decides), or as reported (``by_agent=False``,
+        for what the supervisor does in an order of its own, such as stopping)."""
         events, self._sup_events = self._sup_events, []
-        rank = {n: i for i, n in enumerate(self._order)}
-        events.sort(key=lambda e: rank.get(getattr(e, "agent", ""), len(rank)))
+        if by_agent:
+            rank = {n: i for i, n in enumerate(self._order)}
+            events.sort(key=lambda e: rank.get(getattr(e, "agent", ""), len(rank)))
         for e in events:
             batch.add(e, tick=tick, agent=getattr(e, "agent", None))
 
@@ -374,7 +378,7 @@ class Run:
         """Stop every agent (reverse start order); the supervisor reports each termination."""
         await self.supervisor.stop("shutdown")
         self._procs.clear()
-        self.flush_supervisor(batch, tick)
+        self.flush_supervisor(batch, tick, by_agent=False)
 
     async def until_done(self, max_ticks: int | None = None) -> RunResult:
         """Tick until the run ends (or ``max_ticks`` more ticks), then stop its processes."""
