@@ -146,3 +146,16 @@ def test_a_hallucination_before_any_valid_tick_restores_the_empty_start() -> Non
     after = played.ledger.state_at("run", restored.seq)
     assert (after["memory"], after["beliefs"], after["plan"]) == ({}, {}, {})
     assert played.state()["memory"] == {}
+
+
+def test_an_agent_killed_for_a_hallucination_and_not_restarted_is_not_finished() -> None:
+    lie = remember("z", 2, claims=[Claim(key="q", value=3)])
+    played = play(
+        config(agent("a", lie, restart="temporary"), agent("b", remember("k", 1), finish()))
+    )
+    assert played.one("agent.terminated", "a").data["reason"].startswith("killed")
+    assert "agent.restarted" not in played.kinds()
+    assert played.state()["agents"]["a"]["status"] == "killed"
+    assert played.result is not None
+    # "every permanent agent finished" does not hold: a was killed, not finished
+    assert (played.result.status, played.result.reason) == ("failed", "no live agents are left")

@@ -109,3 +109,27 @@ def test_max_ticks_leaves_the_run_running_and_stops_its_processes() -> None:
     assert played.result.status == "running"
     assert played.kinds().count("tick.completed") == 2
     assert "run.completed" not in played.kinds()
+
+
+def test_agents_are_stopped_in_reverse_start_order_when_the_run_ends() -> None:
+    steps = [remember("i", i) for i in range(3)]
+    cfg = config(agent("a", *steps), agent("b", *steps), agent("c", *steps), budget=Budget(ticks=1))
+    played = play(cfg)
+    stopped = played.transitions()[played.kinds().index("run.stopped") + 1 :]
+    assert [(t.kind, t.agent, t.data["reason"]) for t in stopped] == [
+        ("agent.terminated", "c", "shutdown"),
+        ("agent.terminated", "b", "shutdown"),
+        ("agent.terminated", "a", "shutdown"),
+    ]
+
+
+def test_a_run_whose_agents_all_ended_for_good_fails_instead_of_ticking_on() -> None:
+    cfg = config(
+        agent("a", RuntimeError("gone"), restart="temporary"), policy=Policy(stall_ticks=0)
+    )
+    played = play(cfg, max_ticks=10)
+    assert played.one("agent.failed", "a").data["message"] == "RuntimeError: gone"
+    assert "agent.restarted" not in played.kinds()
+    failed = played.one("run.failed")
+    assert (failed.tick, failed.data["reason"]) == (1, "no live agents are left")
+    assert played.kinds().count("tick.started") == 1
