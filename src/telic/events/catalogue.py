@@ -259,7 +259,9 @@ asyncio.run(main())
 - **The system run**: the event kernel records its own transitions (`subscription.*`,
   `subscriber.lagged`) in the ledger run `telic-events`, created on first use. It holds no
   `run.booted`: it is not a run of agents, only the record of subscriptions. These
-  transitions are published like any other.
+  transitions are published like any other. A subscription's id is `sub-<seq>`, the sequence
+  number of its `subscription.created` in that run: unique in the ledger, also with several
+  processes on one file, and deterministic.
 - **Processors** (`EventProcessor`: `on_event`, `shutdown`) see every published transition
   once, under its own kind, synchronously; they must be quick (queue work elsewhere). A
   processor that raises is logged and skipped. `NoopProcessor` and `InMemoryProcessor` ship
