@@ -59,7 +59,10 @@ class CheckContext:
 
 @runtime_checkable
 class Check(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The check's name, recorded in verdicts (read-only: checks are frozen dataclasses)."""
+        ...
 
     def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict: ...
 

@@ -44,7 +44,11 @@ class Resolution:
 
 @runtime_checkable
 class Resolver(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The policy's name, recorded in ``conflict.resolved`` (read-only: resolvers are
+        frozen dataclasses)."""
+        ...
 
     def resolve(
         self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]

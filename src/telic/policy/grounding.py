@@ -27,7 +27,10 @@ Lookup = Callable[[int], Transition | None]
 
 @runtime_checkable
 class Verifier(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The verifier's name, recorded as a passed check (read-only: verifiers are frozen dataclasses)."""
+        ...
 
     def unsupported(self, claim: Claim, lookup: Lookup) -> str | None:
         """Why ``claim`` is not supported, or None if it is."""
