@@ -265,14 +265,20 @@ class BaseLedger(abc.ABC):
         return out
 
     def read(self, run_id: str, start: int = 1, end: int | None = None) -> Iterator[Transition]:
-        """Transitions ``start..end`` (inclusive) of a run, walking a fork's parent prefix."""
+        """Transitions ``start..end`` (inclusive) of a run, walking a fork's parent prefix.
+
+        A run that does not exist or a ``start`` below 1 raises here, not on iteration.
+        """
         info = self.run(run_id)
         stop = info.head if end is None else min(end, info.head)
         if start < 1:
             raise SequenceError(run_id, start, info.head)
         if start > stop:
-            return
+            return iter(())
         prev = ZERO_HASH if start == 1 else self._hash_at(info, start - 1)
+        return self._read(info, start, stop, prev)
+
+    def _read(self, info: RunInfo, start: int, stop: int, prev: bytes) -> Iterator[Transition]:
         loads = orjson.loads
         for seg_run, lo, hi in self._segments(info, start, stop):
             for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
