@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from pydantic import JsonValue
 
 from telic.kinds import Claim
 from telic.minds.base import View
@@ -21,7 +22,9 @@ def _echo_seq(view: View) -> int:
     return next(o["seq"] for o in view.observations if o["source"] == "tool:echo")
 
 
-def _claiming(value: object, cite: Callable[[View], tuple[int, ...]]) -> Callable[[View], Proposal]:
+def _claiming(
+    value: JsonValue, cite: Callable[[View], tuple[int, ...]]
+) -> Callable[[View], Proposal]:
     def step(view: View) -> Proposal:
         return remember("x", value, claims=[Claim(key="x", value=value, evidence=cite(view))])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from telic.clock import VirtualClock
 from telic.kernel import Artifact, Budget, Kernel
 from telic.policy import Policy
@@ -52,11 +54,12 @@ def test_step_runs_one_tick_and_reports_whether_the_run_goes_on() -> None:
     assert played.one("run.completed").data["reason"] == "return condition met"
 
 
+def _answer(state: dict[str, Any]) -> list[Artifact]:
+    return [Artifact("answer.json", "application/json", state["memory"]["a"])]
+
+
 def test_until_done_completes_when_the_return_condition_holds_and_records_artifacts() -> None:
-    cfg = config(
-        agent("a", remember("answer", 42), finish({"answer": 42})),
-        artifacts=lambda s: [Artifact("answer.json", "application/json", s["memory"]["a"])],
-    )
+    cfg = config(agent("a", remember("answer", 42), finish({"answer": 42})), artifacts=_answer)
     played = play(cfg)
     assert played.result is not None
     assert played.result.status == "completed"
@@ -73,11 +76,15 @@ def test_until_done_completes_when_the_return_condition_holds_and_records_artifa
     assert played.state()["artifacts"]["answer.json"]["media_type"] == "application/json"
 
 
+def _never(state: dict[str, Any]) -> bool:
+    return "never" in state["plan"]
+
+
 def test_a_run_fails_with_a_reason_when_no_agent_is_left() -> None:
     # The return condition wants a plan key nobody sets; the only agent finishes.
     cfg = config(
         agent("a", finish()),
-        return_condition=lambda s: "never" in s["plan"],
+        return_condition=_never,
         return_description="a plan nobody makes",
     )
     played = play(cfg)

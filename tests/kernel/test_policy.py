@@ -254,7 +254,7 @@ def _approval_run(answer: Any, **policy: Any) -> tuple[Played, Calls]:
             await asyncio.sleep(3600)
         if answer == "raise":
             raise RuntimeError("approver is down")
-        return answer
+        return answer if isinstance(answer, bool) else None
 
     cfg = config(
         agent("a", call("launch", x=7), finish(), tools=["launch"]),

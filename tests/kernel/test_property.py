@@ -20,7 +20,6 @@ from telic.kinds import Claim
 from telic.minds.base import Mind, ScriptedMind, Step
 from telic.policy import Policy, RuleVerifier
 from telic.proposal import Proposal
-from telic.reducer import fingerprint
 from telic.tools import ToolRegistry
 from telic.transition import Transition
 
@@ -55,39 +54,50 @@ _claims = st.lists(
 _confidence = st.sampled_from([1.0, 1.0, 0.9, 0.3])
 
 
-def _proposal(action: str, args: dict[str, Any], confidence: float, claims: Any) -> Proposal:
-    return Proposal(action=action, args=args, confidence=confidence, claims=claims)  # type: ignore[arg-type]
+def _tool_call(name: str, args: dict[str, Any], confidence: float, claims: Any) -> Proposal:
+    return Proposal(
+        action="tool", args={"tool": name, "args": args}, confidence=confidence, claims=claims
+    )
+
+
+def _remember(key: str, value: Any, confidence: float, claims: Any) -> Proposal:
+    return Proposal(
+        action="remember", args={"key": key, "value": value}, confidence=confidence, claims=claims
+    )
+
+
+def _plan(key: str, value: int, confidence: float) -> Proposal:
+    return Proposal(action="plan", args={"key": key, "value": value}, confidence=confidence)
+
+
+def _message(to: str, confidence: float) -> Proposal:
+    return Proposal(action="message", args={"to": to, "content": "hi"}, confidence=confidence)
+
+
+def _spawn(confidence: float) -> Proposal:
+    return Proposal(action="spawn", args={"question": "why?"}, confidence=confidence)
 
 
 _proposals = st.one_of(
     st.builds(
-        lambda t, a, c, cl: _proposal("tool", {"tool": t, "args": a}, c, cl),
+        _tool_call,
         st.sampled_from(["echo", "launch", "secret", "nope"]),
         _args,
         _confidence,
         _claims,
     ),
     st.builds(
-        lambda k, v, c, cl: _proposal("remember", {"key": k, "value": v}, c, cl),
+        _remember,
         st.sampled_from(["k1", "k2"]),
         st.sampled_from([1, 2, "x" * 700]),
         _confidence,
         _claims,
     ),
-    st.builds(
-        lambda k, v, c: _proposal("plan", {"key": k, "value": v}, c, ()),
-        st.sampled_from(["p1", "p2"]),
-        st.integers(0, 3),
-        _confidence,
-    ),
-    st.builds(
-        lambda to, c: _proposal("message", {"to": to, "content": "hi"}, c, ()),
-        st.sampled_from(["a", "b", "c", "ghost"]),
-        _confidence,
-    ),
-    st.builds(lambda c: _proposal("spawn", {"question": "why?"}, c, ()), _confidence),
+    st.builds(_plan, st.sampled_from(["p1", "p2"]), st.integers(0, 3), _confidence),
+    st.builds(_message, st.sampled_from(["a", "b", "c", "ghost"]), _confidence),
+    st.builds(_spawn, _confidence),
     st.just(finish()),
-    st.just(_proposal("remember", {"value": 1}, 1.0, ())),  # no key: a schema refusal
+    st.just(Proposal(action="remember", args={"value": 1})),  # no key: a schema refusal
 )
 _steps: st.SearchStrategy[Step] = st.one_of(
     _proposals, _proposals, _proposals, st.just(RuntimeError("the mind fell over"))
@@ -140,7 +150,7 @@ def _check_policy_allows(played: Played, made: Transition, budget_calls: int) ->
         assert "key" in proposal.args
     # loop guard: not the same as the proposals just before it
     mine = [t for t in played.of("proposal.made", made.agent) if t.seq <= made.seq]
-    prints = [fingerprint(t.data["action"], t.data["args"]) for t in mine]
+    prints = [encode([t.data["action"], t.data["args"]]) for t in mine]
     run = prints[-POLICY.loop_repeats :]
     if proposal.action != "finish":
         assert len(run) < POLICY.loop_repeats or len(set(run)) > 1
