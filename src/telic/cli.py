@@ -7,7 +7,7 @@ import fnmatch
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -52,7 +52,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def _ledger(db: str, *, create: bool = False) -> Iterator[BaseLedger]:
+def _ledger(db: str, *, create: bool = False) -> Generator[BaseLedger]:
     """Open the ledger; map every telic error to one line on stderr and exit 1."""
     if not create and "://" not in db and not Path(db).exists():
         _fail(f"no ledger at {db}: run `telic demo` first, or pass --db")

@@ -85,20 +85,22 @@ def _agent(state: State, name: str) -> dict[str, Any]:
     agents: dict[str, Any] = state["agents"]
     agent: dict[str, Any] | None = agents.get(name)
     if agent is None:
-        agent = agents[name] = {
-            "role": "unknown",
-            "status": "running",
-            "restarts": 0,
-            "supervisor": "root",
-            "temporary": False,
-            "parent": None,
-            "question": None,
-            "tools": [],
-            "observations": [],
-            "recent": [],
-            "rejections": 0,
-            "hallucinations": 0,
-        }
+        agent = agents[name] = dict[str, Any](
+            {
+                "role": "unknown",
+                "status": "running",
+                "restarts": 0,
+                "supervisor": "root",
+                "temporary": False,
+                "parent": None,
+                "question": None,
+                "tools": [],
+                "observations": [],
+                "recent": [],
+                "rejections": 0,
+                "hallucinations": 0,
+            }
+        )
     return agent
 
 
@@ -270,7 +272,11 @@ def _tool_completed(s: State, t: Transition) -> None:
 def _tool_ended_badly(s: State, t: Transition) -> None:
     p = t.data
     started = s["pending_tools"].pop(p["call_id"], None)
-    detail = {"error": p.get("error", t.kind), "message": p.get("message", ""), "args": started["args"] if started else None}
+    detail = {
+        "error": p.get("error", t.kind),
+        "message": p.get("message", ""),
+        "args": started["args"] if started else None,
+    }
     _observe(s, p["agent"], t.seq, f"tool:{p['tool']}", detail)
 
 

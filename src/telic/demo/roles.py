@@ -8,7 +8,7 @@ observations (sequence numbers) their claims come from, as a model would be aske
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from telic.demo.world import World
 from telic.kernel import AgentSpec
@@ -22,22 +22,27 @@ BUDGET_CHF = 600.0
 ORIGIN, DESTINATION, NIGHTS = "Basel SBB", "Lugano", 2
 
 
+def _json_object(value: Any) -> dict[str, Any] | None:
+    return cast(dict[str, Any], value) if isinstance(value, dict) else None
+
+
 def _results(view: View, tool: str, **match: Any) -> list[tuple[int, dict[str, Any]]]:
     """Every recorded result of ``tool`` (any agent's), oldest first, as (seq, result)."""
     out: list[tuple[int, dict[str, Any]]] = []
     for a in view.state["agents"].values():
         for o in a["observations"]:
-            c = o["content"]
-            ok = o["source"] == f"tool:{tool}" and isinstance(c, dict) and "error" not in c
-            if ok and all(c.get(k) == v for k, v in match.items()):
+            c = _json_object(o["content"])
+            ok = o["source"] == f"tool:{tool}" and c is not None and "error" not in c
+            if ok and c is not None and all(c.get(k) == v for k, v in match.items()):
                 out.append((o["seq"], c))
     return sorted(out, key=lambda x: x[0])
 
 
 def _findings(view: View) -> tuple[int, dict[str, Any]] | None:
     for o in view.observations:
-        if o["source"].startswith("explorer:") and isinstance(o["content"], dict):
-            return o["seq"], o["content"]
+        content = _json_object(o["content"])
+        if o["source"].startswith("explorer:") and content is not None:
+            return o["seq"], content
     return None
 
 
@@ -153,9 +158,10 @@ def planner(world: World) -> Callable[[View], Proposal]:
         if "activities" not in view.plan:
             aseq, chosen = acts
             total = sum(s["price_chf"] for s in chosen)
+            value: Any = {"items": chosen, "total_chf": total}
             return Proposal(
                 action="plan",
-                args={"key": "activities", "value": {"items": chosen, "total_chf": total}},
+                args={"key": "activities", "value": value},
                 confidence=0.85,
                 reason="three sights within budget",
                 claims=tuple(
@@ -275,14 +281,11 @@ def skeptic(world: World) -> Callable[[View], Proposal]:
                     args={"tool": "weather", "args": {"city": city, "day": day}},
                     reason=f"is day {day} in {city} safe for outdoor plans?",
                 )
-        wet = [
-            o["content"]
-            for o in view.observations
-            if o["source"] == "tool:weather"
-            and isinstance(o["content"], dict)
-            and o["content"].get("forecast") == "showers"
+        forecasts: list[Any] = [
+            o["content"] for o in view.observations if o["source"] == "tool:weather"
         ]
-        return _idle(view, f"{len(wet)} wet day(s) to plan around")
+        wet = sum(1 for f in forecasts if isinstance(f, dict) and f.get("forecast") == "showers")  # pyright: ignore[reportUnknownMemberType]
+        return _idle(view, f"{wet} wet day(s) to plan around")
 
     return mind
 
@@ -290,10 +293,10 @@ def skeptic(world: World) -> Callable[[View], Proposal]:
 def verifier(world: World) -> Callable[[View], Proposal]:
     def mind(view: View) -> Proposal:
         world.tick = view.tick
-        grounded = sorted(view.beliefs)
+        value: Any = {"tick": view.tick, "beliefs": sorted(view.beliefs)}
         return Proposal(
             action="remember",
-            args={"key": "verified", "value": {"tick": view.tick, "beliefs": grounded}},
+            args={"key": "verified", "value": value},
             reason="beliefs backed by observations",
         )
 
@@ -305,10 +308,10 @@ def coordinator(world: World) -> Callable[[View], Proposal]:
 
     def mind(view: View) -> Proposal:
         world.tick = view.tick
-        missing = [k for k in needed if k not in view.plan]
+        value: Any = {"tick": view.tick, "missing": [k for k in needed if k not in view.plan]}
         return Proposal(
             action="remember",
-            args={"key": "checklist", "value": {"tick": view.tick, "missing": missing}},
+            args={"key": "checklist", "value": value},
             reason="track what the plan still lacks",
         )
 

@@ -92,8 +92,8 @@ async def run_tick(run: Run) -> None:
             crashed.append(name)
             continue
         if isinstance(reply, MalformedOutput):
-            calls: tuple[ModelCalled, ...] = getattr(reply, "calls", ())
-            for call in calls:
+            recorded: tuple[ModelCalled, ...] = getattr(reply, "calls", ())
+            for call in recorded:
                 batch.add(call, tick=tick, agent=name)
             batch.add(
                 ProposalRejected(agent=name, check="schema", reason=str(reply)),
@@ -125,7 +125,9 @@ async def run_tick(run: Run) -> None:
     checks = run.config.policy.checks()
     passed: list[tuple[_Pending, list[str]]] = []
     for p in pending:
-        ctx = CheckContext(p.agent, p.role, run.allowed_tools(p.agent), run.fold.peek(), run.tools, p.json)
+        ctx = CheckContext(
+            p.agent, p.role, run.allowed_tools(p.agent), run.fold.peek(), run.tools, p.json
+        )
         names: list[str] = []
         refused = False
         for check in checks:
@@ -399,7 +401,8 @@ async def run_tick(run: Run) -> None:
                 await run.finish_agent(batch, tick, p.agent, args.get("result"), p.seq)
             case "tool":
                 tool = run.tools.get(str(args["tool"]))
-                targs = tool.validate(dict(args.get("args", {})))  # pyright: ignore[reportArgumentType]
+                raw_args: Any = args.get("args", {})
+                targs = tool.validate(dict(raw_args))
                 call_id = f"c{batch.next_seq}"
                 started = batch.add(
                     ToolStarted(
@@ -444,7 +447,7 @@ async def run_tick(run: Run) -> None:
 
 async def _execute(
     run: Run, batch: Any, tick: int, calls: list[tuple[_Pending, int, str, dict[str, Any]]]
-) -> bool:
+) -> list[str]:
     """Run the tick's tool calls concurrently; record results in call order."""
     crash = run.config.policy.fail_agent_on_tool_error
     futures = [
