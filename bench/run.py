@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Figure  # noqa: E402
+from harness import Figure
 
 
 def groups() -> dict[str, object]:
-    import groups as pkg  # noqa: PLC0415
+    import groups as pkg
 
     found: dict[str, object] = {}
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.only or list(available)
     unknown = [g for g in chosen if g not in available]
     if unknown:
-        print(f"unknown group(s): {', '.join(unknown)}; have: {', '.join(available)}", file=sys.stderr)
+        print(
+            f"unknown group(s): {', '.join(unknown)}; have: {', '.join(available)}", file=sys.stderr
+        )
         return 2
     figures: list[Figure] = []
     for name in chosen:
@@ -61,7 +63,10 @@ def _print(f: Figure) -> None:
         verdict = "met" if f.met else "MISSED"
         target = f"{f.compare} {f.target:,.4g} {f.unit}"
     note = f"  ({f.note})" if f.note else ""
-    print(f"{f.group:<8} {f.name:<58} {f.value:>14,.4g} {f.unit:<10} {target:<22} {verdict}{note}", flush=True)
+    print(
+        f"{f.group:<8} {f.name:<58} {f.value:>14,.4g} {f.unit:<10} {target:<22} {verdict}{note}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
