@@ -8,6 +8,7 @@ import os
 import tempfile
 import time
 import tracemalloc
+from typing import Any
 
 from harness import Figure, fdatasync_latency_us, median
 from telic.clock import SystemClock
@@ -61,16 +62,26 @@ def _step_overhead(repeats: int) -> Figure:
         with tempfile.TemporaryDirectory() as d:
             lat, _ = asyncio.run(_steps(os.path.join(d, "k.db"), 1, 300))
             meds.append(median(lat[20:]) * 1e6)
-    return Figure(GROUP, "no-op agent step (propose, validate, FULL commit, apply)", median(meds), "µs", 300.0)
+    return Figure(
+        GROUP, "no-op agent step (propose, validate, FULL commit, apply)", median(meds), "µs", 300.0
+    )
 
 
 def _step_cpu(repeats: int) -> Figure:
     meds: list[float] = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as d:
-            lat, _ = asyncio.run(_steps("sqlite://" + os.path.join(d, "k.db") + "?synchronous=normal", 1, 300))
+            lat, _ = asyncio.run(
+                _steps("sqlite://" + os.path.join(d, "k.db") + "?synchronous=normal", 1, 300)
+            )
             meds.append(median(lat[20:]) * 1e6)
-    return Figure(GROUP, "no-op agent step, synchronous=normal (the kernel's own cost)", median(meds), "µs", None)
+    return Figure(
+        GROUP,
+        "no-op agent step, synchronous=normal (the kernel's own cost)",
+        median(meds),
+        "µs",
+        None,
+    )
 
 
 def _swarm(repeats: int) -> Figure:
@@ -79,7 +90,14 @@ def _swarm(repeats: int) -> Figure:
         with tempfile.TemporaryDirectory() as d:
             lat, committed = asyncio.run(_steps(os.path.join(d, "k.db"), 1000, 10))
             rates.append(committed / sum(lat))
-    return Figure(GROUP, "1,000 no-op agents x 10 ticks, group commit per tick", median(rates), "trans/s", 20_000.0, ">=")
+    return Figure(
+        GROUP,
+        "1,000 no-op agents x 10 ticks, group commit per tick",
+        median(rates),
+        "trans/s",
+        20_000.0,
+        ">=",
+    )
 
 
 async def _idle_agents(n: int) -> tuple[float, float]:
@@ -94,13 +112,21 @@ async def _idle_agents(n: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     for i in range(n):
         proc = AgentProcess(f"a{i}", FunctionMind(_noop), mind_timeout_s=60.0)
-        await sup.start_child(ChildSpec(id=proc.name, start=proc.body, restart="permanent", shutdown="brutal_kill"))
+        await sup.start_child(
+            ChildSpec(id=proc.name, start=proc.body, restart="permanent", shutdown="brutal_kill")
+        )
     elapsed = time.perf_counter() - t0
     await asyncio.sleep(0)
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     await sup.stop()
     return used / n, n / elapsed
+
+
+def _restarted(run: Any, name: str) -> bool:
+    return any(
+        c.id == name and c.running and c.restarts == 1 for c in run.supervisor.which_children()
+    )
 
 
 async def _restart(transitions: int) -> float:
@@ -117,7 +143,7 @@ async def _restart(transitions: int) -> float:
             t0 = time.perf_counter()
             assert run.supervisor.kill(name, reason="bench")
             # Busy-poll on purpose: the figure is the restart latency, with nothing added.
-            while not any(  # noqa: ASYNC110c.id == name and c.running and c.restarts == 1 for c in run.supervisor.which_children()):
+            while not _restarted(run, name):  # noqa: ASYNC110
                 await asyncio.sleep(0)
             ledger.state_at(run.id)  # the restarted agent's state, rebuilt from the ledger
             samples.append(time.perf_counter() - t0)
@@ -132,9 +158,24 @@ def collect(repeats: int) -> list[Figure]:
     out.append(_step_cpu(repeats))
     out.append(_swarm(repeats))
     per_agent, rate = asyncio.run(_idle_agents(100_000))
-    out.append(Figure(GROUP, "100,000 idle supervised agents: memory each", per_agent / 1024, "KB", 3.0, note="tracemalloc; Erlang process 2.7 KB"))
+    out.append(
+        Figure(
+            GROUP,
+            "100,000 idle supervised agents: memory each",
+            per_agent / 1024,
+            "KB",
+            3.0,
+            note="tracemalloc; Erlang process 2.7 KB",
+        )
+    )
     out.append(Figure(GROUP, "spawning supervised agents", rate, "agents/s", 50_000.0, ">="))
-    out.append(Figure(GROUP, "crashed agent restarted + state rebuilt (10k-transition run)", asyncio.run(_restart(10_000)), "ms", 5.0))
+    out.append(
+        Figure(
+            GROUP,
+            "crashed agent restarted + state rebuilt (10k-transition run)",
+            asyncio.run(_restart(10_000)),
+            "ms",
+            5.0,
+        )
+    )
     return out
-
-
