@@ -20,6 +20,8 @@ from telic.kinds import (
     AgentRecord,
     AgentSpawned,
     AgentTerminated,
+    ApprovalDenied,
+    ProposalRejected,
     RunBooted,
     RunForked,
     RunResumed,
@@ -151,6 +153,23 @@ class Kernel:
         tick = int(state["tick"])
         batch = run.batch()
         batch.add(RunResumed(reason=reason, head=int(state["seq"])), tick=tick)
+        # An approval still awaited when the kernel stopped got no answer: that means deny.
+        for proposal, a in sorted(state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"]):
+            why = "the run was interrupted before an answer; no answer means deny"
+            batch.add(
+                ApprovalDenied(proposal=int(proposal), by="kernel", reason=why),
+                tick=tick,
+                agent=a["agent"],
+                causes=(a["seq"],),
+            )
+            batch.add(
+                ProposalRejected(
+                    agent=a["agent"], check="approval", reason=why, proposal=int(proposal)
+                ),
+                tick=tick,
+                agent=a["agent"],
+                causes=(int(proposal),),
+            )
         await run.supervisor.start()
         tools = run.tools
         for call_id, p in sorted(state["pending_tools"].items(), key=lambda kv: kv[1]["seq"]):
