@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,8 @@ from telic.kinds import (
     TickStarted,
 )
 from telic.ledger import BaseLedger
+from telic.policy import Policy
+from telic.proposal import Proposal
 from telic.transition import draft
 
 from .kit import (
@@ -204,3 +207,61 @@ def test_fork_then_resume_continues_from_the_parents_prefix_with_another_ending(
     assert parent.state()["memory"]["a"]["choice"] == "A2"
     assert ledger.run("parent").head == parent_head  # the parent is untouched
     assert child.result is None
+
+
+def test_an_approval_awaited_when_the_kernel_crashed_is_denied_on_resume() -> None:
+    ledger = new_ledger()
+    calls = Calls()
+    asked = asyncio.Event()
+
+    async def slow(agent_name: str, tool_name: str, args: Any) -> bool | None:
+        asked.set()
+        await asyncio.sleep(10 * 24 * 3600)
+        return True
+
+    async def yes(agent_name: str, tool_name: str, args: Any) -> bool | None:
+        return True
+
+    def launching(*steps: Proposal, approver: Any) -> RunConfig:
+        return config(
+            agent("a", *steps, tools=["launch"]),
+            tools=[echo_tool(calls, name="launch", high_impact=True)],
+            approver=approver,
+            policy=Policy(approval_timeout_s=30 * 24 * 3600),
+        )
+
+    async def crash(clock: VirtualClock) -> None:
+        run = await Kernel(ledger, clock=clock).boot(
+            launching(call("launch", x=1), approver=slow), run_id="r"
+        )
+        task = asyncio.create_task(run.until_done())
+        await asked.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    on_virtual_time(crash)
+    head = ledger.run("r").head
+    assert ledger.state_at("r")["status"] == "paused"
+    waiting = ledger.get("r", head - 1)
+    assert waiting.kind == "approval.requested"
+
+    result = _resume(ledger, launching(call("launch", x=2), finish(), approver=yes))
+    played = Played(ledger, "r")
+    resumed, denied, rejected, closed = played.transitions()[head : head + 4]
+    assert resumed.kind == "run.resumed"
+    why = "the run was interrupted before an answer; no answer means deny"
+    assert denied.data == {"proposal": waiting.data["proposal"], "by": "kernel", "reason": why}
+    assert denied.causes == (waiting.seq,)
+    assert (rejected.kind, rejected.data["check"], rejected.data["proposal"]) == (
+        "proposal.rejected",
+        "approval",
+        waiting.data["proposal"],
+    )
+    assert (closed.kind, closed.data["valid"]) == ("tick.completed", False)
+    assert played.ledger.state_at("r", denied.seq)["status"] == "running"
+    # the next approval pauses and resumes the run as usual; x=1 never ran
+    granted = played.one("approval.granted")
+    assert played.ledger.state_at("r", granted.seq)["status"] == "running"
+    assert calls.by_tool == {"launch": [{"x": 2}]}
+    assert result.status == "completed"
