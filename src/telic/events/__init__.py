@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from telic.events.catalogue import CATALOGUE, SYSTEM_RUN, EventType, event_type
 from telic.events.event import Event
+from telic.events.handlers import Handler
 from telic.events.kernel import EventKernel
 from telic.events.patterns import matching_types
 from telic.events.processors import EventProcessor, InMemoryProcessor, NoopProcessor
@@ -30,6 +31,7 @@ __all__ = [
     "EventKernel",
     "EventProcessor",
     "EventType",
+    "Handler",
     "HandlerFailure",
     "InMemoryProcessor",
     "NoopProcessor",
