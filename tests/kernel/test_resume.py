@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+import telic.demo
 from telic.clock import VirtualClock
 from telic.errors import RunNotResumable
-from telic.kernel import Kernel, RunConfig, RunResult
+from telic.kernel import AgentSpec, Kernel, RunConfig, RunResult
 from telic.kinds import (
     AgentRecord,
     AgentSpawned,
@@ -24,6 +25,7 @@ from telic.kinds import (
     TickStarted,
 )
 from telic.ledger import BaseLedger
+from telic.minds.base import Mind, ScriptedMind, View
 from telic.policy import Policy
 from telic.proposal import Proposal
 from telic.transition import draft
@@ -265,3 +267,78 @@ def test_an_approval_awaited_when_the_kernel_crashed_is_denied_on_resume() -> No
     assert played.ledger.state_at("r", granted.seq)["status"] == "running"
     assert calls.by_tool == {"launch": [{"x": 2}]}
     assert result.status == "completed"
+
+
+def test_an_explorer_in_flight_is_rebuilt_on_resume_and_reports_to_its_parent() -> None:
+    ledger = new_ledger()
+    calls = Calls()
+    started = asyncio.Event()
+
+    def digging(question: str, parent: AgentSpec) -> Mind:
+        return ScriptedMind([call("stuck", x=1)])
+
+    cfg = config(
+        agent("a", remember("q", 1, confidence=0.1), remember("w", 1), tools=["stuck"]),
+        tools=[stuck_tool(calls, started, timeout=3600)],
+        explorer=digging,
+    )
+
+    async def crash(clock: VirtualClock) -> None:
+        run = await Kernel(ledger, clock=clock).boot(cfg, run_id="r")
+        task = asyncio.create_task(run.until_done())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    on_virtual_time(crash)
+    head = ledger.run("r").head
+    rebuilt: list[tuple[str, str]] = []
+
+    def reporting(question: str, parent: AgentSpec) -> Mind:
+        rebuilt.append((question, parent.name))
+        return ScriptedMind([finish({"found": 42})])
+
+    def parent_reads(view: View) -> Proposal:
+        found = [o["content"] for o in view.observations if o["source"] == "explorer:explorer-1"]
+        return remember("found", found)
+
+    resumed = config(
+        agent("a", remember("w", 2), parent_reads, finish(), tools=["stuck"]),
+        tools=[stuck_tool(calls, name="stuck", timeout=3600)],
+        explorer=reporting,
+    )
+    result = _resume(ledger, resumed)
+    played = Played(ledger, "r")
+    assert rebuilt == [("remember {'key': 'q', 'value': 1}", "a")]
+    assert calls.count("stuck") == 1  # not idempotent: not run again
+    assert played.transitions()[head].kind == "run.resumed"
+    assert played.one("tool.unknown").agent == "explorer-1"
+    assert played.one("observation.recorded").data["content"] == {"found": 42}
+    assert played.one("agent.terminated", "explorer-1").data["reason"] == "normal"
+    assert played.state()["memory"]["a"]["found"] == [{"found": 42}]
+    assert result.status == "completed"
+
+
+def test_the_reference_run_forked_and_resumed_with_another_seed_ends_differently() -> None:
+    ledger = new_ledger()
+    parent_cfg, _ = telic.demo.build(7)
+    parent = play(parent_cfg, ledger=ledger, run_id="seven")
+    at = parent.of("tick.completed")[1].seq
+
+    async def fork_and_resume(clock: VirtualClock) -> RunResult:
+        kernel = Kernel(ledger, clock=clock)
+        fork = kernel.fork("seven", at, new_id="eight")
+        other_cfg, _ = telic.demo.build(8)
+        run = await kernel.resume(fork, other_cfg, reason="forked with seed 8")
+        return await run.until_done()
+
+    result = on_virtual_time(fork_and_resume)
+    child = Played(ledger, "eight", result)
+    assert result.status == "completed"
+    assert [t[1:] for t in child.transitions()[:at]] == [t[1:] for t in parent.transitions()[:at]]
+    assert child.kinds()[at : at + 2] == ["run.forked", "run.resumed"]
+    assert child.one("run.booted").data["seed"] == 7  # the shared prefix is the parent's
+    budget = {r: Played(ledger, r).state()["plan"]["budget"]["value"] for r in ("seven", "eight")}
+    assert budget["seven"]["total_chf"] != budget["eight"]["total_chf"]
+    assert result.head_hash != ledger.run("seven").head_hash.hex()
