@@ -125,11 +125,13 @@ class Kernel:
         rid = new_id or new_run_id()
         info = self.ledger.fork(run_id, at, rid)
         tick = self.ledger.state_at(rid, at)["tick"] if at else 0
-        self.ledger.append(
+        committed = self.ledger.append(
             rid,
             [draft(RunForked(parent=run_id, at=at), ts=self.clock.now_us(), tick=tick)],
             expected=info.head + 1,
         )
+        if self.publish is not None:
+            self.publish(committed)
         return rid
 
     async def resume(self, run_id: str, config: RunConfig, *, reason: str = "resumed") -> Run:
