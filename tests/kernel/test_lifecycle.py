@@ -7,6 +7,7 @@ from typing import Any
 from telic.clock import VirtualClock
 from telic.kernel import Artifact, Budget, Kernel
 from telic.policy import Policy
+from telic.transition import Transition
 
 from .kit import Played, agent, config, finish, new_ledger, on_virtual_time, play, remember
 
@@ -140,3 +141,21 @@ def test_a_run_whose_agents_all_ended_for_good_fails_instead_of_ticking_on() -> 
     failed = played.one("run.failed")
     assert (failed.tick, failed.data["reason"]) == (1, "no live agents are left")
     assert played.kinds().count("tick.started") == 1
+
+
+def test_every_committed_transition_is_published_once_in_order() -> None:
+    ledger = new_ledger()
+    published: list[Transition] = []
+    cfg = config(agent("a", remember("k", 1), finish()), agent("b", RuntimeError("x"), finish()))
+
+    async def scenario(clock: VirtualClock) -> str:
+        kernel = Kernel(ledger, clock=clock, publish=published.extend)
+        await kernel.run(cfg, run_id="r")
+        return kernel.fork("r", 5, new_id="f")
+
+    fork = on_virtual_time(scenario)
+    assert [(t.run, t.seq) for t in published] == [
+        *(("r", t.seq) for t in ledger.read("r")),
+        (fork, 6),
+    ]
+    assert published[-1].kind == "run.forked"
