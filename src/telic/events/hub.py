@@ -314,21 +314,23 @@ class Hub:
         reader = state.reader
         if reader is None:
             reader = state.reader = self.ledger.read(run, start)
-        get = state.routes.get
-        agent = state.agent
-        append = state.queue.append
-        page = PAGE
+        batch = list(itertools.islice(reader, PAGE))
         make = make_event
-        last: Transition | None = None
-        for t in itertools.islice(reader, page):
-            last = t
-            etype = get(t.kind)
-            if etype is not None and (agent is None or t.agent == agent):
-                append(make(Event, (etype, t)))
-        nxt = start if last is None else last.seq + 1
+        agent = state.agent
+        if state.dense == "own" and agent is None:
+            events = [make(Event, (t.kind, t)) for t in batch]
+        else:
+            get = state.routes.get
+            events = [
+                make(Event, (etype, t))
+                for t in batch
+                if (etype := get(t.kind)) is not None and (agent is None or t.agent == agent)
+            ]
+        state.queue.extend(events)
+        nxt = batch[-1].seq + 1 if batch else start
         state.catchup = nxt
         state.pages += 1
-        if nxt - start < page:  # sequence numbers are dense: the reader is exhausted
+        if len(batch) < PAGE:  # the reader is exhausted (it stops at the head it first saw)
             state.reader = None
             if self.ledger.run(run).head < nxt:
                 state.catchup = None
