@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from telic.canonical import decode, encode
 from telic.errors import MalformedOutput, NotCanonical
+from telic.kinds import ModelCalled
 from telic.minds.base import Mind, View
 from telic.proposal import Proposal
 from telic.tools import Tool
@@ -24,10 +25,12 @@ __all__ = ["AgentCrash", "AgentProcess", "ToolOutcome"]
 class AgentCrash(Exception):
     """Raised inside a process to crash it (its supervisor decides what follows)."""
 
-    def __init__(self, error: str, message: str) -> None:
+    def __init__(self, error: str, message: str, calls: tuple[ModelCalled, ...] = ()) -> None:
         super().__init__(f"{error}: {message}")
         self.error = error
         self.message = message
+        self.calls = calls
+        """Model calls the mind made before it failed (the kernel records them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,8 @@ class AgentProcess:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            crash = AgentCrash(type(exc).__name__, str(exc) or repr(exc))
+            calls: tuple[ModelCalled, ...] = tuple(getattr(exc, "calls", ()))
+            crash = AgentCrash(type(exc).__name__, str(exc) or repr(exc), calls)
             _settle(req.reply, crash)
             raise crash from exc
         if not isinstance(proposal, Proposal):  # pyright: ignore[reportUnnecessaryIsInstance]

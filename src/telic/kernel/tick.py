@@ -89,6 +89,8 @@ async def run_tick(run: Run) -> None:
         role = run.role(name)
         if isinstance(reply, AgentCrash):
             invalid = True  # the supervisor reports the crash and the restart
+            for call in reply.calls:  # what was spent before the failure is still spent
+                batch.add(call, tick=tick, agent=name)
             crashed.append(name)
             continue
         if isinstance(reply, MalformedOutput):
