@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from tests.kernel.kit import new_ledger
+
 from telic.clock import VirtualClock
 from telic.errors import MalformedOutput, ProviderError
 from telic.kernel import AgentSpec, Budget, Kernel, RunConfig
 from telic.kinds import ModelCalled
 from telic.minds.base import FunctionMind, View
 from telic.proposal import Proposal
-from tests.kernel.kit import new_ledger
 
 
 def _call(attempt: int, error: str | None = None) -> ModelCalled:
