@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from telic.kernel import Budget
+from telic.kinds import Claim
 from telic.minds.base import FunctionMind, View
 from telic.policy import Policy
 from telic.proposal import Proposal
@@ -26,6 +27,7 @@ from .kit import (
     echo_tool,
     finish,
     message,
+    plan,
     play,
     remember,
     spent,
@@ -319,3 +321,51 @@ def test_a_message_to_an_agent_that_does_not_exist_is_refused() -> None:
     assert "nobody" not in played.state()["agents"]
     assert played.result is not None
     assert played.result.status == "completed"
+
+
+def test_after_the_per_proposal_checks_come_exploration_conflicts_grounding_then_approval() -> None:
+    calls = Calls()
+    asked: list[str] = []
+
+    async def approver(agent_name: str, tool_name: str, args: Mapping[str, Any]) -> bool | None:
+        asked.append(agent_name)
+        return True
+
+    unfounded = [Claim(key="rate", value=3, evidence=())]
+    cfg = config(
+        # unsure: the confidence verdict comes before any conflict
+        agent(
+            "unsure",
+            Proposal(action="plan", args={"key": "hotel", "value": "U"}, confidence=0.2),
+            finish(),
+        ),
+        # wins the conflict (first by order), then fails grounding
+        agent(
+            "w1",
+            Proposal(action="plan", args={"key": "hotel", "value": "W1"}, claims=tuple(unfounded)),
+            finish(),
+        ),
+        # loses the conflict to w1, although w1 is refused afterwards
+        agent("w2", plan("hotel", "W2"), finish()),
+        # a high-impact call with an unfounded claim is refused before anyone is asked
+        agent("h", call("launch", claims=unfounded, x=1), finish(), tools=["launch"]),
+        tools=[echo_tool(calls, name="launch", high_impact=True)],
+        approver=approver,
+        intensity=10,
+    )
+    played = play(cfg)
+    verdicts = {t.agent: t.data["check"] for t in played.of("proposal.rejected")}
+    assert verdicts == {
+        "unsure": "confidence",
+        "w1": "grounding",
+        "w2": "conflict",
+        "h": "grounding",
+    }
+    detected = played.one("conflict.detected").data
+    assert detected["agents"] == ["w1", "w2"]
+    order = [t.kind for t in played.transitions() if t.tick == 1]
+    assert order.index("conflict.resolved") < order.index("hallucination.detected")
+    assert asked == []
+    assert calls.count("launch") == 0
+    assert "approval.requested" not in played.kinds()
+    assert "plan.updated" not in played.kinds()
