@@ -40,6 +40,8 @@ def test_a_stuck_subscriber_under_100k_events_costs_at_most_its_queue() -> None:
         assert held_by_reader == 100_000
         assert after - before < 100_000 * 120 + 2_000_000
         assert stuck.lag_episodes == 1
+        assert "subscriber.lagged" not in system_kinds(ledger)  # publishing never appends
+        await asyncio.sleep(0)  # the loop records it right after
         assert system_kinds(ledger).count("subscriber.lagged") == 1
         reader.close()
         got = await take(stuck, 257)
@@ -138,6 +140,7 @@ def test_disconnect_closes_the_subscriber_and_spares_the_others() -> None:
         with pytest.raises(SubscriptionClosed):
             await take(slow, 1)
         assert [e.seq for e in await take(fine, 10)] == list(range(1, 11))
+        await asyncio.sleep(0)  # the disconnect is recorded off the publishing path
         ended = [t for t in ledger.read("telic-events") if t.kind == "subscription.ended"]
         assert [t.data["subscription"] for t in ended] == [slow.id]
         await events.aclose()
@@ -215,3 +218,13 @@ def test_what_a_lagging_reader_sees(maxsize: int, dense: bool, plan: list[tuple[
         await events.aclose()
 
     virtual(body)
+
+
+def test_without_a_running_loop_the_lag_is_recorded_at_once() -> None:
+    ledger = memory_ledger("r")
+    events = EventKernel(ledger)
+    sub = events.subscribe("*", run="r", maxsize=1)
+    commit(ledger, events, "r", 3)
+    assert system_kinds(ledger) == ["subscription.created", "subscriber.lagged"]
+    assert sub.lag_episodes == 1
+    assert sub.dropped == 2

@@ -241,11 +241,13 @@ asyncio.run(main())
   time may read a subscription (a second one gets `RuntimeError`, not a hang).
 - **Bounded queues**: each subscription has a queue of `maxsize` events. On overflow,
   `drop_oldest` drops the oldest queued event; the first drop of a *lag episode* records one
-  `subscriber.lagged` transition (its `dropped` is the count when recorded;
-  `Subscription.dropped` keeps the running total), which the lagging subscription receives
-  before its next event whatever its pattern. The episode ends when the reader has drained its
-  queue. `disconnect` closes the subscription instead (recording `subscription.ended`); its
-  reader then gets `SubscriptionClosed`. Publishing never waits on a subscriber.
+  `subscriber.lagged` transition (its `dropped` counts the events dropped by the publish that
+  began the episode; `Subscription.dropped` keeps the running total), which the lagging
+  subscription receives before its next event whatever its pattern. The episode ends when the
+  reader has drained its queue. `disconnect` closes the subscription instead (recording
+  `subscription.ended`); its reader then gets `SubscriptionClosed`. Publishing never waits on
+  a subscriber and never appends to the ledger itself: what it has to record is appended right
+  after, as one group, by a callback of the running loop (at once if no loop is running).
 - **TTL**: a subscription with `ttl=` seconds is renewed by every event its reader takes and by
   `renew()`. When it lapses, a timer task of the event kernel (driven by the injected clock,
   not by publishing) removes it, frees its queue, and records `subscription.expired`; its

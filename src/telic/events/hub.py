@@ -55,6 +55,12 @@ PAGE: Final = 256
 
 _KINDS: Final = frozenset(CATALOGUE)
 
+LAG_PENDING: Final = Event(
+    "subscriber.lagged",
+    Transition(SYSTEM_RUN, 0, 0, None, "subscriber.lagged", (), 0, 0, {}, b"", b""),
+)
+"""Stands in a subscription's ``lag_event`` until its lagged transition is recorded."""
+
 
 def running_loop() -> asyncio.AbstractEventLoop:
     try:
@@ -80,6 +86,9 @@ class Hub:
         self.backlog: deque[tuple[Sequence[Transition], SubscriptionState | None]] = deque()
         self.system_ready = False
         self.closed = False
+        self.pending: list[tuple[Payload, SubscriptionState | None, SubscriptionState | None]] = []
+        """Deferred records: (payload, subscription not to deliver it to, lagging one)."""
+        self.flush_handle: asyncio.Handle | None = None
 
     # -- subscribing ---------------------------------------------------------------------
 
@@ -159,6 +168,7 @@ class Hub:
         in the ledger (even with several processes on one file: a lost race is retried) and
         deterministic, with no random source.
         """
+        self.flush()  # deferred records first, so that the head read below stays true
         seq = 0
         for _ in range(64):
             seq = self.system_head() + 1
@@ -249,16 +259,16 @@ class Hub:
                 log.exception("event processor %r failed on %s", p, event.type)
 
     def note_lag(self, state: SubscriptionState) -> None:
+        """A lag episode began: its ``subscriber.lagged`` is recorded off the hot path."""
         if state.closing is not None:
             return
         state.episodes += 1
-        t = self.record_quietly(
+        state.lag_event = LAG_PENDING
+        self.defer(
             SubscriberLagged(subscription=state.id, dropped=state.dropped - state.episode_start),
             skip=state,
+            lag_for=state,
         )
-        if t is not None and state.closing is None:
-            state.lag_event = Event(t.kind, t)
-            state.wake()
 
     # -- the system run ------------------------------------------------------------------
 
@@ -272,32 +282,76 @@ class Hub:
                 ledger.create_run(SYSTEM_RUN)
             return ledger.run(SYSTEM_RUN).head
 
-    def record(
+    def defer(
         self,
         payload: Payload,
         *,
         skip: SubscriptionState | None = None,
-        expected: int | None = None,
-    ) -> Transition:
-        """Append ``payload`` to the system run and publish it."""
+        lag_for: SubscriptionState | None = None,
+    ) -> None:
+        """Record ``payload`` soon, not now: publishing never waits on a ledger append.
+
+        Deferred records are appended as one group by a callback of the running loop (or at
+        once, with no loop), before any other record, and whenever a reader reaches a lagged
+        event that is not recorded yet; :meth:`EventKernel.aclose` flushes what is left.
+        """
+        self.pending.append((payload, skip, lag_for))
+        if self.flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self.flush_handle = loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Record and publish every deferred record (logging, not raising, on failure)."""
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        try:
+            recorded = self.append([payload for payload, _, _ in pending])
+        except Exception:
+            log.exception("could not record %d event kernel transitions", len(pending))
+            for _, _, state in pending:
+                if state is not None and state.lag_event is LAG_PENDING:
+                    state.lag_event = None
+            return
+        for t, (_, skip, state) in zip(recorded, pending, strict=True):
+            if state is not None and state.lag_event is LAG_PENDING:
+                state.lag_event = Event(t.kind, t)
+                state.wake()
+            self.publish((t,), skip)
+
+    def append(self, payloads: list[Payload], expected: int | None = None) -> list[Transition]:
         if not self.system_ready:
             self.system_head()
             self.system_ready = True
-        (t,) = self.ledger.append(
-            SYSTEM_RUN, [draft(payload, ts=self.clock.now_us())], expected=expected
+        now = self.clock.now_us()
+        return self.ledger.append(
+            SYSTEM_RUN, [draft(p, ts=now) for p in payloads], expected=expected
         )
-        self.publish((t,), skip)
+
+    def record(self, payload: Payload, *, expected: int | None = None) -> Transition:
+        """Append ``payload`` to the system run now (after what was deferred) and publish it."""
+        self.flush()
+        (t,) = self.append([payload], expected)
+        self.publish((t,), None)
         return t
 
-    def record_quietly(
-        self, payload: Payload, *, skip: SubscriptionState | None = None
-    ) -> Transition | None:
-        """:meth:`record`, logging instead of raising (for paths that must not fail)."""
+    def record_quietly(self, payload: Payload) -> None:
+        """:meth:`record`, or :meth:`defer` while publishing; logging instead of raising."""
+        if self.publishing:
+            self.defer(payload)
+            return
         try:
-            return self.record(payload, skip=skip)
+            self.record(payload)
         except Exception:
             log.exception("could not record %s in the event kernel's system run", payload.kind)
-            return None
 
     # -- catch-up ------------------------------------------------------------------------
 

@@ -147,6 +147,7 @@ class EventKernel:
         hub.closed = True
         for state in list(hub.subs.values()):
             hub.end(state, "shutdown", "the event kernel was closed")
+        hub.flush()
         current = asyncio.current_task()  # aclose() may be called from a handler
         tasks = [t for t in self._tasks if t is not current]
         timer = hub.expiry.stop()

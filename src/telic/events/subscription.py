@@ -7,7 +7,7 @@ from types import TracebackType
 
 from telic.errors import SubscriptionClosed
 from telic.events.event import Event
-from telic.events.hub import Hub, running_loop
+from telic.events.hub import LAG_PENDING, Hub, running_loop
 from telic.events.state import HandlerFailure, SubscriptionState
 from telic.events.ttl import check_ttl
 
@@ -167,6 +167,9 @@ class Subscription:
         yielded = False
         while True:
             lag = state.lag_event
+            if lag is LAG_PENDING:
+                self._hub.flush()  # record it now: the reader is here before the callback
+                continue
             if lag is not None:
                 state.lag_event = None
                 state.renew()
