@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from telic.clock import VirtualClock
 from telic.kernel import AgentSpec, Kernel, RunConfig, RunResult
@@ -91,7 +91,7 @@ def agent(
     *steps: Step,
     role: str = "worker",
     tools: Sequence[str] = (),
-    restart: Any = "permanent",
+    restart: Literal["permanent", "transient", "temporary"] = "permanent",
     priority: int = 0,
     repeat_last: bool = False,
 ) -> AgentSpec:

@@ -4,6 +4,9 @@ supervisor escalates and the run fails, all of it in the ledger."""
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
+
+import pytest
 
 from telic.kernel import AgentSpec
 from telic.minds.base import FunctionMind, View
@@ -29,17 +32,27 @@ def test_a_crashed_agent_restarts_and_the_others_are_untouched_under_one_for_one
     assert played.result.status == "completed"
 
 
-def test_one_for_all_restarts_every_agent_when_one_crashes() -> None:
+@pytest.mark.parametrize(
+    ("strategy", "restarted"),
+    [("one_for_one", ["b"]), ("one_for_all", ["a", "b", "c"]), ("rest_for_one", ["b", "c"])],
+)
+def test_the_run_strategy_decides_who_restarts_with_a_crashed_agent(
+    strategy: Literal["one_for_one", "one_for_all", "rest_for_one"], restarted: list[str]
+) -> None:
+    steady = [remember("k", 1), remember("k", 2), finish()]
     cfg = config(
-        agent("a", remember("k", 1), RuntimeError("boom"), finish()),
-        agent("b", remember("k", 1), remember("k", 2), finish()),
-        strategy="one_for_all",
+        agent("a", *steady),
+        agent("b", remember("k", 1), RuntimeError("boom"), finish()),
+        agent("c", *steady),
+        strategy=strategy,
     )
     played = play(cfg)
-    b_stopped = played.of("agent.terminated", "b")[0]
-    assert b_stopped.data["reason"] == "shutdown"
-    b_restarted = played.one("agent.restarted", "b").data
-    assert b_restarted["reason"] == "one_for_all: 'a' exited (AgentCrash: RuntimeError: boom)"
+    assert sorted(t.agent or "" for t in played.of("agent.restarted")) == restarted
+    for name in restarted:
+        if name != "b":
+            assert played.of("agent.terminated", name)[0].data["reason"] == "shutdown"
+            why = played.one("agent.restarted", name).data["reason"]
+            assert why == f"{strategy}: 'b' exited (AgentCrash: RuntimeError: boom)"
     assert played.result is not None
     assert played.result.status == "completed"
 
