@@ -6,9 +6,11 @@ committed; :class:`Subscription` follows it (by pattern, run and agent; catch-up
 sequence number, then live); :class:`EventProcessor` is the seam for exporters. See
 ``docs/events.md`` for the catalogue and the semantics.
 
-Module map: ``catalogue`` (the declared types), ``patterns`` (globs compiled to routes),
-``event``, ``subscription`` (the public face), ``hub`` (fan-out, catch-up, TTL timer, system
-record), ``handlers`` (the callback API), ``processors``, ``kernel`` (the facade).
+Module map: ``catalogue`` (the declared types and docs/events.md), ``patterns`` (globs
+compiled to routes), ``event``, ``subscription`` (the public face of a subscription),
+``state`` (its mutable state), ``hub`` (subscribing, publishing, catch-up, the system record),
+``router`` (fan-out), ``ttl`` (the expiry timer), ``handlers`` (the callback API),
+``processors`` and ``kernel`` (the facade).
 """
 
 from __future__ import annotations
