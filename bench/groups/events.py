@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness import Figure, median, median_of, percentile
 from telic.canonical import encode
-from telic.events import EventKernel, Subscription
+from telic.events import Event, EventKernel, Subscription
 from telic.ledger import open_ledger
 from telic.transition import Draft, Transition
 
@@ -220,15 +220,16 @@ async def _catch_up(path: Path) -> float:
     t0 = time.perf_counter()
     sub = events.subscribe("*", run="big", from_seq=1)
     n = 0
-    last = 0
+    last: Event | None = None
     async for event in sub:
         n += 1
-        last = event.seq
         if n == CATCH_UP:
+            last = event
             break
     elapsed = time.perf_counter() - t0
-    if n != CATCH_UP or last != CATCH_UP:
-        raise RuntimeError(f"catch-up delivered {n} events, the last being {last}")
+    last_seq = 0 if last is None else last.seq
+    if n != CATCH_UP or last_seq != CATCH_UP:
+        raise RuntimeError(f"catch-up delivered {n} events, the last being {last_seq}")
     await events.aclose()
     ledger.close()
     return n / elapsed
