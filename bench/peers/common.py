@@ -88,6 +88,8 @@ class Args:
     fork_steps: int
     effects: str | None
     acks: str | None
+    sync: str
+    """SQLite ``synchronous`` for the durable workload: ``full`` (matched) or ``normal``."""
 
 
 def parse(argv: list[str] | None = None) -> Args:
@@ -99,9 +101,10 @@ def parse(argv: list[str] | None = None) -> Args:
     ap.add_argument("--fork-steps", type=int, default=10)
     ap.add_argument("--effects", help="crash: the side-effect file")
     ap.add_argument("--acks", help="crash-run: one line per committed step")
+    ap.add_argument("--sync", choices=["full", "normal"], default="full")
     ns = ap.parse_args(argv)
     ns.dir.mkdir(parents=True, exist_ok=True)
-    return Args(ns.workload, ns.dir, ns.steps, ns.half, ns.fork_steps, ns.effects, ns.acks)
+    return Args(ns.workload, ns.dir, ns.steps, ns.half, ns.fork_steps, ns.effects, ns.acks, ns.sync)
 
 
 def emit(result: dict[str, Any]) -> None:

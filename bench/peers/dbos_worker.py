@@ -98,6 +98,8 @@ def _launch(a: Args) -> None:
 
 
 def durable(a: Args) -> dict[str, Any]:
+    if a.sync != "full":
+        raise SystemExit("DBOS sets up its own SQLite connections; only its default is measured")
     _launch(a)
     t0 = now()
     result = DBOS.start_workflow(noop_loop, a.steps).get_result()

@@ -38,7 +38,9 @@ class State(TypedDict):
 Node = Any  # a function of State returning a partial update
 
 
-def _graph(path: Path, node: Node) -> tuple[CompiledStateGraph[Any], sqlite3.Connection]:
+def _graph(
+    path: Path, node: Node, sync: str = "full"
+) -> tuple[CompiledStateGraph[Any], sqlite3.Connection]:
     def route(s: State) -> str:
         return "step" if s["count"] < s["target"] else END
 
@@ -47,6 +49,7 @@ def _graph(path: Path, node: Node) -> tuple[CompiledStateGraph[Any], sqlite3.Con
     builder.add_edge(START, "step")
     builder.add_conditional_edges("step", route)
     conn = sqlite3.connect(path, check_same_thread=False)
+    conn.execute(f"PRAGMA synchronous={sync.upper()}")  # FULL is Python's default already
     return builder.compile(checkpointer=SqliteSaver(conn)), conn
 
 
@@ -61,7 +64,7 @@ def _noop(s: State) -> dict[str, Any]:
 
 
 def durable(a: Args) -> dict[str, Any]:
-    graph, conn = _graph(a.dir / "langgraph.db", _noop)
+    graph, conn = _graph(a.dir / "langgraph.db", _noop, a.sync)
     t0 = now()
     out = graph.invoke(
         {"count": 0, "target": a.steps, "memory": {}}, _config(a.steps), durability="sync"

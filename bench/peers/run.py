@@ -58,7 +58,7 @@ class Plan:
 LINEAR = 1.25
 """Growth counts as linear when the second half adds at most 25% more than the first."""
 
-FULL = Plan(repeats=3, durable_steps=1000, grow_steps=400, grow_half=200, fork_steps=10,
+FULL = Plan(repeats=5, durable_steps=1000, grow_steps=400, grow_half=200, fork_steps=10,
             crash_steps=1000, crash_trials=3)  # fmt: skip
 QUICK = Plan(repeats=1, durable_steps=300, grow_steps=200, grow_half=100, fork_steps=10,
              crash_steps=300, crash_trials=1)  # fmt: skip
@@ -125,9 +125,10 @@ class Workers:
         return result
 
 
-def durable(w: Workers, system: str, plan: Plan) -> dict[str, Any]:
+def durable(w: Workers, system: str, plan: Plan, sync: str = "full") -> dict[str, Any]:
     d = w.fresh_dir(system)
-    return w.run(system, "durable", "--dir", str(d), "--steps", str(plan.durable_steps))
+    steps = str(plan.durable_steps)
+    return w.run(system, "durable", "--dir", str(d), "--steps", steps, "--sync", sync)
 
 
 def growing(w: Workers, system: str, plan: Plan) -> dict[str, Any]:
@@ -249,6 +250,8 @@ def build_figures(results: dict[str, dict[str, list[dict[str, Any]]]]) -> list[F
     return [
         fig("durable", "durable step", "us/step", lambda r: r["us_per_step"],
             {"langgraph": 1 / 4, "dbos": 1 / 8}),
+        fig("durable-normal", "step, synchronous=NORMAL (no fsync)", "us/step",
+            lambda r: r["us_per_step"]),
         fig("growing", "bytes on disk at half", "MB", lambda r: r["bytes_half"] / mb),
         fig("growing", "bytes on disk at end", "MB", lambda r: r["bytes_full"] / mb,
             {"langgraph": 1 / 10}),
@@ -310,6 +313,9 @@ NOTES = (
     "telic WAL, one group commit per tick; LangGraph SqliteSaver WAL, durability='sync' "
     "(two commits per step: writes, then checkpoint); DBOS rollback journal (its default), "
     "one step-output commit per step plus its workflow bookkeeping",
+    "synchronous=NORMAL row: telic and LangGraph without an fsync per commit (survives a "
+    "process crash, not power loss), i.e. the CPU cost of a step; DBOS not matched (it opens "
+    "its own connections)",
     "bytes: database file + WAL (+ journal) after a TRUNCATE checkpoint; telic's include "
     "its state snapshots (every 1,000 transitions)",
     "reads: telic ledger.state_at on a freshly opened ledger; LangGraph get_state on a fresh "
@@ -392,8 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     peers_python = ensure_venv(log)
     rng = random.Random(args.seed)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
-        w: {s: [] for s in SYSTEMS} for w in ("durable", "growing")
+        w: {s: [] for s in SYSTEMS} for w in ("durable", "durable-normal", "growing")
     }
+    disk: list[float] = []
+    """write+fdatasync latency sampled before each repetition's durable steps."""
     crashes: dict[str, list[dict[str, Any]]] = {s: [] for s in SYSTEMS}
     with tempfile.TemporaryDirectory(prefix="telic-peers-") as tmp:
         workers = Workers(peers_python, Path(tmp), log)
@@ -403,16 +411,22 @@ def main(argv: list[str] | None = None) -> int:
             # with the repetition, so drift on a shared machine spreads over all of them.
             order = SYSTEMS[rep % 3 :] + SYSTEMS[: rep % 3]
             log(f"repetition {rep + 1}: {' -> '.join(order)}")
-            for workload in ("durable", "growing", "crash"):
+            for workload in ("durable", "durable-normal", "growing", "crash"):
                 if workload == "crash" and rep >= plan.crash_trials:
                     continue
                 if workload != "crash" and rep >= plan.repeats:
                     continue
+                if workload == "durable":
+                    disk.append(fdatasync_latency_us(100, directory=tmp))
                 for system in order:
                     if workload == "durable":
-                        results["durable"][system].append(durable(workers, system, plan))
+                        results[workload][system].append(durable(workers, system, plan))
+                    elif workload == "durable-normal":
+                        if system == "dbos":
+                            continue  # DBOS opens its own connections: not matched
+                        results[workload][system].append(durable(workers, system, plan, "normal"))
                     elif workload == "growing":
-                        results["growing"][system].append(growing(workers, system, plan))
+                        results[workload][system].append(growing(workers, system, plan))
                     else:
                         crashes[system].append(crash(workers, system, plan, rng))
                     log(f"  {workload} {system} ({time.monotonic() - started:.0f} s)")
@@ -423,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     machine: dict[str, Any] = {
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "fdatasync_us": {"before": fsync_before, "after": fsync_after},
+        "fdatasync_us": {"before": fsync_before, "per_repetition": disk, "after": fsync_after},
         "load_average": {"before": load_before, "after": os.getloadavg()[0]},
         "versions": versions(peers_python),
     }
@@ -442,7 +456,18 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"medians of {plan.repeats} repetition(s); durable: {plan.durable_steps} steps; "
         f"growing: {plan.grow_steps} steps of 1 KB, half = {plan.grow_half}, fork + "
-        f"{plan.fork_steps} steps; telic ratio = telic / peer; {elapsed:.0f} s in all\n",
+        f"{plan.fork_steps} steps; telic ratio = telic / peer; {elapsed:.0f} s in all",
+        file=out,
+    )
+    print(
+        "write+fdatasync before each repetition: "
+        + ", ".join(f"{us:,.0f}" for us in disk)
+        + " us; durable step per repetition (telic / langgraph / dbos): "
+        + ", ".join(
+            " / ".join(f"{r['us_per_step']:,.0f}" for r in runs)
+            for runs in zip(*(results["durable"][s] for s in SYSTEMS), strict=True)
+        )
+        + "\n",
         file=out,
     )
     print_table(figures, crash_out, plan, out)

@@ -82,7 +82,8 @@ def _timed_reads(path: Path, seq: int | None) -> float:
 
 
 async def durable(a: Args) -> dict[str, Any]:
-    ledger = open_ledger(a.dir / "telic.db")
+    path = a.dir / "telic.db"
+    ledger = open_ledger(path if a.sync == "full" else f"sqlite://{path}?synchronous={a.sync}")
     try:
         run = await Kernel(ledger).boot(_config(FunctionMind(_noop)), run_id=RUN_ID)
         t0 = now()
