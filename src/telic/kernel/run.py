@@ -384,10 +384,8 @@ class Run:
         """Tick until the run ends (or ``max_ticks`` more ticks), then stop its processes."""
         try:
             n = 0
-            while await self.step():
+            while (max_ticks is None or n < max_ticks) and await self.step():
                 n += 1
-                if max_ticks is not None and n >= max_ticks:
-                    break
         finally:
             await self.close()
         return self.result()
