@@ -159,3 +159,10 @@ def test_every_committed_transition_is_published_once_in_order() -> None:
         (fork, 6),
     ]
     assert published[-1].kind == "run.forked"
+
+
+def test_max_ticks_zero_boots_the_run_and_ticks_nothing() -> None:
+    played = play(config(agent("a", finish())), max_ticks=0)
+    assert played.kinds() == ["run.booted", "agent.spawned"]
+    assert played.result is not None
+    assert played.result.status == "running"
