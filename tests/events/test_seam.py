@@ -229,3 +229,28 @@ def test_a_batch_that_spans_runs_keeps_each_subscribers_order() -> None:
         await events.aclose()
 
     virtual(body)
+
+
+def test_publishing_from_another_thread_is_handed_to_the_loop_in_order() -> None:
+    """The kernel may append in a worker thread and publish there: nothing is lost or reordered."""
+
+    async def body() -> None:
+        ledger = memory_ledger("r")
+        events = EventKernel(ledger)
+        live = events.subscribe("*", run="r")
+
+        def writer() -> None:
+            for _ in range(200):
+                events.publish(append(ledger, "r", 3))
+
+        task = asyncio.create_task(asyncio.to_thread(writer))
+        await asyncio.sleep(0.001)  # wherever the writer is by now, the seam must hold
+        late = events.subscribe("*", run="r", from_seq=1)
+        await task
+        async with asyncio.timeout(60):  # only a failure could ever wait this long
+            got = [e.seq for e in await take(live, 600)]
+            caught = [e.seq for e in await take(late, 600)]
+        assert got == caught == list(range(1, 601))
+        await events.aclose()
+
+    asyncio.run(body())

@@ -231,9 +231,10 @@ asyncio.run(main())
   ledger from `from_seq` in pages, then switches to live delivery without a gap or a duplicate
   at the seam, also while transitions keep being published. `from_seq` may be at most the run's
   head + 1 (`SequenceError` otherwise); an unknown run raises `RunNotFound`; `from_seq`
-  without `run`, a bad `maxsize` or `overflow` raise `BadSubscription`. Publishing must happen
-  on the event loop's thread, after the transitions were appended to the ledger (the seam
-  relies on both). Catch-up is pulled by the reader: a subscription that is never read costs
+  without `run`, a bad `maxsize` or `overflow` raise `BadSubscription`. Publish only what the
+  ledger has already committed, in the order it was appended (the seam relies on both);
+  `publish` from another thread than the loop's (after an append in a worker) is handed to
+  the loop in order. Subscribe and read on the loop's thread. Catch-up is pulled by the reader: a subscription that is never read costs
   nothing while it catches up.
 - **Ending**: `close()` (or leaving `with`/`async with`) ends iteration and records
   `subscription.ended`. Expiry, disconnection and `EventKernel.aclose()` make the reader raise

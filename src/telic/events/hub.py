@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -89,6 +90,9 @@ class Hub:
         self.pending: list[tuple[Payload, SubscriptionState | None, SubscriptionState | None]] = []
         """Deferred records: (payload, subscription not to deliver it to, lagging one)."""
         self.flush_handle: asyncio.Handle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop subscriptions are read on (set by the first subscribe inside one)."""
+        self.loop_thread: int | None = None
 
     # -- subscribing ---------------------------------------------------------------------
 
@@ -107,6 +111,10 @@ class Hub:
         # signature is EventKernel.subscribe's.
         if self.closed:
             raise EventKernelClosed()
+        if self.loop is None:
+            with contextlib.suppress(RuntimeError):
+                self.loop = asyncio.get_running_loop()
+                self.loop_thread = threading.get_ident()
         routes = compile_pattern(pattern)
         ttl = check_ttl(ttl)
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
@@ -226,6 +234,11 @@ class Hub:
         for t in transitions:
             if t.kind not in _KINDS:
                 raise UnknownEventType(t.kind)
+        loop = self.loop
+        if loop is not None and threading.get_ident() != self.loop_thread:
+            # From another thread (an append done in a worker): hand it to the loop, in order.
+            loop.call_soon_threadsafe(self.publish, tuple(transitions), skip)
+            return
         if self.publishing:
             self.backlog.append((transitions, skip))
             return
