@@ -23,8 +23,8 @@ __all__ = ["EventKernel"]
 class EventKernel:
     """Publishes the ledger's committed transitions as events to subscriptions.
 
-    The kernel appends to ``ledger`` and then calls :meth:`publish` (synchronously, on the
-    event loop's thread). Subscriptions read through :meth:`subscribe` (an async iterator)
+    The kernel appends to ``ledger`` and then calls :meth:`publish` (synchronously; called
+    from a worker thread, it is handed to the loop in order). Subscriptions read through :meth:`subscribe` (an async iterator)
     or :meth:`on` (a callback). The event kernel records its own transitions (subscriptions
     made, ended, expired, lagging) in the ledger's ``telic-events`` run. See docs/events.md.
     """
@@ -62,7 +62,8 @@ class EventKernel:
         Synchronous and cheap: it never awaits, never waits on a subscriber (each has a
         bounded queue) and runs no subscriber code. Transitions must already be in the
         ledger. A kind outside the catalogue raises :class:`~telic.errors.UnknownEventType`
-        before anything is delivered. Re-entrant calls are queued and delivered in order.
+        before anything is delivered. Re-entrant calls are queued and delivered in order;
+        calls from another thread than the subscriptions' loop are handed to that loop.
         """
         self._hub.publish(transitions, None)
 
