@@ -26,7 +26,7 @@ from telic.transition import Transition
 from .kit import EFFECT_KINDS, Calls, Played, agent, config, echo_tool, finish, play
 
 AGENTS = {"a": ("echo", "launch"), "b": ("echo",), "c": ()}
-POLICY = Policy(max_proposal_bytes=600, loop_repeats=2, stall_ticks=0)
+POLICY = Policy(max_proposal_bytes=600, loop_repeats=3, stall_ticks=0)
 TICKS = 4
 
 
@@ -41,16 +41,18 @@ def _tools() -> ToolRegistry:
     )
 
 
-_args = st.sampled_from([{"x": 1}, {"x": 2}, {"x": "two"}, {}, {"y": 1}])
-_claims = st.lists(
+_args = st.sampled_from([{"x": 1}, {"x": 2}, {"x": 3}, {"x": "two"}, {}, {"y": 1}])
+_claim = st.lists(
     st.builds(
         Claim,
         key=st.sampled_from(["x", "y"]),
         value=st.sampled_from([1, 2, 3, "two"]),
         evidence=st.lists(st.integers(1, 60), max_size=2).map(tuple),
     ),
+    min_size=1,
     max_size=1,
 ).map(tuple)
+_claims = st.one_of(st.just(()), st.just(()), _claim)
 _confidence = st.sampled_from([1.0, 1.0, 0.9, 0.3])
 
 
@@ -78,18 +80,20 @@ def _spawn(confidence: float) -> Proposal:
     return Proposal(action="spawn", args={"question": "why?"}, confidence=confidence)
 
 
+_tool_calls = st.builds(
+    _tool_call,
+    st.sampled_from(["echo", "echo", "launch", "launch", "secret", "nope"]),
+    _args,
+    _confidence,
+    _claims,
+)
 _proposals = st.one_of(
-    st.builds(
-        _tool_call,
-        st.sampled_from(["echo", "launch", "secret", "nope"]),
-        _args,
-        _confidence,
-        _claims,
-    ),
+    _tool_calls,
+    _tool_calls,
     st.builds(
         _remember,
         st.sampled_from(["k1", "k2"]),
-        st.sampled_from([1, 2, "x" * 700]),
+        st.sampled_from([1, 2, 3, 4, "x" * 700]),
         _confidence,
         _claims,
     ),
@@ -101,6 +105,16 @@ _proposals = st.one_of(
 )
 _steps: st.SearchStrategy[Step] = st.one_of(
     _proposals, _proposals, _proposals, st.just(RuntimeError("the mind fell over"))
+)
+
+
+def _repeated(steps: list[tuple[Step, int]]) -> list[Step]:
+    """Each step said 1 to 3 times in a row (so that the loop guard has work), one a tick."""
+    return [step for step, times in steps for _ in range(times)][:TICKS]
+
+
+_script = st.lists(st.tuples(_steps, st.integers(1, 3)), min_size=TICKS, max_size=TICKS).map(
+    _repeated
 )
 
 
@@ -170,9 +184,7 @@ def _check_policy_allows(played: Played, made: Transition, budget_calls: int) ->
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    scripts=st.fixed_dictionaries(
-        {name: st.lists(_steps, min_size=1, max_size=TICKS) for name in AGENTS}
-    ),
+    scripts=st.fixed_dictionaries(dict.fromkeys(AGENTS, _script)),
     answers=st.lists(st.sampled_from([True, False, None]), min_size=1, max_size=4),
     budget_calls=st.integers(1, 4),
 )
@@ -185,10 +197,7 @@ def test_committed_actions_are_a_subset_of_what_policy_allows(
         return pending.pop(0) if pending else None
 
     cfg = config(
-        *(
-            agent(name, *scripts[name], tools=AGENTS[name], role=name, repeat_last=True)
-            for name in AGENTS
-        ),
+        *(agent(name, *scripts[name], tools=AGENTS[name], role=name) for name in AGENTS),
         tools=list(_tools()),
         budget=Budget(tool_calls=budget_calls),
         policy=POLICY,
