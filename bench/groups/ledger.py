@@ -94,24 +94,12 @@ def _latencies(ledger: SQLiteLedger, run: str, samples: int) -> list[float]:
 
 
 def _paired(ledger: SQLiteLedger, run: str, samples: int, root: Path) -> tuple[float, float]:
-    """Median µs of one-transition FULL appends and of write+fdatasync, sampled alternately
-    so that both see the same disk (other processes share it)."""
-    head = ledger.run(run).head
-    appends: list[float] = []
-    syncs: list[float] = []
-    perf = time.perf_counter
-    with tempfile.NamedTemporaryFile(dir=root) as f:
-        fd = f.fileno()
-        for i in range(head + 1, head + 1 + samples):
-            t0 = perf()
-            ledger.append(run, [_draft(i)])
-            t1 = perf()
-            os.write(fd, b"x" * 64)
-            os.fdatasync(fd)
-            t2 = perf()
-            appends.append(t1 - t0)
-            syncs.append(t2 - t1)
-    return median(appends) * 1e6, median(syncs) * 1e6
+    """Median µs of one-transition FULL appends, and of write+fdatasync measured just before
+    and just after them, so that both see the same disk (other processes share it)."""
+    before = fdatasync_latency_us(100, str(root))
+    appends = median(_latencies(ledger, run, samples)) * 1e6
+    after = fdatasync_latency_us(100, str(root))
+    return appends, (before + after) / 2
 
 
 def _group_rate(ledger: SQLiteLedger, run: str, groups: int, size: int) -> float:
@@ -273,7 +261,7 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
         one = median([p[0] for p in pairs])
         beside = median([p[1] for p in pairs])
         fig(
-            "disk: write(64 B) + fdatasync, median, interleaved with the appends below",
+            "disk: write(64 B) + fdatasync, median, just before and after the appends below",
             beside,
             "µs",
             None,
@@ -283,7 +271,7 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
             one,
             "µs",
             1.5 * beside,
-            note=f"1.5x the interleaved fdatasync; {one / beside:.2f}x",
+            note=f"1.5x the fdatasync beside it; {one / beside:.2f}x",
         )
         full.create_run("groups")
         full.append("groups", _drafts(1, 10))
