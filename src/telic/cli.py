@@ -7,7 +7,7 @@ import fnmatch
 import json
 import os
 import sys
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -76,9 +76,14 @@ def _print_json(value: Any) -> None:
 
 
 def _drive(
-    ledger: BaseLedger, clock: Clock, start: Callable[[Kernel], Any], emit: Callable[[str], None]
+    ledger: BaseLedger,
+    clock: Clock,
+    start: Callable[[Kernel], Any],
+    emit: Callable[[str], None],
+    finish: Callable[[], Awaitable[None]] | None = None,
 ) -> Run:
-    """Boot or resume a run, printing its transcript from the ledger as ticks complete."""
+    """Boot or resume a run, printing its transcript from the ledger as ticks complete;
+    ``finish`` runs last, on the run's loop (e.g. to close model clients)."""
 
     async def main() -> Run:
         kernel = Kernel(ledger, clock=clock)
@@ -101,6 +106,8 @@ def _drive(
                 flush()
         finally:
             await run.close()
+            if finish is not None:
+                await finish()
         flush()
         return run
 
@@ -182,16 +189,27 @@ def resume(
 
     with _ledger(db) as ledger:
         booted = next(iter(ledger.read(run_id, 1, 1)), None)
-        demo_cfg = (
-            booted.data.get("config", {}).get("demo")
+        recorded: dict[str, Any] = (
+            booted.data.get("config", {})
             if booted is not None and booted.kind == "run.booted"
-            else None
+            else {}
         )
+        spec_cfg = recorded.get("spec")
+        if spec_cfg is not None:
+            if instant:
+                _fail(
+                    "--instant cannot resume a run booted from a spec: model minds need real time"
+                )
+            _resume_spec(ledger, run_id, spec_cfg, out_dir)
+            return
+        demo_cfg = recorded.get("demo")
         if demo_cfg is None:
             _fail(
                 str(
                     RunNotResumable(
-                        run_id, "only reference-run ledgers can be resumed from the CLI"
+                        run_id,
+                        "only reference-run ledgers and runs booted by `telic run` can be "
+                        "resumed from the CLI",
                     )
                 )
             )
@@ -205,6 +223,77 @@ def resume(
         )
         for f in _write_artifacts(ledger, run.id, out_dir / run.id):
             out.print(f"wrote {f}", style="dim", markup=False)
+
+
+def _resume_spec(ledger: BaseLedger, run_id: str, spec_cfg: dict[str, Any], out_dir: Path) -> None:
+    """Resume a run booted from a spec: rebuild its configuration from the recorded spec."""
+    from telic.spec import build_run
+
+    clock = SystemClock()
+    built = build_run(spec_cfg["path"], model=spec_cfg.get("model"), clock=clock)
+    run = _drive(
+        ledger,
+        clock,
+        lambda k: k.resume(run_id, built.config, reason="telic resume"),
+        lambda line: out.print(line, markup=False),
+        built.aclose,
+    )
+    _report_spec_run(ledger, run, out_dir)
+
+
+def _report_spec_run(ledger: BaseLedger, run: Run, out_dir: Path) -> None:
+    """The run id, the artifacts written; exit 1 when the run did not complete."""
+    info = ledger.run(run.id)
+    files = _write_artifacts(ledger, run.id, out_dir / run.id)
+    out.print(
+        f"run {run.id}  head {info.head_hash.hex()[:16]}  ledger {ledger.url}",
+        style="dim",
+        markup=False,
+    )
+    for f in files:
+        out.print(f"wrote {f}", style="dim", markup=False)
+    status = ledger.state_at(run.id)["status"]
+    if status != "completed":
+        _fail(f"run {run.id} ended {status}, not completed: see `telic show {run.id}`")
+
+
+@app.command("run")
+def run_spec(
+    spec: Annotated[
+        Path,
+        typer.Argument(help="The run spec: a TOML file (see docs/models.md, 'Run specs')."),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Model for every agent without its own, e.g. openai:gpt-4.1-mini "
+            "(replaces the spec's `model`).",
+        ),
+    ] = None,
+    db: DbOption = DEFAULT_DB,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the artifacts.")] = Path(
+        ".telic/out"
+    ),
+) -> None:
+    """Run a swarm described in a TOML spec (goal, agents, tools, budget, policy) with model
+    minds; exit 1 unless the run completes."""
+    from telic.spec import build_run
+
+    clock = SystemClock()  # model minds need real time
+    try:
+        built = build_run(spec, model=model, clock=clock)
+    except TelicError as exc:
+        _fail(str(exc))
+    with _ledger(db, create=True) as ledger:
+        run = _drive(
+            ledger,
+            clock,
+            lambda k: k.boot(built.config),
+            lambda line: out.print(line, markup=False),
+            built.aclose,
+        )
+        _report_spec_run(ledger, run, out_dir)
 
 
 # -- inspecting runs -----------------------------------------------------------------------

@@ -29,6 +29,7 @@ The hierarchy::
     ├── KernelError                 the kernel cannot do what was asked
     │   ├── RunNotResumable         a run that has ended, or a ledger without its boot
     │   └── ConfigError             a bad agent, tool, policy or budget definition
+    │       └── SpecError           a run spec (TOML) that cannot be loaded or built
     ├── ToolError                   defining or calling a tool went wrong
     │   ├── UnknownTool             a tool name that is not registered
     │   └── ToolArgumentsInvalid    arguments that fail the tool's schema
@@ -247,6 +248,16 @@ class RunNotResumable(KernelError):
 
 class ConfigError(KernelError):
     """A bad agent, tool, policy or budget definition."""
+
+
+class SpecError(ConfigError):
+    """A run spec (``telic run SPEC``) that cannot be loaded or built; the message names the
+    spec file and what to fix, on one line."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"spec {where}: {' '.join(problem.split())}")
+        self.where = where
+        self.problem = problem
 
 
 # -- tools -------------------------------------------------------------------------------

@@ -13,12 +13,26 @@ from telic.demo.roles import BUDGET_CHF, agents, explorer
 from telic.demo.world import FaultPlan, World
 from telic.kernel import Artifact, Budget, RunConfig
 from telic.policy import Budgeter, Policy
+from telic.tools import Tool
 
-__all__ = ["DEFAULT_SEED", "GOAL", "FaultPlan", "World", "build"]
+__all__ = [
+    "DEFAULT_SEED",
+    "GOAL",
+    "RETURN_DESCRIPTION",
+    "FaultPlan",
+    "World",
+    "artifacts",
+    "build",
+    "progress",
+    "ready",
+    "reference_tools",
+    "trip_left",
+]
 
 GOAL = "Plan 3-day Basel to Ticino trip under CHF 600"
 DEFAULT_SEED = 7
 _PLAN_WEIGHTS = {"transport": 0.2, "hotel": 0.2, "activities": 0.2, "budget": 0.3}
+RETURN_DESCRIPTION = "transport, hotel, activities and a budget within CHF 600 are planned"
 _RESEARCH = ("tool:train_fares", "tool:hotels", "tool:sights", "tool:weather")
 
 
@@ -41,13 +55,24 @@ def ready(state: Mapping[str, Any]) -> bool:
     )
 
 
-def _trip_left(state: Mapping[str, Any]) -> float:
+def trip_left(state: Mapping[str, Any]) -> float:
+    """What is left of the CHF 600 trip budget after the plan's priced items (the budgeter
+    policy's ``left``)."""
     spent = sum(
         float(v["value"].get("total_chf", 0))
         for k, v in state["plan"].items()
         if k != "budget" and isinstance(v["value"], dict)
     )
     return BUDGET_CHF - spent
+
+
+def reference_tools(seed: int = DEFAULT_SEED) -> list[Tool]:
+    """The reference run's simulated tools (train fares, hotels, sights, weather, calculator)
+    in the world of ``seed``: a zero-argument factory for run specs (``examples/trip.toml``).
+
+    The world's timed fault (a weather lookup that hangs) follows the tick the scripted minds
+    report, so with other minds these tools only have their latency."""
+    return World(seed).tools()
 
 
 def artifacts(state: Mapping[str, Any]) -> Sequence[Artifact]:
@@ -84,7 +109,7 @@ def build(seed: int = DEFAULT_SEED) -> tuple[RunConfig, World]:
     """The reference run's configuration for ``seed``, and its world (for inspection)."""
     world = World(seed)
     policy = Policy(
-        resolvers={"plan:*": Budgeter(left=_trip_left)},
+        resolvers={"plan:*": Budgeter(left=trip_left)},
         exploration_threshold=0.5,
         stall_ticks=6,
     )
@@ -95,7 +120,7 @@ def build(seed: int = DEFAULT_SEED) -> tuple[RunConfig, World]:
         budget=Budget(ticks=12, tool_calls=40, wall_s=600, currency="CHF"),
         policy=policy,
         return_condition=ready,
-        return_description="transport, hotel, activities and a budget within CHF 600 are planned",
+        return_description=RETURN_DESCRIPTION,
         progress=progress,
         artifacts=artifacts,
         explorer=explorer(world),

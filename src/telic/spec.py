@@ -1,0 +1,505 @@
+"""Run specs: a swarm described in a TOML file, for ``telic run SPEC [--model MODEL]``.
+
+A spec names the goal, the agents (role, tools, restart, priority, and a model or a mind by
+import path), the tools (import paths), the budget, the policy, and the run's functions (return
+condition, progress, artifacts) by import path. :func:`load_spec` reads and validates it;
+:func:`build_run` turns it into a :class:`~telic.kernel.RunConfig` with model minds::
+
+    built = build_run("examples/trip.toml", model="openai:gpt-4.1-mini", clock=SystemClock())
+    run = await Kernel(ledger, clock=clock).boot(built.config)
+    ...
+    await built.aclose()
+
+Every problem is a :class:`~telic.errors.SpecError` (a :class:`~telic.errors.ConfigError`)
+whose one-line message names the spec file and what to fix. The format is documented in
+``docs/models.md`` ("Run specs").
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import tomllib
+from collections.abc import Callable, Generator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from telic.clock import Clock
+from telic.errors import ConfigError, SpecError
+from telic.kernel import AgentSpec, Artifact, Budget, RunConfig
+from telic.minds.base import Mind
+from telic.minds.factory import model_mind, shared_scheduler
+from telic.minds.model import ModelMind
+from telic.minds.providers import parse_model, resolve_provider
+from telic.minds.scheduler import Limits, Scheduler
+from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, Resolver
+from telic.reducer import State
+from telic.tools import Tool
+
+__all__ = [
+    "AgentEntry",
+    "BudgetEntry",
+    "BuiltRun",
+    "PolicyEntry",
+    "RunSpec",
+    "build_run",
+    "load_object",
+    "load_spec",
+]
+
+ResolverName = Literal["budgeter", "priority", "first"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class AgentEntry(_Strict):
+    """One ``[[agents]]`` table."""
+
+    name: str = Field(min_length=1)
+    role: str = Field(min_length=1)
+    tools: list[str] = Field(default_factory=list[str])
+    """Names of the tools this agent may call (provided by the spec's ``tools``)."""
+    restart: Literal["permanent", "transient", "temporary"] = "permanent"
+    priority: int = 0
+    model: str | None = None
+    """This agent's model string; by default the spec's ``model`` (or ``--model``)."""
+    mind: str | None = None
+    """An import path (``module:name``) to a Mind, or to a zero-argument factory of one,
+    instead of a model."""
+    prompt: str | None = None
+    """A role prompt replacing the shipped (or ``prompts_dir``) one, for a model mind."""
+
+
+class BudgetEntry(_Strict):
+    """The ``[budget]`` table; an absent dimension is unlimited."""
+
+    tokens: float | None = Field(default=None, ge=0)
+    cost: float | None = Field(default=None, ge=0)
+    tool_calls: float | None = Field(default=None, ge=0)
+    ticks: float | None = Field(default=None, ge=0)
+    wall_s: float | None = Field(default=None, ge=0)
+    currency: str = "USD"
+
+
+class PolicyEntry(_Strict):
+    """The ``[policy]`` table (see :class:`telic.policy.Policy`)."""
+
+    exploration_threshold: float = Field(default=0.5, ge=0, le=1)
+    stall_ticks: int = Field(default=5, ge=1)
+    loop_repeats: int = Field(default=3, ge=2)
+    warn_at: float = Field(default=0.8, gt=0, le=1)
+    approval_timeout_s: float = Field(default=60.0, gt=0)
+    mind_timeout_s: float = Field(default=60.0, gt=0)
+    max_proposal_bytes: int = Field(default=64 * 1024, ge=256)
+    fail_agent_on_tool_error: bool = True
+    resolver: ResolverName = "first"
+    """Conflict resolution for resources without an entry in ``resolvers``."""
+    resolvers: dict[str, ResolverName] = Field(default_factory=dict[str, ResolverName])
+    """By resource: an exact name or a prefix ending in ``*`` (``"plan:*" = "budgeter"``)."""
+    budgeter_left: str | None = None
+    """Import path of ``(state) -> float``: what the budgeter policy may still spend."""
+    ranks: dict[str, int] = Field(default_factory=dict[str, int])
+    """Role ranks for the ``priority`` resolver (higher wins)."""
+
+
+class RunSpec(_Strict):
+    """A whole spec file."""
+
+    goal: str = Field(min_length=1)
+    model: str | None = None
+    """The default model of every agent without its own ``model`` or ``mind``."""
+    agents: list[AgentEntry] = Field(min_length=1)
+    tools: str | list[str] = Field(default_factory=list[str])
+    """Import paths, each to a Tool, a list of Tools, or a zero-argument factory of either."""
+    budget: BudgetEntry = Field(default_factory=BudgetEntry)
+    policy: PolicyEntry = Field(default_factory=PolicyEntry)
+    scheduler: dict[str, Any] | None = None
+    """Limits of the model endpoints (:class:`telic.minds.Limits` fields)."""
+    return_condition: str | None = None
+    return_description: str | None = None
+    progress: str | None = None
+    artifacts: str | None = None
+    explorer: str | None = None
+    """Import path of ``(question, parent AgentSpec) -> Mind``; by default a model mind."""
+    explorer_model: str | None = None
+    """The explorers' model (default: the spec's model)."""
+    strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
+    intensity: int = Field(default=3, ge=0)
+    period_s: float = Field(default=5.0, gt=0)
+    seed: int | None = None
+    structured: Literal["tool", "json"] = "tool"
+    max_tokens: int = Field(default=1024, ge=1)
+    temperature: float | None = Field(default=None, ge=0)
+    prompts_dir: str | None = None
+    """A directory of role prompts (``<role>.md``), relative to the spec file."""
+    prices: str | dict[str, Any] | None = None
+    """A price table: a TOML path relative to the spec file, or an inline table."""
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())
+
+
+def _validation_problem(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(spec)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        problem = f"unknown field {loc!r}: remove it or fix its spelling"
+    elif kind == "missing":
+        problem = f"{loc} is required"
+    elif kind == "literal_error" and "resolver" in loc:
+        problem = f"{loc}: unknown resolver {first['input']!r}; use budgeter, priority or first"
+    else:
+        problem = f"{loc}: {first['msg']} (got {_one_line(repr(first['input']))[:80]})"
+    if len(errors) > 1:
+        problem += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return problem
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Read and validate the spec at ``path`` (no imports yet: see :func:`build_run`)."""
+    where = str(path)
+    p = Path(path)
+    if not p.is_file():
+        problem = "it is a directory" if p.is_dir() else "no such file"
+        raise SpecError(where, f"{problem}; pass the path of a TOML run spec")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(where, f"not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(where, f"cannot read it: {exc}") from None
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(where, _validation_problem(exc)) from None
+
+
+@contextmanager
+def _importable(directory: Path) -> Generator[None]:
+    """Import paths resolve with the spec's directory on ``sys.path`` first."""
+    entry = str(directory)
+    added = entry not in sys.path
+    if added:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if added and entry in sys.path:
+            sys.path.remove(entry)
+
+
+def load_object(path: str, *, what: str, where: str = "<spec>") -> Any:
+    """The object at ``module:attr`` (``attr`` may be dotted), or a :class:`SpecError`."""
+    module_name, sep, attr = path.partition(":")
+    module_name, attr = module_name.strip(), attr.strip()
+    if not sep or not module_name or not attr:
+        raise SpecError(where, f"{what} {path!r} is not an import path; write 'module:name'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(
+            where, f"{what} {path!r}: cannot import {module_name!r} ({_one_line(exc)})"
+        ) from None
+    except Exception as exc:  # the module itself failed while importing
+        raise SpecError(
+            where,
+            f"{what} {path!r}: importing {module_name!r} failed: "
+            f"{type(exc).__name__}: {_one_line(exc)}",
+        ) from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SpecError(
+                where, f"{what} {path!r}: {module_name!r} has no attribute {attr!r}"
+            ) from None
+    return obj
+
+
+def _callable(path: str, *, what: str, where: str) -> Callable[..., Any]:
+    obj = load_object(path, what=what, where=where)
+    if not callable(obj):
+        raise SpecError(where, f"{what} {path!r} is not callable")
+    return cast(Callable[..., Any], obj)
+
+
+def _tools_from(path: str, where: str) -> list[Tool]:
+    obj = load_object(path, what="tools", where=where)
+    if callable(obj) and not isinstance(obj, Tool):
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise SpecError(
+                where, f"tools {path!r}: a tools factory takes no arguments ({_one_line(exc)})"
+            ) from None
+    items: list[Any] = []
+    if isinstance(obj, Tool):
+        items = [obj]
+    elif isinstance(obj, (list, tuple)):
+        items = list(cast(Sequence[Any], obj))
+    if not items or not all(isinstance(t, Tool) for t in items):
+        raise SpecError(
+            where,
+            f"tools {path!r} must be a Tool, a list of Tools, or a zero-argument factory of "
+            "either (see telic.tools.tool)",
+        )
+    return cast(list[Tool], items)
+
+
+def _mind_from(path: str, agent: str, where: str) -> Mind:
+    obj = load_object(path, what=f"agent {agent!r}: mind", where=where)
+    if inspect.isclass(obj) or (callable(obj) and not isinstance(obj, Mind)):
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise SpecError(
+                where,
+                f"agent {agent!r}: mind {path!r} must be a Mind or a zero-argument factory of "
+                f"one ({_one_line(exc)})",
+            ) from None
+    if not isinstance(obj, Mind):
+        raise SpecError(
+            where, f"agent {agent!r}: mind {path!r} is not a Mind (an object with async propose)"
+        )
+    return obj
+
+
+# -- building ------------------------------------------------------------------------------
+
+
+@dataclass
+class BuiltRun:
+    """A spec turned into a run configuration, with the model minds it made (to close)."""
+
+    spec: RunSpec
+    path: Path
+    """The spec file, absolute."""
+    config: RunConfig
+    model: str | None
+    """The ``--model`` override it was built with (None: the spec's own)."""
+    minds: list[ModelMind] = field(default_factory=list[ModelMind])
+
+    async def aclose(self) -> None:
+        """Close the model minds' clients (explorers included)."""
+        for m in self.minds:
+            await m.aclose()
+        self.minds.clear()
+
+
+class _Models:
+    """Makes model minds; one scheduler per endpoint holds the spec's ``[scheduler]``."""
+
+    def __init__(self, spec: RunSpec, base: Path, clock: Clock | None, where: str) -> None:
+        self.spec = spec
+        self.clock = clock
+        self.where = where
+        self.made: list[ModelMind] = []
+        self._schedulers: dict[tuple[str, str], Scheduler] = {}
+        self._limits: Limits | None = None
+        if spec.scheduler is not None:
+            try:
+                self._limits = Limits(**spec.scheduler)
+            except TypeError as exc:
+                raise SpecError(where, f"[scheduler]: {_one_line(exc)}") from None
+            except ConfigError as exc:
+                raise SpecError(where, f"[scheduler]: {exc}") from None
+        self.prompts_dir = None if spec.prompts_dir is None else base / spec.prompts_dir
+        prices = spec.prices
+        self.prices: Any = str(base / prices) if isinstance(prices, str) else prices
+
+    def check(self, model: str) -> None:
+        parse_model(model)  # UnknownProvider, naming the known prefixes
+
+    def make(self, model: str, *, role_prompt: str | None = None) -> ModelMind:
+        preset, _ = parse_model(model)
+        scheduler: Scheduler | None = None
+        if self._limits is not None:
+            provider = resolve_provider(preset)
+            scheduler = self._schedulers.get(provider.key)
+            if scheduler is None:
+                scheduler = self._schedulers[provider.key] = shared_scheduler(
+                    provider, limits=self._limits, clock=self.clock
+                )
+        mind = model_mind(
+            model,
+            role_prompt=role_prompt,
+            prompts_dir=self.prompts_dir,
+            scheduler=scheduler,
+            prices=self.prices,
+            structured=self.spec.structured,
+            max_tokens=self.spec.max_tokens,
+            temperature=self.spec.temperature,
+            clock=self.clock,
+        )
+        self.made.append(mind)
+        return mind
+
+
+def _resolver(name: ResolverName, policy: PolicyEntry, left: Any) -> Resolver:
+    if name == "budgeter":
+        return Budgeter(left=left)
+    if name == "priority":
+        return PriorityByRole(ranks=dict(policy.ranks))
+    return FirstByOrder()
+
+
+def build_run(
+    path: str | Path, *, model: str | None = None, clock: Clock | None = None
+) -> BuiltRun:
+    """Load the spec at ``path`` and build its :class:`RunConfig`.
+
+    ``model`` replaces the spec's default model (agents with their own ``model`` keep it).
+    Model minds run on ``clock`` (use the :class:`~telic.clock.SystemClock`). The run's
+    ``run.booted`` records ``{"spec": {"path": <absolute path>, "model": model}}`` so that
+    ``telic resume`` can rebuild it.
+    """
+    spec = load_spec(path)
+    where = str(path)
+    absolute = Path(path).resolve()
+    default_model = model or spec.model
+    for m in {model, spec.model, spec.explorer_model, *(a.model for a in spec.agents)}:
+        if m is not None:
+            parse_model(m)  # an unknown provider prefix fails before anything is made
+    models = _Models(spec, absolute.parent, clock, where)
+    with _importable(absolute.parent):
+        config = _config(spec, models, default_model, where)
+    config.record = {"spec": {"path": str(absolute), "model": model}}
+    return BuiltRun(spec=spec, path=absolute, config=config, model=model, minds=models.made)
+
+
+def _config(spec: RunSpec, models: _Models, default_model: str | None, where: str) -> RunConfig:
+    """Check and import everything first; model minds are made last (nothing to undo)."""
+    tool_paths = [spec.tools] if isinstance(spec.tools, str) else list(spec.tools)
+    tools: list[Tool] = []
+    for tp in tool_paths:
+        for t in _tools_from(tp, where):
+            if any(t.name == u.name for u in tools):
+                raise SpecError(where, f"two tools are named {t.name!r}; rename one")
+            tools.append(t)
+    known = sorted(t.name for t in tools)
+    names = [a.name for a in spec.agents]
+    for n in names:
+        if names.count(n) > 1:
+            raise SpecError(where, f"two agents are named {n!r}; agent names must be unique")
+    loaded: dict[str, Mind] = {}
+    for a in spec.agents:
+        for t in a.tools:
+            if t not in known:
+                raise SpecError(
+                    where,
+                    f"agent {a.name!r} lists tool {t!r}, which no tools entry provides "
+                    f"(known: {', '.join(known) or 'none'})",
+                )
+        if a.mind is not None and a.model is not None:
+            raise SpecError(where, f"agent {a.name!r} has both mind and model; keep one")
+        if a.mind is not None:
+            loaded[a.name] = _mind_from(a.mind, a.name, where)
+        elif (a.model or default_model) is None:
+            raise SpecError(
+                where,
+                f'agent {a.name!r} has no model: set model = "provider:model" in the spec '
+                "(or on the agent), or pass --model",
+            )
+
+    p = spec.policy
+    left = None
+    if p.budgeter_left is not None:
+        left = _callable(p.budgeter_left, what="policy.budgeter_left", where=where)
+    policy = Policy(
+        max_proposal_bytes=p.max_proposal_bytes,
+        loop_repeats=p.loop_repeats,
+        stall_ticks=p.stall_ticks,
+        resolver=_resolver(p.resolver, p, left),
+        resolvers={k: _resolver(v, p, left) for k, v in p.resolvers.items()},
+        exploration_threshold=p.exploration_threshold,
+        warn_at=p.warn_at,
+        approval_timeout_s=p.approval_timeout_s,
+        fail_agent_on_tool_error=p.fail_agent_on_tool_error,
+        mind_timeout_s=p.mind_timeout_s,
+    )
+    b = spec.budget
+    budget = Budget(
+        tokens=b.tokens,
+        cost=b.cost,
+        tool_calls=b.tool_calls,
+        ticks=b.ticks,
+        wall_s=b.wall_s,
+        currency=b.currency,
+    )
+
+    explorer: Callable[[str, AgentSpec], Mind] | None = None
+    if spec.explorer is not None:
+        explorer = _callable(spec.explorer, what="explorer", where=where)
+    else:
+        explorer_model = spec.explorer_model or default_model
+        if explorer_model is not None:
+            chosen = explorer_model
+
+            def make_explorer(question: str, parent: AgentSpec) -> Mind:
+                return models.make(chosen)  # its role is "explorer": the shipped prompt
+
+            explorer = make_explorer
+
+    extra: dict[str, Any] = {}
+    if spec.return_condition is not None:
+        extra["return_condition"] = _callable(
+            spec.return_condition, what="return_condition", where=where
+        )
+        extra["return_description"] = (
+            spec.return_description or f"the return condition {spec.return_condition} holds"
+        )
+    elif spec.return_description is not None:
+        raise SpecError(where, "return_description without return_condition: add the condition")
+    if spec.progress is not None:
+        extra["progress"] = cast(
+            Callable[[State], float], _callable(spec.progress, what="progress", where=where)
+        )
+    if spec.artifacts is not None:
+        extra["artifacts"] = cast(
+            Callable[[State], Sequence[Artifact]],
+            _callable(spec.artifacts, what="artifacts", where=where),
+        )
+
+    agents = [
+        AgentSpec(
+            name=a.name,
+            role=a.role,
+            mind=loaded.get(a.name)
+            or models.make(cast(str, a.model or default_model), role_prompt=a.prompt),
+            tools=tuple(a.tools),
+            restart=a.restart,
+            priority=a.priority,
+        )
+        for a in spec.agents
+    ]
+    config = RunConfig(
+        goal=spec.goal,
+        agents=agents,
+        tools=tools,
+        budget=budget,
+        policy=policy,
+        explorer=explorer,
+        strategy=spec.strategy,
+        intensity=spec.intensity,
+        period_s=spec.period_s,
+        seed=spec.seed,
+        **extra,
+    )
+    try:
+        config.validate()
+    except ConfigError as exc:
+        raise SpecError(where, str(exc)) from None
+    return config
