@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 from telic.errors import MalformedOutput
 from telic.kernel.process import AgentCrash, ToolOutcome
 from telic.kinds import (
-    AgentSpawned,
-    AgentTerminated,
     ApprovalDenied,
     ApprovalGranted,
     ApprovalRequested,
@@ -38,7 +36,7 @@ from telic.kinds import (
     MemoryUpdated,
     MessageSent,
     ModelCalled,
-    ObservationRecorded,
+    Payload,
     PlanUpdated,
     ProposalAccepted,
     ProposalMade,
@@ -53,6 +51,7 @@ from telic.kinds import (
 )
 from telic.policy import BudgetCheck, Candidate, CheckContext, find_conflicts
 from telic.proposal import Proposal
+from telic.tools import Tool
 
 if TYPE_CHECKING:
     from telic.kernel.run import Run
@@ -450,59 +449,88 @@ async def run_tick(run: Run) -> None:
 async def _execute(
     run: Run, batch: Any, tick: int, calls: list[tuple[_Pending, int, str, dict[str, Any]]]
 ) -> list[str]:
-    """Run the tick's tool calls concurrently; record results in call order."""
+    """Run the tick's tool calls concurrently and record results in call order.
+
+    An idempotent tool with a retry policy is tried again after a failure or timeout: the
+    failure is recorded, then a new ``tool.started`` (``attempt`` + 1) is committed before the
+    call runs again, after the policy's back-off. Only the last failure crashes the agent.
+    Returns the agents whose calls failed for good.
+    """
     crash = run.config.policy.fail_agent_on_tool_error
-    futures = [
-        run.process(p.agent).execute(
-            run.tools.get(str(p.proposal.args["tool"])), targs, crash_on_failure=crash
-        )
-        for p, _, _, targs in calls
-    ]
-    outcomes: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
     failed: list[str] = []
-    for (p, started, call_id, _), outcome in zip(calls, outcomes, strict=True):
-        tool = str(p.proposal.args["tool"])
-        if not isinstance(outcome, ToolOutcome):
-            outcome = ToolOutcome("failed", error=type(outcome).__name__, message=str(outcome))
-        if outcome.status == "completed":
-            batch.add(
-                ToolCompleted(call_id=call_id, agent=p.agent, tool=tool, result=outcome.result),
-                tick=tick,
-                agent=p.agent,
-                causes=(started,),
+    attempts: list[tuple[_Pending, int, str, dict[str, Any], int]] = [
+        (p, started, call_id, targs, 1) for p, started, call_id, targs in calls
+    ]
+    while attempts:
+        tools = [run.tools.get(str(p.proposal.args["tool"])) for p, *_ in attempts]
+        futures = [
+            run.process(p.agent).execute(
+                tool, targs, crash_on_failure=crash and not _retries(tool, attempt)
             )
-        elif outcome.status == "timeout":
-            failed.append(p.agent)
-            batch.add(
-                ToolTimeout(
-                    call_id=call_id,
+            for tool, (p, _, _, targs, attempt) in zip(tools, attempts, strict=True)
+        ]
+        outcomes: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
+        again: list[tuple[_Pending, int, str, dict[str, Any], int]] = []
+        backoff = 0.0
+        for tool, (p, started, call_id, targs, attempt), outcome in zip(
+            tools, attempts, outcomes, strict=True
+        ):
+            if not isinstance(outcome, ToolOutcome):
+                outcome = ToolOutcome("failed", error=type(outcome).__name__, message=str(outcome))
+            ended = _record_outcome(batch, tick, p.agent, tool, call_id, started, outcome)
+            if outcome.status == "completed":
+                continue
+            if _retries(tool, attempt):
+                backoff = max(backoff, tool.retry.backoff_s * 2 ** (attempt - 1))
+                again.append((p, ended, call_id, targs, attempt + 1))
+            else:
+                failed.append(p.agent)
+        attempts = []
+        if again:
+            run.commit(batch)
+            await asyncio.sleep(backoff)
+            for p, cause, call_id, targs, attempt in again:
+                tool = run.tools.get(str(p.proposal.args["tool"]))
+                started = batch.add(
+                    ToolStarted(
+                        call_id=call_id,
+                        agent=p.agent,
+                        tool=tool.name,
+                        args=targs,
+                        idempotent=tool.idempotent,
+                        attempt=attempt,
+                    ),
+                    tick=tick,
                     agent=p.agent,
-                    tool=tool,
-                    timeout_s=run.tools.get(tool).timeout_s,
-                ),
-                tick=tick,
-                agent=p.agent,
-                causes=(started,),
-            )
-        else:
-            failed.append(p.agent)
-            batch.add(
-                ToolFailed(
-                    call_id=call_id,
-                    agent=p.agent,
-                    tool=tool,
-                    error=outcome.error,
-                    message=outcome.message,
-                ),
-                tick=tick,
-                agent=p.agent,
-                causes=(started,),
-            )
+                    causes=(cause,),
+                )
+                attempts.append((p, started, call_id, targs, attempt))
+            run.commit(batch)
     return failed
 
 
-_ = (
-    AgentSpawned,
-    AgentTerminated,
-    ObservationRecorded,
-)  # used by Run's helpers via this module's imports
+def _retries(tool: Tool, attempt: int) -> bool:
+    """Whether a failed ``attempt`` of ``tool`` is tried again."""
+    return tool.idempotent and attempt < tool.retry.attempts
+
+
+def _record_outcome(
+    batch: Any, tick: int, agent: str, tool: Tool, call_id: str, started: int, outcome: ToolOutcome
+) -> int:
+    payload: Payload
+    if outcome.status == "completed":
+        payload = ToolCompleted(call_id=call_id, agent=agent, tool=tool.name, result=outcome.result)
+    elif outcome.status == "timeout":
+        payload = ToolTimeout(
+            call_id=call_id, agent=agent, tool=tool.name, timeout_s=tool.timeout_s
+        )
+    else:
+        payload = ToolFailed(
+            call_id=call_id,
+            agent=agent,
+            tool=tool.name,
+            error=outcome.error,
+            message=outcome.message,
+        )
+    seq: int = batch.add(payload, tick=tick, agent=agent, causes=(started,))
+    return seq
