@@ -17,13 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from common import EFFECT_LATENCY_S, Args, Marks, chunk, db_bytes, emit, now, parse
-from dbos import DBOS, DBOSConfig, SetWorkflowID
+from dbos import DBOS, DBOSConfig, SetWorkflowID, WorkflowHandle
 
 READS = 5
 POLL_S = 0.001
 """``get_result`` polling interval for handles that poll (DBOS's default is 1 s)."""
 FORK_QUEUE = "bench-forks"
 """Forks are dispatched through a queue; this one is polled every 10 ms (the default is 1 s)."""
+
+
+def _ignore(_step: int) -> None:
+    return None
 
 
 class _Hooks:
@@ -33,7 +37,7 @@ class _Hooks:
     acks = Marks(None)
     stop_at: int | None = None
     """Set before a fork: a fork keeps the original arguments, so the new bound comes here."""
-    after_step: Callable[[int], None] = staticmethod(lambda _i: None)
+    after_step: Callable[[int], None] = staticmethod(_ignore)
     executed = 0
     """Steps whose body actually ran in this process (not replayed from the database)."""
 
@@ -183,7 +187,8 @@ def crash_resume(a: Args) -> dict[str, Any]:
     conn.close()
     _Hooks.effects = Marks(a.effects)
     _launch(a)  # launching recovers this executor's pending workflows
-    done = DBOS.retrieve_workflow("crash").get_result(polling_interval_sec=POLL_S)
+    handle: WorkflowHandle[int] = DBOS.retrieve_workflow("crash")
+    done = handle.get_result(polling_interval_sec=POLL_S)
     DBOS.destroy()
     return {"recovered": int(recovered), "done": int(done), "unknown": 0}
 
