@@ -261,7 +261,9 @@ def _report_spec_run(ledger: BaseLedger, run: Run, out_dir: Path) -> None:
 def run_spec(
     spec: Annotated[
         Path,
-        typer.Argument(help="The run spec: a TOML file (see docs/models.md, 'Run specs')."),
+        typer.Argument(
+            metavar="SPEC", help="The run spec: a TOML file (see docs/models.md, 'Run specs')."
+        ),
     ],
     model: Annotated[
         str | None,
