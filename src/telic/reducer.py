@@ -377,6 +377,14 @@ class Fold:
     def __init__(self, state: State | None = None) -> None:
         self._s: State = initial_state() if state is None else _copy(state)
 
+    @classmethod
+    def adopt(cls, state: State) -> Fold:
+        """A fold that takes ``state`` over without copying it: the caller must hold no other
+        reference to it (e.g. a state just decoded from a snapshot)."""
+        fold = cls.__new__(cls)
+        fold._s = state
+        return fold
+
     @property
     def seq(self) -> int:
         seq: int = self._s["seq"]

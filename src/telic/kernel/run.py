@@ -69,7 +69,7 @@ class Run:
         self.clock = clock
         self.tools: ToolRegistry = config.registry()
         self._publish = publish
-        self.fold = Fold(ledger.state_at(run_id))
+        self.fold = Fold.adopt(ledger.state_at(run_id))
         self._specs: dict[str, AgentSpec] = {a.name: a for a in config.agents}
         self._order: list[str] = [a.name for a in config.agents]
         self._procs: dict[str, AgentProcess] = {}
@@ -107,7 +107,7 @@ class Run:
         try:
             committed = batch.commit()
         except BaseException:
-            self.fold = Fold(self.ledger.state_at(self.id))
+            self.fold = Fold.adopt(self.ledger.state_at(self.id))
             raise
         for t in committed:
             if t.kind in _FAILURE_KINDS:
