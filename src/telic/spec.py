@@ -29,6 +29,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+import telic.prompts
 from telic.clock import Clock
 from telic.errors import ConfigError, SpecError
 from telic.kernel import AgentSpec, Artifact, Budget, RunConfig
@@ -139,6 +140,9 @@ class RunSpec(_Strict):
     temperature: float | None = Field(default=None, ge=0)
     prompts_dir: str | None = None
     """A directory of role prompts (``<role>.md``), relative to the spec file."""
+    instructions: str | None = None
+    """Text appended to every model agent's role prompt (explorers included): what the run
+    expects of the plan, for example."""
     prices: str | dict[str, Any] | None = None
     """A price table: a TOML path relative to the spec file, or an inline table."""
 
@@ -323,7 +327,10 @@ class _Models:
     def check(self, model: str) -> None:
         parse_model(model)  # UnknownProvider, naming the known prefixes
 
-    def make(self, model: str, *, role_prompt: str | None = None) -> ModelMind:
+    def make(self, model: str, *, role: str, role_prompt: str | None = None) -> ModelMind:
+        if self.spec.instructions:
+            base = role_prompt or telic.prompts.role_prompt(role, directory=self.prompts_dir)
+            role_prompt = f"{base.rstrip()}\n\n{self.spec.instructions.strip()}\n"
         preset, _ = parse_model(model)
         scheduler: Scheduler | None = None
         if self._limits is not None:
@@ -449,7 +456,7 @@ def _config(spec: RunSpec, models: _Models, default_model: str | None, where: st
             chosen = explorer_model
 
             def make_explorer(question: str, parent: AgentSpec) -> Mind:
-                return models.make(chosen)  # its role is "explorer": the shipped prompt
+                return models.make(chosen, role="explorer")
 
             explorer = make_explorer
 
@@ -478,7 +485,7 @@ def _config(spec: RunSpec, models: _Models, default_model: str | None, where: st
             name=a.name,
             role=a.role,
             mind=loaded.get(a.name)
-            or models.make(cast(str, a.model or default_model), role_prompt=a.prompt),
+            or models.make(cast(str, a.model or default_model), role=a.role, role_prompt=a.prompt),
             tools=tuple(a.tools),
             restart=a.restart,
             priority=a.priority,

@@ -181,6 +181,7 @@ def test_the_reference_run_completes_with_each_adapter(tmp_path: Path, api: str)
             assert p["error"] is None and p["input_tokens"] > 0 and p["output_tokens"] > 0
             assert p["model"].endswith("any")
         assert any(role == "explorer" for _, role, _ in responder.asked)
+        assert all("# This run's plan" in json.dumps(r.body) for r in server.requests)
         spent = json.loads(_ok(_telic(tmp_path, "state", run_id, "--db", str(db), "--json")))[
             "spent"
         ]
@@ -234,6 +235,62 @@ def test_a_fork_of_a_spec_run_resumes_from_its_recorded_spec(tmp_path: Path) -> 
     finally:
         server.close()
         responder.close()
+
+
+def test_a_spec_of_function_minds_and_local_tools_runs_without_a_model(tmp_path: Path) -> None:
+    (tmp_path / "mytools.py").write_text(
+        """
+from telic.minds import FunctionMind
+from telic.proposal import Proposal
+from telic.tools import tool
+
+@tool
+async def echo(text: str) -> dict[str, str]:
+    \"\"\"Echo.\"\"\"
+    return {"text": text}
+
+def mind() -> FunctionMind:
+    def propose(view):
+        if not view.observations:
+            return Proposal(action="tool", args={"tool": "echo", "args": {"text": "hi"}})
+        return Proposal(action="finish", args={"result": view.observations[-1]["content"]})
+    return FunctionMind(propose, name="echoer")
+"""
+    )
+    (tmp_path / "local.toml").write_text(
+        """
+goal = "say hi"
+tools = ["mytools:echo"]
+[budget]
+ticks = 5
+[[agents]]
+name = "a"
+role = "echoer"
+mind = "mytools:mind"
+tools = ["echo"]
+"""
+    )
+    db = tmp_path / "l.db"
+    out = _ok(_telic(tmp_path, "run", "local.toml", "--db", str(db)))
+    assert "return condition met" in out
+    runs = json.loads(_ok(_telic(tmp_path, "runs", "--db", str(db), "--json")))
+    assert runs[0]["status"] == "completed"
+
+
+def test_lenient_reference_functions_count_ill_formed_items_as_missing() -> None:
+    from telic.demo import lenient_progress, lenient_ready, lenient_trip_left
+    from telic.reducer import initial_state
+
+    state = initial_state()
+    state["plan"] = {
+        "transport": {"value": {"mode": "train", "total_chf": 64.0}, "seq": 1},
+        "hotel": {"value": "the cheap one", "seq": 2},
+        "budget": {"value": {"total": "about 300"}, "seq": 3},
+        "extra": {"value": {"total_chf": "n/a"}, "seq": 4},
+    }
+    assert lenient_progress(state) == pytest.approx(0.2)
+    assert lenient_ready(state) is False
+    assert lenient_trip_left(state) == pytest.approx(600 - 64)
 
 
 # -- bad specs -------------------------------------------------------------------------------

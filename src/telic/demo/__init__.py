@@ -7,7 +7,7 @@ prints is rendered from the ledger afterwards (:mod:`telic.demo.transcript`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from telic.demo.roles import BUDGET_CHF, agents, explorer
 from telic.demo.world import FaultPlan, World
@@ -23,10 +23,15 @@ __all__ = [
     "World",
     "artifacts",
     "build",
+    "lenient_artifacts",
+    "lenient_progress",
+    "lenient_ready",
+    "lenient_trip_left",
     "progress",
     "ready",
     "reference_tools",
     "trip_left",
+    "well_formed",
 ]
 
 GOAL = "Plan 3-day Basel to Ticino trip under CHF 600"
@@ -103,6 +108,77 @@ def artifacts(state: Mapping[str, Any]) -> Sequence[Artifact]:
         Artifact("itinerary.md", "text/markdown", "\n".join(lines) + "\n"),
         Artifact("result.json", "application/json", result),
     ]
+
+
+# -- for plans written by real models --------------------------------------------------------
+
+_NUMBER = (int, float)
+_SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "transport": {"mode": (str,), "total_chf": _NUMBER},
+    "hotel": {
+        "name": (str,),
+        "stars": _NUMBER,
+        "rating": _NUMBER,
+        "per_night_chf": _NUMBER,
+        "total_chf": _NUMBER,
+    },
+    "activities": {"items": (list,)},
+    "budget": {
+        "train_chf": _NUMBER,
+        "hotel_chf": _NUMBER,
+        "activities_chf": _NUMBER,
+        "total_chf": _NUMBER,
+    },
+}
+_ACTIVITY: dict[str, tuple[type, ...]] = {"name": (str,), "price_chf": _NUMBER, "when": (str,)}
+
+
+def _fits(value: Any, shape: Mapping[str, tuple[type, ...]]) -> bool:
+    if not isinstance(value, dict):
+        return False
+    fields = cast(dict[str, Any], value)
+    return all(
+        isinstance(fields.get(k), types) and not isinstance(fields.get(k), bool)
+        for k, types in shape.items()
+    )
+
+
+def _item_ok(key: str, value: Any) -> bool:
+    if key not in _SHAPES:
+        total = value.get("total_chf", 0) if isinstance(value, dict) else 0  # pyright: ignore[reportUnknownMemberType,reportUnknownVariableType]
+        return not isinstance(total, bool) and isinstance(total, _NUMBER)
+    if not _fits(value, _SHAPES[key]):
+        return False
+    if key == "activities":
+        return all(_fits(a, _ACTIVITY) for a in value["items"])
+    return True
+
+
+def well_formed(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` with only the plan items that have the reference shapes (see
+    ``examples/trip.toml``): what a model wrote differently counts as not planned yet."""
+    plan: Mapping[str, Any] = state["plan"]
+    return {**state, "plan": {k: v for k, v in plan.items() if _item_ok(k, v["value"])}}
+
+
+def lenient_progress(state: Mapping[str, Any]) -> float:
+    """:func:`progress` for plans written by models (ill-formed items count as missing)."""
+    return progress(well_formed(state))
+
+
+def lenient_ready(state: Mapping[str, Any]) -> bool:
+    """:func:`ready` for plans written by models (ill-formed items count as missing)."""
+    return ready(well_formed(state))
+
+
+def lenient_artifacts(state: Mapping[str, Any]) -> Sequence[Artifact]:
+    """:func:`artifacts` for plans written by models."""
+    return artifacts(well_formed(state))
+
+
+def lenient_trip_left(state: Mapping[str, Any]) -> float:
+    """:func:`trip_left` for plans written by models."""
+    return trip_left(well_formed(state))
 
 
 def build(seed: int = DEFAULT_SEED) -> tuple[RunConfig, World]:
