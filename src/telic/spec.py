@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import telic.prompts
 from telic.clock import Clock
-from telic.errors import ConfigError, SpecError
+from telic.errors import ConfigError, SpecError, TelicError
 from telic.kernel import AgentSpec, Artifact, Budget, RunConfig
 from telic.minds.base import Mind
 from telic.minds.factory import model_mind, shared_scheduler
@@ -245,9 +245,15 @@ def _tools_from(path: str, where: str) -> list[Tool]:
     if callable(obj) and not isinstance(obj, Tool):
         try:
             obj = obj()
+        except TelicError:
+            raise
         except TypeError as exc:
             raise SpecError(
                 where, f"tools {path!r}: a tools factory takes no arguments ({_one_line(exc)})"
+            ) from None
+        except Exception as exc:
+            raise SpecError(
+                where, f"tools {path!r} failed: {type(exc).__name__}: {_one_line(exc)}"
             ) from None
     items: list[Any] = []
     if isinstance(obj, Tool):
@@ -268,11 +274,18 @@ def _mind_from(path: str, agent: str, where: str) -> Mind:
     if inspect.isclass(obj) or (callable(obj) and not isinstance(obj, Mind)):
         try:
             obj = obj()
+        except TelicError:
+            raise
         except TypeError as exc:
             raise SpecError(
                 where,
                 f"agent {agent!r}: mind {path!r} must be a Mind or a zero-argument factory of "
                 f"one ({_one_line(exc)})",
+            ) from None
+        except Exception as exc:
+            raise SpecError(
+                where,
+                f"agent {agent!r}: mind {path!r} failed: {type(exc).__name__}: {_one_line(exc)}",
             ) from None
     if not isinstance(obj, Mind):
         raise SpecError(

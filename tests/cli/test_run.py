@@ -277,6 +277,26 @@ tools = ["echo"]
     assert runs[0]["status"] == "completed"
 
 
+def test_a_run_that_does_not_complete_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "idle.py").write_text(
+        """
+from telic.minds import FunctionMind
+from telic.proposal import Proposal
+
+def mind() -> FunctionMind:
+    return FunctionMind(
+        lambda view: Proposal(action="remember", args={"key": "t", "value": view.tick})
+    )
+"""
+    )
+    (tmp_path / "idle.toml").write_text(
+        'goal = "wait"\n[budget]\nticks = 2\n[[agents]]\nname = "a"\nrole = "r"\nmind = "idle:mind"\n'
+    )
+    proc = _telic(tmp_path, "run", "idle.toml", "--db", str(tmp_path / "l.db"))
+    assert proc.returncode == 1 and "TICK 02" in proc.stdout
+    assert proc.stderr.count("\n") == 1 and "not completed" in proc.stderr
+
+
 def test_lenient_reference_functions_count_ill_formed_items_as_missing() -> None:
     from telic.demo import lenient_progress, lenient_ready, lenient_trip_left
     from telic.reducer import initial_state
@@ -346,6 +366,12 @@ tools = ["train_fares"]
             GOOD.replace("telic.demo:reference_tools", "telic.demo:GOAL"),
             (),
             "must be a Tool",
+        ),
+        (
+            "tools factory with arguments",
+            GOOD.replace("telic.demo:reference_tools", "telic.demo:World"),
+            (),
+            "a tools factory takes no arguments",
         ),
         (
             "unknown tool",
