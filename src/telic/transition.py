@@ -50,6 +50,10 @@ class Draft(NamedTuple):
     tick: int = 0
     agent: str | None = None
     causes: tuple[int, ...] = ()
+    data: dict[str, Any] | None = None
+    """The payload as JSON when it comes from a validated model (set by :func:`draft` and the
+    kernel): the ledger then trusts it instead of decoding and validating ``payload`` again.
+    Leave it None for payload bytes of any other origin."""
 
 
 def encode_payload(payload: Payload) -> bytes:
@@ -67,7 +71,8 @@ def draft(
     causes: tuple[int, ...] = (),
 ) -> Draft:
     """Prepare ``payload`` for appending."""
-    return Draft(payload.kind, encode_payload(payload), ts, tick, agent, causes)
+    data = payload.model_dump(mode="json")
+    return Draft(payload.kind, encode_validated(data), ts, tick, agent, causes, data)
 
 
 def record_body(

@@ -44,7 +44,7 @@ class Batch:
         ts = self._now_us()
         seq = self.next_seq
         c = tuple(causes)
-        self._drafts.append(Draft(payload.kind, raw, ts, tick, agent, c))
+        self._drafts.append(Draft(payload.kind, raw, ts, tick, agent, c, data))
         self.fold.apply(
             Transition(
                 self.run_id, seq, tick, agent, payload.kind, c, ts, SCHEMA_VERSION, data, b"", b""

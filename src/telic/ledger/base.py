@@ -222,13 +222,14 @@ class BaseLedger(abc.ABC):
         apply = fold.apply
         try:
             for d in drafts:
-                kind, payload, ts, tick, agent, causes = d
+                kind, payload, ts, tick, agent, causes, data = d
                 size = len(payload)
+                if kind not in CATALOGUE:
+                    raise UnknownKind(kind)
                 if size > max_payload:
-                    if kind not in CATALOGUE:
-                        raise UnknownKind(kind)
                     raise PayloadTooLarge(kind, size, max_payload)
-                data = _checked(kind, payload)
+                if data is None:  # bytes of unknown origin: decode and validate them
+                    data = _checked(kind, payload)
                 if type(tick) is not int or type(ts) is not int:
                     raise PayloadInvalid(
                         kind, f"tick and ts must be integers, not {tick!r}, {ts!r}"
@@ -470,7 +471,7 @@ class BaseLedger(abc.ABC):
             fold, start = Fold(), 1
         else:
             seq, state = snap
-            fold, start = Fold(orjson.loads(state)), seq + 1
+            fold, start = Fold.adopt(orjson.loads(state)), seq + 1
         fold.apply_all(self.read(info.id, start, target))
         return fold
 
