@@ -52,18 +52,41 @@ class _Request:
 
 
 class AgentProcess:
-    """The body the supervisor runs for one agent, and the kernel's handle on it."""
+    """The body the supervisor runs for one agent, and the kernel's handle on it.
+
+    The inbox is a plain list and one waiter future, not an ``asyncio.Queue``: an idle agent
+    is only its task, this object and that future (the kernel never has more than a request
+    or two in flight for one agent).
+    """
+
+    __slots__ = ("_inbox", "_waiter", "mind", "mind_timeout_s", "name")
 
     def __init__(self, name: str, mind: Mind, *, mind_timeout_s: float) -> None:
         self.name = name
         self.mind = mind
         self.mind_timeout_s = mind_timeout_s
-        self.inbox: asyncio.Queue[_Request] = asyncio.Queue()
+        self._inbox: list[_Request] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def _next(self) -> _Request:
+        while not self._inbox:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._inbox.pop(0)
+
+    def _put(self, req: _Request) -> None:
+        self._inbox.append(req)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def body(self) -> None:
         """Serve the inbox until cancelled; crash (raise) on a mind or tool failure."""
         while True:
-            req = await self.inbox.get()
+            req = await self._next()
             if req.reply.cancelled():
                 continue
             if req.kind == "propose":
@@ -126,16 +149,14 @@ class AgentProcess:
 
     def propose(self, view: View) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.inbox.put_nowait(_Request("propose", fut, view=view))
+        self._put(_Request("propose", fut, view=view))
         return fut
 
     def execute(
         self, tool: Tool, args: dict[str, Any], *, crash_on_failure: bool
     ) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.inbox.put_nowait(
-            _Request("execute", fut, tool=tool, args=args, crash_on_failure=crash_on_failure)
-        )
+        self._put(_Request("execute", fut, tool=tool, args=args, crash_on_failure=crash_on_failure))
         return fut
 
 
