@@ -200,6 +200,8 @@ def resume(
                 _fail(
                     "--instant cannot resume a run booted from a spec: model minds need real time"
                 )
+            if seed is not None:
+                _fail("--seed does not apply to a run booted from a spec; leave it out")
             _resume_spec(ledger, run_id, spec_cfg, out_dir)
             return
         demo_cfg = recorded.get("demo")

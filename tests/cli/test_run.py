@@ -232,6 +232,8 @@ def test_a_fork_of_a_spec_run_resumes_from_its_recorded_spec(tmp_path: Path) -> 
         _ok(_telic(tmp_path, "verify", "--all", "--db", str(db)))
         instant = _telic(tmp_path, "resume", fork["id"], "--db", str(db), "--instant")
         assert instant.returncode == 1 and "Traceback" not in instant.stderr
+        seeded = _telic(tmp_path, "resume", fork["id"], "--db", str(db), "--seed", "3")
+        assert seeded.returncode == 1 and "--seed does not apply" in seeded.stderr
     finally:
         server.close()
         responder.close()
