@@ -373,27 +373,15 @@ async def run_tick(run: Run) -> None:
                 causes=(p.seq, *claim.evidence),
             )
         args = p.proposal.args
+        effect: Payload | None = None
         match p.proposal.action:
             case "remember":
-                batch.add(
-                    MemoryUpdated(agent=p.agent, key=str(args["key"]), value=args.get("value")),
-                    tick=tick,
-                    agent=p.agent,
-                    causes=(p.seq,),
-                )
+                effect = MemoryUpdated(agent=p.agent, key=str(args["key"]), value=args.get("value"))
             case "plan":
-                batch.add(
-                    PlanUpdated(agent=p.agent, key=str(args["key"]), value=args.get("value")),
-                    tick=tick,
-                    agent=p.agent,
-                    causes=(p.seq,),
-                )
+                effect = PlanUpdated(agent=p.agent, key=str(args["key"]), value=args.get("value"))
             case "message":
-                batch.add(
-                    MessageSent(sender=p.agent, to=str(args["to"]), content=args.get("content")),
-                    tick=tick,
-                    agent=p.agent,
-                    causes=(p.seq,),
+                effect = MessageSent(
+                    sender=p.agent, to=str(args["to"]), content=args.get("content")
                 )
             case "spawn":
                 helper = run.next_explorer_name()
@@ -418,6 +406,8 @@ async def run_tick(run: Run) -> None:
                     causes=(p.seq,),
                 )
                 calls.append((p, started, call_id, targs))
+        if effect is not None:
+            batch.add(effect, tick=tick, agent=p.agent, causes=(p.seq,))
 
     if calls:
         run.commit(batch)
