@@ -6,7 +6,6 @@ Layout: ``config`` (what a run is made of), ``process`` (one agent = one supervi
 
 from __future__ import annotations
 
-import random
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +20,6 @@ from telic.kinds import (
     AgentSpawned,
     AgentTerminated,
     ApprovalDenied,
-    ProposalRejected,
     RunBooted,
     RunForked,
     RunResumed,
@@ -64,12 +62,10 @@ class Kernel:
         ledger: BaseLedger,
         *,
         clock: Clock | None = None,
-        rng: random.Random | None = None,
         publish: Callable[[Sequence[Transition]], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.clock: Clock = clock or SystemClock()
-        self.rng = rng or random.Random()
         self.publish = publish
 
     async def boot(self, config: RunConfig, *, run_id: str | None = None) -> Run:
@@ -164,14 +160,7 @@ class Kernel:
                 agent=a["agent"],
                 causes=(a["seq"],),
             )
-            batch.add(
-                ProposalRejected(
-                    agent=a["agent"], check="approval", reason=why, proposal=int(proposal)
-                ),
-                tick=tick,
-                agent=a["agent"],
-                causes=(int(proposal),),
-            )
+            batch.reject(tick, a["agent"], int(proposal), "approval", why)
         await run.supervisor.start()
         tools = run.tools
         for call_id, p in sorted(state["pending_tools"].items(), key=lambda kv: kv[1]["seq"]):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from telic.canonical import encode_validated
-from telic.kinds import Payload
+from telic.kinds import Payload, ProposalRejected
 from telic.ledger.base import BaseLedger
 from telic.reducer import Fold
 from telic.transition import SCHEMA_VERSION, Draft, Transition
@@ -51,6 +51,24 @@ class Batch:
             )
         )
         return seq
+
+    def reject(
+        self,
+        tick: int,
+        agent: str,
+        proposal: int,
+        check: str,
+        reason: str,
+        *,
+        causes: Sequence[int] | None = None,
+    ) -> int:
+        """Record that ``check`` refused the proposal at ``proposal`` (seq), and why."""
+        return self.add(
+            ProposalRejected(agent=agent, check=check, reason=reason, proposal=proposal),
+            tick=tick,
+            agent=agent,
+            causes=(proposal,) if causes is None else causes,
+        )
 
     def __len__(self) -> int:
         return len(self._drafts)

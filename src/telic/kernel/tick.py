@@ -146,14 +146,7 @@ async def run_tick(run: Run) -> None:
                         agent=p.agent,
                         causes=(p.seq,),
                     )
-                batch.add(
-                    ProposalRejected(
-                        agent=p.agent, check=verdict.check, reason=verdict.reason, proposal=p.seq
-                    ),
-                    tick=tick,
-                    agent=p.agent,
-                    causes=(p.seq,),
-                )
+                batch.reject(tick, p.agent, p.seq, verdict.check, verdict.reason)
                 refused = True
                 break
             names.append(check.name)
@@ -178,12 +171,7 @@ async def run_tick(run: Run) -> None:
                 if unsure
                 else ("spawn", "the run has no explorer to spawn")
             )
-            batch.add(
-                ProposalRejected(agent=p.agent, check=check, reason=reason, proposal=p.seq),
-                tick=tick,
-                agent=p.agent,
-                causes=(p.seq,),
-            )
+            batch.reject(tick, p.agent, p.seq, check, reason)
             continue
         if unsure:
             question = p.proposal.reason or f"{p.proposal.action} {p.proposal.args}"
@@ -201,16 +189,12 @@ async def run_tick(run: Run) -> None:
                 agent=p.agent,
                 causes=(p.seq,),
             )
-            batch.add(
-                ProposalRejected(
-                    agent=p.agent,
-                    check="confidence",
-                    reason=f"confidence {p.proposal.confidence:g} is below {threshold:g}; {explorer} explores it",
-                    proposal=p.seq,
-                ),
-                tick=tick,
-                agent=p.agent,
-                causes=(p.seq,),
+            batch.reject(
+                tick,
+                p.agent,
+                p.seq,
+                "confidence",
+                f"confidence {p.proposal.confidence:g} is below {threshold:g}; {explorer} explores it",
             )
             await run.spawn_explorer(batch, tick, explorer, question, p.agent, cause)
             continue
@@ -246,15 +230,12 @@ async def run_tick(run: Run) -> None:
         for c in group:
             if c is not res.winner:
                 losers.add(c.seq)
-                batch.add(
-                    ProposalRejected(
-                        agent=c.agent,
-                        check="conflict",
-                        reason=f"lost {resource} to {res.winner.agent} ({resolver.name} policy: {res.why})",
-                        proposal=c.seq,
-                    ),
-                    tick=tick,
-                    agent=c.agent,
+                batch.reject(
+                    tick,
+                    c.agent,
+                    c.seq,
+                    "conflict",
+                    f"lost {resource} to {res.winner.agent} ({resolver.name} policy: {res.why})",
                     causes=(c.seq, detected),
                 )
 
@@ -281,12 +262,7 @@ async def run_tick(run: Run) -> None:
                     agent=p.agent,
                     causes=(p.seq, *claim.evidence),
                 )
-                batch.add(
-                    ProposalRejected(agent=p.agent, check="grounding", reason=why, proposal=p.seq),
-                    tick=tick,
-                    agent=p.agent,
-                    causes=(p.seq,),
-                )
+                batch.reject(tick, p.agent, p.seq, "grounding", why)
                 hallucinated.append(p.agent)
                 continue
             names.append(verifier.name)
@@ -327,12 +303,7 @@ async def run_tick(run: Run) -> None:
                     agent=p.agent,
                     causes=(p.seq,),
                 )
-                batch.add(
-                    ProposalRejected(agent=p.agent, check="approval", reason=why, proposal=p.seq),
-                    tick=tick,
-                    agent=p.agent,
-                    causes=(p.seq,),
-                )
+                batch.reject(tick, p.agent, p.seq, "approval", why)
                 continue
         approved.append((p, names))
 
@@ -348,14 +319,7 @@ async def run_tick(run: Run) -> None:
             )
             verdict = budget.check(p.proposal, ctx)
             if not verdict.ok:
-                batch.add(
-                    ProposalRejected(
-                        agent=p.agent, check=verdict.check, reason=verdict.reason, proposal=p.seq
-                    ),
-                    tick=tick,
-                    agent=p.agent,
-                    causes=(p.seq,),
-                )
+                batch.reject(tick, p.agent, p.seq, verdict.check, verdict.reason)
                 continue
         batch.add(
             ProposalAccepted(proposal=p.seq, agent=p.agent, checks=tuple(names)),
