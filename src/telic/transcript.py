@@ -21,7 +21,7 @@ def _plural(resource: str) -> str:
     return noun if noun.endswith("s") else noun + "s"
 
 
-def render_tick(tick: int, ts: list[Transition], valid_ticks: dict[int, int]) -> str:
+def render_tick(tick: int, ts: list[Transition]) -> str:
     """One ``TICK nn:`` line from the transitions of that tick."""
     parts: list[str] = []
     by_kind: dict[str, list[Transition]] = {}
@@ -90,7 +90,6 @@ def render(transitions: Iterable[Transition], *, total: int | None = None) -> li
     lines: list[str] = []
     count = 0
     ended: Transition | None = None
-    valid: dict[int, int] = {}
     artifacts: list[str] = []
     for tick, ts in _ticks(transitions):
         count += len(ts)
@@ -115,7 +114,7 @@ def render(transitions: Iterable[Transition], *, total: int | None = None) -> li
             elif t.kind in ("run.completed", "run.failed", "run.stopped"):
                 ended = t
         if any(t.kind == "tick.started" for t in ts) or any(t.kind == "tick.completed" for t in ts):
-            lines.append(render_tick(tick, ts, valid))
+            lines.append(render_tick(tick, ts))
     n = total if total is not None else count
     if ended is not None:
         if ended.kind == "run.completed":

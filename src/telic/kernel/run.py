@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from telic.clock import Clock
-from telic.errors import ConfigError, SupervisionError
+from telic.errors import ConfigError, SequenceError, SupervisionError
 from telic.kernel.batch import Batch
 from telic.kernel.config import AgentSpec, RunConfig
 from telic.kernel.process import AgentProcess
@@ -117,9 +117,11 @@ class Run:
         return committed
 
     def lookup(self, seq: int) -> Transition | None:
-        if not 1 <= seq <= self.ledger.run(self.id).head:
+        """A committed transition of this run, or None if there is none at ``seq``."""
+        try:
+            return self.ledger.get(self.id, seq)
+        except SequenceError:
             return None
-        return self.ledger.get(self.id, seq)
 
     def tick_had_failures(self, tick: int) -> bool:
         return tick in self._tick_failures
