@@ -11,17 +11,13 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from telic.errors import ProviderError
 from telic.minds.model import ModelMind, Reply, as_list, as_map
 from telic.minds.prompt import PROPOSE_DESCRIPTION, PROPOSE_TOOL
-from telic.minds.scheduler import Retryable, parse_retry_after
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
 
 __all__ = ["AnthropicMind"]
-
-_RETRY_STATUSES = frozenset({408, 409, 429})
 
 
 class AnthropicMind(ModelMind):
@@ -113,29 +109,7 @@ class AnthropicMind(ModelMind):
         import anthropic
         from anthropic.types import Message
 
-        try:
-            # The client's low-level ``post``: see OpenAIMind.send.
-            message: Any = await self.client.post(
-                "/v1/messages",
-                body=request,
-                cast_to=Message,
-                options={"timeout": self.scheduler.limits.timeout_s + 5},
-            )
-        except anthropic.APIStatusError as exc:
-            status = exc.status_code
-            reason = f"HTTP {status} from {self.base_url}: {exc.message}"
-            if status in _RETRY_STATUSES or status >= 500:
-                after = parse_retry_after(exc.response.headers)
-                raise Retryable(reason, retry_after=after, status=status) from None
-            raise ProviderError(f"{self.name}: {reason}") from None
-        except anthropic.APIConnectionError as exc:
-            raise Retryable(f"cannot reach {self.base_url}: {exc}") from None
-        except (anthropic.APIResponseValidationError, ValueError) as exc:
-            raise Retryable(f"unreadable response from {self.base_url}: {exc}") from None
-        if not hasattr(message, "model_dump"):
-            raise Retryable(f"unreadable response from {self.base_url}: {message!r:.200}")
-        result: dict[str, Any] = message.model_dump(mode="json", exclude_none=True)
-        return result
+        return await self._post(self.client, anthropic, "/v1/messages", Message, request)
 
     def read(self, response: Mapping[str, Any]) -> Reply:
         calls: list[tuple[str, str | Mapping[str, Any]]] = []

@@ -44,7 +44,7 @@ from telic.minds.prompt import (
     view_priority,
 )
 from telic.minds.providers import Provider, is_loopback
-from telic.minds.scheduler import Scheduler
+from telic.minds.scheduler import Retryable, Scheduler, parse_retry_after
 from telic.prompts import protocol_prompt, role_prompt
 from telic.proposal import Proposal
 
@@ -72,6 +72,10 @@ def model_requests_allowed() -> bool:
     """The global switch :data:`telic.minds.ALLOW_MODEL_REQUESTS` (tests turn it off)."""
     pkg = sys.modules.get("telic.minds")
     return bool(getattr(pkg, "ALLOW_MODEL_REQUESTS", True))
+
+
+_RETRY_STATUSES = frozenset({408, 409, 429})
+"""Statuses worth retrying besides every 5xx."""
 
 
 class ModelMind(ABC):
@@ -136,6 +140,41 @@ class ModelMind(ABC):
         """Send one request; return the response as JSON. Raises
         :class:`~telic.minds.scheduler.Retryable` for what may be retried,
         :class:`~telic.errors.ProviderError` for what may not."""
+
+    async def _post(
+        self, client: Any, sdk: Any, path: str, cast_to: type[Any], request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Send ``request`` with the SDK client's low-level ``post`` and map the SDK's errors.
+
+        ``post`` is the SDKs' documented way to send a prepared body: the request is already
+        plain JSON, so the per-call parameter transform (milliseconds on a large tool schema)
+        is skipped, while auth, base URL, errors and the typed response stay the SDK's own.
+        Both official SDKs share the error classes used here (``sdk`` is the imported module,
+        ``client`` its async client).
+        """
+        try:
+            response: Any = await client.post(
+                path,
+                body=request,
+                cast_to=cast_to,
+                options={"timeout": self.scheduler.limits.timeout_s + 5},
+            )
+        except sdk.APIStatusError as exc:
+            status: int = exc.status_code
+            reason = f"HTTP {status} from {self.base_url}: {exc.message}"
+            if status in _RETRY_STATUSES or status >= 500:
+                raise Retryable(
+                    reason, retry_after=parse_retry_after(exc.response.headers), status=status
+                ) from None
+            raise ProviderError(f"{self.name}: {reason}") from None
+        except sdk.APIConnectionError as exc:
+            raise Retryable(f"cannot reach {self.base_url}: {exc}") from None
+        except (sdk.APIResponseValidationError, ValueError) as exc:
+            raise Retryable(f"unreadable response from {self.base_url}: {exc}") from None
+        if not hasattr(response, "model_dump"):
+            raise Retryable(f"unreadable response from {self.base_url}: {response!r:.200}")
+        result: dict[str, Any] = response.model_dump(mode="json", exclude_none=True)
+        return result
 
     @abstractmethod
     def read(self, response: Mapping[str, Any]) -> Reply:

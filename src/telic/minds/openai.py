@@ -10,17 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from telic.errors import ProviderError
 from telic.minds.model import ModelMind, Reply, as_list, as_map
 from telic.minds.prompt import PROPOSE_DESCRIPTION, PROPOSE_TOOL
-from telic.minds.scheduler import Retryable, parse_retry_after
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 __all__ = ["OpenAIMind"]
-
-_RETRY_STATUSES = frozenset({408, 409, 429})
 
 
 class OpenAIMind(ModelMind):
@@ -103,32 +99,7 @@ class OpenAIMind(ModelMind):
         import openai
         from openai.types.chat import ChatCompletion
 
-        try:
-            # The client's low-level ``post`` (its documented way to send a prepared body):
-            # the request is already plain JSON, so the SDK's per-call parameter transform,
-            # which costs milliseconds on a large tool schema, is skipped. Auth, base URL,
-            # errors and the typed response are the SDK's own.
-            completion: Any = await self.client.post(
-                "/chat/completions",
-                body=request,
-                cast_to=ChatCompletion,
-                options={"timeout": self.scheduler.limits.timeout_s + 5},
-            )
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            reason = f"HTTP {status} from {self.base_url}: {exc.message}"
-            if status in _RETRY_STATUSES or status >= 500:
-                after = parse_retry_after(exc.response.headers)
-                raise Retryable(reason, retry_after=after, status=status) from None
-            raise ProviderError(f"{self.name}: {reason}") from None
-        except openai.APIConnectionError as exc:
-            raise Retryable(f"cannot reach {self.base_url}: {exc}") from None
-        except (openai.APIResponseValidationError, ValueError) as exc:
-            raise Retryable(f"unreadable response from {self.base_url}: {exc}") from None
-        if not hasattr(completion, "model_dump"):
-            raise Retryable(f"unreadable response from {self.base_url}: {completion!r:.200}")
-        result: dict[str, Any] = completion.model_dump(mode="json", exclude_none=True)
-        return result
+        return await self._post(self.client, openai, "/chat/completions", ChatCompletion, request)
 
     def read(self, response: Mapping[str, Any]) -> Reply:
         message = _message(response)
