@@ -7,6 +7,12 @@ plain JSON (a dict), so it can be hashed canonically, snapshotted and shipped as
 :class:`Fold` is the accumulator the ledger and the kernel keep; it mutates its own private
 state in place for speed, and hands out independent copies. :func:`apply` and :func:`fold` are
 the pure faces of it.
+
+The state hash (:func:`state_hash`) is the SHA-256 of the state's canonical encoding with every
+entry of ``memory``, ``beliefs`` and ``plan`` (the parts that grow with a run) replaced by the
+hex SHA-256 of that entry's own canonical encoding. It is a function of the state alone, and a
+:class:`Fold` keeps the entry digests up to date as it applies transitions, so hashing the
+state each tick costs in proportion to the number of entries, not to their bytes.
 """
 
 from __future__ import annotations
@@ -71,9 +77,32 @@ def initial_state() -> State:
 
 
 def state_hash(state: State) -> str:
-    """Hex SHA-256 of the state's canonical encoding."""
+    """The state's hash (see the module docstring)."""
+    return _hash_with(state, _digests(state))
+
+
+Digests = dict[str, Any]
+"""``{"memory": {agent: {key: hex}}, "beliefs": {key: hex}, "plan": {key: hex}}``."""
+
+
+def _entry_digest(value: Any) -> str:
     # State is built from validated payloads with finite arithmetic: no NaN walk needed.
-    return hex_digest(encode_validated(state))
+    return hex_digest(encode_validated(value))
+
+
+def _digests(state: State) -> Digests:
+    return {
+        "memory": {
+            agent: {k: _entry_digest(v) for k, v in entries.items()}
+            for agent, entries in state["memory"].items()
+        },
+        "beliefs": {k: _entry_digest(v) for k, v in state["beliefs"].items()},
+        "plan": {k: _entry_digest(v) for k, v in state["plan"].items()},
+    }
+
+
+def _hash_with(state: State, digests: Digests) -> str:
+    return hex_digest(encode_validated({**state, **digests}))
 
 
 def _copy(state: State) -> State:
@@ -368,14 +397,22 @@ HANDLERS: Final[dict[str, Callable[[State, Transition], None]]] = {
 }
 """The kinds that change state. Every other kind only advances ``seq`` and ``counts``."""
 
+_DIGESTED: Final = frozenset({"memory.updated", "belief.updated", "plan.updated", "state.restored"})
+"""The kinds that change the entries :func:`state_hash` digests one by one."""
+
 
 class Fold:
-    """A running fold. Owns its state; :meth:`state` hands out a copy."""
+    """A running fold. Owns its state; :meth:`state` hands out a copy.
 
-    __slots__ = ("_s",)
+    Once hashed, it keeps the digests of the state's growing parts current as it applies
+    transitions (see the module docstring), so the next :meth:`hash` only encodes the rest.
+    """
+
+    __slots__ = ("_d", "_s")
 
     def __init__(self, state: State | None = None) -> None:
         self._s: State = initial_state() if state is None else _copy(state)
+        self._d: Digests | None = None
 
     @classmethod
     def adopt(cls, state: State) -> Fold:
@@ -383,6 +420,7 @@ class Fold:
         reference to it (e.g. a state just decoded from a snapshot)."""
         fold = cls.__new__(cls)
         fold._s = state
+        fold._d = None
         return fold
 
     @property
@@ -395,12 +433,28 @@ class Fold:
         handler = HANDLERS.get(t.kind)
         if handler is not None:
             handler(s, t)
+            d = self._d
+            if d is not None and t.kind in _DIGESTED:
+                self._track(d, t)
         counts = s["counts"]
         counts[t.kind] = counts.get(t.kind, 0) + 1
         s["seq"] = t.seq
         booted = s["booted_ts"]
         if booted is not None:
             s["spent"]["wall_s"] = (t.ts - booted) / 1e6
+
+    def _track(self, d: Digests, t: Transition) -> None:
+        """Bring the digest of the one entry ``t`` changed up to date."""
+        p = t.data
+        match t.kind:
+            case "memory.updated":
+                agent, key = p["agent"], p["key"]
+                d["memory"].setdefault(agent, {})[key] = _entry_digest(self._s["memory"][agent][key])
+            case "belief.updated" | "plan.updated":
+                section = "beliefs" if t.kind == "belief.updated" else "plan"
+                d[section][p["key"]] = _entry_digest(self._s[section][p["key"]])
+            case _:  # state.restored replaces the three parts whole
+                self._d = None
 
     def apply_all(self, transitions: Iterable[Transition]) -> None:
         for t in transitions:
@@ -415,7 +469,11 @@ class Fold:
         return encode_validated(self._s)
 
     def hash(self) -> str:
-        return state_hash(self._s)
+        """:func:`state_hash` of the folded state."""
+        d = self._d
+        if d is None:
+            d = self._d = _digests(self._s)
+        return _hash_with(self._s, d)
 
     def peek(self) -> State:
         """The live state, not a copy: read it, never change it."""

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from telic.canonical import encode
 from telic.ledger import MemoryLedger
 from telic.ledger.base import _body, _state_bytes  # pyright: ignore[reportPrivateUsage]
-from telic.reducer import Fold
-from telic.transition import record_body
+from telic.reducer import Fold, state_hash
+from telic.transition import Transition, record_body
 
 from .suite import fill
 
@@ -52,3 +52,54 @@ def test_state_bytes_is_the_canonical_encoding() -> None:
     for t in written:
         fold.apply(t)
         assert _state_bytes(fold) == encode(fold.peek()) == fold.encoded()
+
+
+_key = st.sampled_from(["a", "b", "c", "hotel", ""])
+_agent = st.sampled_from(["x", "y"])
+_step = st.one_of(
+    st.tuples(st.just("memory.updated"), _agent, _key, _json),
+    st.tuples(st.just("belief.updated"), _agent, _key, _json),
+    st.tuples(st.just("plan.updated"), _agent, _key, _json),
+    st.tuples(st.just("state.restored"), _agent, _key, _json),
+    st.tuples(st.just("hash"), _agent, _key, _json),
+)
+
+
+def _transition(seq: int, kind: str, agent: str, key: str, value: object) -> Transition:
+    data: dict[str, object]
+    if kind == "state.restored":
+        data = {
+            "target": 0,
+            "tick": 0,
+            "reason": "test",
+            "memory": {agent: {key: value}},
+            "beliefs": {},
+            "plan": {key: {"value": value, "agent": agent, "seq": 0}},
+            "progress": 0.0,
+        }
+    else:
+        data = {"agent": agent, "key": key, "value": value, "evidence": []}
+    return Transition("r", seq, 1, agent, kind, (), seq, 1, data, b"", b"")
+
+
+@given(steps=st.lists(_step, max_size=40))
+def test_incremental_state_hash_is_the_state_hash(
+    steps: list[tuple[str, str, str, object]],
+) -> None:
+    """A fold's cached entry digests never drift from the definition, whatever it applies."""
+    fold = Fold()
+    for seq, (kind, agent, key, value) in enumerate(steps, 1):
+        if kind == "hash":
+            assert fold.hash() == state_hash(fold.peek()) == state_hash(fold.state())
+            continue
+        fold.apply(_transition(seq, kind, agent, key, value))
+    assert fold.hash() == state_hash(fold.peek())
+
+
+@given(value=_json, other=_json)
+def test_state_hash_covers_every_entry(value: object, other: object) -> None:
+    a, b = Fold(), Fold()
+    a.hash()  # a tracks digests incrementally; b computes them once at the end
+    a.apply(_transition(1, "memory.updated", "x", "k", value))
+    b.apply(_transition(1, "memory.updated", "x", "k", other))
+    assert (a.hash() == b.hash()) == (encode(value) == encode(other))

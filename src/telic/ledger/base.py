@@ -254,8 +254,7 @@ class BaseLedger(abc.ABC):
                 out.append(t)
                 apply(t)
                 if seq % every == 0:
-                    state = _state_bytes(fold)
-                    snapshots.append((seq, state, digest(state).hex(), h))
+                    snapshots.append((seq, _state_bytes(fold), fold.hash(), h))
                 prev = h
             self._write(run_id, info.head, rows, snapshots, blobs)
         except BaseException:
@@ -403,7 +402,7 @@ class BaseLedger(abc.ABC):
         folded = 0
         for t in self.read(run_id, 1, stop):
             if t.kind == "tick.completed":
-                actual = _state_hash(fold)
+                actual = fold.hash()
                 if actual != t.data["state_hash"]:
                     raise ReplayMismatch(run_id, t.seq, t.data["state_hash"], actual)
                 checked += 1
@@ -411,11 +410,11 @@ class BaseLedger(abc.ABC):
             folded += 1
             expected = at(t.seq)
             if expected is not None:
-                actual = _state_hash(fold)
+                actual = fold.hash()
                 if actual != expected:
                     raise ReplayMismatch(run_id, t.seq, expected, actual)
                 checked += 1
-        return ReplayReport(run_id, stop, folded, checked, _state_hash(fold), fold.peek())
+        return ReplayReport(run_id, stop, folded, checked, fold.hash(), fold.peek())
 
     def close(self) -> None:
         self._heads.clear()
@@ -556,10 +555,6 @@ def _state_bytes(fold: Fold) -> bytes:
     cannot hold a non-finite number, so the walk (a millisecond per snapshot) is skipped.
     """
     return orjson.dumps(fold.peek(), option=orjson.OPT_SORT_KEYS)
-
-
-def _state_hash(fold: Fold) -> str:
-    return hashlib.sha256(_state_bytes(fold)).hexdigest()
 
 
 _BODY: Final = b'{"agent":%b,"causes":%b,"kind":%b,"payload":%b,"seq":%d,"tick":%d,"ts":%d,"v":%d}'
