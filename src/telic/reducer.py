@@ -449,7 +449,9 @@ class Fold:
         match t.kind:
             case "memory.updated":
                 agent, key = p["agent"], p["key"]
-                d["memory"].setdefault(agent, {})[key] = _entry_digest(self._s["memory"][agent][key])
+                d["memory"].setdefault(agent, {})[key] = _entry_digest(
+                    self._s["memory"][agent][key]
+                )
             case "belief.updated" | "plan.updated":
                 section = "beliefs" if t.kind == "belief.updated" else "plan"
                 d[section][p["key"]] = _entry_digest(self._s[section][p["key"]])
