@@ -13,6 +13,7 @@ import pytest
 
 from telic.errors import ChainBroken, LedgerError, LedgerUnavailable, NotALedger, UnknownScheme
 from telic.ledger import BaseLedger, Row, SQLiteLedger, open_ledger
+from telic.ledger.sqlite import row_key
 
 from .suite import LedgerSuite, fill, workload
 
@@ -58,9 +59,10 @@ class TestSQLiteLedger(LedgerSuite):
         db.execute("DELETE FROM transitions WHERE rid = ?", (rid,))
         for r in rows:
             causes = ",".join(map(str, r.causes)) or None
+            key = row_key(rid, r.seq)
             db.execute(
-                "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rid, r.seq, r.tick, r.agent, r.kind, causes, r.ts, r.v, r.payload, r.hash),
+                "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, rid, r.seq, r.tick, r.agent, r.kind, causes, r.ts, r.v, r.payload, r.hash),
             )
         db.execute("COMMIT")
 

@@ -25,10 +25,19 @@ from telic.errors import (
 )
 from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo
 
-__all__ = ["SQLiteLedger"]
+__all__ = ["SEQ_BITS", "SQLiteLedger", "row_key"]
 
 FORMAT: Final = "telic-ledger"
-FORMAT_VERSION: Final = "1"
+FORMAT_VERSION: Final = "2"
+"""2: transitions live in a rowid table keyed by :func:`row_key` (1 kept them in a WITHOUT
+ROWID table keyed by ``(rid, seq)``, where every row over ~1 KB spilled into an overflow page of
+its own)."""
+
+SEQ_BITS: Final = 36
+"""A transition's key is ``rid << SEQ_BITS | seq``: 68 billion transitions per run, 134 million
+runs per file."""
+_MAX_SEQ: Final = (1 << SEQ_BITS) - 1
+_MAX_RID: Final = (1 << (63 - SEQ_BITS)) - 1
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS telic_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -41,6 +50,7 @@ CREATE TABLE IF NOT EXISTS runs (
     head_hash BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS transitions (
+    key INTEGER PRIMARY KEY,
     rid INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     tick INTEGER NOT NULL,
@@ -50,9 +60,8 @@ CREATE TABLE IF NOT EXISTS transitions (
     ts INTEGER NOT NULL,
     v INTEGER NOT NULL,
     payload BLOB NOT NULL,
-    hash BLOB NOT NULL,
-    PRIMARY KEY (rid, seq)
-) WITHOUT ROWID;
+    hash BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS snapshots (
     rid INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -67,7 +76,13 @@ CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHO
 Synchronous = Literal["full", "normal"]
 
 
-_INSERT: Final = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT: Final = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def row_key(rid: int, seq: int) -> int:
+    """The rowid of a run's transition: rows of one run are adjacent and in seq order, and a
+    rowid table keeps each row (up to about a page) inline in its leaf."""
+    return rid << SEQ_BITS | seq
 
 
 def _causes(text: str) -> tuple[int, ...]:
@@ -86,7 +101,8 @@ def _causes_text(causes: tuple[int, ...]) -> str | None:
 
 def _stored(rid: int, r: Row) -> tuple[object, ...]:
     causes = _causes_text(r.causes)
-    return (rid, r.seq, r.tick, r.agent, r.kind, causes, r.ts, r.v, r.payload, r.hash)
+    key = rid << SEQ_BITS | r.seq
+    return (key, rid, r.seq, r.tick, r.agent, r.kind, causes, r.ts, r.v, r.payload, r.hash)
 
 
 class SQLiteLedger(BaseLedger):
@@ -164,8 +180,8 @@ class SQLiteLedger(BaseLedger):
     def _check_heads(self, db: sqlite3.Connection) -> None:
         """Every run's stored head must be its last transition; else refuse to load."""
         bad = db.execute(
-            "SELECT r.id, r.head FROM runs r LEFT JOIN transitions t ON t.rid = r.rid AND "
-            "t.seq = r.head WHERE r.head > r.fork_seq AND (t.hash IS NULL OR t.hash != r.head_hash) "
+            f"SELECT r.id, r.head FROM runs r LEFT JOIN transitions t ON t.key = "
+            f"(r.rid << {SEQ_BITS}) | r.head WHERE r.head > r.fork_seq AND (t.hash IS NULL OR t.hash != r.head_hash) "
             "LIMIT 1"
         ).fetchone()
         if bad is not None:
@@ -210,6 +226,9 @@ class SQLiteLedger(BaseLedger):
             raise LedgerError(f"cannot create run {run_id!r}: {exc}") from None
         rid = cur.lastrowid
         assert rid is not None
+        if rid > _MAX_RID:
+            self._all("DELETE FROM runs WHERE rid = ?", (rid,))
+            raise LedgerError(f"cannot create run {run_id!r}: the file holds {_MAX_RID} runs")
         self._rids[run_id] = rid
         return RunInfo(run_id, parent, fork_seq, fork_seq, head_hash, rid)
 
@@ -234,6 +253,8 @@ class SQLiteLedger(BaseLedger):
         db = self._db
         rid = self._rid(run_id)
         last = rows[-1]
+        if last.seq > _MAX_SEQ:
+            raise LedgerError(f"run {run_id!r} is full: a run holds at most {_MAX_SEQ} transitions")
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -249,10 +270,23 @@ class SQLiteLedger(BaseLedger):
                 if len(rows) == 1:
                     db.execute(_INSERT, _stored(rid, last))
                 else:
+                    base = rid << SEQ_BITS
                     db.executemany(
                         _INSERT,
                         [
-                            (rid, seq, tick, agent, kind, _causes_text(causes), ts, v, p, h)
+                            (
+                                base | seq,
+                                rid,
+                                seq,
+                                tick,
+                                agent,
+                                kind,
+                                _causes_text(causes),
+                                ts,
+                                v,
+                                p,
+                                h,
+                            )
                             for seq, tick, agent, kind, causes, ts, v, p, h in rows
                         ],
                     )
@@ -274,7 +308,7 @@ class SQLiteLedger(BaseLedger):
         return int(self._all("SELECT head FROM runs WHERE rid = ?", (rid,))[0][0])
 
     def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
-        rid = self._rid(run_id)
+        base = self._rid(run_id) << SEQ_BITS
         # Read in pages, so a long scan neither holds one statement open forever nor
         # materialises a million rows at once.
         page = 4096
@@ -284,9 +318,8 @@ class SQLiteLedger(BaseLedger):
                 with self._lock:
                     rows = self._db.execute(
                         "SELECT seq, tick, agent, kind, causes, ts, v, payload, hash "
-                        "FROM transitions WHERE rid = ? AND seq >= ? AND seq <= ? "
-                        "ORDER BY seq LIMIT ?",
-                        (rid, start, hi, page),
+                        "FROM transitions WHERE key >= ? AND key <= ? ORDER BY key LIMIT ?",
+                        (base | start, base | hi, page),
                     ).fetchall()
             except sqlite3.DatabaseError as exc:
                 raise ChainBroken(run_id, start, f"the file is damaged ({exc})") from None
@@ -300,7 +333,7 @@ class SQLiteLedger(BaseLedger):
 
     def _row_hash(self, run_id: str, seq: int) -> bytes | None:
         rows = self._all(
-            "SELECT hash FROM transitions WHERE rid = ? AND seq = ?", (self._rid(run_id), seq)
+            "SELECT hash FROM transitions WHERE key = ?", (row_key(self._rid(run_id), seq),)
         )
         return rows[0][0] if rows else None
 
