@@ -41,7 +41,8 @@ The hierarchy::
     │   ├── MissingCredentials      no API key for a provider
     │   ├── UnknownProvider         a model string with an unknown prefix
     │   ├── ProviderError           the provider failed after retries
-    │   └── MalformedOutput         the model's reply is not a valid proposal
+    │   ├── MalformedOutput         the model's reply is not a valid proposal
+    │   └── ViewExpired             a view's state read after its mind had answered
     └── SupervisionError            a supervisor's restart intensity was exceeded
 
 Each error's message says what was wrong and what to do about it.
@@ -355,6 +356,17 @@ class MalformedOutput(MindError):
         super().__init__(f"model output is not a valid proposal: {detail}")
         self.detail = detail
         self.calls = calls
+
+
+class ViewExpired(MindError):
+    """A mind read its view's state after it had answered (the view was of one tick)."""
+
+    def __init__(self, tick: int) -> None:
+        super().__init__(
+            f"a view of tick {tick} was first read after the minds had answered; a view holds "
+            "the state for one proposal: read what you need while proposing"
+        )
+        self.tick = tick
 
 
 # -- supervision -------------------------------------------------------------------------

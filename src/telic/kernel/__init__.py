@@ -1,7 +1,8 @@
 """The kernel: boots, resumes and forks runs; a :class:`~telic.kernel.run.Run` ticks them.
 
 Layout: ``config`` (what a run is made of), ``process`` (one agent = one supervised task),
-``batch`` (numbered group commits), ``tick`` (the order of one tick), ``run`` (a live run).
+``batch`` (numbered group commits), ``view`` (the state a tick's minds read), ``tick`` (the
+order of one tick), ``run`` (a live run).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class Kernel:
         """Fork ``run_id`` after sequence ``at`` (copy-on-write) and record ``run.forked``."""
         rid = new_id or new_run_id()
         info = self.ledger.fork(run_id, at, rid)
-        tick = self.ledger.state_at(rid, at)["tick"] if at else 0
+        tick = self.ledger.get(rid, at).tick if at else 0
         committed = self.ledger.append(
             rid,
             [draft(RunForked(parent=run_id, at=at), ts=self.clock.now_us(), tick=tick)],
@@ -136,7 +137,10 @@ class Kernel:
         A tool that started with no recorded result is run again only if it is idempotent;
         otherwise its outcome is recorded as unknown. An interrupted tick is closed as invalid.
         """
-        report = self.ledger.verify(run_id)
+        # What resume rebuilds the state from must be intact: the chain from the snapshot it
+        # folds on to the head (``telic verify`` checks the whole lineage).
+        start = self.ledger.last_snapshot(run_id) + 1
+        report = self.ledger.verify(run_id, start=start)
         if not report.ok:
             raise ChainBroken(run_id, report.first_bad or 0, report.reason or "verification failed")
         state = self.ledger.state_at(run_id)

@@ -97,7 +97,9 @@ class AgentProcess:
     async def _propose(self, req: _Request) -> None:
         assert req.view is not None
         try:
-            proposal = await asyncio.wait_for(self.mind.propose(req.view), self.mind_timeout_s)
+            # A timeout scope, not wait_for: the mind runs in this task, not in a new one.
+            async with asyncio.timeout(self.mind_timeout_s):
+                proposal = await self.mind.propose(req.view)
         except MalformedOutput as exc:  # a bad reply is a rejection, not a crash
             _settle(req.reply, exc)
             return
@@ -126,7 +128,8 @@ class AgentProcess:
         tool = req.tool
         assert tool is not None
         try:
-            result = await asyncio.wait_for(tool(req.args), tool.timeout_s)
+            async with asyncio.timeout(tool.timeout_s):
+                result = await tool(req.args)
             # what is recorded (and observed) is the result's JSON, e.g. a tuple as a list
             outcome = ToolOutcome("completed", decode(encode(result)))
         except TimeoutError:

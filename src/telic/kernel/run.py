@@ -11,6 +11,7 @@ from telic.errors import ConfigError, SequenceError, SupervisionError
 from telic.kernel.batch import Batch
 from telic.kernel.config import AgentSpec, RunConfig
 from telic.kernel.process import AgentProcess
+from telic.kernel.tick import run_tick
 from telic.kinds import (
     AgentRestarted,
     AgentSpawned,
@@ -152,14 +153,16 @@ class Run:
     def process(self, name: str) -> AgentProcess:
         return self._procs[name]
 
-    def view(self, name: str, tick: int, state: State) -> View:
-        a = state["agents"][name]
+    def view(self, name: str, tick: int, state: Mapping[str, Any]) -> View:
+        """``name``'s view of ``state`` (what the working state is while the minds think)."""
+        live = self.state
+        a = live["agents"][name]
         tools = [self.tools.get(t) for t in a["tools"] if t in self.tools]
         return View(
             agent=name,
             role=a["role"],
             tick=tick,
-            goal=state["goal"],
+            goal=live["goal"],
             state=state,
             tools=[ToolInfo(t.name, t.description, t.schema, t.high_impact) for t in tools],
             question=a["question"],
@@ -315,8 +318,6 @@ class Run:
 
     async def step(self) -> bool:
         """Run one tick and its end-of-tick checks; False once the run has ended."""
-        from telic.kernel.tick import run_tick
-
         if self.done:
             return False
         try:

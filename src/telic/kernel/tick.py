@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from telic.errors import MalformedOutput
 from telic.kernel.process import AgentCrash, ToolOutcome
+from telic.kernel.view import TickState
 from telic.kinds import (
     ApprovalDenied,
     ApprovalGranted,
@@ -78,9 +79,10 @@ async def run_tick(run: Run) -> None:
     invalid = False
 
     live = run.live_agents()
-    view_state = run.fold.state()  # one copy, shared read-only by this tick's minds
+    view_state = TickState(run.fold, tick)  # copied if read, shared read-only by the minds
     futures = [run.process(name).propose(run.view(name, tick, view_state)) for name in live]
     replies: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
+    view_state.close()
 
     pending: list[_Pending] = []
     crashed: list[str] = []

@@ -130,7 +130,7 @@ class Ledger(Protocol):
     def runs(self) -> list[RunInfo]: ...
     def fork(self, run_id: str, at: int, new_id: str) -> RunInfo: ...
     def state_at(self, run_id: str, seq: int | None = None) -> State: ...
-    def verify(self, run_id: str) -> VerifyReport: ...
+    def verify(self, run_id: str, *, start: int = 1) -> VerifyReport: ...
     def replay(self, run_id: str, to: int | None = None) -> ReplayReport: ...
     def close(self) -> None: ...
 
@@ -321,14 +321,33 @@ class BaseLedger(abc.ABC):
                 return cached.state()
         return self._fold_to(info, target).peek()
 
-    def verify(self, run_id: str) -> VerifyReport:
-        """Recompute the chain of a run (its whole lineage); name the first bad seq."""
+    def last_snapshot(self, run_id: str, seq: int | None = None) -> int:
+        """The seq of the latest snapshot at or before ``seq`` (the head by default), or 0:
+        where :meth:`state_at` starts folding."""
         info = self.run(run_id)
-        prev = ZERO_HASH
-        expected = 1
+        target = info.head if seq is None else seq
+        if not 0 <= target <= info.head:
+            raise SequenceError(run_id, target, info.head)
+        for seg_run, lo, hi in reversed(self._segments(info, 1, target)):
+            taken = self._list_snapshot_hashes(seg_run, lo, hi)
+            if taken:
+                return max(taken)
+        return 0
+
+    def verify(self, run_id: str, *, start: int = 1) -> VerifyReport:
+        """Recompute the chain of a run (its whole lineage); name the first bad seq.
+
+        ``start`` > 1 checks only ``start..head``, chained from the stored hash at
+        ``start - 1`` (what :meth:`~telic.kernel.Kernel.resume` folds on top of a snapshot).
+        """
+        info = self.run(run_id)
+        if not 1 <= start <= info.head + 1:
+            raise SequenceError(run_id, start, info.head)
+        prev = ZERO_HASH if start == 1 else self._hash_at(info, start - 1)
+        expected = start
         sha256 = hashlib.sha256
         dumps = orjson.dumps
-        for seg_run, lo, hi in self._segments(info, 1, info.head):
+        for seg_run, lo, hi in self._segments(info, start, info.head):
             for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
                 if seq != expected:
                     why = (
@@ -336,7 +355,7 @@ class BaseLedger(abc.ABC):
                         if seq > expected
                         else "a transition is duplicated or out of order"
                     )
-                    return VerifyReport(run_id, False, expected - 1, min(seq, expected), why)
+                    return VerifyReport(run_id, False, expected - start, min(seq, expected), why)
                 try:
                     body = _BODY % (
                         dumps(agent),
@@ -354,22 +373,22 @@ class BaseLedger(abc.ABC):
                     return VerifyReport(
                         run_id,
                         False,
-                        seq - 1,
+                        seq - start,
                         seq,
                         "its hash does not match its content and the chain",
                     )
                 if kind not in CATALOGUE:
-                    return VerifyReport(run_id, False, seq - 1, seq, f"unknown kind {kind!r}")
+                    return VerifyReport(run_id, False, seq - start, seq, f"unknown kind {kind!r}")
                 if payload[:8] == b'{"$blob"':
                     ref = orjson.loads(payload)
                     blob = self._get_blob(ref[_BLOB_KEY])
                     if blob is None or digest(blob).hex() != ref[_BLOB_KEY]:
                         return VerifyReport(
-                            run_id, False, seq - 1, seq, "its blob is missing or altered"
+                            run_id, False, seq - start, seq, "its blob is missing or altered"
                         )
                 prev = h
                 expected += 1
-        checked = expected - 1
+        checked = expected - start
         if expected != info.head + 1:
             return VerifyReport(
                 run_id,
