@@ -15,7 +15,7 @@ import pytest
 
 import telic.demo
 from telic.clock import VirtualClock
-from telic.errors import RunNotResumable
+from telic.errors import ChainBroken, RunNotResumable
 from telic.kernel import AgentSpec, Kernel, RunConfig, RunResult
 from telic.kinds import (
     AgentRecord,
@@ -24,7 +24,7 @@ from telic.kinds import (
     RunBooted,
     TickStarted,
 )
-from telic.ledger import BaseLedger
+from telic.ledger import BaseLedger, SQLiteLedger, open_ledger
 from telic.minds.base import Mind, ScriptedMind, View
 from telic.policy import Policy
 from telic.proposal import Proposal
@@ -342,3 +342,43 @@ def test_the_reference_run_forked_and_resumed_with_another_seed_ends_differently
     budget = {r: Played(ledger, r).state()["plan"]["budget"]["value"] for r in ("seven", "eight")}
     assert budget["seven"]["total_chf"] != budget["eight"]["total_chf"]
     assert result.head_hash != ledger.run("seven").head_hash.hex()
+
+
+def _flip_a_byte(ledger: BaseLedger, seq: int) -> None:
+    assert isinstance(ledger, SQLiteLedger)
+    (payload,) = ledger.execute("SELECT payload FROM transitions WHERE seq = ?", (seq,))[0]
+    edited = bytearray(payload)
+    edited[len(edited) // 2] ^= 0x01
+    ledger.execute("UPDATE transitions SET payload = ? WHERE seq = ?", (bytes(edited), seq))
+
+
+def test_resume_refuses_a_tampered_chain_between_its_snapshot_and_the_head(
+    tmp_path: Path,
+) -> None:
+    """Resume verifies what it folds (from the nearest snapshot to the head); `verify` the rest."""
+    path = tmp_path / "telic.db"
+
+    def script(first: int) -> RunConfig:
+        steps = [remember(f"k{i}", i) for i in range(first, 8)]
+        return config(agent("a", *steps, finish()), policy=Policy(stall_ticks=0))
+
+    def played() -> BaseLedger:
+        ledger = open_ledger(path, snapshot_every=9)
+        play(script(0), ledger=ledger, run_id="r", max_ticks=6)
+        return ledger
+
+    ledger = played()
+    head, snap = ledger.run("r").head, ledger.last_snapshot("r")
+    assert 0 < snap < head - 2
+    _flip_a_byte(ledger, head - 1)
+    with pytest.raises(ChainBroken, match=f"at sequence {head - 1}"):
+        _resume(ledger, script(6))
+    ledger.close()
+
+    path.unlink()
+    ledger = played()
+    early = ledger.last_snapshot("r") - 3  # folded into the snapshot: resume never reads it
+    _flip_a_byte(ledger, early)
+    assert ledger.verify("r").first_bad == early
+    assert _resume(ledger, script(6)).status == "completed"
+    ledger.close()

@@ -582,6 +582,41 @@ class LedgerSuite(abc.ABC):
         ledger.create_run("empty")
         assert ledger.verify("empty").ok
 
+    def test_verify_from_a_start_checks_only_the_tail(self, ledger: BaseLedger) -> None:
+        fill(ledger, "r", 20)
+        report = ledger.verify("r", start=12)
+        assert (report.ok, report.checked) == (True, 9)
+        assert ledger.verify("r", start=21).checked == 0  # nothing after the head
+        rows = self.stored_rows(ledger, "r")
+        _edit_byte(rows, 15)
+        _edit_byte(rows, 5)
+        self.store_rows(ledger, "r", rows)
+        tail = ledger.verify("r", start=12)
+        assert (tail.ok, tail.first_bad, tail.checked) == (False, 15, 3)
+        assert ledger.verify("r", start=16).ok  # 15's stored hash is where 16 chains from
+        assert ledger.verify("r").first_bad == 5
+        for bad in (0, 22):
+            with pytest.raises(SequenceError):
+                ledger.verify("r", start=bad)
+
+    def test_verify_from_a_start_inside_the_parent_of_a_fork(self, ledger: BaseLedger) -> None:
+        fill(ledger, "r", 20)
+        ledger.fork("r", 10, "f")
+        ledger.append("f", workload(5, start=11))
+        assert ledger.verify("f", start=8).checked == 8  # 8..10 of the parent, 11..15 its own
+
+    def test_last_snapshot_is_where_state_at_starts(self) -> None:
+        with self.fresh(snapshot_every=10) as ledger:
+            fill(ledger, "r", 47, group=6)
+            assert [ledger.last_snapshot("r", s) for s in (0, 9, 10, 37, 47)] == [0, 0, 10, 30, 40]
+            assert ledger.last_snapshot("r") == 40
+            ledger.fork("r", 35, "f")
+            ledger.append("f", workload(9, start=36))
+            assert ledger.last_snapshot("f", 38) == 30  # the parent's
+            assert ledger.last_snapshot("f") == 40  # its own
+            with pytest.raises(SequenceError):
+                ledger.last_snapshot("r", 48)
+
     # -- properties ----------------------------------------------------------------------
 
     @settings(max_examples=25, deadline=None, suppress_health_check=_SUPPRESS)

@@ -490,7 +490,10 @@ class BaseLedger(abc.ABC):
         else:
             seq, state = snap
             fold, start = Fold.adopt(orjson.loads(state)), seq + 1
-        fold.apply_all(self.read(info.id, start, target))
+        if start <= target:
+            # Folding needs no previous hashes: the rows as read, without looking up the hash
+            # before ``start`` (the transitions never leave this method).
+            fold.apply_all(self._read(info, start, target, ZERO_HASH))
         return fold
 
     def _nearest_snapshot(self, info: RunInfo, target: int) -> tuple[int, bytes] | None:

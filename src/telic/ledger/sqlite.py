@@ -37,6 +37,7 @@ SEQ_BITS: Final = 36
 """A transition's key is ``rid << SEQ_BITS | seq``: 68 billion transitions per run, 134 million
 runs per file."""
 _MAX_SEQ: Final = (1 << SEQ_BITS) - 1
+_MMAP_BYTES: Final = 256 * 1024 * 1024
 _MAX_RID: Final = (1 << (63 - SEQ_BITS)) - 1
 
 _SCHEMA: Final = """
@@ -147,6 +148,9 @@ class SQLiteLedger(BaseLedger):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             db.execute("PRAGMA busy_timeout=5000")
+            # Reads through a memory map instead of a read() per page: a state snapshot is
+            # dozens of pages, and time travel reads one on a fresh connection.
+            db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
             db.close()

@@ -1,0 +1,74 @@
+"""What a mind reads: one copy of the state per tick, made only when read, never the kernel's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from telic.errors import ViewExpired
+from telic.kernel import AgentSpec
+from telic.kernel.view import TickState
+from telic.minds.base import FunctionMind, View
+from telic.proposal import Proposal
+from telic.reducer import Fold
+
+from .kit import Played, config, finish, play, remember
+
+
+def test_a_tick_state_copies_once_when_first_read_and_never_after_it_closed() -> None:
+    fold = Fold()
+    lazy = TickState(fold, 1)
+    assert lazy["status"] == "new"
+    assert lazy["agents"] is lazy["agents"]  # one copy, shared
+    assert lazy["agents"] is not fold.peek()["agents"]
+    lazy.close()
+    assert lazy["status"] == "new"  # read before closing: still readable
+
+    unread = TickState(fold, 2)
+    unread.close()
+    with pytest.raises(ViewExpired, match="tick 2 was first read after the minds had answered"):
+        unread["status"]
+
+
+def test_minds_of_one_tick_share_a_copy_and_cannot_change_the_kernels_state() -> None:
+    seen: list[View] = []
+
+    def vandal(view: View) -> Proposal:
+        seen.append(view)
+        memory: Any = view.state["memory"]
+        memory["planted"] = {"k": "by a mind"}  # changes the copy, not the run
+        return remember("k", view.tick) if view.tick < 2 else finish()
+
+    def reader(view: View) -> Proposal:
+        seen.append(view)
+        assert "planted" not in view.memory
+        return remember("r", view.tick) if view.tick < 2 else finish()
+
+    played = play(
+        config(
+            AgentSpec("a", "worker", FunctionMind(vandal)),
+            AgentSpec("b", "worker", FunctionMind(reader)),
+        )
+    )
+    assert played.result is not None and played.result.status == "completed"
+    assert "planted" not in played.state()["memory"]
+    first_tick = [v for v in seen if v.tick == 1]
+    assert first_tick[0].state["memory"] is first_tick[1].state["memory"]
+
+
+def test_a_view_read_in_a_later_tick_crashes_only_that_mind() -> None:
+    kept: list[View] = []
+
+    def hoarder(view: View) -> Proposal:
+        if not kept:
+            kept.append(view)  # keeps the view and never reads it in its own tick
+            return remember("k", 1)
+        _ = kept[0].state["tick"]  # a stale view: refused, not silently later state
+        return finish()
+
+    played = play(config(AgentSpec("a", "worker", FunctionMind(hoarder))), max_ticks=2)
+    failed = Played(played.ledger, played.run_id).of("agent.failed")
+    assert failed, "the stale read must crash the agent"
+    assert "ViewExpired" in failed[0].data["message"]
+    assert "tick 1" in failed[0].data["message"]
