@@ -75,3 +75,28 @@ def fdatasync_latency_us(samples: int = 300, directory: str | None = None) -> fl
             os.fdatasync(fd)
             lat.append(time.perf_counter() - t0)
     return median(lat) * 1e6
+
+
+def sqlite_commit_us(samples: int = 300, directory: str | None = None) -> float:
+    """Median latency of one plain ``sqlite3`` durable commit of one 300-byte row (WAL,
+    ``synchronous=FULL``) on the disk the ledgers use, in µs: the least a step committed
+    through SQLite before the next can cost on this machine."""
+    import sqlite3
+
+    with tempfile.TemporaryDirectory(dir=directory) as d:
+        db = sqlite3.connect(os.path.join(d, "floor.db"), isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+            row = b"x" * 300
+            lat: list[float] = []
+            for seq in range(samples + 20):
+                t0 = time.perf_counter()
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT INTO t VALUES (?, ?)", (seq, row))
+                db.execute("COMMIT")
+                lat.append(time.perf_counter() - t0)
+        finally:
+            db.close()
+    return median(lat[20:]) * 1e6

@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 
 from common import Marks  # noqa: E402
 
-from harness import fdatasync_latency_us  # noqa: E402
+from harness import fdatasync_latency_us, sqlite_commit_us  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +362,31 @@ def print_table(
         print(f"- {note}", file=out)
 
 
+def print_floors(
+    figures: list[Figure], commit_us: float, telic_growing: list[dict[str, Any]], out: TextIO
+) -> None:
+    """What the targets ask beside the least any system can do on this machine."""
+    by_name = {f.name: f for f in figures}
+    step = by_name["durable step"]
+    lg, dbos = step.median("langgraph"), step.median("dbos")
+    if lg is not None and dbos is not None:
+        print(
+            f"- floor, durable step: one plain SQLite durable commit takes {commit_us:,.0f} us "
+            f"here; 4x faster than LangGraph is {lg / 4:,.0f} us a step, 8x faster than DBOS "
+            f"{dbos / 8:,.0f} us",
+            file=out,
+        )
+    decode = [r["decode_half_s"] * 1e3 for r in telic_growing if "decode_half_s" in r]
+    read = by_name["state as of half (time travel)"].median("langgraph")
+    if decode and read is not None:
+        print(
+            f"- floor, state as of half: decoding that state's JSON alone (orjson) takes "
+            f"{statistics.median(decode):.3f} ms; 5x faster than LangGraph's read is "
+            f"{read / 5:.3f} ms",
+            file=out,
+        )
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -402,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     disk: list[float] = []
     """write+fdatasync latency sampled before each repetition's durable steps."""
+    floor: list[float] = []
+    """One plain SQLite durable commit, sampled beside it (the least a durable step costs)."""
     crashes: dict[str, list[dict[str, Any]]] = {s: [] for s in SYSTEMS}
     with tempfile.TemporaryDirectory(prefix="telic-peers-") as tmp:
         workers = Workers(peers_python, Path(tmp), log)
@@ -418,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if workload == "durable":
                     disk.append(fdatasync_latency_us(100, directory=tmp))
+                    floor.append(sqlite_commit_us(100, directory=tmp))
                 for system in order:
                     if workload == "durable":
                         results[workload][system].append(durable(workers, system, plan))
@@ -438,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "fdatasync_us": {"before": fsync_before, "per_repetition": disk, "after": fsync_after},
+        "sqlite_commit_us": {"per_repetition": floor, "median": statistics.median(floor)},
         "load_average": {"before": load_before, "after": os.getloadavg()[0]},
         "versions": versions(peers_python),
     }
@@ -462,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "write+fdatasync before each repetition: "
         + ", ".join(f"{us:,.0f}" for us in disk)
+        + " us; one plain SQLite durable commit (WAL, FULL, one row) beside it: "
+        + ", ".join(f"{us:,.0f}" for us in floor)
         + " us; durable step per repetition (telic / langgraph / dbos): "
         + ", ".join(
             " / ".join(f"{r['us_per_step']:,.0f}" for r in runs)
@@ -471,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         file=out,
     )
     print_table(figures, crash_out, plan, out)
+    print_floors(figures, statistics.median(floor), results["growing"]["telic"], out)
     if args.json:
         report = {
             "plan": asdict(plan),

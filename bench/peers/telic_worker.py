@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import orjson
 from common import EFFECT_LATENCY_S, Args, Marks, chunk, db_bytes, emit, now, parse
 
 from telic.kernel import AgentSpec, Kernel, Run, RunConfig
@@ -81,6 +82,22 @@ def _timed_reads(path: Path, seq: int | None) -> float:
     return statistics.median(times)
 
 
+def _timed_decode(path: Path, seq: int) -> float:
+    """Median seconds to decode the state at ``seq`` from its JSON: what any full read of
+    that state costs, however it is stored (a floor for ``state_at``)."""
+    ledger = open_ledger(path)
+    try:
+        raw = orjson.dumps(ledger.state_at(RUN_ID, seq))
+    finally:
+        ledger.close()
+    times: list[float] = []
+    for _ in range(READS):
+        t0 = now()
+        orjson.loads(raw)
+        times.append(now() - t0)
+    return statistics.median(times)
+
+
 async def durable(a: Args) -> dict[str, Any]:
     path = a.dir / "telic.db"
     ledger = open_ledger(path if a.sync == "full" else f"sqlite://{path}?synchronous={a.sync}")
@@ -113,6 +130,7 @@ async def growing(a: Args) -> dict[str, Any]:
         ledger.close()
     read_now = _timed_reads(path, None)
     read_half = _timed_reads(path, seq_half)
+    decode_half = _timed_decode(path, seq_half)
 
     ledger = open_ledger(path)
     try:
@@ -135,6 +153,7 @@ async def growing(a: Args) -> dict[str, Any]:
         "bytes_full": bytes_full,
         "state_now_s": read_now,
         "state_half_s": read_half,
+        "decode_half_s": decode_half,
         "fork_s": t3 - t0,
         "fork_parts_s": {"fork": t1 - t0, "resume": t2 - t1, "steps": t3 - t2},
     }
