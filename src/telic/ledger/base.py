@@ -208,7 +208,11 @@ class BaseLedger(abc.ABC):
 
     def _append(self, info: RunInfo, drafts: Sequence[Draft]) -> list[Transition]:
         run_id = info.id
-        fold = self._head_fold(info)
+        fold = self._heads.get(run_id)
+        if fold is None or fold.seq != info.head:
+            # Built only once a snapshot is due (free for an empty run): appending to a fork
+            # or a resumed run does not read its state back first.
+            fold = Fold() if info.head == 0 else None
         prev = info.head_hash
         seq = info.head
         rows: list[Row] = []
@@ -219,7 +223,6 @@ class BaseLedger(abc.ABC):
         max_payload = self.max_payload
         threshold = self.blob_threshold
         sha256 = hashlib.sha256
-        apply = fold.apply
         try:
             for d in drafts:
                 kind, payload, ts, tick, agent, causes, data = d
@@ -252,8 +255,12 @@ class BaseLedger(abc.ABC):
                     (run_id, seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, data, prev, h),
                 )
                 out.append(t)
-                apply(t)
+                if fold is not None:
+                    fold.apply(t)
                 if seq % every == 0:
+                    if fold is None:
+                        fold = self._fold_to(info, info.head)
+                        fold.apply_all(out)
                     snapshots.append((seq, _state_bytes(fold), fold.hash(), h))
                 prev = h
             self._write(run_id, info.head, rows, snapshots, blobs)
@@ -262,6 +269,8 @@ class BaseLedger(abc.ABC):
             self._known.pop(run_id, None)
             raise
         self._known[run_id] = RunInfo(run_id, info.parent, info.fork_seq, seq, prev, info.created)
+        if fold is not None:
+            self._cache_head(run_id, fold)
         return out
 
     def read(self, run_id: str, start: int = 1, end: int | None = None) -> Iterator[Transition]:
@@ -513,12 +522,15 @@ class BaseLedger(abc.ABC):
         fold = self._heads.get(info.id)
         if fold is None or fold.seq != info.head:
             fold = self._fold_to(info, info.head)
-            self._heads[info.id] = fold
-            if len(self._heads) > _HEAD_CACHE:
-                self._heads.popitem(last=False)
-        else:
-            self._heads.move_to_end(info.id)
+        self._cache_head(info.id, fold)
         return fold
+
+    def _cache_head(self, run_id: str, fold: Fold) -> None:
+        heads = self._heads
+        heads[run_id] = fold
+        heads.move_to_end(run_id)
+        if len(heads) > _HEAD_CACHE:
+            heads.popitem(last=False)
 
     def head_state(self, run_id: str) -> State:
         """The head state, live (not a copy): for the kernel, which must not change it."""

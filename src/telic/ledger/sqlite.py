@@ -31,7 +31,8 @@ FORMAT: Final = "telic-ledger"
 FORMAT_VERSION: Final = "2"
 """2: transitions live in a rowid table keyed by :func:`row_key` (1 kept them in a WITHOUT
 ROWID table keyed by ``(rid, seq)``, where every row over ~1 KB spilled into an overflow page of
-its own)."""
+its own), and a snapshot's state is its last column (reading its hash no longer walks the
+state's overflow pages)."""
 
 SEQ_BITS: Final = 36
 """A transition's key is ``rid << SEQ_BITS | seq``: 68 billion transitions per run, 134 million
@@ -66,9 +67,9 @@ CREATE TABLE IF NOT EXISTS transitions (
 CREATE TABLE IF NOT EXISTS snapshots (
     rid INTEGER NOT NULL,
     seq INTEGER NOT NULL,
-    state BLOB NOT NULL,
     state_hash TEXT NOT NULL,
     chain BLOB NOT NULL,
+    state BLOB NOT NULL,
     PRIMARY KEY (rid, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
@@ -297,7 +298,7 @@ class SQLiteLedger(BaseLedger):
                 if snapshots:
                     db.executemany(
                         "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
-                        [(rid, s, state, h, chain) for s, state, h, chain in snapshots],
+                        [(rid, s, h, chain, state) for s, state, h, chain in snapshots],
                     )
                 db.execute("COMMIT")
             except BaseException:
