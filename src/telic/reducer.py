@@ -430,14 +430,15 @@ class Fold:
 
     def apply(self, t: Transition) -> None:
         s = self._s
-        handler = HANDLERS.get(t.kind)
+        kind = t.kind
+        handler = HANDLERS.get(kind)
         if handler is not None:
             handler(s, t)
             d = self._d
-            if d is not None and t.kind in _DIGESTED:
+            if d is not None and kind in _DIGESTED:
                 self._track(d, t)
         counts = s["counts"]
-        counts[t.kind] = counts.get(t.kind, 0) + 1
+        counts[kind] = counts.get(kind, 0) + 1
         s["seq"] = t.seq
         booted = s["booted_ts"]
         if booted is not None:

@@ -151,12 +151,21 @@ class Kernel:
                 run_id, f"it has ended ({state['status']}: {state['reason']}); fork it to continue"
             )
         config.validate()
-        run = Run(self.ledger, run_id, config, self.clock, self.publish)
-        tick = int(state["tick"])
+        # What resume acts on, read before the run takes the state over (its batches change it).
+        tick, head, tick_open = int(state["tick"]), int(state["seq"]), bool(state["tick_open"])
+        progress = state["progress"]
+        approvals = sorted(state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"])
+        pending = sorted(state["pending_tools"].items(), key=lambda kv: kv[1]["seq"])
+        running = [
+            (name, a["role"], a["temporary"], a["parent"], a["question"], tuple(a["tools"]))
+            for name, a in state["agents"].items()
+            if a["status"] == "running"
+        ]
+        run = Run(self.ledger, run_id, config, self.clock, self.publish, state=state)
         batch = run.batch()
-        batch.add(RunResumed(reason=reason, head=int(state["seq"])), tick=tick)
+        batch.add(RunResumed(reason=reason, head=head), tick=tick)
         # An approval still awaited when the kernel stopped got no answer: that means deny.
-        for proposal, a in sorted(state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"]):
+        for proposal, a in approvals:
             why = "the run was interrupted before an answer; no answer means deny"
             batch.add(
                 ApprovalDenied(proposal=int(proposal), by="kernel", reason=why),
@@ -167,7 +176,7 @@ class Kernel:
             batch.reject(tick, a["agent"], int(proposal), "approval", why)
         await run.supervisor.start()
         tools = run.tools
-        for call_id, p in sorted(state["pending_tools"].items(), key=lambda kv: kv[1]["seq"]):
+        for call_id, p in pending:
             if p["idempotent"] and p["tool"] in tools:
                 tool = tools.get(p["tool"])
                 again = batch.add(
@@ -226,11 +235,11 @@ class Kernel:
                     agent=p["agent"],
                     causes=(p["seq"],),
                 )
-        if state["tick_open"]:
+        if tick_open:
             batch.add(
                 TickCompleted(
                     tick=tick,
-                    progress=state["progress"],
+                    progress=progress,
                     delta=0.0,
                     valid=False,
                     state_hash=run.fold.hash(),
@@ -238,17 +247,15 @@ class Kernel:
                 tick=tick,
             )
         specs = {a.name: a for a in config.agents}
-        for name, a in state["agents"].items():
-            if a["status"] != "running":
-                continue
+        for name, role, temporary, parent, question, tools in running:
             if name in specs:
                 await run.start_agent(specs[name])
-            elif a["temporary"] and a["parent"] in specs and config.explorer is not None:
+            elif temporary and parent in specs and config.explorer is not None:
                 explorer = AgentSpec(
                     name=name,
-                    role=a["role"],
-                    mind=config.explorer(a["question"] or "", specs[a["parent"]]),
-                    tools=tuple(a["tools"]),
+                    role=role,
+                    mind=config.explorer(question or "", specs[parent]),
+                    tools=tools,
                     restart="temporary",
                 )
                 await run.start_agent(explorer)

@@ -62,15 +62,24 @@ class Run:
     """A run the kernel is driving. Use :meth:`until_done` (or :meth:`step`) then :meth:`close`."""
 
     def __init__(
-        self, ledger: BaseLedger, run_id: str, config: RunConfig, clock: Clock, publish: Any
+        self,
+        ledger: BaseLedger,
+        run_id: str,
+        config: RunConfig,
+        clock: Clock,
+        publish: Any,
+        *,
+        state: State | None = None,
     ) -> None:
+        """``state``: the run's head state just read from ``ledger``, which the run takes over
+        (the caller keeps no use of it); read from the ledger when not given."""
         self.ledger = ledger
         self.id = run_id
         self.config = config
         self.clock = clock
         self.tools: ToolRegistry = config.registry()
         self._publish = publish
-        self.fold = Fold.adopt(ledger.state_at(run_id))
+        self.fold = Fold.adopt(ledger.state_at(run_id) if state is None else state)
         self._specs: dict[str, AgentSpec] = {a.name: a for a in config.agents}
         self._order: list[str] = [a.name for a in config.agents]
         self._procs: dict[str, AgentProcess] = {}

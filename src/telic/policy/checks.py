@@ -67,8 +67,25 @@ class Check(Protocol):
     def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict: ...
 
 
+_PASSED: dict[str, Verdict] = {}
+
+
 def _ok(name: str) -> Verdict:
-    return Verdict(name, True)
+    """The passing verdict of ``name`` (one shared, frozen instance per name)."""
+    verdict = _PASSED.get(name)
+    if verdict is None:
+        verdict = _PASSED[name] = Verdict(name, True)
+    return verdict
+
+
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "tool": ("tool",),
+    "remember": ("key",),
+    "plan": ("key",),
+    "message": ("to",),
+    "spawn": ("question",),
+}
+"""The arguments each action needs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +102,7 @@ class SchemaCheck:
             return Verdict(
                 self.name, False, f"proposal is {size} bytes, over the limit of {self.max_bytes}"
             )
-        needs = {
-            "tool": ("tool",),
-            "remember": ("key",),
-            "plan": ("key",),
-            "message": ("to",),
-            "spawn": ("question",),
-        }
-        missing = [k for k in needs.get(proposal.action, ()) if k not in proposal.args]
+        missing = [k for k in _NEEDS.get(proposal.action, ()) if k not in proposal.args]
         if missing:
             return Verdict(self.name, False, f"action {proposal.action!r} needs args {missing}")
         return _ok(self.name)
