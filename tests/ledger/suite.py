@@ -524,6 +524,25 @@ class LedgerSuite(abc.ABC):
             ledger.state_at("f", 38)  # the parent's snapshot at 30
             assert scans == [("r", 31, 35), ("f", 36, 38)]
 
+    def test_snapshots_of_a_fork_appended_to_without_its_state_in_memory(self) -> None:
+        """The head fold is built only once a snapshot is due; what it snapshots is still the
+        fold of the lineage, whichever instance appends."""
+        with self.fresh(snapshot_every=10) as ledger:
+            parent = fill(ledger, "r", 27, group=5)
+            ledger.fork("r", 17, "f")
+            writers = [ledger, self.second(ledger)] if self.supports_second_instance else [ledger]
+            own: list[Transition] = []
+            for i, start in enumerate(range(18, 46, 4)):
+                writer = writers[i % len(writers)]
+                own += writer.append("f", workload(4, start=start, seed=1))
+            lineage = parent[:17] + own
+            assert ledger.last_snapshot("f") == 40
+            for seq in range(len(lineage) + 1):
+                assert ledger.state_at("f", seq) == fold(lineage[:seq]), seq
+            assert ledger.replay("f").checked_hashes == 4  # 10 of the parent, 20, 30, 40 its own
+            for writer in writers[1:]:
+                writer.close()
+
     def test_replay_checks_recorded_hashes(self) -> None:
         with self.fresh(snapshot_every=4) as ledger:
             fill(ledger, "r", 10)
