@@ -103,7 +103,7 @@ def _causes_text(causes: tuple[int, ...]) -> str | None:
 
 def _stored(rid: int, r: Row) -> tuple[object, ...]:
     causes = _causes_text(r.causes)
-    key = rid << SEQ_BITS | r.seq
+    key = row_key(rid, r.seq)
     return (key, rid, r.seq, r.tick, r.agent, r.kind, causes, r.ts, r.v, r.payload, r.hash)
 
 
