@@ -7,6 +7,7 @@ A benchmark group is a module ``bench/groups/<group>.py`` with ``GROUP = "<group
 from __future__ import annotations
 
 import os
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -81,8 +82,6 @@ def sqlite_commit_us(samples: int = 300, directory: str | None = None) -> float:
     """Median latency of one plain ``sqlite3`` durable commit of one 300-byte row (WAL,
     ``synchronous=FULL``) on the disk the ledgers use, in µs: the least a step committed
     through SQLite before the next can cost on this machine."""
-    import sqlite3
-
     with tempfile.TemporaryDirectory(dir=directory) as d:
         db = sqlite3.connect(os.path.join(d, "floor.db"), isolation_level=None)
         try:
