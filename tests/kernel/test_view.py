@@ -67,8 +67,18 @@ def test_a_view_read_in_a_later_tick_crashes_only_that_mind() -> None:
         _ = kept[0].state["tick"]  # a stale view: refused, not silently later state
         return finish()
 
-    played = play(config(AgentSpec("a", "worker", FunctionMind(hoarder))), max_ticks=2)
+    def steady(view: View) -> Proposal:
+        return remember("b", view.tick)
+
+    played = play(
+        config(
+            AgentSpec("a", "worker", FunctionMind(hoarder)),
+            AgentSpec("b", "worker", FunctionMind(steady)),
+        ),
+        max_ticks=2,
+    )
     failed = Played(played.ledger, played.run_id).of("agent.failed")
-    assert failed, "the stale read must crash the agent"
+    assert [t.agent for t in failed] == ["a"], "the stale read crashes its own agent only"
     assert "ViewExpired" in failed[0].data["message"]
     assert "tick 1" in failed[0].data["message"]
+    assert played.state()["memory"]["b"] == {"b": 2}  # the other mind went on

@@ -67,15 +67,8 @@ class Check(Protocol):
     def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict: ...
 
 
-_PASSED: dict[str, Verdict] = {}
-
-
 def _ok(name: str) -> Verdict:
-    """The passing verdict of ``name`` (one shared, frozen instance per name)."""
-    verdict = _PASSED.get(name)
-    if verdict is None:
-        verdict = _PASSED[name] = Verdict(name, True)
-    return verdict
+    return Verdict(name, True)
 
 
 _NEEDS: dict[str, tuple[str, ...]] = {
