@@ -7,7 +7,8 @@ The hierarchy::
     │   ├── UnknownKind             a kind outside the catalogue
     │   ├── PayloadInvalid          a payload that fails its kind's schema
     │   ├── PayloadTooLarge         a payload over the ledger's size limit
-    │   └── NotCanonical            a value JSON cannot carry exactly (NaN, bytes, ...)
+    │   ├── NotCanonical            a value JSON cannot carry exactly (NaN, bytes, ...)
+    │   └── RecordInvalid           a record field of the wrong type or range (tick 1.5, ...)
     ├── LedgerError                 anything the ledger refuses or cannot do
     │   ├── UnknownScheme           a ledger URL whose scheme has no backend
     │   ├── LedgerUnavailable       a path or server that cannot be opened
@@ -17,6 +18,7 @@ The hierarchy::
     │   ├── SequenceError           a sequence number outside the run
     │   ├── SequenceConflict        optimistic concurrency: another writer got there first
     │   ├── ChainBroken             verification found a bad link (names the first bad seq)
+    │   │   └── SnapshotBroken      a stored snapshot that does not match its digest or chain
     │   └── BlobMissing             a referenced blob is absent or does not match its hash
     ├── ReplayMismatch              a fold disagrees with a recorded state hash
     ├── EventError                  the event kernel refuses a request
@@ -101,6 +103,16 @@ class NotCanonical(RecordError):
         )
 
 
+class RecordInvalid(RecordError):
+    """A field of a transition's record (seq, tick, ts, v, agent, kind, causes) that the one
+    record encoder (:func:`telic.transition.record_body`) cannot hash exactly."""
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"transition field {field!r} {detail}")
+        self.field = field
+        self.detail = detail
+
+
 # -- ledger ------------------------------------------------------------------------------
 
 
@@ -169,6 +181,12 @@ class ChainBroken(LedgerError):
         self.run_id = run_id
         self.seq = seq
         self.reason = reason
+
+
+class SnapshotBroken(ChainBroken):
+    """A stored snapshot of the folded state that cannot be trusted: its bytes do not match
+    its digest, it is not at the chain position it claims, or (``verify``) it differs from
+    the fold of the transitions before it. ``seq`` is the snapshot's sequence number."""
 
 
 class BlobMissing(LedgerError):

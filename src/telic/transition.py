@@ -12,17 +12,18 @@ have the same chain, and a fork's chain continues from its parent's hash at the 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 import orjson
 from pydantic import ValidationError
 
 from telic.canonical import digest, encode_validated
-from telic.errors import PayloadInvalid
+from telic.errors import PayloadInvalid, RecordInvalid
 from telic.kinds import Payload, payload_model
 
 __all__ = [
+    "INT_MAX",
+    "INT_MIN",
     "SCHEMA_VERSION",
     "Draft",
     "Transition",
@@ -34,9 +35,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 """Version of the record layout; stored in every transition as ``v``."""
-
-# orjson embeds already-canonical payload bytes as they are (the stubs do not declare it).
-_fragment: Final[Callable[[bytes], Any]] = orjson.Fragment  # pyright: ignore[reportAttributeAccessIssue,reportUnknownMemberType]
 
 
 class Draft(NamedTuple):
@@ -75,30 +73,76 @@ def draft(
     return Draft(payload.kind, encode_validated(data), ts, tick, agent, causes, data)
 
 
+_BODY: Final = b'{"agent":%b,"causes":%b,"kind":%b,"payload":%b,"seq":%d,"tick":%d,"ts":%d,"v":%d}'
+"""The hashed body with its keys in sorted order: ``%d`` prints exactly what orjson would for
+an ``int``, and :func:`record_body` lets nothing else reach it."""
+
+INT_MIN: Final = -(1 << 63)
+INT_MAX: Final = (1 << 63) - 1
+"""The range of a record's integers: what SQLite and PostgreSQL store (signed 64 bits)."""
+
+
 def record_body(
     seq: int,
     tick: int,
     agent: str | None,
     kind: str,
-    causes: tuple[int, ...] | list[int],
+    causes: tuple[int, ...],
     ts: int,
     v: int,
     payload: bytes,
 ) -> bytes:
-    """The canonical bytes that are hashed for one transition."""
-    return orjson.dumps(
-        {
-            "agent": agent,
-            "causes": causes,
-            "kind": kind,
-            "payload": _fragment(payload),
-            "seq": seq,
-            "tick": tick,
-            "ts": ts,
-            "v": v,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
+    """The canonical bytes that are hashed for one transition: the one encoder of the record.
+
+    The transition, every ledger backend (append) and ``verify`` call it, so what is hashed
+    on write is what is checked on read. Refuses, with :class:`RecordInvalid`, anything it
+    could not encode exactly: a ``seq``, ``tick``, ``ts`` or ``v`` that is not an ``int``
+    (``1.5``, ``True``, ``"1"``) or outside signed 64 bits; causes that are not a tuple of such
+    integers; an ``agent`` that is not a string or None; a ``kind`` that is not a string; a
+    ``payload`` that is not bytes; strings that are not valid Unicode (lone surrogates).
+    ``payload`` is embedded as it is: it is already canonical (see docs/ledger.md).
+    """
+    if type(seq) is not int or not INT_MIN <= seq <= INT_MAX:
+        raise RecordInvalid("seq", _not_int(seq))
+    if type(tick) is not int or not INT_MIN <= tick <= INT_MAX:
+        raise RecordInvalid("tick", _not_int(tick))
+    if type(ts) is not int or not INT_MIN <= ts <= INT_MAX:
+        raise RecordInvalid("ts", _not_int(ts))
+    if type(v) is not int or not INT_MIN <= v <= INT_MAX:
+        raise RecordInvalid("v", _not_int(v))
+    if type(causes) is not tuple:
+        raise RecordInvalid("causes", f"must be a tuple of integers, not {causes!r:.80}")
+    for c in causes:
+        if type(c) is not int or not INT_MIN <= c <= INT_MAX:
+            raise RecordInvalid("causes", f"holds {c!r:.80}: {_not_int(c)}")
+    if agent is not None and type(agent) is not str:
+        raise RecordInvalid("agent", f"must be a string or None, not {agent!r:.80}")
+    if type(kind) is not str:
+        raise RecordInvalid("kind", f"must be a string, not {kind!r:.80}")
+    if type(payload) is not bytes:
+        raise RecordInvalid(
+            "payload", f"must be canonical JSON bytes, not {type(payload).__name__}"
+        )
+    dumps = orjson.dumps
+    try:
+        return _BODY % (dumps(agent), dumps(causes), dumps(kind), payload, seq, tick, ts, v)
+    except orjson.JSONEncodeError as exc:  # a lone surrogate in the agent or the kind
+        field = "kind" if _unencodable(kind) else "agent"
+        raise RecordInvalid(field, f"is not valid Unicode ({exc})") from None
+
+
+def _unencodable(text: str) -> bool:
+    try:
+        orjson.dumps(text)
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
+
+def _not_int(value: object) -> str:
+    if type(value) is int:
+        return f"is {value}, outside signed 64 bits"
+    return f"must be an integer, not {type(value).__name__} {value!r:.80}"
 
 
 def chain_hash(prev: bytes, body: bytes) -> bytes:

@@ -14,20 +14,24 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from telic.canonical import encode
+from telic.canonical import digest, encode
 from telic.errors import (
+    ChainBroken,
     NotCanonical,
     PayloadInvalid,
     PayloadTooLarge,
+    RecordInvalid,
     ReplayMismatch,
     RunExists,
     RunNotFound,
     SequenceConflict,
     SequenceError,
+    SnapshotBroken,
     UnknownKind,
 )
 from telic.kinds import (
@@ -39,7 +43,7 @@ from telic.kinds import (
     TickCompleted,
     TickStarted,
 )
-from telic.ledger import BaseLedger, Row
+from telic.ledger import BaseLedger, Row, Snapshot
 from telic.reducer import fold, state_hash
 from telic.transition import Draft, Transition, chain_hash, draft, record_body
 
@@ -79,6 +83,12 @@ def fill(ledger: BaseLedger, run: str, n: int, *, group: int = 7) -> list[Transi
     for start in range(1, n + 1, group):
         out += ledger.append(run, workload(min(group, n - start + 1), start=start))
     return out
+
+
+def _snapshot(ledger: BaseLedger, run: str, seq: int) -> Snapshot:
+    snap = ledger._get_snapshot(run, seq, seq)  # pyright: ignore[reportPrivateUsage]
+    assert snap is not None and snap.seq == seq
+    return snap
 
 
 def same(a: Sequence[Transition], b: Sequence[Transition]) -> bool:
@@ -176,7 +186,8 @@ class LedgerSuite(abc.ABC):
     def tamper_blob(self, ledger: BaseLedger, blob_id: str, data: bytes) -> None: ...
 
     @abc.abstractmethod
-    def tamper_snapshot_hash(self, ledger: BaseLedger, run: str, seq: int, value: str) -> None: ...
+    def tamper_snapshot(self, ledger: BaseLedger, run: str, seq: int, **fields: Any) -> None:
+        """Set columns (``state``, ``state_hash``, ``chain``, ``digest``) of a stored snapshot."""
 
     @pytest.fixture
     def ledger(self) -> Iterator[BaseLedger]:
@@ -566,8 +577,8 @@ class LedgerSuite(abc.ABC):
             assert report.state_hash == state_hash(ledger.state_at("r"))
             assert ledger.replay("r", 9).checked_hashes == 2
 
-            self.tamper_snapshot_hash(ledger, "r", 12, "0" * 64)
-            with pytest.raises(ReplayMismatch, match="at sequence 12"):
+            self.tamper_snapshot(ledger, "r", 12, state_hash="0" * 64)
+            with pytest.raises(SnapshotBroken, match="at sequence 12"):
                 ledger.replay("r")
             assert ledger.replay("r", 11).checked_hashes == 3
 
@@ -578,6 +589,140 @@ class LedgerSuite(abc.ABC):
         with pytest.raises(ReplayMismatch, match="at sequence 7"):
             ledger.replay("r")
         assert ledger.replay("r", 6).folded == 6
+
+    def test_replay_checks_the_chain(self, ledger: BaseLedger) -> None:
+        fill(ledger, "r", 12)
+        rows = self.stored_rows(ledger, "r")
+        _edit_hash(rows, 9)  # the fold cannot see it: only the chain can
+        self.store_rows(ledger, "r", rows)
+        with pytest.raises(ChainBroken, match="at sequence 9"):
+            ledger.replay("r")
+        assert ledger.replay("r", 8).folded == 8
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "damage", ["a byte of its state", "its digest", "its chain", "a state from elsewhere"]
+    )
+    def test_state_at_refuses_a_damaged_snapshot(self, damage: str) -> None:
+        with self.fresh(snapshot_every=4) as ledger:
+            written = fill(ledger, "r", 20)
+            snap = _snapshot(ledger, "r", 12)
+            if damage == "a byte of its state":
+                state = bytearray(snap.state)
+                state[len(state) // 2] ^= 0x01
+                self.tamper_snapshot(ledger, "r", 12, state=bytes(state))
+            elif damage == "its digest":
+                self.tamper_snapshot(ledger, "r", 12, digest=bytes(32))
+            elif damage == "its chain":
+                self.tamper_snapshot(ledger, "r", 12, chain=written[10].hash)
+            else:  # the snapshot at 8, with its digest: right bytes, wrong place
+                other = _snapshot(ledger, "r", 8)
+                self.tamper_snapshot(ledger, "r", 12, state=other.state, digest=other.digest)
+            for seq in (12, 13, 15):
+                with pytest.raises(SnapshotBroken, match="at sequence 12"):
+                    ledger.state_at("r", seq)
+            assert ledger.state_at("r", 11) == fold(written[:11])  # from the snapshot at 8
+            assert ledger.state_at("r", 16) == fold(written[:16])  # from its own
+            report = ledger.verify("r")
+            assert (report.ok, report.first_bad) == (False, 12), report
+            with pytest.raises(SnapshotBroken, match="at sequence 12"):
+                ledger.replay("r")
+            # resume's check folds from this snapshot: it names it too
+            assert ledger.verify("r", start=13).first_bad == 12
+            ledger.fork("r", 14, "f")
+            with pytest.raises(SnapshotBroken, match="at sequence 12"):
+                ledger.state_at("f")
+
+    def test_verify_and_replay_compare_every_snapshot_with_the_fold(self) -> None:
+        with self.fresh(snapshot_every=4) as ledger:
+            written = fill(ledger, "r", 20)
+            snap = _snapshot(ledger, "r", 12)
+            forged = orjson.loads(snap.state)
+            forged["goal"] = "forged, with a digest to match"
+            state = encode(forged)
+            self.tamper_snapshot(ledger, "r", 12, state=state, digest=digest(state))
+            # state_at cannot tell a well-forged snapshot without folding from the start...
+            assert ledger.state_at("r", 12)["goal"] == forged["goal"]
+            # ...verify and replay do, and name it.
+            report = ledger.verify("r")
+            assert (report.ok, report.first_bad, report.checked) == (False, 12, 11)
+            assert "differs from the fold" in (report.reason or "")
+            with pytest.raises(SnapshotBroken, match="at sequence 12"):
+                ledger.replay("r")
+            assert ledger.replay("r", 11).state == fold(written[:11])
+
+            self.tamper_snapshot(ledger, "r", 12, state=snap.state, digest=snap.digest)
+            self.tamper_snapshot(ledger, "r", 16, state_hash="ab" * 32)
+            report = ledger.verify("r")
+            assert (report.ok, report.first_bad) == (False, 16)
+            assert "state hash" in (report.reason or "")
+
+    def test_snapshots_carry_the_digest_of_their_state(self) -> None:
+        with self.fresh(snapshot_every=5) as ledger:
+            written = fill(ledger, "r", 10)
+            snap = _snapshot(ledger, "r", 10)
+            assert snap.digest == digest(snap.state)
+            assert snap.chain == written[-1].hash
+            assert snap.state == encode(fold(written))
+            assert snap.state_hash == state_hash(fold(written))
+
+    # -- the record encoder --------------------------------------------------------------
+
+    @pytest.mark.parametrize("field", ["tick", "ts", "v"])
+    def test_verify_refuses_a_non_integer_field(self, ledger: BaseLedger, field: str) -> None:
+        """1.5 printed with %d is 1: a body must never be built from what is not an int."""
+        fill(ledger, "r", 12)
+        rows = self.stored_rows(ledger, "r")
+        original = getattr(rows[8], field)
+        rows[8] = rows[8]._replace(**{field: original + 0.5})
+        self.store_rows(ledger, "r", rows)
+        stored = getattr(self.stored_rows(ledger, "r")[8], field)
+        if type(stored) is int:  # the column's type made it an integer (PostgreSQL's BIGINT)
+            assert ledger.verify("r").ok == (stored == original)
+            return
+        report = ledger.verify("r")
+        assert (report.ok, report.first_bad) == (False, 9), report
+        with pytest.raises(ChainBroken, match="at sequence 9"):
+            ledger.replay("r")
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [("tick", 1.0), ("ts", 2**63), ("tick", True), ("causes", (1.5,)), ("agent", "\ud800")],
+    )
+    def test_append_refuses_what_the_encoder_cannot_hash(
+        self, ledger: BaseLedger, field: str, value: object
+    ) -> None:
+        ledger.create_run("r")
+        good = workload(3)
+        bad = good[1]._replace(**{field: value})
+        with pytest.raises(RecordInvalid, match=field):
+            ledger.append("r", [good[0], bad, good[2]])
+        assert ledger.run("r").head == 0
+
+    # -- creating a run with its first transitions ---------------------------------------
+
+    def test_append_can_create_the_run_in_the_same_transaction(self, ledger: BaseLedger) -> None:
+        written = ledger.append("r", workload(3), create=True)
+        assert [t.seq for t in written] == [1, 2, 3]
+        info = ledger.run("r")
+        assert (info.head, info.head_hash, info.parent) == (3, written[-1].hash, None)
+        assert [r.id for r in ledger.runs()] == ["r"]
+        assert ledger.verify("r").ok
+        with pytest.raises(RunExists):
+            ledger.append("r", workload(1, start=4), create=True)
+        more = ledger.append("r", workload(2, start=4), expected=4)
+        assert more[0].prev_hash == written[-1].hash
+
+    def test_a_run_created_with_a_bad_group_does_not_exist(self, ledger: BaseLedger) -> None:
+        drafts = workload(3)
+        drafts[2] = drafts[2]._replace(kind="no.such.kind", data=None)
+        with pytest.raises(UnknownKind):
+            ledger.append("r", drafts, create=True)
+        with pytest.raises(RunNotFound):
+            ledger.run("r")
+        assert ledger.runs() == []
+        assert ledger.append("r", workload(1), create=True)[0].seq == 1
 
     # -- verify --------------------------------------------------------------------------
 

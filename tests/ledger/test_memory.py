@@ -35,10 +35,10 @@ class TestMemoryLedger(LedgerSuite):
     def tamper_blob(self, ledger: BaseLedger, blob_id: str, data: bytes) -> None:
         _memory(ledger).raw_blobs()[blob_id] = data
 
-    def tamper_snapshot_hash(self, ledger: BaseLedger, run: str, seq: int, value: str) -> None:
+    def tamper_snapshot(self, ledger: BaseLedger, run: str, seq: int, **fields: Any) -> None:
         snaps = _memory(ledger).store.snapshots[run]
-        state, _, chain = snaps[seq]
-        snaps[seq] = (state, value, chain)
+        snaps[seq] = snaps[seq]._replace(**fields)
+        _memory(ledger).raw_rows(run)  # forgets the cached head fold
 
 
 def test_memory_url_and_options() -> None:

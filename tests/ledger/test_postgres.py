@@ -91,12 +91,13 @@ class TestPostgresLedger(LedgerSuite):
     def tamper_blob(self, ledger: BaseLedger, blob_id: str, data: bytes) -> None:
         _pg(ledger).execute("UPDATE blobs SET data = %s WHERE id = %s", (data, blob_id))
 
-    def tamper_snapshot_hash(self, ledger: BaseLedger, run: str, seq: int, value: str) -> None:
+    def tamper_snapshot(self, ledger: BaseLedger, run: str, seq: int, **fields: Any) -> None:
         db = _pg(ledger)
-        db.execute(
-            "UPDATE snapshots SET state_hash = %s WHERE rid = %s AND seq = %s",
-            (value, db.rid(run), seq),
-        )
+        for name, value in fields.items():
+            db.execute(
+                f"UPDATE snapshots SET {name} = %s WHERE rid = %s AND seq = %s",
+                (value, db.rid(run), seq),
+            )
 
 
 def test_open_ledger_routes_postgres_urls_with_a_schema() -> None:

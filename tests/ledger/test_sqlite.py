@@ -69,12 +69,13 @@ class TestSQLiteLedger(LedgerSuite):
     def tamper_blob(self, ledger: BaseLedger, blob_id: str, data: bytes) -> None:
         _sqlite(ledger).execute("UPDATE blobs SET data = ? WHERE id = ?", (data, blob_id))
 
-    def tamper_snapshot_hash(self, ledger: BaseLedger, run: str, seq: int, value: str) -> None:
+    def tamper_snapshot(self, ledger: BaseLedger, run: str, seq: int, **fields: Any) -> None:
         db = _sqlite(ledger)
-        db.execute(
-            "UPDATE snapshots SET state_hash = ? WHERE rid = ? AND seq = ?",
-            (value, db.rid(run), seq),
-        )
+        for name, value in fields.items():
+            db.execute(
+                f"UPDATE snapshots SET {name} = ? WHERE rid = ? AND seq = ?",
+                (value, db.rid(run), seq),
+            )
 
 
 # -- opening -----------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def test_a_wrong_format_marker(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("UPDATE telic_meta SET value = '99' WHERE key = 'version'")
         db.commit()
-    with pytest.raises(NotALedger, match="version '99'"):
+    with pytest.raises(NotALedger, match="format '99'"):
         open_ledger(path)
 
 

@@ -24,6 +24,7 @@ from telic.ledger.base import (
     ReplayReport,
     Row,
     RunInfo,
+    Snapshot,
     VerifyReport,
 )
 from telic.ledger.memory import MemoryLedger
@@ -40,6 +41,7 @@ __all__ = [
     "Row",
     "RunInfo",
     "SQLiteLedger",
+    "Snapshot",
     "VerifyReport",
     "open_ledger",
 ]

@@ -26,15 +26,17 @@ from telic.errors import (
     NotCanonical,
     PayloadInvalid,
     PayloadTooLarge,
+    RecordInvalid,
     ReplayMismatch,
     RunNotFound,
     SequenceConflict,
     SequenceError,
+    SnapshotBroken,
     UnknownKind,
 )
 from telic.kinds import CATALOGUE
 from telic.reducer import Fold, State
-from telic.transition import SCHEMA_VERSION, Draft, Transition
+from telic.transition import SCHEMA_VERSION, Draft, Transition, record_body
 
 __all__ = [
     "DEFAULT_BLOB_THRESHOLD",
@@ -45,6 +47,7 @@ __all__ = [
     "ReplayReport",
     "Row",
     "RunInfo",
+    "Snapshot",
     "VerifyReport",
 ]
 
@@ -82,6 +85,20 @@ class Row(NamedTuple):
     v: int
     payload: bytes
     hash: bytes
+
+
+class Snapshot(NamedTuple):
+    """A stored snapshot of a run's folded state."""
+
+    seq: int
+    state: bytes
+    """The canonical JSON of the folded state after ``seq``."""
+    state_hash: str
+    """:func:`telic.reducer.state_hash` of that state."""
+    chain: bytes
+    """The chain hash of the transition at ``seq``: where the snapshot belongs."""
+    digest: bytes
+    """SHA-256 of ``state``, checked whenever the snapshot is read."""
 
 
 RawRow = tuple[int, int, str | None, str, tuple[int, ...], int, int, bytes, bytes]
@@ -122,7 +139,12 @@ class Ledger(Protocol):
 
     def create_run(self, run_id: str) -> RunInfo: ...
     def append(
-        self, run_id: str, drafts: Sequence[Draft], *, expected: int | None = None
+        self,
+        run_id: str,
+        drafts: Sequence[Draft],
+        *,
+        expected: int | None = None,
+        create: bool = False,
     ) -> list[Transition]: ...
     def read(self, run_id: str, start: int = 1, end: int | None = None) -> Iterator[Transition]: ...
     def get(self, run_id: str, seq: int) -> Transition: ...
@@ -176,17 +198,36 @@ class BaseLedger(abc.ABC):
         return self._list_runs()
 
     def append(
-        self, run_id: str, drafts: Sequence[Draft], *, expected: int | None = None
+        self,
+        run_id: str,
+        drafts: Sequence[Draft],
+        *,
+        expected: int | None = None,
+        create: bool = False,
     ) -> list[Transition]:
         """Append ``drafts`` atomically, all or nothing, in one durable commit.
 
         ``expected`` is the sequence number the first draft must get; if another writer got
         there first, :class:`SequenceConflict` is raised and nothing is written. Without
         ``expected`` the drafts go after whatever the head is.
+
+        ``create=True`` creates the run (a root run; :class:`RunExists` if the id is taken) in
+        the same transaction as its first transitions: a crash leaves either no run or a run
+        holding them all (the kernel boots runs this way, with ``run.booted`` first).
         """
         if not drafts:
+            if create:
+                raise ValueError("a run created by append needs at least one transition")
             return []
         with self._lock:
+            if create:
+                if expected not in (None, 1):
+                    raise SequenceConflict(run_id, expected, 1)
+                fresh = RunInfo(run_id, None, 0, 0, ZERO_HASH, 0)
+                try:
+                    return self._append(fresh, drafts, create=True)
+                finally:
+                    self._known.pop(run_id, None)  # ``created`` is the store's: read it back
             info = self._known.get(run_id) or self._refresh(run_id)
             if expected is not None and expected != info.head + 1:
                 info = self._refresh(run_id)  # another instance may have moved the head
@@ -207,7 +248,9 @@ class BaseLedger(abc.ABC):
         self._known[run_id] = info
         return info
 
-    def _append(self, info: RunInfo, drafts: Sequence[Draft]) -> list[Transition]:
+    def _append(
+        self, info: RunInfo, drafts: Sequence[Draft], *, create: bool = False
+    ) -> list[Transition]:
         run_id = info.id
         fold = self._heads.get(run_id)
         if fold is None or fold.seq != info.head:
@@ -218,7 +261,7 @@ class BaseLedger(abc.ABC):
         seq = info.head
         rows: list[Row] = []
         out: list[Transition] = []
-        snapshots: list[tuple[int, bytes, str, bytes]] = []
+        snapshots: list[Snapshot] = []
         blobs: list[tuple[str, bytes]] = []
         every = self.snapshot_every
         max_payload = self.max_payload
@@ -234,19 +277,15 @@ class BaseLedger(abc.ABC):
                     raise PayloadTooLarge(kind, size, max_payload)
                 if data is None:  # bytes of unknown origin: decode and validate them
                     data = _checked(kind, payload)
-                if type(tick) is not int or type(ts) is not int:
-                    raise PayloadInvalid(
-                        kind, f"tick and ts must be integers, not {tick!r}, {ts!r}"
-                    )
                 if size > threshold:
                     blob_id = digest(payload).hex()
                     blobs.append((blob_id, payload))
                     payload = encode({_BLOB_KEY: blob_id, "size": size})
                 seq += 1
                 if type(causes) is not tuple:
-                    causes = tuple(causes)
+                    causes = _causes_tuple(causes)
                 h = sha256(
-                    prev + _body(seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload)
+                    prev + record_body(seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload)
                 ).digest()
                 rows.append(
                     _new(Row, (seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload, h))
@@ -262,9 +301,12 @@ class BaseLedger(abc.ABC):
                     if fold is None:
                         fold = self._fold_to(info, info.head)
                         fold.apply_all(out)
-                    snapshots.append((seq, _state_bytes(fold), fold.hash(), h))
+                    state = _state_bytes(fold)
+                    snapshots.append(
+                        _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))
+                    )
                 prev = h
-            self._write(run_id, info.head, rows, snapshots, blobs)
+            self._write(run_id, info.head, rows, snapshots, blobs, create=create)
         except BaseException:
             self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
             self._known.pop(run_id, None)
@@ -339,111 +381,50 @@ class BaseLedger(abc.ABC):
         if not 0 <= target <= info.head:
             raise SequenceError(run_id, target, info.head)
         for seg_run, lo, hi in reversed(self._segments(info, 1, target)):
-            taken = self._list_snapshot_hashes(seg_run, lo, hi)
+            taken = self._snapshot_seqs(seg_run, lo, hi)
             if taken:
                 return max(taken)
         return 0
 
     def verify(self, run_id: str, *, start: int = 1) -> VerifyReport:
-        """Recompute the chain of a run (its whole lineage); name the first bad seq.
+        """Check everything a reader trusts in a run (its whole lineage); name the first bad
+        seq.
 
-        ``start`` > 1 checks only ``start..head``, chained from the stored hash at
-        ``start - 1`` (what :meth:`~telic.kernel.Kernel.resume` folds on top of a snapshot).
+        Recomputes the chain (every record through :func:`~telic.transition.record_body`),
+        checks every blob against its digest, folds the transitions and compares the fold
+        with every recorded state hash (``tick.completed``) and every snapshot (its digest,
+        its place in the chain, its bytes and its state hash). ``start`` > 1 checks only
+        ``start..head``, chained from the stored hash at ``start - 1``, and folds from the
+        snapshot at ``start - 1`` when there is one (what :meth:`~telic.kernel.Kernel.resume`
+        folds on top of); without one it checks the chain, blobs and snapshots alone.
         """
         info = self.run(run_id)
         if not 1 <= start <= info.head + 1:
             raise SequenceError(run_id, start, info.head)
-        prev = ZERO_HASH if start == 1 else self._hash_at(info, start - 1)
-        expected = start
-        sha256 = hashlib.sha256
-        dumps = orjson.dumps
-        for seg_run, lo, hi in self._segments(info, start, info.head):
-            for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
-                if seq != expected:
-                    why = (
-                        "a transition is missing"
-                        if seq > expected
-                        else "a transition is duplicated or out of order"
-                    )
-                    return VerifyReport(run_id, False, expected - start, min(seq, expected), why)
-                try:
-                    body = _BODY % (
-                        dumps(agent),
-                        dumps(causes),
-                        dumps(kind),
-                        payload,
-                        seq,
-                        tick,
-                        ts,
-                        v,
-                    )
-                except TypeError:
-                    body = b""  # a field of the wrong type: it cannot match its hash
-                if sha256(prev + body).digest() != h:
-                    return VerifyReport(
-                        run_id,
-                        False,
-                        seq - start,
-                        seq,
-                        "its hash does not match its content and the chain",
-                    )
-                if kind not in CATALOGUE:
-                    return VerifyReport(run_id, False, seq - start, seq, f"unknown kind {kind!r}")
-                if payload[:8] == b'{"$blob"':
-                    ref = orjson.loads(payload)
-                    blob = self._get_blob(ref[_BLOB_KEY])
-                    if blob is None or digest(blob).hex() != ref[_BLOB_KEY]:
-                        return VerifyReport(
-                            run_id, False, seq - start, seq, "its blob is missing or altered"
-                        )
-                prev = h
-                expected += 1
-        checked = expected - start
-        if expected != info.head + 1:
-            return VerifyReport(
-                run_id,
-                False,
-                checked,
-                expected,
-                "the run is truncated: transitions are missing before its head",
+        audit = _Audit(info, start, info.head)
+        try:
+            self._audit(audit)
+        except (ChainBroken, ReplayMismatch) as exc:
+            reason = (
+                exc.reason
+                if isinstance(exc, ChainBroken)
+                else "the fold before it does not match the state hash it records"
             )
-        if prev != info.head_hash:
-            return VerifyReport(
-                run_id,
-                False,
-                checked,
-                info.head,
-                "the run's recorded head hash does not match its last transition",
-            )
-        return VerifyReport(run_id, True, checked, head_hash=prev.hex())
+            return VerifyReport(run_id, False, audit.checked, exc.seq, reason)
+        return VerifyReport(run_id, True, audit.checked, head_hash=audit.prev.hex())
 
     def replay(self, run_id: str, to: int | None = None) -> ReplayReport:
-        """Fold from the start and compare against every recorded state hash on the way."""
+        """Fold from the start, checking the chain on the way and comparing the fold against
+        every recorded state hash and snapshot; raises :class:`ChainBroken` (a bad link or
+        snapshot) or :class:`ReplayMismatch` (a fold that disagrees) at the first bad seq."""
         info = self.run(run_id)
         stop = info.head if to is None else to
         if not 0 <= stop <= info.head:
             raise SequenceError(run_id, stop, info.head)
-        recorded = self._snapshot_hashes(info, stop)
-        fold = Fold()
-        apply = fold.apply
-        at = recorded.get
-        checked = 0
-        folded = 0
-        for t in self.read(run_id, 1, stop):
-            if t.kind == "tick.completed":
-                actual = fold.hash()
-                if actual != t.data["state_hash"]:
-                    raise ReplayMismatch(run_id, t.seq, t.data["state_hash"], actual)
-                checked += 1
-            apply(t)
-            folded += 1
-            expected = at(t.seq)
-            if expected is not None:
-                actual = fold.hash()
-                if actual != expected:
-                    raise ReplayMismatch(run_id, t.seq, expected, actual)
-                checked += 1
-        return ReplayReport(run_id, stop, folded, checked, fold.hash(), fold.peek())
+        audit = _Audit(info, 1, stop)
+        fold = self._audit(audit)
+        assert fold is not None  # a fold from seq 1 always exists
+        return ReplayReport(run_id, stop, audit.checked, audit.hashes, fold.hash(), fold.peek())
 
     def close(self) -> None:
         self._heads.clear()
@@ -494,30 +475,146 @@ class BaseLedger(abc.ABC):
         return data
 
     def _fold_to(self, info: RunInfo, target: int) -> Fold:
-        snap = self._nearest_snapshot(info, target)
-        if snap is None:
+        found = self._nearest_snapshot(info, target)
+        if found is None:
             fold, start = Fold(), 1
         else:
-            seq, state = snap
-            fold, start = Fold.adopt(orjson.loads(state)), seq + 1
+            owner, snap = found
+            fold = self._adopt(info.id, snap, self._row_hash(owner, snap.seq))
+            start = snap.seq + 1
         if start <= target:
             # Folding needs no previous hashes: the rows as read, without looking up the hash
             # before ``start`` (the transitions never leave this method).
             fold.apply_all(self._read(info, start, target, ZERO_HASH))
         return fold
 
-    def _nearest_snapshot(self, info: RunInfo, target: int) -> tuple[int, bytes] | None:
+    def _adopt(self, run_id: str, snap: Snapshot, chain: bytes | None) -> Fold:
+        """A fold from a stored snapshot, once the snapshot has shown it can be trusted: its
+        bytes match its digest, it sits at the chain position it names (``chain`` is the
+        stored hash of the transition at its seq) and it is the state after that seq."""
+        seq = snap.seq
+        if type(snap.state) is not bytes or hashlib.sha256(snap.state).digest() != snap.digest:
+            raise SnapshotBroken(run_id, seq, "its snapshot's state does not match its digest")
+        if chain is None or snap.chain != chain:
+            raise SnapshotBroken(
+                run_id, seq, "its snapshot does not belong to the transition at this seq"
+            )
+        try:
+            state = orjson.loads(snap.state)
+        except orjson.JSONDecodeError:
+            raise SnapshotBroken(run_id, seq, "its snapshot is not JSON") from None
+        if type(state) is not dict or state.get("seq") != seq:  # pyright: ignore[reportUnknownMemberType]
+            raise SnapshotBroken(run_id, seq, "its snapshot is not the state after this seq")
+        return Fold.adopt(state)  # pyright: ignore[reportUnknownArgumentType]
+
+    def _nearest_snapshot(self, info: RunInfo, target: int) -> tuple[str, Snapshot] | None:
+        """The latest snapshot at or before ``target`` in the lineage, and the run storing it."""
         for seg_run, lo, hi in reversed(self._segments(info, 1, target)):
             snap = self._get_snapshot(seg_run, lo, hi)
             if snap is not None:
-                return snap
+                return seg_run, snap
         return None
 
-    def _snapshot_hashes(self, info: RunInfo, stop: int) -> dict[int, str]:
-        out: dict[int, str] = {}
-        for seg_run, lo, hi in self._segments(info, 1, stop):
-            out.update(self._list_snapshot_hashes(seg_run, lo, hi))
-        return out
+    def _audit(self, audit: _Audit) -> Fold | None:
+        """Walk ``audit``'s range checking everything (see :meth:`verify`); returns the fold
+        at the end (None when there was no state to fold from). Raises :class:`ChainBroken`,
+        :class:`SnapshotBroken` or :class:`ReplayMismatch` at the first bad seq."""
+        info, start, stop = audit.info, audit.start, audit.stop
+        run_id = info.id
+        prev = audit.prev = ZERO_HASH if start == 1 else self._hash_at(info, start - 1)
+        fold: Fold | None = None
+        if start == 1:
+            fold = Fold()
+        else:
+            found = self._nearest_snapshot(info, start - 1)
+            if found is not None and found[1].seq == start - 1:
+                fold = self._adopt(run_id, found[1], prev)
+        expected = start
+        sha256 = hashlib.sha256
+        for seg_run, lo, hi in self._segments(info, start, stop):
+            snapshots = set(self._snapshot_seqs(seg_run, lo, hi))
+            for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
+                if seq != expected:
+                    why = (
+                        "a transition is missing"
+                        if seq > expected
+                        else "a transition is duplicated or out of order"
+                    )
+                    raise ChainBroken(run_id, min(seq, expected), why)
+                try:
+                    body = record_body(seq, tick, agent, kind, causes, ts, v, payload)
+                except RecordInvalid as exc:
+                    raise ChainBroken(run_id, seq, f"its {exc.field} {exc.detail}") from None
+                if sha256(prev + body).digest() != h:
+                    raise ChainBroken(
+                        run_id, seq, "its hash does not match its content and the chain"
+                    )
+                if kind not in CATALOGUE:
+                    raise ChainBroken(run_id, seq, f"unknown kind {kind!r}")
+                data = self._audited_data(run_id, seq, payload)
+                if fold is not None:
+                    if kind == "tick.completed":
+                        actual = fold.hash()
+                        recorded = data.get("state_hash")
+                        if actual != recorded:
+                            raise ReplayMismatch(run_id, seq, str(recorded), actual)
+                        audit.hashes += 1
+                    t = _new(
+                        Transition, (seg_run, seq, tick, agent, kind, causes, ts, v, data, prev, h)
+                    )
+                    try:
+                        fold.apply(t)
+                    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                        raise ChainBroken(
+                            run_id, seq, f"its payload does not fit its kind ({exc!r:.80})"
+                        ) from None
+                if seq in snapshots:
+                    self._audit_snapshot(run_id, seg_run, seq, h, fold)
+                    audit.hashes += fold is not None
+                prev = audit.prev = h
+                expected += 1
+                audit.checked += 1
+        if expected != stop + 1:
+            raise ChainBroken(
+                run_id, expected, "the run is truncated: transitions are missing before its head"
+            )
+        if stop == info.head and prev != info.head_hash:
+            raise ChainBroken(
+                run_id, info.head, "the run's recorded head hash does not match its last transition"
+            )
+        return fold
+
+    def _audited_data(self, run_id: str, seq: int, payload: bytes) -> dict[str, Any]:
+        """The payload of a transition whose hash checked out, its blob checked too."""
+        try:
+            if payload[:8] == b'{"$blob"':
+                blob_id: str = orjson.loads(payload)[_BLOB_KEY]
+                blob = self._get_blob(blob_id)
+                if blob is None or digest(blob).hex() != blob_id:
+                    raise ChainBroken(run_id, seq, "its blob is missing or altered")
+                payload = blob
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise ChainBroken(run_id, seq, "its payload is not JSON") from None
+        if type(data) is not dict:
+            raise ChainBroken(run_id, seq, "its payload is not a JSON object")
+        return data  # pyright: ignore[reportUnknownVariableType]
+
+    def _audit_snapshot(
+        self, run_id: str, owner: str, seq: int, chain: bytes, fold: Fold | None
+    ) -> None:
+        snap = self._get_snapshot(owner, seq, seq)
+        if snap is None:
+            return  # removed since it was listed: nothing left to trust
+        self._adopt(run_id, snap, chain)
+        if fold is None:
+            return
+        if snap.state != _state_bytes(fold):
+            raise SnapshotBroken(
+                run_id, seq, "its snapshot differs from the fold of the transitions before it"
+            )
+        if snap.state_hash != fold.hash():
+            raise SnapshotBroken(run_id, seq, "its snapshot's state hash differs from the fold's")
 
     def _head_fold(self, info: RunInfo) -> Fold:
         fold = self._heads.get(info.id)
@@ -558,11 +655,15 @@ class BaseLedger(abc.ABC):
         run_id: str,
         expected_head: int,
         rows: list[Row],
-        snapshots: list[tuple[int, bytes, str, bytes]],
+        snapshots: list[Snapshot],
         blobs: list[tuple[str, bytes]],
+        *,
+        create: bool = False,
     ) -> None:
         """Atomically store rows, snapshots and blobs and move the head, if it is still
-        ``expected_head``; otherwise :class:`SequenceConflict` and nothing is written."""
+        ``expected_head``; otherwise :class:`SequenceConflict` and nothing is written.
+        ``create``: insert the (root) run's row in the same transaction, or
+        :class:`RunExists` and nothing is written."""
 
     @abc.abstractmethod
     def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
@@ -572,14 +673,39 @@ class BaseLedger(abc.ABC):
     def _row_hash(self, run_id: str, seq: int) -> bytes | None: ...
 
     @abc.abstractmethod
-    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> tuple[int, bytes] | None:
+    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> Snapshot | None:
         """The latest snapshot of the run with ``lo <= seq <= hi``."""
 
     @abc.abstractmethod
-    def _list_snapshot_hashes(self, run_id: str, lo: int, hi: int) -> dict[int, str]: ...
+    def _snapshot_seqs(self, run_id: str, lo: int, hi: int) -> list[int]:
+        """The seqs of the run's snapshots with ``lo <= seq <= hi``."""
 
     @abc.abstractmethod
     def _get_blob(self, blob_id: str) -> bytes | None: ...
+
+
+class _Audit:
+    """Where a :meth:`BaseLedger._audit` walk is, for the report when it stops early."""
+
+    __slots__ = ("checked", "hashes", "info", "prev", "start", "stop")
+
+    def __init__(self, info: RunInfo, start: int, stop: int) -> None:
+        self.info = info
+        self.start = start
+        self.stop = stop
+        self.checked = 0
+        """Transitions whose hash was recomputed and found right."""
+        self.hashes = 0
+        """Recorded state hashes and snapshots the fold was compared against."""
+        self.prev = ZERO_HASH
+
+
+def _causes_tuple(causes: object) -> tuple[int, ...]:
+    """Causes given as another iterable (a list): :func:`record_body` checks the items."""
+    try:
+        return tuple(causes)  # pyright: ignore[reportArgumentType,reportUnknownArgumentType,reportUnknownVariableType]
+    except TypeError:
+        raise RecordInvalid("causes", f"must be a tuple of integers, not {causes!r:.80}") from None
 
 
 def _state_bytes(fold: Fold) -> bytes:
@@ -590,27 +716,6 @@ def _state_bytes(fold: Fold) -> bytes:
     cannot hold a non-finite number, so the walk (a millisecond per snapshot) is skipped.
     """
     return orjson.dumps(fold.peek(), option=orjson.OPT_SORT_KEYS)
-
-
-_BODY: Final = b'{"agent":%b,"causes":%b,"kind":%b,"payload":%b,"seq":%d,"tick":%d,"ts":%d,"v":%d}'
-
-
-def _body(
-    seq: int,
-    tick: int,
-    agent: str | None,
-    kind: str,
-    causes: tuple[int, ...],
-    ts: int,
-    v: int,
-    payload: bytes,
-) -> bytes:
-    """:func:`telic.transition.record_body`, byte for byte, without building a dict.
-
-    The keys are fixed and already in sorted order; integers print the same either way.
-    """
-    dumps = orjson.dumps
-    return _BODY % (dumps(agent), dumps(causes), dumps(kind), payload, seq, tick, ts, v)
 
 
 _VALIDATORS: Final = {kind: model.__pydantic_validator__ for kind, model in CATALOGUE.items()}

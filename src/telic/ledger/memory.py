@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 
 from telic.errors import RunExists, SequenceConflict
-from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo
+from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo, Snapshot
 
 __all__ = ["MemoryLedger", "MemoryStore"]
 
@@ -19,7 +19,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.runs: dict[str, RunInfo] = {}
         self.rows: dict[str, list[Row]] = {}
-        self.snapshots: dict[str, dict[int, tuple[bytes, str, bytes]]] = {}
+        self.snapshots: dict[str, dict[int, Snapshot]] = {}
         self.blobs: dict[str, bytes] = {}
         self.order = itertools.count(1)
         self.lock = threading.Lock()
@@ -62,18 +62,27 @@ class MemoryLedger(BaseLedger):
         run_id: str,
         expected_head: int,
         rows: list[Row],
-        snapshots: list[tuple[int, bytes, str, bytes]],
+        snapshots: list[Snapshot],
         blobs: list[tuple[str, bytes]],
+        *,
+        create: bool = False,
     ) -> None:
         with self.store.lock:
-            info = self._runs[run_id]
-            if info.head != expected_head:
-                raise SequenceConflict(run_id, expected_head + 1, info.head + 1)
+            if create:
+                if run_id in self._runs:
+                    raise RunExists(run_id)
+                info = RunInfo(run_id, None, 0, 0, rows[0].hash, next(self.store.order))
+                self._rows[run_id] = []
+                self._snapshots[run_id] = {}
+            else:
+                info = self._runs[run_id]
+                if info.head != expected_head:
+                    raise SequenceConflict(run_id, expected_head + 1, info.head + 1)
             self._blobs.update(blobs)
             self._rows[run_id].extend(rows)
             snaps = self._snapshots[run_id]
-            for seq, state, state_hash, chain in snapshots:
-                snaps[seq] = (state, state_hash, chain)
+            for snap in snapshots:
+                snaps[snap.seq] = snap
             last = rows[-1]
             self._runs[run_id] = RunInfo(
                 run_id, info.parent, info.fork_seq, last.seq, last.hash, info.created
@@ -104,15 +113,12 @@ class MemoryLedger(BaseLedger):
                 return row.hash
         return None
 
-    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> tuple[int, bytes] | None:
-        best = [s for s in self._snapshots[run_id] if lo <= s <= hi]
-        if not best:
-            return None
-        seq = max(best)
-        return seq, self._snapshots[run_id][seq][0]
+    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> Snapshot | None:
+        best = self._snapshot_seqs(run_id, lo, hi)
+        return self._snapshots[run_id][max(best)] if best else None
 
-    def _list_snapshot_hashes(self, run_id: str, lo: int, hi: int) -> dict[int, str]:
-        return {s: v[1] for s, v in self._snapshots[run_id].items() if lo <= s <= hi}
+    def _snapshot_seqs(self, run_id: str, lo: int, hi: int) -> list[int]:
+        return [s for s in self._snapshots[run_id] if lo <= s <= hi]
 
     def _get_blob(self, blob_id: str) -> bytes | None:
         return self._blobs.get(blob_id)

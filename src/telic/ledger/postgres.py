@@ -25,7 +25,7 @@ from telic.errors import (
     RunExists,
     SequenceConflict,
 )
-from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo
+from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo, Snapshot
 
 try:
     import psycopg
@@ -38,7 +38,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 __all__ = ["PostgresLedger"]
 
 FORMAT: Final = "telic-ledger"
-FORMAT_VERSION: Final = "1"
+FORMAT_VERSION: Final = "2"
+"""2: a snapshot carries the SHA-256 of its state (``digest``), checked whenever it is read.
+Older schemas are refused with :class:`~telic.errors.NotALedger`."""
 _TABLES: Final = ("runs", "transitions", "snapshots", "blobs")
 # Any constant works: it only has to be the same in every telic process creating tables.
 _SCHEMA_LOCK: Final = 0x7E11C
@@ -72,6 +74,7 @@ _SCHEMA: Final = (
         state BYTEA NOT NULL,
         state_hash TEXT NOT NULL,
         chain BYTEA NOT NULL,
+        digest BYTEA NOT NULL,
         PRIMARY KEY (rid, seq)
     )""",
     "CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BYTEA NOT NULL)",
@@ -163,9 +166,7 @@ class PostgresLedger(BaseLedger):
         if meta.get("format") != FORMAT:
             raise NotALedger(self._where, "its telic_meta table has no telic format marker")
         if meta.get("version") != FORMAT_VERSION:
-            raise NotALedger(
-                self._where, f"format version {meta.get('version')!r} is not supported"
-            )
+            raise NotALedger(self._where, _unsupported(meta.get("version")))
         bad = db.execute(
             "SELECT r.id, r.head FROM runs r LEFT JOIN transitions t ON t.rid = r.rid AND "
             "t.seq = r.head WHERE r.head > r.fork_seq AND "
@@ -253,22 +254,37 @@ class PostgresLedger(BaseLedger):
         run_id: str,
         expected_head: int,
         rows: list[Row],
-        snapshots: list[tuple[int, bytes, str, bytes]],
+        snapshots: list[Snapshot],
         blobs: list[tuple[str, bytes]],
+        *,
+        create: bool = False,
     ) -> None:
-        rid = self._rid(run_id)
+        rid = 0 if create else self._rid(run_id)
+        last = rows[-1]
 
         def write(db: psycopg.Connection[tuple[Any, ...]]) -> int | None:
             """The run's head if another writer moved it, else None once committed."""
+            nonlocal rid
             try:
                 with db.transaction():
-                    locked = db.execute(
-                        "SELECT head FROM runs WHERE rid = %s FOR UPDATE", (rid,)
-                    ).fetchone()
-                    assert locked is not None
-                    head = int(locked[0])
-                    if head != expected_head:
-                        return head
+                    if create:
+                        created = db.execute(
+                            "INSERT INTO runs (id, parent, fork_seq, head, head_hash) "
+                            "VALUES (%s, NULL, 0, %s, %s) ON CONFLICT (id) DO NOTHING "
+                            "RETURNING rid",
+                            (run_id, last.seq, last.hash),
+                        ).fetchone()
+                        if created is None:
+                            return -2
+                        rid = int(created[0])
+                    else:
+                        locked = db.execute(
+                            "SELECT head FROM runs WHERE rid = %s FOR UPDATE", (rid,)
+                        ).fetchone()
+                        assert locked is not None
+                        head = int(locked[0])
+                        if head != expected_head:
+                            return head
                     with db.cursor() as cur:
                         if blobs:
                             cur.executemany(
@@ -295,16 +311,18 @@ class PostgresLedger(BaseLedger):
                                 )
                         if snapshots:
                             cur.executemany(
-                                "INSERT INTO snapshots VALUES (%s, %s, %s, %s, %s) "
+                                "INSERT INTO snapshots (rid, seq, state, state_hash, chain, "
+                                "digest) VALUES (%s, %s, %s, %s, %s, %s) "
                                 "ON CONFLICT (rid, seq) DO UPDATE SET state = EXCLUDED.state, "
-                                "state_hash = EXCLUDED.state_hash, chain = EXCLUDED.chain",
-                                [(rid, s, state, h, chain) for s, state, h, chain in snapshots],
+                                "state_hash = EXCLUDED.state_hash, chain = EXCLUDED.chain, "
+                                "digest = EXCLUDED.digest",
+                                [(rid, q, st, h, c, d) for q, st, h, c, d in snapshots],
                             )
-                        last = rows[-1]
-                        cur.execute(
-                            "UPDATE runs SET head = %s, head_hash = %s WHERE rid = %s",
-                            (last.seq, last.hash, rid),
-                        )
+                        if not create:
+                            cur.execute(
+                                "UPDATE runs SET head = %s, head_hash = %s WHERE rid = %s",
+                                (last.seq, last.hash, rid),
+                            )
             except pg_errors.UniqueViolation:
                 # Rows for these sequence numbers exist beyond the recorded head: someone
                 # else's write, or damage; either way nothing of ours was written.
@@ -312,9 +330,13 @@ class PostgresLedger(BaseLedger):
             return None
 
         moved = self._call(f"append to run {run_id!r}", write)
+        if moved == -2:
+            raise RunExists(run_id)
         if moved is not None:
             actual = self.run(run_id).head if moved < 0 else moved
             raise SequenceConflict(run_id, expected_head + 1, actual + 1)
+        if create:
+            self._rids[run_id] = rid
 
     def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
         rid = self._rid(run_id)
@@ -354,28 +376,31 @@ class PostgresLedger(BaseLedger):
         )
         return None if row is None else bytes(row[0])
 
-    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> tuple[int, bytes] | None:
+    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> Snapshot | None:
         rid = self._rid(run_id)
         row = self._call(
             f"reading run {run_id!r}",
             lambda db: db.execute(
-                "SELECT seq, state FROM snapshots WHERE rid = %s AND seq >= %s AND seq <= %s "
-                "ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, state, state_hash, chain, digest FROM snapshots "
+                "WHERE rid = %s AND seq >= %s AND seq <= %s ORDER BY seq DESC LIMIT 1",
                 (rid, lo, hi),
             ).fetchone(),
         )
-        return None if row is None else (int(row[0]), bytes(row[1]))
+        if row is None:
+            return None
+        seq, state, state_hash, chain, digest = row
+        return Snapshot(int(seq), bytes(state), str(state_hash), bytes(chain), bytes(digest))
 
-    def _list_snapshot_hashes(self, run_id: str, lo: int, hi: int) -> dict[int, str]:
+    def _snapshot_seqs(self, run_id: str, lo: int, hi: int) -> list[int]:
         rid = self._rid(run_id)
         rows = self._call(
             f"reading run {run_id!r}",
             lambda db: db.execute(
-                "SELECT seq, state_hash FROM snapshots WHERE rid = %s AND seq >= %s AND seq <= %s",
+                "SELECT seq FROM snapshots WHERE rid = %s AND seq >= %s AND seq <= %s",
                 (rid, lo, hi),
             ).fetchall(),
         )
-        return {int(s): str(h) for s, h in rows}
+        return [int(r[0]) for r in rows]
 
     def _get_blob(self, blob_id: str) -> bytes | None:
         row = self._call(
@@ -399,6 +424,16 @@ class PostgresLedger(BaseLedger):
 
     def rid(self, run_id: str) -> int:
         return self._rid(run_id)
+
+
+def _unsupported(version: str | None) -> str:
+    if version is not None and version.isdigit() and int(version) < int(FORMAT_VERSION):
+        return (
+            f"its schema is ledger format {version}, written by an older telic; this telic "
+            f"reads format {FORMAT_VERSION} (snapshots that carry a digest): read it with the "
+            "telic that wrote it, or use a new schema"
+        )
+    return f"ledger format {version!r} is not supported (this telic reads {FORMAT_VERSION})"
 
 
 def _first_line(exc: BaseException) -> str:

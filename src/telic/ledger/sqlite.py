@@ -9,6 +9,7 @@ to load.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -23,16 +24,17 @@ from telic.errors import (
     RunExists,
     SequenceConflict,
 )
-from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo
+from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo, Snapshot
 
 __all__ = ["SEQ_BITS", "SQLiteLedger", "row_key"]
 
 FORMAT: Final = "telic-ledger"
-FORMAT_VERSION: Final = "2"
-"""2: transitions live in a rowid table keyed by :func:`row_key` (1 kept them in a WITHOUT
-ROWID table keyed by ``(rid, seq)``, where every row over ~1 KB spilled into an overflow page of
-its own), and a snapshot's state is its last column (reading its hash no longer walks the
-state's overflow pages)."""
+FORMAT_VERSION: Final = "3"
+"""3: a snapshot carries the SHA-256 of its state (``digest``), checked whenever it is read.
+2: transitions live in a rowid table keyed by :func:`row_key` (1 kept them in a WITHOUT ROWID
+table keyed by ``(rid, seq)``, where every row over ~1 KB spilled into an overflow page of its
+own), and a snapshot's state is its last column (reading its hash no longer walks the state's
+overflow pages). Older formats are refused with :class:`~telic.errors.NotALedger`."""
 
 SEQ_BITS: Final = 36
 """A transition's key is ``rid << SEQ_BITS | seq``: 68 billion transitions per run, 134 million
@@ -69,6 +71,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     seq INTEGER NOT NULL,
     state_hash TEXT NOT NULL,
     chain BLOB NOT NULL,
+    digest BLOB NOT NULL,
     state BLOB NOT NULL,
     PRIMARY KEY (rid, seq)
 ) WITHOUT ROWID;
@@ -93,6 +96,16 @@ def _causes(text: str) -> tuple[int, ...]:
     return tuple(map(int, text.split(",")))
 
 
+def _causes_ok(value: object) -> bool:
+    if value is None or value == "":
+        return True
+    try:
+        _causes(value)  # pyright: ignore[reportArgumentType]
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def _causes_text(causes: tuple[int, ...]) -> str | None:
     if not causes:
         return None
@@ -105,6 +118,16 @@ def _stored(rid: int, r: Row) -> tuple[object, ...]:
     causes = _causes_text(r.causes)
     key = row_key(rid, r.seq)
     return (key, rid, r.seq, r.tick, r.agent, r.kind, causes, r.ts, r.v, r.payload, r.hash)
+
+
+def _unsupported(version: str | None) -> str:
+    if version is not None and version.isdigit() and int(version) < int(FORMAT_VERSION):
+        return (
+            f"it is ledger format {version}, written by an older telic; this telic reads "
+            f"format {FORMAT_VERSION} (snapshots that carry a digest): read it with the telic "
+            "that wrote it, or start a new ledger"
+        )
+    return f"ledger format {version!r} is not supported (this telic reads {FORMAT_VERSION})"
 
 
 class SQLiteLedger(BaseLedger):
@@ -178,7 +201,7 @@ class SQLiteLedger(BaseLedger):
             raise NotALedger(where, "its format marker is missing")
         if meta.get("version") != FORMAT_VERSION:
             db.close()
-            raise NotALedger(where, f"format version {meta.get('version')!r} is not supported")
+            raise NotALedger(where, _unsupported(meta.get("version")))
         self._check_heads(db)
         return db
 
@@ -252,24 +275,29 @@ class SQLiteLedger(BaseLedger):
         run_id: str,
         expected_head: int,
         rows: list[Row],
-        snapshots: list[tuple[int, bytes, str, bytes]],
+        snapshots: list[Snapshot],
         blobs: list[tuple[str, bytes]],
+        *,
+        create: bool = False,
     ) -> None:
         db = self._db
-        rid = self._rid(run_id)
         last = rows[-1]
         if last.seq > _MAX_SEQ:
             raise LedgerError(f"run {run_id!r} is full: a run holds at most {_MAX_SEQ} transitions")
+        rid = 0 if create else self._rid(run_id)
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                # The head check and the head move in one statement: optimistic concurrency.
-                moved = db.execute(
-                    "UPDATE runs SET head = ?, head_hash = ? WHERE rid = ? AND head = ?",
-                    (last.seq, last.hash, rid, expected_head),
-                ).rowcount
-                if moved != 1:
-                    raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1)
+                if create:
+                    rid = self._create(run_id, last)
+                else:
+                    # The head check and the head move in one statement: optimistic concurrency.
+                    moved = db.execute(
+                        "UPDATE runs SET head = ?, head_hash = ? WHERE rid = ? AND head = ?",
+                        (last.seq, last.hash, rid, expected_head),
+                    ).rowcount
+                    if moved != 1:
+                        raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1)
                 if blobs:
                     db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", blobs)
                 if len(rows) == 1:
@@ -297,17 +325,43 @@ class SQLiteLedger(BaseLedger):
                     )
                 if snapshots:
                     db.executemany(
-                        "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
-                        [(rid, s, h, chain, state) for s, state, h, chain in snapshots],
+                        "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
+                        [(rid, s, h, chain, d, state) for s, state, h, chain, d in snapshots],
                     )
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                self._rollback()
                 raise
         except sqlite3.IntegrityError:
             raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1) from None
         except sqlite3.Error as exc:
             raise LedgerError(f"append to run {run_id!r} failed: {exc}") from None
+        if create:
+            self._rids[run_id] = rid
+
+    def _create(self, run_id: str, last: Row) -> int:
+        """Insert a root run whose head is ``last``, inside the caller's transaction."""
+        try:
+            cur = self._db.execute(
+                "INSERT INTO runs (id, parent, fork_seq, head, head_hash) VALUES (?, NULL, 0, ?, ?)",
+                (run_id, last.seq, last.hash),
+            )
+        except sqlite3.IntegrityError:
+            raise RunExists(run_id) from None
+        rid = cur.lastrowid
+        assert rid is not None
+        if rid > _MAX_RID:
+            raise LedgerError(f"cannot create run {run_id!r}: the file holds {_MAX_RID} runs")
+        return rid
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open. SQLite has already rolled back after
+        some errors (a full disk, an I/O error): a second ROLLBACK would fail and hide the
+        error that matters, so it is not attempted, and its own failure is not raised."""
+        db = self._db
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the error being raised is the one
+                db.execute("ROLLBACK")
 
     def _head(self, rid: int) -> int:
         return int(self._all("SELECT head FROM runs WHERE rid = ?", (rid,))[0][0])
@@ -328,10 +382,15 @@ class SQLiteLedger(BaseLedger):
                     ).fetchall()
             except sqlite3.DatabaseError as exc:
                 raise ChainBroken(run_id, start, f"the file is damaged ({exc})") from None
-            yield from [
-                (s, t, a, k, _causes(c) if c else (), ts, v, p, h)
-                for s, t, a, k, c, ts, v, p, h in rows
-            ]
+            try:
+                parsed = [
+                    (s, t, a, k, _causes(c) if c else (), ts, v, p, h)
+                    for s, t, a, k, c, ts, v, p, h in rows
+                ]
+            except (ValueError, TypeError):
+                bad = next(r[0] for r in rows if not _causes_ok(r[4]))
+                raise ChainBroken(run_id, bad, "its causes are not integers") from None
+            yield from parsed
             if len(rows) < page:
                 return
             start = rows[-1][0] + 1
@@ -342,20 +401,20 @@ class SQLiteLedger(BaseLedger):
         )
         return rows[0][0] if rows else None
 
-    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> tuple[int, bytes] | None:
+    def _get_snapshot(self, run_id: str, lo: int, hi: int) -> Snapshot | None:
         rows = self._all(
-            "SELECT seq, state FROM snapshots WHERE rid = ? AND seq >= ? AND seq <= ? "
-            "ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, state, state_hash, chain, digest FROM snapshots "
+            "WHERE rid = ? AND seq >= ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
             (self._rid(run_id), lo, hi),
         )
-        return (rows[0][0], rows[0][1]) if rows else None
+        return Snapshot(*rows[0]) if rows else None
 
-    def _list_snapshot_hashes(self, run_id: str, lo: int, hi: int) -> dict[int, str]:
+    def _snapshot_seqs(self, run_id: str, lo: int, hi: int) -> list[int]:
         rows = self._all(
-            "SELECT seq, state_hash FROM snapshots WHERE rid = ? AND seq >= ? AND seq <= ?",
+            "SELECT seq FROM snapshots WHERE rid = ? AND seq >= ? AND seq <= ?",
             (self._rid(run_id), lo, hi),
         )
-        return dict(rows)
+        return [r[0] for r in rows]
 
     def _get_blob(self, blob_id: str) -> bytes | None:
         rows = self._all("SELECT data FROM blobs WHERE id = ?", (blob_id,))
