@@ -13,7 +13,7 @@ from typing import Any
 
 from telic.canonical import decode, encode
 from telic.clock import Clock, SystemClock
-from telic.errors import ChainBroken, NotCanonical, RunNotResumable
+from telic.errors import ChainBroken, NotCanonical, RunExists, RunNotFound, RunNotResumable
 from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
 from telic.kernel.run import Run, RunResult
 from telic.kinds import (
@@ -32,6 +32,7 @@ from telic.kinds import (
     ToolUnknownOutcome,
 )
 from telic.ledger.base import BaseLedger
+from telic.reducer import initial_state
 from telic.transition import Transition, draft
 
 __all__ = [
@@ -70,11 +71,16 @@ class Kernel:
         self.publish = publish
 
     async def boot(self, config: RunConfig, *, run_id: str | None = None) -> Run:
-        """Start a run: ``run.booted``, then each agent spawned under the root supervisor."""
+        """Start a run: ``run.booted``, then each agent spawned under the root supervisor.
+
+        The run is created in the same transaction as ``run.booted`` and the spawns: a crash
+        during boot leaves no run at all, never one without its boot that nothing can resume.
+        """
         config.validate()
         rid = run_id or new_run_id()
-        self.ledger.create_run(rid)
-        run = Run(self.ledger, rid, config, self.clock, self.publish)
+        if run_id is not None:
+            _refuse_taken(self.ledger, rid)
+        run = Run(self.ledger, rid, config, self.clock, self.publish, state=initial_state())
         batch = run.batch()
         batch.add(
             RunBooted(
@@ -107,7 +113,13 @@ class Kernel:
                 causes=(1,),
             )
             await run.start_agent(spec)
-        run.commit(batch)
+        try:
+            committed = batch.commit(create=True)
+        except BaseException:
+            await run.close()  # the run does not exist: leave no agent running either
+            raise
+        if self.publish is not None:
+            self.publish(committed)
         return run
 
     async def run(
@@ -267,6 +279,14 @@ class Kernel:
                 )
         run.commit(batch)
         return run
+
+
+def _refuse_taken(ledger: BaseLedger, run_id: str) -> None:
+    try:
+        ledger.run(run_id)
+    except RunNotFound:
+        return
+    raise RunExists(run_id)
 
 
 async def _run_tool_once(tool: Any, args: dict[str, Any]) -> tuple[str, Any, str]:

@@ -73,10 +73,11 @@ class Batch:
     def __len__(self) -> int:
         return len(self._drafts)
 
-    def commit(self) -> list[Transition]:
-        """Write the batch (one durable commit); returns the committed transitions."""
+    def commit(self, *, create: bool = False) -> list[Transition]:
+        """Write the batch (one durable commit); returns the committed transitions.
+        ``create``: the batch is the run's first, and creates it in the same transaction."""
         if not self._drafts:
             return []
         drafts, self._drafts = self._drafts, []
         first, self._first = self._first, self._first + len(drafts)
-        return self.ledger.append(self.run_id, drafts, expected=first)
+        return self.ledger.append(self.run_id, drafts, expected=first, create=create)
