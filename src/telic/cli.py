@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from telic.clock import Clock, SystemClock, VirtualClock
-from telic.errors import RunNotResumable, TelicError
+from telic.errors import ChainBroken, RunNotResumable, TelicError
 from telic.kernel import Kernel, Run
 from telic.ledger import BaseLedger, open_ledger
 from telic.transcript import render
@@ -52,12 +52,19 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def _ledger(db: str, *, create: bool = False) -> Generator[BaseLedger]:
-    """Open the ledger; map every telic error to one line on stderr and exit 1."""
-    if not create and "://" not in db and not Path(db).exists():
-        _fail(f"no ledger at {db}: run `telic demo` first, or pass --db")
+def _ledger(db: str, *, create: bool = False, readonly: bool = False) -> Generator[BaseLedger]:
+    """Open the ledger (``readonly``: for reading only, creating nothing, so that a ledger in
+    a read-only place can be inspected); map every telic error to one line on stderr and exit
+    1."""
+    if not create and "://" not in db:
+        try:
+            found = Path(db).exists()
+        except OSError as exc:  # a directory on the way that cannot be read
+            _fail(f"cannot open ledger at {db}: {exc.strerror or exc}")
+        if not found:
+            _fail(f"no ledger at {db}: run `telic demo` first, or pass --db")
     try:
-        ledger = open_ledger(db)
+        ledger = open_ledger(db, readonly=True) if readonly else open_ledger(db)
     except TelicError as exc:
         _fail(str(exc))
     try:
@@ -306,10 +313,14 @@ def run_spec(
 @app.command()
 def runs(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
     """List runs in the order they were created."""
-    with _ledger(db) as ledger:
+    with _ledger(db, readonly=True) as ledger:
         rows: list[dict[str, Any]] = []
         for info in ledger.runs():
-            state = ledger.state_at(info.id) if info.head else {"goal": "", "status": "new"}
+            try:
+                state = ledger.state_at(info.id)
+            except TelicError as exc:  # this run is damaged: the others stay readable
+                seq = exc.seq if isinstance(exc, ChainBroken) else None
+                state = {"goal": "", "status": "damaged" if seq is None else f"damaged@{seq}"}
             rows.append(
                 {
                     "id": info.id,
@@ -335,7 +346,7 @@ def runs(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
 @app.command()
 def show(run_id: RunArg, db: DbOption = DEFAULT_DB) -> None:
     """The tick-level transcript of a run, rendered from the ledger alone."""
-    with _ledger(db) as ledger:
+    with _ledger(db, readonly=True) as ledger:
         info = ledger.run(run_id)
         for line in render(ledger.read(run_id), total=info.head):
             out.print(line, markup=False)
@@ -353,7 +364,7 @@ def trace(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """The transitions of a run."""
-    with _ledger(db) as ledger:
+    with _ledger(db, readonly=True) as ledger:
         info = ledger.run(run_id)
         if (
             from_seq < 1
@@ -398,7 +409,7 @@ def state(
     """The folded state of a run at a point."""
     from telic.reducer import state_hash
 
-    with _ledger(db) as ledger:
+    with _ledger(db, readonly=True) as ledger:
         s = ledger.state_at(run_id, at)
         if as_json:
             _print_json(s)
@@ -440,7 +451,9 @@ def diff(
     as_json: JsonFlag = False,
 ) -> None:
     """What changed in a run's state between two sequence numbers."""
-    with _ledger(db) as ledger:
+    if seq_b < seq_a:
+        _fail(f"{seq_a} comes after {seq_b}: give the earlier sequence number first", 2)
+    with _ledger(db, readonly=True) as ledger:
         changes = list(_diff(ledger.state_at(run_id, seq_a), ledger.state_at(run_id, seq_b)))
         if as_json:
             _print_json([{"path": p, "before": x, "after": y} for p, x, y in changes])
@@ -462,7 +475,7 @@ def replay(
     as_json: JsonFlag = False,
 ) -> None:
     """Rebuild a run's state by folding its transitions; check it against the recorded hashes."""
-    with _ledger(db) as ledger:
+    with _ledger(db, readonly=True) as ledger:
         report = ledger.replay(run_id, to)
         if as_json:
             _print_json(
@@ -510,7 +523,7 @@ def verify(
     """Recompute the hash chain; exit 1 and name the first bad sequence number if broken."""
     if run_id is None and not all_runs:
         _fail("name a run or pass --all", 2)
-    with _ledger(db) as ledger:
+    with _ledger(db, readonly=True) as ledger:
         ids = [r.id for r in ledger.runs()] if all_runs else [run_id or ""]
         bad = 0
         reports: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ The hierarchy::
     ├── LedgerError                 anything the ledger refuses or cannot do
     │   ├── UnknownScheme           a ledger URL whose scheme has no backend
     │   ├── LedgerUnavailable       a path or server that cannot be opened
+    │   ├── LedgerOptionInvalid     a ledger option that is not what it must be
     │   ├── NotALedger              a file or database that is not a telic ledger
     │   ├── RunNotFound             a run id the ledger does not hold
     │   ├── RunExists               a run id already taken
@@ -133,6 +134,12 @@ class LedgerUnavailable(LedgerError):
     def __init__(self, where: str, reason: str) -> None:
         super().__init__(f"cannot open ledger at {where}: {reason}")
         self.where = where
+
+
+class LedgerOptionInvalid(LedgerError):
+    def __init__(self, option: str, value: object, expected: str) -> None:
+        super().__init__(f"ledger option {option}={value!r:.40} is invalid: it must be {expected}")
+        self.option = option
 
 
 class NotALedger(LedgerError):

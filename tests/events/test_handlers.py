@@ -292,3 +292,58 @@ def test_the_processor_seam() -> None:
         assert memory.shut_down
 
     virtual(body)
+
+
+def test_a_handler_failing_on_every_event_logs_a_bounded_number_of_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every failure is counted; the log gets the first ten and then each power of two."""
+
+    async def body(clock: VirtualClock) -> None:
+        ledger = memory_ledger("r")
+        events = EventKernel(ledger, clock=clock)
+        seen = Tally[int]()
+
+        def handler(event: Event) -> None:
+            seen.append(event.seq)
+            raise ValueError(f"bad {event.seq}")
+
+        sub = events.on("*", handler, run="r")
+        for done in range(100, 3001, 100):  # within the subscription's buffer
+            commit(ledger, events, "r", 100)
+            await seen.reach(done)
+        assert sub.failure_count == 3000
+        await events.aclose()
+
+    with caplog.at_level("WARNING", logger="telic.events"):
+        virtual(body)
+    lines = [r.getMessage() for r in caplog.records if "handler of subscription" in r.message]
+    # 1..10, then 16, 32, ..., 2048: 10 + 8 lines for 3,000 failures
+    assert len(lines) == 18
+    assert "(failure 2048)" in lines[-1] and "bad 2048" in lines[-1]
+    assert "powers of two" in lines[-1]
+
+
+def test_a_processor_failing_on_every_event_logs_a_bounded_number_of_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Failing(EventProcessor):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def on_event(self, event: Event) -> None:
+            self.calls += 1
+            raise RuntimeError("processor down")
+
+    async def body(clock: VirtualClock) -> int:
+        ledger = memory_ledger("r")
+        failing = Failing()
+        events = EventKernel(ledger, clock=clock, processors=[failing])
+        commit(ledger, events, "r", 1000)
+        await events.aclose()
+        return failing.calls
+
+    with caplog.at_level("ERROR", logger="telic.events"):
+        assert virtual(body) == 1000
+    failures = [r for r in caplog.records if "event processor" in r.message]
+    assert len(failures) == 10 + 6  # 1..10, then 16, 32, 64, 128, 256, 512

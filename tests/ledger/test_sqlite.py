@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from telic.errors import ChainBroken, LedgerError, LedgerUnavailable, NotALedger, UnknownScheme
+from telic.errors import (
+    ChainBroken,
+    LedgerError,
+    LedgerOptionInvalid,
+    LedgerUnavailable,
+    NotALedger,
+    UnknownScheme,
+)
 from telic.ledger import BaseLedger, Row, SQLiteLedger, open_ledger
 from telic.ledger.sqlite import row_key
 
@@ -163,13 +170,84 @@ def test_everything_survives_reopening(tmp_path: Path) -> None:
         assert ledger.append("r", workload(1, start=31))[0].prev_hash == written[-1].hash
 
 
-def test_a_head_that_does_not_match_refuses_to_load(tmp_path: Path) -> None:
+def test_a_head_that_does_not_match_refuses_that_run_only(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with open_ledger(path, snapshot_every=4) as ledger:
+        fill(ledger, "r", 10)
+        fill(ledger, "other", 10)
+        ledger.fork("r", 6, "early")
+        ledger.fork("r", 9, "late")
+        _sqlite(ledger).execute(
+            "DELETE FROM transitions WHERE rid = ? AND seq >= 9", (_sqlite(ledger).rid("r"),)
+        )
+    with open_ledger(path) as ledger:  # the file opens: one run's damage is that run's
+        for read in (
+            lambda: ledger.state_at("r"),
+            lambda: list(ledger.read("r")),
+            lambda: ledger.replay("r"),
+            lambda: ledger.append("r", workload(1, start=11)),
+            lambda: ledger.state_at("late"),
+        ):
+            with pytest.raises(ChainBroken, match="at sequence 9"):  # the first bad, not 10
+                read()
+        assert ledger.verify("r").first_bad == 9
+        assert ledger.verify("other").ok and ledger.state_at("other")["seq"] == 10
+        assert ledger.state_at("early")["seq"] == 6  # shares only what is intact
+        assert [r.id for r in ledger.runs()] == ["r", "other", "early", "late"]
+
+
+def test_disk_full_reports_the_error_not_the_rollback(tmp_path: Path) -> None:
+    with open_ledger(tmp_path / "l.db") as ledger:
+        fill(ledger, "r", 3)
+        pages = _sqlite(ledger).execute("PRAGMA page_count")[0][0]
+        _sqlite(ledger).execute(f"PRAGMA max_page_count = {pages}")  # the disk is full
+        with pytest.raises(LedgerError, match="database or disk is full"):
+            ledger.append("r", workload(300, start=4))
+        assert ledger.run("r").head == 3
+        assert ledger.verify("r").ok
+        assert ledger.append("r", workload(1, start=4))[0].seq == 4  # still usable
+
+
+def test_a_ledger_of_an_older_format_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    open_ledger(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE telic_meta SET value = '2' WHERE key = 'version'")
+        db.commit()
+    with pytest.raises(NotALedger, match="format 2, written by an older telic"):
+        open_ledger(path)
+
+
+def test_open_read_only_creates_nothing_and_refuses_writes(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(NotALedger, match="empty"):
+        open_ledger(empty, readonly=True)
+    assert empty.stat().st_size == 0
+    with pytest.raises(LedgerUnavailable, match="no such file"):
+        open_ledger(tmp_path / "missing.db", readonly=True)
     path = tmp_path / "l.db"
     with open_ledger(path) as ledger:
-        fill(ledger, "r", 10)
-        _sqlite(ledger).execute("DELETE FROM transitions WHERE seq = 10")
-    with pytest.raises(ChainBroken, match="run 'r' fails verification at sequence 10"):
-        open_ledger(path)
+        written = fill(ledger, "r", 5)
+    with open_ledger(path, readonly=True) as ledger:
+        assert list(ledger.read("r")) == written
+        assert ledger.verify("r").ok
+        for write in (
+            lambda: ledger.append("r", workload(1, start=6)),
+            lambda: ledger.create_run("s"),
+            lambda: ledger.fork("r", 2, "f"),
+        ):
+            with pytest.raises(LedgerUnavailable, match="read-only"):
+                write()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "1.5"])
+def test_bad_numeric_options_are_refused(tmp_path: Path, value: str) -> None:
+    for option in ("snapshot_every", "max_payload", "blob_threshold"):
+        with pytest.raises(LedgerOptionInvalid, match=option):
+            open_ledger(f"sqlite:///{tmp_path}/l.db?{option}={value}")
+    with pytest.raises(LedgerOptionInvalid):
+        open_ledger(tmp_path / "l.db", snapshot_every=0)
 
 
 def test_damage_in_the_middle_of_the_file_is_refused(tmp_path: Path) -> None:

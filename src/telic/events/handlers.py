@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from telic.errors import SubscriptionClosed
 from telic.events.event import Event
-from telic.events.state import HandlerFailure, SubscriptionState
+from telic.events.state import LOGGED_IN_FULL, HandlerFailure, SubscriptionState, logged
 from telic.events.subscription import Subscription
 
 __all__ = ["Handler", "dispatch"]
@@ -58,11 +58,17 @@ def _describe(exc: BaseException) -> str:
 def _fail(state: SubscriptionState, event: Event, error: str, timed_out: bool) -> None:
     state.failure_count += 1
     state.failures.append(HandlerFailure(event, error, timed_out))
+    count = state.failure_count
+    if not logged(count):
+        return
+    more = "" if count < LOGGED_IN_FULL else " (further failures are logged at powers of two)"
     log.warning(
-        "handler of subscription %s failed on %s #%d of %s: %s",
+        "handler of subscription %s failed on %s #%d of %s (failure %d): %s%s",
         state.id,
         event.type,
         event.seq,
         event.run,
+        count,
         error,
+        more,
     )

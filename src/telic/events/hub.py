@@ -32,7 +32,7 @@ from telic.events.event import Event
 from telic.events.patterns import compile_pattern
 from telic.events.processors import EventProcessor
 from telic.events.router import Router, dense_mode, make_event
-from telic.events.state import Closing, SubscriptionState
+from telic.events.state import LOGGED_IN_FULL, Closing, SubscriptionState, logged
 from telic.events.ttl import Expiry, check_ttl
 from telic.kinds import (
     CATALOGUE,
@@ -79,6 +79,8 @@ class Hub:
         self.ledger = ledger
         self.clock = clock
         self.processors: tuple[EventProcessor, ...] = tuple(processors)
+        self.processor_failures: dict[int, int] = {}
+        """Failures per processor (by id), for rate-limited logging."""
         self.subs: dict[str, SubscriptionState] = {}
         """Every open subscription (live or catching up), by id."""
         self.router = Router(self.disconnect)
@@ -269,7 +271,16 @@ class Hub:
             try:
                 p.on_event(event)
             except Exception:
-                log.exception("event processor %r failed on %s", p, event.type)
+                count = self.processor_failures[id(p)] = self.processor_failures.get(id(p), 0) + 1
+                if logged(count):
+                    log.exception(
+                        "event processor %r failed on %s (failure %d; after %d, logged at "
+                        "powers of two)",
+                        p,
+                        event.type,
+                        count,
+                        LOGGED_IN_FULL,
+                    )
 
     def note_lag(self, state: SubscriptionState) -> None:
         """A lag episode began: its ``subscriber.lagged`` is recorded off the hot path."""

@@ -10,13 +10,21 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from telic.events.event import Event
 from telic.events.patterns import Routes
 from telic.transition import Transition
 
-__all__ = ["Closing", "Dense", "HandlerFailure", "Overflow", "SubscriptionState"]
+__all__ = [
+    "LOGGED_IN_FULL",
+    "Closing",
+    "Dense",
+    "HandlerFailure",
+    "Overflow",
+    "SubscriptionState",
+    "logged",
+]
 
 Overflow = Literal["drop_oldest", "disconnect"]
 Closing = Literal["closed", "expired", "disconnected", "shutdown"]
@@ -80,3 +88,13 @@ class SubscriptionState:
             self.waiter = None
             if not w.done():
                 w.set_result(None)
+
+
+LOGGED_IN_FULL: Final = 10
+
+
+def logged(count: int) -> bool:
+    """Whether the ``count``-th failure of one source is logged: the first
+    :data:`LOGGED_IN_FULL`, then each power of two. A handler that fails on every event of
+    a 200,000-event stream logs 27 lines, not 200,000; every failure is still counted."""
+    return count <= LOGGED_IN_FULL or count & (count - 1) == 0

@@ -14,7 +14,7 @@ import os
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from telic.errors import UnknownScheme
+from telic.errors import LedgerOptionInvalid, UnknownScheme
 from telic.ledger.base import (
     DEFAULT_BLOB_THRESHOLD,
     DEFAULT_MAX_PAYLOAD,
@@ -62,7 +62,10 @@ def open_ledger(url: str | os.PathLike[str], **options: Any) -> BaseLedger:
         query = dict(parse_qsl(q))
     for key in _INT_OPTIONS:
         if key in query:
-            options.setdefault(key, int(query.pop(key)))
+            raw = query.pop(key)
+            if not raw.isdigit():
+                raise LedgerOptionInvalid(key, raw, "a positive integer")
+            options.setdefault(key, int(raw))
     if scheme == "memory":
         return MemoryLedger(text, **options)
     if scheme == "sqlite":

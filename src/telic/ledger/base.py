@@ -23,6 +23,9 @@ from telic.canonical import ZERO_HASH, digest, encode
 from telic.errors import (
     BlobMissing,
     ChainBroken,
+    LedgerError,
+    LedgerOptionInvalid,
+    LedgerUnavailable,
     NotCanonical,
     PayloadInvalid,
     PayloadTooLarge,
@@ -169,14 +172,23 @@ class BaseLedger(abc.ABC):
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         blob_threshold: int = DEFAULT_BLOB_THRESHOLD,
+        readonly: bool = False,
     ) -> None:
-        if snapshot_every < 1:
-            raise ValueError("snapshot_every must be at least 1")
+        for name, value in (
+            ("snapshot_every", snapshot_every),
+            ("max_payload", max_payload),
+            ("blob_threshold", blob_threshold),
+        ):
+            if type(value) is not int or value < 1:
+                raise LedgerOptionInvalid(name, value, "a positive integer")
+        self.readonly = readonly
         self.snapshot_every = snapshot_every
         self.max_payload = max_payload
         self.blob_threshold = blob_threshold
         self._lock = threading.RLock()
         self._heads: OrderedDict[str, Fold] = OrderedDict()
+        self._sound: set[tuple[str, int]] = set()
+        """(run, seq) found stored, at the top of a segment of a lineage (:meth:`_readable`)."""
         self._known: dict[str, RunInfo] = {}
         """Runs as this instance last wrote or read them: appends start from here and the
         store's head check catches another writer (then the entry is refreshed)."""
@@ -185,6 +197,8 @@ class BaseLedger(abc.ABC):
 
     def create_run(self, run_id: str) -> RunInfo:
         """Create an empty root run."""
+        if self.readonly:
+            raise LedgerUnavailable(self.url, "it was opened read-only; runs cannot be created")
         with self._lock:
             return self._insert_run(run_id, None, 0, ZERO_HASH)
 
@@ -215,6 +229,8 @@ class BaseLedger(abc.ABC):
         the same transaction as its first transitions: a crash leaves either no run or a run
         holding them all (the kernel boots runs this way, with ``run.booted`` first).
         """
+        if self.readonly:
+            raise LedgerUnavailable(self.url, "it was opened read-only; appends are refused")
         if not drafts:
             if create:
                 raise ValueError("a run created by append needs at least one transition")
@@ -244,9 +260,42 @@ class BaseLedger(abc.ABC):
                 return self._append(fresh, drafts)
 
     def _refresh(self, run_id: str) -> RunInfo:
-        info = self.run(run_id)
+        info = self._readable(run_id)
         self._known[run_id] = info
         return info
+
+    def _readable(self, run_id: str) -> RunInfo:
+        """The run, once its lineage has shown (once per instance) that the last transition of
+        each of its segments is stored: the run's head, with the recorded head hash, and each
+        fork point in a parent. Damage at the end of a run (a cut file, a lost row) is refused
+        here, naming its first bad seq, and only for the runs that read it."""
+        info = self.run(run_id)
+        current, top = info, info.head
+        while True:
+            key = (current.id, top)
+            if top > current.fork_seq and key not in self._sound:
+                try:
+                    last = self._row_hash(current.id, top)
+                except LedgerError as exc:
+                    raise self._damaged(info.id, exc) from None
+                if last is None or (top == current.head and last != current.head_hash):
+                    broken = ChainBroken(current.id, top, "its last transition is not stored")
+                    raise self._damaged(info.id, broken)
+                self._sound.add(key)
+            if current.parent is None:
+                return info
+            current, top = self.run(current.parent), current.fork_seq
+
+    def _damaged(self, run_id: str, exc: Exception) -> Exception:
+        """What to raise for ``exc``, met reading ``run_id``: :class:`ChainBroken` naming the
+        first bad seq :meth:`verify` finds, or ``exc`` itself if the run verifies."""
+        try:
+            report = self.verify(run_id)
+        except LedgerError as again:
+            return again
+        if report.ok:
+            return exc
+        return ChainBroken(run_id, report.first_bad or 0, report.reason or str(exc))
 
     def _append(
         self, info: RunInfo, drafts: Sequence[Draft], *, create: bool = False
@@ -321,7 +370,7 @@ class BaseLedger(abc.ABC):
 
         A run that does not exist or a ``start`` below 1 raises here, not on iteration.
         """
-        info = self.run(run_id)
+        info = self._readable(run_id)
         stop = info.head if end is None else min(end, info.head)
         if start < 1:
             raise SequenceError(run_id, start, info.head)
@@ -332,16 +381,23 @@ class BaseLedger(abc.ABC):
 
     def _read(self, info: RunInfo, start: int, stop: int, prev: bytes) -> Iterator[Transition]:
         loads = orjson.loads
-        for seg_run, lo, hi in self._segments(info, start, stop):
-            for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
-                data = self._blob_data(payload) if payload[:8] == b'{"$blob"' else loads(payload)
-                yield _new(
-                    Transition, (seg_run, seq, tick, agent, kind, causes, ts, v, data, prev, h)
-                )
-                prev = h
+        try:
+            for seg_run, lo, hi in self._segments(info, start, stop):
+                for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(
+                    seg_run, lo, hi
+                ):
+                    data = (
+                        self._blob_data(payload) if payload[:8] == b'{"$blob"' else loads(payload)
+                    )
+                    yield _new(
+                        Transition, (seg_run, seq, tick, agent, kind, causes, ts, v, data, prev, h)
+                    )
+                    prev = h
+        except _DAMAGE as exc:
+            raise self._damaged(info.id, exc) from None
 
     def get(self, run_id: str, seq: int) -> Transition:
-        info = self.run(run_id)
+        info = self._readable(run_id)
         if not 1 <= seq <= info.head:
             raise SequenceError(run_id, seq, info.head)
         for t in self.read(run_id, seq, seq):
@@ -354,8 +410,10 @@ class BaseLedger(abc.ABC):
         The fork shares the parent's transitions ``1..at`` (nothing is copied) and its chain
         continues from the parent's hash at ``at``.
         """
+        if self.readonly:
+            raise LedgerUnavailable(self.url, "it was opened read-only; runs cannot be forked")
         with self._lock:
-            info = self.run(run_id)
+            info = self._readable(run_id)
             if not 0 <= at <= info.head:
                 raise SequenceError(run_id, at, info.head)
             head_hash = ZERO_HASH if at == 0 else self._hash_at(info, at)
@@ -363,7 +421,7 @@ class BaseLedger(abc.ABC):
 
     def state_at(self, run_id: str, seq: int | None = None) -> State:
         """The folded state after ``seq`` (the head by default), from the nearest snapshot."""
-        info = self.run(run_id)
+        info = self._readable(run_id)
         target = info.head if seq is None else seq
         if not 0 <= target <= info.head:
             raise SequenceError(run_id, target, info.head)
@@ -371,12 +429,15 @@ class BaseLedger(abc.ABC):
             cached = self._heads.get(run_id)
             if cached is not None and cached.seq == target:
                 return cached.state()
-        return self._fold_to(info, target).peek()
+        try:
+            return self._fold_to(info, target).peek()
+        except _DAMAGE as exc:
+            raise self._damaged(run_id, exc) from None
 
     def last_snapshot(self, run_id: str, seq: int | None = None) -> int:
         """The seq of the latest snapshot at or before ``seq`` (the head by default), or 0:
         where :meth:`state_at` starts folding."""
-        info = self.run(run_id)
+        info = self._readable(run_id)
         target = info.head if seq is None else seq
         if not 0 <= target <= info.head:
             raise SequenceError(run_id, target, info.head)
@@ -427,8 +488,14 @@ class BaseLedger(abc.ABC):
         return ReplayReport(run_id, stop, audit.checked, audit.hashes, fold.hash(), fold.peek())
 
     def close(self) -> None:
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what this instance remembers of the store (after the store was changed under
+        it: the tamper hooks of the tests)."""
         self._heads.clear()
         self._known.clear()
+        self._sound.clear()
 
     def __enter__(self) -> BaseLedger:
         return self
@@ -535,6 +602,8 @@ class BaseLedger(abc.ABC):
             snapshots = set(self._snapshot_seqs(seg_run, lo, hi))
             for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
                 if seq != expected:
+                    if type(seq) is not int:
+                        raise ChainBroken(run_id, expected, f"its stored seq is {seq!r:.40}")
                     why = (
                         "a transition is missing"
                         if seq > expected
@@ -698,6 +767,11 @@ class _Audit:
         self.hashes = 0
         """Recorded state hashes and snapshots the fold was compared against."""
         self.prev = ZERO_HASH
+
+
+_DAMAGE: Final = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+"""What reading a damaged row can raise (a NULL column, bytes that are not JSON, a state
+without its keys); a reader turns it into :class:`ChainBroken` at the first bad seq."""
 
 
 def _causes_tuple(causes: object) -> tuple[int, ...]:

@@ -29,9 +29,14 @@ class MemoryLedger(BaseLedger):
     """Keeps everything in Python lists and dicts; nothing survives the process."""
 
     def __init__(
-        self, url: str = "memory://", *, store: MemoryStore | None = None, **options: int
+        self,
+        url: str = "memory://",
+        *,
+        store: MemoryStore | None = None,
+        readonly: bool = False,
+        **options: int,
     ) -> None:
-        super().__init__(**options)
+        super().__init__(readonly=readonly, **options)
         self.url = url
         self.store = MemoryStore() if store is None else store
         self._runs = self.store.runs
@@ -127,8 +132,7 @@ class MemoryLedger(BaseLedger):
 
     def raw_rows(self, run_id: str) -> list[Row]:
         """The run's own stored rows, mutable: for tamper tests only."""
-        self._heads.clear()
-        self._known.clear()
+        self._forget()
         return self._rows[run_id]
 
     def raw_blobs(self) -> dict[str, bytes]:

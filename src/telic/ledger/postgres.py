@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final, TypeVar
 
 from telic.errors import (
-    ChainBroken,
     LedgerError,
     LedgerUnavailable,
     MissingExtra,
@@ -101,8 +100,12 @@ def _describe(dsn: str) -> str:
 class PostgresLedger(BaseLedger):
     """A ledger in a PostgreSQL database (one connection, used under a lock)."""
 
-    def __init__(self, dsn: str, *, schema: str | None = None, **options: int) -> None:
-        super().__init__(**options)
+    def __init__(
+        self, dsn: str, *, schema: str | None = None, readonly: bool = False, **options: int
+    ) -> None:
+        """``readonly=True`` creates nothing (a schema without telic's tables is refused with
+        :class:`NotALedger`) and refuses appends."""
+        super().__init__(readonly=readonly, **options)
         self.dsn = dsn
         self.schema = schema
         self.url = _describe(dsn) + (f"?schema={schema}" if schema else "")
@@ -130,11 +133,12 @@ class PostgresLedger(BaseLedger):
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 if self.schema is not None:
-                    db.execute(
-                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                            sql.Identifier(self.schema)
+                    if not self.readonly:
+                        db.execute(
+                            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                                sql.Identifier(self.schema)
+                            )
                         )
-                    )
                     db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
                 tables = {
                     r[0]
@@ -149,6 +153,8 @@ class PostgresLedger(BaseLedger):
                         self._where,
                         f"it has tables named {', '.join(sorted(ours))} but no telic_meta table",
                     )
+                if "telic_meta" not in tables and self.readonly:
+                    raise NotALedger(self._where, "it holds no telic tables (opened read-only)")
                 if "telic_meta" not in tables:
                     for statement in _SCHEMA:
                         db.execute(statement)
@@ -167,15 +173,6 @@ class PostgresLedger(BaseLedger):
             raise NotALedger(self._where, "its telic_meta table has no telic format marker")
         if meta.get("version") != FORMAT_VERSION:
             raise NotALedger(self._where, _unsupported(meta.get("version")))
-        bad = db.execute(
-            "SELECT r.id, r.head FROM runs r LEFT JOIN transitions t ON t.rid = r.rid AND "
-            "t.seq = r.head WHERE r.head > r.fork_seq AND "
-            "(t.hash IS NULL OR t.hash <> r.head_hash) LIMIT 1"
-        ).fetchone()
-        if bad is not None:
-            raise ChainBroken(
-                bad[0], bad[1], "the run's head does not match its last stored transition"
-            )
 
     def close(self) -> None:
         super().close()
@@ -413,8 +410,7 @@ class PostgresLedger(BaseLedger):
 
     def execute(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Run raw SQL (``%s`` placeholders): for tamper tests and diagnostics only."""
-        self._heads.clear()
-        self._known.clear()
+        self._forget()
 
         def run(db: psycopg.Connection[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             cur = db.execute(query, params)  # pyright: ignore[reportArgumentType]

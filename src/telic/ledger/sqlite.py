@@ -120,6 +120,16 @@ def _stored(rid: int, r: Row) -> tuple[object, ...]:
     return (key, rid, r.seq, r.tick, r.agent, r.kind, causes, r.ts, r.v, r.payload, r.hash)
 
 
+def _open_error(where: str, exc: sqlite3.Error) -> LedgerError:
+    """An SQLite error met opening ``where``, as what it means."""
+    text = str(exc)
+    if "malformed" in text:
+        return LedgerUnavailable(where, f"the file is damaged ({text})")
+    if isinstance(exc, sqlite3.OperationalError):  # locked, read-only, I/O error, ...
+        return LedgerUnavailable(where, text)
+    return NotALedger(where, text)  # "file is not a database"
+
+
 def _unsupported(version: str | None) -> str:
     if version is not None and version.isdigit() and int(version) < int(FORMAT_VERSION):
         return (
@@ -139,9 +149,13 @@ class SQLiteLedger(BaseLedger):
         *,
         synchronous: Synchronous = "full",
         create: bool = True,
+        readonly: bool = False,
         **options: int,
     ) -> None:
-        super().__init__(**options)
+        """``create=False`` refuses a missing or empty file instead of making it a ledger;
+        ``readonly=True`` (implies ``create=False``) opens the file for reading only, so that a
+        ledger in a read-only directory or file can be inspected; appends are refused."""
+        super().__init__(readonly=readonly, **options)
         self.path = Path(path)
         self.url = f"sqlite://{self.path}"
         if synchronous not in ("full", "normal"):
@@ -150,26 +164,24 @@ class SQLiteLedger(BaseLedger):
             )
         self.synchronous = synchronous
         self._rids: dict[str, int] = {}
-        self._db = self._connect(create)
+        self._db = self._connect(create and not readonly)
 
     def _connect(self, create: bool) -> sqlite3.Connection:
         where = str(self.path)
-        if self.path.is_dir():
-            raise LedgerUnavailable(where, "it is a directory")
-        exists = self.path.exists()
-        if not exists and not create:
-            raise LedgerUnavailable(where, "no such file")
-        if not exists and not self.path.parent.exists():
-            try:
+        try:
+            if self.path.is_dir():
+                raise LedgerUnavailable(where, "it is a directory")
+            exists = self.path.exists()
+            if not exists and not create:
+                raise LedgerUnavailable(where, "no such file")
+            if not exists and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise LedgerUnavailable(where, exc.strerror or str(exc)) from None
+        except OSError as exc:
+            raise LedgerUnavailable(where, exc.strerror or str(exc)) from None
+        db = self._open(where)
         try:
-            db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise LedgerUnavailable(where, str(exc)) from None
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
+            if not self.readonly:
+                db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             db.execute("PRAGMA busy_timeout=5000")
             # Reads through a memory map instead of a read() per page: a state snapshot is
@@ -178,10 +190,13 @@ class SQLiteLedger(BaseLedger):
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
             db.close()
-            raise NotALedger(where, str(exc)) from None
+            raise _open_error(where, exc) from None
         if tables and "telic_meta" not in tables:
             db.close()
             raise NotALedger(where, "it is an SQLite database without telic's tables")
+        if not tables and not create:
+            db.close()
+            raise NotALedger(where, "it is empty (opened without creating a ledger in it)")
         try:
             if not tables:
                 db.execute("BEGIN IMMEDIATE")
@@ -195,28 +210,42 @@ class SQLiteLedger(BaseLedger):
             meta = dict(db.execute("SELECT key, value FROM telic_meta").fetchall())
         except sqlite3.Error as exc:
             db.close()
-            raise LedgerUnavailable(where, str(exc)) from None
+            raise _open_error(where, exc) from None
         if meta.get("format") != FORMAT:
             db.close()
             raise NotALedger(where, "its format marker is missing")
         if meta.get("version") != FORMAT_VERSION:
             db.close()
             raise NotALedger(where, _unsupported(meta.get("version")))
-        self._check_heads(db)
         return db
 
-    def _check_heads(self, db: sqlite3.Connection) -> None:
-        """Every run's stored head must be its last transition; else refuse to load."""
-        bad = db.execute(
-            f"SELECT r.id, r.head FROM runs r LEFT JOIN transitions t ON t.key = "
-            f"(r.rid << {SEQ_BITS}) | r.head WHERE r.head > r.fork_seq AND (t.hash IS NULL OR t.hash != r.head_hash) "
-            "LIMIT 1"
-        ).fetchone()
-        if bad is not None:
-            db.close()
-            raise ChainBroken(
-                bad[0], bad[1], "the run's head does not match its last stored transition"
+    def _open(self, where: str) -> sqlite3.Connection:
+        if not self.readonly:
+            try:
+                return sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise LedgerUnavailable(where, str(exc)) from None
+        uri = self.path.absolute().as_uri()
+        try:
+            db = sqlite3.connect(
+                f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
             )
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return db
+        except sqlite3.OperationalError as exc:
+            # A WAL file needs its -shm beside it; in a read-only directory it cannot be made.
+            # With no -wal file there is nothing beyond the main file, and no writer can start
+            # (it could not create the -wal either): the file can be read as immutable.
+            if Path(f"{where}-wal").exists():
+                raise LedgerUnavailable(where, f"{exc} (read-only, with a -wal file)") from None
+        except sqlite3.DatabaseError as exc:
+            raise _open_error(where, exc) from None
+        try:
+            return sqlite3.connect(
+                f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise LedgerUnavailable(where, str(exc)) from None
 
     def close(self) -> None:
         super().close()
@@ -236,6 +265,15 @@ class SQLiteLedger(BaseLedger):
     @staticmethod
     def _info(row: tuple[int, str, str | None, int, int, bytes]) -> RunInfo:
         rid, run_id, parent, fork_seq, head, head_hash = row
+        if not (
+            type(rid) is int
+            and type(run_id) is str
+            and (parent is None or type(parent) is str)
+            and type(fork_seq) is int
+            and type(head) is int
+            and type(head_hash) is bytes
+        ):
+            raise ChainBroken(str(run_id), 0, "its entry in the runs table is damaged")
         return RunInfo(run_id, parent, fork_seq, head, head_hash, rid)
 
     def _insert_run(
@@ -268,7 +306,13 @@ class SQLiteLedger(BaseLedger):
 
     def _list_runs(self) -> list[RunInfo]:
         rows = self._all("SELECT rid, id, parent, fork_seq, head, head_hash FROM runs ORDER BY rid")
-        return [self._info(r) for r in rows]
+        out: list[RunInfo] = []
+        for r in rows:
+            try:
+                out.append(self._info(r))
+            except ChainBroken:  # listed all the same: reading it says what is wrong
+                out.append(RunInfo(str(r[1]), None, 0, 0, b"", r[0]))
+        return out
 
     def _write(
         self,
@@ -425,8 +469,7 @@ class SQLiteLedger(BaseLedger):
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run raw SQL against the file: for tamper tests and diagnostics only."""
         with self._lock:
-            self._heads.clear()
-            self._known.clear()
+            self._forget()
             return self._db.execute(sql, params).fetchall()
 
     def _all(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
