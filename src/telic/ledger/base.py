@@ -465,13 +465,14 @@ class BaseLedger(abc.ABC):
         audit = _Audit(info, start, info.head)
         try:
             self._audit(audit)
-        except (ChainBroken, ReplayMismatch) as exc:
-            reason = (
-                exc.reason
-                if isinstance(exc, ChainBroken)
-                else "the fold before it does not match the state hash it records"
-            )
-            return VerifyReport(run_id, False, audit.checked, exc.seq, reason)
+        except ChainBroken as exc:
+            return VerifyReport(run_id, False, audit.checked, exc.seq, exc.reason)
+        except ReplayMismatch as exc:
+            if audit.base:  # the transitions chain: what folds wrong is the snapshot
+                why = f"its snapshot does not fold to the state hash recorded at seq {exc.seq}"
+                return VerifyReport(run_id, False, audit.checked, audit.base, why)
+            why = "the fold before it does not match the state hash it records"
+            return VerifyReport(run_id, False, audit.checked, exc.seq, why)
         return VerifyReport(run_id, True, audit.checked, head_hash=audit.prev.hex())
 
     def replay(self, run_id: str, to: int | None = None) -> ReplayReport:
@@ -596,6 +597,7 @@ class BaseLedger(abc.ABC):
             found = self._nearest_snapshot(info, start - 1)
             if found is not None and found[1].seq == start - 1:
                 fold = self._adopt(run_id, found[1], prev)
+                audit.base = start - 1
         expected = start
         sha256 = hashlib.sha256
         for seg_run, lo, hi in self._segments(info, start, stop):
@@ -756,7 +758,7 @@ class BaseLedger(abc.ABC):
 class _Audit:
     """Where a :meth:`BaseLedger._audit` walk is, for the report when it stops early."""
 
-    __slots__ = ("checked", "hashes", "info", "prev", "start", "stop")
+    __slots__ = ("base", "checked", "hashes", "info", "prev", "start", "stop")
 
     def __init__(self, info: RunInfo, start: int, stop: int) -> None:
         self.info = info
@@ -767,6 +769,8 @@ class _Audit:
         self.hashes = 0
         """Recorded state hashes and snapshots the fold was compared against."""
         self.prev = ZERO_HASH
+        self.base = 0
+        """The snapshot the fold started from (0: the start of the run, or no fold)."""
 
 
 _DAMAGE: Final = (TypeError, ValueError, KeyError, AttributeError, IndexError)
