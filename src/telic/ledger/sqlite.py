@@ -376,7 +376,9 @@ class SQLiteLedger(BaseLedger):
             except BaseException:
                 self._rollback()
                 raise
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError as exc:
+            if create:  # rows under a new run's key: left by damage, nothing to conflict with
+                raise LedgerError(f"creating run {run_id!r} failed: {exc}") from None
             raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1) from None
         except sqlite3.Error as exc:
             raise LedgerError(f"append to run {run_id!r} failed: {exc}") from None
