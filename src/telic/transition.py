@@ -12,7 +12,7 @@ have the same chain, and a fork's chain continues from its parent's hash at the 
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, NoReturn
 
 import orjson
 from pydantic import ValidationError
@@ -102,33 +102,54 @@ def record_body(
     ``payload`` that is not bytes; strings that are not valid Unicode (lone surrogates).
     ``payload`` is embedded as it is: it is already canonical (see docs/ledger.md).
     """
-    if type(seq) is not int or not INT_MIN <= seq <= INT_MAX:
-        raise RecordInvalid("seq", _not_int(seq))
-    if type(tick) is not int or not INT_MIN <= tick <= INT_MAX:
-        raise RecordInvalid("tick", _not_int(tick))
-    if type(ts) is not int or not INT_MIN <= ts <= INT_MAX:
-        raise RecordInvalid("ts", _not_int(ts))
-    if type(v) is not int or not INT_MIN <= v <= INT_MAX:
-        raise RecordInvalid("v", _not_int(v))
-    if type(causes) is not tuple:
-        raise RecordInvalid("causes", f"must be a tuple of integers, not {causes!r:.80}")
+    if not (
+        type(seq) is int
+        and type(tick) is int
+        and type(ts) is int
+        and type(v) is int
+        and type(causes) is tuple
+        and type(kind) is str
+        and type(payload) is bytes
+        and (agent is None or type(agent) is str)
+        # literals, not INT_MIN/INT_MAX: this runs for every record written and verified
+        and -9223372036854775808 <= seq <= 9223372036854775807
+        and -9223372036854775808 <= tick <= 9223372036854775807
+        and -9223372036854775808 <= ts <= 9223372036854775807
+        and -9223372036854775808 <= v <= 9223372036854775807
+    ):
+        _refuse(seq, tick, agent, kind, causes, ts, v, payload)
     for c in causes:
-        if type(c) is not int or not INT_MIN <= c <= INT_MAX:
+        if type(c) is not int or not -9223372036854775808 <= c <= 9223372036854775807:
             raise RecordInvalid("causes", f"holds {c!r:.80}: {_not_int(c)}")
-    if agent is not None and type(agent) is not str:
-        raise RecordInvalid("agent", f"must be a string or None, not {agent!r:.80}")
-    if type(kind) is not str:
-        raise RecordInvalid("kind", f"must be a string, not {kind!r:.80}")
-    if type(payload) is not bytes:
-        raise RecordInvalid(
-            "payload", f"must be canonical JSON bytes, not {type(payload).__name__}"
-        )
     dumps = orjson.dumps
     try:
         return _BODY % (dumps(agent), dumps(causes), dumps(kind), payload, seq, tick, ts, v)
     except orjson.JSONEncodeError as exc:  # a lone surrogate in the agent or the kind
         field = "kind" if _unencodable(kind) else "agent"
         raise RecordInvalid(field, f"is not valid Unicode ({exc})") from None
+
+
+def _refuse(
+    seq: object,
+    tick: object,
+    agent: object,
+    kind: object,
+    causes: object,
+    ts: object,
+    v: object,
+    payload: object,
+) -> NoReturn:
+    """Raise :class:`RecordInvalid` for the first field :func:`record_body` cannot encode."""
+    for name, value in (("seq", seq), ("tick", tick), ("ts", ts), ("v", v)):
+        if type(value) is not int or not INT_MIN <= value <= INT_MAX:
+            raise RecordInvalid(name, _not_int(value))
+    if type(causes) is not tuple:
+        raise RecordInvalid("causes", f"must be a tuple of integers, not {causes!r:.80}")
+    if agent is not None and type(agent) is not str:
+        raise RecordInvalid("agent", f"must be a string or None, not {agent!r:.80}")
+    if type(kind) is not str:
+        raise RecordInvalid("kind", f"must be a string, not {kind!r:.80}")
+    raise RecordInvalid("payload", f"must be canonical JSON bytes, not {type(payload).__name__}")
 
 
 def _unencodable(text: str) -> bool:

@@ -677,10 +677,16 @@ class BaseLedger(abc.ABC):
         snap = self._get_snapshot(owner, seq, seq)
         if snap is None:
             return  # removed since it was listed: nothing left to trust
-        self._adopt(run_id, snap, chain)
         if fold is None:
+            self._adopt(run_id, snap, chain)  # its digest, chain and seq: all there is to check
             return
-        if snap.state != _state_bytes(fold):
+        if type(snap.state) is not bytes or hashlib.sha256(snap.state).digest() != snap.digest:
+            raise SnapshotBroken(run_id, seq, "its snapshot's state does not match its digest")
+        if snap.chain != chain:
+            raise SnapshotBroken(
+                run_id, seq, "its snapshot does not belong to the transition at this seq"
+            )
+        if snap.state != _state_bytes(fold):  # the fold's seq is this one: so is the snapshot's
             raise SnapshotBroken(
                 run_id, seq, "its snapshot differs from the fold of the transitions before it"
             )
