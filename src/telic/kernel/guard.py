@@ -83,11 +83,26 @@ class _Escaped(Exception):
         self.exc = exc
 
 
-async def _contained(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> Any:
+class _Deadline:
+    __slots__ = ("passed",)
+
+    def __init__(self) -> None:
+        self.passed = False
+
+
+async def _contained(
+    fn: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+    then: Callable[[Any], None] | None,
+    deadline: _Deadline,
+) -> Any:
     try:
-        return await fn(*args)
+        value = await fn(*args)
     except (KeyboardInterrupt, SystemExit) as exc:
         raise _Escaped(exc) from None
+    if then is not None and not deadline.passed:
+        then(value)
+    return value
 
 
 async def call(
@@ -97,15 +112,37 @@ async def call(
     grace: float,
     abandoned: list[asyncio.Task[Any]],
     name: str = "telic-call",
+    then: Callable[[Any], None] | None = None,
 ) -> Called:
-    """Await ``fn(*args)`` in a task of its own, ``limit`` seconds at most (see the module)."""
-    task = asyncio.get_running_loop().create_task(_contained(fn, args), name=name)
+    """Await ``fn(*args)`` in a task of its own, ``limit`` seconds at most (see the module).
+
+    ``then(value)``, if given, runs in that task as soon as ``fn`` returns within its deadline
+    (so that whoever waits on the answer need not wait for the caller to wake up first); it
+    must not raise.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = _Deadline()
+    task = loop.create_task(_contained(fn, args, then, deadline), name=name)
+    # One future, one timer: cheaper than asyncio.wait, which this is called as often as.
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    task.add_done_callback(wake)
+    timer = loop.call_later(limit, wake)
     try:
-        done, _ = await asyncio.wait((task,), timeout=limit)
+        await waiter
     except asyncio.CancelledError:
+        deadline.passed = True
         await _stop(task, grace, abandoned)  # the call goes with its caller
         raise
-    if not done:
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    if not task.done():
+        deadline.passed = True
         await _stop(task, grace, abandoned)
         return Called("timeout", abandoned=not task.done())
     if task.cancelled():  # not by us: the callee raised CancelledError itself

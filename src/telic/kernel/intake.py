@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
-from telic.canonical import decode, encode
+from telic.canonical import decode, encode, encode_validated
 from telic.errors import MalformedOutput, NotCanonical, PayloadTooLarge
 from telic.kernel.guard import safe_text
 from telic.kinds import ModelCalled
@@ -78,7 +79,7 @@ def admit(proposal: object, agent: str, *, max_bytes: int) -> Admitted | Refused
     data = checked.model_dump(mode="json")
     made = {**data, "agent": agent, "resource": checked.claimed_resource()}
     try:
-        raw = encode_value(made, what="proposal.made", max_bytes=max_bytes)
+        raw = encode_value(made, what="proposal.made", max_bytes=max_bytes, finite=True)
     except (NotCanonical, PayloadTooLarge) as exc:
         return Refused(safe_text(str(exc), 2000))
     return Admitted(checked, data, made, raw)
@@ -118,10 +119,19 @@ def _fields(proposal: Proposal) -> dict[str, Any]:
     return fields
 
 
-def encode_value(value: Any, *, what: str, max_bytes: int, depth: int = MAX_DEPTH) -> bytes:
+def encode_value(
+    value: Any, *, what: str, max_bytes: int, depth: int = MAX_DEPTH, finite: bool = False
+) -> bytes:
     """The canonical encoding of ``value``, or :class:`NotCanonical` / :class:`PayloadTooLarge`
-    (``depth``: the nesting ``value`` may have)."""
-    raw = encode(value)
+    (``depth``: the nesting ``value`` may have; ``finite``: ``value`` is the JSON of a model
+    that refused NaN and infinities, so that needs no second look)."""
+    if finite:
+        try:
+            raw = encode_validated(value)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise NotCanonical(str(exc)) from None
+    else:
+        raw = encode(value)
     check_depth(raw, depth)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(what, len(raw), max_bytes)

@@ -141,6 +141,7 @@ class AgentProcess:
 
     async def _propose(self, req: _Request) -> None:
         assert req.view is not None
+        reply = req.reply
         called = await call(
             self.mind.propose,
             req.view,
@@ -148,6 +149,7 @@ class AgentProcess:
             grace=self.cancel_grace_s,
             abandoned=self.abandoned,
             name=f"telic-mind-{self.name}",
+            then=lambda value: _settle(reply, admit(value, self.name, max_bytes=self.max_payload)),
         )
         if called.status == "timeout":
             left = " (it ignored its cancellation and was abandoned)" if called.abandoned else ""
@@ -168,7 +170,7 @@ class AgentProcess:
             crash = AgentCrash(error, message, calls)
             _settle(req.reply, crash)
             raise crash
-        _settle(req.reply, admit(called.value, self.name, max_bytes=self.max_payload))
+        # returned: the reply was settled by ``then``, in the mind's task
 
     async def _execute(self, req: _Request) -> None:
         tool = req.tool

@@ -56,7 +56,18 @@ from telic.kinds import (
     ToolTimeout,
 )
 from telic.minds.base import Mind
-from telic.policy import BudgetCheck, Candidate, CheckContext, Resolution, Verdict, find_conflicts
+from telic.policy import (
+    AllowlistCheck,
+    ArgumentsCheck,
+    BudgetCheck,
+    Candidate,
+    CheckContext,
+    LoopCheck,
+    Resolution,
+    SchemaCheck,
+    Verdict,
+    find_conflicts,
+)
 from telic.proposal import Proposal
 from telic.reducer import State
 from telic.tools import Tool
@@ -129,17 +140,24 @@ async def run_tick(run: Run) -> None:
     await run.settle(batch, tick, crashed)
 
     # 3. per-proposal checks, in the fixed order; the first refusal is the verdict. User
-    # checks see the state read-only; one that raises refuses the proposal it was checking.
-    checks = policy.checks()
+    # checks (any but telic's own) see the state read-only, and one that raises refuses the
+    # proposal it was checking; telic's own read the live state, unguarded.
+    checks = [(c, _name(c), type(c) not in _OWN_CHECKS) for c in policy.checks()]
     passed: list[tuple[_Pending, list[str]]] = []
-    state = FrozenDict(run.fold.peek())
+    live_state = run.fold.peek()
+    frozen_state = FrozenDict(live_state) if any(user for *_, user in checks) else live_state
     for p in pending:
-        ctx = CheckContext(p.agent, p.role, run.allowed_tools(p.agent), state, run.tools, p.json)
+        allowed = run.allowed_tools(p.agent)
+        ctx = CheckContext(p.agent, p.role, allowed, live_state, run.tools, p.json)
+        user_ctx = CheckContext(p.agent, p.role, allowed, frozen_state, run.tools, p.json)
         names: list[str] = []
         refused = False
-        for check in checks:
-            name = _name(check)
-            verdict = guard.attempt(check.check, p.proposal, ctx)
+        for check, name, user in checks:
+            verdict = (
+                guard.attempt(check.check, p.proposal, user_ctx)
+                if user
+                else check.check(p.proposal, ctx)
+            )
             if not isinstance(verdict, Verdict):
                 why = (
                     f"the check failed ({verdict})"
@@ -527,6 +545,11 @@ async def _execute(
     return failed
 
 
+_OWN_CHECKS: Final = frozenset(
+    {SchemaCheck, AllowlistCheck, ArgumentsCheck, BudgetCheck, LoopCheck}
+)
+"""telic's own checks (exact types: a subclass is user code): trusted with the live state."""
+
 _SLACK_S: Final = 1.0
 """Seconds past a call's own deadline (and its cancellation grace) that a tick waits for an
 answer before it gives up on the agent: the last resort, never reached while the agent
@@ -541,9 +564,11 @@ async def _answers(futures: list[asyncio.Future[Any]], limit: float) -> list[Any
     """Each future's result or exception, or :class:`_Unanswered` past ``limit`` seconds."""
     if not futures:
         return []
-    _, late = await asyncio.wait(futures, timeout=limit)
-    for fut in late:
-        fut.cancel()  # the process skips a request whose reply is done
+    try:
+        async with asyncio.timeout(limit):
+            await asyncio.gather(*futures, return_exceptions=True)
+    except TimeoutError:
+        pass  # gather cancelled the late ones; the process skips a request whose reply is done
     return [
         _Unanswered() if fut.cancelled() else (fut.exception() or fut.result()) for fut in futures
     ]
