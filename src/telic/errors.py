@@ -46,7 +46,8 @@ The hierarchy::
     │   ├── ProviderError           the provider failed after retries
     │   ├── MalformedOutput         the model's reply is not a valid proposal
     │   └── ViewExpired             a view's state read after its mind had answered
-    └── SupervisionError            a supervisor's restart intensity was exceeded
+    ├── SupervisionError            a supervisor's restart intensity was exceeded
+    └── ReadOnly                    a read-only view of a run's state was changed (also a TypeError)
 
 Each error's message says what was wrong and what to do about it.
 """
@@ -406,3 +407,22 @@ class SupervisionError(TelicError):
             f"({restarts} restarts in {period:g} s) and escalates to its parent"
         )
         self.supervisor = supervisor
+
+
+# -- isolation ---------------------------------------------------------------------------
+
+
+class ReadOnly(TelicError, TypeError):
+    """Code outside the kernel tried to change a read-only view of a run's state.
+
+    Minds, policy checks and resolvers read the state through :mod:`telic.frozen` views; to
+    work on a changeable copy, call ``.thaw()`` on the view (or ``telic.frozen.thaw``).
+    """
+
+    def __init__(self, what: str, operation: str) -> None:
+        super().__init__(
+            f"{what} is a read-only view of the run's state: {operation} is refused; change the "
+            "state by proposing an action, or call .thaw() for a private changeable copy"
+        )
+        self.what = what
+        self.operation = operation

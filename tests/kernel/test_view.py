@@ -31,18 +31,19 @@ def test_a_tick_state_copies_once_when_first_read_and_never_after_it_closed() ->
         unread["status"]
 
 
-def test_minds_of_one_tick_share_a_copy_and_cannot_change_the_kernels_state() -> None:
+def test_minds_of_one_tick_share_a_read_only_copy_and_a_mind_that_changes_it_fails() -> None:
     seen: list[View] = []
 
     def vandal(view: View) -> Proposal:
         seen.append(view)
-        memory: Any = view.state["memory"]
-        memory["planted"] = {"k": "by a mind"}  # changes the copy, not the run
-        return remember("k", view.tick) if view.tick < 2 else finish()
+        if view.tick == 1:
+            memory: Any = view.state["memory"]
+            memory["planted"] = {"k": "by a mind"}  # refused: the view is read-only
+        return finish()
 
     def reader(view: View) -> Proposal:
         seen.append(view)
-        assert "planted" not in view.memory
+        assert "planted" not in view.state["memory"]
         return remember("r", view.tick) if view.tick < 2 else finish()
 
     played = play(
@@ -52,6 +53,9 @@ def test_minds_of_one_tick_share_a_copy_and_cannot_change_the_kernels_state() ->
         )
     )
     assert played.result is not None and played.result.status == "completed"
+    failed = played.one("agent.failed", "a").data
+    assert failed["message"].startswith("ReadOnly: this dict is a read-only view")
+    assert not played.of("agent.failed", "b")
     assert "planted" not in played.state()["memory"]
     first_tick = [v for v in seen if v.tick == 1]
     assert first_tick[0].state["memory"] is first_tick[1].state["memory"]

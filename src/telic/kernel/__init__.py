@@ -1,20 +1,31 @@
 """The kernel: boots, resumes and forks runs; a :class:`~telic.kernel.run.Run` ticks them.
 
 Layout: ``config`` (what a run is made of), ``process`` (one agent = one supervised task),
-``batch`` (numbered group commits), ``view`` (the state a tick's minds read), ``tick`` (the
-order of one tick), ``run`` (a live run).
+``guard`` (calling user code under deadlines), ``intake`` (checking what minds and tools
+return), ``batch`` (numbered group commits), ``view`` (the state a tick's minds read),
+``tick`` (the order of one tick), ``run`` (a live run).
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from telic.canonical import decode, encode
 from telic.clock import Clock, SystemClock
-from telic.errors import ChainBroken, NotCanonical, RunExists, RunNotFound, RunNotResumable
+from telic.errors import (
+    ChainBroken,
+    NotCanonical,
+    PayloadTooLarge,
+    RunExists,
+    RunNotFound,
+    RunNotResumable,
+)
+from telic.kernel import guard
 from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
+from telic.kernel.guard import Failed, safe_text
+from telic.kernel.intake import check_value
 from telic.kernel.run import Run, RunResult
 from telic.kinds import (
     AgentRecord,
@@ -69,6 +80,10 @@ class Kernel:
         self.ledger = ledger
         self.clock: Clock = clock or SystemClock()
         self.publish = publish
+        self.abandoned: list[asyncio.Task[Any]] = []
+        """Calls of minds, tools and approvers that swallowed their cancellation past their
+        deadline and grace: left running (asyncio cannot force them) and listed here, ended or
+        not, so that none is orphaned silently."""
 
     async def boot(self, config: RunConfig, *, run_id: str | None = None) -> Run:
         """Start a run: ``run.booted``, then each agent spawned under the root supervisor.
@@ -80,7 +95,15 @@ class Kernel:
         rid = run_id or new_run_id()
         if run_id is not None:
             _refuse_taken(self.ledger, rid)
-        run = Run(self.ledger, rid, config, self.clock, self.publish, state=initial_state())
+        run = Run(
+            self.ledger,
+            rid,
+            config,
+            self.clock,
+            self.publish,
+            state=initial_state(),
+            abandoned=self.abandoned,
+        )
         batch = run.batch()
         batch.add(
             RunBooted(
@@ -173,7 +196,15 @@ class Kernel:
             for name, a in state["agents"].items()
             if a["status"] == "running"
         ]
-        run = Run(self.ledger, run_id, config, self.clock, self.publish, state=state)
+        run = Run(
+            self.ledger,
+            run_id,
+            config,
+            self.clock,
+            self.publish,
+            state=state,
+            abandoned=self.abandoned,
+        )
         batch = run.batch()
         batch.add(RunResumed(reason=reason, head=head), tick=tick)
         # An approval still awaited when the kernel stopped got no answer: that means deny.
@@ -205,7 +236,7 @@ class Kernel:
                     causes=(p["seq"],),
                 )
                 run.commit(batch)
-                outcome = await _run_tool_once(tool, p["args"])
+                outcome = await _run_tool_once(tool, p["args"], run)
                 if outcome[0] == "completed":
                     batch.add(
                         ToolCompleted(
@@ -263,12 +294,19 @@ class Kernel:
             if name in specs:
                 await run.start_agent(specs[name])
             elif temporary and parent in specs and config.explorer is not None:
+                mind = run.make_explorer(question or "", parent)
+                if isinstance(mind, Failed):
+                    batch.add(
+                        AgentTerminated(
+                            agent=name,
+                            reason=safe_text(f"the explorer factory failed on resume ({mind})"),
+                        ),
+                        tick=tick,
+                        agent=name,
+                    )
+                    continue
                 explorer = AgentSpec(
-                    name=name,
-                    role=role,
-                    mind=config.explorer(question or "", specs[parent]),
-                    tools=tools,
-                    restart="temporary",
+                    name=name, role=role, mind=mind, tools=tools, restart="temporary"
                 )
                 await run.start_agent(explorer)
             else:
@@ -289,17 +327,29 @@ def _refuse_taken(ledger: BaseLedger, run_id: str) -> None:
     raise RunExists(run_id)
 
 
-async def _run_tool_once(tool: Any, args: dict[str, Any]) -> tuple[str, Any, str]:
-    import asyncio
-
-    try:
-        result = decode(encode(await asyncio.wait_for(tool(args), tool.timeout_s)))
-    except TimeoutError:
+async def _run_tool_once(tool: Any, args: dict[str, Any], run: Run) -> tuple[str, Any, str]:
+    policy = run.config.policy
+    called = await guard.call(
+        tool,
+        args,
+        limit=tool.timeout_s,
+        grace=policy.cancel_grace_s,
+        abandoned=run.abandoned,
+        name=f"telic-tool-{tool.name}",
+    )
+    if called.status == "timeout":
         return ("timeout", None, "")
+    if called.status == "raised":
+        error, message = called.describe()
+        return ("failed", error, message)
+    try:
+        result = check_value(
+            called.value, what="tool.completed", max_bytes=run.ledger.max_payload - 4096
+        )
     except NotCanonical as exc:
         return ("failed", "Unserialisable", str(exc))
-    except Exception as exc:
-        return ("failed", type(exc).__name__, str(exc))
+    except PayloadTooLarge as exc:
+        return ("failed", "PayloadTooLarge", str(exc))
     return ("completed", result, "")
 
 

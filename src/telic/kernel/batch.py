@@ -5,13 +5,26 @@ gets its seq at once (so later transitions can cite it as a cause) and is folded
 kernel's working state. :meth:`commit` appends the batch in one atomic, durable group with
 optimistic concurrency on the first seq; on failure the working state is rebuilt from the
 ledger.
+
+Nothing the kernel adds can fail to commit for its content: :meth:`add` encodes a payload and
+checks its size and depth before anything is numbered or folded, and refuses one it cannot
+record with :class:`~telic.errors.NotCanonical` or :class:`~telic.errors.PayloadTooLarge`
+(what minds and tools return was checked before, by :mod:`telic.kernel.intake`; this is the
+net under it). The working state folds its own decoded copy of each payload, so that no
+transition handed out after the commit (to subscribers, say) shares a value with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
 
 from telic.canonical import encode_validated
+from telic.errors import NotCanonical, PayloadTooLarge
+from telic.kernel.guard import describe
+from telic.kernel.intake import check_depth
 from telic.kinds import Payload, ProposalRejected
 from telic.ledger.base import BaseLedger
 from telic.reducer import Fold
@@ -30,6 +43,7 @@ class Batch:
         self._now_us = now_us
         self._drafts: list[Draft] = []
         self._first = fold.seq + 1
+        self.max_payload: int = ledger.max_payload
 
     @property
     def next_seq(self) -> int:
@@ -38,17 +52,41 @@ class Batch:
     def add(
         self, payload: Payload, *, tick: int, agent: str | None = None, causes: Sequence[int] = ()
     ) -> int:
-        """Add ``payload``; return the sequence number it will have."""
-        data = payload.model_dump(mode="json")
-        raw = encode_validated(data)  # a validated model: finite by construction
+        """Add ``payload``; return the sequence number it will have.
+
+        Raises :class:`NotCanonical` or :class:`PayloadTooLarge` (adding nothing) for a payload
+        that could not be recorded.
+        """
+        kind = payload.kind
+        try:
+            data = payload.model_dump(mode="json")
+            raw = encode_validated(data)  # a validated model: finite by construction
+        except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+            raise NotCanonical(f"{kind} payload: {describe(exc)[1]}") from None
+        check_depth(raw)
+        return self.add_encoded(kind, data, raw, tick=tick, agent=agent, causes=causes)
+
+    def add_encoded(
+        self,
+        kind: str,
+        data: dict[str, Any],
+        raw: bytes,
+        *,
+        tick: int,
+        agent: str | None = None,
+        causes: Sequence[int] = (),
+    ) -> int:
+        """Add a payload of ``kind`` already validated and encoded (``raw`` is ``data``'s
+        canonical encoding)."""
+        if len(raw) > self.max_payload:
+            raise PayloadTooLarge(kind, len(raw), self.max_payload)
         ts = self._now_us()
         seq = self.next_seq
         c = tuple(causes)
-        self._drafts.append(Draft(payload.kind, raw, ts, tick, agent, c, data))
+        self._drafts.append(Draft(kind, raw, ts, tick, agent, c, data))
+        folded: dict[str, Any] = orjson.loads(raw)  # the state's own copy (see the module)
         self.fold.apply(
-            Transition(
-                self.run_id, seq, tick, agent, payload.kind, c, ts, SCHEMA_VERSION, data, b"", b""
-            )
+            Transition(self.run_id, seq, tick, agent, kind, c, ts, SCHEMA_VERSION, folded, b"", b"")
         )
         return seq
 

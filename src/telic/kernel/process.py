@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from telic.canonical import decode, encode
-from telic.errors import MalformedOutput, NotCanonical
+from telic.errors import MalformedOutput, NotCanonical, PayloadTooLarge
+from telic.kernel.guard import call
+from telic.kernel.intake import admit, admit_calls, check_value
 from telic.kinds import ModelCalled
+from telic.ledger.base import DEFAULT_MAX_PAYLOAD
 from telic.minds.base import Mind, View
-from telic.proposal import Proposal
 from telic.tools import Tool
 
 __all__ = ["AgentCrash", "AgentProcess", "ToolOutcome"]
+
+_ENVELOPE: Final = 4096
+"""Bytes of a ``tool.completed`` payload kept for what surrounds the result (names, ids)."""
 
 
 class AgentCrash(Exception):
@@ -57,14 +61,42 @@ class AgentProcess:
     The inbox is a plain list and one waiter future, not an ``asyncio.Queue``: an idle agent
     is only its task, this object and that future (the kernel never has more than a request
     or two in flight for one agent).
+
+    The mind and the tools run in tasks of their own under their deadlines
+    (:mod:`telic.kernel.guard`), never in the process's task, so the process can always be
+    stopped; every request it takes is answered, whatever happens, stopping included. A
+    proposal is answered as :class:`~telic.kernel.intake.Admitted` or
+    :class:`~telic.kernel.intake.Refused` (see :mod:`telic.kernel.intake`).
     """
 
-    __slots__ = ("_inbox", "_waiter", "mind", "mind_timeout_s", "name")
+    __slots__ = (
+        "_inbox",
+        "_waiter",
+        "abandoned",
+        "cancel_grace_s",
+        "max_payload",
+        "mind",
+        "mind_timeout_s",
+        "name",
+    )
 
-    def __init__(self, name: str, mind: Mind, *, mind_timeout_s: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        mind: Mind,
+        *,
+        mind_timeout_s: float,
+        cancel_grace_s: float = 1.0,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        abandoned: list[asyncio.Task[Any]] | None = None,
+    ) -> None:
         self.name = name
         self.mind = mind
         self.mind_timeout_s = mind_timeout_s
+        self.cancel_grace_s = cancel_grace_s
+        self.max_payload = max_payload
+        self.abandoned: list[asyncio.Task[Any]] = [] if abandoned is None else abandoned
+        """Calls that swallowed their cancellation and were left running."""
         self._inbox: list[_Request] = []
         self._waiter: asyncio.Future[None] | None = None
 
@@ -83,67 +115,95 @@ class AgentProcess:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def fail_pending(self, why: str) -> None:
+        """Answer every request still waiting in the inbox with a crash (the agent is gone)."""
+        inbox, self._inbox = self._inbox, []
+        for req in inbox:
+            _settle(req.reply, AgentCrash("AgentStopped", why))
+
     async def body(self) -> None:
         """Serve the inbox until cancelled; crash (raise) on a mind or tool failure."""
         while True:
             req = await self._next()
-            if req.reply.cancelled():
+            if req.reply.done():
                 continue
-            if req.kind == "propose":
-                await self._propose(req)
-            else:
-                await self._execute(req)
+            try:
+                if req.kind == "propose":
+                    await self._propose(req)
+                else:
+                    await self._execute(req)
+            except asyncio.CancelledError:
+                what = "proposing" if req.kind == "propose" else "running a tool"
+                _settle(
+                    req.reply, AgentCrash("AgentStopped", f"the agent was stopped while {what}")
+                )
+                raise
 
     async def _propose(self, req: _Request) -> None:
         assert req.view is not None
-        try:
-            # A timeout scope, not wait_for: the mind runs in this task, not in a new one.
-            async with asyncio.timeout(self.mind_timeout_s):
-                proposal = await self.mind.propose(req.view)
-        except MalformedOutput as exc:  # a bad reply is a rejection, not a crash
-            _settle(req.reply, exc)
-            return
-        except TimeoutError:
+        reply = req.reply
+        called = await call(
+            self.mind.propose,
+            req.view,
+            limit=self.mind_timeout_s,
+            grace=self.cancel_grace_s,
+            abandoned=self.abandoned,
+            name=f"telic-mind-{self.name}",
+            then=lambda value: _settle(reply, admit(value, self.name, max_bytes=self.max_payload)),
+        )
+        if called.status == "timeout":
+            left = " (it ignored its cancellation and was abandoned)" if called.abandoned else ""
             crash = AgentCrash(
-                "MindTimeout", f"the mind did not answer within {self.mind_timeout_s:g} s"
+                "MindTimeout", f"the mind did not answer within {self.mind_timeout_s:g} s{left}"
             )
             _settle(req.reply, crash)
-            raise crash from None
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            calls: tuple[ModelCalled, ...] = tuple(getattr(exc, "calls", ()))
-            crash = AgentCrash(type(exc).__name__, str(exc) or repr(exc), calls)
+            raise crash
+        if called.status == "raised":
+            exc = called.exc
+            if isinstance(exc, MalformedOutput):  # a bad reply is a rejection, not a crash
+                _settle(req.reply, exc)
+                return
+            error, message = called.describe()
+            calls, unfit = admit_calls(getattr(exc, "calls", ()), max_bytes=self.max_payload)
+            if unfit:
+                message += f" ({unfit} model call(s) it reported could not be recorded)"
+            crash = AgentCrash(error, message, calls)
             _settle(req.reply, crash)
-            raise crash from exc
-        if not isinstance(proposal, Proposal):  # pyright: ignore[reportUnnecessaryIsInstance]
-            _settle(
-                req.reply,
-                MalformedOutput(f"the mind returned {type(proposal).__name__}, not a Proposal"),
-            )
-            return
-        _settle(req.reply, proposal)
+            raise crash
+        # returned: the reply was settled by ``then``, in the mind's task
 
     async def _execute(self, req: _Request) -> None:
         tool = req.tool
         assert tool is not None
-        try:
-            async with asyncio.timeout(tool.timeout_s):
-                result = await tool(req.args)
-            # what is recorded (and observed) is the result's JSON, e.g. a tuple as a list
-            outcome = ToolOutcome("completed", decode(encode(result)))
-        except TimeoutError:
+        called = await call(
+            tool,
+            req.args,
+            limit=tool.timeout_s,
+            grace=self.cancel_grace_s,
+            abandoned=self.abandoned,
+            name=f"telic-tool-{tool.name}",
+        )
+        if called.status == "timeout":
+            left = " (it ignored its cancellation and was abandoned)" if called.abandoned else ""
             outcome = ToolOutcome(
                 "timeout",
                 error="ToolTimeout",
-                message=f"{tool.name} took longer than {tool.timeout_s:g} s",
+                message=f"{tool.name} took longer than {tool.timeout_s:g} s{left}",
             )
-        except NotCanonical as exc:
-            outcome = ToolOutcome("failed", error="Unserialisable", message=str(exc))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            outcome = ToolOutcome("failed", error=type(exc).__name__, message=str(exc) or repr(exc))
+        elif called.status == "raised":
+            error, message = called.describe()
+            outcome = ToolOutcome("failed", error=error, message=message)
+        else:
+            # what is recorded (and observed) is the result's JSON, e.g. a tuple as a list
+            try:
+                result = check_value(
+                    called.value, what="tool.completed", max_bytes=self.max_payload - _ENVELOPE
+                )
+                outcome = ToolOutcome("completed", result)
+            except NotCanonical as exc:
+                outcome = ToolOutcome("failed", error="Unserialisable", message=str(exc))
+            except PayloadTooLarge as exc:
+                outcome = ToolOutcome("failed", error="PayloadTooLarge", message=str(exc))
         _settle(req.reply, outcome)
         if outcome.status != "completed" and req.crash_on_failure:
             raise AgentCrash(outcome.error, outcome.message)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from telic.clock import Clock
-from telic.errors import ConfigError, SequenceError, SupervisionError
+from telic.errors import ConfigError, RecordError, SequenceError, SupervisionError
+from telic.frozen import FrozenDict, thaw
+from telic.kernel import guard
 from telic.kernel.batch import Batch
-from telic.kernel.config import AgentSpec, RunConfig
+from telic.kernel.config import AgentSpec, Artifact, RunConfig
+from telic.kernel.guard import Failed, describe, safe_text
+from telic.kernel.intake import encode_value
 from telic.kernel.process import AgentProcess
 from telic.kernel.tick import run_tick
 from telic.kinds import (
@@ -29,7 +35,7 @@ from telic.kinds import (
     SupervisorEscalated,
 )
 from telic.ledger.base import BaseLedger
-from telic.minds.base import ToolInfo, View
+from telic.minds.base import Mind, ToolInfo, View
 from telic.reducer import Fold, State, initial_state
 from telic.supervision import ChildSpec, Supervisor
 from telic.tools import ToolRegistry
@@ -41,6 +47,14 @@ _FAILURE_KINDS = frozenset(
     {"agent.failed", "tool.failed", "tool.timeout", "tool.unknown", "hallucination.detected"}
 )
 _DONE = frozenset({"completed", "failed", "stopped"})
+
+
+def _artifacts(make: Callable[[State], Sequence[Artifact]], state: State) -> list[Artifact]:
+    made = list(make(state))
+    for art in made:
+        if not isinstance(art, Artifact):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"it returned {type(art).__name__}, not an Artifact")
+    return made
 
 
 class RunResult:
@@ -70,6 +84,7 @@ class Run:
         publish: Any,
         *,
         state: State | None = None,
+        abandoned: list[asyncio.Task[Any]] | None = None,
     ) -> None:
         """``state``: the run's head state just read from ``ledger``, which the run takes over
         (the caller keeps no use of it); read from the ledger when not given."""
@@ -89,6 +104,11 @@ class Run:
         self._reaction = asyncio.Event()
         self._escalated: SupervisorEscalated | None = None
         self._tick_failures: set[int] = set()
+        self.abandoned: list[asyncio.Task[Any]] = [] if abandoned is None else abandoned
+        """Calls of this run's minds, tools and approver that swallowed their cancellation."""
+        self.fault: str | None = None
+        """A run-level function (progress, return condition, artifacts) failed: the run fails
+        with this reason at the end of the tick."""
         self.supervisor = Supervisor(
             "root",
             [],
@@ -103,12 +123,13 @@ class Run:
 
     @property
     def state(self) -> State:
-        """The working state (live: read, never change)."""
-        return self.fold.peek()
+        """The working state, read-only (:mod:`telic.frozen`): the kernel's own, never a copy
+        to change."""
+        return FrozenDict(self.fold.peek())
 
     @property
     def done(self) -> bool:
-        return self.state["status"] in _DONE
+        return self.fold.peek()["status"] in _DONE
 
     def batch(self) -> Batch:
         return Batch(self.ledger, self.id, self.fold, self.clock.now_us)
@@ -139,7 +160,7 @@ class Run:
     # -- agents --------------------------------------------------------------------------
 
     def live_agents(self) -> list[str]:
-        agents: Mapping[str, Any] = self.state["agents"]
+        agents: Mapping[str, Any] = self.fold.peek()["agents"]
         return [
             n
             for n in self._order
@@ -147,16 +168,16 @@ class Run:
         ]
 
     def role(self, name: str) -> str:
-        return str(self.state["agents"][name]["role"])
+        return str(self.fold.peek()["agents"][name]["role"])
 
     def allowed_tools(self, name: str) -> frozenset[str]:
-        return frozenset(self.state["agents"][name]["tools"])
+        return frozenset(self.fold.peek()["agents"][name]["tools"])
 
     def is_explorer(self, name: str) -> bool:
-        return bool(self.state["agents"].get(name, {}).get("temporary"))
+        return bool(self.fold.peek()["agents"].get(name, {}).get("temporary"))
 
     def next_explorer_name(self) -> str:
-        used = sum(1 for a in self.state["agents"].values() if a["temporary"])
+        used = sum(1 for a in self.fold.peek()["agents"].values() if a["temporary"])
         return f"explorer-{used + 1}"
 
     def process(self, name: str) -> AgentProcess:
@@ -164,7 +185,7 @@ class Run:
 
     def view(self, name: str, tick: int, state: Mapping[str, Any]) -> View:
         """``name``'s view of ``state`` (what the working state is while the minds think)."""
-        live = self.state
+        live = self.fold.peek()
         a = live["agents"][name]
         tools = [self.tools.get(t) for t in a["tools"] if t in self.tools]
         return View(
@@ -178,7 +199,15 @@ class Run:
         )
 
     async def start_agent(self, spec: AgentSpec) -> None:
-        proc = AgentProcess(spec.name, spec.mind, mind_timeout_s=self.config.policy.mind_timeout_s)
+        policy = self.config.policy
+        proc = AgentProcess(
+            spec.name,
+            spec.mind,
+            mind_timeout_s=policy.mind_timeout_s,
+            cancel_grace_s=policy.cancel_grace_s,
+            max_payload=self.ledger.max_payload,
+            abandoned=self.abandoned,
+        )
         self._procs[spec.name] = proc
         self._specs[spec.name] = spec
         if spec.name not in self._order:
@@ -187,14 +216,28 @@ class Run:
             ChildSpec(id=spec.name, start=proc.body, restart=spec.restart, shutdown=1.0)
         )
 
-    async def spawn_explorer(
-        self, batch: Batch, tick: int, name: str, question: str, parent: str, cause: int
-    ) -> None:
-        parent_spec = self._specs[parent]
+    def make_explorer(self, question: str, parent: str) -> Mind | Failed:
+        """The mind of an explorer of ``question`` for ``parent``, from the run's factory (user
+        code: its failure, or something that is not a mind, is returned as :class:`Failed`)."""
         make = self.config.explorer
         if make is None:  # run_tick refuses exploration without a factory
             raise ConfigError(f"{parent!r} cannot explore {question!r}: the run has no explorer")
-        mind = make(question, parent_spec)
+        mind = guard.attempt(make, question, self._specs[parent])
+        if not isinstance(mind, Failed) and not isinstance(mind, Mind):  # pyright: ignore[reportUnnecessaryIsInstance]
+            return Failed("TypeError", f"it returned {type(mind).__name__}, not a Mind")
+        return mind
+
+    async def spawn_explorer(
+        self,
+        batch: Batch,
+        tick: int,
+        name: str,
+        question: str,
+        parent: str,
+        cause: int,
+        mind: Mind,
+    ) -> None:
+        parent_spec = self._specs[parent]
         spec = AgentSpec(
             name=name, role="explorer", mind=mind, tools=parent_spec.tools, restart="temporary"
         )
@@ -218,7 +261,7 @@ class Run:
         self, batch: Batch, tick: int, name: str, result: Any, cause: int
     ) -> None:
         if self.is_explorer(name):
-            parent = self.state["agents"][name]["parent"]
+            parent = self.fold.peek()["agents"][name]["parent"]
             if parent is not None:
                 batch.add(
                     ObservationRecorded(agent=parent, source=f"explorer:{name}", content=result),
@@ -242,6 +285,8 @@ class Run:
             return
         if isinstance(payload, SupervisorEscalated):
             self._escalated = payload
+            for proc in self._procs.values():  # nothing will serve their requests now
+                proc.fail_pending(f"the supervisor gave up: {payload.reason}")
         self._sup_events.append(payload)
         if agent is not None and isinstance(payload, (AgentRestarted, AgentTerminated)):
             self._reacted.add(agent)
@@ -285,7 +330,7 @@ class Run:
         # that is not restarted has not finished.
         killed = [name for name in agents if self.supervisor.kill(name, reason="killed")]
         await self.settle(batch, tick, killed)
-        valid = self.state["valid"]
+        valid = self.fold.peek()["valid"]
         target = int(valid["seq"])
         past = self.ledger.state_at(self.id, target) if target else initial_state()
         batch.add(
@@ -307,21 +352,32 @@ class Run:
         approver = self.config.approver
         if approver is None:
             return False, "kernel", "no approver is configured; no answer means deny"
-        try:
-            answer = await asyncio.wait_for(
-                approver(agent, tool, dict(args)), self.config.policy.approval_timeout_s
-            )
-        except TimeoutError:
+        policy = self.config.policy
+        # The approver is user code: it gets its own copy of the arguments, runs under the
+        # approval deadline, and whatever it raises is a denial.
+        called = await guard.call(
+            approver,
+            agent,
+            tool,
+            thaw(args),
+            limit=policy.approval_timeout_s,
+            grace=policy.cancel_grace_s,
+            abandoned=self.abandoned,
+            name=f"telic-approver-{agent}",
+        )
+        if called.status == "timeout":
             return (
                 False,
                 "kernel",
-                f"no answer within {self.config.policy.approval_timeout_s:g} s; no answer means deny",
+                f"no answer within {policy.approval_timeout_s:g} s; no answer means deny",
             )
-        except Exception as exc:  # the approver is user code: its failure is a denial
-            return False, "kernel", f"the approver failed ({type(exc).__name__}: {exc}); deny"
+        if called.status == "raised":
+            error, message = called.describe()
+            return False, "kernel", f"the approver failed ({error}: {message}); deny"
+        answer = called.value
         if answer is None:
             return False, "approver", "no answer means deny"
-        return (True, "approver", "") if answer else (False, "approver", "denied")
+        return (True, "approver", "") if answer is True else (False, "approver", "denied")
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -335,21 +391,35 @@ class Run:
             self._escalated = self._escalated or SupervisorEscalated(
                 supervisor="root", restarts=0, period_s=0, reason=str(exc)
             )
+        except RecordError as exc:
+            # The net under intake: something the tick meant to record cannot be. Nothing of
+            # the tick's uncommitted batch is kept; the run fails, saying why.
+            self.fold = Fold.adopt(self.ledger.state_at(self.id))
+            self.fault = self.fault or f"the kernel could not record a transition: {exc}"
         batch = self.batch()
-        tick = self.state["tick"]
+        tick = self.fold.peek()["tick"]
         if self._escalated is not None:
             self.flush_supervisor(batch, tick)
             batch.add(RunFailed(reason=f"supervisor gave up: {self._escalated.reason}"), tick=tick)
             self.commit(batch)
             return False
-        self._end_of_tick(batch, tick)
+        if self.fault is None:
+            self._end_of_tick(batch, tick)
+        if self.fault is not None:
+            batch.add(RunFailed(reason=safe_text(self.fault)), tick=tick)
         if self.done:
             await self._shutdown(batch, tick)
         self.commit(batch)
         return not self.done
 
     def _end_of_tick(self, batch: Batch, tick: int) -> None:
-        s = self.state
+        s = self.fold.peek()
+        # The run's own functions are user code: they read the state read-only, and one that
+        # fails (or an artifact that cannot be recorded) fails the run, saying why. They run
+        # before anything is added, so that a failure leaves nothing half recorded.
+        artifacts = self._artifacts_if_done(FrozenDict(s))
+        if artifacts is None:
+            return
         warn_at = self.config.policy.warn_at
         exhausted: str | None = None
         for dim, limit in s["budget"].items():
@@ -359,12 +429,9 @@ class Run:
             if spent >= limit and dim not in s["exhausted"]:
                 batch.add(BudgetExhausted(dimension=dim, spent=spent, limit=limit), tick=tick)
                 exhausted = exhausted or dim
-        if self.config.return_condition(s):
-            for art in self.config.artifacts(s):
-                batch.add(
-                    ArtifactRecorded(name=art.name, media_type=art.media_type, content=art.content),
-                    tick=tick,
-                )
+        if not isinstance(artifacts, bool):
+            for art in artifacts:
+                batch.add(art, tick=tick)
             batch.add(
                 RunCompleted(
                     reason="return condition met", artifacts=tuple(a for a in s["artifacts"])
@@ -385,6 +452,37 @@ class Run:
             return
         if not self.live_agents():
             batch.add(RunFailed(reason="no live agents are left"), tick=tick)
+
+    def _artifacts_if_done(self, state: State) -> list[ArtifactRecorded] | bool | None:
+        """The artifacts to record if the return condition holds, False if it does not, None
+        (with :attr:`fault` set) if the condition, the artifacts function or an artifact
+        failed."""
+        met = guard.attempt(self.config.return_condition, state)
+        if isinstance(met, Failed):
+            self.fault = f"the return condition failed ({met})"
+            return None
+        if not met:
+            return False
+        made = guard.attempt(_artifacts, self.config.artifacts, state)
+        if isinstance(made, Failed):
+            self.fault = f"the artifacts function failed ({made})"
+            return None
+        records: list[ArtifactRecorded] = []
+        for art in made:
+            try:
+                record = ArtifactRecorded(
+                    name=art.name, media_type=art.media_type, content=art.content
+                )
+                encode_value(
+                    record.model_dump(mode="json"),
+                    what=record.kind,
+                    max_bytes=self.ledger.max_payload,
+                )
+            except (ValidationError, RecordError) as exc:
+                self.fault = f"artifact {safe_text(repr(art.name), 200)} cannot be recorded ({describe(exc)[1]})"
+                return None
+            records.append(record)
+        return records
 
     async def _shutdown(self, batch: Batch, tick: int) -> None:
         """Stop every agent (reverse start order); the supervisor reports each termination."""

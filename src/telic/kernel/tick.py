@@ -18,10 +18,16 @@ The order of a tick, every step a transition:
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from telic.errors import MalformedOutput
+from telic.frozen import FrozenDict
+from telic.kernel import guard
+from telic.kernel.guard import Failed, safe_text
+from telic.kernel.intake import Admitted, Refused
 from telic.kernel.process import AgentCrash, ToolOutcome
 from telic.kernel.view import TickState
 from telic.kinds import (
@@ -40,7 +46,6 @@ from telic.kinds import (
     Payload,
     PlanUpdated,
     ProposalAccepted,
-    ProposalMade,
     ProposalRejected,
     RunPaused,
     TickCompleted,
@@ -50,8 +55,21 @@ from telic.kinds import (
     ToolStarted,
     ToolTimeout,
 )
-from telic.policy import BudgetCheck, Candidate, CheckContext, find_conflicts
+from telic.minds.base import Mind
+from telic.policy import (
+    AllowlistCheck,
+    ArgumentsCheck,
+    BudgetCheck,
+    Candidate,
+    CheckContext,
+    LoopCheck,
+    Resolution,
+    SchemaCheck,
+    Verdict,
+    find_conflicts,
+)
 from telic.proposal import Proposal
+from telic.reducer import State
 from telic.tools import Tool
 
 if TYPE_CHECKING:
@@ -73,21 +91,30 @@ class _Pending:
 
 async def run_tick(run: Run) -> None:
     """Advance ``run`` by one tick (see the module docstring)."""
-    tick = run.state["tick"] + 1
+    tick = run.fold.peek()["tick"] + 1
     batch = run.batch()
     batch.add(TickStarted(tick=tick), tick=tick)
     invalid = False
+    policy = run.config.policy
 
     live = run.live_agents()
-    view_state = TickState(run.fold, tick)  # copied if read, shared read-only by the minds
+    view_state = TickState(run.fold, tick)  # copied if read, a read-only copy shared by the minds
     futures = [run.process(name).propose(run.view(name, tick, view_state)) for name in live]
-    replies: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
+    limit = policy.mind_timeout_s + 2 * policy.cancel_grace_s + _SLACK_S
+    replies = await _answers(futures, limit)
     view_state.close()
 
     pending: list[_Pending] = []
     crashed: list[str] = []
     for order, (name, reply) in enumerate(zip(live, replies, strict=True)):
         role = run.role(name)
+        if isinstance(reply, Admitted):
+            proposal = reply.proposal
+            for call in proposal.model_calls:
+                batch.add(call, tick=tick, agent=name)
+            seq = batch.add_encoded("proposal.made", reply.made, reply.raw, tick=tick, agent=name)
+            pending.append(_Pending(name, role, order, proposal, seq, reply.json))
+            continue
         if isinstance(reply, AgentCrash):
             invalid = True  # the supervisor reports the crash and the restart
             for call in reply.calls:  # what was spent before the failure is still spent
@@ -98,45 +125,50 @@ async def run_tick(run: Run) -> None:
             recorded: tuple[ModelCalled, ...] = getattr(reply, "calls", ())
             for call in recorded:
                 batch.add(call, tick=tick, agent=name)
-            batch.add(
-                ProposalRejected(agent=name, check="schema", reason=str(reply)),
-                tick=tick,
-                agent=name,
-            )
+            reason = str(reply)
+        elif isinstance(reply, Refused):
+            reason = reply.reason
+        else:  # no answer by the last-resort deadline: the process is stopped and restarted
+            invalid = True
+            why = f"no answer within {limit:g} s (the last-resort deadline of a tick)"
+            if run.supervisor.kill(name, reason=why):
+                crashed.append(name)
             continue
-        if isinstance(reply, BaseException):
-            raise reply
-        proposal: Proposal = reply
-        for call in proposal.model_calls:
-            batch.add(call, tick=tick, agent=name)
-        # The proposal was validated when it was built; its record needs no second pass.
-        made = ProposalMade.model_construct(
-            agent=name,
-            action=proposal.action,
-            args=proposal.args,
-            confidence=proposal.confidence,
-            reason=proposal.reason,
-            claims=proposal.claims,
-            resource=proposal.claimed_resource(),
-            cost=proposal.cost,
+        batch.add(
+            ProposalRejected(agent=name, check="schema", reason=reason), tick=tick, agent=name
         )
-        seq = batch.add(made, tick=tick, agent=name)
-        pending.append(_Pending(name, role, order, proposal, seq, proposal.model_dump(mode="json")))
     await run.settle(batch, tick, crashed)
 
-    # 3. per-proposal checks, in the fixed order; the first refusal is the verdict.
-    checks = run.config.policy.checks()
+    # 3. per-proposal checks, in the fixed order; the first refusal is the verdict. User
+    # checks (any but telic's own) see the state read-only, and one that raises refuses the
+    # proposal it was checking; telic's own read the live state, unguarded.
+    checks = [(c, _name(c), type(c) not in _OWN_CHECKS) for c in policy.checks()]
     passed: list[tuple[_Pending, list[str]]] = []
+    live_state = run.fold.peek()
+    frozen_state = FrozenDict(live_state) if any(user for *_, user in checks) else live_state
     for p in pending:
-        ctx = CheckContext(
-            p.agent, p.role, run.allowed_tools(p.agent), run.fold.peek(), run.tools, p.json
-        )
+        allowed = run.allowed_tools(p.agent)
+        ctx = CheckContext(p.agent, p.role, allowed, live_state, run.tools, p.json)
+        user_ctx = CheckContext(p.agent, p.role, allowed, frozen_state, run.tools, p.json)
         names: list[str] = []
         refused = False
-        for check in checks:
-            verdict = check.check(p.proposal, ctx)
+        for check, name, user in checks:
+            verdict = (
+                guard.attempt(check.check, p.proposal, user_ctx)
+                if user
+                else check.check(p.proposal, ctx)
+            )
+            if not isinstance(verdict, Verdict):
+                why = (
+                    f"the check failed ({verdict})"
+                    if isinstance(verdict, Failed)  # pyright: ignore[reportUnnecessaryIsInstance]
+                    else f"the check returned {type(verdict).__name__}, not a Verdict"
+                )
+                batch.reject(tick, p.agent, p.seq, name, why)
+                refused = True
+                break
             if not verdict.ok:
-                if check.name == "loop":
+                if name == "loop":
                     batch.add(
                         LoopDetected(
                             agent=p.agent,
@@ -148,15 +180,21 @@ async def run_tick(run: Run) -> None:
                         agent=p.agent,
                         causes=(p.seq,),
                     )
-                batch.reject(tick, p.agent, p.seq, verdict.check, verdict.reason)
+                batch.reject(
+                    tick,
+                    p.agent,
+                    p.seq,
+                    safe_text(str(verdict.check), 200),
+                    safe_text(verdict.reason),
+                )
                 refused = True
                 break
-            names.append(check.name)
+            names.append(name)
         if not refused:
             passed.append((p, names))
 
     # 4. exploration instead of low-confidence actions.
-    threshold = run.config.policy.exploration_threshold
+    threshold = policy.exploration_threshold
     confident: list[tuple[_Pending, list[str]]] = []
     for p, names in passed:
         unsure = (
@@ -177,6 +215,11 @@ async def run_tick(run: Run) -> None:
             continue
         if unsure:
             question = p.proposal.reason or f"{p.proposal.action} {p.proposal.args}"
+            mind = run.make_explorer(question, p.agent)
+            if isinstance(mind, Failed):
+                why = f"confidence {p.proposal.confidence:g} is below {threshold:g} and the explorer factory failed ({mind})"
+                batch.reject(tick, p.agent, p.seq, "confidence", why)
+                continue
             explorer = run.next_explorer_name()
             cause = batch.add(
                 ExplorationSpawned(
@@ -198,7 +241,7 @@ async def run_tick(run: Run) -> None:
                 "confidence",
                 f"confidence {p.proposal.confidence:g} is below {threshold:g}; {explorer} explores it",
             )
-            await run.spawn_explorer(batch, tick, explorer, question, p.agent, cause)
+            await run.spawn_explorer(batch, tick, explorer, question, p.agent, cause, mind)
             continue
         confident.append((p, names))
 
@@ -215,16 +258,25 @@ async def run_tick(run: Run) -> None:
             tick=tick,
             causes=tuple(c.seq for c in group),
         )
-        resolver = run.config.policy.resolver_for(resource)
-        res = resolver.resolve(resource, group, run.fold.peek())
+        resolver = policy.resolver_for(resource)
+        policy_name = _name(resolver)
+        res = guard.attempt(resolver.resolve, resource, group, FrozenDict(run.fold.peek()))
+        if not isinstance(res, Resolution) or all(c is not res.winner for c in group):
+            failure = (
+                str(res) if isinstance(res, Failed) else "it did not choose one of the proposals"
+            )
+            res = Resolution(
+                group[0],
+                safe_text(f"the resolver failed ({failure}); the first by agent order wins"),
+            )
         lost = tuple(c.seq for c in group if c is not res.winner)
         batch.add(
             ConflictResolved(
                 resource=resource,
-                policy=resolver.name,
+                policy=policy_name,
                 winner=res.winner.seq,
                 losers=lost,
-                why=res.why,
+                why=safe_text(str(res.why)),
             ),
             tick=tick,
             causes=(detected,),
@@ -237,12 +289,14 @@ async def run_tick(run: Run) -> None:
                     c.agent,
                     c.seq,
                     "conflict",
-                    f"lost {resource} to {res.winner.agent} ({resolver.name} policy: {res.why})",
+                    safe_text(
+                        f"lost {resource} to {res.winner.agent} ({policy_name} policy: {res.why})"
+                    ),
                     causes=(c.seq, detected),
                 )
 
     # 6. grounding.
-    verifier = run.config.policy.verifier
+    verifier = policy.verifier
     grounded: list[tuple[_Pending, list[str]]] = []
     hallucinated: list[str] = []
     for p, names in confident:
@@ -251,11 +305,18 @@ async def run_tick(run: Run) -> None:
         names.append("conflict")
         if verifier is not None and p.proposal.claims:
             bad = None
+            broken: Failed | None = None
             for claim in p.proposal.claims:
-                why = verifier.unsupported(claim, run.lookup)
-                if why is not None:
-                    bad = (claim, why)
+                why = guard.attempt(verifier.unsupported, claim, run.lookup)
+                if isinstance(why, Failed):
+                    broken = why
                     break
+                if why is not None:
+                    bad = (claim, safe_text(str(why)))
+                    break
+            if broken is not None:
+                batch.reject(tick, p.agent, p.seq, "grounding", f"the verifier failed ({broken})")
+                continue
             if bad is not None:
                 claim, why = bad
                 batch.add(
@@ -267,7 +328,7 @@ async def run_tick(run: Run) -> None:
                 batch.reject(tick, p.agent, p.seq, "grounding", why)
                 hallucinated.append(p.agent)
                 continue
-            names.append(verifier.name)
+            names.append(_name(verifier))
         grounded.append((p, names))
 
     # 7. approval for high-impact tools (committed first: the run visibly waits).
@@ -314,10 +375,17 @@ async def run_tick(run: Run) -> None:
     # tick are spent by now, and together they must not overrun it.
     calls: list[tuple[_Pending, int, str, dict[str, Any]]] = []
     budget = BudgetCheck()
+    spawned: dict[int, Mind] = {}
     for p, names in approved:
+        if p.proposal.action == "spawn":
+            mind = run.make_explorer(str(p.proposal.args["question"]), p.agent)
+            if isinstance(mind, Failed):
+                batch.reject(tick, p.agent, p.seq, "spawn", f"the explorer factory failed ({mind})")
+                continue
+            spawned[p.seq] = mind
         if p.proposal.action == "tool":
             ctx = CheckContext(
-                p.agent, p.role, run.allowed_tools(p.agent), run.fold.peek(), run.tools
+                p.agent, p.role, run.allowed_tools(p.agent), FrozenDict(run.fold.peek()), run.tools
             )
             verdict = budget.check(p.proposal, ctx)
             if not verdict.ok:
@@ -351,7 +419,9 @@ async def run_tick(run: Run) -> None:
                 )
             case "spawn":
                 helper = run.next_explorer_name()
-                await run.spawn_explorer(batch, tick, helper, str(args["question"]), p.agent, p.seq)
+                await run.spawn_explorer(
+                    batch, tick, helper, str(args["question"]), p.agent, p.seq, spawned[p.seq]
+                )
             case "finish":
                 await run.finish_agent(batch, tick, p.agent, args.get("result"), p.seq)
             case "tool":
@@ -388,7 +458,12 @@ async def run_tick(run: Run) -> None:
 
     # 10. measure and close the tick.
     before = run.fold.peek()["progress"]
-    progress = max(0.0, min(1.0, float(run.config.progress(run.fold.peek()))))
+    measured = guard.attempt(_measure, run.config.progress, FrozenDict(run.fold.peek()))
+    if isinstance(measured, Failed):
+        run.fault = f"the progress function failed ({measured})"
+        invalid, progress = True, before
+    else:
+        progress = max(0.0, min(1.0, measured))
     batch.add(
         TickCompleted(
             tick=tick,
@@ -425,14 +500,19 @@ async def _execute(
             )
             for tool, (p, _, _, targs, attempt) in zip(tools, attempts, strict=True)
         ]
-        outcomes: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
+        grace = run.config.policy.cancel_grace_s
+        limit = max(t.timeout_s for t in tools) + 2 * grace + _SLACK_S
+        outcomes = await _answers(futures, limit)
         again: list[tuple[_Pending, int, str, dict[str, Any], int]] = []
         backoff = 0.0
         for tool, (p, started, call_id, targs, attempt), outcome in zip(
             tools, attempts, outcomes, strict=True
         ):
-            if not isinstance(outcome, ToolOutcome):
-                outcome = ToolOutcome("failed", error=type(outcome).__name__, message=str(outcome))
+            if isinstance(outcome, AgentCrash):  # the agent was stopped while it ran
+                outcome = ToolOutcome("failed", error=outcome.error, message=outcome.message)
+            elif not isinstance(outcome, ToolOutcome):
+                why = f"no answer within {limit:g} s (the last-resort deadline of a tick)"
+                outcome = ToolOutcome("timeout", error="ToolTimeout", message=why)
             ended = _record_outcome(batch, tick, p.agent, tool, call_id, started, outcome)
             if outcome.status == "completed":
                 continue
@@ -463,6 +543,48 @@ async def _execute(
                 attempts.append((p, started, call_id, targs, attempt))
             run.commit(batch)
     return failed
+
+
+_OWN_CHECKS: Final = frozenset(
+    {SchemaCheck, AllowlistCheck, ArgumentsCheck, BudgetCheck, LoopCheck}
+)
+"""telic's own checks (exact types: a subclass is user code): trusted with the live state."""
+
+_SLACK_S: Final = 1.0
+"""Seconds past a call's own deadline (and its cancellation grace) that a tick waits for an
+answer before it gives up on the agent: the last resort, never reached while the agent
+processes answer every request (they do, on every path)."""
+
+
+class _Unanswered:
+    """The answer of a request nobody answered by the tick's last-resort deadline."""
+
+
+async def _answers(futures: list[asyncio.Future[Any]], limit: float) -> list[Any]:
+    """Each future's result or exception, or :class:`_Unanswered` past ``limit`` seconds."""
+    if not futures:
+        return []
+    try:
+        async with asyncio.timeout(limit):
+            await asyncio.gather(*futures, return_exceptions=True)
+    except TimeoutError:
+        pass  # gather cancelled the late ones; the process skips a request whose reply is done
+    return [
+        _Unanswered() if fut.cancelled() else (fut.exception() or fut.result()) for fut in futures
+    ]
+
+
+def _name(part: object) -> str:
+    """The name a check, resolver or verifier gives itself (user code: read defensively)."""
+    name = guard.attempt(getattr, part, "name", type(part).__name__)
+    return safe_text(str(name) if isinstance(name, str) else type(part).__name__, 200)
+
+
+def _measure(progress: Callable[[State], float], state: State) -> float:
+    value = float(progress(state))
+    if not math.isfinite(value):
+        raise ValueError(f"progress must be a finite number, got {value!r}")
+    return value
 
 
 def _retries(tool: Tool, attempt: int) -> bool:

@@ -82,6 +82,9 @@ class Policy:
     """A tool failure or timeout crashes the calling agent (its supervisor restarts it)."""
     mind_timeout_s: float = 60.0
     """A mind that takes longer is treated as failed."""
+    cancel_grace_s: float = 1.0
+    """How long a mind, tool or approver past its deadline has to end once cancelled; one
+    that swallows the cancellation is then abandoned (see ``Kernel.abandoned``)."""
 
     def checks(self) -> tuple[Check, ...]:
         return (
