@@ -229,9 +229,16 @@ class Run:
         batch.add(
             AgentTerminated(agent=name, reason="normal"), tick=tick, agent=name, causes=(cause,)
         )
-        self._finishing.add(name)  # our own record says why; the supervisor's would repeat it
-        await self.supervisor.terminate_child(name)
+        if self.supervises(name):
+            self._finishing.add(name)  # our own record says why; the supervisor's would repeat it
+            await self.supervisor.terminate_child(name)
         self._procs.pop(name, None)
+
+    def supervises(self, name: str) -> bool:
+        """Whether ``name`` is still a child of the run's supervisor. Under one_for_all and
+        rest_for_one, a crash elsewhere stops temporary siblings for good (OTP does not bring
+        them back), possibly after they proposed in the same tick."""
+        return any(c.id == name for c in self.supervisor.which_children())
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -401,6 +408,24 @@ class Run:
         finally:
             await self.close()
         return self.result()
+
+    async def wrap_up(self) -> bool:
+        """The end-of-tick checks (budgets, the return condition, stall, live agents) on the
+        state as it is, ending the run if one says so; False once the run has ended.
+
+        :meth:`step` runs them after every tick; :meth:`Kernel.resume` runs them again,
+        because a process that died between a tick's close and these checks never ran them
+        (without this, a resumed run whose budget was spent would start one more tick).
+        """
+        if self.done:
+            return False
+        batch = self.batch()
+        tick = self.state["tick"]
+        self._end_of_tick(batch, tick)
+        if self.done:
+            await self._shutdown(batch, tick)
+        self.commit(batch)
+        return not self.done
 
     def result(self) -> RunResult:
         info = self.ledger.run(self.id)

@@ -70,6 +70,8 @@ def _print_failure(report: SeedReport, out: TextIO, *, trace: bool) -> None:
     out.write(f"seed {report.seed}: FAIL {first}\n")
     for v in rest:
         out.write(f"  also {v}\n")
+    if report.fired:
+        out.write(f"  fired: {'; '.join(report.fired)}\n")
     if report.minimal is not None:
         out.write(f"  faults: {len(report.scenario.faults)}, minimised to {len(report.minimal)}\n")
     out.write(f"  reproduce: {report.reproducer()}\n")
@@ -98,6 +100,7 @@ def summary(reports: Sequence[SeedReport], elapsed_s: float) -> dict[str, Any]:
                     {"invariant": v.invariant, "detail": v.detail} for v in r.violations
                 ],
                 "faults": json.loads(r.scenario.plan_json()),
+                "fired": list(r.fired),
                 "minimal": None
                 if r.minimal is None
                 else json.loads(r.scenario.with_faults(r.minimal).plan_json()),

@@ -99,7 +99,8 @@ def ended(outcome: Outcome, ts: Sequence[Transition]) -> list[Violation]:
         return [
             Violation(
                 "ended",
-                f"hung ({outcome.hang}) at tick {tick}, {outcome.elapsed_s:.1f} virtual s in",
+                f"hung ({outcome.hang}) at tick {tick}, {outcome.elapsed_s:.0f} virtual s in, "
+                f"waiting at {outcome.hang_where}",
             )
         ]
     if outcome.refused is not None:

@@ -85,6 +85,8 @@ class Drive:
     value: Any = None
     error: BaseException | None = None
     hang: Hang | None = None
+    where: str = ""
+    """For a hang: where the process's main task was waiting (file:line in function)."""
 
 
 def drive(
@@ -106,10 +108,26 @@ def drive(
         raise
     except BaseException as exc:
         if watched.tripped is not None and not task.done():
-            return Drive(hang=watched.tripped)
+            return Drive(hang=watched.tripped, where=_where(task))
         return Drive(error=exc)
     finally:
         _abandon(loop, watched)
+
+
+def _where(task: asyncio.Task[Any]) -> str:
+    """The innermost frame of telic's own code that ``task`` is suspended in (the
+    coroutine chain, followed through each ``await``)."""
+    places: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            path = str(frame.f_code.co_filename).replace("\\", "/")
+            if "/telic/" in path and "/telic/sim/" not in path:
+                short = path[path.rindex("/telic/") + 1 :]
+                places.append(f"{short}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return places[-1] if places else "no frame of telic's"
 
 
 def _abandon(loop: asyncio.AbstractEventLoop, watched: _WatchedSelector) -> None:

@@ -52,6 +52,7 @@ class Outcome:
     world: World
     machine: Machine
     hang: Hang | None = None
+    hang_where: str = ""
     escapes: list[Escape] = field(default_factory=list[Escape])
     refused: str | None = None
     """Why a restarted process could not resume the run, if it could not."""
@@ -118,6 +119,7 @@ def run_scenario(scenario: Scenario, *, real_timeout_s: float = 30.0) -> Outcome
         _close(ledger)
         if result.hang is not None:
             outcome.hang = result.hang
+            outcome.hang_where = result.where
             break
         if result.error is None:
             break

@@ -25,6 +25,8 @@ class SeedReport:
     minimal: FaultPlan | None = None
     """The smallest fault plan found that still breaks the same invariant (when shrunk)."""
     escapes: tuple[Escape, ...] = field(default=())
+    fired: tuple[str, ...] = ()
+    """The faults that took effect, in order."""
     real_s: float = 0.0
 
     @property
@@ -88,6 +90,7 @@ def judge(scenario: Scenario, *, twice: bool = True, real_timeout_s: float = 30.
         status,
         head,
         escapes=tuple(first.escapes),
+        fired=tuple(first.machine.injected),
         real_s=first.real_s,
     )
 
@@ -141,5 +144,6 @@ def simulate(
         report.head_hash,
         minimal=minimal,
         escapes=report.escapes,
+        fired=report.fired,
         real_s=report.real_s,
     )

@@ -196,17 +196,26 @@ class World:
 
     def subscriber(self, effect: SubscriberEffect) -> Any:
         """A handler for ``EventKernel.on`` that misbehaves as ``effect`` says."""
+        injected = self.machine.injected
+
+        def note(event: Event) -> None:
+            if not any(i.startswith(f"subscriber: {effect}") for i in injected):
+                injected.append(f"subscriber: {effect} from {event.type} #{event.seq}")
 
         def raising(event: Event) -> None:
+            note(event)
             raise InjectedFault(f"subscriber failed on {event.type}")
 
         def unprintable(event: Event) -> None:
+            note(event)
             raise UnprintableFault()
 
         async def hanging(event: Event) -> None:
+            note(event)
             await asyncio.Event().wait()
 
         def mutating(event: Event) -> None:
+            note(event)
             _mutate(event.transition.data)
 
         return {"raise": raising, "bad_str": unprintable, "hang": hanging, "mutate": mutating}[
