@@ -40,6 +40,7 @@ class _WatchedSelector(selectors.DefaultSelector):
         self.clock = clock
         self.loop: asyncio.AbstractEventLoop | None = None
         self.real_deadline = float("inf")
+        self.virtual_deadline = float("inf")
         self.tripped: Hang | None = None
 
     def trip(self, why: Hang) -> None:
@@ -58,6 +59,9 @@ class _WatchedSelector(selectors.DefaultSelector):
             self.trip("deadlock")
             return []
         if timeout > 0:
+            if self.clock.monotonic() + timeout > self.virtual_deadline:
+                self.trip("over time")
+                return []
             self.clock.advance(timeout)
         return []
 
@@ -99,8 +103,8 @@ def drive(
     """Run ``coro`` on a new loop of ``clock`` until it returns, raises or hangs."""
     loop, watched = clock.watched_loop()
     watched.real_deadline = time.monotonic() + real_timeout_s
+    watched.virtual_deadline = virtual_deadline
     task = loop.create_task(coro)
-    loop.call_at(virtual_deadline, watched.trip, "over time")
     try:
         loop.run_until_complete(task)
         return Drive(value=task.result())
@@ -139,8 +143,7 @@ def _abandon(loop: asyncio.AbstractEventLoop, watched: _WatchedSelector) -> None
         if tasks:
             watched.tripped = None
             watched.real_deadline = time.monotonic() + 5.0
-            end = loop.time() + CLEANUP_S
-            loop.call_at(end, watched.trip, "over time")
+            watched.virtual_deadline = loop.time() + CLEANUP_S
             with contextlib.suppress(RuntimeError):  # stopped by the selector: abandoned
                 loop.run_until_complete(asyncio.wait(tasks, timeout=CLEANUP_S))
     finally:
