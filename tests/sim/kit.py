@@ -19,9 +19,7 @@ def append(outcome: Outcome, payload: Payload, *, tick: int, agent: str | None =
     """Append ``payload`` to the outcome's run behind the kernel's back; returns its seq."""
     ledger = outcome.machine.reader()
     try:
-        [t] = ledger.append(
-            outcome.run_id, [draft(payload, ts=0, tick=tick, agent=agent)]
-        )
+        [t] = ledger.append(outcome.run_id, [draft(payload, ts=0, tick=tick, agent=agent)])
         return t.seq
     finally:
         ledger.close()

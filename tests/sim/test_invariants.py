@@ -134,7 +134,9 @@ def test_once_catches_a_non_idempotent_tool_run_twice(outcome: Outcome) -> None:
 def test_once_catches_a_non_idempotent_call_started_twice(outcome: Outcome) -> None:
     ledger = outcome.machine.reader()
     started = next(
-        t for t in ledger.read(outcome.run_id) if t.kind == "tool.started" and t.data["tool"] == "tool1"
+        t
+        for t in ledger.read(outcome.run_id)
+        if t.kind == "tool.started" and t.data["tool"] == "tool1"
     )
     append(outcome, ToolStarted.model_validate(started.data), tick=started.tick, agent="a1")
     assert "once" in broken(outcome)
