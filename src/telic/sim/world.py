@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from telic.errors import (
     InjectedAbort,
     InjectedFault,
@@ -45,7 +47,7 @@ from telic.sim.scenario import (
     ToolPlan,
 )
 from telic.sim.storage import Machine
-from telic.tools import RetryPolicy, Tool, tool
+from telic.tools import RetryPolicy, Tool
 
 __all__ = ["Approval", "Execution", "World"]
 
@@ -153,13 +155,18 @@ class World:
         async def body(key: str, n: int = 0) -> Any:
             return await world.call(plan, key, n)
 
-        return tool(
+        # Built directly rather than with @tool: every simulated tool takes the same
+        # arguments, so one argument model serves them all (no pydantic model per seed).
+        return Tool(
             name=plan.name,
-            timeout=plan.timeout_s,
+            fn=body,
+            args_model=ToolArgs,
+            description=f"simulated tool {plan.name}",
+            timeout_s=plan.timeout_s,
             idempotent=plan.idempotent,
             high_impact=plan.high_impact,
             retry=RetryPolicy(attempts=plan.attempts, backoff_s=0.1),
-        )(body)
+        )
 
     async def call(self, plan: ToolPlan, key: str, n: int) -> Any:
         if self.machine.down:
@@ -227,6 +234,15 @@ class World:
         if effect is not None:
             self.machine.injected.append(f"mind {agent} tick {tick}: {effect}")
         return effect
+
+
+class ToolArgs(BaseModel):
+    """The arguments of every simulated tool."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str
+    """``<agent>/<tick>``: which proposal the call serves (unique per proposal)."""
+    n: int = 0
 
 
 class SimMind:
