@@ -111,9 +111,9 @@ def summary(reports: Sequence[SeedReport], elapsed_s: float) -> dict[str, Any]:
     }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m telic.sim",
+        prog=prog,
         description="Run telic under seeded random swarms and faults; check invariants.",
     )
     p.add_argument("--seeds", type=int, default=100, help="how many seeds to run (default 100)")
@@ -131,13 +131,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m telic.sim") -> int:
+    """Run the seeds ``argv`` asks for; the exit status (0 all kept, 1 some failed, 2 bad
+    arguments)."""
+    parser = _parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its one-line usage error
+        return int(exc.code or 0)
     try:
         seeds, faults = _selection(args)
     except SimError as exc:
-        print(f"telic sim: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     # Subscribers that fail on purpose are logged by the event kernel; not news here.
     logging.getLogger("telic").addHandler(logging.NullHandler())
