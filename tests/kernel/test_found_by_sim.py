@@ -1,0 +1,61 @@
+"""Kernel bugs the simulator found (issue 16), each with the seed that showed it.
+
+Both tests failed before their fix: the first started a tick its budget no longer allowed
+(``python -m telic.sim --seed 198 --plan '[{"seam":"crash","op":4,"when":"after"}]'``), the
+second let a KeyError escape ``Kernel.run`` (``--seed 366``, a mind raising once).
+"""
+
+from __future__ import annotations
+
+from telic.clock import VirtualClock
+from telic.kernel import Budget, Kernel
+from telic.kernel.tick import run_tick
+from telic.policy import Policy
+
+from .kit import Played, agent, config, finish, new_ledger, on_virtual_time, remember
+
+
+def test_resume_runs_the_end_of_tick_checks_the_dead_process_missed() -> None:
+    """The process died after a tick's ``tick.completed`` was committed and before the
+    checks that would have stopped the run (its tick budget was spent): the resumed run
+    must stop, not start one more tick."""
+    ledger = new_ledger()
+    cfg = config(
+        agent("a", remember("k", 1), repeat_last=True),
+        budget=Budget(ticks=1),
+        policy=Policy(stall_ticks=10),
+    )
+
+    async def scenario(clock: VirtualClock) -> str:
+        run = await Kernel(ledger, clock=clock).boot(cfg, run_id="r")
+        await run_tick(run)  # committed through tick.completed; then the process dies
+        await run.close()
+        resumed = await Kernel(ledger, clock=clock).resume("r", cfg)
+        result = await resumed.until_done()
+        return result.status
+
+    status = on_virtual_time(scenario)
+    played = Played(ledger, "r")
+    assert status == "stopped"
+    assert played.state()["spent"]["ticks"] == 1
+    assert played.kinds().count("tick.started") == 1
+    assert played.one("run.stopped").data["reason"] == "budget exhausted: ticks"
+
+
+def test_an_agent_stopped_by_a_group_restart_can_still_finish_its_proposal() -> None:
+    """Under one_for_all, a crash of one agent stops its temporary sibling for good; the
+    sibling's proposal of the same tick (finish) must not make the kernel raise."""
+    ledger = new_ledger()
+    cfg = config(
+        agent("a", RuntimeError("the mind failed"), finish()),
+        agent("b", finish(), restart="temporary"),
+        strategy="one_for_all",
+    )
+
+    async def scenario(clock: VirtualClock) -> str:
+        result = await Kernel(ledger, clock=clock).run(cfg, run_id="r")
+        return result.status
+
+    assert on_virtual_time(scenario) == "completed"
+    played = Played(ledger, "r")
+    assert [t.data["reason"] for t in played.of("agent.terminated", "b")][:1] == ["shutdown"]
