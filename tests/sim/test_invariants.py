@@ -75,9 +75,10 @@ def test_an_injected_crash_is_not_a_crash_of_the_kernel(outcome: Outcome) -> Non
 
 def test_clear_errors_catches_a_storage_error_that_hides_the_disk(outcome: Outcome) -> None:
     msg = "append failed: cannot rollback - no transaction is active"
-    outcome.escapes.append(Escape(1, "LedgerError", msg, "", expected=True))
+    outcome.escapes.append(Escape(1, "LedgerError", msg, "", expected=True, storage=True))
     assert "clear-errors" in broken(outcome)
-    outcome.escapes[-1] = Escape(1, "LedgerError", "append: database or disk is full", "", True)
+    full = "append: database or disk is full"
+    outcome.escapes[-1] = Escape(1, "LedgerError", full, "", expected=True, storage=True)
     assert "clear-errors" not in broken(outcome)
 
 

@@ -137,7 +137,7 @@ def no_crash(outcome: Outcome, ts: Sequence[Transition]) -> list[Violation]:
 def clear_errors(outcome: Outcome, ts: Sequence[Transition]) -> list[Violation]:
     out: list[Violation] = []
     for e in outcome.escapes:
-        if e.type == "SimulatedCrash" or not e.expected:
+        if not e.storage:
             continue
         if not any(s in e.message for s in _INJECTED_STORAGE):
             out.append(

@@ -41,6 +41,8 @@ class Escape:
     expected: bool
     """True for the injected process deaths and the typed ledger errors a storage fault
     causes; False for anything else (a crash of the kernel)."""
+    storage: bool = False
+    """The ledger error of a storage fault (its message must say what the disk said)."""
 
 
 @dataclass
@@ -166,13 +168,10 @@ async def _lifetime(ledger: BaseLedger, clock: SimClock, world: World, outcome: 
 def _escape(life: int, result: Drive, machine: Machine) -> Escape:
     exc = result.error
     assert exc is not None
-    expected = machine.down or (
-        isinstance(exc, LedgerError) and any("at append" in i for i in machine.injected)
-    )
-    if isinstance(exc, SimulatedCrash):
-        expected = True
+    storage = not machine.down and isinstance(exc, LedgerError) and life in machine.storage_failed
+    expected = machine.down or storage or isinstance(exc, SimulatedCrash)
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return Escape(life, type(exc).__name__, _text(exc), tb, expected)
+    return Escape(life, type(exc).__name__, _text(exc), tb, expected, storage)
 
 
 def _text(exc: BaseException) -> str:

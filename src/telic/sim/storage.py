@@ -55,6 +55,8 @@ class Machine:
         self.storage = {s.op: s for s in storage}
         self.injected: list[str] = []
         """What was injected, in order (for reports)."""
+        self.storage_failed: set[int] = set()
+        """The lifetimes in which a storage fault was injected."""
 
     def open(self) -> BaseLedger:
         """A fresh process opens the ledger (the process is up again)."""
@@ -99,6 +101,7 @@ class _Faulty(BaseLedger):
         storage = m.storage.pop(op, None)
         if storage is not None:
             m.injected.append(f"{storage.error} at append {op}")
+            m.storage_failed.add(m.lifetimes)
             self._arm(storage)
         out = super().append(run_id, drafts, expected=expected)
         if crash is not None:
