@@ -1,8 +1,9 @@
 """Kernel bugs the simulator found (issue 16), each with the seed that showed it.
 
-Both tests failed before their fix: the first started a tick its budget no longer allowed
+Each test failed before its fix: the first started a tick its budget no longer allowed
 (``python -m telic.sim --seed 198 --plan '[{"seam":"crash","op":4,"when":"after"}]'``), the
-second let a KeyError escape ``Kernel.run`` (``--seed 366``, a mind raising once).
+second let a KeyError escape ``Kernel.run`` (``--seed 366``, a mind raising once), the third
+hung (the same swarm with a tool call instead of a finish).
 """
 
 from __future__ import annotations
@@ -11,8 +12,20 @@ from telic.clock import VirtualClock
 from telic.kernel import Budget, Kernel
 from telic.kernel.tick import run_tick
 from telic.policy import Policy
+from telic.sim.loop import SimClock, drive
 
-from .kit import Played, agent, config, finish, new_ledger, on_virtual_time, remember
+from .kit import (
+    Calls,
+    Played,
+    agent,
+    call,
+    config,
+    echo_tool,
+    finish,
+    new_ledger,
+    on_virtual_time,
+    remember,
+)
 
 
 def test_resume_runs_the_end_of_tick_checks_the_dead_process_missed() -> None:
@@ -59,3 +72,30 @@ def test_an_agent_stopped_by_a_group_restart_can_still_finish_its_proposal() -> 
     assert on_virtual_time(scenario) == "completed"
     played = Played(ledger, "r")
     assert [t.data["reason"] for t in played.of("agent.terminated", "b")][:1] == ["shutdown"]
+
+
+def test_a_tool_call_of_an_agent_stopped_by_a_group_restart_is_refused_not_awaited() -> None:
+    """The same, with a tool call: it was accepted and sent to the stopped agent's process,
+    which no task served any more, and the tick waited for it forever."""
+    ledger = new_ledger()
+    calls = Calls()
+    cfg = config(
+        agent("a", RuntimeError("the mind failed"), finish()),
+        agent("b", call("echo", x=1), finish(), restart="temporary", tools=("echo",)),
+        tools=[echo_tool(calls)],
+        strategy="one_for_all",
+    )
+
+    clock = SimClock()
+
+    async def scenario() -> str:
+        result = await Kernel(ledger, clock=clock).run(cfg, run_id="r")
+        return result.status
+
+    # On the simulator's loop a hang is a result, not a test that never ends.
+    ran = drive(clock, scenario(), virtual_deadline=3600, real_timeout_s=60)
+    assert (ran.hang, ran.error, ran.value) == (None, None, "completed")
+    played = Played(ledger, "r")
+    assert calls.count("echo") == 0
+    assert played.of("tool.started") == []
+    assert ("supervision", played.rejections("b")[0][1]) == played.rejections("b")[0]

@@ -123,6 +123,8 @@ async def run_tick(run: Run) -> None:
         seq = batch.add(made, tick=tick, agent=name)
         pending.append(_Pending(name, role, order, proposal, seq, proposal.model_dump(mode="json")))
     await run.settle(batch, tick, crashed)
+    if crashed and run.config.strategy != "one_for_one":
+        pending = _drop_stopped(run, batch, tick, pending)
 
     # 3. per-proposal checks, in the fixed order; the first refusal is the verdict.
     checks = run.config.policy.checks()
@@ -463,6 +465,20 @@ async def _execute(
                 attempts.append((p, started, call_id, targs, attempt))
             run.commit(batch)
     return failed
+
+
+def _drop_stopped(run: Run, batch: Any, tick: int, pending: list[_Pending]) -> list[_Pending]:
+    """A group restart (one_for_all, rest_for_one) stops temporary siblings for good, maybe
+    after they proposed in this tick: their proposals are refused, never acted on (a tool
+    call sent to a stopped agent would wait for it forever)."""
+    kept: list[_Pending] = []
+    for p in pending:
+        if run.supervises(p.agent):
+            kept.append(p)
+        else:
+            why = "its supervisor stopped the agent (a sibling's crash) before this was checked"
+            batch.reject(tick, p.agent, p.seq, "supervision", why)
+    return kept
 
 
 def _retries(tool: Tool, attempt: int) -> bool:
