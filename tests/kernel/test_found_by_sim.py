@@ -11,6 +11,7 @@ from __future__ import annotations
 from telic.clock import VirtualClock
 from telic.kernel import Budget, Kernel
 from telic.kernel.tick import run_tick
+from telic.kinds import Claim
 from telic.policy import Policy
 from telic.sim.loop import SimClock, drive
 
@@ -99,3 +100,30 @@ def test_a_tool_call_of_an_agent_stopped_by_a_group_restart_is_refused_not_await
     assert calls.count("echo") == 0
     assert played.of("tool.started") == []
     assert ("supervision", played.rejections("b")[0][1]) == played.rejections("b")[0]
+
+
+def test_a_hallucinating_agent_killed_under_one_for_all_is_restarted_before_the_next_tick() -> None:
+    """The kernel took the killed agent's exit for the supervisor's whole reaction and began
+    the next tick while the group restart was still stopping the temporary sibling, whose
+    request then waited forever (``python -m telic.sim --seed 85 --plan '[]'``)."""
+    ledger = new_ledger()
+    bogus = Claim(key="n", value=12345, evidence=(2,))  # seq 2 is agent.spawned
+    cfg = config(
+        agent("a", remember("k", 1), remember("k", 2, claims=[bogus]), finish()),
+        agent(
+            "b", remember("j", 1), remember("j", 2), remember("j", 3), finish(), restart="temporary"
+        ),
+        strategy="one_for_all",
+    )
+    clock = SimClock()
+
+    async def scenario() -> str:
+        result = await Kernel(ledger, clock=clock).run(cfg, run_id="r")
+        return result.status
+
+    ran = drive(clock, scenario(), virtual_deadline=3600, real_timeout_s=60)
+    assert (ran.hang, ran.error) == (None, None)
+    played = Played(ledger, "r")
+    assert played.of("hallucination.detected", "a")
+    assert [t.data["reason"] for t in played.of("agent.terminated", "b")] == ["shutdown"]
+    assert played.of("agent.restarted", "a")

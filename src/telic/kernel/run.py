@@ -143,7 +143,10 @@ class Run:
         return [
             n
             for n in self._order
-            if n in agents and agents[n]["status"] == "running" and n in self._procs
+            if n in agents
+            and agents[n]["status"] == "running"
+            and n in self._procs
+            and self.supervises(n)  # its stop may not be recorded yet: it was just stopped
         ]
 
     def role(self, name: str) -> str:
@@ -238,7 +241,7 @@ class Run:
         """Whether ``name`` is still a child of the run's supervisor. Under one_for_all and
         rest_for_one, a crash elsewhere stops temporary siblings for good (OTP does not bring
         them back), possibly after they proposed in the same tick."""
-        return any(c.id == name for c in self.supervisor.which_children())
+        return self.supervisor.has_child(name)
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -251,7 +254,16 @@ class Run:
             self._escalated = payload
         self._sup_events.append(payload)
         if agent is not None and isinstance(payload, (AgentRestarted, AgentTerminated)):
-            self._reacted.add(agent)
+            # A killed agent that will be restarted has not been reacted to until it is: the
+            # restart (under one_for_all and rest_for_one, of its siblings too) is still going.
+            spec = self._specs.get(agent)
+            if not (
+                isinstance(payload, AgentTerminated)
+                and payload.reason == "killed"
+                and spec is not None
+                and spec.restart != "temporary"
+            ):
+                self._reacted.add(agent)
         self._reaction.set()
 
     async def _await_reaction(self, name: str) -> None:
