@@ -56,3 +56,22 @@ def test_the_reproducer_is_one_line_that_names_seed_and_plan() -> None:
     assert "\n" not in line
     assert line.startswith("python -m telic.sim --seed 5 --plan '")
     assert '"effect":"hang"' in line
+
+
+def test_shrinking_keeps_the_same_failure_not_just_the_same_invariant() -> None:
+    """Without the surrogate the seed still crashes, but with another error: that plan is
+    not a reproducer of the first failure."""
+    surrogate = MindFault(agent="a0", tick=1, effect="surrogate")
+    huge = ToolFault(tool="tool0", call=1, effect="huge_result")
+
+    def attempt(s: Scenario) -> SeedReport:
+        if surrogate in s.faults:
+            v = Violation("no-crash", "TypeError escaped the kernel (process 1): surrogates")
+        elif huge in s.faults:
+            v = Violation("no-crash", "PayloadTooLarge escaped the kernel (process 1): 52428866")
+        else:
+            return SeedReport(s.seed, s, (), "completed", "")
+        return SeedReport(s.seed, s, (v,), "running", "")
+
+    scenario = generate(0).with_faults((huge, surrogate))
+    assert shrink(attempt(scenario), attempt=attempt) == (surrogate,)

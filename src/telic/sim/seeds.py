@@ -3,6 +3,7 @@ it fails, minimise its fault plan and say how to reproduce it."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from telic.sim.invariants import Violation, check
 from telic.sim.runner import Escape, Outcome, run_scenario
 from telic.sim.scenario import FaultPlan, Scenario
 
-__all__ = ["SeedReport", "head_hash", "judge", "reproducer", "shrink", "simulate"]
+__all__ = ["SeedReport", "head_hash", "judge", "reproducer", "shrink", "signature", "simulate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +100,14 @@ def shrink(
     report: SeedReport, *, attempt: Callable[[Scenario], SeedReport] | None = None
 ) -> FaultPlan:
     """The smallest fault plan (by removing faults one at a time, to a fixpoint) under which
-    the seed still breaks the invariant it broke first."""
+    the seed still fails as it failed first (the same :func:`signature`)."""
     twice = report.cause == "deterministic"
 
     def again(s: Scenario) -> SeedReport:
         return judge(s, twice=twice)
 
     run = attempt or again
-    target = report.cause
+    target = signature(report.violations[0])
     faults = list(report.scenario.faults)
     changed = True
     while changed and faults:
@@ -114,11 +115,17 @@ def shrink(
         for i in range(len(faults)):
             fewer = faults[:i] + faults[i + 1 :]
             trial = run(report.scenario.with_faults(tuple(fewer)))
-            if any(v.invariant == target for v in trial.violations):
+            if any(signature(v) == target for v in trial.violations):
                 faults = fewer
                 changed = True
                 break
     return tuple(faults)
+
+
+def signature(v: Violation) -> str:
+    """What makes two violations the same failure: the invariant and what it says, numbers
+    aside (so that a shrunk plan reproduces this failure, not another of the same invariant)."""
+    return f"{v.invariant}: {re.sub(r'[0-9a-f]{8,}|[0-9]+', '#', v.detail)}"
 
 
 def simulate(
