@@ -556,6 +556,38 @@ def verify(
             raise typer.Exit(1)
 
 
+@app.command()
+def sim(
+    seeds: Annotated[int, typer.Option(help="How many seeds to run.")] = 100,
+    start: Annotated[int, typer.Option(help="The first seed.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Run this one seed.")] = None,
+    plan: Annotated[
+        str | None, typer.Option(help="With --seed: run under this fault plan (JSON).")
+    ] = None,
+    as_json: JsonFlag = False,
+    no_shrink: Annotated[
+        bool, typer.Option("--no-shrink", help="Do not minimise failing fault plans.")
+    ] = False,
+    real_timeout: Annotated[
+        float, typer.Option(help="Real seconds a simulated process may take before it is hung.")
+    ] = 30.0,
+) -> None:
+    """Run seeded swarms under injected faults on the virtual clock and check invariants
+    (the same as ``python -m telic.sim``; see docs/simulation.md)."""
+    from telic.sim.cli import main as simulate
+
+    argv = ["--seeds", str(seeds), "--start", str(start), "--real-timeout", str(real_timeout)]
+    if seed is not None:
+        argv += ["--seed", str(seed)]
+    if plan is not None:
+        argv += ["--plan", plan]
+    if as_json:
+        argv.append("--json")
+    if no_shrink:
+        argv.append("--no-shrink")
+    raise typer.Exit(simulate(argv, prog="telic sim"))
+
+
 def main() -> None:
     app()
 

@@ -426,3 +426,33 @@ class ReadOnly(TelicError, TypeError):
         )
         self.what = what
         self.operation = operation
+
+
+# -- simulation (telic.sim) ----------------------------------------------------------------
+# The faults the simulator injects are errors of their own, so that a report names them and
+# nothing else can be mistaken for one. ``SimulatedCrash`` and ``InjectedAbort`` derive from
+# BaseException on purpose: the first stands for a process that dies, the second for the
+# BaseException subclasses user code may raise (telic must survive them).
+
+
+class SimError(TelicError):
+    """The simulator was asked something it cannot do (a bad fault plan, bad arguments)."""
+
+
+class InjectedFault(Exception):
+    """An error a simulated mind, tool or subscriber raises on purpose."""
+
+
+class UnprintableFault(InjectedFault):
+    """An injected error whose ``str()`` itself raises (as some libraries' errors do)."""
+
+    def __str__(self) -> str:
+        raise InjectedFault("this error cannot be printed")
+
+
+class InjectedAbort(BaseException):
+    """A BaseException subclass (not an Exception) raised by simulated user code."""
+
+
+class SimulatedCrash(BaseException):
+    """The simulated process died: nothing after this point happened."""

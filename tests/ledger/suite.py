@@ -85,6 +85,15 @@ def fill(ledger: BaseLedger, run: str, n: int, *, group: int = 7) -> list[Transi
     return out
 
 
+def _scribble(data: Any) -> None:
+    """Change in place every container a payload holds, as a careless subscriber would."""
+    for value in list(data.values()) if isinstance(data, dict) else []:
+        if isinstance(value, dict):
+            value["scribbled"] = True
+        elif isinstance(value, list):
+            value.append("scribbled")
+
+
 def _snapshot(ledger: BaseLedger, run: str, seq: int) -> Snapshot:
     snap = ledger._get_snapshot(run, seq, seq)  # pyright: ignore[reportPrivateUsage]
     assert snap is not None and snap.seq == seq
@@ -553,6 +562,19 @@ class LedgerSuite(abc.ABC):
             assert ledger.replay("f").checked_hashes == 4  # 10 of the parent, 20, 30, 40 its own
             for writer in writers[1:]:
                 writer.close()
+
+    def test_what_append_returns_cannot_reach_a_later_snapshot(self) -> None:
+        """Callers (and event subscribers, who get the same transitions) may change what
+        append returned; the next snapshots still hold the fold of what was stored."""
+        with self.fresh(snapshot_every=4) as ledger:
+            ledger.create_run("r")
+            for start in range(1, 40, 3):
+                for t in ledger.append("r", workload(3, start=start)):
+                    _scribble(t.data)
+            assert ledger.verify("r").ok
+            stored = list(ledger.read("r"))
+            assert ledger.state_at("r") == fold(stored)
+            assert ledger.replay("r").checked_hashes >= 1
 
     def test_replay_checks_recorded_hashes(self) -> None:
         with self.fresh(snapshot_every=4) as ledger:

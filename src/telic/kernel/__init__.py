@@ -316,6 +316,7 @@ class Kernel:
                     agent=name,
                 )
         run.commit(batch)
+        await run.wrap_up()  # the dead process may not have run the last tick's checks
         return run
 
 

@@ -164,7 +164,10 @@ class Run:
         return [
             n
             for n in self._order
-            if n in agents and agents[n]["status"] == "running" and n in self._procs
+            if n in agents
+            and agents[n]["status"] == "running"
+            and n in self._procs
+            and self.supervises(n)  # its stop may not be recorded yet: it was just stopped
         ]
 
     def role(self, name: str) -> str:
@@ -272,9 +275,16 @@ class Run:
         batch.add(
             AgentTerminated(agent=name, reason="normal"), tick=tick, agent=name, causes=(cause,)
         )
-        self._finishing.add(name)  # our own record says why; the supervisor's would repeat it
-        await self.supervisor.terminate_child(name)
+        if self.supervises(name):
+            self._finishing.add(name)  # our own record says why; the supervisor's would repeat it
+            await self.supervisor.terminate_child(name)
         self._procs.pop(name, None)
+
+    def supervises(self, name: str) -> bool:
+        """Whether ``name`` is still a child of the run's supervisor. Under one_for_all and
+        rest_for_one, a crash elsewhere stops temporary siblings for good (OTP does not bring
+        them back), possibly after they proposed in the same tick."""
+        return self.supervisor.has_child(name)
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -289,7 +299,16 @@ class Run:
                 proc.fail_pending(f"the supervisor gave up: {payload.reason}")
         self._sup_events.append(payload)
         if agent is not None and isinstance(payload, (AgentRestarted, AgentTerminated)):
-            self._reacted.add(agent)
+            # A killed agent that will be restarted has not been reacted to until it is: the
+            # restart (under one_for_all and rest_for_one, of its siblings too) is still going.
+            spec = self._specs.get(agent)
+            if not (
+                isinstance(payload, AgentTerminated)
+                and payload.reason == "killed"
+                and spec is not None
+                and spec.restart != "temporary"
+            ):
+                self._reacted.add(agent)
         self._reaction.set()
 
     async def _await_reaction(self, name: str) -> None:
@@ -499,6 +518,24 @@ class Run:
         finally:
             await self.close()
         return self.result()
+
+    async def wrap_up(self) -> bool:
+        """The end-of-tick checks (budgets, the return condition, stall, live agents) on the
+        state as it is, ending the run if one says so; False once the run has ended.
+
+        :meth:`step` runs them after every tick; :meth:`Kernel.resume` runs them again,
+        because a process that died between a tick's close and these checks never ran them
+        (without this, a resumed run whose budget was spent would start one more tick).
+        """
+        if self.done:
+            return False
+        batch = self.batch()
+        tick = self.state["tick"]
+        self._end_of_tick(batch, tick)
+        if self.done:
+            await self._shutdown(batch, tick)
+        self.commit(batch)
+        return not self.done
 
     def result(self) -> RunResult:
         info = self.ledger.run(self.id)

@@ -138,6 +138,8 @@ async def run_tick(run: Run) -> None:
             ProposalRejected(agent=name, check="schema", reason=reason), tick=tick, agent=name
         )
     await run.settle(batch, tick, crashed)
+    if crashed and run.config.strategy != "one_for_one":
+        pending = _drop_stopped(run, batch, tick, pending)
 
     # 3. per-proposal checks, in the fixed order; the first refusal is the verdict. User
     # checks (any but telic's own) see the state read-only, and one that raises refuses the
@@ -585,6 +587,20 @@ def _measure(progress: Callable[[State], float], state: State) -> float:
     if not math.isfinite(value):
         raise ValueError(f"progress must be a finite number, got {value!r}")
     return value
+
+
+def _drop_stopped(run: Run, batch: Any, tick: int, pending: list[_Pending]) -> list[_Pending]:
+    """A group restart (one_for_all, rest_for_one) stops temporary siblings for good, maybe
+    after they proposed in this tick: their proposals are refused, never acted on (a tool
+    call sent to a stopped agent would wait for it forever)."""
+    kept: list[_Pending] = []
+    for p in pending:
+        if run.supervises(p.agent):
+            kept.append(p)
+        else:
+            why = "its supervisor stopped the agent (a sibling's crash) before this was checked"
+            batch.reject(tick, p.agent, p.seq, "supervision", why)
+    return kept
 
 
 def _retries(tool: Tool, attempt: int) -> bool:

@@ -310,6 +310,8 @@ class BaseLedger(abc.ABC):
         seq = info.head
         rows: list[Row] = []
         out: list[Transition] = []
+        mine: list[Transition] = []
+        loads = orjson.loads
         snapshots: list[Snapshot] = []
         blobs: list[tuple[str, bytes]] = []
         every = self.snapshot_every
@@ -319,6 +321,7 @@ class BaseLedger(abc.ABC):
         try:
             for d in drafts:
                 kind, payload, ts, tick, agent, causes, data = d
+                raw = payload
                 size = len(payload)
                 if kind not in CATALOGUE:
                     raise UnknownKind(kind)
@@ -344,12 +347,15 @@ class BaseLedger(abc.ABC):
                     (run_id, seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, data, prev, h),
                 )
                 out.append(t)
+                # The head fold keeps values of its own: ``t`` goes back to the caller (and on
+                # to subscribers), who must not reach a future snapshot through it.
+                mine.append(t._replace(data=loads(raw)))
                 if fold is not None:
-                    fold.apply(t)
+                    fold.apply(mine[-1])
                 if seq % every == 0:
                     if fold is None:
                         fold = self._fold_to(info, info.head)
-                        fold.apply_all(out)
+                        fold.apply_all(mine)
                     state = _state_bytes(fold)
                     snapshots.append(
                         _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))

@@ -211,6 +211,12 @@ class Supervisor(SupervisorCore):
         task.cancel(reason)
         return True
 
+    def has_child(self, id: str) -> bool:
+        """Whether ``id`` is a child of this supervisor (running, or about to be restarted);
+        False once it was terminated for good, e.g. a temporary child stopped by a sibling's
+        restart under one_for_all or rest_for_one."""
+        return id in self._children
+
     def which_children(self) -> list[ChildInfo]:
         """The children in start order."""
         return [
