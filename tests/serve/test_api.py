@@ -10,13 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.serve.conftest import HERE, bearer, in_process, tokens
+from tests.serve.parking import LAUNCH_SPEC, NAP_SPEC
+from typer.testing import CliRunner
 
 from telic.cli import app as cli_app
 from telic.ledger import open_ledger
-from typer.testing import CliRunner
-
-from tests.serve.conftest import HERE, bearer, in_process, tokens
-from tests.serve.parking import LAUNCH_SPEC, NAP_SPEC
 
 
 @pytest.fixture
