@@ -577,6 +577,9 @@ def verify(
             raise typer.Exit(1)
 
 
+import telic.cli_server  # noqa: E402, F401  (registers serve, token, approve, deny, approvals)
+
+
 def main() -> None:
     app()
 
