@@ -71,17 +71,19 @@ class Server:
 
     def start(self) -> Server:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "telic", "serve", "--db", self.db, "--port", str(self.port)],
-            cwd=self.cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        log = self.cwd / f"serve-{self.port}.log"
+        with log.open("wb") as sink:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "telic", "serve", "--db", self.db, "--port", str(self.port)],
+                cwd=self.cwd,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                out = log.read_text(errors="replace")
                 raise AssertionError(f"telic serve exited {self.proc.returncode}: {out}")
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
