@@ -69,15 +69,18 @@ def test_an_sse_client_that_reconnects_with_last_event_id_sees_every_transition_
             info["status"] in ("completed", "failed", "stopped") and int(f.id or 0) == info["head"]
         )
 
-    with httpx.Client(timeout=60) as a, httpx.Client(timeout=60) as b:
-        with b.stream("GET", url, params={"from": 1}, headers=h) as steady:
-            with a.stream("GET", url, params={"from": 1}, headers=h) as first:
-                part = _read_until(first, lambda f, seen: len(seen) == 25)
-            # the run goes on while client A is away
-            time.sleep(0.3)
-            with a.stream("GET", url, headers={**h, "Last-Event-ID": part[-1].id or ""}) as second:
-                rest = _read_until(second, head_reached)
-            whole = _read_until(steady, head_reached)
+    with (
+        httpx.Client(timeout=60) as a,
+        httpx.Client(timeout=60) as b,
+        b.stream("GET", url, params={"from": 1}, headers=h) as steady,
+    ):
+        with a.stream("GET", url, params={"from": 1}, headers=h) as first:
+            part = _read_until(first, lambda f, seen: len(seen) == 25)
+        # the run goes on while client A is away
+        time.sleep(0.3)
+        with a.stream("GET", url, headers={**h, "Last-Event-ID": part[-1].id or ""}) as second:
+            rest = _read_until(second, head_reached)
+        whole = _read_until(steady, head_reached)
     seqs = [int(f.id or 0) for f in part + rest]
     assert seqs == list(range(1, seqs[-1] + 1))  # every transition, exactly once
     assert [f.data["hash"] for f in part + rest] == [f.data["hash"] for f in whole]
