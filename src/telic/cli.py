@@ -577,7 +577,7 @@ def verify(
             raise typer.Exit(1)
 
 
-import telic.cli_server  # noqa: E402, F401  (registers serve, token, approve, deny, approvals)
+import telic.cli_server  # noqa: E402, F401  # pyright: ignore[reportUnusedImport]  (registers serve, token, approve, deny, approvals)
 
 
 def main() -> None:

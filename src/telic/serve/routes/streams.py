@@ -11,6 +11,7 @@ never waits for it) and gets a last ``stream.dropped`` event saying so.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
@@ -24,7 +25,7 @@ from telic.events import Event, Subscription
 from telic.serve.auth import Reader
 from telic.serve.context import Context, context
 
-__all__ = ["router", "sse_frame"]
+__all__ = ["FrameCache", "router", "sse_frame"]
 
 router = APIRouter(tags=["streams"])
 
@@ -39,14 +40,35 @@ def sse_frame(event: str, data: Any, id_: str | None = None) -> bytes:
     return head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def _event_frame(e: Event, with_run: bool) -> bytes:
-    t = e.transition
-    data = t.to_json()
-    data["type"] = e.type
-    return sse_frame(e.type, data, f"{t.run}:{t.seq}" if with_run else str(t.seq))
+class FrameCache:
+    """The encoded frame of each recent event, shared by every client that streams it: a
+    hundred followers of one run cost one encoding per transition, not a hundred."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._frames: OrderedDict[tuple[str, int, str, bool], tuple[bytes, str]] = OrderedDict()
+
+    def frame(self, e: Event, with_run: bool) -> tuple[bytes, str]:
+        t = e.transition
+        key = (t.run, t.seq, e.type, with_run)
+        hit = self._frames.get(key)
+        if hit is not None:
+            return hit
+        data = t.to_json()
+        data["type"] = e.type
+        id_ = f"{t.run}:{t.seq}" if with_run else str(t.seq)
+        made = (sse_frame(e.type, data, id_), id_)
+        self._frames[key] = made
+        if len(self._frames) > self.size:
+            self._frames.popitem(last=False)
+        return made
 
 
-async def _stream(sub: Subscription, heartbeat: float, with_run: bool) -> AsyncIterator[bytes]:
+async def _stream(
+    sub: Subscription, heartbeat: float, with_run: bool, cache: FrameCache | None = None
+) -> AsyncIterator[bytes]:
+    frames = cache or FrameCache(64)
+    last: str | None = None
     with sub:
         yield f"retry: {_RETRY_MS}\n\n".encode()
         while True:
@@ -59,9 +81,17 @@ async def _stream(sub: Subscription, heartbeat: float, with_run: bool) -> AsyncI
             except StopAsyncIteration:
                 return
             except SubscriptionClosed as exc:
-                yield sse_frame("stream.dropped", {"reason": str(exc)})
+                yield sse_frame(
+                    "stream.dropped",
+                    {
+                        "reason": str(exc),
+                        "last_event_id": last,
+                        "hint": "reconnect with Last-Event-ID to catch up from the ledger",
+                    },
+                )
                 return
-            yield _event_frame(event, with_run)
+            frame, last = frames.frame(event, with_run)
+            yield frame
 
 
 def _start(from_seq: int | None, last_event_id: str | None) -> int | None:
@@ -104,7 +134,7 @@ async def run_events(
         overflow="disconnect",
     )
     return StreamingResponse(
-        _stream(sub, ctx.settings.heartbeat_s, with_run=False),
+        _stream(sub, ctx.settings.heartbeat_s, with_run=False, cache=ctx.frames),
         media_type="text/event-stream",
         headers=_HEADERS,
     )
@@ -123,7 +153,7 @@ async def all_events(
 ) -> StreamingResponse:
     sub = ctx.events.subscribe(kind, maxsize=ctx.settings.stream_queue, overflow="disconnect")
     return StreamingResponse(
-        _stream(sub, ctx.settings.heartbeat_s, with_run=True),
+        _stream(sub, ctx.settings.heartbeat_s, with_run=True, cache=ctx.frames),
         media_type="text/event-stream",
         headers=_HEADERS,
     )
