@@ -120,7 +120,7 @@ async def _measure(directory: Path) -> list[Figure]:
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:  # uvicorn offers no event to wait on
-        await asyncio.sleep(0.05)  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
     ctx: Context = app.state.telic
     token, _ = TokenStore(ctx.ledger).create("bench", ["read"])
