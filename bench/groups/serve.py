@@ -119,7 +119,7 @@ async def _measure(directory: Path) -> list[Figure]:
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )
     serving = asyncio.create_task(server.serve())
-    while not server.started:  # uvicorn offers no event to wait on
+    while not server.started:  # noqa: ASYNC110  (uvicorn offers no event to wait on)
         await asyncio.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
     ctx: Context = app.state.telic
