@@ -87,6 +87,15 @@ def test_an_sse_client_that_reconnects_with_last_event_id_sees_every_transition_
     assert rest[-1].data["seq"] == whole[-1].data["seq"]
     with open_ledger(db) as ledger:
         assert [x.hash.hex() for x in ledger.read(rid)] == [f.data["hash"] for f in whole]
+    # every stream the clients closed was noticed and its subscription ended
+    deadline = time.monotonic() + 60
+    while True:
+        with open_ledger(db) as ledger:
+            kinds = [x.kind for x in ledger.read("telic-events")]
+        if kinds.count("subscription.ended") == kinds.count("subscription.created") == 3:
+            break
+        assert time.monotonic() < deadline, kinds
+        time.sleep(0.1)
 
 
 def _append_from_another_process(db: str, cwd: Path) -> None:

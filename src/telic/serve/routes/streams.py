@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive
 
 from telic.access import Identity
 from telic.errors import BadSubscription, SubscriptionClosed
@@ -64,34 +65,60 @@ class FrameCache:
         return made
 
 
+async def _close_on_disconnect(receive: Receive, sub: Subscription) -> None:
+    """End the stream when the client goes away (the server's writes would not tell us)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            sub.close()
+            return
+
+
 async def _stream(
-    sub: Subscription, heartbeat: float, with_run: bool, cache: FrameCache | None = None
+    sub: Subscription,
+    heartbeat: float,
+    with_run: bool,
+    cache: FrameCache | None = None,
+    receive: Receive | None = None,
 ) -> AsyncIterator[bytes]:
     frames = cache or FrameCache(64)
+    watcher = None if receive is None else asyncio.create_task(_close_on_disconnect(receive, sub))
+    try:
+        with sub:
+            yield f"retry: {_RETRY_MS}\n\n".encode()
+            async for frame in _frames(sub, heartbeat, with_run, frames):
+                yield frame
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.wait([watcher])
+
+
+async def _frames(
+    sub: Subscription, heartbeat: float, with_run: bool, frames: FrameCache
+) -> AsyncIterator[bytes]:
     last: str | None = None
-    with sub:
-        yield f"retry: {_RETRY_MS}\n\n".encode()
-        while True:
-            try:
-                async with asyncio.timeout(heartbeat):
-                    event = await anext(sub)
-            except TimeoutError:
-                yield b": heartbeat\n\n"
-                continue
-            except StopAsyncIteration:
-                return
-            except SubscriptionClosed as exc:
-                yield sse_frame(
-                    "stream.dropped",
-                    {
-                        "reason": str(exc),
-                        "last_event_id": last,
-                        "hint": "reconnect with Last-Event-ID to catch up from the ledger",
-                    },
-                )
-                return
-            frame, last = frames.frame(event, with_run)
-            yield frame
+    while True:
+        try:
+            async with asyncio.timeout(heartbeat):
+                event = await anext(sub)
+        except TimeoutError:
+            yield b": heartbeat\n\n"
+            continue
+        except StopAsyncIteration:
+            return
+        except SubscriptionClosed as exc:
+            yield sse_frame(
+                "stream.dropped",
+                {
+                    "reason": str(exc),
+                    "last_event_id": last,
+                    "hint": "reconnect with Last-Event-ID to catch up from the ledger",
+                },
+            )
+            return
+        frame, last = frames.frame(event, with_run)
+        yield frame
 
 
 def _start(from_seq: int | None, last_event_id: str | None) -> int | None:
@@ -116,6 +143,7 @@ def _start(from_seq: int | None, last_event_id: str | None) -> int | None:
 )
 async def run_events(
     run_id: str,
+    request: Request,
     ctx: Ctx,
     who: Identity = Reader,
     from_seq: Annotated[
@@ -134,7 +162,9 @@ async def run_events(
         overflow="disconnect",
     )
     return StreamingResponse(
-        _stream(sub, ctx.settings.heartbeat_s, with_run=False, cache=ctx.frames),
+        _stream(
+            sub, ctx.settings.heartbeat_s, with_run=False, cache=ctx.frames, receive=request.receive
+        ),
         media_type="text/event-stream",
         headers=_HEADERS,
     )
@@ -147,13 +177,16 @@ async def run_events(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def all_events(
+    request: Request,
     ctx: Ctx,
     who: Identity = Reader,
     kind: Annotated[str, Query(description="Event type pattern, e.g. `run.*`.")] = "*",
 ) -> StreamingResponse:
     sub = ctx.events.subscribe(kind, maxsize=ctx.settings.stream_queue, overflow="disconnect")
     return StreamingResponse(
-        _stream(sub, ctx.settings.heartbeat_s, with_run=True, cache=ctx.frames),
+        _stream(
+            sub, ctx.settings.heartbeat_s, with_run=True, cache=ctx.frames, receive=request.receive
+        ),
         media_type="text/event-stream",
         headers=_HEADERS,
     )
