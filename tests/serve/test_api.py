@@ -262,3 +262,37 @@ def test_stopping_a_served_run_records_who_stopped_it(tmp_path: Path) -> None:
         assert again.status_code == 409 and "ended" in again.json()["detail"]
 
     in_process(db, body)
+
+
+def test_a_fork_resumed_through_the_api_with_another_model_is_a_recorded_counterfactual(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "ledger.db"
+    t = tokens(db, ops="operate")
+
+    async def body(c: httpx.AsyncClient) -> None:
+        h = bearer(t["ops"])
+        started = await c.post("/runs", json={"toml": NAP_SPEC, "directory": str(HERE)}, headers=h)
+        rid = started.json()["id"]
+        await _until(c, f"/runs/{rid}", h, lambda d: d["status"] == "completed")
+        fork = (await c.post(f"/runs/{rid}/fork", json={"at": 20}, headers=h)).json()["id"]
+        resumed = await c.post(
+            f"/runs/{fork}/resume",
+            json={"model": "openai:gpt-4.1-mini", "policy": {"stall_ticks": 50}},
+            headers=h,
+        )
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["hosted"] is True
+        await _until(c, f"/runs/{fork}", h, lambda d: d["status"] == "completed")
+        marks = (await c.get(f"/runs/{fork}/transitions?kind=run.resumed", headers=h)).json()[
+            "items"
+        ]
+        assert marks[-1]["payload"]["counterfactual"] == {
+            "policy": {"stall_ticks": 50},
+            "model": "openai:gpt-4.1-mini",
+        }
+        assert marks[-1]["payload"]["reason"] == "resumed through the API (by ops)"
+        ended = await c.post(f"/runs/{rid}/resume", json={}, headers=h)
+        assert ended.status_code == 409 and "has ended" in ended.json()["detail"]
+
+    in_process(db, body)
