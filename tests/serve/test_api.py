@@ -296,3 +296,31 @@ def test_a_fork_resumed_through_the_api_with_another_model_is_a_recorded_counter
         assert ended.status_code == 409 and "has ended" in ended.json()["detail"]
 
     in_process(db, body)
+
+
+def test_stopping_a_run_parked_on_an_approval_stops_it_at_once_and_moots_the_request(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "ledger.db"
+    t = tokens(db, ops="operate", boss="approve")
+
+    async def body(c: httpx.AsyncClient) -> None:
+        h = bearer(t["ops"])
+        started = await c.post(
+            "/runs", json={"toml": LAUNCH_SPEC, "directory": str(HERE)}, headers=h
+        )
+        rid = started.json()["id"]
+        parked = await _until(c, f"/runs/{rid}", h, lambda d: d["status"] == "paused")
+        proposal = parked["approvals"][0]["proposal"]
+        stopped = await c.post(f"/runs/{rid}/stop", json={"reason": "abort"}, headers=h)
+        assert stopped.status_code == 200, stopped.text
+        assert (stopped.json()["status"], stopped.json()["approvals"]) == ("stopped", [])
+        late = await c.post(
+            f"/runs/{rid}/approvals/{proposal}",
+            json={"decision": "approve"},
+            headers=bearer(t["boss"]),
+        )
+        assert late.status_code == 409 and "has ended (stopped)" in late.json()["detail"]
+        assert (await c.get("/approvals", headers=h)).json() == []
+
+    in_process(db, body)
