@@ -108,13 +108,14 @@ async def _contained(
 async def call(
     fn: Callable[..., Awaitable[Any]],
     *args: Any,
-    limit: float,
+    limit: float | None,
     grace: float,
     abandoned: list[asyncio.Task[Any]],
     name: str = "telic-call",
     then: Callable[[Any], None] | None = None,
 ) -> Called:
-    """Await ``fn(*args)`` in a task of its own, ``limit`` seconds at most (see the module).
+    """Await ``fn(*args)`` in a task of its own, ``limit`` seconds at most (see the module;
+    ``None``: no deadline, as for a human approver when the policy sets no approval timeout).
 
     ``then(value)``, if given, runs in that task as soon as ``fn`` returns within its deadline
     (so that whoever waits on the answer need not wait for the caller to wake up first); it
@@ -131,7 +132,7 @@ async def call(
             waiter.set_result(None)
 
     task.add_done_callback(wake)
-    timer = loop.call_later(limit, wake)
+    timer = None if limit is None else loop.call_later(limit, wake)
     try:
         await waiter
     except asyncio.CancelledError:
@@ -139,7 +140,8 @@ async def call(
         await _stop(task, grace, abandoned)  # the call goes with its caller
         raise
     finally:
-        timer.cancel()
+        if timer is not None:
+            timer.cancel()
         task.remove_done_callback(wake)
     if not task.done():
         deadline.passed = True
