@@ -324,7 +324,7 @@ class _Models:
         self.clock = clock
         self.where = where
         self.made: list[ModelMind] = []
-        self._schedulers: dict[tuple[str, str], Scheduler] = {}
+        self._schedulers: dict[tuple[str, str, str], Scheduler] = {}
         self._limits: Limits | None = None
         if spec.scheduler is not None:
             try:

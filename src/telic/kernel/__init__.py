@@ -14,6 +14,7 @@ from typing import Any
 from telic.canonical import decode, encode
 from telic.clock import Clock, SystemClock
 from telic.errors import ChainBroken, NotCanonical, RunNotResumable
+from telic.kernel.calls import open_tick
 from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
 from telic.kernel.run import Run, RunResult
 from telic.kinds import (
@@ -135,7 +136,9 @@ class Kernel:
         """Continue a run after a crash, a stop or a fork, rebuilding everything from the ledger.
 
         A tool that started with no recorded result is run again only if it is idempotent;
-        otherwise its outcome is recorded as unknown. An interrupted tick is closed as invalid.
+        otherwise its outcome is recorded as unknown. A tick interrupted while its minds were
+        asked stays open and is asked again (same tick number; answered model calls are reused,
+        not bought again); any other interrupted tick is closed as invalid.
         """
         # What resume rebuilds the state from must be intact: the chain from the snapshot it
         # folds on to the head (``telic verify`` checks the whole lineage).
@@ -153,6 +156,9 @@ class Kernel:
         config.validate()
         # What resume acts on, read before the run takes the state over (its batches change it).
         tick, head, tick_open = int(state["tick"]), int(state["seq"]), bool(state["tick_open"])
+        # A tick stopped while its minds were asked is asked again, with the answers its
+        # model calls already got (written ahead: see telic.kernel.calls).
+        reask = open_tick(self.ledger, run_id, state) is not None
         progress = state["progress"]
         approvals = sorted(state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"])
         pending = sorted(state["pending_tools"].items(), key=lambda kv: kv[1]["seq"])
@@ -235,7 +241,7 @@ class Kernel:
                     agent=p["agent"],
                     causes=(p["seq"],),
                 )
-        if tick_open:
+        if tick_open and not reask:
             batch.add(
                 TickCompleted(
                     tick=tick,

@@ -2,8 +2,10 @@
 
 The order of a tick, every step a transition:
 
-1. ``tick.started``; every live agent's mind is asked concurrently;
-2. in agent order (never arrival order): ``model.called``, ``proposal.made``;
+1. ``tick.started``; every live agent's mind is asked concurrently; each model call is
+   written as it completes (``model.called`` / ``model.failed``, see
+   :mod:`telic.kernel.calls`), so these are in completion order;
+2. in agent order (never arrival order): ``proposal.made``;
 3. per-proposal checks (schema, allowlist, arguments, budget, loop guard, user checks);
 4. low confidence: ``exploration.spawned`` and an explorer instead of the action;
 5. conflicts between the survivors: ``conflict.detected`` / ``conflict.resolved``;
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from telic.errors import MalformedOutput
+from telic.kernel.calls import TickCalls, reentry
 from telic.kernel.process import AgentCrash, ToolOutcome
 from telic.kernel.view import TickState
 from telic.kinds import (
@@ -73,14 +76,25 @@ class _Pending:
 
 async def run_tick(run: Run) -> None:
     """Advance ``run`` by one tick (see the module docstring)."""
-    tick = run.state["tick"] + 1
     batch = run.batch()
-    batch.add(TickStarted(tick=tick), tick=tick)
+    again = reentry(run)  # a resumed tick whose minds were being asked: ask it again
+    if again is None:
+        tick = run.state["tick"] + 1
+        batch.add(TickStarted(tick=tick), tick=tick)
+        view_state = TickState(run.fold, tick)  # copied if read, shared read-only by the minds
+    else:
+        tick, view_state = again.tick, again.state
     invalid = False
 
     live = run.live_agents()
-    view_state = TickState(run.fold, tick)  # copied if read, shared read-only by the minds
-    futures = [run.process(name).propose(run.view(name, tick, view_state)) for name in live]
+    model_calls = TickCalls(run, batch, tick, view_state)  # written as they end
+    answered = again.recorded if again is not None else {}
+    futures = [
+        run.process(name).propose(
+            model_calls.view(run.view(name, tick, view_state), answered.get(name))
+        )
+        for name in live
+    ]
     replies: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
     view_state.close()
 
@@ -99,7 +113,7 @@ async def run_tick(run: Run) -> None:
             for call in recorded:
                 batch.add(call, tick=tick, agent=name)
             batch.add(
-                ProposalRejected(agent=name, check="schema", reason=str(reply)),
+                ProposalRejected(agent=name, check=reply.check, reason=str(reply)),
                 tick=tick,
                 agent=name,
             )

@@ -1,7 +1,10 @@
 """``model_mind("openai:gpt-4.1-mini")``: a model string to a ready mind.
 
 Minds on the same endpoint share one :class:`~telic.minds.scheduler.Scheduler` (its limits
-are the provider's, not the agent's) unless given their own.
+are the provider's, not the agent's) unless given a :class:`Scheduler` object of their own:
+one scheduler per provider, base URL and key (a digest of it), however the minds are built.
+Limits given for an endpoint (``scheduler=Limits(...)`` or a mapping) are set on its one
+scheduler, so six minds built with ``Limits(max_concurrent=2)`` hold 2 together, not 12.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from telic.minds.scheduler import Limits, Scheduler
 
 __all__ = ["model_mind", "shared_scheduler"]
 
-_SCHEDULERS: dict[tuple[str, str], Scheduler] = {}
+_SCHEDULERS: dict[tuple[str, str, str], Scheduler] = {}
+"""The registry: one scheduler per :attr:`Provider.key` (provider, base URL, key digest)."""
 
 
 def shared_scheduler(
@@ -27,13 +31,16 @@ def shared_scheduler(
 ) -> Scheduler:
     """The scheduler every mind on ``provider``'s endpoint shares (created on first use).
 
-    Passing ``limits`` replaces the shared scheduler with a new one holding those limits.
+    ``limits`` are set on it (the last limits given for an endpoint hold for every mind on
+    it). A closed scheduler (its run stopped) or one on another clock is replaced.
     """
     found = _SCHEDULERS.get(provider.key)
-    if found is None or limits is not None or (clock is not None and found.clock is not clock):
+    if found is None or found.closed or (clock is not None and found.clock is not clock):
         found = _SCHEDULERS[provider.key] = Scheduler(
             limits or _default_limits(provider.preset), clock=clock, name=provider.name
         )
+    elif limits is not None:
+        found.set_limits(limits)
     return found
 
 

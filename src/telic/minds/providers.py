@@ -21,6 +21,7 @@ Each preset's base URL can be overridden with ``base_url=`` or its environment v
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -119,9 +120,11 @@ class Provider:
         return self.preset.wire
 
     @property
-    def key(self) -> tuple[str, str]:
-        """Identity for sharing one scheduler: minds on the same endpoint share its limits."""
-        return (self.preset.name, self.base_url)
+    def key(self) -> tuple[str, str, str]:
+        """Identity for sharing one scheduler: minds on the same endpoint with the same key
+        share its limits (the key itself is not kept, only a digest of it)."""
+        digest = hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
+        return (self.preset.name, self.base_url, digest)
 
     @property
     def local(self) -> bool:

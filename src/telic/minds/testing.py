@@ -50,6 +50,11 @@ class Reply:
     body: bytes = b""
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_tokens: int = 0
+    """Input read from the prompt cache (OpenAI: part of the prompt tokens; Anthropic:
+    ``cache_read_input_tokens``, apart from ``input_tokens``)."""
+    reasoning_tokens: int = 0
+    """Output spent on reasoning (OpenAI: part of the completion tokens)."""
     truncated: bool = False
     delay_s: float = 0.0
     """Extra time this request takes before answering."""
@@ -374,6 +379,8 @@ def _openai(model: str, body: Any, reply: Reply) -> dict[str, Any]:
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
         },
     }
 
@@ -407,6 +414,7 @@ def _anthropic(model: str, body: Any, reply: Reply) -> dict[str, Any]:
             "output_tokens": reply.output_tokens
             if reply.output_tokens is not None
             else _tokens(content),
+            "cache_read_input_tokens": reply.cached_tokens,
         },
     }
 
