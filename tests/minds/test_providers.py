@@ -30,9 +30,9 @@ from telic.minds import (
     resolve_provider,
     shared_scheduler,
 )
-from telic.minds.pricing import Usage
 from telic.minds.anthropic import AnthropicMind
 from telic.minds.openai import OpenAIMind
+from telic.minds.pricing import Usage
 from telic.minds.providers import is_loopback
 from telic.minds.testing import ModelServer
 from telic.prompts import ROLES, protocol_prompt, role_prompt, shipped_prompt

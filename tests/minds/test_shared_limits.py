@@ -5,8 +5,8 @@ own arrival times, on a real local server)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest

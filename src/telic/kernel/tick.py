@@ -20,6 +20,7 @@ The order of a tick, every step a transition:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +89,7 @@ async def run_tick(run: Run) -> None:
 
     live = run.live_agents()
     model_calls = TickCalls(run, batch, tick, view_state)  # written as they end
-    answered = again.recorded if again is not None else {}
+    answered: Mapping[str, Mapping[str, Any]] = again.recorded if again is not None else {}
     futures = [
         run.process(name).propose(
             model_calls.view(run.view(name, tick, view_state), answered.get(name))

@@ -122,7 +122,9 @@ class PriceTable:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, currency: str = "USD") -> PriceTable:
         """From ``{"gpt-4.1": {"input": 2.0, "output": 8.0}}`` or ``{"gpt-4.1": (2.0, 8.0)}``."""
-        return cls({model: _price(model, value) for model, value in data.items()}, currency=currency)
+        return cls(
+            {model: _price(model, value) for model, value in data.items()}, currency=currency
+        )
 
     @classmethod
     def from_toml(cls, text: str) -> PriceTable:
