@@ -87,6 +87,10 @@ class BudgetEntry(_Strict):
     ticks: float | None = Field(default=None, ge=0)
     wall_s: float | None = Field(default=None, ge=0)
     currency: str = "USD"
+    rates: dict[str, float] = Field(default_factory=dict[str, float])
+    """Units of ``currency`` per unit of another currency, e.g. ``{ USD = 0.80 }`` for a CHF
+    budget: model prices (USD) are converted at these rates; a mismatch without one is an
+    error."""
 
 
 class PolicyEntry(_Strict):
@@ -333,6 +337,7 @@ class _Models:
                 raise SpecError(where, f"[scheduler]: {_one_line(exc)}") from None
             except ConfigError as exc:
                 raise SpecError(where, f"[scheduler]: {exc}") from None
+        self.mind_timeout_s = _mind_timeout(spec, self._limits or Limits(), where)
         self.prompts_dir = None if spec.prompts_dir is None else base / spec.prompts_dir
         prices = spec.prices
         self.prices: Any = str(base / prices) if isinstance(prices, str) else prices
@@ -353,19 +358,49 @@ class _Models:
                 scheduler = self._schedulers[provider.key] = shared_scheduler(
                     provider, limits=self._limits, clock=self.clock
                 )
-        mind = model_mind(
-            model,
-            role_prompt=role_prompt,
-            prompts_dir=self.prompts_dir,
-            scheduler=scheduler,
-            prices=self.prices,
-            structured=self.spec.structured,
-            max_tokens=self.spec.max_tokens,
-            temperature=self.spec.temperature,
-            clock=self.clock,
-        )
+        try:
+            mind = model_mind(
+                model,
+                role_prompt=role_prompt,
+                prompts_dir=self.prompts_dir,
+                scheduler=scheduler,
+                prices=self.prices,
+                structured=self.spec.structured,
+                max_tokens=self.spec.max_tokens,
+                temperature=self.spec.temperature,
+                clock=self.clock,
+                currency=self.spec.budget.currency,
+                rates=self.spec.budget.rates,
+            )
+        except ConfigError as exc:
+            raise SpecError(self.where, str(exc)) from None
         self.made.append(mind)
         return mind
+
+
+def _mind_timeout(spec: RunSpec, limits: Limits, where: str) -> float:
+    """The mind timeout: every try the retry policy allows must fit in it (else they never
+    run). Unset in the spec, it is what they need."""
+    tries = limits.max_retries + 1
+    need = 0.0
+    fit = 0
+    for k in range(1, tries + 1):
+        need += limits.timeout_s
+        if need <= spec.policy.mind_timeout_s:
+            fit = k
+        if k < tries:
+            need += min(limits.backoff_s * 2 ** (k - 1), limits.max_backoff_s)
+    if "mind_timeout_s" not in spec.policy.model_fields_set:
+        return max(spec.policy.mind_timeout_s, need)
+    if fit < tries and any(a.mind is None for a in spec.agents):
+        raise SpecError(
+            where,
+            f"policy.mind_timeout_s = {spec.policy.mind_timeout_s:g} leaves time for {fit} of "
+            f"the {tries} tries [scheduler] allows (timeout_s = {limits.timeout_s:g} each, "
+            f"max_retries = {limits.max_retries}, with back-off): raise mind_timeout_s to at "
+            f"least {need:g}, or lower timeout_s or max_retries",
+        )
+    return spec.policy.mind_timeout_s
 
 
 def _resolver(name: ResolverName, policy: PolicyEntry, left: Any) -> Resolver:
@@ -448,7 +483,7 @@ def _config(spec: RunSpec, models: _Models, default_model: str | None, where: st
         warn_at=p.warn_at,
         approval_timeout_s=p.approval_timeout_s,
         fail_agent_on_tool_error=p.fail_agent_on_tool_error,
-        mind_timeout_s=p.mind_timeout_s,
+        mind_timeout_s=models.mind_timeout_s,
     )
     b = spec.budget
     budget = Budget(
@@ -458,6 +493,7 @@ def _config(spec: RunSpec, models: _Models, default_model: str | None, where: st
         ticks=b.ticks,
         wall_s=b.wall_s,
         currency=b.currency,
+        rates=dict(b.rates),
     )
 
     explorer: Callable[[str, AgentSpec], Mind] | None = None

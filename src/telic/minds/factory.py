@@ -65,6 +65,8 @@ def model_mind(
     priority: int | None = None,
     clock: Clock | None = None,
     client: Any = None,
+    currency: str = "USD",
+    rates: Mapping[str, float] | None = None,
 ) -> ModelMind:
     """A mind for ``model`` (``"<provider>:<model>"``, e.g. ``"ollama:qwen3"``).
 
@@ -79,6 +81,8 @@ def model_mind(
     - ``structured``: ``"tool"`` (a forced ``propose`` function) or ``"json"`` (JSON schema).
     - ``max_repairs``: how many times an unusable reply is sent back to be fixed.
     - ``priority``: the agent's priority at the scheduler (default: its boot priority).
+    - ``currency`` / ``rates``: the budget's currency, and units of it per unit of another
+      (``{"USD": 0.8}``), to record costs in; prices in another currency need a rate.
     - ``client``: an SDK client to use (and not close) instead of a new one; many minds on one
       endpoint can share one (``AsyncOpenAI`` / ``AsyncAnthropic``, same event loop).
 
@@ -113,6 +117,8 @@ def model_mind(
         "max_reply_bytes": max_reply_bytes,
         "priority": priority,
         "clock": clock,
+        "currency": currency,
+        "rates": rates,
     }
     if provider.wire == "anthropic":
         from telic.minds.anthropic import AnthropicMind
