@@ -104,3 +104,46 @@ def test_a_model_that_only_writes_prose_is_rejected_and_the_run_goes_on(api: str
     assert result.status == "stopped"  # by its tick budget: it ended cleanly
     assert result.reason is not None
     assert "budget" in result.reason
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_a_token_budget_is_overrun_by_at_most_one_prompt(api: str) -> None:
+    counter = itertools.count()
+
+    def responder(request: ServerRequest) -> Reply:
+        n = next(counter)
+        return Reply.propose(  # a wordy model: it would write 900 tokens if it could
+            {"action": "remember", "args": {"key": f"k{n}", "value": n}, "confidence": 0.9},
+            output_tokens=900,
+        )
+
+    limit = 9_500
+    with ModelServer(responder=responder) as server:
+        url = server.openai_url if api == "openai" else server.anthropic_url
+
+        async def main() -> tuple[Any, list[Any]]:
+            minds = [model_mind(MODELS[api], base_url=url, max_tokens=1024) for _ in range(2)]
+            ledger = open_ledger("memory://")
+            config = RunConfig(
+                goal="Plan a trip",
+                agents=[
+                    AgentSpec("planner", "planner", minds[0]),
+                    AgentSpec("b", "budgeter", minds[1]),
+                ],
+                budget=Budget(tokens=limit, ticks=20),
+            )
+            result = await Kernel(ledger).run(config, max_ticks=20)
+            for m in minds:
+                await m.aclose()
+            return result, list(ledger.read(result.run_id))
+
+        result, transitions = asyncio.run(main())
+
+    calls = [t.data for t in transitions if t.kind == "model.called"]
+    spent = result.state["spent"]["tokens"]
+    assert spent == sum(c["input_tokens"] + c["output_tokens"] for c in calls)
+    assert limit - 1_000 < spent <= limit + max(c["input_tokens"] for c in calls)
+    assert any(c["output_tokens"] < 900 for c in calls)  # a reply was cut to what was left
+    refused = [t.data for t in transitions if t.kind == "proposal.rejected"]
+    assert all(r["check"] == "budget" for r in refused)
+    assert result.status == "stopped"

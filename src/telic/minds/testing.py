@@ -369,6 +369,9 @@ def _openai(model: str, body: Any, reply: Reply) -> dict[str, Any]:
         finish = "length"
     prompt = reply.input_tokens if reply.input_tokens is not None else _tokens(body)
     completion = reply.output_tokens if reply.output_tokens is not None else _tokens(message)
+    limit = _limit(body, "max_completion_tokens", "max_tokens")
+    if limit is not None and completion > limit:  # a model stops at its limit
+        completion, finish = limit, "length"
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
@@ -401,6 +404,10 @@ def _anthropic(model: str, body: Any, reply: Reply) -> dict[str, Any]:
         content = [{"type": "text", "text": reply.text}]
     if reply.truncated:
         stop = "max_tokens"
+    output = reply.output_tokens if reply.output_tokens is not None else _tokens(content)
+    limit = _limit(body, "max_tokens")
+    if limit is not None and output > limit:
+        output, stop = limit, "max_tokens"
     return {
         "id": "msg_test",
         "type": "message",
@@ -411,12 +418,20 @@ def _anthropic(model: str, body: Any, reply: Reply) -> dict[str, Any]:
         "stop_sequence": None,
         "usage": {
             "input_tokens": reply.input_tokens if reply.input_tokens is not None else _tokens(body),
-            "output_tokens": reply.output_tokens
-            if reply.output_tokens is not None
-            else _tokens(content),
+            "output_tokens": output,
             "cache_read_input_tokens": reply.cached_tokens,
         },
     }
+
+
+def _limit(body: Any, *keys: str) -> int | None:
+    """The request's cap on reply tokens, if it has one."""
+    fields: dict[str, Any] = body if isinstance(body, dict) else {}  # pyright: ignore[reportUnknownVariableType]
+    for key in keys:
+        value = fields.get(key)
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def _error_body(api: Api, status: int, message: str) -> dict[str, Any]:
