@@ -147,3 +147,35 @@ def test_a_token_budget_is_overrun_by_at_most_one_prompt(api: str) -> None:
     refused = [t.data for t in transitions if t.kind == "proposal.rejected"]
     assert all(r["check"] == "budget" for r in refused)
     assert result.status == "stopped"
+
+
+def test_every_failed_try_is_on_the_ledger() -> None:
+    with ModelServer() as server:
+        server.script(
+            Reply.error(500),
+            Reply.error(429, retry_after=0.01),
+            Reply.error(503),
+        )
+
+        async def main() -> list[Any]:
+            mind = model_mind(
+                MODELS["openai"],
+                base_url=server.openai_url,
+                scheduler=Limits(backoff_s=0.01, max_retries=4),
+            )
+            ledger = open_ledger("memory://")
+            config = RunConfig(goal="g", agents=[AgentSpec("planner", "planner", mind)])
+            result = await Kernel(ledger).run(config, max_ticks=3)
+            await mind.aclose()
+            return list(ledger.read(result.run_id))
+
+        transitions = asyncio.run(main())
+    failed = [t.data for t in transitions if t.kind == "model.failed"]
+    called = [t.data for t in transitions if t.kind == "model.called"]
+    assert len(server.requests) == len(failed) + len(called) == 4
+    assert [f["status"] for f in failed] == [500, 429, 503]
+    assert [f["attempt"] for f in failed] == [1, 2, 3]
+    assert failed[1]["retry_after_s"] == pytest.approx(0.01)
+    assert all(f["wait_s"] is not None and f["latency_ms"] >= 0 for f in failed)
+    assert called[0]["retries"] == 3
+    assert len({f["request_digest"] for f in failed} | {called[0]["request_digest"]}) == 1
