@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from telic.errors import RunNotResumable, TelicError
 from telic.kernel import Kernel, Run
 from telic.ledger import BaseLedger, open_ledger
 from telic.transcript import render
+
+if TYPE_CHECKING:
+    from telic.spec import BuiltRun
 
 app = typer.Typer(
     name="telic",
@@ -232,7 +235,11 @@ def _resume_spec(ledger: BaseLedger, run_id: str, spec_cfg: dict[str, Any], out_
     from telic.spec import build_run
 
     clock = SystemClock()
-    built = build_run(spec_cfg["path"], model=spec_cfg.get("model"), clock=clock)
+    try:
+        built = build_run(spec_cfg["path"], model=spec_cfg.get("model"), clock=clock)
+        _check_endpoints(built)
+    except TelicError as exc:
+        _fail(str(exc))
     run = _drive(
         ledger,
         clock,
@@ -241,6 +248,17 @@ def _resume_spec(ledger: BaseLedger, run_id: str, spec_cfg: dict[str, Any], out_
         built.aclose,
     )
     _report_spec_run(ledger, run, out_dir)
+
+
+def _check_endpoints(built: BuiltRun) -> None:
+    """Fail in seconds, in one line, when a model endpoint does not accept connections."""
+    from telic.minds.providers import check_endpoint
+
+    seen: set[str] = set()
+    for mind in built.minds:
+        if mind.provider.base_url not in seen:
+            seen.add(mind.provider.base_url)
+            check_endpoint(mind.provider)
 
 
 def _report_spec_run(ledger: BaseLedger, run: Run, out_dir: Path) -> None:
@@ -287,6 +305,7 @@ def run_spec(
     clock = SystemClock()  # model minds need real time
     try:
         built = build_run(spec, model=model, clock=clock)
+        _check_endpoints(built)
     except TelicError as exc:
         _fail(str(exc))
     with _ledger(db, create=True) as ledger:

@@ -54,7 +54,7 @@ from telic.minds.prompt import (
     request_digest,
     view_priority,
 )
-from telic.minds.providers import Provider, is_loopback
+from telic.minds.providers import Provider, is_loopback, unreachable_hint
 from telic.minds.scheduler import FailedAttempt, Retryable, Scheduler, parse_retry_after
 from telic.prompts import protocol_prompt, role_prompt
 from telic.proposal import Proposal
@@ -205,7 +205,8 @@ class ModelMind(ABC):
                 ) from None
             raise ProviderError(f"{self.name}: {reason}") from None
         except sdk.APIConnectionError as exc:
-            raise Retryable(f"cannot reach {self.base_url}: {exc}") from None
+            hint = unreachable_hint(self.provider)
+            raise Retryable(f"cannot reach {self.base_url} ({hint}): {exc}") from None
         except (sdk.APIResponseValidationError, ValueError) as exc:
             raise Retryable(f"unreadable response from {self.base_url}: {exc}") from None
         if not hasattr(response, "model_dump"):
