@@ -143,6 +143,13 @@ def test_a_kill_mid_tick_then_resume_buys_no_answered_call_again(tmp_path: Path)
         )
         assert done.returncode == 0, done.stderr
         after = [(_agent(r), _tick(r)) for r in server.requests[len(before) :]]
+        shown = subprocess.run(
+            [sys.executable, "-m", "telic", "show", rid, "--db", str(db)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     assert after == [("slow", "1")]  # the same question (tick 1), and only the unanswered one
     transitions = _kinds(tmp_path / "ledger.db")
@@ -152,3 +159,10 @@ def test_a_kill_mid_tick_then_resume_buys_no_answered_call_again(tmp_path: Path)
     assert ticks == [1]  # tick 1 was asked again, not closed and started anew
     statuses = [d for k, _, _, d in transitions if k == "run.completed"]
     assert len(statuses) == 1
+
+    # the transcript says what the calls took, and the resumed tick is below RESUME
+    lines = shown.stdout.splitlines()
+    resume = next(i for i, line in enumerate(lines) if line.startswith("RESUME:"))
+    assert lines[resume - 1].startswith("TICK 01: models: 1 call, 550 tokens, USD 0.0003")
+    assert lines[resume + 1].startswith("TICK 01 (resumed): models: 1 call, 550 tokens")
+    assert "return condition met" in lines[resume + 1]

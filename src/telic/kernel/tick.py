@@ -273,11 +273,13 @@ async def run_tick(run: Run) -> None:
                     break
             if bad is not None:
                 claim, why = bad
+                # An invented citation is the finding, not a cause: only what exists is cited.
+                cited = tuple(e for e in claim.evidence if 0 < e < batch.next_seq)
                 batch.add(
                     HallucinationDetected(agent=p.agent, proposal=p.seq, claim=claim, reason=why),
                     tick=tick,
                     agent=p.agent,
-                    causes=(p.seq, *claim.evidence),
+                    causes=(p.seq, *cited),
                 )
                 batch.reject(tick, p.agent, p.seq, "grounding", why)
                 hallucinated.append(p.agent)
