@@ -140,6 +140,8 @@ class RunSpec(_Strict):
     period_s: float = Field(default=5.0, gt=0)
     seed: int | None = None
     structured: Literal["tool", "json"] = "tool"
+    api: Literal["chat", "responses"] = "chat"
+    """For OpenAI-compatible models: Chat Completions or the Responses API."""
     max_tokens: int = Field(default=1024, ge=1)
     temperature: float | None = Field(default=None, ge=0)
     prompts_dir: str | None = None
@@ -371,6 +373,7 @@ class _Models:
                 clock=self.clock,
                 currency=self.spec.budget.currency,
                 rates=self.spec.budget.rates,
+                api=self.spec.api,
             )
         except ConfigError as exc:
             raise SpecError(self.where, str(exc)) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from telic.clock import Clock
 from telic.errors import ConfigError
@@ -20,7 +20,10 @@ from telic.minds.pricing import PricesLike, price_table
 from telic.minds.providers import Preset, Provider, parse_model, resolve_provider
 from telic.minds.scheduler import Limits, Scheduler
 
-__all__ = ["model_mind", "shared_scheduler"]
+__all__ = ["Api", "model_mind", "shared_scheduler"]
+
+Api = Literal["chat", "responses"]
+"""Which OpenAI API an OpenAI-compatible mind speaks."""
 
 _SCHEDULERS: dict[tuple[str, str, str], Scheduler] = {}
 """The registry: one scheduler per :attr:`Provider.key` (provider, base URL, key digest)."""
@@ -67,6 +70,7 @@ def model_mind(
     client: Any = None,
     currency: str = "USD",
     rates: Mapping[str, float] | None = None,
+    api: Api = "chat",
 ) -> ModelMind:
     """A mind for ``model`` (``"<provider>:<model>"``, e.g. ``"ollama:qwen3"``).
 
@@ -83,6 +87,8 @@ def model_mind(
     - ``priority``: the agent's priority at the scheduler (default: its boot priority).
     - ``currency`` / ``rates``: the budget's currency, and units of it per unit of another
       (``{"USD": 0.8}``), to record costs in; prices in another currency need a rate.
+    - ``api``: for OpenAI-compatible providers, ``"chat"`` (Chat Completions) or
+      ``"responses"`` (the Responses API, for the providers that have it).
     - ``client``: an SDK client to use (and not close) instead of a new one; many minds on one
       endpoint can share one (``AsyncOpenAI`` / ``AsyncAnthropic``, same event loop).
 
@@ -120,10 +126,18 @@ def model_mind(
         "currency": currency,
         "rates": rates,
     }
+    if api not in ("chat", "responses"):
+        raise ConfigError(f"api must be 'chat' or 'responses', not {api!r}")
     if provider.wire == "anthropic":
+        if api != "chat":
+            raise ConfigError(f"{model!r}: the Responses API is OpenAI's; leave api unset")
         from telic.minds.anthropic import AnthropicMind
 
         return AnthropicMind(provider, name, client=client, **options)
+    if api == "responses":
+        from telic.minds.responses import ResponsesMind
+
+        return ResponsesMind(provider, name, client=client, **options)
     from telic.minds.openai import OpenAIMind
 
     return OpenAIMind(provider, name, client=client, **options)
