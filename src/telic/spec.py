@@ -393,9 +393,11 @@ def _mind_timeout(spec: RunSpec, limits: Limits, where: str) -> float:
             fit = k
         if k < tries:
             need += min(limits.backoff_s * 2 ** (k - 1), limits.max_backoff_s)
+    if all(a.mind is not None for a in spec.agents):  # no model minds: nothing to fit
+        return spec.policy.mind_timeout_s
     if "mind_timeout_s" not in spec.policy.model_fields_set:
         return max(spec.policy.mind_timeout_s, need)
-    if fit < tries and any(a.mind is None for a in spec.agents):
+    if fit < tries:
         raise SpecError(
             where,
             f"policy.mind_timeout_s = {spec.policy.mind_timeout_s:g} leaves time for {fit} of "
