@@ -1,4 +1,5 @@
-"""Minds: adapter overhead, and a swarm of agents sharing one rate-limited provider.
+"""Minds: adapter and scheduler overhead, a swarm of agents sharing one rate-limited
+provider, and Retry-After pauses that no request enters.
 
 Everything runs against telic's local model server (``python -m telic.minds.testing``) on
 127.0.0.1, in its own process (a provider's CPU is not the client's), through the real OpenAI
@@ -26,6 +27,7 @@ from typing import Any
 
 from harness import Figure, median, percentile
 from telic.minds import Dispatch, Limits, Scheduler, View, model_mind
+from telic.minds.testing import ModelServer, Reply, ServerRequest
 from telic.reducer import initial_state
 
 GROUP = "minds"
@@ -107,6 +109,68 @@ async def _overhead(calls: int) -> tuple[float, float]:
     return median(client) * 1000, median(telic) * 1000
 
 
+# -- scheduler overhead ---------------------------------------------------------------------
+
+
+async def _scheduler_overhead(calls: int) -> float:
+    """Per call, ms: ``Scheduler.run`` around a call that does nothing, minus the call."""
+
+    async def nothing() -> None:
+        await asyncio.sleep(0)
+
+    sched = Scheduler(Limits(max_concurrent=1_000, requests_per_minute=1e9, tokens_per_minute=1e12))
+    for _ in range(200):
+        await sched.run(nothing, agent="a", tokens=100)
+    t0 = time.perf_counter()
+    for i in range(calls):
+        await sched.run(nothing, agent=f"a{i % 8}", tokens=100)
+    through = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        await nothing()
+    direct = time.perf_counter() - t0
+    return (through - direct) / calls * 1000
+
+
+# -- Retry-After pauses -------------------------------------------------------------------
+
+
+async def _pauses(agents: int, requests: int, pause_s: float) -> tuple[int, int]:
+    """Agents on one provider (one request at a time) whose every 7th request is answered
+    429 with ``Retry-After``: (429s, requests the server saw inside a pause it asked for)."""
+    count = 0
+
+    def responder(_request: ServerRequest) -> Reply:
+        nonlocal count
+        count += 1
+        if count % 7 == 0:
+            return Reply.error(429, retry_after=pause_s)
+        return Reply.propose({"action": "finish", "args": {}, "confidence": 1, "reason": "ok"})
+
+    with ModelServer(responder=responder) as server:
+        limits = Limits(max_concurrent=1, max_retries=10)
+        minds = [
+            model_mind("openai:gpt-4.1-mini", base_url=server.openai_url, scheduler=limits)
+            for _ in range(agents)
+        ]
+        try:
+
+            async def agent(i: int) -> None:
+                for _ in range(requests):
+                    await minds[i].propose(_view(f"agent{i:02}"))
+
+            await asyncio.gather(*(agent(i) for i in range(agents)))
+        finally:
+            for m in minds:
+                await m.aclose()
+        seen = list(server.requests)
+    limited = [r for i, r in enumerate(seen) if (i + 1) % 7 == 0]
+    inside = sum(
+        1 for r in seen for p in limited if p.received_at < r.received_at < p.received_at + pause_s
+    )
+    return len(limited), inside
+
+
 # -- the swarm ----------------------------------------------------------------------------
 
 
@@ -176,6 +240,28 @@ def _inversions(dispatches: list[Dispatch]) -> int:
 
 def collect(repeats: int) -> list[Figure]:
     figures: list[Figure] = []
+    sched_ms = [asyncio.run(_scheduler_overhead(5_000)) for _ in range(max(1, min(repeats, 3)))]
+    figures.append(
+        Figure(
+            GROUP,
+            "scheduler overhead per call (admission, buckets, fairness, settle)",
+            median(sched_ms),
+            "ms",
+            1.0,
+            note="Scheduler.run around a call that does nothing, minus the call",
+        )
+    )
+    limited, inside = asyncio.run(_pauses(agents=6, requests=8, pause_s=0.05))
+    figures.append(
+        Figure(
+            GROUP,
+            f"requests the server saw inside a Retry-After pause ({limited} pauses, 6 agents)",
+            float(inside),
+            "count",
+            0.0,
+            note="one request at a time; every 7th answered 429 with Retry-After 50 ms",
+        )
+    )
     client_ms: list[float] = []
     telic_ms: list[float] = []
     for _ in range(max(1, min(repeats, 3))):

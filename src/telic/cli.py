@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from telic.kernel import Kernel, Run
 from telic.ledger import BaseLedger, open_ledger
 from telic.statediff import changes as state_changes
 from telic.transcript import render
+
+if TYPE_CHECKING:
+    from telic.spec import BuiltRun
 
 app = typer.Typer(
     name="telic",
@@ -272,14 +275,18 @@ def _resume_spec(
     if instructions is not None:
         overrides["instructions"] = changes["instructions"] = instructions
     clock = SystemClock()
-    built = build_run(
-        recorded.path,
-        model=model or recorded.model,
-        clock=clock,
-        base_dir=recorded.base_dir,
-        overrides=overrides,
-        served=recorded.served,
-    )
+    try:
+        built = build_run(
+            recorded.path,
+            model=model or recorded.model,
+            clock=clock,
+            base_dir=recorded.base_dir,
+            overrides=overrides,
+            served=recorded.served,
+        )
+        _check_endpoints(built)
+    except TelicError as exc:
+        _fail(str(exc))
     run = _drive(
         ledger,
         clock,
@@ -290,6 +297,17 @@ def _resume_spec(
         built.aclose,
     )
     _report_spec_run(ledger, run, out_dir)
+
+
+def _check_endpoints(built: BuiltRun) -> None:
+    """Fail in seconds, in one line, when a model endpoint does not accept connections."""
+    from telic.minds.providers import check_endpoint
+
+    seen: set[str] = set()
+    for mind in built.minds:
+        if mind.provider.base_url not in seen:
+            seen.add(mind.provider.base_url)
+            check_endpoint(mind.provider)
 
 
 def _report_spec_run(ledger: BaseLedger, run: Run, out_dir: Path) -> None:
@@ -336,6 +354,7 @@ def run_spec(
     clock = SystemClock()  # model minds need real time
     try:
         built = build_run(spec, model=model, clock=clock)
+        _check_endpoints(built)
     except TelicError as exc:
         _fail(str(exc))
     with _ledger(db, create=True) as ledger:

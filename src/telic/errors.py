@@ -50,7 +50,9 @@ The hierarchy::
     │   ├── MissingCredentials      no API key for a provider
     │   ├── UnknownProvider         a model string with an unknown prefix
     │   ├── ProviderError           the provider failed after retries
+    │   │   └── EndpointUnreachable a model endpoint that cannot be connected to
     │   ├── MalformedOutput         the model's reply is not a valid proposal
+    │   │   └── TokensExhausted     no tokens left in the budget for another model call
     │   └── ViewExpired             a view's state read after its mind had answered
     ├── SupervisionError            a supervisor's restart intensity was exceeded
     └── ReadOnly                    a read-only view of a run's state was changed (also a TypeError)
@@ -398,7 +400,8 @@ class MissingExtra(MindError):
 class MissingCredentials(MindError):
     def __init__(self, provider: str, env_var: str) -> None:
         super().__init__(
-            f"no API key for {provider}: set {env_var} or pass api_key= to the provider"
+            f"no API key for {provider}: set {env_var} in the environment "
+            f"(export {env_var}=...), or pass api_key= in Python"
         )
 
 
@@ -422,17 +425,44 @@ class ProviderError(MindError):
         self.calls = calls
 
 
+class EndpointUnreachable(ProviderError):
+    """Nothing answers at a model endpoint's address (connection refused, unknown host)."""
+
+    def __init__(self, url: str, hint: str) -> None:
+        super().__init__(f"cannot reach {url} ({hint})")
+        self.url = url
+
+
 class MalformedOutput(MindError):
     """The reply is not a valid proposal even after the repair attempts.
 
     ``calls`` holds the model calls made (one per attempt, each with its ``error``), so the
-    kernel can record them before recording the rejection.
+    kernel can record them before recording the rejection. ``check`` names the policy check
+    the rejection is recorded under.
     """
+
+    check: str = "schema"
 
     def __init__(self, detail: str, calls: tuple[ModelCalled, ...] = ()) -> None:
         super().__init__(f"model output is not a valid proposal: {detail}")
         self.detail = detail
         self.calls = calls
+
+
+class TokensExhausted(MalformedOutput):
+    """The run's token budget has no room for the prompt of another call: the mind asks
+    nothing, and the agent's turn is a rejection under the budget check."""
+
+    check = "budget"
+
+    def __init__(self, model: str, left: int, prompt: int) -> None:
+        MindError.__init__(
+            self,
+            f"{model}: {left} token(s) of the budget are left (the tick's other calls hold "
+            f"the rest), not enough for a prompt of about {prompt}; no request was sent",
+        )
+        self.detail = str(self)
+        self.calls = ()
 
 
 class ViewExpired(MindError):

@@ -36,6 +36,7 @@ __all__ = [
     "MemoryUpdated",
     "MessageSent",
     "ModelCalled",
+    "ModelFailed",
     "ObservationRecorded",
     "Payload",
     "PlanUpdated",
@@ -520,12 +521,51 @@ class ModelCalled(Payload):
     request_digest: str
     response: JsonValue
     input_tokens: int = 0
+    """All input tokens, cached ones included."""
     output_tokens: int = 0
+    """All output tokens, reasoning ones included."""
+    cached_input_tokens: int = 0
+    """Of the input, read from the provider's prompt cache (billed at the cache-read price)."""
+    cache_write_tokens: int = 0
+    """Of the input, written to the provider's prompt cache (billed at the cache-write price)."""
+    reasoning_tokens: int = 0
+    """Of the output, spent on reasoning the reply does not show."""
     latency_ms: float = 0.0
+    """Of the attempt that answered (each failed attempt is a ``model.failed`` of its own)."""
     cost: float = 0.0
+    """In ``currency``, the run's budget currency (converted from the price list's at
+    ``rate``)."""
+    currency: str = "USD"
+    cost_known: bool = True
+    """False when no price is known for the model: ``cost`` is 0 but the call was not free."""
+    rate: float = 1.0
+    """Budget currency per unit of the price list's currency (1 when they are the same)."""
     attempt: int = 1
+    """1 for the first request of the proposal, 2 and on for repairs of unusable replies."""
+    retries: int = 0
+    """Failed tries of this request before this answer (each is a ``model.failed``)."""
     error: str | None = None
     """Why this attempt's output was unusable, when it was."""
+
+
+class ModelFailed(Payload):
+    kind: ClassVar[str] = "model.failed"
+    summary: ClassVar[str] = (
+        "A model request that got no usable answer (429, 5xx, timeout, connection reset)."
+    )
+    agent: str
+    model: str
+    request_digest: str
+    attempt: int
+    """The try of this request: 1 for the first."""
+    error: str
+    status: int | None = None
+    """The HTTP status, when the endpoint answered."""
+    latency_ms: float = 0.0
+    retry_after_s: float | None = None
+    """What the provider asked to wait, if it said."""
+    wait_s: float | None = None
+    """The wait before the next try; None when no try followed (retries used up)."""
 
 
 # -- subscriptions -----------------------------------------------------------------------

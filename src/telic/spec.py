@@ -91,6 +91,10 @@ class BudgetEntry(_Strict):
     ticks: float | None = Field(default=None, ge=0)
     wall_s: float | None = Field(default=None, ge=0)
     currency: str = "USD"
+    rates: dict[str, float] = Field(default_factory=dict[str, float])
+    """Units of ``currency`` per unit of another currency, e.g. ``{ USD = 0.80 }`` for a CHF
+    budget: model prices (USD) are converted at these rates; a mismatch without one is an
+    error."""
 
 
 class PolicyEntry(_Strict):
@@ -143,6 +147,8 @@ class RunSpec(_Strict):
     period_s: float = Field(default=5.0, gt=0)
     seed: int | None = None
     structured: Literal["tool", "json"] = "tool"
+    api: Literal["chat", "responses"] = "chat"
+    """For OpenAI-compatible models: Chat Completions or the Responses API."""
     max_tokens: int = Field(default=1024, ge=1)
     temperature: float | None = Field(default=None, ge=0)
     prompts_dir: str | None = None
@@ -347,7 +353,7 @@ class _Models:
         self.clock = clock
         self.where = where
         self.made: list[ModelMind] = []
-        self._schedulers: dict[tuple[str, str], Scheduler] = {}
+        self._schedulers: dict[tuple[str, str, str], Scheduler] = {}
         self._limits: Limits | None = None
         if spec.scheduler is not None:
             try:
@@ -356,6 +362,7 @@ class _Models:
                 raise SpecError(where, f"[scheduler]: {_one_line(exc)}") from None
             except ConfigError as exc:
                 raise SpecError(where, f"[scheduler]: {exc}") from None
+        self.mind_timeout_s = _mind_timeout(spec, self._limits or Limits(), where)
         self.prompts_dir = None if spec.prompts_dir is None else base / spec.prompts_dir
         prices = spec.prices
         self.prices: Any = str(base / prices) if isinstance(prices, str) else prices
@@ -376,19 +383,52 @@ class _Models:
                 scheduler = self._schedulers[provider.key] = shared_scheduler(
                     provider, limits=self._limits, clock=self.clock
                 )
-        mind = model_mind(
-            model,
-            role_prompt=role_prompt,
-            prompts_dir=self.prompts_dir,
-            scheduler=scheduler,
-            prices=self.prices,
-            structured=self.spec.structured,
-            max_tokens=self.spec.max_tokens,
-            temperature=self.spec.temperature,
-            clock=self.clock,
-        )
+        try:
+            mind = model_mind(
+                model,
+                role_prompt=role_prompt,
+                prompts_dir=self.prompts_dir,
+                scheduler=scheduler,
+                prices=self.prices,
+                structured=self.spec.structured,
+                max_tokens=self.spec.max_tokens,
+                temperature=self.spec.temperature,
+                clock=self.clock,
+                currency=self.spec.budget.currency,
+                rates=self.spec.budget.rates,
+                api=self.spec.api,
+            )
+        except ConfigError as exc:
+            raise SpecError(self.where, str(exc)) from None
         self.made.append(mind)
         return mind
+
+
+def _mind_timeout(spec: RunSpec, limits: Limits, where: str) -> float:
+    """The mind timeout: every try the retry policy allows must fit in it (else they never
+    run). Unset in the spec, it is what they need."""
+    tries = limits.max_retries + 1
+    need = 0.0
+    fit = 0
+    for k in range(1, tries + 1):
+        need += limits.timeout_s
+        if need <= spec.policy.mind_timeout_s:
+            fit = k
+        if k < tries:
+            need += min(limits.backoff_s * 2 ** (k - 1), limits.max_backoff_s)
+    if all(a.mind is not None for a in spec.agents):  # no model minds: nothing to fit
+        return spec.policy.mind_timeout_s
+    if "mind_timeout_s" not in spec.policy.model_fields_set:
+        return max(spec.policy.mind_timeout_s, need)
+    if fit < tries:
+        raise SpecError(
+            where,
+            f"policy.mind_timeout_s = {spec.policy.mind_timeout_s:g} leaves time for {fit} of "
+            f"the {tries} tries [scheduler] allows (timeout_s = {limits.timeout_s:g} each, "
+            f"max_retries = {limits.max_retries}, with back-off): raise mind_timeout_s to at "
+            f"least {need:g}, or lower timeout_s or max_retries",
+        )
+    return spec.policy.mind_timeout_s
 
 
 def _resolver(name: ResolverName, policy: PolicyEntry, left: Any) -> Resolver:
@@ -538,7 +578,7 @@ def _config(spec: RunSpec, models: _Models, default_model: str | None, where: st
         warn_at=p.warn_at,
         approval_timeout_s=p.approval_timeout_s,
         fail_agent_on_tool_error=p.fail_agent_on_tool_error,
-        mind_timeout_s=p.mind_timeout_s,
+        mind_timeout_s=models.mind_timeout_s,
     )
     b = spec.budget
     budget = Budget(
@@ -548,6 +588,7 @@ def _config(spec: RunSpec, models: _Models, default_model: str | None, where: st
         ticks=b.ticks,
         wall_s=b.wall_s,
         currency=b.currency,
+        rates=dict(b.rates),
     )
 
     explorer: Callable[[str, AgentSpec], Mind] | None = None

@@ -2,6 +2,9 @@
 
 ``BOOT:``, ``SPAWN:``, one ``TICK nn:`` line per tick naming what the kernel did (conflicts,
 exploration, supervision, hallucinations and restores, the return condition), and ``DONE:``.
+A tick with model calls also says what they took (calls, tokens, cost, failed tries) and
+which proposals were rejected and why, in short. A tick continued after ``RESUME:`` (asked
+again, or closed) is ``TICK nn (resumed):``, below the ``RESUME:`` line.
 """
 
 from __future__ import annotations
@@ -21,12 +24,36 @@ def _plural(resource: str) -> str:
     return noun if noun.endswith("s") else noun + "s"
 
 
-def render_tick(tick: int, ts: list[Transition]) -> str:
+def _models(by_kind: dict[str, list[Transition]]) -> list[str]:
+    """What the tick's model calls took, and the rejections of their proposals."""
+    called = [t.data for t in by_kind.get("model.called", [])]
+    failed = by_kind.get("model.failed", [])
+    if not called and not failed:
+        return []
+    tokens = sum(c.get("input_tokens", 0) + c.get("output_tokens", 0) for c in called)
+    cost = sum(c.get("cost", 0.0) for c in called)
+    currency = called[0].get("currency", "USD") if called else "USD"
+    line = f"models: {len(called)} call{'s' if len(called) != 1 else ''}, {tokens:,} tokens"
+    line += f", {currency} {cost:.4f}"
+    if any(c.get("cost_known") is False for c in called):
+        line += " (+ unknown)"
+    if failed:
+        line += f", {len(failed)} failed tr{'ies' if len(failed) != 1 else 'y'}"
+    parts = [line]
+    for t in by_kind.get("proposal.rejected", []):
+        reason = " ".join(str(t.data.get("reason", "")).split())
+        reason = reason if len(reason) <= 60 else reason[:57] + "..."
+        parts.append(f"{t.data['agent']} rejected ({t.data['check']}: {reason})")
+    return parts
+
+
+def render_tick(tick: int, ts: list[Transition], *, resumed: bool = False) -> str:
     """One ``TICK nn:`` line from the transitions of that tick."""
     parts: list[str] = []
     by_kind: dict[str, list[Transition]] = {}
     for t in ts:
         by_kind.setdefault(t.kind, []).append(t)
+    parts.extend(_models(by_kind))
     for t in by_kind.get("conflict.resolved", []):
         d = t.data
         n = len(d["losers"]) + 1
@@ -67,16 +94,37 @@ def render_tick(tick: int, ts: list[Transition]) -> str:
         )
     elif by_kind.get("run.failed"):
         parts.append(f"failed: {by_kind['run.failed'][-1].data['reason']}")
-    elif not parts:
+    elif not parts or not any(k in by_kind for k in _NOTED):
         parts.append(f"proposals -> commits -> progress {delta:+.2f}")
-    return f"TICK {tick:02d}: " + "; ".join(parts)
+    label = f"TICK {tick:02d} (resumed)" if resumed else f"TICK {tick:02d}"
+    return f"{label}: " + "; ".join(parts)
+
+
+_NOTED = frozenset(
+    {
+        "conflict.resolved",
+        "exploration.spawned",
+        "tool.timeout",
+        "tool.failed",
+        "agent.failed",
+        "hallucination.detected",
+        "loop.detected",
+        "budget.exhausted",
+    }
+)
+"""Kinds that make a tick's line say more than its progress."""
+
+
+_BREAKS = frozenset({"run.forked", "run.resumed"})
 
 
 def _ticks(transitions: Iterable[Transition]) -> Iterator[tuple[int, list[Transition]]]:
+    """Transitions grouped by tick; a fork or a resume starts a new group (what follows it
+    is printed below it, even in the same tick)."""
     current: list[Transition] = []
     tick = 0
     for t in transitions:
-        if t.tick != tick and current:
+        if (t.tick != tick or t.kind in _BREAKS) and current:
             yield tick, current
             current = []
         tick = t.tick
@@ -113,8 +161,10 @@ def render(transitions: Iterable[Transition], *, total: int | None = None) -> li
                 artifacts.append(t.data["name"])
             elif t.kind in ("run.completed", "run.failed", "run.stopped"):
                 ended = t
-        if any(t.kind == "tick.started" for t in ts) or any(t.kind == "tick.completed" for t in ts):
-            lines.append(render_tick(tick, ts))
+        started = any(t.kind == "tick.started" for t in ts)
+        if started or any(t.kind in ("tick.completed", "proposal.made") for t in ts):
+            resumed = not started and ts[0].kind in _BREAKS
+            lines.append(render_tick(tick, ts, resumed=resumed))
     n = total if total is not None else count
     if ended is not None:
         if ended.kind == "run.completed":

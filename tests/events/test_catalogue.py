@@ -79,7 +79,7 @@ def test_design_section_6_types_are_declared() -> None:
                 "tool.finished",
             },
         ),
-        ("*.failed", {"run.failed", "agent.failed", "tool.failed"}),
+        ("*.failed", {"run.failed", "agent.failed", "tool.failed", "model.failed"}),
         ("tool.failed,tool.timeout", {"tool.failed", "tool.timeout"}),
         (
             "sub*",

@@ -74,6 +74,8 @@ def test_an_unsupported_claim_is_a_hallucination_and_the_agent_is_killed_and_res
     assert found.agent == "a"
     assert found.data["reason"].startswith(why)
     proposal = found.data["proposal"]
+    # every cause exists (an invented seq is the finding, not a cause)
+    assert all(0 < c < found.seq for c in found.causes)
     assert played.rejections("a") == [("grounding", found.data["reason"])]
     assert played.effects_of(proposal) == []
     assert "belief.updated" not in played.kinds()

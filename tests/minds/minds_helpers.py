@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from telic.clock import SystemClock
+from telic.kinds import ModelCalled, ModelFailed
 
 
 class SkippingClock(SystemClock):
@@ -26,3 +27,35 @@ class SkippingClock(SystemClock):
         self.sleeps.append(seconds)
         self.offset += seconds
         await asyncio.sleep(0)
+
+
+class RecordingLog:
+    """A :class:`telic.minds.CallLog` that keeps what a mind writes, with an optional token
+    budget shared by every view it is given to."""
+
+    def __init__(self, tokens: int | None = None) -> None:
+        self.records: list[ModelCalled | ModelFailed] = []
+        self.left = tokens
+        self.held = 0
+
+    def record(self, payload: ModelCalled | ModelFailed) -> None:
+        self.records.append(payload)
+        if self.left is not None and isinstance(payload, ModelCalled):
+            self.left -= payload.input_tokens + payload.output_tokens
+
+    def reserve(self, tokens: int) -> int:
+        if self.left is None:
+            return tokens
+        granted = max(0, min(tokens, self.left - self.held))
+        self.held += granted
+        return granted
+
+    def release(self, tokens: int) -> None:
+        if self.left is not None:
+            self.held -= tokens
+
+    def failed(self) -> list[ModelFailed]:
+        return [r for r in self.records if isinstance(r, ModelFailed)]
+
+    def called(self) -> list[ModelCalled]:
+        return [r for r in self.records if isinstance(r, ModelCalled)]

@@ -32,6 +32,7 @@ from telic.minds import (
 )
 from telic.minds.anthropic import AnthropicMind
 from telic.minds.openai import OpenAIMind
+from telic.minds.pricing import Usage
 from telic.minds.providers import is_loopback
 from telic.minds.testing import ModelServer
 from telic.prompts import ROLES, protocol_prompt, role_prompt, shipped_prompt
@@ -230,23 +231,23 @@ def test_minds_on_one_endpoint_share_a_scheduler(server: ModelServer) -> None:
 # -- prices -------------------------------------------------------------------------------
 
 
-def test_prices_come_from_the_shipped_table_with_prefix_matching() -> None:
+def test_prices_come_from_the_maintained_list_then_the_shipped_table() -> None:
     prices = default_prices()
-    assert prices.price("openai", "gpt-4.1-mini") == Price(0.40, 1.60)
-    assert prices.price("openai", "gpt-4.1-mini-2025-04-14") == Price(0.40, 1.60)
-    assert prices.price("openai", "gpt-4.1-2025-04-14") == Price(2.0, 8.0)
-    assert prices.price("anthropic", "claude-sonnet-4-6") == Price(3.0, 15.0)
+    assert prices.price("openai", "gpt-4.1-mini") == Price(0.40, 1.60, 0.10)
+    assert prices.price("openai", "gpt-4.1-mini-2025-04-14") == Price(0.40, 1.60, 0.10)
     assert prices.price("ollama", "gpt-4.1-mini-local-copy") == Price(0.0, 0.0)
-    assert prices.price("openai", "unknown-model") == Price(0.0, 0.0)
-    assert prices.cost("openai", "gpt-4.1", 1_000_000, 500_000) == pytest.approx(6.0)
+    assert prices.price("openai", "unknown-model") is None
+    assert prices.quote("openai", "gpt-4.1", Usage(1_000_000, 500_000)).cost == pytest.approx(6.0)
 
 
 def test_prices_can_be_overridden(tmp_path: Path, server: ModelServer) -> None:
     custom = tmp_path / "prices.toml"
-    custom.write_text('currency = "CHF"\n[models."ollama:qwen3"]\ninput = 0.1\noutput = 0.2\n')
+    custom.write_text('currency = "USD"\n[models."ollama:qwen3"]\ninput = 0.1\noutput = 0.2\n')
     table = PriceTable.load(custom)
     assert table.price("ollama", "qwen3") == Price(0.1, 0.2)
-    assert table.currency == "CHF"
+    assert table.currency == "USD"
+    with pytest.raises(ConfigError, match="CHF"):
+        default_prices().merged(PriceTable.from_mapping({"m": (1, 2)}, currency="CHF"))
     with pytest.raises(ConfigError, match="per million tokens"):
         PriceTable.from_mapping({"m": {"input": "cheap"}})
     with pytest.raises(ConfigError, match="not valid TOML"):
@@ -263,7 +264,7 @@ def test_prices_can_be_overridden(tmp_path: Path, server: ModelServer) -> None:
 
     over_openai, over_ollama = asyncio.run(build())
     assert over_openai.price("openai", "gpt-4.1") == Price(1.0, 2.0)
-    assert over_openai.price("openai", "gpt-4o") == Price(2.5, 10.0)  # the rest stays
+    assert over_openai.price("openai", "gpt-4o") == Price(2.5, 10.0, 1.25)  # the rest stays
     assert over_ollama.price("ollama", "qwen3") == Price(0.1, 0.2)
 
 

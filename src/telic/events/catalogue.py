@@ -120,6 +120,7 @@ _DECLARED: Final[tuple[EventType, ...]] = (
     _kind(kinds.StateRestored, "knowledge and models"),
     _kind(kinds.ArtifactRecorded, "knowledge and models"),
     _kind(kinds.ModelCalled, "knowledge and models"),
+    _kind(kinds.ModelFailed, "knowledge and models"),
     # subscriptions (recorded by the event kernel in its system run)
     _kind(kinds.SubscriptionCreated, "subscriptions"),
     _kind(kinds.SubscriptionExpired, "subscriptions"),

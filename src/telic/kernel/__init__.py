@@ -23,6 +23,7 @@ from telic.errors import (
     RunNotResumable,
 )
 from telic.kernel import approval, guard
+from telic.kernel.calls import open_tick
 from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.intake import check_value
@@ -177,10 +178,12 @@ class Kernel:
         """Continue a run after a crash, a stop or a fork, rebuilding everything from the ledger.
 
         A tool that started with no recorded result is run again only if it is idempotent;
-        otherwise its outcome is recorded as unknown. An interrupted tick is closed as invalid,
-        except when calls in it wait for approval: those stay parked (the run's first step
-        waits for their decisions, then closes the tick). ``counterfactual`` records what the
-        run goes on with that differs from how it was booted (another model, prompt, policy).
+        otherwise its outcome is recorded as unknown. A tick interrupted while its minds were
+        asked stays open and is asked again (same tick number; answered model calls are reused,
+        not bought again); calls in it that wait for approval stay parked (the run's first step
+        waits for their decisions, then closes the tick); any other interrupted tick is closed
+        as invalid. ``counterfactual`` records what the run goes on with that differs from how
+        it was booted (another model, prompt, policy).
         """
         # What resume rebuilds the state from must be intact: the chain from the snapshot it
         # folds on to the head (``telic verify`` checks the whole lineage).
@@ -198,6 +201,9 @@ class Kernel:
         config.validate()
         # What resume acts on, read before the run takes the state over (its batches change it).
         tick, head, tick_open = int(state["tick"]), int(state["seq"]), bool(state["tick_open"])
+        # A tick stopped while its minds were asked is asked again, with the answers its
+        # model calls already got (written ahead: see telic.kernel.calls).
+        reask = open_tick(self.ledger, run_id, state) is not None
         progress = state["progress"]
         parked = approval.unresolved(self.ledger, run_id, state)
         pending = sorted(state["pending_tools"].items(), key=lambda kv: kv[1]["seq"])
@@ -290,7 +296,7 @@ class Kernel:
                     agent=p["agent"],
                     causes=(p["seq"],),
                 )
-        if tick_open and not parked:
+        if tick_open and not parked and not reask:
             batch.add(
                 TickCompleted(
                     tick=tick,

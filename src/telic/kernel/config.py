@@ -39,6 +39,8 @@ class Budget:
     ticks: float | None = None
     wall_s: float | None = None
     currency: str = "USD"
+    rates: Mapping[str, float] = field(default_factory=dict[str, float])
+    """Units of ``currency`` per unit of another (model minds convert their prices)."""
 
     def limits(self) -> dict[str, float]:
         out = {
@@ -120,3 +122,12 @@ class RunConfig:
                 if t not in registry:
                     raise ConfigError(f"agent {a.name!r} lists tool {t!r}, which is not registered")
         self.budget.limits()
+        for a in self.agents:
+            # A model mind records costs in the currency it was built for (ModelMind.currency).
+            currency = getattr(a.mind, "currency", None)
+            if isinstance(currency, str) and currency != self.budget.currency:
+                raise ConfigError(
+                    f"agent {a.name!r} counts model costs in {currency} but the budget is in "
+                    f"{self.budget.currency}: build its mind with currency="
+                    f"{self.budget.currency!r} and rates= (e.g. {{'USD': <rate>}})"
+                )

@@ -2,8 +2,10 @@
 
 The order of a tick, every step a transition:
 
-1. ``tick.started``; every live agent's mind is asked concurrently;
-2. in agent order (never arrival order): ``model.called``, ``proposal.made``;
+1. ``tick.started``; every live agent's mind is asked concurrently; each model call is
+   written as it completes (``model.called`` / ``model.failed``, see
+   :mod:`telic.kernel.calls`), so these are in completion order;
+2. in agent order (never arrival order): ``proposal.made``;
 3. per-proposal checks (schema, allowlist, arguments, budget, loop guard, user checks);
 4. low confidence: ``exploration.spawned`` and an explorer instead of the action;
 5. conflicts between the survivors: ``conflict.detected`` / ``conflict.resolved``;
@@ -19,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from telic.errors import MalformedOutput
 from telic.frozen import FrozenDict
 from telic.kernel import guard
+from telic.kernel.calls import TickCalls, reentry
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.intake import Admitted, Refused
 from telic.kernel.process import AgentCrash, ToolOutcome
@@ -91,15 +94,26 @@ class _Pending:
 
 async def run_tick(run: Run) -> None:
     """Advance ``run`` by one tick (see the module docstring)."""
-    tick = run.fold.peek()["tick"] + 1
     batch = run.batch()
-    batch.add(TickStarted(tick=tick), tick=tick)
+    again = reentry(run)  # a resumed tick whose minds were being asked: ask it again
+    if again is None:
+        tick = run.fold.peek()["tick"] + 1
+        batch.add(TickStarted(tick=tick), tick=tick)
+        view_state = TickState(run.fold, tick)  # copied if read, shared read-only by the minds
+    else:
+        tick, view_state = again.tick, again.state
     invalid = False
     policy = run.config.policy
 
     live = run.live_agents()
-    view_state = TickState(run.fold, tick)  # copied if read, a read-only copy shared by the minds
-    futures = [run.process(name).propose(run.view(name, tick, view_state)) for name in live]
+    model_calls = TickCalls(run, batch, tick, view_state)  # written as they end
+    answered: Mapping[str, Mapping[str, Any]] = again.recorded if again is not None else {}
+    futures = [
+        run.process(name).propose(
+            model_calls.view(run.view(name, tick, view_state), answered.get(name))
+        )
+        for name in live
+    ]
     limit = policy.mind_timeout_s + 2 * policy.cancel_grace_s + _SLACK_S
     replies = await _answers(futures, limit)
     view_state.close()
@@ -125,18 +139,16 @@ async def run_tick(run: Run) -> None:
             recorded: tuple[ModelCalled, ...] = getattr(reply, "calls", ())
             for call in recorded:
                 batch.add(call, tick=tick, agent=name)
-            reason = str(reply)
+            check, reason = reply.check, str(reply)
         elif isinstance(reply, Refused):
-            reason = reply.reason
+            check, reason = "schema", reply.reason
         else:  # no answer by the last-resort deadline: the process is stopped and restarted
             invalid = True
             why = f"no answer within {limit:g} s (the last-resort deadline of a tick)"
             if run.supervisor.kill(name, reason=why):
                 crashed.append(name)
             continue
-        batch.add(
-            ProposalRejected(agent=name, check="schema", reason=reason), tick=tick, agent=name
-        )
+        batch.add(ProposalRejected(agent=name, check=check, reason=reason), tick=tick, agent=name)
     await run.settle(batch, tick, crashed)
     if crashed and run.config.strategy != "one_for_one":
         pending = _drop_stopped(run, batch, tick, pending)
@@ -321,11 +333,13 @@ async def run_tick(run: Run) -> None:
                 continue
             if bad is not None:
                 claim, why = bad
+                # An invented citation is the finding, not a cause: only what exists is cited.
+                cited = tuple(e for e in claim.evidence if 0 < e < batch.next_seq)
                 batch.add(
                     HallucinationDetected(agent=p.agent, proposal=p.seq, claim=claim, reason=why),
                     tick=tick,
                     agent=p.agent,
-                    causes=(p.seq, *claim.evidence),
+                    causes=(p.seq, *cited),
                 )
                 batch.reject(tick, p.agent, p.seq, "grounding", why)
                 hallucinated.append(p.agent)

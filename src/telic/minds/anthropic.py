@@ -126,16 +126,18 @@ class AnthropicMind(ModelMind):
             elif kind == "text":
                 texts.append(str(block.get("text", "")))
         usage = as_map(response.get("usage"))
-        input_tokens = sum(
-            int(usage.get(k) or 0)
-            for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        )
+        # Anthropic counts cache reads and writes apart from input_tokens; the record's
+        # input is all of them, with the cached parts named (they are billed differently).
+        read = int(usage.get("cache_read_input_tokens") or 0)
+        written = int(usage.get("cache_creation_input_tokens") or 0)
         return Reply(
             calls=tuple(calls),
             text="".join(texts),
-            input_tokens=input_tokens,
+            input_tokens=int(usage.get("input_tokens") or 0) + read + written,
             output_tokens=int(usage.get("output_tokens") or 0),
             truncated=response.get("stop_reason") == "max_tokens",
+            cached_input_tokens=read,
+            cache_write_tokens=written,
         )
 
     async def aclose(self) -> None:

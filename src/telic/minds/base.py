@@ -7,9 +7,33 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from telic.errors import ScriptExhausted, ScriptUnused
+from telic.kinds import ModelCalled, ModelFailed
 from telic.proposal import Proposal
 
-__all__ = ["FunctionMind", "Mind", "ScriptedMind", "Step", "ToolInfo", "View"]
+__all__ = ["CallLog", "FunctionMind", "Mind", "ScriptedMind", "Step", "ToolInfo", "View"]
+
+
+@runtime_checkable
+class CallLog(Protocol):
+    """The kernel's side of one agent's model calls in a tick (:mod:`telic.kernel.calls`).
+
+    A model mind writes each call's record through it as the call completes, before the
+    tick commits (write-ahead: a crash mid-tick loses no answered call), and takes the
+    tokens it may ask for from the run's token budget, which the tick's agents share.
+    """
+
+    def record(self, payload: ModelCalled | ModelFailed) -> None:
+        """Write ``payload`` to the ledger now (durably)."""
+        ...
+
+    def reserve(self, tokens: int) -> int:
+        """Hold up to ``tokens`` of the token budget left; returns what was granted (all of
+        it when the run has no token budget)."""
+        ...
+
+    def release(self, tokens: int) -> None:
+        """Give back a reservation (the call's real use is in the ledger by now)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +63,11 @@ class View:
     question: str | None = None
     """For an explorer: the question it was spawned on."""
     recorded: Mapping[str, Any] = field(default_factory=dict[str, Any])
-    """Model responses already recorded for this tick, by request digest (resume reuses them)."""
+    """Model responses already recorded for this agent in this tick, by request digest: a
+    tick resumed after a crash reuses them instead of asking again."""
+    calls: CallLog | None = None
+    """Where a model mind writes its calls as they complete; None outside a kernel (the
+    calls then travel with the proposal, in ``model_calls``)."""
 
     @property
     def observations(self) -> list[dict[str, Any]]:

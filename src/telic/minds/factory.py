@@ -1,14 +1,17 @@
 """``model_mind("openai:gpt-4.1-mini")``: a model string to a ready mind.
 
 Minds on the same endpoint share one :class:`~telic.minds.scheduler.Scheduler` (its limits
-are the provider's, not the agent's) unless given their own.
+are the provider's, not the agent's) unless given a :class:`Scheduler` object of their own:
+one scheduler per provider, base URL and key (a digest of it), however the minds are built.
+Limits given for an endpoint (``scheduler=Limits(...)`` or a mapping) are set on its one
+scheduler, so six minds built with ``Limits(max_concurrent=2)`` hold 2 together, not 12.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from telic.clock import Clock
 from telic.errors import ConfigError
@@ -17,9 +20,13 @@ from telic.minds.pricing import PricesLike, price_table
 from telic.minds.providers import Preset, Provider, parse_model, resolve_provider
 from telic.minds.scheduler import Limits, Scheduler
 
-__all__ = ["model_mind", "shared_scheduler"]
+__all__ = ["Api", "model_mind", "shared_scheduler"]
 
-_SCHEDULERS: dict[tuple[str, str], Scheduler] = {}
+Api = Literal["chat", "responses"]
+"""Which OpenAI API an OpenAI-compatible mind speaks."""
+
+_SCHEDULERS: dict[tuple[str, str, str], Scheduler] = {}
+"""The registry: one scheduler per :attr:`Provider.key` (provider, base URL, key digest)."""
 
 
 def shared_scheduler(
@@ -27,13 +34,16 @@ def shared_scheduler(
 ) -> Scheduler:
     """The scheduler every mind on ``provider``'s endpoint shares (created on first use).
 
-    Passing ``limits`` replaces the shared scheduler with a new one holding those limits.
+    ``limits`` are set on it (the last limits given for an endpoint hold for every mind on
+    it). A closed scheduler (its run stopped) or one on another clock is replaced.
     """
     found = _SCHEDULERS.get(provider.key)
-    if found is None or limits is not None or (clock is not None and found.clock is not clock):
+    if found is None or found.closed or (clock is not None and found.clock is not clock):
         found = _SCHEDULERS[provider.key] = Scheduler(
             limits or _default_limits(provider.preset), clock=clock, name=provider.name
         )
+    elif limits is not None:
+        found.set_limits(limits)
     return found
 
 
@@ -58,6 +68,9 @@ def model_mind(
     priority: int | None = None,
     clock: Clock | None = None,
     client: Any = None,
+    currency: str = "USD",
+    rates: Mapping[str, float] | None = None,
+    api: Api = "chat",
 ) -> ModelMind:
     """A mind for ``model`` (``"<provider>:<model>"``, e.g. ``"ollama:qwen3"``).
 
@@ -72,6 +85,10 @@ def model_mind(
     - ``structured``: ``"tool"`` (a forced ``propose`` function) or ``"json"`` (JSON schema).
     - ``max_repairs``: how many times an unusable reply is sent back to be fixed.
     - ``priority``: the agent's priority at the scheduler (default: its boot priority).
+    - ``currency`` / ``rates``: the budget's currency, and units of it per unit of another
+      (``{"USD": 0.8}``), to record costs in; prices in another currency need a rate.
+    - ``api``: for OpenAI-compatible providers, ``"chat"`` (Chat Completions) or
+      ``"responses"`` (the Responses API, for the providers that have it).
     - ``client``: an SDK client to use (and not close) instead of a new one; many minds on one
       endpoint can share one (``AsyncOpenAI`` / ``AsyncAnthropic``, same event loop).
 
@@ -106,11 +123,21 @@ def model_mind(
         "max_reply_bytes": max_reply_bytes,
         "priority": priority,
         "clock": clock,
+        "currency": currency,
+        "rates": rates,
     }
+    if api not in ("chat", "responses"):
+        raise ConfigError(f"api must be 'chat' or 'responses', not {api!r}")
     if provider.wire == "anthropic":
+        if api != "chat":
+            raise ConfigError(f"{model!r}: the Responses API is OpenAI's; leave api unset")
         from telic.minds.anthropic import AnthropicMind
 
         return AnthropicMind(provider, name, client=client, **options)
+    if api == "responses":
+        from telic.minds.responses import ResponsesMind
+
+        return ResponsesMind(provider, name, client=client, **options)
     from telic.minds.openai import OpenAIMind
 
     return OpenAIMind(provider, name, client=client, **options)

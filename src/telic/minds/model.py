@@ -5,19 +5,24 @@
 1. it builds the request from the :class:`~telic.minds.View` (role prompt, protocol, the
    rendered view, the proposal schema as the ``propose`` tool or as a JSON schema);
 2. it computes the request digest; if the view holds a recorded response for that digest
-   (resume after a crash), it uses it and calls nothing;
-3. otherwise it sends the request through the provider's :class:`Scheduler`;
+   (a tick resumed after a crash: the kernel fills ``View.recorded`` from the ledger), it
+   uses it and calls nothing;
+3. otherwise it takes tokens from the run's token budget (``View.calls.reserve``: the
+   request's ``max_tokens`` is cut to what is left, so a budget is overrun by at most the
+   prompt of one call) and sends the request through the provider's :class:`Scheduler`;
 4. it reads the reply into a :class:`~telic.proposal.Proposal`; an unusable reply (prose,
    bad JSON, a schema failure, a call to another function, over the size limit) is answered
    with what was wrong, up to ``max_repairs`` times;
-5. every fresh call becomes a :class:`~telic.kinds.ModelCalled` record (usage, latency, cost,
-   and ``error`` when the reply was unusable), attached to the proposal's ``model_calls`` or,
-   when no attempt succeeded, to the :class:`~telic.errors.MalformedOutput` raised (``calls``;
-   a :class:`~telic.errors.ProviderError` after a repair attempt carries them too).
+5. every answered call becomes a :class:`~telic.kinds.ModelCalled` record (usage with
+   cached and reasoning tokens, latency, cost in the budget's currency, ``cost_known``,
+   ``error`` when the reply was unusable), and every failed try (429, 5xx, timeout, reset) a
+   :class:`~telic.kinds.ModelFailed`. In a kernel they are written to the ledger as they
+   happen (``View.calls.record``, before the tick commits); outside one the answered calls
+   travel with the proposal's ``model_calls`` or the raised
+   :class:`~telic.errors.MalformedOutput` / :class:`~telic.errors.ProviderError`.
 
-Calls answered from the view's recorded responses are already in the ledger and are not
-returned again. Subclasses say how to talk to one API (:mod:`telic.minds.openai`,
-:mod:`telic.minds.anthropic`).
+Subclasses say how to talk to one API (:mod:`telic.minds.openai`,
+:mod:`telic.minds.anthropic`, :mod:`telic.minds.responses`).
 """
 
 from __future__ import annotations
@@ -29,10 +34,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from telic.clock import Clock
-from telic.errors import MalformedOutput, ModelRequestsForbidden, ProviderError
-from telic.kinds import ModelCalled
-from telic.minds.base import View
-from telic.minds.pricing import PriceTable, default_prices
+from telic.errors import (
+    ConfigError,
+    MalformedOutput,
+    ModelRequestsForbidden,
+    ProviderError,
+    TokensExhausted,
+)
+from telic.kinds import ModelCalled, ModelFailed
+from telic.minds.base import CallLog, View
+from telic.minds.pricing import PriceTable, Usage, default_prices
 from telic.minds.prompt import (
     Unusable,
     as_list,
@@ -43,8 +54,8 @@ from telic.minds.prompt import (
     request_digest,
     view_priority,
 )
-from telic.minds.providers import Provider, is_loopback
-from telic.minds.scheduler import Retryable, Scheduler, parse_retry_after
+from telic.minds.providers import Provider, is_loopback, unreachable_hint
+from telic.minds.scheduler import FailedAttempt, Retryable, Scheduler, parse_retry_after
 from telic.prompts import protocol_prompt, role_prompt
 from telic.proposal import Proposal
 
@@ -63,9 +74,24 @@ class Reply:
     """Function calls in the reply: (name, arguments as a JSON string or an object)."""
     text: str
     input_tokens: int
+    """All input tokens, cached ones included."""
     output_tokens: int
+    """All output tokens, reasoning ones included."""
     truncated: bool = False
     """The model stopped at its output limit."""
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_input_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+        )
 
 
 def model_requests_allowed() -> bool:
@@ -97,7 +123,11 @@ class ModelMind(ABC):
         max_reply_bytes: int = 64 * 1024,
         priority: int | None = None,
         clock: Clock | None = None,
+        currency: str = "USD",
+        rates: Mapping[str, float] | None = None,
     ) -> None:
+        """``currency`` is the budget's; ``rates`` give units of it per unit of another
+        currency (``{"USD": 0.8}`` for a CHF budget), to convert the price list's."""
         self.provider = provider
         self.model = model
         self.scheduler = scheduler
@@ -111,6 +141,8 @@ class ModelMind(ABC):
         self.max_reply_bytes = max_reply_bytes
         self.priority = priority
         self.clock = clock or scheduler.clock
+        self.currency = currency
+        self.rate = _rate(self.prices.currency, currency, rates or {})
         self._systems: dict[str, str] = {}
 
     @property
@@ -128,6 +160,11 @@ class ModelMind(ABC):
     @abstractmethod
     def first_request(self, system: str, user: str) -> dict[str, Any]:
         """The wire request (JSON) for a system prompt and a user message."""
+
+    @property
+    def limit_key(self) -> str:
+        """The request field that caps the reply's tokens."""
+        return "max_tokens"
 
     @abstractmethod
     def repair_request(
@@ -168,7 +205,8 @@ class ModelMind(ABC):
                 ) from None
             raise ProviderError(f"{self.name}: {reason}") from None
         except sdk.APIConnectionError as exc:
-            raise Retryable(f"cannot reach {self.base_url}: {exc}") from None
+            hint = unreachable_hint(self.provider)
+            raise Retryable(f"cannot reach {self.base_url} ({hint}): {exc}") from None
         except (sdk.APIResponseValidationError, ValueError) as exc:
             raise Retryable(f"unreadable response from {self.base_url}: {exc}") from None
         if not hasattr(response, "model_dump"):
@@ -205,29 +243,42 @@ class ModelMind(ABC):
         return proposal_schema()
 
     async def propose(self, view: View) -> Proposal:
+        log = view.calls
         request = self.first_request(self.system_prompt(view.role), render_view(view))
-        calls: list[ModelCalled] = []
+        calls: list[ModelCalled] = []  # outside a kernel: they travel with the result
         problem = ""
         attempts = self.max_repairs + 1
         for attempt in range(1, attempts + 1):
+            # The digest is of the question, before the budget cut on max_tokens: a resumed
+            # tick asks the same question with less budget left, and must find its answer.
             digest = request_digest(request)
             recorded = view.recall(digest)
-            if recorded is not None:
-                response, latency_ms = _recorded_response(recorded), None
-            else:
-                try:
-                    response, latency_ms = await self._call(request, view)
-                except ProviderError as exc:
-                    if calls:  # keep the earlier attempts' usage on record
-                        raise ProviderError(str(exc), calls=(*exc.calls, *calls)) from exc
-                    raise
+            held = 0
             try:
-                proposal = self._proposal(response)
-                error = None
-            except Unusable as exc:
-                proposal, error = None, exc.problem
-            if latency_ms is not None:
-                calls.append(self._record(view, digest, response, latency_ms, attempt, error))
+                if recorded is not None:
+                    response, latency_ms, retries = _recorded_response(recorded), None, 0
+                else:
+                    sent, held = self._within_budget(request, view, log)
+                    try:
+                        response, latency_ms, retries = await self._call(sent, view, digest)
+                    except ProviderError as exc:
+                        if calls:  # keep the earlier attempts' usage on record
+                            raise ProviderError(str(exc), calls=(*exc.calls, *calls)) from exc
+                        raise
+                try:
+                    proposal = self._proposal(response)
+                    error = None
+                except Unusable as exc:
+                    proposal, error = None, exc.problem
+                if latency_ms is not None:
+                    call = self._record(view, digest, response, latency_ms, attempt, retries, error)
+                    if log is not None:
+                        log.record(call)
+                    else:
+                        calls.append(call)
+            finally:
+                if held and log is not None:
+                    log.release(held)
             if proposal is not None:
                 return proposal.model_copy(update={"model_calls": tuple(calls)})
             problem = error or ""
@@ -237,6 +288,26 @@ class ModelMind(ABC):
             f"{self.name} gave no valid proposal in {attempts} attempt(s); last problem: {problem}",
             calls=tuple(calls),
         )
+
+    def _within_budget(
+        self, request: dict[str, Any], view: View, log: CallLog | None
+    ) -> tuple[dict[str, Any], int]:
+        """``request`` with its reply cut to the token budget left, and the tokens held."""
+        prompt = len(_dumps(request)) // 4
+        want = prompt + self.max_tokens
+        if log is not None:
+            granted = log.reserve(want)
+        else:
+            left = view.budget_left.get("tokens")
+            granted = want if left is None else max(0, min(want, int(left)))
+        if granted >= want:
+            return request, granted
+        reply = granted - prompt
+        if reply < 1:
+            if log is not None and granted:
+                log.release(granted)
+            raise TokensExhausted(self.name, granted, prompt)
+        return {**request, self.limit_key: reply}, granted
 
     def _proposal(self, response: Mapping[str, Any]) -> Proposal:
         reply = self.read(response)
@@ -264,26 +335,50 @@ class ModelMind(ABC):
                 ) from None
             raise
 
-    async def _call(self, request: dict[str, Any], view: View) -> tuple[dict[str, Any], float]:
+    async def _call(
+        self, request: dict[str, Any], view: View, digest: str
+    ) -> tuple[dict[str, Any], float, int]:
+        """Send ``request``; returns the response, the answering try's latency (ms) and how
+        many tries failed before it (each written to the view's call log)."""
         if not model_requests_allowed() and not is_loopback(self.base_url):
             raise ModelRequestsForbidden(self.name)
         clock = self.clock
         started = 0.0
+        failed = 0
 
         async def call() -> dict[str, Any]:
             nonlocal started
             started = clock.monotonic()
             return await self.send(request)
 
-        estimate = len(_dumps(request)) // 4 + self.max_tokens
+        def on_failure(f: FailedAttempt) -> None:
+            nonlocal failed
+            failed += 1
+            if view.calls is not None:
+                view.calls.record(
+                    ModelFailed(
+                        agent=view.agent,
+                        model=self.name,
+                        request_digest=digest,
+                        attempt=f.attempt,
+                        error=f.reason,
+                        status=f.status,
+                        latency_ms=round(f.latency_s * 1000, 3),
+                        retry_after_s=f.retry_after_s,
+                        wait_s=f.wait_s,
+                    )
+                )
+
+        estimate = len(_dumps(request)) // 4 + int(request.get(self.limit_key) or self.max_tokens)
         response = await self.scheduler.run(
             call,
             agent=view.agent,
             priority=self.priority if self.priority is not None else view_priority(view),
             tokens=estimate,
             used=self._tokens_used,
+            on_failure=on_failure,
         )
-        return response, (clock.monotonic() - started) * 1000
+        return response, (clock.monotonic() - started) * 1000, failed
 
     def _tokens_used(self, response: dict[str, Any]) -> float:
         reply = self.read(response)
@@ -296,12 +391,11 @@ class ModelMind(ABC):
         response: dict[str, Any],
         latency_ms: float,
         attempt: int,
+        retries: int,
         error: str | None,
     ) -> ModelCalled:
         reply = self.read(response)
-        cost = self.prices.cost(
-            self.provider.name, self.model, reply.input_tokens, reply.output_tokens
-        )
+        quote = self.prices.quote(self.provider.name, self.model, reply.usage)
         return ModelCalled(
             agent=view.agent,
             model=self.name,
@@ -309,11 +403,32 @@ class ModelMind(ABC):
             response=response,
             input_tokens=reply.input_tokens,
             output_tokens=reply.output_tokens,
+            cached_input_tokens=reply.cached_input_tokens,
+            cache_write_tokens=reply.cache_write_tokens,
+            reasoning_tokens=reply.reasoning_tokens,
             latency_ms=round(latency_ms, 3),
-            cost=cost,
+            cost=round(quote.cost * self.rate, 12),
+            currency=self.currency,
+            cost_known=quote.known,
+            rate=self.rate,
             attempt=attempt,
+            retries=retries,
             error=error,
         )
+
+
+def _rate(prices: str, budget: str, rates: Mapping[str, float]) -> float:
+    """Units of ``budget`` currency per unit of ``prices`` currency."""
+    if prices == budget:
+        return 1.0
+    rate = rates.get(prices)
+    if rate is None or rate <= 0:
+        raise ConfigError(
+            f"model prices are in {prices} but the budget is in {budget}: state the rate "
+            f"(rates = {{ {prices} = <{budget} per {prices}> }} in the spec's [budget], "
+            f"rates= in Python) or keep the budget in {prices}"
+        )
+    return float(rate)
 
 
 def _dumps(value: Any) -> bytes:

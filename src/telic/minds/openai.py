@@ -35,6 +35,11 @@ class OpenAIMind(ModelMind):
     def base_url(self) -> str:
         return str(self.client.base_url)
 
+    @property
+    def limit_key(self) -> str:
+        # OpenAI itself wants max_completion_tokens; other servers still read max_tokens.
+        return "max_completion_tokens" if self.provider.name == "openai" else "max_tokens"
+
     def first_request(self, system: str, user: str) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
@@ -43,9 +48,7 @@ class OpenAIMind(ModelMind):
                 {"role": "user", "content": user},
             ],
         }
-        # OpenAI itself wants max_completion_tokens; other servers still read max_tokens.
-        limit_key = "max_completion_tokens" if self.provider.name == "openai" else "max_tokens"
-        request[limit_key] = self.max_tokens
+        request[self.limit_key] = self.max_tokens
         if self.temperature is not None:
             request["temperature"] = self.temperature
         if self.structured == "tool":
@@ -120,6 +123,12 @@ class OpenAIMind(ModelMind):
             input_tokens=int(usage.get("prompt_tokens") or 0),
             output_tokens=int(usage.get("completion_tokens") or 0),
             truncated=finish == "length",
+            cached_input_tokens=int(
+                as_map(usage.get("prompt_tokens_details")).get("cached_tokens") or 0
+            ),
+            reasoning_tokens=int(
+                as_map(usage.get("completion_tokens_details")).get("reasoning_tokens") or 0
+            ),
         )
 
     async def aclose(self) -> None:

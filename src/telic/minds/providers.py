@@ -16,19 +16,27 @@ prefix          wire format        default base URL                 key
 ==============  =================  ===============================  ===================
 
 Each preset's base URL can be overridden with ``base_url=`` or its environment variable
-(``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``, ``OLLAMA_BASE_URL``, ...).
+(``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``, ``OLLAMA_BASE_URL``, ...); for Ollama, its own
+``OLLAMA_HOST`` (``127.0.0.1:11434``, ``http://box:11434``, ``0.0.0.0``) works too. A URL is
+accepted with or without the API's ``/v1``: OpenAI-compatible URLs get it added when they
+have no path, Anthropic URLs have it removed (the SDK adds it).
+
+:func:`check_endpoint` tries a connection (no request, nothing spent) so that a run can say
+``cannot reach http://127.0.0.1:11434/v1 (is Ollama running? ...)`` before it starts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from telic.errors import MissingCredentials, MissingExtra, UnknownProvider
+from telic.errors import EndpointUnreachable, MissingCredentials, MissingExtra, UnknownProvider
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -39,9 +47,11 @@ __all__ = [
     "Preset",
     "Provider",
     "WireFormat",
+    "check_endpoint",
     "is_loopback",
     "parse_model",
     "resolve_provider",
+    "unreachable_hint",
 ]
 
 WireFormat = Literal["openai", "anthropic"]
@@ -119,9 +129,11 @@ class Provider:
         return self.preset.wire
 
     @property
-    def key(self) -> tuple[str, str]:
-        """Identity for sharing one scheduler: minds on the same endpoint share its limits."""
-        return (self.preset.name, self.base_url)
+    def key(self) -> tuple[str, str, str]:
+        """Identity for sharing one scheduler: minds on the same endpoint with the same key
+        share its limits (the key itself is not kept, only a digest of it)."""
+        digest = hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
+        return (self.preset.name, self.base_url, digest)
 
     @property
     def local(self) -> bool:
@@ -170,15 +182,71 @@ def resolve_provider(
     url = (
         base_url
         or environ.get(preset.base_url_env)
+        or (_ollama_host(environ.get("OLLAMA_HOST", "")) if preset.name == "ollama" else None)
         or preset.base_url
         or _DEFAULT_URLS[preset.wire]
     )
+    url = _api_url(url.strip().rstrip("/"), preset.wire)
     key = api_key or (environ.get(preset.key_env) if preset.key_env else None)
     if not key:
         if preset.key_required and not is_loopback(url):
             raise MissingCredentials(preset.name, preset.key_env or "an API key")
         key = _LOCAL_KEY
     return Provider(preset=preset, base_url=url.rstrip("/"), api_key=key)
+
+
+def _ollama_host(host: str) -> str | None:
+    """Ollama's ``OLLAMA_HOST`` (``host[:port]`` or a URL) as an OpenAI-compatible base URL."""
+    host = host.strip()
+    if not host:
+        return None
+    if "://" not in host:
+        host = "http://" + host
+    parts = urlsplit(host)
+    name = parts.hostname or "127.0.0.1"
+    if name in ("0.0.0.0", "::"):  # where the server listens, not where to connect
+        name = "127.0.0.1"
+    if ":" in name:
+        name = f"[{name}]"
+    return f"{parts.scheme}://{name}:{parts.port or 11434}/v1"
+
+
+def _api_url(url: str, wire: WireFormat) -> str:
+    """Accept a base URL with or without the API version: the OpenAI SDK wants ``/v1`` in
+    it, the Anthropic SDK adds ``/v1`` itself."""
+    parts = urlsplit(url)
+    if wire == "openai" and parts.path in ("", "/"):
+        return url + "/v1"
+    if wire == "anthropic" and parts.path.endswith("/v1"):
+        return url[: -len("/v1")]
+    return url
+
+
+_HINTS: Mapping[str, str] = {
+    "ollama": "is Ollama running? start it with `ollama serve`, or set OLLAMA_HOST",
+    "lmstudio": "is LM Studio's local server started?",
+    "vllm": "is `vllm serve` running?",
+    "llamacpp": "is `llama-server` running?",
+}
+
+
+def unreachable_hint(provider: Provider) -> str:
+    """What to check when nothing answers at ``provider``'s address."""
+    return _HINTS.get(provider.name, f"check {provider.preset.base_url_env} and your network")
+
+
+def check_endpoint(provider: Provider, *, timeout_s: float = 3.0) -> None:
+    """Raise :class:`~telic.errors.EndpointUnreachable` unless something accepts a
+    connection at ``provider``'s base URL (a TCP connection only: no request is sent)."""
+    parts = urlsplit(provider.base_url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    hint = unreachable_hint(provider)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError:
+        raise EndpointUnreachable(provider.base_url, hint) from None
 
 
 def is_loopback(url: str) -> bool:

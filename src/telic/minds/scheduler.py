@@ -8,8 +8,12 @@ Every model request of a provider goes through one :class:`Scheduler`, which hol
 - priorities between agents (higher first) and, within a priority, round-robin between
   agents, so one chatty agent cannot starve the others;
 - retries with exponential back-off and jitter on rate limits (429), server errors (5xx),
-  connection failures and timeouts, honouring ``Retry-After`` (a 429 with ``Retry-After``
-  pauses the whole provider, since the limit it reports is shared);
+  connection failures and timeouts, honouring ``Retry-After``: an answer with
+  ``Retry-After`` pauses the whole provider (the limit it reports is shared), and the pause
+  is set before the failed request's slot is freed, so no other request leaves inside it,
+  also when that request has no retries left;
+- a report of every failed attempt (``on_failure``: its status, latency and the wait
+  before the next one), so that the caller can put each attempt on the ledger;
 - a timeout per request;
 - cancellation: a cancelled caller leaves the queue or cancels its request; :meth:`aclose`
   fails every waiter and cancels every request in flight. The scheduler starts no task that
@@ -32,7 +36,15 @@ from typing import Any, TypeVar
 from telic.clock import Clock, SystemClock
 from telic.errors import ConfigError, ProviderError
 
-__all__ = ["Dispatch", "Limits", "Retryable", "Scheduler", "TokenBucket", "parse_retry_after"]
+__all__ = [
+    "Dispatch",
+    "FailedAttempt",
+    "Limits",
+    "Retryable",
+    "Scheduler",
+    "TokenBucket",
+    "parse_retry_after",
+]
 
 T = TypeVar("T")
 
@@ -92,6 +104,23 @@ class Dispatch:
     @property
     def waited_s(self) -> float:
         return self.started_at - self.queued_at
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """One attempt that failed in a way worth retrying (reported to ``on_failure``)."""
+
+    attempt: int
+    """1 for the first attempt."""
+    reason: str
+    status: int | None
+    """The HTTP status, if there was an answer (None for a timeout or a connection failure)."""
+    latency_s: float
+    """From the attempt leaving the queue to its failure."""
+    retry_after_s: float | None
+    """What the provider asked us to wait, if it said."""
+    wait_s: float | None
+    """The wait before the next attempt; None when no attempt follows (retries used up)."""
 
 
 class TokenBucket:
@@ -172,23 +201,9 @@ class Scheduler:
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random(0)
         self._observer = observer
-        lim = self.limits
-        self._requests = (
-            TokenBucket(
-                lim.requests_per_minute / 60,
-                lim.requests_per_minute / 60 * lim.burst_s,
-                self._clock,
-            )
-            if lim.requests_per_minute
-            else None
-        )
-        self._tokens = (
-            TokenBucket(
-                lim.tokens_per_minute / 60, lim.tokens_per_minute / 60 * lim.burst_s, self._clock
-            )
-            if lim.tokens_per_minute
-            else None
-        )
+        self._requests: TokenBucket | None = None
+        self._tokens: TokenBucket | None = None
+        self._buckets()
         self._levels: dict[int, _Level] = {}
         self._queued = 0
         self._in_flight = 0
@@ -199,11 +214,30 @@ class Scheduler:
         self.retries = 0
         """Attempts that failed and were retried (for figures and tests)."""
 
+    def _buckets(self) -> None:
+        lim = self.limits
+        rpm, tpm = lim.requests_per_minute, lim.tokens_per_minute
+        self._requests = TokenBucket(rpm / 60, rpm / 60 * lim.burst_s, self._clock) if rpm else None
+        self._tokens = TokenBucket(tpm / 60, tpm / 60 * lim.burst_s, self._clock) if tpm else None
+
     # -- public --------------------------------------------------------------------------
+
+    def set_limits(self, limits: Limits) -> None:
+        """Hold ``limits`` from now on (requests in flight finish; the buckets start full)."""
+        if limits == self.limits:
+            return
+        self.limits = limits
+        self._buckets()
+        if not self._closed and self._levels:
+            self._pump()
 
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def in_flight(self) -> int:
@@ -221,11 +255,14 @@ class Scheduler:
         priority: int = 0,
         tokens: float = 0,
         used: Callable[[T], float] | None = None,
+        on_failure: Callable[[FailedAttempt], None] | None = None,
     ) -> T:
         """Run ``call()`` under the limits, retrying what raises :class:`Retryable`.
 
-        Raises :class:`~telic.errors.ProviderError` when the retries are used up or the
-        scheduler is closed; any other exception from ``call`` passes through unretried.
+        ``on_failure`` hears of every attempt that failed with :class:`Retryable` or a
+        timeout, before the scheduler waits for the next one. Raises
+        :class:`~telic.errors.ProviderError` when the retries are used up or the scheduler is
+        closed; any other exception from ``call`` passes through unretried.
         """
         attempt = 1
         while True:
@@ -235,28 +272,39 @@ class Scheduler:
                 raise self._closed_error()
             reason: str
             retry_after: float | None = None
+            status: int | None = None
+            started = self._clock.monotonic()
             try:
                 result = await self._call(call)
             except Retryable as exc:
-                reason, retry_after = exc.reason, exc.retry_after
-                self._settle(tokens, tokens)
+                reason, retry_after, status = exc.reason, exc.retry_after, exc.status
             except TimeoutError:
                 reason = f"no response within {self.limits.timeout_s:g} s"
-                self._settle(tokens, tokens)
             except BaseException:
                 self._settle(tokens, tokens)
                 raise
             else:
                 self._settle(tokens, used(result) if used is not None else tokens)
                 return result
-            if attempt > self.limits.max_retries:
+            latency = self._clock.monotonic() - started
+            last = attempt > self.limits.max_retries
+            delay = self._backoff(attempt, retry_after)
+            if retry_after is not None:
+                # Before the slot is freed: freeing it grants the next waiter at once, and
+                # that request must not leave inside the window the provider asked for.
+                self._paused_until = max(self._paused_until, self._clock.monotonic() + delay)
+            self._settle(tokens, tokens)
+            if on_failure is not None:
+                on_failure(
+                    FailedAttempt(
+                        attempt, reason, status, latency, retry_after, None if last else delay
+                    )
+                )
+            if last:
                 raise ProviderError(
                     f"{self.name}: request failed after {attempt} attempt(s): {reason}; "
                     "check the endpoint and its limits, or raise Limits.max_retries"
                 )
-            delay = self._backoff(attempt, retry_after)
-            if retry_after is not None:
-                self._paused_until = max(self._paused_until, self._clock.monotonic() + delay)
             self.retries += 1
             attempt += 1
             await self._clock.sleep(delay)

@@ -7,8 +7,8 @@ formats, for tests, benchmarks and offline runs. Nothing here talks to a real pr
         server.script(Reply.propose({"action": "finish", "args": {"result": "ok"}}))
         mind = model_mind("openai:any", base_url=server.openai_url)
 
-``POST /v1/chat/completions`` answers in the OpenAI format, ``POST /v1/messages`` in the
-Anthropic one. Each request takes the next scripted :class:`Reply` (or, when the script is
+``POST /v1/chat/completions`` answers in the OpenAI chat format, ``POST /v1/responses`` in
+the OpenAI Responses one, ``POST /v1/messages`` in the Anthropic one. Each request takes the next scripted :class:`Reply` (or, when the script is
 empty, asks ``responder``; by default it proposes ``finish``). The server can also enforce a
 provider's limits (concurrency, requests per minute) with 429 and ``Retry-After``, and take
 a fixed time per request. Every request is kept in :attr:`ModelServer.requests`;
@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 __all__ = ["ModelServer", "Reply", "ServerRequest"]
 
-Api = Literal["openai", "anthropic"]
+Api = Literal["openai", "anthropic", "responses"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,11 @@ class Reply:
     body: bytes = b""
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cached_tokens: int = 0
+    """Input read from the prompt cache (OpenAI: part of the prompt tokens; Anthropic:
+    ``cache_read_input_tokens``, apart from ``input_tokens``)."""
+    reasoning_tokens: int = 0
+    """Output spent on reasoning (OpenAI: part of the completion tokens)."""
     truncated: bool = False
     delay_s: float = 0.0
     """Extra time this request takes before answering."""
@@ -276,6 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
         api: Api
         if self.path.rstrip("/").endswith("/chat/completions"):
             api = "openai"
+        elif self.path.rstrip("/").endswith("/responses"):
+            api = "responses"
         elif self.path.rstrip("/").endswith("/messages"):
             api = "anthropic"
         else:
@@ -329,7 +336,12 @@ def _answer(api: Api, body: Any, reply: Reply) -> tuple[int, bytes, Mapping[str,
         return reply.status, reply.body, {}
     fields: dict[str, Any] = body if isinstance(body, dict) else {}  # pyright: ignore[reportUnknownVariableType]
     model = str(fields.get("model", "test"))
-    payload = _openai(model, body, reply) if api == "openai" else _anthropic(model, body, reply)
+    if api == "openai":
+        payload = _openai(model, body, reply)
+    elif api == "responses":
+        payload = _responses(model, body, reply)
+    else:
+        payload = _anthropic(model, body, reply)
     return 200, _dumps(payload), reply.headers
 
 
@@ -364,6 +376,9 @@ def _openai(model: str, body: Any, reply: Reply) -> dict[str, Any]:
         finish = "length"
     prompt = reply.input_tokens if reply.input_tokens is not None else _tokens(body)
     completion = reply.output_tokens if reply.output_tokens is not None else _tokens(message)
+    limit = _limit(body, "max_completion_tokens", "max_tokens")
+    if limit is not None and completion > limit:  # a model stops at its limit
+        completion, finish = limit, "length"
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
@@ -373,6 +388,58 @@ def _openai(model: str, body: Any, reply: Reply) -> dict[str, Any]:
         "usage": {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
+        },
+    }
+
+
+def _responses(model: str, body: Any, reply: Reply) -> dict[str, Any]:
+    output: list[dict[str, Any]]
+    if reply.kind == "call":
+        output = [
+            {
+                "type": "function_call",
+                "id": "fc_1",
+                "call_id": "call_1",
+                "name": reply.name,
+                "arguments": _arguments_text(reply),
+                "status": "completed",
+            }
+        ]
+    else:
+        output = [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": reply.text, "annotations": []}],
+            }
+        ]
+    prompt = reply.input_tokens if reply.input_tokens is not None else _tokens(body)
+    completion = reply.output_tokens if reply.output_tokens is not None else _tokens(output)
+    limit = _limit(body, "max_output_tokens")
+    truncated = reply.truncated
+    if limit is not None and completion > limit:
+        completion, truncated = limit, True
+    return {
+        "id": "resp_test",
+        "object": "response",
+        "created_at": 0,
+        "model": model,
+        "status": "incomplete" if truncated else "completed",
+        "incomplete_details": {"reason": "max_output_tokens"} if truncated else None,
+        "output": output,
+        "parallel_tool_calls": False,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
             "total_tokens": prompt + completion,
         },
     }
@@ -394,6 +461,10 @@ def _anthropic(model: str, body: Any, reply: Reply) -> dict[str, Any]:
         content = [{"type": "text", "text": reply.text}]
     if reply.truncated:
         stop = "max_tokens"
+    output = reply.output_tokens if reply.output_tokens is not None else _tokens(content)
+    limit = _limit(body, "max_tokens")
+    if limit is not None and output > limit:
+        output, stop = limit, "max_tokens"
     return {
         "id": "msg_test",
         "type": "message",
@@ -404,11 +475,20 @@ def _anthropic(model: str, body: Any, reply: Reply) -> dict[str, Any]:
         "stop_sequence": None,
         "usage": {
             "input_tokens": reply.input_tokens if reply.input_tokens is not None else _tokens(body),
-            "output_tokens": reply.output_tokens
-            if reply.output_tokens is not None
-            else _tokens(content),
+            "output_tokens": output,
+            "cache_read_input_tokens": reply.cached_tokens,
         },
     }
+
+
+def _limit(body: Any, *keys: str) -> int | None:
+    """The request's cap on reply tokens, if it has one."""
+    fields: dict[str, Any] = body if isinstance(body, dict) else {}  # pyright: ignore[reportUnknownVariableType]
+    for key in keys:
+        value = fields.get(key)
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def _error_body(api: Api, status: int, message: str) -> dict[str, Any]:
