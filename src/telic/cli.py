@@ -582,7 +582,9 @@ def export_otel(
     except TelicError as exc:
         _fail(str(exc))
     if not as_json and not (otlp_endpoint or any(os.environ.get(v) for v in _OTLP_VARIABLES)):
-        _fail("no OTLP endpoint: pass --otlp-endpoint URL, set OTEL_EXPORTER_OTLP_ENDPOINT, or --json")
+        _fail(
+            "no OTLP endpoint: pass --otlp-endpoint URL, set OTEL_EXPORTER_OTLP_ENDPOINT, or --json"
+        )
     with _ledger(db) as ledger:
         spans = run_spans(ledger, run_id, capture_content=capture_content)
     if as_json:
@@ -598,7 +600,9 @@ def export_otel(
         chunk = spans[i : i + 1024]
         if not sink.export(chunk):
             sink.close()
-            _fail(f"the OTLP endpoint {sink.url} did not accept the spans ({sent} of {len(spans)} sent)")
+            _fail(
+                f"the OTLP endpoint {sink.url} did not accept the spans ({sent} of {len(spans)} sent)"
+            )
         sent += len(chunk)
     sink.close()
     out.print(f"exported {sent} spans of {run_id} to {sink.url}", markup=False)

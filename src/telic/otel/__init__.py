@@ -12,7 +12,7 @@ See docs/integrations.md.
 from __future__ import annotations
 
 try:
-    import opentelemetry.sdk.trace  # noqa: F401  # pyright: ignore[reportUnusedImport]
+    import opentelemetry.sdk.trace  # pyright: ignore[reportUnusedImport]
     import opentelemetry.semconv  # noqa: F401  # pyright: ignore[reportUnusedImport]
 except ImportError:  # pragma: no cover - exercised without the extra
     from telic.errors import MissingExtra

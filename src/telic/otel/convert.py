@@ -20,9 +20,7 @@ from telic.otel.spans import SpanData
 
 __all__ = ["SCOPE", "default_resource", "to_readable"]
 
-SCOPE = InstrumentationScope(
-    "telic", "0.1.0", "https://opentelemetry.io/schemas/1.37.0"
-)
+SCOPE = InstrumentationScope("telic", "0.1.0", "https://opentelemetry.io/schemas/1.37.0")
 """The instrumentation scope of every span telic exports."""
 
 _KINDS = {"internal": trace_api.SpanKind.INTERNAL, "client": trace_api.SpanKind.CLIENT}
@@ -57,9 +55,7 @@ def to_readable(spans: Iterable[SpanData], resource: Resource) -> list[ReadableS
                     s.trace_id, s.parent_id, False, _SAMPLED
                 )
         status = (
-            _UNSET
-            if s.error is None
-            else trace_api.Status(trace_api.StatusCode.ERROR, s.error)
+            _UNSET if s.error is None else trace_api.Status(trace_api.StatusCode.ERROR, s.error)
         )
         out.append(
             ReadableSpan(

@@ -54,7 +54,9 @@ def resolve_traces_url(endpoint: str | None = None) -> str:
     return traces_url(base or "http://localhost:4318")
 
 
-def otlp_exporter(endpoint: str | None = None, *, timeout_s: float | None = None) -> OTLPSpanExporter:
+def otlp_exporter(
+    endpoint: str | None = None, *, timeout_s: float | None = None
+) -> OTLPSpanExporter:
     """The SDK's OTLP/HTTP (protobuf) span exporter for ``endpoint``, or for the standard
     environment variables (endpoint, headers, timeout, compression) when it is None."""
     url = traces_url(endpoint) if endpoint else None

@@ -305,9 +305,7 @@ class SpanBuilder:
         seg = rt.segment
         return seg if seg is not None else self._open_segment(rt, t, ns)
 
-    def _end_segment(
-        self, rt: _RunTrace, ns: int, error: str | None, done: list[SpanData]
-    ) -> None:
+    def _end_segment(self, rt: _RunTrace, ns: int, error: str | None, done: list[SpanData]) -> None:
         self._end_turns(rt, done)
         for call in rt.tools.values():
             call.end = ns
