@@ -28,10 +28,10 @@ from typing import Any
 import orjson
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
+from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import CONNECTION_CLOSED
 
-from mcp import Client, StdioServerParameters
 from telic.errors import (
     ConfigError,
     McpMalformedResult,
@@ -233,7 +233,7 @@ class McpServer:
         if owner is None:
             return
         try:
-            async with asyncio.timeout(5.0):
+            async with asyncio.timeout(2.0):
                 await asyncio.shield(owner)
         except TimeoutError:
             owner.cancel()

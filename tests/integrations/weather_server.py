@@ -1,14 +1,13 @@
 """A real MCP server for the tests, written with the SDK's server API.
 
-``python weather_server.py`` serves over stdio; ``python weather_server.py --http PORT_FILE``
-serves streamable HTTP on a free loopback port, written to PORT_FILE once listening.
+``python weather_server.py`` serves over stdio; ``python weather_server.py --http PORT``
+serves streamable HTTP on 127.0.0.1:PORT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 
 from mcp.server import MCPServer
@@ -66,24 +65,7 @@ def pid() -> int:
 
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--http":
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-
-        async def serve() -> None:
-            import uvicorn
-
-            app = server.streamable_http_app(host="127.0.0.1")
-            config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-            http = uvicorn.Server(config)
-            task = asyncio.create_task(http.serve())
-            while not http.started:
-                await asyncio.sleep(0.01)
-            with open(sys.argv[2], "w") as f:
-                f.write(str(port))
-            await task
-
-        asyncio.run(serve())
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         server.run()
 

@@ -1,0 +1,184 @@
+"""MCP tools in: a real MCP server (the SDK's server API) started by the test, over stdio and
+streamable HTTP on loopback; its tools under the kernel's allowlists, argument validation,
+timeouts and approval; crashes and errors as typed ``tool.failed``, the server restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import pytest
+
+from telic.clock import SystemClock
+from telic.errors import ConfigError, McpServerUnavailable, McpToolFailed, ToolArgumentsInvalid
+from telic.kernel import AgentSpec, Budget, Kernel, RunConfig
+from telic.ledger import open_ledger
+from telic.mcp import McpServer, McpServerSpec, connect
+from telic.minds import FunctionMind, View
+from telic.policy import Policy
+from telic.proposal import Proposal
+
+from .conftest import SERVER
+
+
+def _stdio(**kw: Any) -> McpServerSpec:
+    return McpServerSpec("weather", command=(sys.executable, str(SERVER)), **kw)
+
+
+def test_tools_come_with_the_servers_schema_and_hints() -> None:
+    asyncio.run(_tools_come_with_the_servers_schema_and_hints())
+
+
+async def _tools_come_with_the_servers_schema_and_hints() -> None:
+    async with McpServer(_stdio(high_impact=("broken",))) as server:
+        tools = {t.name: t for t in await server.list_tools()}
+    assert {"forecast", "cancel_booking", "advice", "slow", "crash", "broken", "pid"} <= set(tools)
+    forecast = tools["forecast"]
+    assert forecast.schema["properties"]["day"]["type"] == "integer"
+    assert set(forecast.schema["required"]) == {"city", "day"}
+    assert forecast.source == "mcp:weather"
+    assert forecast.version.startswith("sha256:")
+    assert forecast.idempotent  # idempotentHint
+    assert not forecast.high_impact
+    assert tools["cancel_booking"].high_impact  # destructiveHint
+    assert tools["broken"].high_impact  # marked by the spec
+    assert forecast.validate({"city": "Lugano", "day": 2}) == {"city": "Lugano", "day": 2}
+    with pytest.raises(ToolArgumentsInvalid, match="day"):
+        forecast.validate({"city": "Lugano", "day": "two"})
+    with pytest.raises(ToolArgumentsInvalid, match="required"):
+        forecast.validate({"city": "Lugano"})
+
+
+def test_calls_over_stdio_and_http_give_the_same_result(http_server: str) -> None:
+    asyncio.run(_calls_over_stdio_and_http_give_the_same_result(http_server))
+
+
+async def _calls_over_stdio_and_http_give_the_same_result(http_server: str) -> None:
+    args = {"city": "Locarno", "day": 2}
+    async with McpServer(_stdio()) as local:
+        over_stdio = await local.call("forecast", args)
+    async with McpServer(McpServerSpec("weather", url=http_server)) as remote:
+        over_http = await remote.call("forecast", args)
+        names = [t.name for t in await remote.list_tools()]
+    assert over_stdio == over_http == {"city": "Locarno", "day": 2, "rain_mm": 13.0, "sunny": False}
+    assert "forecast" in names
+
+
+def test_errors_are_typed_and_a_crashed_server_is_started_again() -> None:
+    asyncio.run(_errors_are_typed_and_a_crashed_server_is_started_again())
+
+
+async def _errors_are_typed_and_a_crashed_server_is_started_again() -> None:
+    async with McpServer(_stdio()) as server:
+        with pytest.raises(McpToolFailed, match="broken"):
+            await server.call("broken", {"reason": "no"})
+        with pytest.raises(McpToolFailed, match="nosuch"):
+            await server.call("nosuch", {})
+        first = await server.call("pid", {})
+        with pytest.raises(McpServerUnavailable, match="connection closed"):
+            await server.call("crash", {})
+        second = await server.call("pid", {})
+        assert first != second  # a new process
+        assert server.connections == 2
+
+
+def test_a_server_that_cannot_start_is_a_typed_error() -> None:
+    asyncio.run(_a_server_that_cannot_start_is_a_typed_error())
+
+
+async def _a_server_that_cannot_start_is_a_typed_error() -> None:
+    spec = McpServerSpec(
+        "nothing", command=(sys.executable, "-c", "import sys; sys.exit(2)"), connect_timeout_s=5
+    )
+    async with McpServer(spec) as server:
+        with pytest.raises(McpServerUnavailable, match="nothing"):
+            await server.list_tools()
+
+
+def test_a_spec_needs_exactly_one_transport() -> None:
+    with pytest.raises(ConfigError, match="exactly one"):
+        McpServerSpec("x")
+    with pytest.raises(ConfigError, match="exactly one"):
+        McpServerSpec("x", command=("a",), url="http://127.0.0.1:1/mcp")
+
+
+# -- in a run ------------------------------------------------------------------------------
+
+
+def _calls(*steps: Proposal) -> FunctionMind:
+    """Proposes ``steps`` one per tick, then finishes."""
+
+    def propose(view: View) -> Proposal:
+        if view.tick <= len(steps):
+            return steps[view.tick - 1]
+        return Proposal(action="finish", args={"result": "done"})
+
+    return FunctionMind(propose)
+
+
+def _tool(name: str, **args: Any) -> Proposal:
+    return Proposal(action="tool", args={"tool": name, "args": args})
+
+
+async def _run(config: RunConfig) -> list[Any]:
+    ledger = open_ledger("memory://")
+    run = await Kernel(ledger, clock=SystemClock()).run(config, max_ticks=6)
+    return list(ledger.read(run.run_id))
+
+
+def test_a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
+    asyncio.run(_a_run_uses_mcp_tools_under_the_kernels_policy())
+
+
+async def _a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
+    # The timeout covers starting the server again after the timed-out call: generous.
+    servers, tools = await connect([_stdio(timeout_s=8.0)])
+    approvals: list[tuple[str, str]] = []
+
+    async def approver(agent: str, tool: str, args: dict[str, Any]) -> bool:
+        approvals.append((agent, tool))
+        return args.get("booking") == "B-17"
+
+    try:
+        config = RunConfig(
+            goal="use MCP tools",
+            agents=[
+                AgentSpec(
+                    "caller",
+                    "worker",
+                    _calls(
+                        _tool("forecast", city="Lugano", day=1),
+                        _tool("forecast", city="Lugano", day="one"),  # fails the schema
+                        _tool("slow", seconds=120),  # past the kernel's timeout
+                        _tool("broken", reason="bad input"),
+                        _tool("cancel_booking", booking="B-17"),  # approved
+                    ),
+                    tools=("forecast", "slow", "broken", "cancel_booking"),
+                ),
+                AgentSpec(
+                    "stranger",
+                    "worker",
+                    _calls(_tool("cancel_booking", booking="ALL")),  # not on its allowlist
+                    tools=("forecast",),
+                ),
+            ],
+            tools=tools,
+            budget=Budget(ticks=8),
+            policy=Policy(stall_ticks=0, verifier=None, fail_agent_on_tool_error=False),
+            approver=approver,
+        )
+        transitions = await _run(config)
+    finally:
+        for s in servers:
+            await s.aclose()
+    kinds = [(t.kind, t.data.get("tool"), t.agent) for t in transitions]
+    assert ("tool.completed", "forecast", "caller") in kinds
+    assert ("tool.timeout", "slow", "caller") in kinds
+    failed = next(t for t in transitions if t.kind == "tool.failed")
+    assert failed.data["tool"] == "broken" and failed.data["error"] == "McpToolFailed"
+    assert ("tool.completed", "cancel_booking", "caller") in kinds
+    assert approvals == [("caller", "cancel_booking")]
+    rejected = {(t.agent, t.data["check"]) for t in transitions if t.kind == "proposal.rejected"}
+    assert ("caller", "arguments") in rejected
+    assert ("stranger", "allowlist") in rejected
