@@ -608,6 +608,23 @@ def export_otel(
     out.print(f"exported {sent} spans of {run_id} to {sink.url}", markup=False)
 
 
+@app.command("mcp")
+def mcp_server(db: DbOption = DEFAULT_DB) -> None:
+    """Serve this ledger's runs to an MCP client over stdio (list, transcript, trace, state,
+    diff, verify, fork, resume); the client acts as the local OS user. Needs telic[mcp]."""
+    if "://" not in db and not Path(db).exists():
+        _fail(f"no ledger at {db}: run `telic demo` first, or pass --db")
+    try:
+        from telic.mcp import build_server
+    except TelicError as exc:
+        _fail(str(exc))
+    try:
+        server = build_server(db)
+    except TelicError as exc:
+        _fail(str(exc))
+    server.run()
+
+
 @app.command()
 def verify(
     run_id: Annotated[str | None, typer.Argument(help="The run to verify.")] = None,

@@ -139,6 +139,8 @@ class RunResumed(Payload):
     """Why the run was resumed."""
     head: int
     """The sequence number the run stood at."""
+    by: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Who asked for it (an operator, e.g. ``user@host via mcp``), when someone did."""
 
 
 class RunForked(Payload):
@@ -148,6 +150,8 @@ class RunForked(Payload):
     """The run forked from."""
     at: int
     """The last parent sequence number the fork shares."""
+    by: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Who asked for it (an operator, e.g. ``user@host via mcp``), when someone did."""
 
 
 class RunPaused(Payload):

@@ -117,21 +117,26 @@ class Kernel:
         run = await self.boot(config, run_id=run_id)
         return await run.until_done(max_ticks)
 
-    def fork(self, run_id: str, at: int, *, new_id: str | None = None) -> str:
-        """Fork ``run_id`` after sequence ``at`` (copy-on-write) and record ``run.forked``."""
+    def fork(
+        self, run_id: str, at: int, *, new_id: str | None = None, by: str | None = None
+    ) -> str:
+        """Fork ``run_id`` after sequence ``at`` (copy-on-write) and record ``run.forked``
+        (with ``by``, who asked for it, when given)."""
         rid = new_id or new_run_id()
         info = self.ledger.fork(run_id, at, rid)
         tick = self.ledger.get(rid, at).tick if at else 0
         committed = self.ledger.append(
             rid,
-            [draft(RunForked(parent=run_id, at=at), ts=self.clock.now_us(), tick=tick)],
+            [draft(RunForked(parent=run_id, at=at, by=by), ts=self.clock.now_us(), tick=tick)],
             expected=info.head + 1,
         )
         if self.publish is not None:
             self.publish(committed)
         return rid
 
-    async def resume(self, run_id: str, config: RunConfig, *, reason: str = "resumed") -> Run:
+    async def resume(
+        self, run_id: str, config: RunConfig, *, reason: str = "resumed", by: str | None = None
+    ) -> Run:
         """Continue a run after a crash, a stop or a fork, rebuilding everything from the ledger.
 
         A tool that started with no recorded result is run again only if it is idempotent;
@@ -163,7 +168,7 @@ class Kernel:
         ]
         run = Run(self.ledger, run_id, config, self.clock, self.publish, state=state)
         batch = run.batch()
-        batch.add(RunResumed(reason=reason, head=head), tick=tick)
+        batch.add(RunResumed(reason=reason, head=head, by=by), tick=tick)
         # An approval still awaited when the kernel stopped got no answer: that means deny.
         for proposal, a in approvals:
             why = "the run was interrupted before an answer; no answer means deny"

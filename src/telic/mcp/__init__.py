@@ -11,6 +11,17 @@ except ImportError:  # pragma: no cover - exercised without the extra
 
     raise MissingExtra("mcp", "mcp") from None
 
+from telic.mcp.server import Authorize, Scope, build_server, local_operator
 from telic.mcp.tools import McpServer, McpServerSpec, connect, load, schema_hash
 
-__all__ = ["McpServer", "McpServerSpec", "connect", "load", "schema_hash"]
+__all__ = [
+    "Authorize",
+    "McpServer",
+    "McpServerSpec",
+    "Scope",
+    "build_server",
+    "connect",
+    "load",
+    "local_operator",
+    "schema_hash",
+]
