@@ -5,7 +5,10 @@ timeouts and approval; crashes and errors as typed ``tool.failed``, the server r
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -182,3 +185,65 @@ async def _a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
     rejected = {(t.agent, t.data["check"]) for t in transitions if t.kind == "proposal.rejected"}
     assert ("caller", "arguments") in rejected
     assert ("stranger", "allowlist") in rejected
+
+
+# -- in a spec, through `telic run` ----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _telic_run(spec: Path, db: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "telic", "run", str(spec), "--db", str(db), "--out", str(db.parent)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+def _check_spec_run(db: Path) -> dict[str, Any]:
+    ledger = open_ledger(str(db))
+    run_id = ledger.runs()[0].id
+    ts = list(ledger.read(run_id))
+    assert ledger.state_at(run_id)["status"] == "completed"
+    forecasts = [t for t in ts if t.kind == "tool.completed" and t.data["tool"] == "forecast"]
+    assert len(forecasts) == 3
+    rejected = {(t.agent, t.data["check"]) for t in ts if t.kind == "proposal.rejected"}
+    # the injected advice made the reader propose cancel_booking: not on its allowlist
+    assert ("reader", "allowlist") in rejected
+    # the booker may, but the tool is destructive: no approver, so denied
+    assert ("booker", "approval") in rejected
+    assert not any(t.kind == "tool.started" and t.data["tool"] == "cancel_booking" for t in ts)
+    recorded: dict[str, Any] = ts[0].data["config"]["mcp"]["weather"]
+    assert recorded["tools"]["forecast"].startswith("sha256:")
+    return recorded
+
+
+def test_the_example_spec_runs_a_stdio_server(tmp_path: Path) -> None:
+    proc = _telic_run(ROOT / "examples" / "mcp.toml", tmp_path / "mcp.db")
+    assert proc.returncode == 0, proc.stderr
+    assert _check_spec_run(tmp_path / "mcp.db")["transport"] == "stdio"
+
+
+def test_a_spec_uses_a_streamable_http_server(tmp_path: Path, http_server: str) -> None:
+    shutil.copy(ROOT / "examples" / "mcp_minds.py", tmp_path / "mcp_minds.py")
+    text = (ROOT / "examples" / "mcp.toml").read_text()
+    text = text.replace('command = ["python", "mcp_weather.py"]', f'url = "{http_server}"')
+    text = text.replace("high_impact = []", 'tools = ["forecast", "advice", "cancel_booking"]')
+    spec = tmp_path / "mcp.toml"
+    spec.write_text(text)
+    proc = _telic_run(spec, tmp_path / "mcp.db")
+    assert proc.returncode == 0, proc.stderr
+    assert _check_spec_run(tmp_path / "mcp.db")["transport"] == "http"
+
+
+def test_a_spec_whose_server_does_not_start_is_one_line(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text(
+        'goal = "g"\n[[mcp_servers]]\nname = "gone"\ncommand = ["python", "-c", "raise SystemExit(1)"]\n'
+        'connect_timeout_s = 20\n[[agents]]\nname = "a"\nrole = "r"\nmind = "x:y"\n'
+    )
+    proc = _telic_run(spec, tmp_path / "bad.db")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "gone" in proc.stderr
