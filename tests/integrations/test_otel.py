@@ -39,8 +39,19 @@ from telic.kinds import (
     TickStarted,
 )
 from telic.ledger import BaseLedger, open_ledger
-from telic.otel import OtelProcessor, SpanBuilder, SpanData, SpanRole, run_spans, span_id, trace_id
+from telic.otel import (
+    OtelProcessor,
+    SpanBuilder,
+    SpanData,
+    SpanEvent,
+    SpanRole,
+    default_resource,
+    run_spans,
+    span_id,
+    trace_id,
+)
 from telic.otel.ids import run_key
+from telic.otel.otlp import _Encoder  # pyright: ignore[reportPrivateUsage]
 from telic.transition import Transition, draft
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -314,6 +325,17 @@ def test_demo_exports_live_to_an_otlp_receiver_and_export_otel_matches(
     attrs = {kv.key: kv.value for kv in turn.attributes}
     assert attrs[gen_ai.GEN_AI_AGENT_NAME].string_value == "budgeter"
     assert attrs["telic.tick"].int_value == 1
+    rejected = [
+        {kv.key: kv.value for kv in e.attributes}
+        for _, s in live
+        for e in s.events
+        if e.name == "proposal.rejected"
+    ]
+    assert {r["telic.check"].string_value for r in rejected} >= {"conflict", "grounding"}
+    assert all(r["telic.seq"].int_value > 0 for r in rejected)
+    root = next(s for _, s in live if not s.parent_span_id)
+    assert {e.name for e in root.events} >= {"conflict.detected", "state.restored"}
+    assert all({kv.key for kv in e.attributes} >= {"telic.seq"} for e in root.events)
 
     # after the fact, through OTEL_EXPORTER_OTLP_ENDPOINT: the same spans again
     receiver.requests.clear()
@@ -401,3 +423,54 @@ def test_an_endpoint_that_is_down_counts_failures(tmp_path: Path) -> None:
     run_id = clock.run(main())
     assert ledger.state_at(run_id)["status"] == "completed"
     assert processor.stats.failed > 0 and processor.stats.exported == 0
+
+
+_values = st.one_of(
+    st.text(max_size=20),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+)
+_attributes = st.dictionaries(st.text(min_size=1, max_size=10), _values, max_size=6)
+
+
+def _decoded(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    return getattr(value, kind)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_attributes, _attributes, st.booleans()), min_size=1, max_size=5))
+def test_the_otlp_encoder_round_trips_through_opentelemetry_proto(
+    rows: list[tuple[dict[str, Any], dict[str, Any], bool]],
+) -> None:
+    spans = [
+        SpanData(
+            trace_id=(1 << 127) + i,
+            span_id=i + 1,
+            parent_id=0 if i == 0 else 1,
+            name=f"span {i}",
+            kind="client" if failed else "internal",
+            start_ns=1_700_000_000_000_000_000 + i,
+            end_ns=1_700_000_000_000_000_500 + i,
+            attributes=attrs,
+            events=(SpanEvent("an.event", 1_700_000_000_000_000_100, event_attrs),),
+            error="it failed" if failed else None,
+        )
+        for i, (attrs, event_attrs, failed) in enumerate(rows)
+    ]
+    encoder = _Encoder(default_resource())
+    for _ in range(2):  # the second pass is served from the memo
+        req = ExportTraceServiceRequest.FromString(encoder.request(spans))
+        got = req.resource_spans[0].scope_spans[0].spans
+        assert len(got) == len(spans)
+        for s, g in zip(spans, got, strict=True):
+            assert int.from_bytes(g.trace_id, "big") == s.trace_id
+            assert int.from_bytes(g.span_id, "big") == s.span_id
+            assert g.name == s.name and g.start_time_unix_nano == s.start_ns
+            assert {kv.key: _decoded(kv.value) for kv in g.attributes} == s.attributes
+            assert {kv.key: _decoded(kv.value) for kv in g.events[0].attributes} == (
+                s.events[0].attributes
+            )
+            assert (g.status.code == 2) == (s.error is not None)
+            assert g.kind == (3 if s.kind == "client" else 1)

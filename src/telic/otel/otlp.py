@@ -80,16 +80,20 @@ class _Encoder:
         self._resource = _field(b"\x0a", res_attrs)  # ResourceSpans.resource
         self._scope = _field(b"\x0a", scope)  # ScopeSpans.scope
         self._scope_schema = _field(b"\x1a", (SCOPE.schema_url or "").encode())
+        # One memo per field an attribute goes in (Span.attributes, Span.Event.attributes):
+        # the cached bytes include the field's tag.
         self._attrs: dict[tuple[str, type, AttributeValue], bytes] = {}
+        self._event_attrs: dict[tuple[str, type, AttributeValue], bytes] = {}
         self._traces: dict[int, bytes] = {}
 
     def _attr(self, tag: bytes, key: str, value: AttributeValue) -> bytes:
+        memos = self._attrs if tag == b"\x4a" else self._event_attrs
         memo = (key, value.__class__, value)
-        got = self._attrs.get(memo)
+        got = memos.get(memo)
         if got is None:
-            if len(self._attrs) >= _MEMO_LIMIT:
-                self._attrs.clear()
-            got = self._attrs[memo] = _field(tag, _key_value(key, value))
+            if len(memos) >= _MEMO_LIMIT:
+                memos.clear()
+            got = memos[memo] = _field(tag, _key_value(key, value))
         return got
 
     def span(self, s: SpanData) -> bytes:
@@ -97,6 +101,7 @@ class _Encoder:
         if prefix is None:
             prefix = self._traces[s.trace_id] = b"\x0a\x10" + s.trace_id.to_bytes(16, "big")
         attr = self._attr
+        memo = self._attrs
         parts = [
             prefix,
             b"\x12\x08",
@@ -111,7 +116,9 @@ class _Encoder:
         parts.append(_pack_u64(s.start_ns))
         parts.append(b"\x41")
         parts.append(_pack_u64(s.end_ns))
-        parts.extend([attr(b"\x4a", k, v) for k, v in s.attributes.items()])
+        parts.extend(
+            [memo.get((k, v.__class__, v)) or attr(b"\x4a", k, v) for k, v in s.attributes.items()]
+        )
         for e in s.events:
             body = (
                 b"\x09"

@@ -79,6 +79,7 @@ _EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 _ENDS = {"run.completed": "completed", "run.failed": "failed", "run.stopped": "stopped"}
 _TOOL_ENDS = frozenset({"tool.completed", "tool.failed", "tool.timeout", "tool.unknown"})
+_EFFECTS = frozenset({"memory.updated", "plan.updated", "belief.updated", "observation.recorded"})
 
 
 class SpanEvent(NamedTuple):
@@ -152,7 +153,18 @@ class _Open:
 class _RunTrace:
     """What the builder holds for one run."""
 
-    __slots__ = ("ended", "key", "last_ns", "run", "segment", "tick", "tools", "trace", "turns")
+    __slots__ = (
+        "agents",
+        "ended",
+        "key",
+        "last_ns",
+        "run",
+        "segment",
+        "tick",
+        "tools",
+        "trace",
+        "turns",
+    )
 
     def __init__(self, run: str) -> None:
         self.run = run
@@ -165,6 +177,8 @@ class _RunTrace:
         self.last_ns = 0
         self.ended = False
         """The run ended: what follows (agents stopping) belongs to no segment."""
+        self.agents: dict[str, tuple[str, str]] = {}
+        """By agent: its turn spans' name and ``gen_ai.agent.id`` (made once)."""
 
 
 def _content(value: Any) -> str:
@@ -236,6 +250,11 @@ class SpanBuilder:
             if turn is not None:
                 turn.end = ns
                 turn.attributes["telic.proposal.verdict"] = "accepted"
+            return
+        if kind in _EFFECTS:  # an accepted proposal's effect extends the agent's turn
+            turn = rt.turns.get(data["agent"])
+            if turn is not None:
+                turn.end = ns
             return
         if kind == "tool.started":
             self._tool_started(rt, t, ns, data)
@@ -321,16 +340,21 @@ class SpanBuilder:
             rt.segment = None
 
     def _open_turn(self, rt: _RunTrace, t: Transition, ns: int, agent: str) -> _Open:
-        seg = self._segment(rt, t, ns)
+        seg = rt.segment
+        if seg is None:
+            seg = self._open_segment(rt, t, ns)
+        names = rt.agents.get(agent)
+        if names is None:
+            names = rt.agents[agent] = (f"{_INVOKE_AGENT} {agent}", f"{rt.run}/{agent}")
         turn = _Open(
-            f"{_INVOKE_AGENT} {agent}",
+            names[0],
             span_id(rt.key, t.seq, SpanRole.TURN),
             seg.sid,
             ns,
             {
                 _OP: _INVOKE_AGENT,
                 _AGENT_NAME: agent,
-                _AGENT_ID: f"{rt.run}/{agent}",
+                _AGENT_ID: names[1],
                 _CONVERSATION: rt.run,
                 "telic.tick": t.tick,
             },
