@@ -20,15 +20,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
-from mcp import Client, StdioServerParameters
+from mcp import Client, StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import CONNECTION_CLOSED
 
@@ -79,15 +80,17 @@ class McpServerSpec:
         if not (self.timeout_s > 0 and self.connect_timeout_s > 0):
             raise ConfigError(f"MCP server {self.name!r}: timeouts must be positive")
 
-    def target(self) -> StdioServerParameters | str:
+    def target(self) -> Any:
+        """What the SDK's ``Client`` connects to: the URL, or a stdio transport."""
         if self.url is not None:
             return self.url
-        return StdioServerParameters(
+        params = StdioServerParameters(
             command=self.command[0],
             args=list(self.command[1:]),
             env=dict(self.env) or None,
             cwd=self.cwd,
         )
+        return stdio_client(params, errlog=_errlog())
 
 
 def schema_hash(tool: Any) -> str:
@@ -346,6 +349,16 @@ class McpServer:
                 self.spec.name, f"the call of {tool!r} failed: {_describe(exc)}"
             ) from None
         return _result(self.spec.name, tool, result)
+
+
+def _errlog() -> TextIO:
+    """Where a stdio server's stderr goes: ours, or the process's own when ours is no file
+    (captured by a test runner or a notebook)."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.__stderr__ or sys.stderr
+    return sys.stderr
 
 
 def _describe(exc: BaseException | None) -> str:
