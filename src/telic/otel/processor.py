@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from telic.errors import ConfigError
 from telic.events.event import Event
 from telic.otel.convert import default_resource, to_readable
 from telic.otel.endpoint import capture_content_from_env, resolve_traces_url
@@ -77,8 +78,9 @@ class OtelProcessor:
 
     ``exporter`` is any OpenTelemetry ``SpanExporter`` (the in-memory one, the console, the
     SDK's OTLP exporters) or a :class:`SpanSink`; :meth:`for_endpoint` makes one that posts
-    OTLP/HTTP protobuf with telic's own encoder (much cheaper per span). ``capture_content`` records prompts, completions, tool arguments and
-    results (off by default, as the GenAI conventions ask). ``max_queue`` bounds the
+    OTLP/HTTP protobuf with telic's own encoder (much cheaper per span). ``capture_content``
+    records prompts, completions, tool arguments and results (off by default, as the GenAI
+    conventions ask). ``max_queue`` bounds the
     transitions waiting for the worker; ``batch_size`` is the most spans per export call.
     """
 
@@ -94,12 +96,10 @@ class OtelProcessor:
         interval_s: float = 0.5,
     ) -> None:
         if max_queue < 1 or batch_size < 1 or not interval_s > 0:
-            from telic.errors import ConfigError
-
             raise ConfigError("OtelProcessor: max_queue, batch_size and interval_s must be > 0")
         self.resource = resource or default_resource(resource_attributes)
         self.sink: SpanSink = (
-            exporter if isinstance(exporter, SpanSink) else _SdkSink(exporter, self.resource)
+            _SdkSink(exporter, self.resource) if isinstance(exporter, SpanExporter) else exporter
         )
         self._builder = SpanBuilder(capture_content=capture_content)
         self._queue: deque[Transition] = deque()
@@ -123,7 +123,9 @@ class OtelProcessor:
         *,
         capture_content: bool | None = None,
         timeout_s: float = 10.0,
-        **options: int | float,
+        max_queue: int = 200_000,
+        batch_size: int = 1024,
+        interval_s: float = 0.5,
     ) -> OtelProcessor:
         """A processor that posts to the OTLP/HTTP ``endpoint`` (a base URL or the traces
         URL), or to the one the standard ``OTEL_EXPORTER_OTLP_*`` variables name.
@@ -131,7 +133,14 @@ class OtelProcessor:
         resource = default_resource()
         sink = OtlpHttpSink(resolve_traces_url(endpoint), resource, timeout_s=timeout_s)
         capture = capture_content_from_env() if capture_content is None else capture_content
-        return cls(sink, capture_content=capture, resource=resource, **options)  # type: ignore[arg-type]
+        return cls(
+            sink,
+            capture_content=capture,
+            resource=resource,
+            max_queue=max_queue,
+            batch_size=batch_size,
+            interval_s=interval_s,
+        )
 
     @property
     def stats(self) -> OtelStats:
