@@ -18,6 +18,7 @@ from rich.table import Table
 
 from telic.clock import Clock, SystemClock, VirtualClock
 from telic.errors import ChainBroken, RunNotResumable, TelicError
+from telic.events import EventKernel
 from telic.kernel import Kernel, Run
 from telic.ledger import BaseLedger, open_ledger
 from telic.statediff import changes as state_changes
@@ -47,6 +48,23 @@ DbOption = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+OtlpOption = Annotated[
+    str | None,
+    typer.Option(
+        "--otlp-endpoint",
+        help="Export OpenTelemetry GenAI spans live to this OTLP/HTTP endpoint (a base URL such "
+        "as http://localhost:4318, or its /v1/traces URL); OTEL_EXPORTER_OTLP_ENDPOINT works "
+        "too. Needs telic[otel].",
+    ),
+]
+CaptureFlag = Annotated[
+    bool,
+    typer.Option(
+        "--capture-content",
+        help="Put prompts, completions, tool arguments and results in the spans (off by "
+        "default, as the GenAI conventions ask).",
+    ),
+]
 RunArg = Annotated[str, typer.Argument(help="The run id (see `telic runs`).")]
 
 
@@ -86,18 +104,43 @@ def _print_json(value: Any) -> None:
 # -- the reference run ---------------------------------------------------------------------
 
 
+def _otel(endpoint: str | None, capture_content: bool) -> list[Any]:
+    """The OpenTelemetry processor for ``--otlp-endpoint`` (or the OTEL_EXPORTER_OTLP_*
+    variables), or none."""
+    if not (endpoint or any(os.environ.get(v) for v in _OTLP_VARIABLES)):
+        return []
+    try:
+        from telic.otel import OtelProcessor
+    except TelicError as exc:
+        _fail(str(exc))
+    try:
+        return [OtelProcessor.for_endpoint(endpoint, capture_content=capture_content or None)]
+    except TelicError as exc:
+        _fail(str(exc))
+
+
+_OTLP_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
 def _drive(
     ledger: BaseLedger,
     clock: Clock,
     start: Callable[[Kernel], Any],
     emit: Callable[[str], None],
     finish: Callable[[], Awaitable[None]] | None = None,
+    processors: list[Any] | None = None,
 ) -> Run:
     """Boot or resume a run, printing its transcript from the ledger as ticks complete;
-    ``finish`` runs last, on the run's loop (e.g. to close model clients)."""
+    ``finish`` runs last, on the run's loop (e.g. to close model clients). ``processors``
+    (exporters) see every committed transition through an event kernel."""
 
     async def main() -> Run:
-        kernel = Kernel(ledger, clock=clock)
+        if processors:
+            async with EventKernel(ledger, clock=clock, processors=processors) as events:
+                return await drive(Kernel(ledger, clock=clock, publish=events.publish))
+        return await drive(Kernel(ledger, clock=clock))
+
+    async def drive(kernel: Kernel) -> Run:
         run: Run = await start(kernel)
         printed = 0
 
@@ -161,15 +204,22 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the artifacts.")] = Path(
         ".telic/out"
     ),
+    otlp_endpoint: OtlpOption = None,
+    capture_content: CaptureFlag = False,
 ) -> None:
     """Run the reference run: plan a 3-day Basel to Ticino trip under CHF 600, offline."""
     from telic.demo import DEFAULT_SEED, build
 
     config, _ = build(DEFAULT_SEED if seed is None else seed)
     clock: Clock = VirtualClock() if instant else SystemClock()
+    processors = _otel(otlp_endpoint, capture_content)
     with _ledger(db, create=True) as ledger:
         run = _drive(
-            ledger, clock, lambda k: k.boot(config), lambda line: out.print(line, markup=False)
+            ledger,
+            clock,
+            lambda k: k.boot(config),
+            lambda line: out.print(line, markup=False),
+            processors=processors,
         )
         info = ledger.run(run.id)
         files = _write_artifacts(ledger, run.id, out_dir / run.id)
@@ -209,10 +259,13 @@ def resume(
             help="Go on with other instructions for the model agents (a counterfactual).",
         ),
     ] = None,
+    otlp_endpoint: OtlpOption = None,
+    capture_content: CaptureFlag = False,
 ) -> None:
     """Continue a run (a fork, or one interrupted by a crash) with the kernel."""
     from telic.demo import build
 
+    processors = _otel(otlp_endpoint, capture_content)
     with _ledger(db) as ledger:
         booted = next(iter(ledger.read(run_id, 1, 1)), None)
         recorded: dict[str, Any] = (
@@ -228,7 +281,7 @@ def resume(
                 )
             if seed is not None:
                 _fail("--seed does not apply to a run booted from a spec; leave it out")
-            _resume_spec(ledger, run_id, out_dir, model, instructions)
+            _resume_spec(ledger, run_id, out_dir, processors, model, instructions)
             return
         if model is not None or instructions is not None:
             _fail("--model and --instructions apply to runs booted from a spec (`telic run`)")
@@ -250,6 +303,7 @@ def resume(
             clock,
             lambda k: k.resume(run_id, config, reason="telic resume"),
             lambda line: out.print(line, markup=False),
+            processors=processors,
         )
         for f in _write_artifacts(ledger, run.id, out_dir / run.id):
             out.print(f"wrote {f}", style="dim", markup=False)
@@ -259,6 +313,7 @@ def _resume_spec(
     ledger: BaseLedger,
     run_id: str,
     out_dir: Path,
+    processors: list[Any],
     model: str | None = None,
     instructions: str | None = None,
 ) -> None:
@@ -295,6 +350,7 @@ def _resume_spec(
         ),
         lambda line: out.print(line, markup=False),
         built.aclose,
+        processors,
     )
     _report_spec_run(ledger, run, out_dir)
 
@@ -346,12 +402,15 @@ def run_spec(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the artifacts.")] = Path(
         ".telic/out"
     ),
+    otlp_endpoint: OtlpOption = None,
+    capture_content: CaptureFlag = False,
 ) -> None:
     """Run a swarm described in a TOML spec (goal, agents, tools, budget, policy) with model
     minds; exit 1 unless the run completes."""
     from telic.spec import build_run
 
     clock = SystemClock()  # model minds need real time
+    processors = _otel(otlp_endpoint, capture_content)
     try:
         built = build_run(spec, model=model, clock=clock)
         _check_endpoints(built)
@@ -364,6 +423,7 @@ def run_spec(
             lambda k: k.boot(built.config),
             lambda line: out.print(line, markup=False),
             built.aclose,
+            processors,
         )
         _report_spec_run(ledger, run, out_dir)
 
@@ -564,6 +624,66 @@ def fork(
             _print_json({"id": new_id, "parent": {"run": run_id, "seq": at}})
         else:
             out.print(new_id, markup=False)
+
+
+@app.command("export-otel")
+def export_otel(
+    run_id: RunArg,
+    db: DbOption = DEFAULT_DB,
+    otlp_endpoint: OtlpOption = None,
+    capture_content: CaptureFlag = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the spans as JSON lines instead of sending them.")
+    ] = False,
+) -> None:
+    """Export a run's history as OpenTelemetry GenAI spans, with the trace and span ids a live
+    export gives (--otlp-endpoint, or OTEL_EXPORTER_OTLP_ENDPOINT)."""
+    try:
+        from telic.otel import OtlpHttpSink, default_resource, resolve_traces_url, run_spans
+    except TelicError as exc:
+        _fail(str(exc))
+    if not as_json and not (otlp_endpoint or any(os.environ.get(v) for v in _OTLP_VARIABLES)):
+        _fail(
+            "no OTLP endpoint: pass --otlp-endpoint URL, set OTEL_EXPORTER_OTLP_ENDPOINT, or --json"
+        )
+    with _ledger(db) as ledger:
+        spans = run_spans(ledger, run_id, capture_content=capture_content)
+    if as_json:
+        for s in spans:
+            _print_json(s.to_json())
+        return
+    try:
+        sink = OtlpHttpSink(resolve_traces_url(otlp_endpoint), default_resource())
+    except TelicError as exc:
+        _fail(str(exc))
+    sent = 0
+    for i in range(0, len(spans), 1024):
+        chunk = spans[i : i + 1024]
+        if not sink.export(chunk):
+            sink.close()
+            _fail(
+                f"the OTLP endpoint {sink.url} did not accept the spans ({sent} of {len(spans)} sent)"
+            )
+        sent += len(chunk)
+    sink.close()
+    out.print(f"exported {sent} spans of {run_id} to {sink.url}", markup=False)
+
+
+@app.command("mcp")
+def mcp_server(db: DbOption = DEFAULT_DB) -> None:
+    """Serve this ledger's runs to an MCP client over stdio (list, transcript, trace, state,
+    diff, verify, fork, resume); the client acts as the local OS user. Needs telic[mcp]."""
+    if "://" not in db and not Path(db).exists():
+        _fail(f"no ledger at {db}: run `telic demo` first, or pass --db")
+    try:
+        from telic.mcp import build_server
+    except TelicError as exc:
+        _fail(str(exc))
+    try:
+        server = build_server(db)
+    except TelicError as exc:
+        _fail(str(exc))
+    server.run()
 
 
 @app.command()

@@ -41,7 +41,11 @@ The hierarchy::
     │   └── TokenInvalid            a bad token name or scope, or a name already taken
     ├── ToolError                   defining or calling a tool went wrong
     │   ├── UnknownTool             a tool name that is not registered
-    │   └── ToolArgumentsInvalid    arguments that fail the tool's schema
+    │   ├── ToolArgumentsInvalid    arguments that fail the tool's schema
+    │   └── McpError                an MCP server or one of its tools failed
+    │       ├── McpServerUnavailable    the server cannot be started, reached, or crashed
+    │       ├── McpToolFailed           the server answered with an error (or unknown tool)
+    │       └── McpMalformedResult      the server's answer is not a usable tool result
     ├── MindError                   a mind could not produce a proposal
     │   ├── ScriptExhausted         a scripted mind asked for more steps than it has
     │   ├── ScriptUnused            a scripted mind ended with steps left over
@@ -358,6 +362,26 @@ class ToolArgumentsInvalid(ToolError):
         super().__init__(f"arguments for tool {name!r} are invalid: {detail}")
         self.name = name
         self.detail = detail
+
+
+class McpError(ToolError):
+    """An MCP server or one of its tools failed; the call is recorded as ``tool.failed``."""
+
+    def __init__(self, server: str, message: str) -> None:
+        super().__init__(f"MCP server {server!r}: {message}")
+        self.server = server
+
+
+class McpServerUnavailable(McpError):
+    """The server could not be started or reached, or it crashed; the next call restarts it."""
+
+
+class McpToolFailed(McpError):
+    """The server answered the call with an error (a tool error, an unknown tool)."""
+
+
+class McpMalformedResult(McpError):
+    """The server's answer is not a tool result telic can record."""
 
 
 # -- minds -------------------------------------------------------------------------------

@@ -146,6 +146,8 @@ class RunResumed(Payload):
     counterfactual: dict[str, JsonValue] | None = None
     """What the run goes on with that differs from how it was booted (``model``,
     ``instructions``, ``policy``): a fork resumed this way is a counterfactual of its parent."""
+    by: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Who asked for it (an operator, e.g. ``user@host via mcp``), when someone did."""
 
 
 class RunForked(Payload):
@@ -155,6 +157,8 @@ class RunForked(Payload):
     """The run forked from."""
     at: int
     """The last parent sequence number the fork shares."""
+    by: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """Who asked for it (an operator, e.g. ``user@host via mcp``), when someone did."""
 
 
 class RunPaused(Payload):

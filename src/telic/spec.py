@@ -48,6 +48,7 @@ __all__ = [
     "AgentEntry",
     "BudgetEntry",
     "BuiltRun",
+    "McpServerEntry",
     "PolicyEntry",
     "RecordedSpec",
     "RunSpec",
@@ -119,6 +120,27 @@ class PolicyEntry(_Strict):
     """Role ranks for the ``priority`` resolver (higher wins)."""
 
 
+class McpServerEntry(_Strict):
+    """One ``[[mcp_servers]]`` table: an MCP server whose tools the agents may use."""
+
+    name: str = Field(min_length=1)
+    command: list[str] | None = Field(default=None, min_length=1)
+    """A stdio server's command and arguments (run in the spec's directory)."""
+    url: str | None = None
+    """A streamable HTTP server's URL."""
+    env: dict[str, str] = Field(default_factory=dict[str, str])
+    timeout_s: float = Field(default=30.0, gt=0)
+    """The kernel's timeout of each call."""
+    connect_timeout_s: float = Field(default=30.0, gt=0)
+    tools: list[str] | None = None
+    """Only these tools of the server (default: all)."""
+    high_impact: list[str] = Field(default_factory=list[str])
+    """Tools that need approval besides those marked destructiveHint."""
+    idempotent: list[str] = Field(default_factory=list[str])
+    prefix: str = ""
+    """Prepended to the server's tool names."""
+
+
 class RunSpec(_Strict):
     """A whole spec file."""
 
@@ -130,6 +152,8 @@ class RunSpec(_Strict):
     """Import paths, each to a Tool, a list of Tools, or a zero-argument factory of either."""
     high_impact: list[str] = Field(default_factory=list[str])
     """Names of tools whose calls wait for a human decision (besides those marked so)."""
+    mcp_servers: list[McpServerEntry] = Field(default_factory=list[McpServerEntry])
+    """MCP servers whose tools join ``tools`` (needs ``telic[mcp]``)."""
     budget: BudgetEntry = Field(default_factory=BudgetEntry)
     policy: PolicyEntry = Field(default_factory=PolicyEntry)
     scheduler: dict[str, Any] | None = None
@@ -337,12 +361,17 @@ class BuiltRun:
     model: str | None
     """The ``--model`` override it was built with (None: the spec's own)."""
     minds: list[ModelMind] = field(default_factory=list[ModelMind])
+    servers: list[Any] = field(default_factory=list[Any])
+    """The MCP servers (:class:`telic.mcp.McpServer`) the tools call; closed by aclose."""
 
     async def aclose(self) -> None:
-        """Close the model minds' clients (explorers included)."""
+        """Close the model minds' clients (explorers included) and the MCP servers."""
         for m in self.minds:
             await m.aclose()
         self.minds.clear()
+        for s in self.servers:
+            await s.aclose()
+        self.servers.clear()
 
 
 class _Models:
@@ -466,8 +495,13 @@ def build_run(
         if m is not None:
             parse_model(m)  # an unknown provider prefix fails before anything is made
     models = _Models(spec, base, clock, where)
-    with _importable(base):
-        config = _config(spec, models, default_model, where)
+    servers, mcp_tools = _mcp(spec, base, where)
+    try:
+        with _importable(base):
+            config = _config(spec, models, default_model, where, mcp_tools)
+    except BaseException:
+        servers.clear()  # nothing was connected on a loop yet: nothing to close
+        raise
     record: dict[str, Any] = {"path": str(absolute), "model": model}
     if base_dir is not None:
         record["base"] = str(base)
@@ -476,7 +510,11 @@ def build_run(
     if served:
         record["served"] = True
     config.record = {"spec": record}
-    return BuiltRun(spec=spec, path=absolute, config=config, model=model, minds=models.made)
+    if servers:
+        config.record["mcp"] = {s.spec.name: s.record(mcp_tools) for s in servers}
+    return BuiltRun(
+        spec=spec, path=absolute, config=config, model=model, minds=models.made, servers=servers
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,15 +558,58 @@ def recorded_spec(ledger: Any, run_id: str) -> RecordedSpec | None:
     )
 
 
-def _config(spec: RunSpec, models: _Models, default_model: str | None, where: str) -> RunConfig:
+def _mcp(spec: RunSpec, base: Path, where: str) -> tuple[list[Any], list[Tool]]:
+    """The spec's MCP servers (not yet connected on the run's loop) and their tools."""
+    if not spec.mcp_servers:
+        return [], []
+    try:
+        from telic.mcp import McpServerSpec, load
+    except TelicError as exc:
+        raise SpecError(where, str(exc)) from None
+    specs: list[Any] = []
+    for e in spec.mcp_servers:
+        command = list(e.command or ())
+        if command and command[0] == "python":  # the interpreter running telic (its venv)
+            command[0] = sys.executable
+        try:
+            specs.append(
+                McpServerSpec(
+                    name=e.name,
+                    command=tuple(command),
+                    url=e.url,
+                    env=dict(e.env),
+                    cwd=str(base),
+                    timeout_s=e.timeout_s,
+                    connect_timeout_s=e.connect_timeout_s,
+                    tools=None if e.tools is None else tuple(e.tools),
+                    high_impact=tuple(e.high_impact),
+                    idempotent=tuple(e.idempotent),
+                    prefix=e.prefix,
+                )
+            )
+        except ConfigError as exc:
+            raise SpecError(where, f"[[mcp_servers]] {exc}") from None
+    try:
+        return load(specs)
+    except TelicError as exc:
+        raise SpecError(where, f"[[mcp_servers]] {exc}") from None
+
+
+def _config(
+    spec: RunSpec,
+    models: _Models,
+    default_model: str | None,
+    where: str,
+    extra_tools: Sequence[Tool] = (),
+) -> RunConfig:
     """Check and import everything first; model minds are made last (nothing to undo)."""
     tool_paths = [spec.tools] if isinstance(spec.tools, str) else list(spec.tools)
     tools: list[Tool] = []
-    for tp in tool_paths:
-        for t in _tools_from(tp, where):
-            if any(t.name == u.name for u in tools):
-                raise SpecError(where, f"two tools are named {t.name!r}; rename one")
-            tools.append(t)
+    loaded_tools = [t for tp in tool_paths for t in _tools_from(tp, where)]
+    for t in [*loaded_tools, *extra_tools]:
+        if any(t.name == u.name for u in tools):
+            raise SpecError(where, f"two tools are named {t.name!r}; rename one (or set prefix)")
+        tools.append(t)
     known = sorted(t.name for t in tools)
     for name in spec.high_impact:
         if name not in known:

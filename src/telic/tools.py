@@ -8,7 +8,7 @@ transitions, so a tool whose result is in the ledger never runs again.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -31,25 +31,47 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Tool:
-    """A callable the kernel may run for an agent."""
+    """A callable the kernel may run for an agent.
+
+    A tool made by ``@tool`` validates its arguments with ``args_model`` (from the
+    signature). A tool from elsewhere (an MCP server) has no model: ``input_schema`` is its
+    JSON schema and ``check`` validates arguments against it, and ``fn`` takes them as keywords.
+    """
 
     name: str
     fn: Callable[..., Awaitable[Any]]
-    args_model: type[BaseModel]
+    args_model: type[BaseModel] | None
     description: str = ""
     timeout_s: float = 30.0
     idempotent: bool = False
     high_impact: bool = False
     """High-impact calls need approval before they run."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    input_schema: Mapping[str, Any] | None = None
+    """The JSON schema of the arguments when there is no ``args_model``."""
+    check: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """Validates arguments against ``input_schema`` (raises :class:`ToolArgumentsInvalid`)."""
+    source: str = ""
+    """Where the tool comes from, e.g. ``mcp:<server>``; empty for a Python tool."""
+    version: str = ""
+    """What identifies this version of the tool (an MCP tool's schema hash)."""
+
+    def __post_init__(self) -> None:
+        if self.args_model is None and (self.input_schema is None or self.check is None):
+            raise ConfigError(f"tool {self.name!r} needs an args_model or input_schema + check")
 
     @property
     def schema(self) -> dict[str, Any]:
         """JSON schema of the arguments."""
+        if self.args_model is None:
+            return dict(self.input_schema or {})
         return self.args_model.model_json_schema()
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """Validated arguments (as JSON), or :class:`ToolArgumentsInvalid`."""
+        if self.args_model is None:
+            assert self.check is not None
+            return self.check(args)
         try:
             model = self.args_model.model_validate(args, strict=False)
         except ValidationError as exc:
@@ -60,6 +82,9 @@ class Tool:
         return model.model_dump(mode="json")
 
     async def __call__(self, args: dict[str, Any]) -> Any:
+        if self.args_model is None:
+            assert self.check is not None
+            return await self.fn(**self.check(args))
         return await self.fn(**self.args_model.model_validate(args).model_dump())
 
 

@@ -153,14 +153,17 @@ class Kernel:
         run = await self.boot(config, run_id=run_id)
         return await run.until_done(max_ticks)
 
-    def fork(self, run_id: str, at: int, *, new_id: str | None = None) -> str:
-        """Fork ``run_id`` after sequence ``at`` (copy-on-write) and record ``run.forked``."""
+    def fork(
+        self, run_id: str, at: int, *, new_id: str | None = None, by: str | None = None
+    ) -> str:
+        """Fork ``run_id`` after sequence ``at`` (copy-on-write) and record ``run.forked``
+        (with ``by``, who asked for it, when given)."""
         rid = new_id or new_run_id()
         info = self.ledger.fork(run_id, at, rid)
         tick = self.ledger.get(rid, at).tick if at else 0
         committed = self.ledger.append(
             rid,
-            [draft(RunForked(parent=run_id, at=at), ts=self.clock.now_us(), tick=tick)],
+            [draft(RunForked(parent=run_id, at=at, by=by), ts=self.clock.now_us(), tick=tick)],
             expected=info.head + 1,
         )
         if self.publish is not None:
@@ -174,6 +177,7 @@ class Kernel:
         *,
         reason: str = "resumed",
         counterfactual: Mapping[str, Any] | None = None,
+        by: str | None = None,
     ) -> Run:
         """Continue a run after a crash, a stop or a fork, rebuilding everything from the ledger.
 
@@ -227,6 +231,7 @@ class Kernel:
                 reason=reason,
                 head=head,
                 counterfactual=None if counterfactual is None else dict(counterfactual),
+                by=by,
             ),
             tick=tick,
         )

@@ -1,0 +1,62 @@
+"""OpenTelemetry GenAI traces of runs (the ``telic[otel]`` extra).
+
+- :class:`OtelProcessor`: an event-kernel processor that exports spans live, off the
+  kernel's commit path (``EventKernel(ledger, processors=[OtelProcessor(exporter)])``).
+- :func:`export_run`: the same spans for a run already in a ledger (``telic export-otel``).
+- :class:`SpanBuilder`: the pure fold of transitions into spans both use, so both give the
+  same trace and span ids.
+
+See docs/integrations.md.
+"""
+
+from __future__ import annotations
+
+try:
+    import opentelemetry.sdk.trace  # pyright: ignore[reportUnusedImport]
+    import opentelemetry.semconv  # noqa: F401  # pyright: ignore[reportUnusedImport]
+except ImportError:  # pragma: no cover - exercised without the extra
+    from telic.errors import MissingExtra
+
+    raise MissingExtra("opentelemetry-sdk", "otel") from None
+
+from telic.otel.convert import SCOPE, default_resource, to_readable
+from telic.otel.endpoint import (
+    CAPTURE_CONTENT_VARIABLE,
+    ENDPOINT_VARIABLES,
+    capture_content_from_env,
+    endpoint_configured,
+    otlp_exporter,
+    resolve_traces_url,
+    traces_url,
+)
+from telic.otel.export import export_run, run_spans
+from telic.otel.ids import SpanRole, span_id, trace_id
+from telic.otel.otlp import OtlpHttpSink, encode_request
+from telic.otel.processor import OtelProcessor, OtelStats, SpanSink
+from telic.otel.spans import SpanBuilder, SpanData, SpanEvent
+
+__all__ = [
+    "CAPTURE_CONTENT_VARIABLE",
+    "ENDPOINT_VARIABLES",
+    "SCOPE",
+    "OtelProcessor",
+    "OtelStats",
+    "OtlpHttpSink",
+    "SpanBuilder",
+    "SpanData",
+    "SpanEvent",
+    "SpanRole",
+    "SpanSink",
+    "capture_content_from_env",
+    "default_resource",
+    "encode_request",
+    "endpoint_configured",
+    "export_run",
+    "otlp_exporter",
+    "resolve_traces_url",
+    "run_spans",
+    "span_id",
+    "to_readable",
+    "trace_id",
+    "traces_url",
+]

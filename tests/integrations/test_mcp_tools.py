@@ -1,0 +1,309 @@
+"""MCP tools in: a real MCP server (the SDK's server API) started by the test, over stdio and
+streamable HTTP on loopback; its tools under the kernel's allowlists, argument validation,
+timeouts and approval; crashes and errors as typed ``tool.failed``, the server restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telic.clock import SystemClock
+from telic.errors import (
+    ConfigError,
+    McpServerUnavailable,
+    McpToolFailed,
+    TelicError,
+    ToolArgumentsInvalid,
+)
+from telic.kernel import AgentSpec, Budget, Kernel, RunConfig
+from telic.ledger import open_ledger
+from telic.mcp import McpServer, McpServerSpec, connect
+from telic.minds import FunctionMind, View
+from telic.policy import Policy
+from telic.proposal import Proposal
+
+from .conftest import SERVER
+
+
+def _stdio(**kw: Any) -> McpServerSpec:
+    return McpServerSpec("weather", command=(sys.executable, str(SERVER)), **kw)
+
+
+def test_tools_come_with_the_servers_schema_and_hints() -> None:
+    asyncio.run(_tools_come_with_the_servers_schema_and_hints())
+
+
+async def _tools_come_with_the_servers_schema_and_hints() -> None:
+    async with McpServer(_stdio(high_impact=("broken",))) as server:
+        tools = {t.name: t for t in await server.list_tools()}
+    assert {"forecast", "cancel_booking", "advice", "slow", "crash", "broken", "pid"} <= set(tools)
+    forecast = tools["forecast"]
+    assert forecast.schema["properties"]["day"]["type"] == "integer"
+    assert set(forecast.schema["required"]) == {"city", "day"}
+    assert forecast.source == "mcp:weather"
+    assert forecast.version.startswith("sha256:")
+    assert forecast.idempotent  # idempotentHint
+    assert not forecast.high_impact
+    assert tools["cancel_booking"].high_impact  # destructiveHint
+    assert tools["broken"].high_impact  # marked by the spec
+    assert forecast.validate({"city": "Lugano", "day": 2}) == {"city": "Lugano", "day": 2}
+    with pytest.raises(ToolArgumentsInvalid, match="day"):
+        forecast.validate({"city": "Lugano", "day": "two"})
+    with pytest.raises(ToolArgumentsInvalid, match="required"):
+        forecast.validate({"city": "Lugano"})
+
+
+def test_calls_over_stdio_and_http_give_the_same_result(http_server: str) -> None:
+    asyncio.run(_calls_over_stdio_and_http_give_the_same_result(http_server))
+
+
+async def _calls_over_stdio_and_http_give_the_same_result(http_server: str) -> None:
+    args = {"city": "Locarno", "day": 2}
+    async with McpServer(_stdio()) as local:
+        over_stdio = await local.call("forecast", args)
+    async with McpServer(McpServerSpec("weather", url=http_server)) as remote:
+        over_http = await remote.call("forecast", args)
+        names = [t.name for t in await remote.list_tools()]
+    assert over_stdio == over_http == {"city": "Locarno", "day": 2, "rain_mm": 13.0, "sunny": False}
+    assert "forecast" in names
+
+
+def test_errors_are_typed_and_a_crashed_server_is_started_again() -> None:
+    asyncio.run(_errors_are_typed_and_a_crashed_server_is_started_again())
+
+
+async def _errors_are_typed_and_a_crashed_server_is_started_again() -> None:
+    async with McpServer(_stdio()) as server:
+        with pytest.raises(McpToolFailed, match="broken"):
+            await server.call("broken", {"reason": "no"})
+        with pytest.raises(McpToolFailed, match="nosuch"):
+            await server.call("nosuch", {})
+        first = await server.call("pid", {})
+        with pytest.raises(McpServerUnavailable, match="connection closed"):
+            await server.call("crash", {})
+        second = await server.call("pid", {})
+        assert first != second  # a new process
+        assert server.connections == 2
+
+
+def test_a_server_that_cannot_start_is_a_typed_error() -> None:
+    asyncio.run(_a_server_that_cannot_start_is_a_typed_error())
+
+
+async def _a_server_that_cannot_start_is_a_typed_error() -> None:
+    spec = McpServerSpec(
+        "nothing", command=(sys.executable, "-c", "import sys; sys.exit(2)"), connect_timeout_s=5
+    )
+    async with McpServer(spec) as server:
+        with pytest.raises(McpServerUnavailable, match="nothing"):
+            await server.list_tools()
+
+
+def test_a_spec_needs_exactly_one_transport() -> None:
+    with pytest.raises(ConfigError, match="exactly one"):
+        McpServerSpec("x")
+    with pytest.raises(ConfigError, match="exactly one"):
+        McpServerSpec("x", command=("a",), url="http://127.0.0.1:1/mcp")
+
+
+# -- in a run ------------------------------------------------------------------------------
+
+
+def _calls(*steps: Proposal) -> FunctionMind:
+    """Proposes ``steps`` one per tick, then finishes."""
+
+    def propose(view: View) -> Proposal:
+        if view.tick <= len(steps):
+            return steps[view.tick - 1]
+        return Proposal(action="finish", args={"result": "done"})
+
+    return FunctionMind(propose)
+
+
+def _tool(name: str, **args: Any) -> Proposal:
+    return Proposal(action="tool", args={"tool": name, "args": args})
+
+
+async def _run(config: RunConfig) -> list[Any]:
+    ledger = open_ledger("memory://")
+    run = await Kernel(ledger, clock=SystemClock()).run(config, max_ticks=6)
+    return list(ledger.read(run.run_id))
+
+
+def test_a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
+    asyncio.run(_a_run_uses_mcp_tools_under_the_kernels_policy())
+
+
+async def _a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
+    servers, tools = await connect([_stdio(timeout_s=5.0)])
+    approvals: list[tuple[str, str]] = []
+
+    async def approver(agent: str, tool: str, args: dict[str, Any]) -> bool:
+        approvals.append((agent, tool))
+        return args.get("booking") == "B-17"
+
+    try:
+        config = RunConfig(
+            goal="use MCP tools",
+            agents=[
+                AgentSpec(
+                    "caller",
+                    "worker",
+                    _calls(
+                        _tool("forecast", city="Lugano", day=1),
+                        _tool("forecast", city="Lugano", day="one"),  # fails the schema
+                        _tool("broken", reason="bad input"),
+                        _tool("cancel_booking", booking="B-17"),  # approved
+                        _tool("slow", seconds=120),  # past the kernel's timeout (last: a
+                        # timed-out call leaves the server to be started again)
+                    ),
+                    tools=("forecast", "slow", "broken", "cancel_booking"),
+                ),
+                AgentSpec(
+                    "stranger",
+                    "worker",
+                    _calls(_tool("cancel_booking", booking="ALL")),  # not on its allowlist
+                    tools=("forecast",),
+                ),
+            ],
+            tools=tools,
+            budget=Budget(ticks=8),
+            policy=Policy(stall_ticks=0, verifier=None, fail_agent_on_tool_error=False),
+            approver=approver,
+        )
+        transitions = await _run(config)
+    finally:
+        for s in servers:
+            await s.aclose()
+    kinds = [(t.kind, t.data.get("tool"), t.agent) for t in transitions]
+    assert ("tool.completed", "forecast", "caller") in kinds
+    assert ("tool.timeout", "slow", "caller") in kinds, kinds
+    failed = [t.data for t in transitions if t.kind == "tool.failed"]
+    assert [(f["tool"], f["error"]) for f in failed] == [("broken", "McpToolFailed")], kinds
+    assert ("tool.completed", "cancel_booking", "caller") in kinds
+    assert approvals == [("caller", "cancel_booking")]
+    rejected = {(t.agent, t.data["check"]) for t in transitions if t.kind == "proposal.rejected"}
+    assert ("caller", "arguments") in rejected
+    assert ("stranger", "allowlist") in rejected
+
+
+# -- in a spec, through `telic run` ----------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _telic_run(spec: Path, db: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "telic", "run", str(spec), "--db", str(db), "--out", str(db.parent)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+_TELIC = (sys.executable, "-m", "telic")
+_DENIAL = ("--reason", "no cancellations today", "--by", "ops")
+
+
+def _telic_run_denying(spec: Path, db: Path) -> subprocess.CompletedProcess[str]:
+    """``telic run`` parks on the destructive call; ``telic deny`` from another process (as an
+    operator would) lets it go on."""
+    cmd = [sys.executable, "-m", "telic", "run", str(spec), "--db", str(db)]
+    with subprocess.Popen(
+        [*cmd, "--out", str(db.parent)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as proc:
+        try:
+            run_id, proposal = _awaited_approval(db, proc)
+            denied = subprocess.run(
+                [*_TELIC, "deny", run_id, str(proposal), "--db", str(db), *_DENIAL],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=ROOT,
+            )
+            assert denied.returncode == 0, denied.stderr
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _awaited_approval(db: Path, proc: subprocess.Popen[str]) -> tuple[str, int]:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        if db.exists():
+            try:
+                ledger = open_ledger(str(db), readonly=True)
+            except TelicError:
+                ledger = None
+            if ledger is not None:
+                with ledger:
+                    for info in ledger.runs():
+                        for t in ledger.read(info.id):
+                            if t.kind == "approval.requested":
+                                return info.id, int(t.data["proposal"])
+        time.sleep(0.2)
+    raise AssertionError("the run never asked for approval")
+
+
+def _check_spec_run(db: Path) -> dict[str, Any]:
+    ledger = open_ledger(str(db))
+    run_id = ledger.runs()[0].id
+    ts = list(ledger.read(run_id))
+    assert ledger.state_at(run_id)["status"] == "completed"
+    forecasts = [t for t in ts if t.kind == "tool.completed" and t.data["tool"] == "forecast"]
+    assert len(forecasts) == 3
+    rejected = {(t.agent, t.data["check"]) for t in ts if t.kind == "proposal.rejected"}
+    # the injected advice made the reader propose cancel_booking: not on its allowlist
+    assert ("reader", "allowlist") in rejected
+    # the booker may, but the tool is destructive: the run waited, an operator denied it
+    assert ("booker", "approval") in rejected
+    denial = next(t for t in ts if t.kind == "approval.denied")
+    assert (denial.data["by"], denial.data["reason"]) == ("ops", "no cancellations today")
+    assert not any(t.kind == "tool.started" and t.data["tool"] == "cancel_booking" for t in ts)
+    recorded: dict[str, Any] = ts[0].data["config"]["mcp"]["weather"]
+    assert recorded["tools"]["forecast"].startswith("sha256:")
+    return recorded
+
+
+def test_the_example_spec_runs_a_stdio_server(tmp_path: Path) -> None:
+    proc = _telic_run_denying(ROOT / "examples" / "mcp.toml", tmp_path / "mcp.db")
+    assert proc.returncode == 0, proc.stderr
+    assert _check_spec_run(tmp_path / "mcp.db")["transport"] == "stdio"
+
+
+def test_a_spec_uses_a_streamable_http_server(tmp_path: Path, http_server: str) -> None:
+    shutil.copy(ROOT / "examples" / "mcp_minds.py", tmp_path / "mcp_minds.py")
+    text = (ROOT / "examples" / "mcp.toml").read_text()
+    text = text.replace('command = ["python", "mcp_weather.py"]', f'url = "{http_server}"')
+    text = text.replace("high_impact = []", 'tools = ["forecast", "advice", "cancel_booking"]')
+    spec = tmp_path / "mcp.toml"
+    spec.write_text(text)
+    proc = _telic_run_denying(spec, tmp_path / "mcp.db")
+    assert proc.returncode == 0, proc.stderr
+    assert _check_spec_run(tmp_path / "mcp.db")["transport"] == "http"
+
+
+def test_a_spec_whose_server_does_not_start_is_one_line(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text(
+        'goal = "g"\n[[mcp_servers]]\nname = "gone"\ncommand = ["python", "-c", "raise SystemExit(1)"]\n'
+        'connect_timeout_s = 20\n[[agents]]\nname = "a"\nrole = "r"\nmind = "x:y"\n'
+    )
+    proc = _telic_run(spec, tmp_path / "bad.db")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "gone" in proc.stderr
