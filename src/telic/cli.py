@@ -7,7 +7,7 @@ import fnmatch
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -17,8 +17,6 @@ from rich.console import Console
 from rich.table import Table
 
 from telic.clock import Clock, SystemClock, VirtualClock
-from telic.compare import Change, state_diff
-from telic.compare import compare as compare_runs
 from telic.errors import RunNotResumable, TelicError
 from telic.kernel import Kernel, Run
 from telic.ledger import BaseLedger, open_ledger
@@ -423,6 +421,16 @@ def state(
             )
 
 
+def _diff(a: Any, b: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        da: dict[str, Any] = a  # pyright: ignore[reportUnknownVariableType]
+        db_: dict[str, Any] = b  # pyright: ignore[reportUnknownVariableType]
+        for k in sorted(set(da) | set(db_)):
+            yield from _diff(da.get(k), db_.get(k), f"{path}.{k}" if path else k)
+    elif a != b:
+        yield path, a, b
+
+
 @app.command()
 def diff(
     run_id: RunArg,
@@ -433,59 +441,15 @@ def diff(
 ) -> None:
     """What changed in a run's state between two sequence numbers."""
     with _ledger(db) as ledger:
-        changes = list(state_diff(ledger.state_at(run_id, seq_a), ledger.state_at(run_id, seq_b)))
+        changes = list(_diff(ledger.state_at(run_id, seq_a), ledger.state_at(run_id, seq_b)))
         if as_json:
-            _print_json([c.model_dump(mode="json") for c in changes])
+            _print_json([{"path": p, "before": x, "after": y} for p, x, y in changes])
             return
-        for c in changes:
-            out.print(_change_line(c), markup=False)
-
-
-def _change_line(c: Change) -> str:
-    before = json.dumps(c.before, ensure_ascii=False)[:80]
-    after = json.dumps(c.after, ensure_ascii=False)[:80]
-    return f"{c.path}: {before} -> {after}"
-
-
-@app.command()
-def compare(
-    run_a: Annotated[str, typer.Argument(help="The first run (e.g. the parent).")],
-    run_b: Annotated[str, typer.Argument(help="The second run (e.g. its fork).")],
-    db: DbOption = DEFAULT_DB,
-    limit: Annotated[
-        int, typer.Option("--limit", min=1, help="At most this many decisions per run.")
-    ] = 100,
-    as_json: JsonFlag = False,
-) -> None:
-    """Compare two runs: the first seq where they diverge, what each decided from there, and
-    the diff of their final states."""
-    with _ledger(db) as ledger:
-        c = compare_runs(ledger, run_a, run_b, limit=limit)
-        if as_json:
-            _print_json(c.model_dump(mode="json"))
-            return
-        where = (
-            "identical"
-            if c.diverged_at is None
-            else f"share seq 1..{c.shared}, diverge at seq {c.diverged_at}"
-        )
-        out.print(f"{c.a.run} vs {c.b.run} ({c.relation}): {where}", markup=False)
-        for label, side in (("A", c.a), ("B", c.b)):
+        for p, x, y in changes:
             out.print(
-                f"{label} {side.run}: {side.status}, progress {side.progress:.2f}, head {side.head}",
+                f"{p}: {json.dumps(x, ensure_ascii=False)[:80]} -> {json.dumps(y, ensure_ascii=False)[:80]}",
                 markup=False,
             )
-            for d in side.decisions:
-                agent = d.agent or "kernel"
-                out.print(
-                    f"  {d.seq:>6} t{d.tick:02d} {agent:<12} {d.kind:<20} {d.summary}",
-                    markup=False,
-                )
-            if side.more:
-                out.print(f"  ... {side.more} more (--limit)", markup=False)
-        out.print(f"final state: {len(c.final_diff)} paths differ", markup=False)
-        for change in c.final_diff:
-            out.print(f"  {_change_line(change)}", markup=False)
 
 
 @app.command()
@@ -534,6 +498,51 @@ def fork(
             _print_json({"id": new_id, "parent": {"run": run_id, "seq": at}})
         else:
             out.print(new_id, markup=False)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="The first run (e.g. the parent).")],
+    run_b: Annotated[str, typer.Argument(help="The second run (e.g. its fork).")],
+    db: DbOption = DEFAULT_DB,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="At most this many decisions per run.")
+    ] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare two runs: the first seq where they diverge, what each decided from there, and
+    the diff of their final states."""
+    from telic.compare import compare as compare_runs
+
+    with _ledger(db) as ledger:
+        c = compare_runs(ledger, run_a, run_b, limit=limit)
+        if as_json:
+            _print_json(c.model_dump(mode="json"))
+            return
+        where = (
+            "identical"
+            if c.diverged_at is None
+            else f"share seq 1..{c.shared}, diverge at seq {c.diverged_at}"
+        )
+        out.print(f"{c.a.run} vs {c.b.run} ({c.relation}): {where}", markup=False)
+        for label, side in (("A", c.a), ("B", c.b)):
+            out.print(
+                f"{label} {side.run}: {side.status}, progress {side.progress:.2f}, head {side.head}",
+                markup=False,
+            )
+            for d in side.decisions:
+                agent = d.agent or "kernel"
+                out.print(
+                    f"  {d.seq:>6} t{d.tick:02d} {agent:<12} {d.kind:<20} {d.summary}",
+                    markup=False,
+                )
+            if side.more:
+                out.print(f"  ... {side.more} more (--limit)", markup=False)
+        out.print(f"final state: {len(c.final_diff)} paths differ", markup=False)
+        for ch in c.final_diff:
+            before = json.dumps(ch.before, ensure_ascii=False)[:80]
+            after = json.dumps(ch.after, ensure_ascii=False)[:80]
+            out.print(f"  {ch.path}: {before} -> {after}", markup=False)
 
 
 @app.command()
