@@ -81,7 +81,7 @@ def test_unknown_run_is_one_line(telic: Telic, db: Path) -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=3),
-    lambda inner: st.dictionaries(st.text("abc", max_size=2), inner, max_size=3),
+    lambda inner: st.dictionaries(st.text("abc", min_size=1, max_size=2), inner, max_size=3),
     max_leaves=12,
 )
 
