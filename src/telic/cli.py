@@ -7,7 +7,7 @@ import fnmatch
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -20,6 +20,7 @@ from telic.clock import Clock, SystemClock, VirtualClock
 from telic.errors import RunNotResumable, TelicError
 from telic.kernel import Kernel, Run
 from telic.ledger import BaseLedger, open_ledger
+from telic.statediff import changes as state_changes
 from telic.transcript import render
 
 app = typer.Typer(
@@ -183,6 +184,21 @@ def resume(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the artifacts.")] = Path(
         ".telic/out"
     ),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Go on with another model than the run was booted with (a spec run): a "
+            "counterfactual, recorded in run.resumed.",
+        ),
+    ] = None,
+    instructions: Annotated[
+        str | None,
+        typer.Option(
+            "--instructions",
+            help="Go on with other instructions for the model agents (a counterfactual).",
+        ),
+    ] = None,
 ) -> None:
     """Continue a run (a fork, or one interrupted by a crash) with the kernel."""
     from telic.demo import build
@@ -202,8 +218,10 @@ def resume(
                 )
             if seed is not None:
                 _fail("--seed does not apply to a run booted from a spec; leave it out")
-            _resume_spec(ledger, run_id, spec_cfg, out_dir)
+            _resume_spec(ledger, run_id, out_dir, model, instructions)
             return
+        if model is not None or instructions is not None:
+            _fail("--model and --instructions apply to runs booted from a spec (`telic run`)")
         demo_cfg = recorded.get("demo")
         if demo_cfg is None:
             _fail(
@@ -227,16 +245,40 @@ def resume(
             out.print(f"wrote {f}", style="dim", markup=False)
 
 
-def _resume_spec(ledger: BaseLedger, run_id: str, spec_cfg: dict[str, Any], out_dir: Path) -> None:
-    """Resume a run booted from a spec: rebuild its configuration from the recorded spec."""
-    from telic.spec import build_run
+def _resume_spec(
+    ledger: BaseLedger,
+    run_id: str,
+    out_dir: Path,
+    model: str | None = None,
+    instructions: str | None = None,
+) -> None:
+    """Resume a run booted from a spec: rebuild its configuration from the recorded spec
+    (with the counterfactual changes recorded since, and those asked for now)."""
+    from telic.spec import build_run, recorded_spec
 
+    recorded = recorded_spec(ledger, run_id)
+    assert recorded is not None
+    changes: dict[str, Any] = {}
+    if model is not None and model != recorded.model:
+        changes["model"] = model
+    overrides = dict(recorded.overrides)
+    if instructions is not None:
+        overrides["instructions"] = changes["instructions"] = instructions
     clock = SystemClock()
-    built = build_run(spec_cfg["path"], model=spec_cfg.get("model"), clock=clock)
+    built = build_run(
+        recorded.path,
+        model=model or recorded.model,
+        clock=clock,
+        base_dir=recorded.base_dir,
+        overrides=overrides,
+        served=recorded.served,
+    )
     run = _drive(
         ledger,
         clock,
-        lambda k: k.resume(run_id, built.config, reason="telic resume"),
+        lambda k: k.resume(
+            run_id, built.config, reason="telic resume", counterfactual=changes or None
+        ),
         lambda line: out.print(line, markup=False),
         built.aclose,
     )
@@ -421,16 +463,6 @@ def state(
             )
 
 
-def _diff(a: Any, b: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        da: dict[str, Any] = a  # pyright: ignore[reportUnknownVariableType]
-        db_: dict[str, Any] = b  # pyright: ignore[reportUnknownVariableType]
-        for k in sorted(set(da) | set(db_)):
-            yield from _diff(da.get(k), db_.get(k), f"{path}.{k}" if path else k)
-    elif a != b:
-        yield path, a, b
-
-
 @app.command()
 def diff(
     run_id: RunArg,
@@ -441,7 +473,9 @@ def diff(
 ) -> None:
     """What changed in a run's state between two sequence numbers."""
     with _ledger(db) as ledger:
-        changes = list(_diff(ledger.state_at(run_id, seq_a), ledger.state_at(run_id, seq_b)))
+        changes = list(
+            state_changes(ledger.state_at(run_id, seq_a), ledger.state_at(run_id, seq_b))
+        )
         if as_json:
             _print_json([{"path": p, "before": x, "after": y} for p, x, y in changes])
             return

@@ -28,8 +28,14 @@ The hierarchy::
     │   └── SubscriptionClosed      reading from a subscription that expired or was dropped
     ├── KernelError                 the kernel cannot do what was asked
     │   ├── RunNotResumable         a run that has ended, or a ledger without its boot
+    │   ├── NotAwaitingApproval     a decision on a proposal that no approval waits for
+    │   ├── RunNotHosted            a stop asked of a run that another process drives
     │   └── ConfigError             a bad agent, tool, policy or budget definition
     │       └── SpecError           a run spec (TOML) that cannot be loaded or built
+    ├── AccessError                 a request without the right to do what it asks
+    │   ├── Unauthenticated         no token, or one that is unknown or revoked
+    │   ├── Forbidden               a token without the scope the action needs
+    │   └── TokenInvalid            a bad token name or scope, or a name already taken
     ├── ToolError                   defining or calling a tool went wrong
     │   ├── UnknownTool             a tool name that is not registered
     │   └── ToolArgumentsInvalid    arguments that fail the tool's schema
@@ -247,6 +253,23 @@ class RunNotResumable(KernelError):
         self.run_id = run_id
 
 
+class NotAwaitingApproval(KernelError):
+    def __init__(self, run_id: str, proposal: int, why: str) -> None:
+        super().__init__(
+            f"run {run_id!r} has no approval waiting for proposal {proposal}: {why}; "
+            "`telic approvals` lists those that wait"
+        )
+        self.run_id = run_id
+        self.proposal = proposal
+
+
+class RunNotHosted(KernelError):
+    def __init__(self, run_id: str, reason: str) -> None:
+        super().__init__(f"run {run_id!r}: {reason}")
+        self.run_id = run_id
+        self.reason = reason
+
+
 class ConfigError(KernelError):
     """A bad agent, tool, policy or budget definition."""
 
@@ -259,6 +282,34 @@ class SpecError(ConfigError):
         super().__init__(f"spec {where}: {' '.join(problem.split())}")
         self.where = where
         self.problem = problem
+
+
+# -- access --------------------------------------------------------------------------------
+
+
+class AccessError(TelicError):
+    """A request without the right to do what it asks."""
+
+
+class Unauthenticated(AccessError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"{reason}; send `Authorization: Bearer <token>` with a token from `telic token create`"
+        )
+
+
+class Forbidden(AccessError):
+    def __init__(self, identity: str, scope: str) -> None:
+        super().__init__(
+            f"token {identity!r} lacks the {scope!r} scope this action needs; "
+            f"create one with `telic token create NAME --scope {scope}`"
+        )
+        self.identity = identity
+        self.scope = scope
+
+
+class TokenInvalid(AccessError):
+    """A token name or scope that cannot be used (the message says which and why)."""
 
 
 # -- tools -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ __all__ = [
     "AgentRestarted",
     "AgentSpawned",
     "AgentTerminated",
+    "ApiCalled",
     "ApprovalDenied",
     "ApprovalGranted",
     "ApprovalRequested",
@@ -56,6 +57,8 @@ __all__ = [
     "SupervisorEscalated",
     "TickCompleted",
     "TickStarted",
+    "TokenCreated",
+    "TokenRevoked",
     "ToolCompleted",
     "ToolFailed",
     "ToolStarted",
@@ -139,6 +142,9 @@ class RunResumed(Payload):
     """Why the run was resumed."""
     head: int
     """The sequence number the run stood at."""
+    counterfactual: dict[str, JsonValue] | None = None
+    """What the run goes on with that differs from how it was booted (``model``,
+    ``instructions``, ``policy``): a fork resumed this way is a counterfactual of its parent."""
 
 
 class RunForked(Payload):
@@ -352,6 +358,9 @@ class ApprovalGranted(Payload):
     summary: ClassVar[str] = "A pending high-impact call was approved."
     proposal: int
     by: str
+    """Who decided: the authenticated identity (a token's name), or ``approver``."""
+    reason: str = ""
+    """Why, in the approver's words."""
 
 
 class ApprovalDenied(Payload):
@@ -359,6 +368,7 @@ class ApprovalDenied(Payload):
     summary: ClassVar[str] = "A pending high-impact call was denied (or got no answer)."
     proposal: int
     by: str
+    """Who decided: the authenticated identity, ``approver`` or ``kernel`` (no answer)."""
     reason: str
 
 
@@ -549,6 +559,41 @@ class SubscriberLagged(Payload):
     summary: ClassVar[str] = "A subscriber's queue overflowed; events were dropped."
     subscription: str
     dropped: int
+
+
+# -- access (recorded by ``telic serve`` and ``telic token`` in the system run telic-access) --
+
+
+class TokenCreated(Payload):
+    kind: ClassVar[str] = "token.created"
+    summary: ClassVar[str] = "An access token was created (only its hash is stored)."
+    name: str
+    """The identity the token authenticates as."""
+    scopes: tuple[str, ...]
+    """What it may do: read, operate, approve, admin."""
+    digest: str
+    """SHA-256 of the token, hex; the token itself is shown once and never stored."""
+
+
+class TokenRevoked(Payload):
+    kind: ClassVar[str] = "token.revoked"
+    summary: ClassVar[str] = "An access token was revoked; it authenticates no more."
+    name: str
+    by: str
+    """Who revoked it."""
+
+
+class ApiCalled(Payload):
+    kind: ClassVar[str] = "api.called"
+    summary: ClassVar[str] = "A mutating HTTP request to `telic serve`, with who made it."
+    identity: str
+    """The authenticated identity (a token's name)."""
+    method: str
+    path: str
+    status: int
+    """The HTTP status of the response."""
+    run: str | None = None
+    """The run it concerned, if any."""
 
 
 def _catalogue() -> dict[str, type[Payload]]:

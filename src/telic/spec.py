@@ -17,11 +17,13 @@ whose one-line message names the spec file and what to fix. The format is docume
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
+import json
 import sys
 import tomllib
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,10 +49,12 @@ __all__ = [
     "BudgetEntry",
     "BuiltRun",
     "PolicyEntry",
+    "RecordedSpec",
     "RunSpec",
     "build_run",
     "load_object",
     "load_spec",
+    "recorded_spec",
 ]
 
 ResolverName = Literal["budgeter", "priority", "first"]
@@ -96,7 +100,8 @@ class PolicyEntry(_Strict):
     stall_ticks: int = Field(default=5, ge=1)
     loop_repeats: int = Field(default=3, ge=2)
     warn_at: float = Field(default=0.8, gt=0, le=1)
-    approval_timeout_s: float = Field(default=60.0, gt=0)
+    approval_timeout_s: float | None = Field(default=None, gt=0)
+    """How long a high-impact call waits for a decision; none: until one comes."""
     mind_timeout_s: float = Field(default=60.0, gt=0)
     max_proposal_bytes: int = Field(default=64 * 1024, ge=256)
     fail_agent_on_tool_error: bool = True
@@ -119,6 +124,8 @@ class RunSpec(_Strict):
     agents: list[AgentEntry] = Field(min_length=1)
     tools: str | list[str] = Field(default_factory=list[str])
     """Import paths, each to a Tool, a list of Tools, or a zero-argument factory of either."""
+    high_impact: list[str] = Field(default_factory=list[str])
+    """Names of tools whose calls wait for a human decision (besides those marked so)."""
     budget: BudgetEntry = Field(default_factory=BudgetEntry)
     policy: PolicyEntry = Field(default_factory=PolicyEntry)
     scheduler: dict[str, Any] | None = None
@@ -172,21 +179,37 @@ def _validation_problem(exc: ValidationError) -> str:
     return problem
 
 
-def load_spec(path: str | Path) -> RunSpec:
-    """Read and validate the spec at ``path`` (no imports yet: see :func:`build_run`)."""
+def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunSpec:
+    """Read and validate the spec at ``path`` (no imports yet: see :func:`build_run`).
+
+    A ``.json`` file holds the same tables as JSON. ``overrides`` replace top-level fields
+    (``policy`` is merged field by field), as a counterfactual resume asks.
+    """
     where = str(path)
     p = Path(path)
     if not p.is_file():
         problem = "it is a directory" if p.is_dir() else "no such file"
         raise SpecError(where, f"{problem}; pass the path of a TOML run spec")
+    data: Any
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(where, f"not valid TOML: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SpecError(where, f"not valid JSON: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(where, f"cannot read it: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(where, "a spec is a table (a JSON object) of goal, agents, tools...")
+    table: dict[str, Any] = dict(cast(dict[str, Any], data))
+    for key, value in (overrides or {}).items():
+        if key == "policy" and isinstance(value, Mapping):
+            table["policy"] = {**table.get("policy", {}), **cast(Mapping[str, Any], value)}
+        else:
+            table[key] = value
     try:
-        return RunSpec.model_validate(data)
+        return RunSpec.model_validate(table)
     except ValidationError as exc:
         raise SpecError(where, _validation_problem(exc)) from None
 
@@ -377,27 +400,84 @@ def _resolver(name: ResolverName, policy: PolicyEntry, left: Any) -> Resolver:
 
 
 def build_run(
-    path: str | Path, *, model: str | None = None, clock: Clock | None = None
+    path: str | Path,
+    *,
+    model: str | None = None,
+    clock: Clock | None = None,
+    base_dir: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    served: bool = False,
 ) -> BuiltRun:
     """Load the spec at ``path`` and build its :class:`RunConfig`.
 
     ``model`` replaces the spec's default model (agents with their own ``model`` keep it).
-    Model minds run on ``clock`` (use the :class:`~telic.clock.SystemClock`). The run's
-    ``run.booted`` records ``{"spec": {"path": <absolute path>, "model": model}}`` so that
-    ``telic resume`` can rebuild it.
+    Model minds run on ``clock`` (use the :class:`~telic.clock.SystemClock`). Import paths
+    and relative paths resolve from ``base_dir`` (default: the spec's directory).
+    ``overrides`` replace fields of the spec (see :func:`load_spec`). The run's
+    ``run.booted`` records ``{"spec": {"path", "model", "base", "overrides", "served"}}`` so
+    that ``telic resume`` (or a server, for ``served`` runs) can rebuild it.
     """
-    spec = load_spec(path)
+    spec = load_spec(path, overrides)
     where = str(path)
     absolute = Path(path).resolve()
+    base = absolute.parent if base_dir is None else Path(base_dir).resolve()
     default_model = model or spec.model
     for m in {model, spec.model, spec.explorer_model, *(a.model for a in spec.agents)}:
         if m is not None:
             parse_model(m)  # an unknown provider prefix fails before anything is made
-    models = _Models(spec, absolute.parent, clock, where)
-    with _importable(absolute.parent):
+    models = _Models(spec, base, clock, where)
+    with _importable(base):
         config = _config(spec, models, default_model, where)
-    config.record = {"spec": {"path": str(absolute), "model": model}}
+    record: dict[str, Any] = {"path": str(absolute), "model": model}
+    if base_dir is not None:
+        record["base"] = str(base)
+    if overrides:
+        record["overrides"] = dict(overrides)
+    if served:
+        record["served"] = True
+    config.record = {"spec": record}
     return BuiltRun(spec=spec, path=absolute, config=config, model=model, minds=models.made)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedSpec:
+    """How a run was built from a spec, as its ledger records it (the latest counterfactual
+    resume included)."""
+
+    path: str
+    model: str | None
+    base_dir: str | None
+    overrides: dict[str, Any]
+    served: bool
+
+
+def recorded_spec(ledger: Any, run_id: str) -> RecordedSpec | None:
+    """The spec ``run_id`` was booted from, or None if it was not booted from one.
+
+    A counterfactual resume (``run.resumed`` with a ``counterfactual``) changes what the run
+    goes on with: its model, instructions and policy apply to later resumes too.
+    """
+    booted = next(iter(ledger.read(run_id, 1, 1)), None)
+    if booted is None or booted.kind != "run.booted":
+        return None
+    rec: Any = booted.data.get("config", {}).get("spec")
+    if not isinstance(rec, dict):
+        return None
+    r = cast(dict[str, Any], rec)
+    model: str | None = r.get("model")
+    overrides: dict[str, Any] = dict(r.get("overrides") or {})
+    for t in ledger.read(run_id):
+        if t.kind == "run.resumed" and t.data.get("counterfactual"):
+            change: dict[str, Any] = dict(t.data["counterfactual"])
+            model = change.pop("model", model)
+            overrides.update(change)
+    return RecordedSpec(
+        path=str(r["path"]),
+        model=model,
+        base_dir=r.get("base"),
+        overrides=overrides,
+        served=bool(r.get("served")),
+    )
 
 
 def _config(spec: RunSpec, models: _Models, default_model: str | None, where: str) -> RunConfig:
@@ -410,6 +490,16 @@ def _config(spec: RunSpec, models: _Models, default_model: str | None, where: st
                 raise SpecError(where, f"two tools are named {t.name!r}; rename one")
             tools.append(t)
     known = sorted(t.name for t in tools)
+    for name in spec.high_impact:
+        if name not in known:
+            raise SpecError(
+                where,
+                f"high_impact names tool {name!r}, which no tools entry provides "
+                f"(known: {', '.join(known) or 'none'})",
+            )
+    tools = [
+        dataclasses.replace(t, high_impact=True) if t.name in spec.high_impact else t for t in tools
+    ]
     names = [a.name for a in spec.agents]
     for n in names:
         if names.count(n) > 1:

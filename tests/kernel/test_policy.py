@@ -296,7 +296,7 @@ def test_an_approved_high_impact_call_runs_after_the_run_paused_for_it() -> None
         (False, "approver", "denied"),
         (None, "approver", "no answer means deny"),
         ("hang", "kernel", "no answer within 30 s; no answer means deny"),
-        ("absent", "kernel", "no approver is configured; no answer means deny"),
+        ("absent", "kernel", "no decision within 30 s; no answer means deny"),
         ("raise", "kernel", "the approver failed (RuntimeError: approver is down); deny"),
     ],
 )

@@ -117,7 +117,7 @@ def test_resume_after_a_crash_reruns_idempotent_tools_only_and_closes_the_tick(
         "tick.completed",
     ]
     resumed, again, done, unknown, closed = tail[:5]
-    assert resumed.data == {"reason": "resumed", "head": head}
+    assert resumed.data == {"reason": "resumed", "head": head, "counterfactual": None}
     assert again.data["call_id"] == starts["fetch"].data["call_id"]
     assert (again.data["attempt"], again.causes) == (2, (starts["fetch"].seq,))
     assert done.data["result"] == {"x": 2}
@@ -203,7 +203,11 @@ def test_fork_then_resume_continues_from_the_parents_prefix_with_another_ending(
     assert [t[1:] for t in child.transitions()[:at]] == [t[1:] for t in shared]
     assert [t.kind for t in child.transitions()[at : at + 2]] == ["run.forked", "run.resumed"]
     assert child.transitions()[at].data == {"parent": "parent", "at": at}
-    assert child.transitions()[at + 1].data == {"reason": "forked", "head": at + 1}
+    assert child.transitions()[at + 1].data == {
+        "reason": "forked",
+        "head": at + 1,
+        "counterfactual": None,
+    }
     assert child.state()["memory"]["a"]["choice"] == "B2"
     assert child.state()["forked_from"] == {"run": "parent", "at": at}
     assert parent.state()["memory"]["a"]["choice"] == "A2"
@@ -211,7 +215,9 @@ def test_fork_then_resume_continues_from_the_parents_prefix_with_another_ending(
     assert child.result is None
 
 
-def test_an_approval_awaited_when_the_kernel_crashed_is_denied_on_resume() -> None:
+def test_an_approval_awaited_when_the_kernel_crashed_stays_parked_and_its_decision_continues_the_run() -> (
+    None
+):
     ledger = new_ledger()
     calls = Calls()
     asked = asyncio.Event()
@@ -250,22 +256,22 @@ def test_an_approval_awaited_when_the_kernel_crashed_is_denied_on_resume() -> No
 
     result = _resume(ledger, launching(call("launch", x=2), finish(), approver=yes))
     played = Played(ledger, "r")
-    resumed, denied, rejected, closed = played.transitions()[head : head + 4]
+    resumed, paused, granted, accepted, started, completed, closed = played.transitions()[
+        head : head + 7
+    ]
     assert resumed.kind == "run.resumed"
-    why = "the run was interrupted before an answer; no answer means deny"
-    assert denied.data == {"proposal": waiting.data["proposal"], "by": "kernel", "reason": why}
-    assert denied.causes == (waiting.seq,)
-    assert (rejected.kind, rejected.data["check"], rejected.data["proposal"]) == (
-        "proposal.rejected",
-        "approval",
-        waiting.data["proposal"],
-    )
+    assert paused.kind == "run.paused"  # the request is still awaited after the restart
+    assert played.ledger.state_at("r", paused.seq)["status"] == "paused"
+    proposal = waiting.data["proposal"]
+    assert granted.data == {"proposal": proposal, "by": "approver", "reason": ""}
+    assert granted.causes == (proposal,)
+    assert (accepted.kind, accepted.data["proposal"]) == ("proposal.accepted", proposal)
+    assert (started.kind, started.data["args"]) == ("tool.started", {"x": 1})
+    assert completed.kind == "tool.completed"
     assert (closed.kind, closed.data["valid"]) == ("tick.completed", False)
-    assert played.ledger.state_at("r", denied.seq)["status"] == "running"
-    # the next approval pauses and resumes the run as usual; x=1 never ran
-    granted = played.one("approval.granted")
     assert played.ledger.state_at("r", granted.seq)["status"] == "running"
-    assert calls.by_tool == {"launch": [{"x": 2}]}
+    # the decided call ran once; the next approval pauses and resumes the run as usual
+    assert calls.by_tool == {"launch": [{"x": 1}, {"x": 2}]}
     assert result.status == "completed"
 
 

@@ -125,6 +125,10 @@ _DECLARED: Final[tuple[EventType, ...]] = (
     _kind(kinds.SubscriptionExpired, "subscriptions"),
     _kind(kinds.SubscriptionEnded, "subscriptions"),
     _kind(kinds.SubscriberLagged, "subscriptions"),
+    # access (recorded by the server and `telic token` in their system run)
+    _kind(kinds.TokenCreated, "access"),
+    _kind(kinds.TokenRevoked, "access"),
+    _kind(kinds.ApiCalled, "access"),
     # every transition
     _derived(
         "transition.committed",

@@ -8,21 +8,22 @@ order of one tick), ``run`` (a live run).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from telic.canonical import decode, encode
 from telic.clock import Clock, SystemClock
 from telic.errors import ChainBroken, NotCanonical, RunNotResumable
+from telic.kernel import approval
 from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
 from telic.kernel.run import Run, RunResult
 from telic.kinds import (
     AgentRecord,
     AgentSpawned,
     AgentTerminated,
-    ApprovalDenied,
     RunBooted,
     RunForked,
+    RunPaused,
     RunResumed,
     TickCompleted,
     ToolCompleted,
@@ -131,11 +132,21 @@ class Kernel:
             self.publish(committed)
         return rid
 
-    async def resume(self, run_id: str, config: RunConfig, *, reason: str = "resumed") -> Run:
+    async def resume(
+        self,
+        run_id: str,
+        config: RunConfig,
+        *,
+        reason: str = "resumed",
+        counterfactual: Mapping[str, Any] | None = None,
+    ) -> Run:
         """Continue a run after a crash, a stop or a fork, rebuilding everything from the ledger.
 
         A tool that started with no recorded result is run again only if it is idempotent;
-        otherwise its outcome is recorded as unknown. An interrupted tick is closed as invalid.
+        otherwise its outcome is recorded as unknown. An interrupted tick is closed as invalid,
+        except when calls in it wait for approval: those stay parked (the run's first step
+        waits for their decisions, then closes the tick). ``counterfactual`` records what the
+        run goes on with that differs from how it was booted (another model, prompt, policy).
         """
         # What resume rebuilds the state from must be intact: the chain from the snapshot it
         # folds on to the head (``telic verify`` checks the whole lineage).
@@ -154,7 +165,7 @@ class Kernel:
         # What resume acts on, read before the run takes the state over (its batches change it).
         tick, head, tick_open = int(state["tick"]), int(state["seq"]), bool(state["tick_open"])
         progress = state["progress"]
-        approvals = sorted(state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"])
+        parked = approval.unresolved(self.ledger, run_id, state)
         pending = sorted(state["pending_tools"].items(), key=lambda kv: kv[1]["seq"])
         running = [
             (name, a["role"], a["temporary"], a["parent"], a["question"], tuple(a["tools"]))
@@ -163,17 +174,19 @@ class Kernel:
         ]
         run = Run(self.ledger, run_id, config, self.clock, self.publish, state=state)
         batch = run.batch()
-        batch.add(RunResumed(reason=reason, head=head), tick=tick)
-        # An approval still awaited when the kernel stopped got no answer: that means deny.
-        for proposal, a in approvals:
-            why = "the run was interrupted before an answer; no answer means deny"
-            batch.add(
-                ApprovalDenied(proposal=int(proposal), by="kernel", reason=why),
-                tick=tick,
-                agent=a["agent"],
-                causes=(a["seq"],),
-            )
-            batch.reject(tick, a["agent"], int(proposal), "approval", why)
+        batch.add(
+            RunResumed(
+                reason=reason,
+                head=head,
+                counterfactual=None if counterfactual is None else dict(counterfactual),
+            ),
+            tick=tick,
+        )
+        # An approval still awaited when the kernel stopped stays awaited: the run parks again.
+        waiting = [p for p in parked if p.decision is None]
+        if waiting:
+            names = ", ".join(f"{p.tool} for {p.agent}" for p in waiting)
+            batch.add(RunPaused(reason=f"still waiting for approval of {names}"), tick=tick)
         await run.supervisor.start()
         tools = run.tools
         for call_id, p in pending:
@@ -235,7 +248,7 @@ class Kernel:
                     agent=p["agent"],
                     causes=(p["seq"],),
                 )
-        if tick_open:
+        if tick_open and not parked:
             batch.add(
                 TickCompleted(
                     tick=tick,
@@ -266,6 +279,7 @@ class Kernel:
                     agent=name,
                 )
         run.commit(batch)
+        run.parked = parked
         return run
 
 

@@ -70,6 +70,13 @@ class Batch:
             causes=(proposal,) if causes is None else causes,
         )
 
+    def rebase(self) -> None:
+        """Number from the working state's seq again, after transitions others appended (a
+        decision on a parked approval) were folded into it. Only between commits."""
+        if self._drafts:
+            raise RuntimeError("rebase with uncommitted drafts would renumber them")
+        self._first = self.fold.seq + 1
+
     def __len__(self) -> int:
         return len(self._drafts)
 

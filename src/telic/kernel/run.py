@@ -8,6 +8,8 @@ from typing import Any
 
 from telic.clock import Clock
 from telic.errors import ConfigError, SequenceError, SupervisionError
+from telic.kernel import approval
+from telic.kernel.approval import Decision, Parked
 from telic.kernel.batch import Batch
 from telic.kernel.config import AgentSpec, RunConfig
 from telic.kernel.process import AgentProcess
@@ -89,6 +91,8 @@ class Run:
         self._reaction = asyncio.Event()
         self._escalated: SupervisorEscalated | None = None
         self._tick_failures: set[int] = set()
+        self.parked: list[Parked] = []
+        """Approvals a resumed run still waits for, from the tick the stop interrupted."""
         self.supervisor = Supervisor(
             "root",
             [],
@@ -303,6 +307,19 @@ class Run:
 
     # -- approvals -----------------------------------------------------------------------
 
+    async def decide_approval(self, proposal: int, agent: str, tool: str, args: Any) -> Decision:
+        """The decision on a parked high-impact call: the in-process approver's, if the run
+        has one; otherwise whoever records one in the ledger (see :mod:`telic.kernel.approval`)."""
+        if self.config.approver is None:
+            return await approval.wait(self, proposal)
+        ok, by, why = await self.ask_approval(agent, tool, args)
+        return Decision(ok, by, why, recorded=False)
+
+    def published(self, transitions: list[Transition]) -> None:
+        """Hand transitions others committed (and this run folded) to the publish hook."""
+        if transitions and self._publish is not None:
+            self._publish(transitions)
+
     async def ask_approval(self, agent: str, tool: str, args: Any) -> tuple[bool, str, str]:
         approver = self.config.approver
         if approver is None:
@@ -329,6 +346,11 @@ class Run:
         """Run one tick and its end-of-tick checks; False once the run has ended."""
         if self.done:
             return False
+        if self.parked:
+            parked, self.parked = self.parked, []
+            await approval.finish_parked(self, parked)
+            if self.done:
+                return False
         try:
             await run_tick(self)
         except SupervisionError as exc:

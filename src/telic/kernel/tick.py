@@ -287,25 +287,28 @@ async def run_tick(run: Run) -> None:
                 causes=(p.seq,),
             )
             run.commit(batch)
-            ok, by, why = await run.ask_approval(
-                p.agent, tool_name, p.proposal.args.get("args", {})
+            decision = await run.decide_approval(
+                p.seq, p.agent, tool_name, p.proposal.args.get("args", {})
             )
-            if ok:
-                batch.add(
-                    ApprovalGranted(proposal=p.seq, by=by),
-                    tick=tick,
-                    agent=p.agent,
-                    causes=(p.seq,),
-                )
+            batch.rebase()  # a decision from the ledger moved the head
+            if decision.granted:
+                if not decision.recorded:
+                    batch.add(
+                        ApprovalGranted(proposal=p.seq, by=decision.by, reason=decision.reason),
+                        tick=tick,
+                        agent=p.agent,
+                        causes=(p.seq,),
+                    )
                 names.append("approval")
             else:
-                batch.add(
-                    ApprovalDenied(proposal=p.seq, by=by, reason=why),
-                    tick=tick,
-                    agent=p.agent,
-                    causes=(p.seq,),
-                )
-                batch.reject(tick, p.agent, p.seq, "approval", why)
+                if not decision.recorded:
+                    batch.add(
+                        ApprovalDenied(proposal=p.seq, by=decision.by, reason=decision.reason),
+                        tick=tick,
+                        agent=p.agent,
+                        causes=(p.seq,),
+                    )
+                batch.reject(tick, p.agent, p.seq, "approval", decision.reason or "denied")
                 continue
         approved.append((p, names))
 

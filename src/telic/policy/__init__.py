@@ -76,8 +76,9 @@ class Policy:
     """Proposals less confident than this spawn an explorer instead of being executed."""
     warn_at: float = 0.8
     """Fraction of a budget dimension that records a warning."""
-    approval_timeout_s: float = 60.0
-    """How long a high-impact call waits for approval; no answer means deny."""
+    approval_timeout_s: float | None = None
+    """How long a high-impact call waits for a decision; then no answer means deny. None
+    (the default): the run stays parked, durably, until someone decides."""
     fail_agent_on_tool_error: bool = True
     """A tool failure or timeout crashes the calling agent (its supervisor restarts it)."""
     mind_timeout_s: float = 60.0

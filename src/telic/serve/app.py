@@ -1,0 +1,113 @@
+"""The ASGI app: :func:`create_app` builds it; its lifespan opens the ledger, the event
+kernel, the follower of other processes' commits, and the kernel that drives started runs.
+
+Routes live in :mod:`telic.serve.routes` (one module per concern), permissions in
+:mod:`telic.serve.auth`, error bodies in :mod:`telic.serve.problems`. ``/`` is left to the
+dashboard's static files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from telic.access import TokenStore
+from telic.clock import Clock, SystemClock
+from telic.events import EventKernel
+from telic.events.follow import LedgerFollower
+from telic.kernel import Kernel
+from telic.kinds import CATALOGUE
+from telic.ledger import open_ledger
+from telic.ledger.base import BaseLedger
+from telic.serve import problems
+from telic.serve.context import Context, Settings
+from telic.serve.host import Host
+from telic.serve.limits import AuditCalls, LimitBody
+from telic.serve.routes import approvals, reading, runs, streams
+
+__all__ = ["create_app"]
+
+API_VERSION = "1"
+
+
+def create_app(
+    ledger: BaseLedger | str,
+    *,
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
+    """The server for ``ledger`` (an open ledger, or a URL the app opens and closes)."""
+    cfg = settings or Settings()
+    clk: Clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
+        opened = open_ledger(ledger) if isinstance(ledger, str) else None
+        led = opened or ledger
+        assert isinstance(led, BaseLedger)
+        try:
+            async with EventKernel(led, clock=clk) as events, asyncio.TaskGroup() as group:
+                follower = LedgerFollower(led, events, interval=cfg.poll_s)
+                kernel = Kernel(led, clock=clk, publish=follower.publish)
+                host = Host(kernel, group, cfg.spec_dir)
+                ctx = Context(led, TokenStore(led, clock=clk), events, follower, kernel, host, cfg)
+                app.state.telic = ctx
+                watch = group.create_task(follower.run(), name="ledger follower")
+                if cfg.resume_hosted:
+                    await host.resume_served()
+                try:
+                    yield
+                finally:
+                    watch.cancel()
+                    for task in list(host.tasks()):
+                        task.cancel()
+        finally:
+            if opened is not None:
+                opened.close()
+
+    app = FastAPI(
+        title="telic",
+        version=API_VERSION,
+        summary="Runs, transitions, live events and approvals of a telic ledger.",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    problems.install(app)
+    for module in (runs, reading, streams, approvals):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["health"], summary="Liveness (no token needed)")
+    async def health() -> dict[str, str]:  # pyright: ignore[reportUnusedFunction]
+        return {"status": "ok"}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for kind, model in CATALOGUE.items():
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, sub in body.pop("$defs", {}).items():
+                    components.setdefault(name, sub)
+                body["x-kind"] = kind
+                components[model.__name__] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # pyright: ignore[reportAttributeAccessIssue]
+
+    def tokens() -> TokenStore | None:
+        ctx: Context | None = getattr(app.state, "telic", None)
+        return None if ctx is None else ctx.tokens
+
+    app.add_middleware(AuditCalls, tokens=tokens)
+    app.add_middleware(LimitBody, limit=cfg.max_body)
+    return app

@@ -1,0 +1,58 @@
+"""What a running server holds: the ledger, its tokens, the event kernel, the follower, the
+kernel and the runs it drives. Built by the app's lifespan; routes get it with
+``Depends(context)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from telic.access import TokenStore
+from telic.events import EventKernel
+from telic.events.follow import LedgerFollower
+from telic.kernel import Kernel
+from telic.ledger.base import BaseLedger
+
+if TYPE_CHECKING:
+    from telic.serve.host import Host
+
+__all__ = ["Context", "Settings", "context"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How the server behaves; ``telic serve``'s options."""
+
+    anonymous_read: bool = False
+    """Let requests without a token read (refused unless bound to loopback)."""
+    max_body: int = 1024 * 1024
+    """Request bodies above this many bytes get 413."""
+    heartbeat_s: float = 15.0
+    """An SSE comment line after this long without an event."""
+    stream_queue: int = 1024
+    """Events an SSE client may fall behind by before it is dropped."""
+    poll_s: float = 0.05
+    """How often the SQLite ledger is checked for other processes' commits."""
+    spec_dir: Path = field(default_factory=lambda: Path(".telic") / "specs")
+    """Where specs posted to ``POST /runs`` are kept (resume rebuilds runs from them)."""
+    resume_hosted: bool = True
+    """On start, resume the runs a server was driving when it stopped."""
+
+
+@dataclass(slots=True)
+class Context:
+    ledger: BaseLedger
+    tokens: TokenStore
+    events: EventKernel
+    follower: LedgerFollower
+    kernel: Kernel
+    host: Host
+    settings: Settings
+
+
+def context(request: Request) -> Context:
+    ctx: Context = request.app.state.telic
+    return ctx

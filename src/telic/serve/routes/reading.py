@@ -1,0 +1,119 @@
+"""Reading a run: transitions (paged), the state at a seq, the diff of two, the transcript;
+and the catalogue of transition kinds with their payload schemas."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from telic.access import Identity
+from telic.errors import SequenceError
+from telic.kinds import CATALOGUE
+from telic.reducer import state_hash
+from telic.serve.auth import Reader
+from telic.serve.context import Context, context
+from telic.serve.models import (
+    Change,
+    KindOut,
+    StateOut,
+    TranscriptOut,
+    TransitionOut,
+    TransitionPage,
+)
+from telic.statediff import changes
+from telic.transcript import render
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["reading"])
+
+Ctx = Annotated[Context, Depends(context)]
+
+
+@router.get(
+    "/runs/{run_id}/transitions",
+    response_model=TransitionPage,
+    summary="Transitions, paged by seq, filtered by kind pattern and agent",
+)
+async def transitions(
+    run_id: str,
+    ctx: Ctx,
+    who: Identity = Reader,
+    from_seq: Annotated[int, Query(alias="from", ge=1, description="First seq.")] = 1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    kind: Annotated[
+        str | None, Query(description="Glob over kinds, e.g. `tool.*`; several joined by `,`.")
+    ] = None,
+    agent: Annotated[str | None, Query()] = None,
+) -> TransitionPage:
+    info = ctx.ledger.run(run_id)
+    if from_seq > info.head + 1:
+        raise SequenceError(run_id, from_seq, info.head)
+    patterns = None if kind is None else [p for p in kind.split(",") if p]
+    items: list[TransitionOut] = []
+    seq = from_seq
+    # Filtered pages read on until they are full or the head is reached.
+    while seq <= info.head and len(items) < limit:
+        end = min(info.head, seq + max(limit, 256) - 1)
+        for t in ctx.ledger.read(run_id, seq, end):
+            seq = t.seq + 1
+            if patterns is not None and not any(fnmatch.fnmatchcase(t.kind, p) for p in patterns):
+                continue
+            if agent is not None and t.agent != agent:
+                continue
+            items.append(TransitionOut.model_construct(**t.to_json()))
+            if len(items) == limit:
+                break
+    return TransitionPage(items=items, next_from=seq if seq <= info.head else None, head=info.head)
+
+
+@router.get(
+    "/runs/{run_id}/transitions/{seq}", response_model=TransitionOut, summary="One transition"
+)
+async def transition(run_id: str, seq: int, ctx: Ctx, who: Identity = Reader) -> TransitionOut:
+    return TransitionOut.model_construct(**ctx.ledger.get(run_id, seq).to_json())
+
+
+@router.get("/runs/{run_id}/state", response_model=StateOut, summary="The state at a seq")
+async def state(
+    run_id: str,
+    ctx: Ctx,
+    who: Identity = Reader,
+    at: Annotated[int | None, Query(ge=0, description="A seq (default: the head).")] = None,
+) -> StateOut:
+    s = ctx.ledger.state_at(run_id, at)
+    return StateOut(run=run_id, seq=s["seq"], state_hash=state_hash(s), state=s)
+
+
+@router.get(
+    "/runs/{run_id}/diff", response_model=list[Change], summary="What changed between two seqs"
+)
+async def diff(
+    run_id: str,
+    ctx: Ctx,
+    a: Annotated[int, Query(ge=0, description="The earlier seq.")],
+    b: Annotated[int, Query(ge=0, description="The later seq.")],
+    who: Identity = Reader,
+) -> list[Change]:
+    before, after = ctx.ledger.state_at(run_id, a), ctx.ledger.state_at(run_id, b)
+    return [Change(path=p, before=x, after=y) for p, x, y in changes(before, after)]
+
+
+@router.get(
+    "/runs/{run_id}/transcript",
+    response_model=TranscriptOut,
+    summary="The tick-level transcript (`telic show`)",
+)
+async def transcript(run_id: str, ctx: Ctx, who: Identity = Reader) -> TranscriptOut:
+    info = ctx.ledger.run(run_id)
+    return TranscriptOut(run=run_id, lines=render(ctx.ledger.read(run_id), total=info.head))
+
+
+@router.get("/kinds", response_model=list[KindOut], summary="Transition kinds and their schemas")
+async def kinds(who: Identity = Reader) -> list[KindOut]:
+    return [
+        KindOut.model_validate({"kind": k, "summary": m.summary, "schema": m.model_json_schema()})
+        for k, m in CATALOGUE.items()
+    ]

@@ -1,0 +1,167 @@
+"""Runs: list, detail, start, stop, fork, resume, verify."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from telic.access import Identity
+from telic.errors import SequenceError
+from telic.ledger.base import RunInfo
+from telic.reducer import state_hash
+from telic.serve.auth import Operator, Reader
+from telic.serve.context import Context, context
+from telic.serve.models import (
+    AgentOut,
+    ApprovalOut,
+    ForkIn,
+    ParentRef,
+    ResumeIn,
+    RunDetail,
+    RunPage,
+    RunSummary,
+    StartIn,
+    StopIn,
+    VerifyOut,
+)
+
+__all__ = ["SYSTEM_RUNS", "router"]
+
+router = APIRouter(tags=["runs"])
+
+SYSTEM_RUNS = frozenset({"telic-events", "telic-access"})
+"""Ledger runs that hold records of the system, not runs of agents."""
+
+Ctx = Annotated[Context, Depends(context)]
+
+
+def _summary(ctx: Context, info: RunInfo, state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "goal": state["goal"],
+        "status": state["status"],
+        "parent": None if info.parent is None else ParentRef(run=info.parent, seq=info.fork_seq),
+        "head": info.head,
+        "head_hash": info.head_hash.hex(),
+        "hosted": ctx.host.hosts(info.id),
+    }
+
+
+def approvals_of(ctx: Context, run_id: str, state: dict[str, Any]) -> list[ApprovalOut]:
+    out: list[ApprovalOut] = []
+    for proposal, a in sorted(state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"]):
+        made = ctx.ledger.get(run_id, int(proposal)).data
+        args: dict[str, Any] = made.get("args", {}).get("args") or {}
+        out.append(
+            ApprovalOut(
+                run=run_id,
+                proposal=int(proposal),
+                agent=a["agent"],
+                tool=a["tool"],
+                args=args,
+                requested_seq=a["seq"],
+            )
+        )
+    return out
+
+
+def detail(ctx: Context, run_id: str) -> RunDetail:
+    info = ctx.ledger.run(run_id)
+    state = ctx.ledger.state_at(run_id)
+    agents = [
+        AgentOut(
+            name=name,
+            role=a["role"],
+            status=a["status"],
+            restarts=a["restarts"],
+            supervisor="root",
+            temporary=a["temporary"],
+            parent=a["parent"],
+        )
+        for name, a in state["agents"].items()
+    ]
+    return RunDetail(
+        **_summary(ctx, info, state),
+        reason=state["reason"],
+        tick=state["tick"],
+        progress=state["progress"],
+        budget=state["budget"],
+        spent=state["spent"],
+        currency=state["currency"],
+        agents=agents,
+        approvals=approvals_of(ctx, run_id, state),
+        artifacts=sorted(state["artifacts"]),
+        state_hash=state_hash(state),
+    )
+
+
+@router.get("/runs", response_model=RunPage, summary="List runs, newest first")
+async def list_runs(
+    ctx: Ctx,
+    who: Identity = Reader,
+    status: Annotated[
+        str | None, Query(description="Only runs with this status (e.g. running, paused).")
+    ] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> RunPage:
+    infos = [i for i in ctx.ledger.runs() if i.id not in SYSTEM_RUNS]
+    infos.sort(key=lambda i: i.created, reverse=True)
+    rows: list[RunSummary] = []
+    for info in infos:
+        state = ctx.ledger.state_at(info.id) if info.head else {"goal": "", "status": "new"}
+        if status is not None and state["status"] != status:
+            continue
+        rows.append(RunSummary(**_summary(ctx, info, state)))
+    page = rows[offset : offset + limit]
+    more = offset + limit < len(rows)
+    return RunPage(items=page, next_offset=offset + limit if more else None, total=len(rows))
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail, summary="A run in detail")
+async def get_run(run_id: str, ctx: Ctx, who: Identity = Reader) -> RunDetail:
+    return detail(ctx, run_id)
+
+
+@router.post("/runs", response_model=RunDetail, status_code=201, summary="Start a run from a spec")
+async def start_run(body: StartIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
+    run_id = await ctx.host.start(body, by=who.name)
+    return detail(ctx, run_id)
+
+
+@router.post("/runs/{run_id}/stop", response_model=RunDetail, summary="Stop a run gracefully")
+async def stop_run(run_id: str, body: StopIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
+    ctx.ledger.run(run_id)
+    await ctx.host.stop(run_id, by=who.name, reason=body.reason)
+    return detail(ctx, run_id)
+
+
+@router.post(
+    "/runs/{run_id}/fork", response_model=RunDetail, status_code=201, summary="Fork at a seq"
+)
+async def fork_run(run_id: str, body: ForkIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
+    info = ctx.ledger.run(run_id)
+    if body.at > info.head:
+        raise SequenceError(run_id, body.at, info.head)
+    new_id = ctx.kernel.fork(run_id, body.at)
+    return detail(ctx, new_id)
+
+
+@router.post("/runs/{run_id}/resume", response_model=RunDetail, summary="Resume a run here")
+async def resume_run(run_id: str, body: ResumeIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
+    await ctx.host.resume(run_id, body, by=who.name)
+    return detail(ctx, run_id)
+
+
+@router.get("/runs/{run_id}/verify", response_model=VerifyOut, summary="Verify the chain")
+async def verify_run(run_id: str, ctx: Ctx, who: Identity = Reader) -> VerifyOut:
+    r = ctx.ledger.verify(run_id)
+    return VerifyOut(
+        run=run_id,
+        ok=r.ok,
+        checked=r.checked,
+        first_bad=r.first_bad,
+        reason=r.reason,
+        head_hash=r.head_hash,
+    )
