@@ -622,6 +622,10 @@ def verify(
             raise typer.Exit(1)
 
 
+# The server's commands (serve, token, approve, deny, approvals) register on `app`.
+import telic.cli_server  # noqa: E402, F401  # pyright: ignore[reportUnusedImport]
+
+
 def main() -> None:
     app()
 

@@ -29,7 +29,8 @@ export class RunPage {
     this.me = me;
     this.head = 0;
     this.seq = null; // as-of seq; null follows the head (live)
-    this.stateAbort = null;
+    this.wantState = null;
+    this.stateBusy = false;
     this.build();
     this.start(seq);
   }
@@ -157,19 +158,28 @@ export class RunPage {
     this.stop && this.stop();
     this.timeline.destroy();
     document.removeEventListener("keydown", this.keys);
-    this.stateAbort && this.stateAbort.abort();
+    this.closed = true;
+    if (this.frame) cancelAnimationFrame(this.frame);
   }
 
+  // Live transitions are taken in as they come but shown once per frame: a run committing
+  // thousands a second costs one render a frame, not one per transition.
   onTransition(t) {
     if (t.seq <= this.head) return;
     this.head = t.seq;
-    this.timeline.add(t);
-    this.slider.max = String(this.head);
-    this.seqInput.max = String(this.head);
-    if (this.seq === null) this.showSeq(this.head);
-    this.liveRun();
-    this.liveTranscript();
-    this.liveVerify();
+    this.timeline.add(t, { render: false });
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = null;
+      this.timeline.setHead(this.head);
+      this.timeline.render();
+      this.slider.max = String(this.head);
+      this.seqInput.max = String(this.head);
+      if (this.seq === null) this.showSeq(this.head);
+      this.liveRun();
+      this.liveTranscript();
+      this.liveVerify();
+    });
   }
 
   async refreshRun() {
@@ -251,21 +261,30 @@ export class RunPage {
     if (t && (this.seq ?? this.head) === seq) clear(this.panels.record, recordPanel(t));
   }
 
-  async loadState(seq) {
-    // Moving the slider quickly asks for many states: only the latest one matters.
-    this.stateAbort && this.stateAbort.abort();
-    const ctl = new AbortController();
-    this.stateAbort = ctl;
+  // One state request at a time; the newest seq asked for is fetched when it returns, so a
+  // dragged slider or a fast live run shows states as fast as the server folds them and
+  // always ends on the last one asked for.
+  loadState(seq) {
+    this.wantState = seq;
+    if (!this.stateBusy) this.fetchState();
+  }
+
+  async fetchState() {
+    const seq = this.wantState;
+    this.stateBusy = true;
     try {
-      const out = await api.state(this.runId, seq, ctl.signal);
-      if (ctl.signal.aborted) return;
+      const out = await api.state(this.runId, seq);
+      if (this.closed) return;
       this.lastState = out;
       clear(this.panels.state, statePanel(this.runId, out));
       clear(this.gauges, gauges(out.state));
       clear(this.agents, supervisionTree(this.runId, out.state));
     } catch (err) {
-      if (err.name !== "AbortError") toast(`state at ${seq}: ${err.message}`);
+      toast(`state at ${seq}: ${err.message}`);
+    } finally {
+      this.stateBusy = false;
     }
+    if (!this.closed && this.wantState !== seq) this.fetchState();
   }
 
   mark() {

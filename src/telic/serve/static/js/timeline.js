@@ -50,7 +50,7 @@ export class Timeline {
   }
 
   // A transition that arrived live: keep it, so the page holding it is never fetched.
-  add(t) {
+  add(t, { render = true } = {}) {
     const index = Math.floor((t.seq - 1) / PAGE);
     let page = this.pages.get(index);
     if (!Array.isArray(page)) {
@@ -58,11 +58,12 @@ export class Timeline {
         page = [];
         this.pages.set(index, page);
       } else {
-        if (t.seq > this.head) this.setHead(t.seq);
+        if (render && t.seq > this.head) this.setHead(t.seq);
         return; // its page is being fetched, or starts before this event: fetched on view
       }
     }
     page[(t.seq - 1) % PAGE] = t;
+    if (!render) return;
     if (t.seq > this.head) this.setHead(t.seq);
     else this.render();
   }
