@@ -129,6 +129,9 @@ def collect(repeats: int) -> list[Figure]:
                         note="navigation to the head's state and last timeline row shown",
                     )
                 )
+                # Time travel on a settled page: its transcript and verify badge loaded.
+                page.wait_for_selector('[data-testid=verify]:not(.pending)', timeout=60_000)
+                page.wait_for_selector('[data-testid=transcript]:not(:empty)', timeout=60_000)
                 rng = random.Random(12)
                 travel = [
                     float(page.evaluate(_STATE_AT, rng.randint(1, BIG - 1))) for _ in range(TRAVELS)

@@ -125,28 +125,35 @@ export function stream(path, { from, onEvent, onState }) {
       const { value, done } = await reader.read();
       if (done) return;
       buffer += decoder.decode(value, { stream: true });
+      // Frames are cut with a moving index and the rest kept once per chunk: a catch-up chunk
+      // of thousands of frames costs its length, not its length squared.
+      let start = 0;
       let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const frame = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        let event = "message";
-        let id = null;
-        const data = [];
-        for (const line of frame.split("\n")) {
-          if (line.startsWith(":")) continue;
-          const colon = line.indexOf(":");
-          const field = colon < 0 ? line : line.slice(0, colon);
-          const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-          if (field === "event") event = val;
-          else if (field === "id") id = val;
-          else if (field === "data") data.push(val);
-        }
-        if (!data.length) continue;
-        if (id !== null) lastId = id;
-        if (event === "stream.dropped") continue; // the server cut us off: reconnect resumes
-        onEvent(event, JSON.parse(data.join("\n")));
+      while ((cut = buffer.indexOf("\n\n", start)) >= 0) {
+        frame(buffer.slice(start, cut));
+        start = cut + 2;
       }
+      buffer = buffer.slice(start);
     }
+  }
+
+  function frame(text) {
+    let event = "message";
+    let id = null;
+    const data = [];
+    for (const line of text.split("\n")) {
+      if (line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const val = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") event = val;
+      else if (field === "id") id = val;
+      else if (field === "data") data.push(val);
+    }
+    if (!data.length) return;
+    if (id !== null) lastId = id;
+    if (event === "stream.dropped") return; // the server cut us off: the reconnect resumes
+    onEvent(event, JSON.parse(data.join("\n")));
   }
 
   connect();

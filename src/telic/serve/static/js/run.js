@@ -9,13 +9,18 @@ import { Timeline } from "./timeline.js";
 
 const ENDED = new Set(["completed", "failed", "stopped"]);
 
+// Calls fn at most once per `ms`, and never more often than every 4x its last duration: a
+// read that grows with the run (the transcript of 100,000 transitions) is asked for less often
+// instead of queueing up on the server.
 function throttle(fn, ms) {
   let timer = null;
   let again = false;
   const run = async () => {
     again = false;
-    try { await fn(); } finally {
-      timer = setTimeout(() => { timer = null; if (again) wrapped(); }, ms);
+    const t0 = performance.now();
+    try { await fn(); } catch { /* shown by fn, retried on the next call */ } finally {
+      const wait = Math.max(ms, 4 * (performance.now() - t0));
+      timer = setTimeout(() => { timer = null; if (again) wrapped(); }, wait);
     }
   };
   const wrapped = () => { if (timer) again = true; else { timer = 1; run(); } };
@@ -31,6 +36,7 @@ export class RunPage {
     this.seq = null; // as-of seq; null follows the head (live)
     this.wantState = null;
     this.stateBusy = false;
+    this.stateShown = new Promise((resolve) => { this.resolveShown = resolve; });
     this.build();
     this.start(seq);
   }
@@ -39,7 +45,10 @@ export class RunPage {
     const id = this.runId;
     this.title = h("h1", { class: "run-title" }, id);
     this.status = h("span", { class: "chip", "data-testid": "status" }, "…");
-    this.badge = h("span", { class: "badge pending", "data-testid": "verify" }, "verifying…");
+    this.badge = h("button", {
+      class: "badge pending", "data-testid": "verify", title: "Verify the chain again",
+      onclick: () => this.refreshVerify(),
+    }, "verifying…");
     this.progress = h("span", { class: "progress-text" });
     this.parent = h("span", { class: "parent" });
     this.resumeBtn = h("button", { class: "resume", onclick: () => this.resume(), hidden: true }, "Resume");
@@ -140,18 +149,19 @@ export class RunPage {
       return;
     }
     this.timeline.setHead(this.head);
-    if (seq !== null && seq !== undefined) this.setSeq(seq, { from: "link" });
-    else this.follow();
-    this.refreshTranscript();
-    this.refreshVerify();
+    this.liveRun = throttle(() => this.refreshRun(), 500);
+    this.liveTranscript = throttle(() => this.refreshTranscript(), 500);
     this.stop = stream(`/runs/${encodeURIComponent(this.runId)}/events`, {
       from: this.head + 1,
       onEvent: (_type, t) => this.onTransition(t),
       onState: (state) => { this.connection.textContent = state; this.connection.dataset.state = state; },
     });
-    this.liveRun = throttle(() => this.refreshRun(), 500);
-    this.liveTranscript = throttle(() => this.refreshTranscript(), 500);
-    this.liveVerify = throttle(() => this.refreshVerify(), 2000);
+    if (seq !== null && seq !== undefined) this.setSeq(seq, { from: "link" });
+    else this.follow();
+    // The state first (it makes the page usable); the reads that grow with the run after it.
+    await this.stateShown;
+    this.liveTranscript();
+    this.refreshVerify();
   }
 
   destroy() {
@@ -178,19 +188,20 @@ export class RunPage {
       if (this.seq === null) this.showSeq(this.head);
       this.liveRun();
       this.liveTranscript();
-      this.liveVerify();
     });
   }
 
   async refreshRun() {
     const run = await api.run(this.runId);
-    this.run = run;
+    const before = this.run;
     this.head = Math.max(this.head, run.head);
     this.timeline.setHead(this.head);
     this.slider.max = String(this.head);
     this.seqInput.max = String(this.head);
     this.title.textContent = run.id;
     this.goal.textContent = run.goal;
+    if (before && before.status !== run.status) this.refreshVerify(); // it ended, or went on
+    this.run = run;
     this.status.textContent = run.status;
     this.status.className = `chip status-${run.status}`;
     this.progress.textContent = `progress ${number(run.progress)} · tick ${run.tick} · ${number(run.head)} transitions`;
@@ -283,6 +294,7 @@ export class RunPage {
       toast(`state at ${seq}: ${err.message}`);
     } finally {
       this.stateBusy = false;
+      this.resolveShown();
     }
     if (!this.closed && this.wantState !== seq) this.fetchState();
   }

@@ -12,7 +12,7 @@ export class RunsPage {
     this.root = root;
     this.me = me;
     this.details = new Map(); // run id -> {head, detail}
-    this.verified = new Map(); // run id -> {head, report}
+    this.verified = new Map(); // run id -> {status, report}
     this.body = h("tbody", {});
     this.queue = h("div", { class: "approvals", "data-testid": "approval-queue" });
     this.a = h("select", { class: "compare-a", "aria-label": "First run" });
@@ -84,9 +84,10 @@ export class RunsPage {
     if (!known || known.head !== r.head) {
       try { this.details.set(r.id, { head: r.head, detail: await api.run(r.id) }); } catch { /* shown without */ }
     }
+    // Verifying reads the whole chain: once per run, and again when its status changes.
     const v = this.verified.get(r.id);
-    if (!v || v.head !== r.head) {
-      try { this.verified.set(r.id, { head: r.head, report: await api.verify(r.id) }); } catch { /* shown without */ }
+    if (!v || v.status !== r.status) {
+      try { this.verified.set(r.id, { status: r.status, report: await api.verify(r.id) }); } catch { /* shown without */ }
     }
   }
 
