@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import Figure, median, percentile
 
@@ -29,6 +30,9 @@ from tests.dashboard.kit import CHROMIUM, CHROMIUM_ARGS, Server, synthetic_run
 from telic.kinds import MemoryUpdated
 from telic.ledger import open_ledger
 from telic.transition import draft
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 GROUP = "dashboard"
 
@@ -90,6 +94,13 @@ def _append_live(db: Path, run_id: str, stop: threading.Event, counts: list[int]
             time.sleep(max(0.0, next_at - time.perf_counter()))
 
 
+def _settle(page: Page) -> None:
+    """Wait until the page has what it reads after it became usable: the verify badge and
+    the transcript (both read the whole run)."""
+    page.wait_for_selector("[data-testid=verify]:not(.pending)", timeout=60_000)
+    page.wait_for_selector("[data-testid=transcript]:not(:empty)", timeout=60_000)
+
+
 def collect(repeats: int) -> list[Figure]:
     if not CHROMIUM.exists():
         print(
@@ -119,6 +130,7 @@ def collect(repeats: int) -> list[Figure]:
                     page.wait_for_selector(f'.state[data-seq="{BIG}"]')
                     page.wait_for_selector(f"#tl-{BIG}", state="visible")
                     loads.append(time.perf_counter() - t0)
+                    _settle(page)  # the next load does not queue behind this one's reads
                 figs.append(
                     Figure(
                         GROUP,
@@ -129,9 +141,6 @@ def collect(repeats: int) -> list[Figure]:
                         note="navigation to the head's state and last timeline row shown",
                     )
                 )
-                # Time travel on a settled page: its transcript and verify badge loaded.
-                page.wait_for_selector('[data-testid=verify]:not(.pending)', timeout=60_000)
-                page.wait_for_selector('[data-testid=transcript]:not(:empty)', timeout=60_000)
                 rng = random.Random(12)
                 travel = [
                     float(page.evaluate(_STATE_AT, rng.randint(1, BIG - 1))) for _ in range(TRAVELS)

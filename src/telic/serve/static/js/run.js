@@ -151,15 +151,19 @@ export class RunPage {
     this.timeline.setHead(this.head);
     this.liveRun = throttle(() => this.refreshRun(), 500);
     this.liveTranscript = throttle(() => this.refreshTranscript(), 500);
+    const from = this.head + 1;
+    if (seq !== null && seq !== undefined) this.setSeq(seq, { from: "link" });
+    else this.follow();
+    // The state first (it makes the page usable); then the stream, which catches up from the
+    // head read above, so nothing committed meanwhile is missed; then the reads that grow
+    // with the run.
+    await this.stateShown;
+    if (this.closed) return;
     this.stop = stream(`/runs/${encodeURIComponent(this.runId)}/events`, {
-      from: this.head + 1,
+      from,
       onEvent: (_type, t) => this.onTransition(t),
       onState: (state) => { this.connection.textContent = state; this.connection.dataset.state = state; },
     });
-    if (seq !== null && seq !== undefined) this.setSeq(seq, { from: "link" });
-    else this.follow();
-    // The state first (it makes the page usable); the reads that grow with the run after it.
-    await this.stateShown;
     this.liveTranscript();
     this.refreshVerify();
   }
