@@ -135,8 +135,15 @@ export function statePanel(runId, out) {
     Object.keys(s.pending_approvals || {}).length
       ? [h("h3", {}, "Waiting for approval"), h("pre", {}, json(s.pending_approvals))] : null,
     (s.restores || []).length ? [h("h3", {}, "Restores"), h("pre", {}, json(s.restores))] : null,
-    h("details", {}, h("summary", {}, "The whole state as JSON"), h("pre", { class: "raw" }, json(s))),
+    rawJson(s),
   );
+}
+
+// The whole state as JSON, written out only when opened.
+function rawJson(s) {
+  const pre = h("pre", { class: "raw" });
+  return h("details", { ontoggle: (e) => { if (e.target.open && !pre.textContent) pre.textContent = json(s); } },
+    h("summary", {}, "The whole state as JSON"), pre);
 }
 
 export function diffPanel(changes) {

@@ -256,8 +256,12 @@ export class RunPage {
     seq = Math.max(0, Math.min(this.head, Math.round(seq)));
     this.seq = seq;
     this.liveBtn.classList.remove("active");
-    history.replaceState(null, "", runLink(this.runId, seq));
     this.showSeq(seq, from);
+    // The address follows, once the control rests (replaceState costs a layout).
+    clearTimeout(this.addressTimer);
+    this.addressTimer = setTimeout(() => {
+      if (this.seq !== null && !this.closed) history.replaceState(null, "", runLink(this.runId, this.seq));
+    }, 150);
   }
 
   showSeq(seq, from) {
@@ -265,9 +269,10 @@ export class RunPage {
     this.seqInput.value = String(seq);
     this.diffB.value = String(seq);
     this.asOf.textContent = this.seq === null ? `live at seq ${seq}` : `as of seq ${seq}`;
-    if (seq >= 1 && from !== "timeline") this.timeline.select(seq, { notify: false, scroll: true });
-    else if (seq >= 1) this.timeline.select(seq, { notify: false, scroll: false });
+    // The state is asked for first: the server answers in order, and the timeline's pages
+    // for the rows now in view can wait behind it.
     this.loadState(seq);
+    if (seq >= 1) this.timeline.select(seq, { notify: false, scroll: from !== "timeline" });
     if (seq >= 1) this.loadRecord(seq);
   }
 
