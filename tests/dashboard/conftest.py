@@ -41,8 +41,11 @@ class Site:
         return f"{self.server.url}/{fragment}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one module. Not for the session: Playwright's sync API runs its event loop
+    in a greenlet of the main thread, and while it lives ``asyncio.run`` elsewhere would find
+    that loop running."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does it)")
     from playwright.sync_api import sync_playwright
