@@ -622,8 +622,7 @@ def verify(
             raise typer.Exit(1)
 
 
-# The server's commands (serve, token, approve, deny, approvals) register on `app`.
-import telic.cli_server  # noqa: E402, F401  # pyright: ignore[reportUnusedImport]
+import telic.cli_server  # noqa: E402, F401  # pyright: ignore[reportUnusedImport]  (registers serve, token, approve, deny, approvals)
 
 
 def main() -> None:
