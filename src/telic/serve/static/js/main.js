@@ -20,8 +20,8 @@ function parse(hash) {
   return { view: "runs" };
 }
 
-function route() {
-  const r = parse(location.hash);
+function route(hash = location.hash) {
+  const r = parse(hash);
   if (page instanceof RunPage && r.view === "run" && r.id === page.runId) {
     if (r.seq !== null && r.seq !== page.seq) page.setSeq(r.seq, { from: "link" });
     return;
@@ -68,6 +68,8 @@ document.getElementById("token-clear").addEventListener("click", async () => {
   route();
 });
 
-window.addEventListener("hashchange", route);
+// The event's own address: the run page rewrites the address as its seq moves, which may land
+// between a navigation and its hashchange event.
+window.addEventListener("hashchange", (e) => route(new URL(e.newURL).hash));
 await identify();
 route();
