@@ -24,7 +24,7 @@ from telic.cli import (  # the CLI's own helpers: this module is part of it
     out,
 )
 from telic.clock import SystemClock
-from telic.kernel.approval import decide
+from telic.kernel.approval import ENDED, decide
 
 __all__ = ["is_loopback"]
 
@@ -189,6 +189,8 @@ def approvals(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
             if info.head == 0:
                 continue
             state = ledger.state_at(info.id)
+            if state["status"] in ENDED:
+                continue
             for proposal, a in sorted(
                 state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"]
             ):

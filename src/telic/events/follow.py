@@ -31,6 +31,7 @@ from typing import Any, Final, Protocol
 from telic.events.catalogue import SYSTEM_RUN
 from telic.events.kernel import EventKernel
 from telic.ledger.base import BaseLedger
+from telic.ledger.sqlite import SQLiteLedger
 from telic.transition import Transition
 
 __all__ = ["LedgerFollower"]
@@ -132,9 +133,8 @@ class LedgerFollower:
 
 
 async def _watcher_for(ledger: BaseLedger, interval: float) -> _Watcher:
-    path = getattr(ledger, "path", None)
-    if path is not None and type(ledger).__name__ == "SQLiteLedger":
-        return _SQLiteWatcher(str(path), interval)
+    if isinstance(ledger, SQLiteLedger):
+        return _SQLiteWatcher(str(ledger.path), interval)
     dsn = getattr(ledger, "dsn", None)
     if dsn is not None:
         return await _PostgresWatcher.open(dsn, getattr(ledger, "schema", None))

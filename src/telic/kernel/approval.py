@@ -40,8 +40,10 @@ from telic.transition import Transition, draft
 if TYPE_CHECKING:
     from telic.kernel.run import Run
 
-__all__ = ["POLL_S", "Decision", "Parked", "decide", "finish_parked", "unresolved", "wait"]
+__all__ = ["ENDED", "POLL_S", "Decision", "Parked", "decide", "finish_parked", "unresolved", "wait"]
 
+ENDED: Final = frozenset({"completed", "failed", "stopped"})
+"""A run in one of these states waits for nothing (a request it left is moot)."""
 POLL_S: Final = 0.25
 """How often a parked run looks for a decision in the ledger."""
 _ATTEMPTS: Final = 20
@@ -86,6 +88,8 @@ def decide(
     """
     for _ in range(_ATTEMPTS):
         state = ledger.state_at(run_id)
+        if state["status"] in ENDED:
+            raise NotAwaitingApproval(run_id, proposal, f"the run has ended ({state['status']})")
         pending = state["pending_approvals"].get(str(proposal))
         if pending is None:
             raise NotAwaitingApproval(run_id, proposal, _why_not(ledger, run_id, proposal))

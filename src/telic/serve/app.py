@@ -29,6 +29,7 @@ from telic.serve.context import Context, Settings
 from telic.serve.host import Host
 from telic.serve.limits import AuditCalls, LimitBody
 from telic.serve.routes import approvals, dashboard, reading, runs, streams
+from telic.serve.routes.streams import FrameCache
 
 __all__ = ["create_app"]
 
@@ -55,7 +56,9 @@ def create_app(
                 follower = LedgerFollower(led, events, interval=cfg.poll_s)
                 kernel = Kernel(led, clock=clk, publish=follower.publish)
                 host = Host(kernel, group, cfg.spec_dir)
-                ctx = Context(led, TokenStore(led, clock=clk), events, follower, kernel, host, cfg)
+                tokens = TokenStore(led, clock=clk)
+                frames = FrameCache()
+                ctx = Context(led, tokens, events, follower, kernel, host, cfg, frames)
                 app.state.telic = ctx
                 watch = group.create_task(follower.run(), name="ledger follower")
                 if cfg.resume_hosted:

@@ -18,6 +18,7 @@ from telic.ledger.base import BaseLedger
 
 if TYPE_CHECKING:
     from telic.serve.host import Host
+    from telic.serve.routes.streams import FrameCache
 
 __all__ = ["Context", "Settings", "context"]
 
@@ -51,6 +52,7 @@ class Context:
     kernel: Kernel
     host: Host
     settings: Settings
+    frames: FrameCache
 
 
 def context(request: Request) -> Context:

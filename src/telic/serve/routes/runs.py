@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from telic.access import Identity
 from telic.errors import SequenceError
+from telic.kernel.approval import ENDED
 from telic.ledger.base import RunInfo
 from telic.reducer import state_hash
 from telic.serve.auth import Operator, Reader
@@ -50,6 +51,8 @@ def _summary(ctx: Context, info: RunInfo, state: dict[str, Any]) -> dict[str, An
 
 def approvals_of(ctx: Context, run_id: str, state: dict[str, Any]) -> list[ApprovalOut]:
     out: list[ApprovalOut] = []
+    if state["status"] in ENDED:
+        return out
     for proposal, a in sorted(state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"]):
         made = ctx.ledger.get(run_id, int(proposal)).data
         args: dict[str, Any] = made.get("args", {}).get("args") or {}

@@ -11,12 +11,14 @@ never waits for it) and gets a last ``stream.dropped`` event saying so.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive
 
 from telic.access import Identity
 from telic.errors import BadSubscription, SubscriptionClosed
@@ -24,7 +26,7 @@ from telic.events import Event, Subscription
 from telic.serve.auth import Reader
 from telic.serve.context import Context, context
 
-__all__ = ["router", "sse_frame"]
+__all__ = ["FrameCache", "router", "sse_frame"]
 
 router = APIRouter(tags=["streams"])
 
@@ -32,6 +34,8 @@ Ctx = Annotated[Context, Depends(context)]
 
 _HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _RETRY_MS: Final = 1000
+_BATCH: Final = 256
+"""Most events written at once when a client has several waiting."""
 
 
 def sse_frame(event: str, data: Any, id_: str | None = None) -> bytes:
@@ -39,29 +43,92 @@ def sse_frame(event: str, data: Any, id_: str | None = None) -> bytes:
     return head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def _event_frame(e: Event, with_run: bool) -> bytes:
-    t = e.transition
-    data = t.to_json()
-    data["type"] = e.type
-    return sse_frame(e.type, data, f"{t.run}:{t.seq}" if with_run else str(t.seq))
+class FrameCache:
+    """The encoded frame of each recent event, shared by every client that streams it: a
+    hundred followers of one run cost one encoding per transition, not a hundred."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._frames: OrderedDict[tuple[str, int, str, bool], tuple[bytes, str]] = OrderedDict()
+
+    def frame(self, e: Event, with_run: bool) -> tuple[bytes, str]:
+        t = e.transition
+        key = (t.run, t.seq, e.type, with_run)
+        hit = self._frames.get(key)
+        if hit is not None:
+            return hit
+        data = t.to_json()
+        data["type"] = e.type
+        id_ = f"{t.run}:{t.seq}" if with_run else str(t.seq)
+        made = (sse_frame(e.type, data, id_), id_)
+        self._frames[key] = made
+        if len(self._frames) > self.size:
+            self._frames.popitem(last=False)
+        return made
 
 
-async def _stream(sub: Subscription, heartbeat: float, with_run: bool) -> AsyncIterator[bytes]:
-    with sub:
-        yield f"retry: {_RETRY_MS}\n\n".encode()
-        while True:
-            try:
-                async with asyncio.timeout(heartbeat):
-                    event = await anext(sub)
-            except TimeoutError:
-                yield b": heartbeat\n\n"
-                continue
-            except StopAsyncIteration:
-                return
-            except SubscriptionClosed as exc:
-                yield sse_frame("stream.dropped", {"reason": str(exc)})
-                return
-            yield _event_frame(event, with_run)
+async def _close_on_disconnect(receive: Receive, sub: Subscription) -> None:
+    """End the stream when the client goes away (the server's writes would not tell us)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            sub.close()
+            return
+
+
+async def _stream(
+    sub: Subscription,
+    heartbeat: float,
+    with_run: bool,
+    cache: FrameCache | None = None,
+    receive: Receive | None = None,
+) -> AsyncIterator[bytes]:
+    frames = cache or FrameCache(64)
+    watcher = None if receive is None else asyncio.create_task(_close_on_disconnect(receive, sub))
+    try:
+        with sub:
+            yield f"retry: {_RETRY_MS}\n\n".encode()
+            async for frame in _frames(sub, heartbeat, with_run, frames):
+                yield frame
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.wait([watcher])
+
+
+async def _frames(
+    sub: Subscription, heartbeat: float, with_run: bool, frames: FrameCache
+) -> AsyncIterator[bytes]:
+    last: str | None = None
+    while True:
+        try:
+            async with asyncio.timeout(heartbeat):
+                event = await anext(sub)
+        except TimeoutError:
+            yield b": heartbeat\n\n"
+            continue
+        except StopAsyncIteration:
+            return
+        except SubscriptionClosed as exc:
+            yield sse_frame(
+                "stream.dropped",
+                {
+                    "reason": str(exc),
+                    "last_event_id": last,
+                    "hint": "reconnect with Last-Event-ID to catch up from the ledger",
+                },
+            )
+            return
+        frame, last = frames.frame(event, with_run)
+        if not sub.queued:
+            yield frame
+            continue
+        # More are ready: one write for the lot (a tick's group commit arrives at once).
+        batch = [frame]
+        while sub.queued and len(batch) < _BATCH:
+            frame, last = frames.frame(await anext(sub), with_run)
+            batch.append(frame)
+        yield b"".join(batch)
 
 
 def _start(from_seq: int | None, last_event_id: str | None) -> int | None:
@@ -86,6 +153,7 @@ def _start(from_seq: int | None, last_event_id: str | None) -> int | None:
 )
 async def run_events(
     run_id: str,
+    request: Request,
     ctx: Ctx,
     who: Identity = Reader,
     from_seq: Annotated[
@@ -104,7 +172,9 @@ async def run_events(
         overflow="disconnect",
     )
     return StreamingResponse(
-        _stream(sub, ctx.settings.heartbeat_s, with_run=False),
+        _stream(
+            sub, ctx.settings.heartbeat_s, with_run=False, cache=ctx.frames, receive=request.receive
+        ),
         media_type="text/event-stream",
         headers=_HEADERS,
     )
@@ -117,13 +187,16 @@ async def run_events(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def all_events(
+    request: Request,
     ctx: Ctx,
     who: Identity = Reader,
     kind: Annotated[str, Query(description="Event type pattern, e.g. `run.*`.")] = "*",
 ) -> StreamingResponse:
     sub = ctx.events.subscribe(kind, maxsize=ctx.settings.stream_queue, overflow="disconnect")
     return StreamingResponse(
-        _stream(sub, ctx.settings.heartbeat_s, with_run=True),
+        _stream(
+            sub, ctx.settings.heartbeat_s, with_run=True, cache=ctx.frames, receive=request.receive
+        ),
         media_type="text/event-stream",
         headers=_HEADERS,
     )

@@ -1,0 +1,218 @@
+"""``telic serve``'s figures (issue 11), each beside its target, measured in one run.
+
+A real uvicorn serves the app on loopback in this process; a writer task here stands for the
+kernel (it appends groups of ``BATCH`` transitions to one run and hands them to the server's
+follower, as the server's kernel does). ``CLIENTS`` SSE followers run in another process
+(``bench/serve_clients.py``, plain asyncio sockets), whose CPU time is reported:
+
+- paced at ``RATE`` transitions/s for ``SECONDS`` s: events lost and duplicated over all
+  clients, and commit-to-client latency p50 and p99 (receipt time minus the transition's
+  timestamp, taken just before its commit);
+- flat out: the run's throughput with the followers over its throughput with none;
+- a ``GET`` of a 100-transition page over HTTP (keep-alive client, median) over reading and
+  encoding the same page in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import uvicorn
+
+from harness import Figure, median
+from telic.access import TokenStore
+from telic.canonical import encode
+from telic.serve import Settings, create_app
+from telic.serve.context import Context
+from telic.transition import Draft
+
+GROUP = "serve"
+_CLIENTS_SCRIPT = Path(__file__).resolve().parent.parent / "serve_clients.py"
+
+CLIENTS = 100
+RATE = 1000
+SECONDS = 5
+BATCH = 20
+FLAT_OUT = 5000
+PAGE = 100
+GETS = 200
+
+
+def _drafts(start: int, n: int) -> list[Draft]:
+    now = time.time_ns() // 1000
+    return [
+        Draft(
+            "memory.updated",
+            encode({"agent": "writer", "key": f"k{(start + i) % 16}", "value": f"v{start + i}"}),
+            now,
+            1,
+            "writer",
+        )
+        for i in range(n)
+    ]
+
+
+async def _write(ctx: Context, run: str, total: int, rate: float | None) -> float:
+    """Append ``total`` transitions in groups; paced at ``rate``/s, or flat out. Returns /s."""
+    t0 = time.perf_counter()
+    written = 0
+    while written < total:
+        n = min(BATCH, total - written)
+        committed = ctx.ledger.append(run, _drafts(written, n), expected=written + 1)
+        ctx.follower.publish(committed)
+        written += n
+        if rate is None:
+            await asyncio.sleep(0)
+        else:
+            delay = t0 + written / rate - time.perf_counter()
+            await asyncio.sleep(max(0.0, delay))
+    return total / (time.perf_counter() - t0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _followers(url: str, run: str, token: str, total: int) -> asyncio.subprocess.Process:
+    script = _CLIENTS_SCRIPT
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        url,
+        run,
+        token,
+        str(CLIENTS),
+        str(total),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 120)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the followers did not start: {line!r}")
+    return proc
+
+
+async def _result(proc: asyncio.subprocess.Process) -> dict[str, object]:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 180)
+    await proc.wait()
+    result: dict[str, object] = json.loads(line)
+    return result
+
+
+async def _measure(directory: Path) -> list[Figure]:
+    db = directory / "ledger.db"
+    app = create_app(str(db), settings=Settings(spec_dir=directory / "specs", resume_hosted=False))
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110  (uvicorn offers no event to wait on)
+        await asyncio.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    ctx: Context = app.state.telic
+    token, _ = TokenStore(ctx.ledger).create("bench", ["read"])
+    figs: list[Figure] = []
+    try:
+        for run in ("base", "live", "busy"):
+            ctx.ledger.create_run(run)
+
+        alone = await _write(ctx, "base", FLAT_OUT, None)
+
+        total = RATE * SECONDS
+        proc = await _followers(url, "live", token, total)
+        await _write(ctx, "live", total, RATE)
+        live = await _result(proc)
+        if live["errors"] or not live["deliveries"]:
+            raise RuntimeError(f"the followers got nothing: {live['errors']} {live['received']}")
+        figs += [
+            Figure(
+                GROUP,
+                f"{CLIENTS} SSE clients at {RATE}/s: events lost",
+                float(live["lost"]),
+                "events",
+                0,
+            ),  # type: ignore[arg-type]
+            Figure(
+                GROUP,
+                f"{CLIENTS} SSE clients at {RATE}/s: events duplicated",
+                float(live["duplicated"]),
+                "events",
+                0,
+            ),  # type: ignore[arg-type]
+            Figure(GROUP, "commit-to-client latency p50", float(live["p50_ms"]), "ms", None),  # type: ignore[arg-type]
+            Figure(
+                GROUP,
+                "commit-to-client latency p99",
+                float(live["p99_ms"]),  # type: ignore[arg-type]
+                "ms",
+                250,
+                note=f"{live['deliveries']} deliveries; followers' CPU {live['cpu_s']:.1f} s "
+                f"over {SECONDS} s of writing",
+            ),
+        ]
+
+        proc = await _followers(url, "busy", token, FLAT_OUT)
+        busy = await _write(ctx, "busy", FLAT_OUT, None)
+        followed = await _result(proc)
+        figs.append(
+            Figure(
+                GROUP,
+                f"run throughput with {CLIENTS} followers / with none",
+                busy / alone,
+                "x",
+                0.8,
+                ">=",
+                f"{busy:,.0f}/s vs {alone:,.0f}/s flat out; lost {followed['lost']}, "
+                f"duplicated {followed['duplicated']}; followers' CPU {followed['cpu_s']:.1f} s",
+            )
+        )
+
+        starts = [random.Random(i).randint(1, FLAT_OUT - PAGE) for i in range(GETS)]
+        local: list[float] = []
+        for s in starts:
+            t0 = time.perf_counter()
+            orjson.dumps({"items": [t.to_json() for t in ctx.ledger.read("base", s, s + PAGE - 1)]})
+            local.append(time.perf_counter() - t0)
+        remote: list[float] = []
+        async with httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}
+        ) as c:
+            await c.get("/runs/base/transitions?limit=1")
+            for s in starts:
+                t0 = time.perf_counter()
+                r = await c.get(f"/runs/base/transitions?from={s}&limit={PAGE}")
+                remote.append(time.perf_counter() - t0)
+                assert len(r.json()["items"]) == PAGE
+        figs.append(
+            Figure(
+                GROUP,
+                "GET of a 100-transition page / reading and encoding it in-process",
+                median(remote) / median(local),
+                "x",
+                5,
+                note=f"{median(remote) * 1000:.2f} ms vs {median(local) * 1000:.2f} ms (medians of {GETS})",
+            )
+        )
+    finally:
+        server.should_exit = True
+        await serving
+    return figs
+
+
+def collect(repeats: int) -> list[Figure]:
+    """One measuring run (it takes a minute); ``repeats`` does not apply."""
+    with tempfile.TemporaryDirectory(prefix="telic-bench-serve-") as d:
+        return asyncio.run(_measure(Path(d)))
