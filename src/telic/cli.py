@@ -687,6 +687,51 @@ def mcp_server(db: DbOption = DEFAULT_DB) -> None:
 
 
 @app.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="The first run (e.g. the parent).")],
+    run_b: Annotated[str, typer.Argument(help="The second run (e.g. its fork).")],
+    db: DbOption = DEFAULT_DB,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="At most this many decisions per run.")
+    ] = 100,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare two runs: the first seq where they diverge, what each decided from there, and
+    the diff of their final states."""
+    from telic.compare import compare as compare_runs
+
+    with _ledger(db) as ledger:
+        c = compare_runs(ledger, run_a, run_b, limit=limit)
+        if as_json:
+            _print_json(c.model_dump(mode="json"))
+            return
+        where = (
+            "identical"
+            if c.diverged_at is None
+            else f"share seq 1..{c.shared}, diverge at seq {c.diverged_at}"
+        )
+        out.print(f"{c.a.run} vs {c.b.run} ({c.relation}): {where}", markup=False)
+        for label, side in (("A", c.a), ("B", c.b)):
+            out.print(
+                f"{label} {side.run}: {side.status}, progress {side.progress:.2f}, head {side.head}",
+                markup=False,
+            )
+            for d in side.decisions:
+                agent = d.agent or "kernel"
+                out.print(
+                    f"  {d.seq:>6} t{d.tick:02d} {agent:<12} {d.kind:<20} {d.summary}",
+                    markup=False,
+                )
+            if side.more:
+                out.print(f"  ... {side.more} more (--limit)", markup=False)
+        out.print(f"final state: {len(c.final_diff)} paths differ", markup=False)
+        for ch in c.final_diff:
+            before = json.dumps(ch.before, ensure_ascii=False)[:80]
+            after = json.dumps(ch.after, ensure_ascii=False)[:80]
+            out.print(f"  {ch.path}: {before} -> {after}", markup=False)
+
+
+@app.command()
 def verify(
     run_id: Annotated[str | None, typer.Argument(help="The run to verify.")] = None,
     db: DbOption = DEFAULT_DB,

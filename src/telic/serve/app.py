@@ -28,7 +28,7 @@ from telic.serve import problems
 from telic.serve.context import Context, Settings
 from telic.serve.host import Host
 from telic.serve.limits import AuditCalls, LimitBody
-from telic.serve.routes import approvals, reading, runs, streams
+from telic.serve.routes import approvals, dashboard, reading, runs, streams
 from telic.serve.routes.streams import FrameCache
 
 __all__ = ["create_app"]
@@ -89,6 +89,8 @@ def create_app(
     @app.get("/health", tags=["health"], summary="Liveness (no token needed)")
     async def health() -> dict[str, str]:  # pyright: ignore[reportUnusedFunction]
         return {"status": "ok"}
+
+    dashboard.install(app)  # last: its files take `/` and whatever no route took
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
