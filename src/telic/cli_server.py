@@ -14,11 +14,14 @@ from rich.table import Table
 from telic.access import SCOPES, TokenStore
 from telic.cli import (  # the CLI's own helpers: this module is part of it
     DEFAULT_DB,
+    CaptureFlag,
     DbOption,
     JsonFlag,
+    OtlpOption,
     RunArg,
     _fail,  # pyright: ignore[reportPrivateUsage]
     _ledger,  # pyright: ignore[reportPrivateUsage]
+    _otel,  # pyright: ignore[reportPrivateUsage]
     _print_json,  # pyright: ignore[reportPrivateUsage]
     app,
     out,
@@ -65,6 +68,8 @@ def serve(
     max_body: Annotated[
         int, typer.Option("--max-body", help="Largest request body, in bytes.")
     ] = 1024 * 1024,
+    otlp_endpoint: OtlpOption = None,
+    capture_content: CaptureFlag = False,
 ) -> None:
     """Serve the HTTP API (runs, transitions, live events, approvals) on a ledger."""
     try:
@@ -83,7 +88,8 @@ def serve(
                 "create one with `telic token create NAME --scope read`"
             )
         settings = Settings(anonymous_read=anonymous_read, spec_dir=spec_dir, max_body=max_body)
-        api = create_app(ledger, settings=settings)
+        processors = _otel(otlp_endpoint, capture_content)
+        api = create_app(ledger, settings=settings, processors=processors)
         out.print(f"telic serve on http://{host}:{port}  ledger {ledger.url}", markup=False)
         uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -474,3 +475,50 @@ def test_the_otlp_encoder_round_trips_through_opentelemetry_proto(
             )
             assert (g.status.code == 2) == (s.error is not None)
             assert g.kind == (3 if s.kind == "client" else 1)
+
+
+def test_serve_exports_the_runs_it_follows_to_an_otlp_endpoint(
+    receiver: _Receiver, tmp_path: Path
+) -> None:
+    """``telic serve --otlp-endpoint``: a run another process writes to the server's ledger
+    reaches the receiver live, with the ids an after-the-fact export gives."""
+    import httpx
+
+    db = str(tmp_path / "served.db")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "telic", "serve", "--db", db, "--port", str(port)]
+    with (
+        (tmp_path / "serve.log").open("wb") as log,
+        subprocess.Popen(
+            [*cmd, "--otlp-endpoint", receiver.url], cwd=tmp_path, stdout=log, stderr=log
+        ) as server,
+    ):
+        try:
+            deadline = time.monotonic() + 60
+            while not _answers(url + "/health", httpx):
+                assert server.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+            proc = _telic("demo", "--instant", "--db", db, "--out", str(tmp_path))
+            assert proc.returncode == 0, proc.stderr
+            run_id = open_ledger(db).runs()[0].id
+            expected = run_spans(open_ledger(db), run_id)
+            want = {f"{s.span_id:016x}" for s in expected}
+            deadline = time.monotonic() + 120
+            while {s.span_id.hex() for _, s in receiver.spans()} < want:
+                assert server.poll() is None, "telic serve exited"
+                assert time.monotonic() < deadline, "the server's spans never all arrived"
+                time.sleep(0.2)
+        finally:
+            server.terminate()
+            server.wait(30)
+    assert {s.trace_id.hex() for _, s in receiver.spans()} == {f"{trace_id(run_id):032x}"}
+
+
+def _answers(url: str, httpx: Any) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

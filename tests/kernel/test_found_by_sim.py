@@ -14,6 +14,7 @@ from telic.kernel.tick import run_tick
 from telic.kinds import Claim
 from telic.policy import Policy
 from telic.sim.loop import SimClock, drive
+from telic.tools import tool
 
 from .kit import (
     Calls,
@@ -127,3 +128,35 @@ def test_a_hallucinating_agent_killed_under_one_for_all_is_restarted_before_the_
     assert played.of("hallucination.detected", "a")
     assert [t.data["reason"] for t in played.of("agent.terminated", "b")] == ["shutdown"]
     assert played.of("agent.restarted", "a")
+
+
+def test_a_hallucinating_agent_a_group_restart_already_stopped_is_not_killed_again() -> None:
+    """A temporary agent flagged for a hallucination, stopped for good in the same tick by a
+    group restart (a sibling's tool failed): killing it at the end of the tick raised KeyError
+    out of ``Kernel.run`` (``python -m telic.sim --seed 661``)."""
+
+    @tool(name="broken", timeout=5.0)
+    async def broken(x: int) -> dict[str, int]:
+        raise RuntimeError(f"broken {x}")
+
+    ledger = new_ledger()
+    bogus = Claim(key="n", value=12345, evidence=(2,))  # seq 2 is agent.spawned
+    cfg = config(
+        agent("a", call("broken", x=1), finish(), tools=("broken",)),
+        agent("b", remember("j", 1, claims=[bogus]), finish(), restart="temporary"),
+        tools=[broken],
+        strategy="one_for_all",
+    )
+    clock = SimClock()
+
+    async def scenario() -> str:
+        result = await Kernel(ledger, clock=clock).run(cfg, run_id="r")
+        return result.status
+
+    ran = drive(clock, scenario(), virtual_deadline=3600, real_timeout_s=60)
+    assert (ran.hang, ran.error) == (None, None)
+    played = Played(ledger, "r")
+    assert played.of("hallucination.detected", "b")
+    assert played.of("tool.failed", "a")
+    assert played.of("agent.restarted", "a")
+    assert not played.of("agent.restarted", "b")

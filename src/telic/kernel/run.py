@@ -350,7 +350,13 @@ class Run:
         its last valid tick: beliefs, plan and memory go back; spending does not."""
         # "killed" is the reason the reducer folds into the status "killed": a killed agent
         # that is not restarted has not finished.
-        killed = [name for name in agents if self.supervisor.kill(name, reason="killed")]
+        # An agent a group restart stopped for good later in the tick (a sibling's tool
+        # failure under one_for_all, say) is gone already: nothing is left to kill.
+        killed = [
+            name
+            for name in agents
+            if self.supervises(name) and self.supervisor.kill(name, reason="killed")
+        ]
         await self.settle(batch, tick, killed)
         valid = self.fold.peek()["valid"]
         target = int(valid["seq"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 
 from telic.access import TokenStore
 from telic.clock import Clock, SystemClock
-from telic.events import EventKernel
+from telic.events import EventKernel, EventProcessor
 from telic.events.follow import LedgerFollower
 from telic.kernel import Kernel
 from telic.kinds import CATALOGUE
@@ -41,9 +41,15 @@ def create_app(
     *,
     settings: Settings | None = None,
     clock: Clock | None = None,
+    processors: Iterable[EventProcessor] = (),
 ) -> FastAPI:
-    """The server for ``ledger`` (an open ledger, or a URL the app opens and closes)."""
+    """The server for ``ledger`` (an open ledger, or a URL the app opens and closes).
+
+    ``processors`` join the server's event kernel (e.g. :class:`telic.otel.OtelProcessor`):
+    they see every transition the server follows, its own runs' and other processes'.
+    """
     cfg = settings or Settings()
+    extra = tuple(processors)
     clk: Clock = clock or SystemClock()
 
     @contextlib.asynccontextmanager
@@ -52,7 +58,10 @@ def create_app(
         led = opened or ledger
         assert isinstance(led, BaseLedger)
         try:
-            async with EventKernel(led, clock=clk) as events, asyncio.TaskGroup() as group:
+            async with (
+                EventKernel(led, clock=clk, processors=extra) as events,
+                asyncio.TaskGroup() as group,
+            ):
                 follower = LedgerFollower(led, events, interval=cfg.poll_s)
                 kernel = Kernel(led, clock=clk, publish=follower.publish)
                 host = Host(kernel, group, cfg.spec_dir)
