@@ -289,6 +289,12 @@ class Run:
         them back), possibly after they proposed in the same tick."""
         return self.supervisor.has_child(name)
 
+    def kill(self, name: str, *, reason: str) -> bool:
+        """Kill agent ``name`` (its supervisor decides on a restart); False if there was
+        nothing to kill. An agent a group restart stopped for good earlier in the tick (a
+        sibling's failure under one_for_all, say) is no longer the supervisor's child."""
+        return self.supervises(name) and self.supervisor.kill(name, reason=reason)
+
     # -- supervision ---------------------------------------------------------------------
 
     def _on_supervisor_event(self, payload: Payload) -> None:
@@ -350,13 +356,7 @@ class Run:
         its last valid tick: beliefs, plan and memory go back; spending does not."""
         # "killed" is the reason the reducer folds into the status "killed": a killed agent
         # that is not restarted has not finished.
-        # An agent a group restart stopped for good later in the tick (a sibling's tool
-        # failure under one_for_all, say) is gone already: nothing is left to kill.
-        killed = [
-            name
-            for name in agents
-            if self.supervises(name) and self.supervisor.kill(name, reason="killed")
-        ]
+        killed = [name for name in agents if self.kill(name, reason="killed")]
         await self.settle(batch, tick, killed)
         valid = self.fold.peek()["valid"]
         target = int(valid["seq"])

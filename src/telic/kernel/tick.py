@@ -145,7 +145,7 @@ async def run_tick(run: Run) -> None:
         else:  # no answer by the last-resort deadline: the process is stopped and restarted
             invalid = True
             why = f"no answer within {limit:g} s (the last-resort deadline of a tick)"
-            if run.supervisor.kill(name, reason=why):
+            if run.kill(name, reason=why):
                 crashed.append(name)
             continue
         batch.add(ProposalRejected(agent=name, check=check, reason=reason), tick=tick, agent=name)
