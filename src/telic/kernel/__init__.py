@@ -16,17 +16,14 @@ from typing import Any
 from telic.clock import Clock, SystemClock
 from telic.errors import (
     ChainBroken,
-    NotCanonical,
-    PayloadTooLarge,
     RunExists,
     RunNotFound,
     RunNotResumable,
 )
-from telic.kernel import approval, guard
+from telic.kernel import approval
 from telic.kernel.calls import open_tick
 from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
 from telic.kernel.guard import Failed, safe_text
-from telic.kernel.intake import check_value
 from telic.kernel.run import Run, RunResult
 from telic.kinds import (
     AgentRecord,
@@ -259,7 +256,7 @@ class Kernel:
                     causes=(p["seq"],),
                 )
                 run.commit(batch)
-                outcome = await _run_tool_once(tool, p["args"], run)
+                outcome = await run.run_tool_once(tool, p["args"])
                 if outcome[0] == "completed":
                     batch.add(
                         ToolCompleted(
@@ -350,32 +347,6 @@ def _refuse_taken(ledger: BaseLedger, run_id: str) -> None:
     except RunNotFound:
         return
     raise RunExists(run_id)
-
-
-async def _run_tool_once(tool: Any, args: dict[str, Any], run: Run) -> tuple[str, Any, str]:
-    policy = run.config.policy
-    called = await guard.call(
-        tool,
-        args,
-        limit=tool.timeout_s,
-        grace=policy.cancel_grace_s,
-        abandoned=run.abandoned,
-        name=f"telic-tool-{tool.name}",
-    )
-    if called.status == "timeout":
-        return ("timeout", None, "")
-    if called.status == "raised":
-        error, message = called.describe()
-        return ("failed", error, message)
-    try:
-        result = check_value(
-            called.value, what="tool.completed", max_bytes=run.ledger.max_payload - 4096
-        )
-    except NotCanonical as exc:
-        return ("failed", "Unserialisable", str(exc))
-    except PayloadTooLarge as exc:
-        return ("failed", "PayloadTooLarge", str(exc))
-    return ("completed", result, "")
 
 
 _ = Budget, Artifact

@@ -21,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from telic.canonical import decode, encode
 from telic.clock import Clock
-from telic.errors import NotAwaitingApproval, NotCanonical, SequenceConflict
+from telic.errors import NotAwaitingApproval, SequenceConflict
 from telic.kinds import (
     ApprovalDenied,
     ApprovalGranted,
@@ -256,7 +255,7 @@ async def finish_parked(run: Run, parked: list[Parked]) -> None:
             causes=(p.proposal,),
         )
         run.commit(batch)
-        outcome = await run_tool_once(tool, args)
+        outcome = await run.run_tool_once(tool, args)
         batch = run.batch()
         if outcome[0] == "completed":
             batch.add(
@@ -297,21 +296,3 @@ async def finish_parked(run: Run, parked: list[Parked]) -> None:
         tick=tick,
     )
     run.commit(batch)
-
-
-async def run_tool_once(tool: Any, args: dict[str, Any]) -> tuple[str, Any, str]:
-    """Call ``tool`` once under its timeout: ``(completed, result, "")``, ``(timeout, ...)``
-    or ``(failed, error type, message)``."""
-    import asyncio
-
-    try:
-        async with asyncio.timeout(tool.timeout_s):
-            raw = await tool(args)
-        result = decode(encode(raw))
-    except TimeoutError:
-        return ("timeout", None, "")
-    except NotCanonical as exc:
-        return ("failed", "Unserialisable", str(exc))
-    except Exception as exc:
-        return ("failed", type(exc).__name__, str(exc))
-    return ("completed", result, "")

@@ -150,7 +150,7 @@ async def run_tick(run: Run) -> None:
             continue
         batch.add(ProposalRejected(agent=name, check=check, reason=reason), tick=tick, agent=name)
     await run.settle(batch, tick, crashed)
-    if crashed and run.config.strategy != "one_for_one":
+    if crashed:  # a group restart or a supervisor giving up may have stopped other agents
         pending = _drop_stopped(run, batch, tick, pending)
 
     # 3. per-proposal checks, in the fixed order; the first refusal is the verdict. User
@@ -607,9 +607,10 @@ def _measure(progress: Callable[[State], float], state: State) -> float:
 
 
 def _drop_stopped(run: Run, batch: Any, tick: int, pending: list[_Pending]) -> list[_Pending]:
-    """A group restart (one_for_all, rest_for_one) stops temporary siblings for good, maybe
-    after they proposed in this tick: their proposals are refused, never acted on (a tool
-    call sent to a stopped agent would wait for it forever)."""
+    """A group restart (one_for_all, rest_for_one) stops temporary siblings for good, and a
+    supervisor that gives up stops every agent, maybe after they proposed in this tick: their
+    proposals are refused, never acted on (a tool call sent to a stopped agent would wait for
+    it, and record a fault that never happened)."""
     kept: list[_Pending] = []
     for p in pending:
         if run.supervises(p.agent):
