@@ -41,6 +41,16 @@ class Settings:
     """Where specs posted to ``POST /runs`` are kept (resume rebuilds runs from them)."""
     resume_hosted: bool = True
     """On start, resume the runs a server was driving when it stopped."""
+    holder: str | None = None
+    """The name the server holds its runs' leases under (unique per process by default)."""
+    lease_ttl_s: float = 10.0
+    """How long a run's lease lasts unrenewed: how soon another server takes over a run whose
+    server died."""
+    node: str = ""
+    """Where the server runs (shown with its leases); the host name by default."""
+    sweep_s: float | None = None
+    """How often to look for served runs whose lease went stale (half the TTL by default;
+    0 turns failover off)."""
 
 
 @dataclass(slots=True)
