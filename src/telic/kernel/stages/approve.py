@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from telic.kernel.stages.records import Passing, Tick
-from telic.kinds import ApprovalDenied, ApprovalGranted, ApprovalRequested, RunPaused
+from telic.kinds import ApprovalDenied, ApprovalGranted, ApprovalRequested, Payload, RunPaused
 
-__all__ = ["approve"]
+__all__ = ["approve", "decision_record"]
 
 
 async def approve(t: Tick, passing: Sequence[Passing]) -> tuple[Passing, ...]:
@@ -40,22 +40,22 @@ async def approve(t: Tick, passing: Sequence[Passing]) -> tuple[Passing, ...]:
         run.commit(batch)
         decision = await run.decide_approval(p.seq, p.agent, tool_name, args.get("args", {}))
         batch.rebase()  # a decision from the ledger moved the head
-        if decision.granted:
-            if not decision.recorded:
-                batch.add(
-                    ApprovalGranted(proposal=p.seq, by=decision.by, reason=decision.reason),
-                    tick=tick,
-                    agent=p.agent,
-                    causes=(p.seq,),
-                )
-            approved.append(each.passed("approval"))
-            continue
         if not decision.recorded:
             batch.add(
-                ApprovalDenied(proposal=p.seq, by=decision.by, reason=decision.reason),
+                decision_record(p.seq, decision.granted, decision.by, decision.reason),
                 tick=tick,
                 agent=p.agent,
                 causes=(p.seq,),
             )
-        batch.reject(tick, p.agent, p.seq, "approval", decision.reason or "denied")
+        if decision.granted:
+            approved.append(each.passed("approval"))
+        else:
+            batch.reject(tick, p.agent, p.seq, "approval", decision.reason or "denied")
     return tuple(approved)
+
+
+def decision_record(proposal: int, granted: bool, by: str, reason: str) -> Payload:
+    """The record of a decision on the approval the proposal at ``proposal`` waits for."""
+    if granted:
+        return ApprovalGranted(proposal=proposal, by=by, reason=reason)
+    return ApprovalDenied(proposal=proposal, by=by, reason=reason)
