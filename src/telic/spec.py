@@ -27,7 +27,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,6 +41,7 @@ from telic.minds.model import ModelMind
 from telic.minds.providers import parse_model, resolve_provider
 from telic.minds.scheduler import Limits, Scheduler
 from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, Resolver
+from telic.policy.conflicts import COST_FIELDS
 from telic.reducer import State
 from telic.tools import Tool
 
@@ -116,6 +117,11 @@ class PolicyEntry(_Strict):
     """By resource: an exact name or a prefix ending in ``*`` (``"plan:*" = "budgeter"``)."""
     budgeter_left: str | None = None
     """Import path of ``(state) -> float``: what the budgeter policy may still spend."""
+    budgeter_cost: tuple[Annotated[str, Field(min_length=1)], ...] = Field(
+        default=COST_FIELDS, min_length=1
+    )
+    """Where the budgeter reads a candidate's cost in its proposed value when the proposal
+    states none: the first of these fields that holds a number."""
     ranks: dict[str, int] = Field(default_factory=dict[str, int])
     """Role ranks for the ``priority`` resolver (higher wins)."""
 
@@ -462,7 +468,7 @@ def _mind_timeout(spec: RunSpec, limits: Limits, where: str) -> float:
 
 def _resolver(name: ResolverName, policy: PolicyEntry, left: Any) -> Resolver:
     if name == "budgeter":
-        return Budgeter(left=left)
+        return Budgeter(left=left, cost_fields=policy.budgeter_cost)
     if name == "priority":
         return PriorityByRole(ranks=dict(policy.ranks))
     return FirstByOrder()
