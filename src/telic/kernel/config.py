@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, MinLen
 
 from telic.errors import ConfigError
 from telic.minds.base import Mind
@@ -19,25 +21,38 @@ RestartType = Literal["permanent", "transient", "temporary"]
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """One agent: a name, a role, a mind, the tools its role may call."""
+    """One agent: a name, a role, a mind, the tools its role may call.
 
-    name: str
-    role: str
+    A run spec's ``[[agents]]`` tables are validated against these fields (see
+    :mod:`telic.spec`)."""
+
+    name: Annotated[str, MinLen(1)]
+    """Unique within the run."""
+    role: Annotated[str, MinLen(1)]
+    """Selects the role policy and, for a model mind, the role prompt."""
     mind: Mind
     tools: tuple[str, ...] = ()
+    """Names of the tools this agent may call (registered with the run)."""
     restart: RestartType = "permanent"
+    """OTP restart type: permanent (always), transient (after a crash), temporary (never)."""
     priority: int = 0
+    """Higher is served first (model schedulers, conflict resolution by priority)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """Limits per dimension; None means unlimited. Spending is never rolled back."""
+    """Limits per dimension; None means unlimited. Spending is never rolled back.
 
-    tokens: float | None = None
-    cost: float | None = None
-    tool_calls: float | None = None
-    ticks: float | None = None
-    wall_s: float | None = None
+    A run spec's ``[budget]`` table is validated against these fields (see :mod:`telic.spec`)."""
+
+    tokens: Annotated[float, Ge(0)] | None = None
+    """Model tokens, all agents together."""
+    cost: Annotated[float, Ge(0)] | None = None
+    """Money, in :attr:`currency`: model calls and the costs proposals state."""
+    tool_calls: Annotated[float, Ge(0)] | None = None
+    ticks: Annotated[float, Ge(0)] | None = None
+    wall_s: Annotated[float, Ge(0)] | None = None
+    """Seconds since the run booted."""
     currency: str = "USD"
     rates: Mapping[str, float] = field(default_factory=dict[str, float])
     """Units of ``currency`` per unit of another (model minds convert their prices)."""
