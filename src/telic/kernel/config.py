@@ -9,12 +9,13 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, MinLen
 
 from telic.errors import ConfigError
+from telic.kernel.tree import Team, Tree, plan
 from telic.minds.base import Mind
 from telic.policy import Policy
 from telic.reducer import State
 from telic.tools import Tool, ToolRegistry
 
-__all__ = ["AgentSpec", "Approver", "Artifact", "Budget", "RunConfig"]
+__all__ = ["AgentSpec", "Approver", "Artifact", "Budget", "RunConfig", "Team"]
 
 RestartType = Literal["permanent", "transient", "temporary"]
 
@@ -116,8 +117,14 @@ class RunConfig:
     below the exploration threshold and a spawn request are rejected."""
     approver: Approver | None = None
     strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
+    """The root supervisor's strategy."""
     intensity: int = 3
+    """The root's restart intensity (more restarts than this within ``period_s`` fails the
+    run)."""
     period_s: float = 5.0
+    teams: Sequence[Team] = ()
+    """Supervisors of their own for groups of agents (see :mod:`telic.kernel.tree`); without
+    teams every agent is a child of the root."""
     seed: int | None = None
     record: Mapping[str, Any] = field(default_factory=dict[str, Any])
     """Extra configuration to put on record in ``run.booted``."""
@@ -125,12 +132,24 @@ class RunConfig:
     def registry(self) -> ToolRegistry:
         return ToolRegistry(self.tools)
 
+    def tree(self) -> Tree:
+        """The supervision tree of the agents and teams (:class:`~telic.errors.TreeInvalid`
+        if the teams do not make one)."""
+        return plan(
+            [(a.name, a.role) for a in self.agents],
+            self.teams,
+            strategy=self.strategy,
+            intensity=self.intensity,
+            period_s=self.period_s,
+        )
+
     def validate(self) -> None:
         names = [a.name for a in self.agents]
         if not names:
             raise ConfigError("a run needs at least one agent")
         if len(set(names)) != len(names):
             raise ConfigError(f"agent names must be unique: {names}")
+        self.tree()
         registry = self.registry()
         for a in self.agents:
             for t in a.tools:
