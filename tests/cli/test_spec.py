@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from telic.errors import SpecError
-from telic.kernel import Budget, RunConfig
+from telic.kernel import Budget, RunConfig, Team
 from telic.policy import Budgeter, Policy
 from telic.spec import build_run
 
@@ -197,3 +197,41 @@ def test_bad_agent_entries_are_one_clear_error(tmp_path: Path, entry: str, expec
     with pytest.raises(SpecError) as caught:
         _build(tmp_path, text)
     assert expect in str(caught.value)
+
+
+def test_teams_tables_build_the_supervision_tree(tmp_path: Path) -> None:
+    text = (
+        BASE
+        + '\n[[agents]]\nname = "b"\nrole = "s"\nmind = "spec_minds:idle"\n'
+        + '\n[[teams]]\nname = "outer"\nroles = ["r"]\nteams = ["inner"]\nintensity = 2\n'
+        + '\n[[teams]]\nname = "inner"\nagents = ["b"]\nstrategy = "one_for_all"\n'
+        + 'restart = "transient"\nperiod_s = 10\n'
+    )
+    config = _build(tmp_path, text)
+    assert config.teams == [
+        Team("outer", roles=("r",), teams=("inner",), intensity=2),
+        Team("inner", agents=("b",), strategy="one_for_all", restart="transient", period_s=10),
+    ]
+    tree = config.tree()
+    assert (tree.home("a"), tree.home("b"), tree.children("root")) == ("outer", "inner", ("outer",))
+
+
+@pytest.mark.parametrize(
+    ("entry", "expect"),
+    [
+        ('name = "t"\nroles = ["r"]\nintensity = -1', "teams.0.intensity: Input should be greater"),
+        (
+            'name = "t"\nroles = ["r"]\nperiod_s = 0',
+            "teams.0.period_s: Input should be greater than 0",
+        ),
+        ('name = "t"\nroles = ["r"]\nrestart = "never"', "teams.0.restart: Input should be"),
+        ('roles = ["r"]', "teams.0.name is required"),
+        ('name = "t"', "supervision tree: team 't' has no members"),
+        ('name = "a"\nroles = ["r"]', "team 'a' has the name of an agent"),
+    ],
+)
+def test_bad_teams_are_one_clear_error(tmp_path: Path, entry: str, expect: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        _build(tmp_path, BASE + f"\n[[teams]]\n{entry}\n")
+    assert expect in str(caught.value)
+    assert "\n" not in str(caught.value)

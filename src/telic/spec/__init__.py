@@ -1,8 +1,9 @@
 """Run specs: a swarm described in a TOML file, for ``telic run SPEC [--model MODEL]``.
 
 A spec names the goal, the agents (role, tools, restart, priority, and a model or a mind by
-import path), the tools (import paths), the budget, the policy, and the run's functions (return
-condition, progress, artifacts) by import path. :func:`load_spec` reads and validates it;
+import path), their supervision tree (teams), the tools (import paths), the budget, the policy,
+and the run's functions (return condition, progress, artifacts) by import path (the tables are
+in :mod:`telic.spec.entries`). :func:`load_spec` reads and validates it;
 :func:`build_run` turns it into a :class:`~telic.kernel.RunConfig` with model minds::
 
     built = build_run("examples/trip.toml", model="openai:gpt-4.1-mini", clock=SystemClock())
@@ -33,8 +34,9 @@ from pydantic import ValidationError
 
 import telic.prompts
 from telic.clock import Clock
-from telic.errors import ConfigError, SpecError, TelicError
-from telic.kernel import AgentSpec, Artifact, Budget, RunConfig
+from telic.errors import ConfigError, SpecError, TelicError, TreeInvalid
+from telic.kernel import AgentSpec, Artifact, Budget, RunConfig, Team
+from telic.kernel.tree import plan
 from telic.minds.base import Mind
 from telic.minds.factory import model_mind, shared_scheduler
 from telic.minds.model import ModelMind
@@ -49,6 +51,7 @@ from telic.spec.entries import (
     PolicyEntry,
     ResolverName,
     RunSpec,
+    TeamEntry,
     derived_fields,
 )
 from telic.tools import Tool
@@ -61,6 +64,7 @@ __all__ = [
     "PolicyEntry",
     "RecordedSpec",
     "RunSpec",
+    "TeamEntry",
     "build_run",
     "load_object",
     "load_spec",
@@ -511,6 +515,11 @@ def _config(
     for n in names:
         if names.count(n) > 1:
             raise SpecError(where, f"two agents are named {n!r}; agent names must be unique")
+    teams = [Team(**derived_fields(t)) for t in spec.teams]
+    try:  # the tree before any mind is loaded or made
+        plan([(f["name"], f["role"]) for _, f in drafts], teams)
+    except TreeInvalid as exc:
+        raise SpecError(where, str(exc)) from None
     loaded: dict[str, Mind] = {}
     for a, f in drafts:
         name: str = f["name"]
@@ -593,6 +602,7 @@ def _config(
         strategy=spec.strategy,
         intensity=spec.intensity,
         period_s=spec.period_s,
+        teams=teams,
         seed=spec.seed,
         **extra,
     )

@@ -2,7 +2,8 @@
 
 The entries that configure a kernel object are derived from it: ``[policy]`` from
 :class:`~telic.policy.Policy`, ``[budget]`` from :class:`~telic.kernel.Budget`, each
-``[[agents]]`` table from :class:`~telic.kernel.AgentSpec`. Their fields, defaults, bounds (the
+``[[agents]]`` table from :class:`~telic.kernel.AgentSpec`, each ``[[teams]]`` table from
+:class:`~telic.kernel.Team`. Their fields, defaults, bounds (the
 ``annotated_types`` in the field types) and descriptions (the field docstrings) are read from
 that class, so each is declared once. What a TOML file cannot hold (a mind object, a resolver
 object) is replaced by what names it (an import path, a resolver name), declared here.
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_type_hin
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from telic.kernel import AgentSpec, Budget
+from telic.kernel import AgentSpec, Budget, Team
 from telic.policy import Policy
 from telic.policy.conflicts import COST_FIELDS
 
@@ -32,6 +33,7 @@ __all__ = [
     "PolicyEntry",
     "ResolverName",
     "RunSpec",
+    "TeamEntry",
     "derived_fields",
 ]
 
@@ -118,6 +120,11 @@ class _BudgetOwn(_Strict):
     e.g. ``{ USD = 0.80 }`` for a CHF budget."""
 
 
+class _TeamOwn(_Strict):
+    """One ``[[teams]]`` table (the fields of :class:`telic.kernel.Team`): a supervisor of the
+    agents with its ``roles`` (or named in ``agents``) and of the ``teams`` it lists."""
+
+
 class _PolicyOwn(_Strict):
     """The ``[policy]`` table (the fields of :class:`telic.policy.Policy` a TOML file can
     hold, with resolvers by name)."""
@@ -143,9 +150,11 @@ if TYPE_CHECKING:
     AgentEntry = _AgentOwn
     BudgetEntry = _BudgetOwn
     PolicyEntry = _PolicyOwn
+    TeamEntry = _TeamOwn
 else:
     AgentEntry = _derive(AgentSpec, _AgentOwn, name="AgentEntry")
     BudgetEntry = _derive(Budget, _BudgetOwn, name="BudgetEntry")
+    TeamEntry = _derive(Team, _TeamOwn, name="TeamEntry")
     PolicyEntry = _derive(Policy, _PolicyOwn, name="PolicyEntry", exclude=("extra", "verifier"))
 
 
@@ -177,6 +186,9 @@ class RunSpec(_Strict):
     model: str | None = None
     """The default model of every agent without its own ``model`` or ``mind``."""
     agents: list[AgentEntry] = Field(min_length=1)
+    teams: list[TeamEntry] = Field(default_factory=list[TeamEntry])
+    """Supervisors of their own for groups of agents (by default every agent is a child of
+    the root supervisor, whose settings are ``strategy``, ``intensity`` and ``period_s``)."""
     tools: str | list[str] = Field(default_factory=list[str])
     """Import paths, each to a Tool, a list of Tools, or a zero-argument factory of either."""
     high_impact: list[str] = Field(default_factory=list[str])
@@ -196,7 +208,9 @@ class RunSpec(_Strict):
     explorer_model: str | None = None
     """The explorers' model (default: the spec's model)."""
     strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
+    """The root supervisor's."""
     intensity: int = Field(default=3, ge=0)
+    """The root's restart intensity: more restarts within ``period_s`` fail the run."""
     period_s: float = Field(default=5.0, gt=0)
     seed: int | None = None
     structured: Literal["tool", "json"] = "tool"
