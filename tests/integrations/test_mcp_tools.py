@@ -26,6 +26,7 @@ from telic.kernel import AgentSpec, Budget, Kernel, RunConfig
 from telic.ledger import open_ledger
 from telic.mcp import McpServer, McpServerSpec, connect
 from telic.minds import FunctionMind, View
+from telic.otel import SpanBuilder
 from telic.policy import Policy
 from telic.proposal import Proposal
 
@@ -192,6 +193,20 @@ async def _a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
     rejected = {(t.agent, t.data["check"]) for t in transitions if t.kind == "proposal.rejected"}
     assert ("caller", "arguments") in rejected
     assert ("stranger", "allowlist") in rejected
+    # each call records the server and the schema hash of the tool it called
+    started = [t.data for t in transitions if t.kind == "tool.started"]
+    hashes = {t.name: t.version for t in tools}
+    assert {(d["source"], d["version"]) for d in started if d["tool"] == "forecast"} == {
+        ("mcp:weather", hashes["forecast"])
+    }
+    assert all(d["source"] == "mcp:weather" for d in started)
+    # and its execute_tool span says it was an MCP tools/call
+    builder = SpanBuilder()
+    spans = builder.feed(transitions) + builder.close()
+    forecast = next(s for s in spans if s.name == "execute_tool forecast")
+    assert forecast.attributes["mcp.method.name"] == "tools/call"
+    assert forecast.attributes["telic.tool.source"] == "mcp:weather"
+    assert forecast.attributes["telic.tool.version"] == hashes["forecast"]
 
 
 # -- in a spec, through `telic run` ----------------------------------------------------------

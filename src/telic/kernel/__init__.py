@@ -250,6 +250,8 @@ class Kernel:
                         args=p["args"],
                         idempotent=True,
                         attempt=p["attempt"] + 1,
+                        source=tool.source,
+                        version=tool.version,
                     ),
                     tick=tick,
                     agent=p["agent"],

@@ -249,6 +249,8 @@ async def finish_parked(run: Run, parked: list[Parked]) -> None:
                 tool=tool.name,
                 args=args,
                 idempotent=tool.idempotent,
+                source=tool.source,
+                version=tool.version,
             ),
             tick=tick,
             agent=p.agent,

@@ -455,6 +455,8 @@ async def run_tick(run: Run) -> None:
                         tool=tool.name,
                         args=targs,
                         idempotent=tool.idempotent,
+                        source=tool.source,
+                        version=tool.version,
                     ),
                     tick=tick,
                     agent=p.agent,
