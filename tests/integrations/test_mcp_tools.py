@@ -209,6 +209,43 @@ async def _a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
     assert forecast.attributes["telic.tool.version"] == hashes["forecast"]
 
 
+def test_the_tool_call_budget_counts_mcp_calls() -> None:
+    asyncio.run(_the_tool_call_budget_counts_mcp_calls())
+
+
+async def _the_tool_call_budget_counts_mcp_calls() -> None:
+    """An MCP server's tools spend the run's tool-call budget as the run's own tools do: the
+    run stops when it is spent, and the call past it is never sent to the server."""
+    servers, tools = await connect([_stdio(timeout_s=5.0)])
+    try:
+        config = RunConfig(
+            goal="use MCP tools within a budget",
+            agents=[
+                AgentSpec(
+                    "caller",
+                    "worker",
+                    _calls(*(_tool("forecast", city="Lugano", day=d) for d in (1, 2, 3))),
+                    tools=("forecast",),
+                )
+            ],
+            tools=tools,
+            budget=Budget(ticks=8, tool_calls=2),
+            policy=Policy(stall_ticks=0, verifier=None),
+        )
+        transitions = await _run(config)
+    finally:
+        for s in servers:
+            await s.aclose()
+    started = [t for t in transitions if t.kind == "tool.started"]
+    assert len(started) == 2
+    exhausted = [t.data for t in transitions if t.kind == "budget.exhausted"]
+    assert [(e["dimension"], e["spent"], e["limit"]) for e in exhausted] == [
+        ("tool_calls", 2, 2)
+    ]
+    stopped = next(t.data for t in transitions if t.kind == "run.stopped")
+    assert "tool_calls" in stopped["reason"]
+
+
 # -- in a spec, through `telic run` ----------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
