@@ -1,8 +1,8 @@
 """``telic serve``'s figures (issue 11), each beside its target, measured in one run.
 
-A real uvicorn serves the app on loopback in this process; a writer task here stands for the
-kernel (it appends groups of ``BATCH`` transitions to one run and hands them to the server's
-follower, as the server's kernel does). ``CLIENTS`` SSE followers run in another process
+A real uvicorn serves the app on loopback in this process; a writer on the server's kernel
+loop (its own thread, where the server's runs tick) stands for the kernel: it appends groups
+of ``BATCH`` transitions to one run and publishes them as the server's kernel does. ``CLIENTS`` SSE followers run in another process
 (``bench/serve_clients.py``, plain asyncio sockets), whose CPU time is reported:
 
 - paced at ``RATE`` transitions/s for ``SECONDS`` s: events lost and duplicated over all
@@ -62,13 +62,21 @@ def _drafts(start: int, n: int) -> list[Draft]:
 
 
 async def _write(ctx: Context, run: str, total: int, rate: float | None) -> float:
-    """Append ``total`` transitions in groups; paced at ``rate``/s, or flat out. Returns /s."""
+    """Append ``total`` transitions in groups on the server's kernel loop (its own thread, as
+    the server's runs), publishing as the kernel does; paced at ``rate``/s, or flat out.
+    Returns transitions per second."""
+    return await ctx.driver.call(_writing(ctx, run, total, rate))
+
+
+async def _writing(ctx: Context, run: str, total: int, rate: float | None) -> float:
+    publish = ctx.kernel.publish
+    assert publish is not None
     t0 = time.perf_counter()
     written = 0
     while written < total:
         n = min(BATCH, total - written)
         committed = ctx.ledger.append(run, _drafts(written, n), expected=written + 1)
-        ctx.follower.publish(committed)
+        publish(committed)
         written += n
         if rate is None:
             await asyncio.sleep(0)
@@ -152,6 +160,14 @@ async def _measure(directory: Path) -> list[Figure]:
                 "events",
                 0,
             ),  # type: ignore[arg-type]
+            Figure(
+                GROUP,
+                f"{CLIENTS} SSE clients at {RATE}/s: gaps without a drop",
+                float(live["gaps"]),  # type: ignore[arg-type]
+                "events",
+                0,
+                note=f"clients dropped (and resumed with Last-Event-ID): {live['drops']}",
+            ),
             Figure(GROUP, "commit-to-client latency p50", float(live["p50_ms"]), "ms", None),  # type: ignore[arg-type]
             Figure(
                 GROUP,
@@ -176,7 +192,8 @@ async def _measure(directory: Path) -> list[Figure]:
                 0.8,
                 ">=",
                 f"{busy:,.0f}/s vs {alone:,.0f}/s flat out; lost {followed['lost']}, "
-                f"duplicated {followed['duplicated']}; followers' CPU {followed['cpu_s']:.1f} s",
+                f"duplicated {followed['duplicated']}, drops {followed['drops']}; "
+                f"followers' CPU {followed['cpu_s']:.1f} s",
             )
         )
 

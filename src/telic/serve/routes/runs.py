@@ -129,14 +129,14 @@ async def get_run(run_id: str, ctx: Ctx, who: Identity = Reader) -> RunDetail:
 
 @router.post("/runs", response_model=RunDetail, status_code=201, summary="Start a run from a spec")
 async def start_run(body: StartIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
-    run_id = await ctx.host.start(body, by=who.name)
+    run_id = await ctx.driver.call(ctx.host.start(body, by=who.name))
     return detail(ctx, run_id)
 
 
 @router.post("/runs/{run_id}/stop", response_model=RunDetail, summary="Stop a run gracefully")
 async def stop_run(run_id: str, body: StopIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
     ctx.ledger.run(run_id)
-    await ctx.host.stop(run_id, by=who.name, reason=body.reason)
+    await ctx.driver.call(ctx.host.stop(run_id, by=who.name, reason=body.reason))
     return detail(ctx, run_id)
 
 
@@ -153,7 +153,7 @@ async def fork_run(run_id: str, body: ForkIn, ctx: Ctx, who: Identity = Operator
 
 @router.post("/runs/{run_id}/resume", response_model=RunDetail, summary="Resume a run here")
 async def resume_run(run_id: str, body: ResumeIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
-    await ctx.host.resume(run_id, body, by=who.name)
+    await ctx.driver.call(ctx.host.resume(run_id, body, by=who.name))
     return detail(ctx, run_id)
 
 
