@@ -38,7 +38,7 @@ Ctx = Annotated[Context, Depends(context)]
     response_model=TransitionPage,
     summary="Transitions, paged by seq, filtered by kind pattern and agent",
 )
-async def transitions(
+def transitions(
     run_id: str,
     ctx: Ctx,
     who: Identity = Reader,
@@ -76,14 +76,14 @@ async def transitions(
 @router.get(
     "/runs/{run_id}/transitions/{seq}", response_model=TransitionOut, summary="One transition"
 )
-async def transition(run_id: str, seq: int, ctx: Ctx, who: Identity = Reader) -> Response:
+def transition(run_id: str, seq: int, ctx: Ctx, who: Identity = Reader) -> Response:
     return Response(
         orjson.dumps(ctx.ledger.get(run_id, seq).to_json()), media_type="application/json"
     )
 
 
 @router.get("/runs/{run_id}/state", response_model=StateOut, summary="The state at a seq")
-async def state(
+def state(
     run_id: str,
     ctx: Ctx,
     who: Identity = Reader,
@@ -96,7 +96,7 @@ async def state(
 @router.get(
     "/runs/{run_id}/diff", response_model=list[Change], summary="What changed between two seqs"
 )
-async def diff(
+def diff(
     run_id: str,
     ctx: Ctx,
     a: Annotated[int, Query(ge=0, description="The earlier seq.")],
@@ -112,13 +112,13 @@ async def diff(
     response_model=TranscriptOut,
     summary="The tick-level transcript (`telic show`)",
 )
-async def transcript(run_id: str, ctx: Ctx, who: Identity = Reader) -> TranscriptOut:
+def transcript(run_id: str, ctx: Ctx, who: Identity = Reader) -> TranscriptOut:
     info = ctx.ledger.run(run_id)
     return TranscriptOut(run=run_id, lines=render(ctx.ledger.read(run_id), total=info.head))
 
 
 @router.get("/kinds", response_model=list[KindOut], summary="Transition kinds and their schemas")
-async def kinds(who: Identity = Reader) -> list[KindOut]:
+def kinds(who: Identity = Reader) -> list[KindOut]:
     return [
         KindOut.model_validate({"kind": k, "summary": m.summary, "schema": m.model_json_schema()})
         for k, m in CATALOGUE.items()
