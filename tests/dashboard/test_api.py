@@ -5,6 +5,7 @@ refuse bad input) through the app."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from telic.compare import compare
 from telic.ledger import open_ledger
 from telic.serve import Settings, create_app
 from telic.serve.routes.dashboard import STATIC
+from telic.statediff import state_diff
 
 
 def _in_process(
@@ -105,3 +107,25 @@ def test_without_a_token_the_page_loads_and_the_reads_are_refused(
         assert ok.status_code == 200
 
     _in_process(db, body, anonymous_read=False)
+
+
+def test_one_diff_for_the_api_the_cli_and_compare(ledger_db: tuple[Path, str, str, str]) -> None:
+    db, run, fork, _ = ledger_db
+    with open_ledger(str(db)) as ledger:
+        a, b = ledger.state_at(run, 20), ledger.state_at(run, 60)
+        expected = [c.model_dump(mode="json") for c in state_diff(a, b)]
+        final = [
+            c.model_dump(mode="json")
+            for c in state_diff(ledger.state_at(run), ledger.state_at(fork))
+        ]
+    assert expected  # the two points differ
+    cli = json.loads(telic(db.parent, "diff", run, "20", "60", "--json", "--db", str(db)))
+    assert cli == expected
+
+    async def body(client: httpx.AsyncClient) -> None:
+        api = (await client.get(f"/runs/{run}/diff?a=20&b=60")).json()
+        assert api == expected
+        compared = (await client.get(f"/compare?a={run}&b={fork}")).json()
+        assert compared["final_diff"] == final
+
+    _in_process(db, body, anonymous_read=True)

@@ -7,11 +7,12 @@ heartbeat."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from telic.transition import draft
 
 
 @contextlib.contextmanager
-def serving(db: Path, **settings: Any) -> Iterator[tuple[str, Any]]:
+def serving(db: Path, **settings: Any) -> Generator[tuple[str, Any]]:
     """``create_app`` under a real uvicorn on a free loopback port, in a thread."""
     cfg = Settings(spec_dir=db.parent / "specs", poll_s=0.02, resume_hosted=False, **settings)
     app = create_app(str(db), settings=cfg)
@@ -270,5 +271,5 @@ def test_a_slow_ledger_read_does_not_stall_a_heartbeat(tmp_path: Path) -> None:
         ledger.state_at = original
     assert slow.status_code == 200 and t1 - t0 >= 1.5
     during = [b for b in beats if t0 <= b <= t1]
-    gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(during)]
     assert len(during) >= 5 and max(gaps) < 0.75, gaps  # the loop kept beating meanwhile

@@ -23,7 +23,7 @@ from telic.serve.models import (
     TransitionOut,
     TransitionPage,
 )
-from telic.statediff import changes
+from telic.statediff import state_diff
 from telic.transcript import render
 
 __all__ = ["router"]
@@ -104,7 +104,7 @@ def diff(
     who: Identity = Reader,
 ) -> list[Change]:
     before, after = ctx.ledger.state_at(run_id, a), ctx.ledger.state_at(run_id, b)
-    return [Change(path=p, before=x, after=y) for p, x, y in changes(before, after)]
+    return list(state_diff(before, after))
 
 
 @router.get(
