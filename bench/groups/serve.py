@@ -175,7 +175,7 @@ async def _measure(directory: Path) -> list[Figure]:
                 float(live["p99_ms"]),  # type: ignore[arg-type]
                 "ms",
                 250,
-                note=f"{live['deliveries']} deliveries; followers' CPU {live['cpu_s']:.1f} s "
+                note=f"{live['deliveries']} deliveries in {live['reads']} reads; followers' CPU {live['cpu_s']:.1f} s "
                 f"over {SECONDS} s of writing",
             ),
         ]

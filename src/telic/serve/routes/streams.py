@@ -163,10 +163,11 @@ async def _run_frames(
 
 
 def _start(from_seq: int | None, last_event_id: str | None) -> int | None:
-    if from_seq is not None:
-        return from_seq
+    """Where a stream starts: after ``Last-Event-ID`` when the client sends one (a reconnect:
+    a browser's ``EventSource`` comes back to the same URL, ``?from=`` and all, with the id of
+    the last event it saw), else at ``?from=``, else live."""
     if last_event_id is None or not last_event_id.strip():
-        return None
+        return from_seq
     try:
         last = int(last_event_id.strip().rsplit(":", 1)[-1])
     except ValueError:
