@@ -7,8 +7,8 @@ A request authenticates with ``Authorization: Bearer <token>``; a ``GET`` may pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -44,11 +44,11 @@ def identity(request: Request, ctx: Context, scope: str) -> Identity:
     return who
 
 
-def require(scope: str) -> Callable[..., Identity]:
-    """A dependency: the request's identity, once it is known to hold ``scope`` (a plain
-    function: FastAPI runs it in a worker thread, since the token lookup reads the ledger)."""
+def require(scope: str) -> Callable[..., Coroutine[Any, Any, Identity]]:
+    """A dependency: the request's identity, once it is known to hold ``scope`` (on the loop:
+    the token store answers from memory, reading one head when no token changed)."""
 
-    def dependency(request: Request, ctx: Annotated[Context, Depends(context)]) -> Identity:
+    async def dependency(request: Request, ctx: Annotated[Context, Depends(context)]) -> Identity:
         return identity(request, ctx, scope)
 
     return dependency

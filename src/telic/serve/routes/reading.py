@@ -1,11 +1,18 @@
 """Reading a run: transitions (paged), the state at a seq, the diff of two, the transcript;
-and the catalogue of transition kinds with their payload schemas."""
+and the catalogue of transition kinds with their payload schemas.
+
+What may take long (a fold, a whole run's transcript, a filtered scan) runs in a worker
+thread (plain-function routes, which FastAPI runs in its threads, or ``ctx.reads``), so the
+event loop never waits on it; reads bounded by a key range (a page of at most 1,000
+transitions, one transition) run on the loop, where they cost less than the hop.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 from typing import Annotated, Any
 
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -38,7 +45,7 @@ Ctx = Annotated[Context, Depends(context)]
     response_model=TransitionPage,
     summary="Transitions, paged by seq, filtered by kind pattern and agent",
 )
-def transitions(
+async def transitions(
     run_id: str,
     ctx: Ctx,
     who: Identity = Reader,
@@ -49,15 +56,34 @@ def transitions(
     ] = None,
     agent: Annotated[str | None, Query()] = None,
 ) -> Response:
+    patterns = None if kind is None else [p for p in kind.split(",") if p]
+    if patterns is None and agent is None:
+        # At most `limit` (1,000) rows by key: a few milliseconds at worst, read here; the hop
+        # to a worker thread would cost more than the read (this is the hot path).
+        body = _page(ctx, run_id, from_seq, limit, None, None)
+    else:  # a filter may scan the whole run to fill a page: off the loop
+        body = await anyio.to_thread.run_sync(
+            _page, ctx, run_id, from_seq, limit, patterns, agent, limiter=ctx.reads
+        )
+    return Response(body, media_type="application/json")
+
+
+def _page(
+    ctx: Context,
+    run_id: str,
+    from_seq: int,
+    limit: int,
+    patterns: list[str] | None,
+    agent: str | None,
+) -> bytes:
     info = ctx.ledger.run(run_id)
     if from_seq > info.head + 1:
         raise SequenceError(run_id, from_seq, info.head)
-    patterns = None if kind is None else [p for p in kind.split(",") if p]
+    filtered = patterns is not None or agent is not None
     items: list[dict[str, Any]] = []
     seq = from_seq
     # Filtered pages read on until they are full or the head is reached.
     while seq <= info.head and len(items) < limit:
-        filtered = patterns is not None or agent is not None
         end = min(info.head, seq + (max(limit, 256) if filtered else limit) - 1)
         for t in ctx.ledger.read(run_id, seq, end):
             seq = t.seq + 1
@@ -68,15 +94,15 @@ def transitions(
             items.append(t.to_json())
             if len(items) == limit:
                 break
-    # The ledger's records are valid already: encoded as they are (this is the hot path).
+    # The ledger's records are valid already: encoded as they are.
     page = {"items": items, "next_from": seq if seq <= info.head else None, "head": info.head}
-    return Response(orjson.dumps(page), media_type="application/json")
+    return orjson.dumps(page)
 
 
 @router.get(
     "/runs/{run_id}/transitions/{seq}", response_model=TransitionOut, summary="One transition"
 )
-def transition(run_id: str, seq: int, ctx: Ctx, who: Identity = Reader) -> Response:
+async def transition(run_id: str, seq: int, ctx: Ctx, who: Identity = Reader) -> Response:
     return Response(
         orjson.dumps(ctx.ledger.get(run_id, seq).to_json()), media_type="application/json"
     )
