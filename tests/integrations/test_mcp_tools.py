@@ -239,9 +239,7 @@ async def _the_tool_call_budget_counts_mcp_calls() -> None:
     started = [t for t in transitions if t.kind == "tool.started"]
     assert len(started) == 2
     exhausted = [t.data for t in transitions if t.kind == "budget.exhausted"]
-    assert [(e["dimension"], e["spent"], e["limit"]) for e in exhausted] == [
-        ("tool_calls", 2, 2)
-    ]
+    assert [(e["dimension"], e["spent"], e["limit"]) for e in exhausted] == [("tool_calls", 2, 2)]
     stopped = next(t.data for t in transitions if t.kind == "run.stopped")
     assert "tool_calls" in stopped["reason"]
 
