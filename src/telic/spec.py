@@ -152,6 +152,9 @@ class RunSpec(_Strict):
     """Import paths, each to a Tool, a list of Tools, or a zero-argument factory of either."""
     high_impact: list[str] = Field(default_factory=list[str])
     """Names of tools whose calls wait for a human decision (besides those marked so)."""
+    resources: dict[str, dict[str, float]] = Field(default_factory=dict[str, dict[str, float]])
+    """By tool name, what its calls need on a Ray cluster (``render = { num_gpus = 1 }``):
+    added to the tool's own ``resources`` (see :attr:`telic.tools.Tool.resources`)."""
     mcp_servers: list[McpServerEntry] = Field(default_factory=list[McpServerEntry])
     """MCP servers whose tools join ``tools`` (needs ``telic[mcp]``)."""
     budget: BudgetEntry = Field(default_factory=BudgetEntry)
@@ -621,6 +624,26 @@ def _config(
     tools = [
         dataclasses.replace(t, high_impact=True) if t.name in spec.high_impact else t for t in tools
     ]
+    for name, needs in spec.resources.items():
+        if name not in known:
+            raise SpecError(
+                where,
+                f"resources names tool {name!r}, which no tools entry provides "
+                f"(known: {', '.join(known) or 'none'})",
+            )
+        if any(t.name == name and t.source for t in tools):
+            raise SpecError(
+                where,
+                f"resources.{name}: an MCP tool runs in its server, not as a Ray task; "
+                "only Python tools take resources",
+            )
+        try:
+            tools = [
+                dataclasses.replace(t, resources={**t.resources, **needs}) if t.name == name else t
+                for t in tools
+            ]
+        except ConfigError as exc:
+            raise SpecError(where, f"resources.{name}: {exc}") from None
     names = [a.name for a in spec.agents]
     for n in names:
         if names.count(n) > 1:
