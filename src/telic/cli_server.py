@@ -26,6 +26,7 @@ from telic.cli import (  # the CLI's own helpers: this module is part of it
     app,
     out,
 )
+from telic.cli_cluster import RayOption, cluster_of
 from telic.clock import SystemClock
 from telic.kernel.approval import ENDED, decide
 
@@ -70,14 +71,18 @@ def serve(
     ] = 1024 * 1024,
     otlp_endpoint: OtlpOption = None,
     capture_content: CaptureFlag = False,
+    ray: RayOption = None,
 ) -> None:
-    """Serve the HTTP API (runs, transitions, live events, approvals) on a ledger."""
+    """Serve the HTTP API (runs, transitions, live events, approvals) on a ledger; with --ray,
+    the runs it starts are hosted on a Ray cluster."""
     try:
         import uvicorn
 
         from telic.serve import Settings, create_app
     except ImportError:
         _fail("telic serve needs the serve extra: pip install 'telic[serve]'")
+    if ray is not None:
+        cluster_of(ray, db).close()  # a clear line now if the ledger or the cluster is wrong
     loopback = is_loopback(host)
     if anonymous_read and not loopback:
         _fail(f"--anonymous-read is refused on {host}: it is not a loopback address")
@@ -87,7 +92,9 @@ def serve(
                 f"refusing to bind {host} (not loopback) without tokens: "
                 "create one with `telic token create NAME --scope read`"
             )
-        settings = Settings(anonymous_read=anonymous_read, spec_dir=spec_dir, max_body=max_body)
+        settings = Settings(
+            anonymous_read=anonymous_read, spec_dir=spec_dir, max_body=max_body, ray=ray
+        )
         processors = _otel(otlp_endpoint, capture_content)
         api = create_app(ledger, settings=settings, processors=processors)
         out.print(f"telic serve on http://{host}:{port}  ledger {ledger.url}", markup=False)

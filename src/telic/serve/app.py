@@ -26,7 +26,7 @@ from telic.ledger import open_ledger
 from telic.ledger.base import BaseLedger
 from telic.serve import problems
 from telic.serve.context import Context, Settings
-from telic.serve.host import Host
+from telic.serve.host import Host, Hosting
 from telic.serve.limits import AuditCalls, LimitBody
 from telic.serve.routes import approvals, dashboard, reading, runs, streams
 from telic.serve.routes.streams import FrameCache
@@ -34,6 +34,17 @@ from telic.serve.routes.streams import FrameCache
 __all__ = ["create_app"]
 
 API_VERSION = "1"
+
+
+def _hosting(cfg: Settings, kernel: Kernel, group: asyncio.TaskGroup) -> Hosting:
+    """This process's host, or the cluster's with ``cfg.ray``."""
+    if cfg.ray is None:
+        return Host(kernel, group, cfg.spec_dir)
+    from telic.cluster import RayHost, ledger_url  # the ray extra: imported on use
+    from telic.cluster.serving import ClusterRuns
+
+    cluster = RayHost(cfg.ray, ledger_url(kernel.ledger))
+    return ClusterRuns(cluster, kernel.ledger, cfg.spec_dir)
 
 
 def create_app(
@@ -64,7 +75,7 @@ def create_app(
             ):
                 follower = LedgerFollower(led, events, interval=cfg.poll_s)
                 kernel = Kernel(led, clock=clk, publish=follower.publish)
-                host = Host(kernel, group, cfg.spec_dir)
+                host = _hosting(cfg, kernel, group)
                 tokens = TokenStore(led, clock=clk)
                 frames = FrameCache()
                 ctx = Context(led, tokens, events, follower, kernel, host, cfg, frames)
@@ -78,6 +89,7 @@ def create_app(
                     watch.cancel()
                     for task in list(host.tasks()):
                         task.cancel()
+                    host.close()
         finally:
             if opened is not None:
                 opened.close()

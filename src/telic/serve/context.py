@@ -17,7 +17,7 @@ from telic.kernel import Kernel
 from telic.ledger.base import BaseLedger
 
 if TYPE_CHECKING:
-    from telic.serve.host import Host
+    from telic.serve.host import Hosting
     from telic.serve.routes.streams import FrameCache
 
 __all__ = ["Context", "Settings", "context"]
@@ -41,6 +41,8 @@ class Settings:
     """Where specs posted to ``POST /runs`` are kept (resume rebuilds runs from them)."""
     resume_hosted: bool = True
     """On start, resume the runs a server was driving when it stopped."""
+    ray: str | None = None
+    """A Ray cluster's address: start runs there (``telic serve --ray``), not in-process."""
 
 
 @dataclass(slots=True)
@@ -50,7 +52,7 @@ class Context:
     events: EventKernel
     follower: LedgerFollower
     kernel: Kernel
-    host: Host
+    host: Hosting
     settings: Settings
     frames: FrameCache
 

@@ -16,7 +16,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from telic.errors import RunNotHosted, RunNotResumable, SpecError
 from telic.kernel import Kernel, Run
@@ -25,11 +25,30 @@ from telic.serve.models import ResumeIn, StartIn
 from telic.spec import BuiltRun, build_run, recorded_spec
 from telic.transition import draft
 
-__all__ = ["Host"]
+__all__ = ["Host", "Hosting"]
 
 log = logging.getLogger(__name__)
 
 _ENDED = frozenset({"completed", "failed", "stopped"})
+
+
+class Hosting(Protocol):
+    """What the routes ask of whatever drives the server's runs: this process's
+    :class:`Host`, or the cluster's (:class:`telic.cluster.serving.ClusterRuns`)."""
+
+    def hosts(self, run_id: str) -> bool: ...
+
+    def tasks(self) -> list[asyncio.Task[None]]: ...
+
+    async def start(self, body: StartIn, *, by: str) -> str: ...
+
+    async def resume(self, run_id: str, body: ResumeIn, *, by: str) -> None: ...
+
+    async def resume_served(self) -> list[str]: ...
+
+    async def stop(self, run_id: str, *, by: str, reason: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -55,6 +74,9 @@ class Host:
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [h.task for h in self._runs.values() if h.task is not None]
+
+    def close(self) -> None:
+        """Nothing to release: the runs' tasks belong to the server's task group."""
 
     # -- start -------------------------------------------------------------------------
 

@@ -1,0 +1,231 @@
+"""One node's host: boots, resumes and drives the runs placed on its node.
+
+A :class:`NodeHost` lives in a Ray actor pinned to its node (:mod:`telic.cluster.actor`),
+but it is plain asyncio and telic: a kernel on the shared PostgreSQL ledger, each run driven
+in a task of the host's task group (opened by :meth:`NodeHost.serve`, which lives as long as
+the host). Runs are built from their spec file as ``telic run`` builds them
+(:func:`telic.spec.build_run`), with every tool that declares resources called as a Ray task
+(:func:`telic.cluster.tasks.on_ray`). A run booted here is marked ``hosted = "ray"`` in its
+``run.booted``, which is how any host recognises the runs the cluster is responsible for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, cast
+
+from telic.clock import Clock, SystemClock
+from telic.errors import TelicError
+from telic.kernel import Kernel, Run
+from telic.kinds import RunStopped
+from telic.ledger import BaseLedger, open_ledger
+from telic.spec import BuiltRun, build_run, recorded_spec
+from telic.transition import draft
+
+__all__ = ["HOSTED", "NodeHost", "StartRequest", "is_cluster_run"]
+
+log = logging.getLogger(__name__)
+
+HOSTED: Final = "ray"
+"""The value of ``hosted`` in the ``run.booted`` config of a run the cluster hosts."""
+_ENDED: Final = frozenset({"completed", "failed", "stopped"})
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    """What a host needs to boot a run: a spec file every node can read, as ``telic run``
+    takes it."""
+
+    path: str
+    """The spec file (absolute)."""
+    model: str | None = None
+    base_dir: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    run_id: str | None = None
+    """The run's id (default: a fresh one)."""
+
+
+def is_cluster_run(ledger: BaseLedger, run_id: str) -> bool:
+    """Whether ``run_id`` was booted by a cluster host (``hosted = "ray"`` on record)."""
+    booted = next(iter(ledger.read(run_id, 1, 1)), None)
+    if booted is None or booted.kind != "run.booted":
+        return False
+    config: Any = booted.data.get("config", {})
+    return isinstance(config, Mapping) and cast(Mapping[str, Any], config).get("hosted") == HOSTED
+
+
+@dataclass(slots=True)
+class _Hosted:
+    run: Run
+    built: BuiltRun
+    task: asyncio.Task[None] | None = None
+    stopping: str | None = None
+
+
+class NodeHost:
+    """Drives runs on one node against the shared ledger at ``db``."""
+
+    def __init__(
+        self,
+        db: str,
+        *,
+        host_id: str,
+        node_id: str,
+        clock: Clock | None = None,
+        ledger: BaseLedger | None = None,
+        lease_s: float = 10.0,
+    ) -> None:
+        self.lease_s = lease_s
+        self.host_id = host_id
+        self.node_id = node_id
+        self.clock: Clock = clock or SystemClock()
+        self.ledger = ledger if ledger is not None else open_ledger(db)
+        self.kernel = Kernel(self.ledger, clock=self.clock)
+        self._runs: dict[str, _Hosted] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._ready = asyncio.Event()
+        self._closing = False
+
+    # -- what it hosts ------------------------------------------------------------------
+
+    def hosted(self) -> list[str]:
+        """The runs this host drives now."""
+        return sorted(self._runs)
+
+    def load(self) -> int:
+        return len(self._runs)
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Own the runs' tasks until cancelled (the actor's lifetime)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self._ready.set()
+                await asyncio.Event().wait()
+        finally:
+            self._group = None
+            self._closing = True
+
+    async def _group_ready(self) -> asyncio.TaskGroup:
+        await self._ready.wait()
+        assert self._group is not None
+        return self._group
+
+    # -- start and resume ---------------------------------------------------------------
+
+    def _build(
+        self,
+        path: str,
+        *,
+        model: str | None,
+        base_dir: str | None,
+        overrides: Mapping[str, Any],
+    ) -> BuiltRun:
+        from telic.cluster.tasks import on_ray
+
+        built = build_run(
+            path, model=model, clock=self.clock, base_dir=base_dir, overrides=overrides or None
+        )
+        base = str(Path(base_dir).resolve() if base_dir else built.path.parent)
+        config = built.config
+        built.config = dataclasses.replace(
+            config,
+            tools=[on_ray(t, paths=(base,)) for t in config.tools],
+            record={**config.record, "hosted": HOSTED},
+        )
+        return built
+
+    async def start(self, request: StartRequest) -> str:
+        """Boot a run from ``request``'s spec and drive it here; returns its id."""
+        group = await self._group_ready()
+        built = self._build(
+            request.path,
+            model=request.model,
+            base_dir=request.base_dir,
+            overrides=request.overrides,
+        )
+        try:
+            run = await self.kernel.boot(built.config, run_id=request.run_id)
+        except BaseException:
+            await built.aclose()
+            raise
+        self._drive(group, run, built)
+        return run.id
+
+    async def resume(self, run_id: str, *, reason: str) -> bool:
+        """Resume ``run_id`` (a cluster run whose host is gone) here; False if it has ended
+        or is driven here already."""
+        group = await self._group_ready()
+        if run_id in self._runs:
+            return False
+        recorded = recorded_spec(self.ledger, run_id)
+        if recorded is None or not is_cluster_run(self.ledger, run_id):
+            return False
+        if self.ledger.state_at(run_id)["status"] in _ENDED:
+            return False
+        built = self._build(
+            recorded.path,
+            model=recorded.model,
+            base_dir=recorded.base_dir,
+            overrides=recorded.overrides,
+        )
+        try:
+            run = await self.kernel.resume(run_id, built.config, reason=reason)
+        except BaseException:
+            await built.aclose()
+            raise
+        self._drive(group, run, built)
+        return True
+
+    # -- driving ------------------------------------------------------------------------
+
+    def _drive(self, group: asyncio.TaskGroup, run: Run, built: BuiltRun) -> None:
+        hosted = _Hosted(run, built)
+        self._runs[run.id] = hosted
+        hosted.task = group.create_task(self._loop(hosted), name=f"run {run.id}")
+
+    async def _loop(self, hosted: _Hosted) -> None:
+        run = hosted.run
+        try:
+            while hosted.stopping is None and await run.step():
+                pass
+        except TelicError as exc:
+            log.warning("run %s stopped on host %s: %s", run.id, self.host_id, exc)
+        except Exception:
+            log.exception("run %s failed on host %s", run.id, self.host_id)
+        finally:
+            try:
+                await run.close()
+            finally:
+                await hosted.built.aclose()
+                self._runs.pop(run.id, None)
+
+    async def stop(self, run_id: str, *, reason: str) -> bool:
+        """Stop ``run_id`` after its tick in progress (at once when parked on an approval)
+        and record ``run.stopped``; False if this host does not drive it."""
+        hosted = self._runs.get(run_id)
+        if hosted is None or hosted.task is None:
+            return False
+        hosted.stopping = reason
+        if self.ledger.state_at(run_id)["status"] == "paused":
+            hosted.task.cancel()  # parked on an approval: nothing in progress to finish
+        await asyncio.wait([hosted.task])
+        state = self.ledger.state_at(run_id)
+        if state["status"] not in _ENDED:
+            info = self.ledger.run(run_id)
+            self.ledger.append(
+                run_id,
+                [draft(RunStopped(reason=reason), ts=self.clock.now_us(), tick=state["tick"])],
+                expected=info.head + 1,
+            )
+        return True
+
+    def close(self) -> None:
+        self.ledger.close()
