@@ -26,13 +26,17 @@ async def pause(ms: int) -> dict[str, int]:
     return {"slept_ms": ms}
 
 
-@tool(timeout=10)
-async def effect(key: str) -> dict[str, str]:
-    """A non-idempotent effect: one line per execution, then a wait."""
+def _record(key: str) -> None:
     with open(os.environ["TELIC_CLUSTER_EFFECTS"], "a", encoding="utf-8") as f:
         f.write(key + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+@tool(timeout=10)
+async def effect(key: str) -> dict[str, str]:
+    """A non-idempotent effect: one line per execution, then a wait."""
+    _record(key)
     await asyncio.sleep(0.25)
     return {"key": key}
 
