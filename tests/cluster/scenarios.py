@@ -13,6 +13,7 @@ node with the custom resource ``special``, and a plain node (the one ``failover`
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -37,7 +38,7 @@ import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 from swarm import LAUNCH, LOCATE, SWARM  # noqa: E402
 
-from telic.cluster import RayHost  # noqa: E402
+from telic.cluster import RayHost, is_cluster_run  # noqa: E402
 from telic.kernel.approval import decide  # noqa: E402
 from telic.ledger import BaseLedger  # noqa: E402
 
@@ -309,12 +310,17 @@ def serving(env: Env) -> dict[str, Any]:
         other = env.host.start(
             env.spec("other", SWARM), base_dir=HERE, overrides={"goal": "elsewhere"}
         )
-        streams: dict[str, dict[str, list[int]]] = {}
-        for rid in (served, other):
-            streams[rid] = {"live": _stream(url, rid, headers, frames)}
+        streams: dict[str, dict[str, Any]] = {rid: {} for rid in (served, other)}
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            live = {rid: pool.submit(_stream, url, rid, headers, frames) for rid in streams}
+            for rid, future in live.items():
+                streams[rid]["live"] = future.result()
         # a late client catches up from seq 1 once the run has ended
-        for rid in (served, other):
+        for rid in streams:
             streams[rid]["late"] = _stream(url, rid, headers, frames)
+        for rid in streams:
+            last = list(env.host.ledger.read(rid))[-1]
+            streams[rid]["end_us"] = last.ts
         heads = {rid: env.host.ledger.run(rid).head for rid in (served, other)}
         return {
             "served": served,
@@ -338,10 +344,12 @@ def _hosted_by_booted(env: Env, run_id: str) -> bool:
     return booted.data["config"].get("hosted") == "ray"
 
 
-def _stream(url: str, rid: str, headers: dict[str, str], frames: Any) -> list[int]:
+def _stream(url: str, rid: str, headers: dict[str, str], frames: Any) -> dict[str, list[int]]:
+    """The seqs a client reading from seq 1 gets, and when (µs) each arrived."""
     import httpx
 
     seqs: list[int] = []
+    received: list[int] = []
     with (
         httpx.Client(timeout=120) as client,
         client.stream("GET", f"{url}/runs/{rid}/events", params={"from": 1}, headers=headers) as r,
@@ -349,9 +357,10 @@ def _stream(url: str, rid: str, headers: dict[str, str], frames: Any) -> list[in
         for f in frames(r):
             if f.id is not None:
                 seqs.append(int(f.id))
+                received.append(time.time_ns() // 1000)
             if f.event in ("run.completed", "run.failed", "run.stopped"):
                 break
-    return seqs
+    return {"seqs": seqs, "received_us": received}
 
 
 def _up(url: str) -> bool:
@@ -371,11 +380,27 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def status(env: Env) -> dict[str, Any]:
+    """``telic cluster status --json`` after the others (one node removed by then)."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "telic", "cluster", "status", "--ray", env.address,
+            "--db", env.db, "--json",
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    ledger = env.host.ledger
+    runs = [i.id for i in ledger.runs() if i.head and is_cluster_run(ledger, i.id)]
+    report = json.loads(done.stdout) if done.returncode == 0 else None
+    return {"exit": done.returncode, "stderr": done.stderr[-2000:], "report": report, "runs": runs}
+
+
 SCENARIOS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "resources": resources,
     "serving": serving,
     "fencing": fencing,
     "failover": failover,
+    "status": status,
 }
 
 
