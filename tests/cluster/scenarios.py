@@ -380,6 +380,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cli(env: Env) -> dict[str, Any]:
+    """``telic run SPEC --ray ADDRESS``: the run is hosted on the cluster, its transcript
+    printed from the ledger as it goes."""
+    path = env.spec("cli", LOCATE)
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "telic", "run", str(path), "--ray", env.address,
+            "--db", env.db, "--out", str(env.dir / "out"),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    started = [ln for ln in lines if ln.startswith("run ") and "started on the Ray cluster" in ln]
+    rid = started[0].split()[1] if started else None
+    hosted = rid is not None and is_cluster_run(env.host.ledger, rid)
+    return {
+        "exit": done.returncode,
+        "stdout": done.stdout[-3000:],
+        "stderr": done.stderr[-2000:],
+        "run": rid,
+        "hosted": hosted,
+        "status": env.host.status(rid) if rid else None,
+    }
+
+
 def status(env: Env) -> dict[str, Any]:
     """``telic cluster status --json`` after the others (one node removed by then)."""
     done = subprocess.run(
@@ -397,6 +422,7 @@ def status(env: Env) -> dict[str, Any]:
 
 SCENARIOS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "resources": resources,
+    "cli": cli,
     "serving": serving,
     "fencing": fencing,
     "failover": failover,

@@ -25,7 +25,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SCENARIOS = HERE / "scenarios.py"
-ORDER = ("resources", "serving", "fencing", "failover", "status")
+ORDER = ("resources", "cli", "serving", "fencing", "failover", "status")
 DSN = os.environ.get("TELIC_PG_DSN", "")
 SOCKET_DIR = os.environ.get("TELIC_PG_SOCKET_DIR", "/var/run/postgresql")
 TIMEOUT_S = 280
@@ -113,6 +113,15 @@ def test_a_tool_needing_a_custom_resource_runs_only_on_the_node_that_has_it(
     assert r["verified"]
     assert r["hosted_on"] == r["nodes"]["head"]  # the run lives on the head...
     assert r["ran_on"] == [r["nodes"]["special"]]  # ...its call ran where `special` is
+
+
+def test_telic_run_with_ray_hosts_the_run_and_prints_its_transcript(
+    results: dict[str, Any],
+) -> None:
+    r = part(results, "cli")
+    assert r["exit"] == 0, (r["stdout"], r["stderr"])
+    assert r["hosted"] and r["status"] == "completed"
+    assert "BOOT: goal=" in r["stdout"] and "DONE:" in r["stdout"]
 
 
 def test_serve_hosts_runs_on_the_cluster_and_streams_them_live_in_order(
