@@ -20,7 +20,7 @@ from telic.errors import TelicError
 from telic.events import Event, EventKernel, Subscription
 from telic.kernel import AgentSpec, Artifact, Budget, Kernel, Run, RunConfig, RunResult
 from telic.kinds import CATALOGUE, Claim
-from telic.ledger import Ledger, open_ledger
+from telic.ledger import Lease, Ledger, open_ledger
 from telic.minds import FunctionMind, Mind, ScriptedMind, View
 from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, RuleVerifier
 from telic.proposal import Proposal
@@ -46,6 +46,7 @@ __all__ = [
     "FirstByOrder",
     "FunctionMind",
     "Kernel",
+    "Lease",
     "Ledger",
     "Mind",
     "Policy",
