@@ -141,10 +141,20 @@ def resources(env: Env) -> dict[str, Any]:
         for t in env.host.ledger.read(run_id)
         if t.kind == "tool.completed" and t.data["tool"] == "where"
     ]
+    outcomes = {
+        t.data["tool"]: [t.kind, t.data.get("error"), t.data.get("message")]
+        for t in env.host.ledger.read(run_id)
+        if t.kind in ("tool.completed", "tool.failed", "tool.timeout")
+    }
+    time.sleep(4.5)  # past the slow call's 4 s, had its task not been cancelled
+    slow = Path(str(env.effects) + ".slow")
+    marks = slow.read_text(encoding="utf-8").splitlines() if slow.exists() else []
     return {
         "status": status,
         "hosted_on": hosted_on,
         "ran_on": ran_on,
+        "outcomes": outcomes,
+        "slow_marks": marks,
         "nodes": {
             "head": env.head.node_id,
             "special": env.special.node_id,

@@ -49,6 +49,26 @@ async def where() -> dict[str, str]:
     return {"node": ray.get_runtime_context().get_node_id(), "pid": str(os.getpid())}
 
 
+def _mark(what: str) -> None:
+    with open(os.environ["TELIC_CLUSTER_EFFECTS"] + ".slow", "a", encoding="utf-8") as f:
+        f.write(what + "\n")
+
+
+@tool(idempotent=True, timeout=1, resources={"special": 1})
+async def slow() -> dict[str, bool]:
+    """Outlives its 1 s timeout: the kernel cancels the Ray task, so it never writes `end`."""
+    _mark("start")
+    await asyncio.sleep(4)
+    _mark("end")
+    return {"done": True}
+
+
+@tool(resources={"special": 1})
+async def broken() -> dict[str, bool]:
+    """Raises in its Ray task: recorded as the tool's own error."""
+    raise ValueError("broken on purpose")
+
+
 @tool(timeout=5)
 async def launch(x: int) -> dict[str, int]:
     """A high-impact call (the spec marks it so)."""
@@ -70,12 +90,14 @@ def worker() -> FunctionMind:
 
 
 def locator() -> FunctionMind:
-    """Asks where ``where`` runs, then finishes with the answer."""
+    """Asks where ``where`` runs, then calls ``slow`` and ``broken``, then finishes."""
 
     def propose(view: View) -> Proposal:
-        if not view.observations:
-            return Proposal(action="tool", args={"tool": "where", "args": {}})
-        return Proposal(action="finish", args={"result": view.observations[-1]["content"]})
+        calls = ("where", "slow", "broken")
+        done = len(view.observations)
+        if done < len(calls):
+            return Proposal(action="tool", args={"tool": calls[done], "args": {}})
+        return Proposal(action="finish", args={"result": done})
 
     return FunctionMind(propose, name="locator")
 
@@ -118,14 +140,16 @@ tools = ["pause", "effect"]
 
 LOCATE = """
 goal = "where does the special tool run"
-tools = ["swarm:where"]
+tools = ["swarm:where", "swarm:slow", "swarm:broken"]
 [budget]
-ticks = 5
+ticks = 8
+[policy]
+fail_agent_on_tool_error = false
 [[agents]]
 name = "finder"
 role = "locator"
 mind = "swarm:locator"
-tools = ["where"]
+tools = ["where", "slow", "broken"]
 """
 
 LAUNCH = """

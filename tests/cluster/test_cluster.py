@@ -115,6 +115,15 @@ def test_a_tool_needing_a_custom_resource_runs_only_on_the_node_that_has_it(
     assert r["ran_on"] == [r["nodes"]["special"]]  # ...its call ran where `special` is
 
 
+def test_a_ray_task_past_its_timeout_is_cancelled_and_its_errors_are_the_tools_own(
+    results: dict[str, Any],
+) -> None:
+    r = part(results, "resources")
+    assert r["outcomes"]["slow"][0] == "tool.timeout"
+    assert r["slow_marks"] == ["start"]  # cancelled: it never reached its end
+    assert r["outcomes"]["broken"] == ["tool.failed", "ValueError", "broken on purpose"]
+
+
 def test_telic_run_with_ray_hosts_the_run_and_prints_its_transcript(
     results: dict[str, Any],
 ) -> None:
