@@ -28,8 +28,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import psycopg  # noqa: E402
-from cluster_swarm import SPEC  # noqa: E402
 
+from cluster_swarm import SPEC  # noqa: E402
 from telic.clock import SystemClock  # noqa: E402
 from telic.kernel import Kernel, Run  # noqa: E402
 from telic.ledger import open_ledger  # noqa: E402
@@ -49,6 +49,24 @@ def _db(base: str, schema: str) -> str:
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _writes(db: str) -> dict[str, int]:
+    """Rows written so far to the ledger's ``runs`` (one update per append) and ``leases``
+    (one per acquire and renewal), from PostgreSQL's statistics."""
+    base, _, schema = db.rpartition("schema=")
+    out = {"appends": 0, "lease_writes": 0}
+    time.sleep(1.0)  # the statistics are flushed about every second
+    with psycopg.connect(base.rstrip("?&"), autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        for table, key in (("runs", "appends"), ("leases", "lease_writes")):
+            row = conn.execute(
+                "SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables "
+                "WHERE schemaname = %s AND relname = %s",
+                (schema, table),
+            ).fetchone()
+            out[key] = int(row[0]) if row else 0
+    return out
 
 
 def local(db: str, spec: Path) -> dict[str, Any]:
@@ -76,14 +94,22 @@ def local(db: str, spec: Path) -> dict[str, Any]:
         return [r.id for r in runs]
 
     try:
+        before = _writes(db)
         cpu0, t0 = time.process_time(), time.perf_counter()
         ids = asyncio.run(main())
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         transitions = sum(ledger.run(r).head for r in ids)
         statuses = [ledger.state_at(r)["status"] for r in ids]
+        after = _writes(db)
     finally:
         ledger.close()
-    return {"wall_s": wall, "cpu_s": cpu, "transitions": transitions, "statuses": statuses}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "transitions": transitions,
+        "statuses": statuses,
+        "appends": after["appends"] - before["appends"],
+    }
 
 
 def cluster(db: str, spec: Path) -> dict[str, Any]:
@@ -101,7 +127,7 @@ def cluster(db: str, spec: Path) -> dict[str, Any]:
         c.wait_for_nodes()
         host = RayHost(c.address, db, lease_s=LEASE_S)
         try:
-            return _measure(c, last, host, spec)
+            return _measure(c, last, host, spec, db)
         finally:
             host.close()
     finally:
@@ -128,11 +154,12 @@ def _wait_ended(host: Any, ids: list[str], timeout: float) -> None:
     raise TimeoutError(f"runs did not end within {timeout} s")
 
 
-def _measure(c: Any, last: Any, host: Any, spec: Path) -> dict[str, Any]:
+def _measure(c: Any, last: Any, host: Any, spec: Path, db: str) -> dict[str, Any]:
     host.ensure_hosts()
     infos = host.hosts()
     pids = [int(h.host.split(":")[1]) for h in infos]
     nodes = [h.node for h in infos]
+    before = _writes(db)
     cpu0 = {p: _cpu_s(p) for p in pids}
     t0 = time.perf_counter()
     placed = _start_all(host, spec, RUNS, nodes, "bench")
@@ -142,6 +169,7 @@ def _measure(c: Any, last: Any, host: Any, spec: Path) -> dict[str, Any]:
     ledger = host.ledger
     transitions = sum(ledger.run(r).head for r in placed)
     statuses = [host.status(r) for r in placed]
+    after = _writes(db)
 
     # failover: a node's runs commit again on a survivor
     placed2 = _start_all(host, spec, FAILOVER_RUNS, nodes, "failover")
@@ -171,6 +199,8 @@ def _measure(c: Any, last: Any, host: Any, spec: Path) -> dict[str, Any]:
         "transitions": transitions,
         "statuses": statuses,
         "hosts": len(pids),
+        "appends": after["appends"] - before["appends"],
+        "lease_writes": after["lease_writes"] - before["lease_writes"],
         "failover_lost": len(lost),
         "recommit_s": [recommit.get(r) for r in lost],
         "failover_statuses": [host.status(r) for r in placed2],

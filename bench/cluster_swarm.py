@@ -29,8 +29,7 @@ def worker() -> FunctionMind:
     return FunctionMind(propose, name="worker")
 
 
-SPEC = (
-    """
+SPEC = """
 goal = "bench"
 tools = ["cluster_swarm:work"]
 [budget]
@@ -38,15 +37,13 @@ ticks = 60
 [policy]
 loop_repeats = 1000
 stall_ticks = 1000
-"""
-    + "".join(
-        f"""
+""" + "".join(
+    f"""
 [[agents]]
 name = "a{i}"
 role = "worker"
 mind = "cluster_swarm:worker"
 tools = ["work"]
 """
-        for i in range(6)
-    )
+    for i in range(6)
 )

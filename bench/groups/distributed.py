@@ -95,6 +95,13 @@ def collect(repeats: int) -> list[Figure]:
                "x", 1.5),
         Figure(GROUP, "cluster / one process: wall time per transition",
                local_rate / cluster_rate, "x", None),
+        Figure(GROUP, "cluster: PostgreSQL appends/s (one NOTIFY each)",
+               clu["appends"] / clu["wall_s"], "/s", None,
+               note=f"{clu['transitions'] / max(1, clu['appends']):.1f} transitions per append; "
+               f"lease writes {clu['lease_writes'] / clu['wall_s']:.0f}/s"),
+        Figure(GROUP, "one process: PostgreSQL appends/s", loc["appends"] / loc["wall_s"], "/s",
+               None, note=f"{loc['transitions'] / max(1, loc['appends']):.1f} transitions per "
+               "append"),
         Figure(GROUP, "node removed -> its runs commit again (max)",
                max(recommit) if recommit else float("inf"), "s", 10.0,
                note=f"{len(recommit)} runs moved, median {statistics.median(recommit):.1f} s, "

@@ -200,7 +200,15 @@ def failover(env: Env) -> dict[str, Any]:
     )
     parked_status = ledger.state_at(parked)["status"]
     parked_kinds = kinds(ledger, parked)
-    decide(ledger, parked, _requested(ledger, parked), granted=True, by="tester", reason="ok")
+    decide(
+        ledger,
+        parked,
+        _requested(ledger, parked),
+        granted=True,
+        by="tester",
+        reason="approved after the move",
+        now_us=lambda: time.time_ns() // 1000,
+    )
     parked_end = env.host.wait(parked, timeout=60)
     effects = env.effects.read_text(encoding="utf-8").splitlines()
     started: dict[str, int] = {}
@@ -240,8 +248,8 @@ def failover(env: Env) -> dict[str, Any]:
 
 
 def _requested(ledger: BaseLedger, run_id: str) -> int:
-    seqs = [t.seq for t in ledger.read(run_id) if t.kind == "approval.requested"]
-    return seqs[-1]
+    asked = [int(t.data["proposal"]) for t in ledger.read(run_id) if t.kind == "approval.requested"]
+    return asked[-1]
 
 
 def fencing(env: Env) -> dict[str, Any]:
@@ -279,7 +287,7 @@ def fencing(env: Env) -> dict[str, Any]:
         "second": {"holder": second.holder, "epoch": second.epoch},
         "taken_after_s": taken_after,
         "head_at_takeover": head_at_takeover,
-        "old_host_fenced": after["fenced"],
+        "old_host_lost": after["lost"].get(rid),
         "resumed": ks.count("run.resumed"),
         "seqs_contiguous": [t.seq for t in ledger.read(rid)] == list(range(1, len(ks) + 1)),
     }
