@@ -210,7 +210,10 @@ def failover(env: Env) -> dict[str, Any]:
         now_us=lambda: time.time_ns() // 1000,
     )
     parked_end = env.host.wait(parked, timeout=60)
-    effects = env.effects.read_text(encoding="utf-8").splitlines()
+    # the effects of this scenario's runs (others' runs write to the same file)
+    effects = [
+        ln for ln in env.effects.read_text(encoding="utf-8").splitlines() if ln.startswith("swarm-")
+    ]
     started: dict[str, int] = {}
     completed: list[str] = []
     unknown = 0
