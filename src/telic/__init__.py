@@ -18,7 +18,16 @@ from __future__ import annotations
 from telic.clock import Clock, SystemClock, VirtualClock
 from telic.errors import TelicError
 from telic.events import Event, EventKernel, Subscription
-from telic.kernel import AgentSpec, Artifact, Budget, Kernel, Run, RunConfig, RunResult
+from telic.kernel import (
+    AgentSpec,
+    Artifact,
+    Budget,
+    Kernel,
+    Run,
+    RunConfig,
+    RunResult,
+    Sweeper,
+)
 from telic.kinds import CATALOGUE, Claim
 from telic.ledger import Lease, Ledger, open_ledger
 from telic.minds import FunctionMind, Mind, ScriptedMind, View
@@ -60,6 +69,7 @@ __all__ = [
     "ScriptedMind",
     "Subscription",
     "Supervisor",
+    "Sweeper",
     "SystemClock",
     "TelicError",
     "Tool",
