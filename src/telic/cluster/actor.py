@@ -91,13 +91,15 @@ class _HostActor:
     async def describe(self) -> dict[str, Any]:
         """The host's id, node and the runs it drives."""
         host = self._host()
-        return {"host": host.host_id, "node": host.node_id, "runs": host.hosted()}
+        return {
+            "host": host.host_id,
+            "node": host.node_id,
+            "runs": host.hosted(),
+            "lost": dict(host.lost),
+        }
 
     async def start(self, request: StartRequest) -> str:
         return await self._thread.call(self._host().start(request))
-
-    async def resume(self, run_id: str, reason: str) -> bool:
-        return await self._thread.call(self._host().resume(run_id, reason=reason))
 
     async def stop(self, run_id: str, reason: str) -> bool:
         return await self._thread.call(self._host().stop(run_id, reason=reason))

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from telic.clock import Clock, SystemClock
+from telic.cluster.tasks import on_ray
 from telic.errors import TelicError
-from telic.kernel import Kernel, Run
+from telic.kernel import DEFAULT_LEASE_TTL_S, Kernel, Run, RunConfig, Sweeper
 from telic.kinds import RunStopped
 from telic.ledger import BaseLedger, open_ledger
 from telic.spec import BuiltRun, build_run, recorded_spec
-from telic.transition import draft
 
 __all__ = ["HOSTED", "NodeHost", "StartRequest", "is_cluster_run"]
 
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 HOSTED: Final = "ray"
 """The value of ``hosted`` in the ``run.booted`` config of a run the cluster hosts."""
-_ENDED: Final = frozenset({"completed", "failed", "stopped"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +77,27 @@ class NodeHost:
         node_id: str,
         clock: Clock | None = None,
         ledger: BaseLedger | None = None,
-        lease_s: float = 10.0,
+        lease_s: float = DEFAULT_LEASE_TTL_S,
+        sweep_s: float | None = None,
     ) -> None:
-        self.lease_s = lease_s
         self.host_id = host_id
         self.node_id = node_id
+        self.lease_s = lease_s
+        self.sweep_s = min(1.0, lease_s / 4) if sweep_s is None else sweep_s
         self.clock: Clock = clock or SystemClock()
         self.ledger = ledger if ledger is not None else open_ledger(db)
-        self.kernel = Kernel(self.ledger, clock=self.clock)
+        self.kernel = Kernel(
+            self.ledger, clock=self.clock, holder=host_id, lease_ttl_s=lease_s, node=node_id
+        )
+        self.sweeper = Sweeper(self.kernel, self._config_for)
+        self._adopting: dict[str, BuiltRun] = {}
+        """What :meth:`_config_for` built for the sweeper, by run id, until it adopts the run."""
+        self.lost: dict[str, str] = {}
+        """Runs this host lost to another owner (by run id: ``Fenced``, an append refused, or
+        ``LeaseLost``, a renewal refused), since it started."""
         self._runs: dict[str, _Hosted] = {}
         self._group: asyncio.TaskGroup | None = None
         self._ready = asyncio.Event()
-        self._closing = False
 
     # -- what it hosts ------------------------------------------------------------------
 
@@ -103,15 +111,67 @@ class NodeHost:
     # -- lifetime -----------------------------------------------------------------------
 
     async def serve(self) -> None:
-        """Own the runs' tasks until cancelled (the actor's lifetime)."""
+        """Own the runs' tasks and sweep for runs to take over, until cancelled (the actor's
+        lifetime)."""
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 self._ready.set()
-                await asyncio.Event().wait()
+                while True:
+                    await self.sweep()
+                    await self.clock.sleep(self.sweep_s)
         finally:
             self._group = None
-            self._closing = True
+
+    async def sweep(self) -> list[str]:
+        """Take over and drive every cluster run whose lease went stale (its host is gone, or
+        paused, or cut off from the ledger); returns their ids."""
+        group = await self._group_ready()
+        try:
+            adopted = await self.sweeper.sweep()
+        except TelicError as exc:  # the ledger is unreachable: try again at the next sweep
+            log.warning("host %s could not sweep: %s", self.host_id, exc)
+            adopted = []
+        except Exception:  # never let a sweep take the host's runs down with it
+            log.exception("host %s: the sweep failed", self.host_id)
+            adopted = []
+        finally:
+            leftovers = dict(self._adopting)
+            self._adopting.clear()
+        taken: list[str] = []
+        for run in adopted:
+            built = leftovers.get(run.id)
+            if built is None:  # cannot happen: the sweeper resumes only what it was given
+                await run.close()
+                continue
+            log.info("host %s took over run %s", self.host_id, run.id)
+            self._drive(group, run, built)
+            taken.append(run.id)
+        for run_id, built in leftovers.items():
+            if run_id not in taken:
+                await built.aclose()  # another host was first
+        return taken
+
+    def _config_for(self, run_id: str) -> RunConfig | None:
+        """The configuration of a stale cluster run, rebuilt from its recorded spec (None: not
+        a cluster run, driven here already, or its spec cannot be built on this node)."""
+        if run_id in self._runs or not is_cluster_run(self.ledger, run_id):
+            return None
+        recorded = recorded_spec(self.ledger, run_id)
+        if recorded is None:
+            return None
+        try:
+            built = self._build(
+                recorded.path,
+                model=recorded.model,
+                base_dir=recorded.base_dir,
+                overrides=recorded.overrides,
+            )
+        except TelicError as exc:
+            log.warning("host %s cannot rebuild run %s: %s", self.host_id, run_id, exc)
+            return None
+        self._adopting[run_id] = built
+        return built.config
 
     async def _group_ready(self) -> asyncio.TaskGroup:
         await self._ready.wait()
@@ -128,8 +188,6 @@ class NodeHost:
         base_dir: str | None,
         overrides: Mapping[str, Any],
     ) -> BuiltRun:
-        from telic.cluster.tasks import on_ray
-
         built = build_run(
             path, model=model, clock=self.clock, base_dir=base_dir, overrides=overrides or None
         )
@@ -159,31 +217,6 @@ class NodeHost:
         self._drive(group, run, built)
         return run.id
 
-    async def resume(self, run_id: str, *, reason: str) -> bool:
-        """Resume ``run_id`` (a cluster run whose host is gone) here; False if it has ended
-        or is driven here already."""
-        group = await self._group_ready()
-        if run_id in self._runs:
-            return False
-        recorded = recorded_spec(self.ledger, run_id)
-        if recorded is None or not is_cluster_run(self.ledger, run_id):
-            return False
-        if self.ledger.state_at(run_id)["status"] in _ENDED:
-            return False
-        built = self._build(
-            recorded.path,
-            model=recorded.model,
-            base_dir=recorded.base_dir,
-            overrides=recorded.overrides,
-        )
-        try:
-            run = await self.kernel.resume(run_id, built.config, reason=reason)
-        except BaseException:
-            await built.aclose()
-            raise
-        self._drive(group, run, built)
-        return True
-
     # -- driving ------------------------------------------------------------------------
 
     def _drive(self, group: asyncio.TaskGroup, run: Run, built: BuiltRun) -> None:
@@ -194,8 +227,22 @@ class NodeHost:
     async def _loop(self, hosted: _Hosted) -> None:
         run = hosted.run
         try:
-            while hosted.stopping is None and await run.step():
-                pass
+            try:
+                while hosted.stopping is None and await run.step():
+                    pass
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if hosted.stopping is None or task is None or task.uncancel() > 0:
+                    raise
+            if run.lost is not None:
+                self.lost[run.id] = type(run.lost).__name__
+                log.warning("host %s lost run %s: %s", self.host_id, run.id, run.lost)
+            elif hosted.stopping is not None and not run.done:
+                # Recorded under the run's lease, before close() gives the lease up: a
+                # sweeper never sees a stopped run unowned.
+                batch = run.batch()
+                batch.add(RunStopped(reason=hosted.stopping), tick=int(run.state["tick"]))
+                run.commit(batch)
         except TelicError as exc:
             log.warning("run %s stopped on host %s: %s", run.id, self.host_id, exc)
         except Exception:
@@ -207,6 +254,8 @@ class NodeHost:
                 await hosted.built.aclose()
                 self._runs.pop(run.id, None)
 
+    # -- stop --------------------------------------------------------------------------
+
     async def stop(self, run_id: str, *, reason: str) -> bool:
         """Stop ``run_id`` after its tick in progress (at once when parked on an approval)
         and record ``run.stopped``; False if this host does not drive it."""
@@ -214,17 +263,9 @@ class NodeHost:
         if hosted is None or hosted.task is None:
             return False
         hosted.stopping = reason
-        if self.ledger.state_at(run_id)["status"] == "paused":
+        if hosted.run.state["status"] == "paused":
             hosted.task.cancel()  # parked on an approval: nothing in progress to finish
         await asyncio.wait([hosted.task])
-        state = self.ledger.state_at(run_id)
-        if state["status"] not in _ENDED:
-            info = self.ledger.run(run_id)
-            self.ledger.append(
-                run_id,
-                [draft(RunStopped(reason=reason), ts=self.clock.now_us(), tick=state["tick"])],
-                expected=info.head + 1,
-            )
         return True
 
     def close(self) -> None:

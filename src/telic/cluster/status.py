@@ -11,6 +11,7 @@ from telic.errors import TelicError
 
 __all__ = ["cluster_status"]
 
+
 def cluster_status(cluster: RayHost) -> dict[str, Any]:
     """``{"nodes": [...], "leases": [...]}`` (see ``telic cluster status --json``)."""
     hosts = {h.node: h for h in cluster.hosts()}
