@@ -159,7 +159,7 @@ def _measure(c: Any, last: Any, host: Any, spec: Path, db: str) -> dict[str, Any
     infos = host.hosts()
     pids = [int(h.host.split(":")[1]) for h in infos]
     nodes = [h.node for h in infos]
-    before = _writes(db)
+    writes0 = _writes(db)
     cpu0 = {p: _cpu_s(p) for p in pids}
     t0 = time.perf_counter()
     placed = _start_all(host, spec, RUNS, nodes, "bench")
@@ -169,7 +169,7 @@ def _measure(c: Any, last: Any, host: Any, spec: Path, db: str) -> dict[str, Any
     ledger = host.ledger
     transitions = sum(ledger.run(r).head for r in placed)
     statuses = [host.status(r) for r in placed]
-    after = _writes(db)
+    writes1 = _writes(db)
 
     # failover: a node's runs commit again on a survivor
     placed2 = _start_all(host, spec, FAILOVER_RUNS, nodes, "failover")
@@ -199,8 +199,8 @@ def _measure(c: Any, last: Any, host: Any, spec: Path, db: str) -> dict[str, Any
         "transitions": transitions,
         "statuses": statuses,
         "hosts": len(pids),
-        "appends": after["appends"] - before["appends"],
-        "lease_writes": after["lease_writes"] - before["lease_writes"],
+        "appends": writes1["appends"] - writes0["appends"],
+        "lease_writes": writes1["lease_writes"] - writes0["lease_writes"],
         "failover_lost": len(lost),
         "recommit_s": [recommit.get(r) for r in lost],
         "failover_statuses": [host.status(r) for r in placed2],

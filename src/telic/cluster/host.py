@@ -14,23 +14,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, cast
 
 from telic.clock import Clock, SystemClock
 from telic.cluster.tasks import on_ray
-from telic.errors import TelicError
+from telic.errors import RunNotFound, TelicError
 from telic.kernel import DEFAULT_LEASE_TTL_S, Kernel, Run, RunConfig, Sweeper
 from telic.kinds import RunStopped
 from telic.ledger import BaseLedger, open_ledger
+from telic.ledger.lease import Lease
 from telic.spec import BuiltRun, build_run, recorded_spec
 
-__all__ = ["HOSTED", "NodeHost", "StartRequest", "is_cluster_run"]
+__all__ = ["HOSTED", "ClusterSweeper", "NodeHost", "StartRequest", "is_cluster_run"]
 
 log = logging.getLogger(__name__)
 
+_ENDED: Final = frozenset({"completed", "failed", "stopped"})
 HOSTED: Final = "ray"
 """The value of ``hosted`` in the ``run.booted`` config of a run the cluster hosts."""
 
@@ -58,6 +61,50 @@ def is_cluster_run(ledger: BaseLedger, run_id: str) -> bool:
     return isinstance(config, Mapping) and cast(Mapping[str, Any], config).get("hosted") == HOSTED
 
 
+class ClusterSweeper(Sweeper):
+    """The kernel's :class:`~telic.kernel.Sweeper` for the cluster's runs, remembering what
+    never changes: a run that ended stays ended, and a run that is not the cluster's never
+    becomes one. So a sweep every second costs a query of the stale leases and a fold of only
+    the cluster's unfinished runs among them, not a fold of every finished run. Each sweep
+    offers at most ``batch`` runs, in a shuffled order, so that the hosts sweeping at the same
+    time share a lost node's runs instead of one taking them all in turn.
+    """
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        config_for: Callable[[str], RunConfig | None],
+        *,
+        batch: int = 4,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(kernel, config_for)
+        self.batch = batch
+        self._rng = rng or random.Random()
+        self._settled: set[str] = set()
+
+    def candidates(self) -> list[Lease]:
+        ledger = self.kernel.ledger
+        out: list[Lease] = []
+        for lease in ledger.leases.stale():
+            rid = lease.run_id
+            if rid in self._settled:
+                continue
+            try:
+                if not is_cluster_run(ledger, rid):
+                    self._settled.add(rid)
+                    continue
+                status = ledger.state_at(rid)["status"]
+            except RunNotFound:
+                continue  # a boot that died before it created the run: nothing to resume
+            if status in _ENDED:
+                self._settled.add(rid)
+            elif status != "new":
+                out.append(lease)
+        self._rng.shuffle(out)
+        return out[: self.batch]
+
+
 @dataclass(slots=True)
 class _Hosted:
     run: Run
@@ -79,6 +126,7 @@ class NodeHost:
         ledger: BaseLedger | None = None,
         lease_s: float = DEFAULT_LEASE_TTL_S,
         sweep_s: float | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.host_id = host_id
         self.node_id = node_id
@@ -89,7 +137,7 @@ class NodeHost:
         self.kernel = Kernel(
             self.ledger, clock=self.clock, holder=host_id, lease_ttl_s=lease_s, node=node_id
         )
-        self.sweeper = Sweeper(self.kernel, self._config_for)
+        self.sweeper = ClusterSweeper(self.kernel, self._config_for, rng=rng)
         self._adopting: dict[str, BuiltRun] = {}
         """What :meth:`_config_for` built for the sweeper, by run id, until it adopts the run."""
         self.lost: dict[str, str] = {}
