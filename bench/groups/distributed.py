@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import Figure
+from harness import Figure, fdatasync_latency_us
 
 GROUP = "distributed"
 _CHILD = Path(__file__).resolve().parent.parent / "cluster_child.py"
@@ -83,6 +83,7 @@ def collect(repeats: int) -> list[Figure]:
     missing = len(clu["recommit_s"]) - len(recommit)
     ok = all(s == "completed" for s in [*loc["statuses"], *clu["statuses"]])
     ended = all(s == "completed" for s in clu["failover_statuses"])
+    fsync_us = fdatasync_latency_us()
     return [
         Figure(GROUP, "one process: transitions/s (60 runs x 6 agents, 20 ms tools)",
                local_rate, "tr/s", None, note=f"{loc['transitions']} transitions; {load}"),
@@ -102,6 +103,8 @@ def collect(repeats: int) -> list[Figure]:
         Figure(GROUP, "one process: PostgreSQL appends/s", loc["appends"] / loc["wall_s"], "/s",
                None, note=f"{loc['transitions'] / max(1, loc['appends']):.1f} transitions per "
                "append"),
+        Figure(GROUP, "disk: write + fdatasync (bounds NOTIFYing commits, see docs)", fsync_us,
+               "us", None, note=f"at most {1e6 / fsync_us:,.0f} serialized commits/s"),
         Figure(GROUP, "node removed -> its runs commit again (max)",
                max(recommit) if recommit else float("inf"), "s", 10.0,
                note=f"{len(recommit)} runs moved, median {statistics.median(recommit):.1f} s, "
