@@ -53,6 +53,9 @@ class ClusterRuns:
     async def resume_served(self) -> list[str]:
         return []  # the cluster's hosts resume their runs themselves
 
+    async def sweep_forever(self, every_s: float) -> None:
+        """Nothing to sweep here: the cluster's hosts take over their lost runs themselves."""
+
     def _write_spec(self, body: StartIn) -> Path:
         if (body.toml is None) == (body.spec is None):
             raise SpecError("<request>", "give exactly one of `toml` (text) or `spec` (JSON)")

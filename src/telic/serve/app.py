@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
@@ -22,7 +23,7 @@ from telic.events import EventKernel, EventProcessor
 from telic.events.follow import LedgerFollower
 from telic.kernel import Kernel
 from telic.kinds import CATALOGUE
-from telic.ledger import open_ledger
+from telic.ledger import default_holder, open_ledger
 from telic.ledger.base import BaseLedger
 from telic.serve import problems
 from telic.serve.context import Context, Settings
@@ -74,7 +75,14 @@ def create_app(
                 asyncio.TaskGroup() as group,
             ):
                 follower = LedgerFollower(led, events, interval=cfg.poll_s)
-                kernel = Kernel(led, clock=clk, publish=follower.publish)
+                kernel = Kernel(
+                    led,
+                    clock=clk,
+                    publish=follower.publish,
+                    holder=cfg.holder or default_holder(),
+                    lease_ttl_s=cfg.lease_ttl_s,
+                    node=cfg.node or socket.gethostname(),
+                )
                 host = _hosting(cfg, kernel, group)
                 tokens = TokenStore(led, clock=clk)
                 frames = FrameCache()
@@ -83,10 +91,18 @@ def create_app(
                 watch = group.create_task(follower.run(), name="ledger follower")
                 if cfg.resume_hosted:
                     await host.resume_served()
+                every = cfg.lease_ttl_s / 2 if cfg.sweep_s is None else cfg.sweep_s
+                sweeping = (
+                    group.create_task(host.sweep_forever(every), name="lease sweeper")
+                    if every > 0
+                    else None
+                )
                 try:
                     yield
                 finally:
                     watch.cancel()
+                    if sweeping is not None:
+                        sweeping.cancel()
                     for task in list(host.tasks()):
                         task.cancel()
                     host.close()

@@ -43,6 +43,16 @@ class Settings:
     """On start, resume the runs a server was driving when it stopped."""
     ray: str | None = None
     """A Ray cluster's address: start runs there (``telic serve --ray``), not in-process."""
+    holder: str | None = None
+    """The name the server holds its runs' leases under (unique per process by default)."""
+    lease_ttl_s: float = 10.0
+    """How long a run's lease lasts unrenewed: how soon another server takes over a run whose
+    server died."""
+    node: str = ""
+    """Where the server runs (shown with its leases); the host name by default."""
+    sweep_s: float | None = None
+    """How often to look for served runs whose lease went stale (half the TTL by default;
+    0 turns failover off)."""
 
 
 @dataclass(slots=True)
