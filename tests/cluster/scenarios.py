@@ -435,10 +435,22 @@ def status(env: Env) -> dict[str, Any]:
         ],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+    table = subprocess.run(
+        [sys.executable, "-m", "telic", "cluster", "status", "--ray", env.address, "--db", env.db],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
     ledger = env.host.ledger
     runs = [i.id for i in ledger.runs() if i.head and is_cluster_run(ledger, i.id)]
     report = json.loads(done.stdout) if done.returncode == 0 else None
-    return {"exit": done.returncode, "stderr": done.stderr[-2000:], "report": report, "runs": runs}
+    return {
+        "exit": done.returncode,
+        "stderr": done.stderr[-2000:],
+        "report": report,
+        "runs": runs,
+        "table_exit": table.returncode,
+        "table": table.stdout[-4000:],
+        "table_stderr": table.stderr[-2000:],
+    }
 
 
 SCENARIOS: dict[str, Callable[[Env], dict[str, Any]]] = {

@@ -216,3 +216,5 @@ def test_cluster_status_shows_nodes_runs_and_leases(results: dict[str, Any]) -> 
     assert any(not n["alive"] for n in report["nodes"])
     assert {le["run"] for le in report["leases"]} >= set(r["runs"])
     assert all(le["age_s"] >= 0 for le in report["leases"])
+    assert r["table_exit"] == 0, r["table_stderr"]
+    assert "epoch" in r["table"] and r["runs"][0] in r["table"]
