@@ -269,6 +269,8 @@ def fencing(env: Env) -> dict[str, Any]:
     first = ledger.leases.get(rid)
     os.kill(pid, signal.SIGSTOP)
     stopped_at = time.monotonic()
+    time.sleep(0.3)  # a renewal already on its way to PostgreSQL lands
+    held = ledger.leases.get(rid)
     try:
         wait_for(
             lambda: (le := ledger.leases.get(rid)) is not None and le.epoch > first.epoch,
@@ -289,6 +291,8 @@ def fencing(env: Env) -> dict[str, Any]:
         "first": {"holder": first.holder, "epoch": first.epoch},
         "second": {"holder": second.holder, "epoch": second.epoch},
         "taken_after_s": taken_after,
+        "held_expires_us": held.expires_us,
+        "second_acquired_us": second.acquired_us,
         "head_at_takeover": head_at_takeover,
         "old_host_lost": after["lost"].get(rid),
         "resumed": ks.count("run.resumed"),
