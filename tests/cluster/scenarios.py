@@ -39,6 +39,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from swarm import LAUNCH, LOCATE, SWARM  # noqa: E402
 
 from telic.cluster import RayHost, is_cluster_run  # noqa: E402
+from telic.errors import ClusterError  # noqa: E402
 from telic.kernel.approval import decide  # noqa: E402
 from telic.ledger import BaseLedger  # noqa: E402
 
@@ -146,6 +147,11 @@ def resources(env: Env) -> dict[str, Any]:
         for t in env.host.ledger.read(run_id)
         if t.kind in ("tool.completed", "tool.failed", "tool.timeout")
     }
+    try:
+        env.host.start(path, base_dir=HERE, node="f" * 56)
+        no_node = "started"
+    except ClusterError as exc:
+        no_node = str(exc)
     time.sleep(4.5)  # past the slow call's 4 s, had its task not been cancelled
     slow = Path(str(env.effects) + ".slow")
     marks = slow.read_text(encoding="utf-8").splitlines() if slow.exists() else []
@@ -155,6 +161,7 @@ def resources(env: Env) -> dict[str, Any]:
         "ran_on": ran_on,
         "outcomes": outcomes,
         "slow_marks": marks,
+        "no_node": no_node,
         "nodes": {
             "head": env.head.node_id,
             "special": env.special.node_id,

@@ -128,6 +128,7 @@ def test_a_tool_needing_a_custom_resource_runs_only_on_the_node_that_has_it(
     assert r["verified"]
     assert r["hosted_on"] == r["nodes"]["head"]  # the run lives on the head...
     assert r["ran_on"] == [r["nodes"]["special"]]  # ...its call ran where `special` is
+    assert r["no_node"].startswith("no live node ffff"), r["no_node"]  # a ClusterError
 
 
 def test_a_ray_task_past_its_timeout_is_cancelled_and_its_errors_are_the_tools_own(

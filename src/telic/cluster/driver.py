@@ -160,7 +160,19 @@ class RayHost:
         return infos
 
     def _host_of(self, node_id: str) -> Any:
-        return ray.get_actor(actor_name(node_id), namespace=NAMESPACE)
+        """The host actor of ``node_id`` (created if the node is alive and has none yet)."""
+        try:
+            return ray.get_actor(actor_name(node_id), namespace=NAMESPACE)
+        except ValueError:
+            pass
+        self.ensure_hosts()
+        try:
+            return ray.get_actor(actor_name(node_id), namespace=NAMESPACE)
+        except ValueError:
+            raise ClusterError(
+                f"no live node {node_id} in the Ray cluster at {self.address}: see "
+                "`telic cluster status` for the nodes"
+            ) from None
 
     # -- runs ---------------------------------------------------------------------------
 
