@@ -15,7 +15,7 @@ Layering (dependencies point down only)::
 
 from __future__ import annotations
 
-from telic.clock import Clock, SystemClock, VirtualClock
+from telic.clock import Clock, ContinuedClock, SystemClock, VirtualClock
 from telic.errors import TelicError
 from telic.events import Event, EventKernel, Subscription
 from telic.kernel import (
@@ -27,6 +27,7 @@ from telic.kernel import (
     RunConfig,
     RunResult,
     Sweeper,
+    Team,
 )
 from telic.kinds import CATALOGUE, Claim
 from telic.ledger import Lease, Ledger, open_ledger
@@ -49,6 +50,7 @@ __all__ = [
     "ChildSpec",
     "Claim",
     "Clock",
+    "ContinuedClock",
     "Draft",
     "Event",
     "EventKernel",
@@ -71,6 +73,7 @@ __all__ = [
     "Supervisor",
     "Sweeper",
     "SystemClock",
+    "Team",
     "TelicError",
     "Tool",
     "Transition",

@@ -110,6 +110,7 @@ def serve(
             anonymous_read=anonymous_read,
             spec_dir=spec_dir,
             max_body=max_body,
+            host=host,
             lease_ttl_s=lease_ttl,
             holder=holder,
             ray=ray,

@@ -103,7 +103,7 @@ def test_a_paused_owner_is_fenced_after_a_takeover(url: str, tmp_path: Path) -> 
             assert _line(child, "READY", seen) == "READY 1"
             for _ in range(3):
                 _line(child, "TICK", seen)
-            child.send_signal(signal.SIGSTOP)  # just after a TICK: it sleeps 0.3 s now
+            child.send_signal(signal.SIGSTOP)  # just after a TICK: it sleeps 0.6 s now
             committed = [(t.seq, t.hash) for t in ledger.read("r")]
             _wait_expired(ledger, "r")
             time.sleep(0.2)  # well past it
@@ -193,3 +193,60 @@ def test_a_killed_owner_is_taken_over_and_its_call_is_unknown(url: str, tmp_path
         assert trail[-1].kind == "run.completed"
     finally:
         ledger.close()
+
+
+def test_a_paused_kernel_loses_its_run_and_writes_nothing_after(url: str, tmp_path: Path) -> None:
+    """The same with the kernel as the old owner: paused past its TTL while ticking (a
+    non-idempotent call per tick), taken over, continued: its run ends there as lost, and
+    every effect it caused has its write-ahead ``tool.started`` in the ledger, none after the
+    takeover."""
+    side = tmp_path / "side"
+    child = _child("steady", url, "r", str(TTL), str(side))
+    seen: list[str] = []
+    try:
+        assert _line(child, "BOOTED", seen) == "BOOTED r"
+        for _ in range(3):
+            _line(child, "TICK", seen)
+        # Paused inside a call (the effect just written; it then waits 1 s), not inside a
+        # write transaction: a process paused there would hold the SQLite file's write lock
+        # (or, on PostgreSQL, its row locks) and stall the takeover; see docs/ledger.md.
+        calls = len(side.read_text().splitlines())
+        while len(side.read_text().splitlines()) == calls:
+            time.sleep(0.005)
+        child.send_signal(signal.SIGSTOP)
+        pid = child.pid
+        ledger = open_ledger(url)
+        try:
+            _wait_expired(ledger, "r")
+            time.sleep(0.2)
+
+            async def take_over() -> str:
+                kernel = Kernel(ledger, holder="new", lease_ttl_s=TTL)
+                (run,) = await Sweeper(kernel, lambda _: config("resume", side)).sweep()
+                assert await run.step()
+                child.send_signal(signal.SIGCONT)
+                loop = asyncio.get_running_loop()
+                end = await loop.run_in_executor(None, _line, child, "END", seen)
+                assert (await run.until_done()).status == "completed"
+                return end
+
+            end = asyncio.run(take_over())
+            child.communicate(timeout=60)
+            assert child.returncode == 4
+            assert end in ("END lost Fenced", "END lost LeaseLost")
+            assert ledger.verify("r").ok
+            trail = list(ledger.read("r"))
+            assert [t.seq for t in trail] == list(range(1, len(trail) + 1))
+            resumed = next(t for t in trail if t.kind == "run.resumed")
+            mine = [t for t in trail if t.kind == "tool.started" and t.data["args"]["x"] == pid]
+            assert mine and all(t.seq < resumed.seq for t in mine)
+            effects = [ln for ln in side.read_text().splitlines() if ln.startswith(f"{pid} ")]
+            assert len(effects) == len(mine)  # no effect without its record, none after
+            assert trail[-1].kind == "run.completed"
+        finally:
+            ledger.close()
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGCONT)
+            child.kill()
+            child.communicate()

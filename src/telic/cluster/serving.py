@@ -44,16 +44,13 @@ class ClusterRuns:
         except Exception:
             return False
 
-    def tasks(self) -> list[asyncio.Task[None]]:
-        return []
-
     def close(self) -> None:
         self.cluster.close()
 
     async def resume_served(self) -> list[str]:
         return []  # the cluster's hosts resume their runs themselves
 
-    async def sweep_forever(self, every_s: float) -> None:
+    async def sweep_every(self, every_s: float) -> None:
         """Nothing to sweep here: the cluster's hosts take over their lost runs themselves."""
 
     def _write_spec(self, body: StartIn) -> Path:

@@ -64,7 +64,8 @@ class Sweeper:
 
     def take(self, stale: Lease) -> Lease | None:
         """The lease of ``stale``'s run for this kernel's holder, if it is still that stale
-        lease (another sweeper may have been first: then None)."""
+        lease (another sweeper may have been first: then None; None too when the store could
+        not be written now, which the next pass retries)."""
         kernel = self.kernel
         assert kernel.holder is not None
         try:
@@ -76,6 +77,9 @@ class Sweeper:
                 expect_epoch=stale.epoch,
             )
         except LeaseError:
+            return None
+        except LedgerError as exc:  # e.g. SQLite busy past its timeout: the next pass retries
+            log.warning("cannot take the lease of %s: %s", stale.run_id, exc)
             return None
 
     async def sweep(self) -> list[Run]:

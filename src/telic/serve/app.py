@@ -14,8 +14,10 @@ import socket
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.routing import Route
 
 from telic.access import TokenStore
 from telic.clock import Clock, SystemClock
@@ -27,10 +29,14 @@ from telic.ledger import default_holder, open_ledger
 from telic.ledger.base import BaseLedger
 from telic.serve import problems
 from telic.serve.context import Context, Settings
+from telic.serve.driver import KernelLoop
+from telic.serve.fanout import Streams
 from telic.serve.host import Host, Hosting
 from telic.serve.limits import AuditCalls, LimitBody
+from telic.serve.mcp import PATH as MCP_PATH
+from telic.serve.mcp import McpEndpoint
+from telic.serve.mcp import available as mcp_available
 from telic.serve.routes import approvals, dashboard, reading, runs, streams
-from telic.serve.routes.streams import FrameCache
 
 __all__ = ["create_app"]
 
@@ -63,6 +69,11 @@ def create_app(
     cfg = settings or Settings()
     extra = tuple(processors)
     clk: Clock = clock or SystemClock()
+    mcp_endpoint = (
+        McpEndpoint(anonymous_read=cfg.anonymous_read, host=cfg.host)
+        if cfg.mcp and mcp_available()
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
@@ -70,42 +81,52 @@ def create_app(
         led = opened or ledger
         assert isinstance(led, BaseLedger)
         try:
-            async with (
-                EventKernel(led, clock=clk, processors=extra) as events,
-                asyncio.TaskGroup() as group,
-            ):
-                follower = LedgerFollower(led, events, interval=cfg.poll_s)
-                kernel = Kernel(
-                    led,
-                    clock=clk,
-                    publish=follower.publish,
-                    holder=cfg.holder or default_holder(),
-                    lease_ttl_s=cfg.lease_ttl_s,
-                    node=cfg.node or socket.gethostname(),
-                )
-                host = _hosting(cfg, kernel, group)
-                tokens = TokenStore(led, clock=clk)
-                frames = FrameCache()
-                ctx = Context(led, tokens, events, follower, kernel, host, cfg, frames)
-                app.state.telic = ctx
-                watch = group.create_task(follower.run(), name="ledger follower")
-                if cfg.resume_hosted:
-                    await host.resume_served()
-                every = cfg.lease_ttl_s / 2 if cfg.sweep_s is None else cfg.sweep_s
-                sweeping = (
-                    group.create_task(host.sweep_forever(every), name="lease sweeper")
-                    if every > 0
-                    else None
-                )
-                try:
-                    yield
-                finally:
-                    watch.cancel()
-                    if sweeping is not None:
-                        sweeping.cancel()
-                    for task in list(host.tasks()):
-                        task.cancel()
-                    host.close()
+            driver = KernelLoop()
+            driver.start()
+            try:
+                async with (
+                    EventKernel(led, clock=clk, processors=extra) as events,
+                    asyncio.TaskGroup() as group,
+                ):
+                    follower = LedgerFollower(led, events, interval=cfg.poll_s)
+                    streams = Streams(
+                        follower.positions(),
+                        keep=max(4096, 2 * cfg.stream_queue),
+                        coalesce=cfg.stream_coalesce_s,
+                    )
+                    follower.sinks.append(streams.publish)
+                    kernel = Kernel(
+                        led,
+                        clock=clk,
+                        publish=driver.publisher(follower.publish),
+                        holder=cfg.holder or default_holder(),
+                        lease_ttl_s=cfg.lease_ttl_s,
+                        node=cfg.node or socket.gethostname(),
+                    )
+                    host = _hosting(cfg, kernel, driver.group)
+                    tokens = TokenStore(led, clock=clk)
+                    reads = anyio.CapacityLimiter(cfg.read_threads)
+                    ctx = Context(
+                        led, tokens, events, follower, kernel, host, cfg, streams, reads, driver
+                    )
+                    app.state.telic = ctx
+                    watch = group.create_task(follower.run(), name="ledger follower")
+                    if cfg.resume_hosted:
+                        await driver.call(host.resume_served())
+                    every = cfg.lease_ttl_s / 2 if cfg.sweep_s is None else cfg.sweep_s
+                    if every > 0:  # failover: a task of the kernel loop's group
+                        await driver.call(host.sweep_every(every))
+                    try:
+                        async with contextlib.AsyncExitStack() as stack:
+                            if mcp_endpoint is not None:
+                                await stack.enter_async_context(mcp_endpoint.running(led, tokens))
+                            yield
+                    finally:
+                        watch.cancel()
+                        await driver.stop()
+                        host.close()
+            finally:
+                await driver.stop()
         finally:
             if opened is not None:
                 opened.close()
@@ -123,9 +144,15 @@ def create_app(
     for module in (runs, reading, streams, approvals):
         app.include_router(module.router)
 
+    if mcp_endpoint is not None:
+        # An ASGI app as the endpoint: Starlette hands it the request as it came.
+        endpoint: Any = mcp_endpoint
+        app.router.routes.append(Route(MCP_PATH, endpoint, methods=["GET", "POST", "DELETE"]))
+
     @app.get("/health", tags=["health"], summary="Liveness (no token needed)")
-    async def health() -> dict[str, str]:  # pyright: ignore[reportUnusedFunction]
-        return {"status": "ok"}
+    async def health() -> dict[str, str | int]:  # pyright: ignore[reportUnusedFunction]
+        ctx: Context | None = getattr(app.state, "telic", None)
+        return {"status": "ok", "streams": 0 if ctx is None else ctx.streams.open_streams}
 
     dashboard.install(app)  # last: its files take `/` and whatever no route took
 
