@@ -26,6 +26,7 @@ from telic.cli import (  # the CLI's own helpers: this module is part of it
     app,
     out,
 )
+from telic.cli_cluster import RayOption, cluster_of
 from telic.clock import SystemClock
 from telic.kernel.approval import ENDED, decide
 
@@ -70,6 +71,7 @@ def serve(
     ] = 1024 * 1024,
     otlp_endpoint: OtlpOption = None,
     capture_content: CaptureFlag = False,
+    ray: RayOption = None,
     lease_ttl: Annotated[
         float,
         typer.Option(
@@ -83,13 +85,16 @@ def serve(
         typer.Option("--holder", help="The name this server holds leases under (unique)."),
     ] = None,
 ) -> None:
-    """Serve the HTTP API (runs, transitions, live events, approvals) on a ledger."""
+    """Serve the HTTP API (runs, transitions, live events, approvals) on a ledger; with --ray,
+    the runs it starts are hosted on a Ray cluster."""
     try:
         import uvicorn
 
         from telic.serve import Settings, create_app
     except ImportError:
         _fail("telic serve needs the serve extra: pip install 'telic[serve]'")
+    if ray is not None:
+        cluster_of(ray, db).close()  # a clear line now if the ledger or the cluster is wrong
     loopback = is_loopback(host)
     if anonymous_read and not loopback:
         _fail(f"--anonymous-read is refused on {host}: it is not a loopback address")
@@ -108,6 +113,7 @@ def serve(
             host=host,
             lease_ttl_s=lease_ttl,
             holder=holder,
+            ray=ray,
         )
         processors = _otel(otlp_endpoint, capture_content)
         api = create_app(ledger, settings=settings, processors=processors)

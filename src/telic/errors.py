@@ -64,6 +64,10 @@ The hierarchy::
     │   │   └── TokensExhausted     no tokens left in the budget for another model call
     │   └── ViewExpired             a view's state read after its mind had answered
     ├── SupervisionError            a supervisor's restart intensity was exceeded
+    ├── ClusterError                hosting runs on a Ray cluster went wrong (telic.cluster)
+    │   ├── ClusterNeedsPostgres    a cluster ledger that is not PostgreSQL
+    │   ├── ClusterUnavailable      no Ray cluster at the address (or it refused us)
+    │   └── NoClusterHosts          no live node of the cluster hosts runs
     └── ReadOnly                    a read-only view of a run's state was changed (also a TypeError)
 
 Each error's message says what was wrong and what to do about it.
@@ -601,6 +605,40 @@ class ReadOnly(TelicError, TypeError):
         )
         self.what = what
         self.operation = operation
+
+
+# -- the cluster (telic.cluster) ------------------------------------------------------------
+
+
+class ClusterError(TelicError):
+    """Hosting runs on a Ray cluster went wrong."""
+
+
+class ClusterNeedsPostgres(ClusterError):
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"runs hosted on a Ray cluster need a PostgreSQL ledger that every node reaches, not "
+            f"{url}: pass --db postgresql://user@host/db"
+        )
+        self.url = url
+
+
+class ClusterUnavailable(ClusterError):
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach the Ray cluster at {address}: {reason}; start one (`ray start --head`) "
+            "or pass the address of a running one (host:port, or auto)"
+        )
+        self.address = address
+
+
+class NoClusterHosts(ClusterError):
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"the Ray cluster at {address} has no live node that can host a run: add a node, or "
+            "check `telic cluster status`"
+        )
+        self.address = address
 
 
 # -- simulation (telic.sim) ----------------------------------------------------------------

@@ -31,7 +31,7 @@ from telic.serve import problems
 from telic.serve.context import Context, Settings
 from telic.serve.driver import KernelLoop
 from telic.serve.fanout import Streams
-from telic.serve.host import Host
+from telic.serve.host import Host, Hosting
 from telic.serve.limits import AuditCalls, LimitBody
 from telic.serve.mcp import PATH as MCP_PATH
 from telic.serve.mcp import McpEndpoint
@@ -41,6 +41,17 @@ from telic.serve.routes import approvals, dashboard, reading, runs, streams
 __all__ = ["create_app"]
 
 API_VERSION = "1"
+
+
+def _hosting(cfg: Settings, kernel: Kernel, group: asyncio.TaskGroup) -> Hosting:
+    """This process's host, or the cluster's with ``cfg.ray``."""
+    if cfg.ray is None:
+        return Host(kernel, group, cfg.spec_dir)
+    from telic.cluster import RayHost, ledger_url  # the ray extra: imported on use
+    from telic.cluster.serving import ClusterRuns
+
+    cluster = RayHost(cfg.ray, ledger_url(kernel.ledger))
+    return ClusterRuns(cluster, kernel.ledger, cfg.spec_dir)
 
 
 def create_app(
@@ -92,7 +103,7 @@ def create_app(
                         lease_ttl_s=cfg.lease_ttl_s,
                         node=cfg.node or socket.gethostname(),
                     )
-                    host = Host(kernel, driver.group, cfg.spec_dir)
+                    host = _hosting(cfg, kernel, driver.group)
                     tokens = TokenStore(led, clock=clk)
                     reads = anyio.CapacityLimiter(cfg.read_threads)
                     ctx = Context(
@@ -113,6 +124,7 @@ def create_app(
                     finally:
                         watch.cancel()
                         await driver.stop()
+                        host.close()
             finally:
                 await driver.stop()
         finally:

@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from telic.clock import ContinuedClock
 from telic.errors import LeaseError, LedgerError, RunNotHosted, RunNotResumable, SpecError
@@ -35,11 +35,30 @@ from telic.ledger.lease import Lease
 from telic.serve.models import ResumeIn, StartIn
 from telic.spec import RecordedSpec, build_run, recorded_spec
 
-__all__ = ["Host"]
+__all__ = ["Host", "Hosting"]
 
 log = logging.getLogger(__name__)
 
 _ENDED = frozenset({"completed", "failed", "stopped"})
+
+
+class Hosting(Protocol):
+    """What the routes ask of whatever drives the server's runs: this process's
+    :class:`Host`, or the cluster's (:class:`telic.cluster.serving.ClusterRuns`)."""
+
+    def hosts(self, run_id: str) -> bool: ...
+
+    async def start(self, body: StartIn, *, by: str) -> str: ...
+
+    async def resume(self, run_id: str, body: ResumeIn, *, by: str) -> None: ...
+
+    async def resume_served(self) -> list[str]: ...
+
+    async def stop(self, run_id: str, *, by: str, reason: str) -> None: ...
+
+    async def sweep_every(self, every_s: float) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -70,6 +89,9 @@ class Host:
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [h.task for h in self._runs.values() if h.task is not None]
+
+    def close(self) -> None:
+        """Nothing to release: the runs' tasks belong to the kernel loop's task group."""
 
     # -- start -------------------------------------------------------------------------
 
