@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,7 @@ async def _a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
     servers, tools = await connect([_stdio(timeout_s=5.0)])
     approvals: list[tuple[str, str]] = []
 
-    async def approver(agent: str, tool: str, args: dict[str, Any]) -> bool:
+    async def approver(agent: str, tool: str, args: Mapping[str, Any]) -> bool:
         approvals.append((agent, tool))
         return args.get("booking") == "B-17"
 
@@ -239,9 +240,7 @@ async def _the_tool_call_budget_counts_mcp_calls() -> None:
     started = [t for t in transitions if t.kind == "tool.started"]
     assert len(started) == 2
     exhausted = [t.data for t in transitions if t.kind == "budget.exhausted"]
-    assert [(e["dimension"], e["spent"], e["limit"]) for e in exhausted] == [
-        ("tool_calls", 2, 2)
-    ]
+    assert [(e["dimension"], e["spent"], e["limit"]) for e in exhausted] == [("tool_calls", 2, 2)]
     stopped = next(t.data for t in transitions if t.kind == "run.stopped")
     assert "tool_calls" in stopped["reason"]
 
