@@ -15,10 +15,10 @@ Layering (dependencies point down only)::
 
 from __future__ import annotations
 
-from telic.clock import Clock, SystemClock, VirtualClock
+from telic.clock import Clock, ContinuedClock, SystemClock, VirtualClock
 from telic.errors import TelicError
 from telic.events import Event, EventKernel, Subscription
-from telic.kernel import AgentSpec, Artifact, Budget, Kernel, Run, RunConfig, RunResult
+from telic.kernel import AgentSpec, Artifact, Budget, Kernel, Run, RunConfig, RunResult, Team
 from telic.kinds import CATALOGUE, Claim
 from telic.ledger import Ledger, open_ledger
 from telic.minds import FunctionMind, Mind, ScriptedMind, View
@@ -40,6 +40,7 @@ __all__ = [
     "ChildSpec",
     "Claim",
     "Clock",
+    "ContinuedClock",
     "Draft",
     "Event",
     "EventKernel",
@@ -60,6 +61,7 @@ __all__ = [
     "Subscription",
     "Supervisor",
     "SystemClock",
+    "Team",
     "TelicError",
     "Tool",
     "Transition",

@@ -16,15 +16,18 @@ from typing import Any
 from telic.clock import Clock, SystemClock
 from telic.errors import (
     ChainBroken,
+    ConfigError,
     RunExists,
     RunNotFound,
     RunNotResumable,
 )
 from telic.kernel import approval
 from telic.kernel.calls import open_tick
-from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
+from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig, Team
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.run import Run, RunResult
+from telic.kernel.stages import Tick, ToolCall, execute
+from telic.kernel.tree import Tree
 from telic.kinds import (
     AgentRecord,
     AgentSpawned,
@@ -33,15 +36,13 @@ from telic.kinds import (
     RunForked,
     RunPaused,
     RunResumed,
+    SupervisionTree,
     TickCompleted,
-    ToolCompleted,
-    ToolFailed,
     ToolStarted,
-    ToolTimeout,
     ToolUnknownOutcome,
 )
 from telic.ledger.base import BaseLedger
-from telic.reducer import initial_state
+from telic.reducer import State, initial_state
 from telic.transition import Transition, draft
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunResult",
+    "Team",
     "new_run_id",
 ]
 
@@ -122,18 +124,24 @@ class Kernel:
                 return_condition=config.return_description,
                 seed=config.seed,
                 config=dict(config.record),
+                supervision=run.tree.record(),
             ),
             tick=0,
         )
         await run.supervisor.start()
         for spec in config.agents:
             batch.add(
-                AgentSpawned(agent=spec.name, role=spec.role, tools=spec.tools),
+                AgentSpawned(
+                    agent=spec.name,
+                    role=spec.role,
+                    supervisor=run.home(spec.name),
+                    tools=spec.tools,
+                ),
                 tick=0,
                 agent=spec.name,
                 causes=(1,),
             )
-            await run.start_agent(spec)
+        await run.start_agents(config.agents)
         try:
             committed = batch.commit(create=True)
         except BaseException:
@@ -200,6 +208,7 @@ class Kernel:
                 run_id, f"it has ended ({state['status']}: {state['reason']}); fork it to continue"
             )
         config.validate()
+        tree = _recorded_tree(self.ledger, run_id, config, state)
         # What resume acts on, read before the run takes the state over (its batches change it).
         tick, head, tick_open = int(state["tick"]), int(state["seq"]), bool(state["tick_open"])
         # A tick stopped while its minds were asked is asked again, with the answers its
@@ -221,6 +230,7 @@ class Kernel:
             self.publish,
             state=state,
             abandoned=self.abandoned,
+            tree=tree,
         )
         batch = run.batch()
         batch.add(
@@ -238,84 +248,14 @@ class Kernel:
             names = ", ".join(f"{p.tool} for {p.agent}" for p in waiting)
             batch.add(RunPaused(reason=f"still waiting for approval of {names}"), tick=tick)
         await run.supervisor.start()
-        tools = run.tools
-        for call_id, p in pending:
-            if p["idempotent"] and p["tool"] in tools:
-                tool = tools.get(p["tool"])
-                again = batch.add(
-                    ToolStarted(
-                        call_id=call_id,
-                        agent=p["agent"],
-                        tool=p["tool"],
-                        args=p["args"],
-                        idempotent=True,
-                        attempt=p["attempt"] + 1,
-                        source=tool.source,
-                        version=tool.version,
-                    ),
-                    tick=tick,
-                    agent=p["agent"],
-                    causes=(p["seq"],),
-                )
-                run.commit(batch)
-                outcome = await run.run_tool_once(tool, p["args"])
-                if outcome[0] == "completed":
-                    batch.add(
-                        ToolCompleted(
-                            call_id=call_id, agent=p["agent"], tool=p["tool"], result=outcome[1]
-                        ),
-                        tick=tick,
-                        agent=p["agent"],
-                        causes=(again,),
-                    )
-                elif outcome[0] == "timeout":
-                    batch.add(
-                        ToolTimeout(
-                            call_id=call_id,
-                            agent=p["agent"],
-                            tool=p["tool"],
-                            timeout_s=tool.timeout_s,
-                        ),
-                        tick=tick,
-                        agent=p["agent"],
-                        causes=(again,),
-                    )
-                else:
-                    batch.add(
-                        ToolFailed(
-                            call_id=call_id,
-                            agent=p["agent"],
-                            tool=p["tool"],
-                            error=outcome[1],
-                            message=outcome[2],
-                        ),
-                        tick=tick,
-                        agent=p["agent"],
-                        causes=(again,),
-                    )
-            else:
-                batch.add(
-                    ToolUnknownOutcome(call_id=call_id, agent=p["agent"], tool=p["tool"]),
-                    tick=tick,
-                    agent=p["agent"],
-                    causes=(p["seq"],),
-                )
-        if tick_open and not parked and not reask:
-            batch.add(
-                TickCompleted(
-                    tick=tick,
-                    progress=progress,
-                    delta=0.0,
-                    valid=False,
-                    state_hash=run.fold.hash(),
-                ),
-                tick=tick,
-            )
         specs = {a.name: a for a in config.agents}
+        # The tree's agents first (each team with its own, as its parent would restart it),
+        # then the explorers, each under its parent's supervisor.
+        await run.start_agents([specs[r[0]] for r in running if r[0] in specs])
         for name, role, temporary, parent, question, tools in running:
             if name in specs:
-                await run.start_agent(specs[name])
-            elif temporary and parent in specs and config.explorer is not None:
+                continue
+            if temporary and parent in specs and config.explorer is not None:
                 mind = run.make_explorer(question or "", parent)
                 if isinstance(mind, Failed):
                     batch.add(
@@ -330,17 +270,87 @@ class Kernel:
                 explorer = AgentSpec(
                     name=name, role=role, mind=mind, tools=tools, restart="temporary"
                 )
-                await run.start_agent(explorer)
+                await run.start_agent(explorer, under=parent)
             else:
                 batch.add(
                     AgentTerminated(agent=name, reason="no spec for it on resume"),
                     tick=tick,
                     agent=name,
                 )
+        # An interrupted call runs again, in its agent, through the tick's execute stage
+        # (retries and supervision included), if it is idempotent and its agent is back;
+        # the outcome of any other is unknown.
+        calls: list[ToolCall] = []
+        unknown: list[tuple[str, dict[str, Any]]] = []
+        for call_id, p in pending:
+            if not (p["idempotent"] and p["tool"] in run.tools and run.supervises(p["agent"])):
+                unknown.append((call_id, p))
+                continue
+            attempt = p["attempt"] + 1
+            tool = run.tools.get(p["tool"])
+            again = batch.add(
+                ToolStarted(
+                    call_id=call_id,
+                    agent=p["agent"],
+                    tool=p["tool"],
+                    args=p["args"],
+                    idempotent=True,
+                    attempt=attempt,
+                    source=tool.source,
+                    version=tool.version,
+                ),
+                tick=tick,
+                agent=p["agent"],
+                causes=(p["seq"],),
+            )
+            calls.append(ToolCall(p["agent"], tool, call_id, p["args"], again, attempt))
+        await execute(Tick(run, batch, tick), calls)
+        for call_id, p in unknown:
+            batch.add(
+                ToolUnknownOutcome(call_id=call_id, agent=p["agent"], tool=p["tool"]),
+                tick=tick,
+                agent=p["agent"],
+                causes=(p["seq"],),
+            )
+        if tick_open and not parked and not reask:
+            batch.add(
+                TickCompleted(
+                    tick=tick,
+                    progress=progress,
+                    delta=0.0,
+                    valid=False,
+                    state_hash=run.fold.hash(),
+                ),
+                tick=tick,
+            )
         run.commit(batch)
         run.parked = parked
         await run.wrap_up()  # the dead process may not have run the last tick's checks
         return run
+
+
+def _recorded_tree(ledger: BaseLedger, run_id: str, config: RunConfig, state: State) -> Tree:
+    """The supervision tree ``run_id`` was booted with (``run.booted`` records it), which a
+    resumed run rebuilds; ``config`` may leave its teams out, not change them."""
+    booted = next(iter(ledger.read(run_id, 1, 1)), None)
+    recorded: Any = None
+    if booted is not None and booted.kind == "run.booted":
+        recorded = booted.data.get("supervision")
+    if recorded is None:
+        if config.teams:
+            raise ConfigError(
+                f"run {run_id!r} was booted without teams (every agent under the root); "
+                "resume it with a configuration without teams"
+            )
+        return config.tree()
+    roster = [str(a["name"]) for a in state["roster"]]
+    tree = Tree.from_record(SupervisionTree.model_validate(recorded), roster)
+    if config.teams and config.tree().record() != tree.record():
+        raise ConfigError(
+            f"run {run_id!r} was booted with other teams than the configuration's; resume it "
+            "with the teams it was booted with, or with none (the recorded ones are used)"
+        )
+    return tree
 
 
 def _refuse_taken(ledger: BaseLedger, run_id: str) -> None:
