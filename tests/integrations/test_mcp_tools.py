@@ -208,6 +208,11 @@ async def _a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
     assert forecast.attributes["mcp.method.name"] == "tools/call"
     assert forecast.attributes["telic.tool.source"] == "mcp:weather"
     assert forecast.attributes["telic.tool.version"] == hashes["forecast"]
+    # the approval of the destructive call is a pair of span events with who decided
+    events = {e.name: e.attributes for sp in spans for e in sp.events}
+    assert "approval.requested" in events
+    assert events["approval.requested"]["telic.tool"] == "cancel_booking"
+    assert "approval.granted" in events
 
 
 def test_the_tool_call_budget_counts_mcp_calls() -> None:
