@@ -177,6 +177,9 @@ class McpServerEntry(_Strict):
     idempotent: list[str] = Field(default_factory=list[str])
     prefix: str = ""
     """Prepended to the server's tool names."""
+    headers: dict[str, str] = Field(default_factory=dict[str, str])
+    """HTTP headers of a url server; ``${NAME}`` in a value is the environment variable NAME
+    (keep tokens out of the spec: ``Authorization = "Bearer ${TELIC_TOKEN}"``)."""
 
 
 class RunSpec(_Strict):
