@@ -16,6 +16,7 @@ from telic.errors import ConfigError, TreeInvalid
 from telic.kernel import Kernel, RunConfig, RunResult, Team
 from telic.minds.base import Step
 from telic.proposal import Proposal
+from telic.transcript import render
 
 from .kit import Played, agent, config, finish, new_ledger, on_virtual_time, play, remember
 
@@ -88,6 +89,11 @@ def test_a_team_gives_up_and_the_root_restarts_it_with_its_agents() -> None:
     team = state["supervision"]["teams"]["crew"]
     assert (team["restarts"], team["escalations"], team["agents"]) == (1, 1, ["a", "b"])
     assert "crew" not in state["agents"]  # a supervisor is no agent
+    lines = render(played.ledger.read("run"))
+    assert lines[3] == (
+        "TICK 02: agent failure (AgentCrash) -> restarted by supervisor; "
+        "team crew gave up -> restarted by root"
+    )
 
 
 def test_the_root_restarts_a_team_by_its_own_strategy() -> None:
