@@ -140,6 +140,23 @@ def test_a_temporary_team_that_gives_up_is_gone_with_its_agents() -> None:
     assert (state["status"], state["reason"]) == ("failed", "no live agents are left")
 
 
+def test_a_temporary_team_a_sibling_s_crash_stops_is_not_restarted() -> None:
+    cfg = config(
+        agent("a", _work(1), _work(2), finish(), repeat_last=True),
+        agent("c", Boom("c"), _work(1), _work(2), finish(), role="lead"),
+        teams=[Team("crew", roles=("worker",), restart="temporary")],
+        strategy="one_for_all",
+    )
+    played = play(cfg)
+    sup = _supervision(played)
+    assert ("agent.terminated", "a", "shutdown") in sup
+    assert ("agent.restarted", "c", "root") in sup
+    assert not [e for e in sup if e[0] == "supervisor.restarted"]
+    crash = played.one("agent.failed", "c").tick
+    assert all(t.tick <= crash for t in played.of("proposal.made", "a"))  # not asked again
+    assert played.state()["agents"]["c"]["status"] == "terminated"
+
+
 def test_escalation_through_two_teams_to_the_root() -> None:
     """inner (a) under outer (b, and inner) under the root (c): inner gives up twice; outer
     restarts it once, then gives up itself; the root restarts outer, with inner inside."""
@@ -220,7 +237,7 @@ def test_resuming_with_other_teams_is_refused() -> None:
     ledger = new_ledger()
     play(_team_config(), ledger=ledger, max_ticks=1)
     other = _team_config(intensity=4)
-    with pytest.raises(ConfigError, match="booted with other teams"):
+    with pytest.raises(ConfigError, match="booted with another supervision tree"):
         _resume(ledger, "run", other)
     flat = play(config(agent("a", _work(1), finish())), ledger=ledger, max_ticks=1, run_id="flat")
     teams = config(agent("a", _work(1), finish()), teams=[Team("t", agents=("a",))])
