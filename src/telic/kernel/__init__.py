@@ -26,6 +26,7 @@ from telic.kernel.calls import open_tick
 from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig, Team
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.run import Run, RunResult
+from telic.kernel.stages import Tick, ToolCall, execute
 from telic.kernel.tree import Tree
 from telic.kinds import (
     AgentRecord,
@@ -37,10 +38,7 @@ from telic.kinds import (
     RunResumed,
     SupervisionTree,
     TickCompleted,
-    ToolCompleted,
-    ToolFailed,
     ToolStarted,
-    ToolTimeout,
     ToolUnknownOutcome,
 )
 from telic.ledger.base import BaseLedger
@@ -250,77 +248,6 @@ class Kernel:
             names = ", ".join(f"{p.tool} for {p.agent}" for p in waiting)
             batch.add(RunPaused(reason=f"still waiting for approval of {names}"), tick=tick)
         await run.supervisor.start()
-        tools = run.tools
-        for call_id, p in pending:
-            if p["idempotent"] and p["tool"] in tools:
-                tool = tools.get(p["tool"])
-                again = batch.add(
-                    ToolStarted(
-                        call_id=call_id,
-                        agent=p["agent"],
-                        tool=p["tool"],
-                        args=p["args"],
-                        idempotent=True,
-                        attempt=p["attempt"] + 1,
-                    ),
-                    tick=tick,
-                    agent=p["agent"],
-                    causes=(p["seq"],),
-                )
-                run.commit(batch)
-                outcome = await run.run_tool_once(tool, p["args"])
-                if outcome[0] == "completed":
-                    batch.add(
-                        ToolCompleted(
-                            call_id=call_id, agent=p["agent"], tool=p["tool"], result=outcome[1]
-                        ),
-                        tick=tick,
-                        agent=p["agent"],
-                        causes=(again,),
-                    )
-                elif outcome[0] == "timeout":
-                    batch.add(
-                        ToolTimeout(
-                            call_id=call_id,
-                            agent=p["agent"],
-                            tool=p["tool"],
-                            timeout_s=tool.timeout_s,
-                        ),
-                        tick=tick,
-                        agent=p["agent"],
-                        causes=(again,),
-                    )
-                else:
-                    batch.add(
-                        ToolFailed(
-                            call_id=call_id,
-                            agent=p["agent"],
-                            tool=p["tool"],
-                            error=outcome[1],
-                            message=outcome[2],
-                        ),
-                        tick=tick,
-                        agent=p["agent"],
-                        causes=(again,),
-                    )
-            else:
-                batch.add(
-                    ToolUnknownOutcome(call_id=call_id, agent=p["agent"], tool=p["tool"]),
-                    tick=tick,
-                    agent=p["agent"],
-                    causes=(p["seq"],),
-                )
-        if tick_open and not parked and not reask:
-            batch.add(
-                TickCompleted(
-                    tick=tick,
-                    progress=progress,
-                    delta=0.0,
-                    valid=False,
-                    state_hash=run.fold.hash(),
-                ),
-                tick=tick,
-            )
         specs = {a.name: a for a in config.agents}
         # The tree's agents first (each team with its own, as its parent would restart it),
         # then the explorers, each under its parent's supervisor.
@@ -350,6 +277,50 @@ class Kernel:
                     tick=tick,
                     agent=name,
                 )
+        # An interrupted call runs again, in its agent, through the tick's execute stage
+        # (retries and supervision included), if it is idempotent and its agent is back;
+        # the outcome of any other is unknown.
+        calls: list[ToolCall] = []
+        unknown: list[tuple[str, dict[str, Any]]] = []
+        for call_id, p in pending:
+            if not (p["idempotent"] and p["tool"] in run.tools and run.supervises(p["agent"])):
+                unknown.append((call_id, p))
+                continue
+            attempt = p["attempt"] + 1
+            again = batch.add(
+                ToolStarted(
+                    call_id=call_id,
+                    agent=p["agent"],
+                    tool=p["tool"],
+                    args=p["args"],
+                    idempotent=True,
+                    attempt=attempt,
+                ),
+                tick=tick,
+                agent=p["agent"],
+                causes=(p["seq"],),
+            )
+            tool = run.tools.get(p["tool"])
+            calls.append(ToolCall(p["agent"], tool, call_id, p["args"], again, attempt))
+        await execute(Tick(run, batch, tick), calls)
+        for call_id, p in unknown:
+            batch.add(
+                ToolUnknownOutcome(call_id=call_id, agent=p["agent"], tool=p["tool"]),
+                tick=tick,
+                agent=p["agent"],
+                causes=(p["seq"],),
+            )
+        if tick_open and not parked and not reask:
+            batch.add(
+                TickCompleted(
+                    tick=tick,
+                    progress=progress,
+                    delta=0.0,
+                    valid=False,
+                    state_hash=run.fold.hash(),
+                ),
+                tick=tick,
+            )
         run.commit(batch)
         run.parked = parked
         await run.wrap_up()  # the dead process may not have run the last tick's checks

@@ -11,8 +11,6 @@ from pydantic import ValidationError
 from telic.clock import Clock
 from telic.errors import (
     ConfigError,
-    NotCanonical,
-    PayloadTooLarge,
     RecordError,
     SequenceError,
     SupervisionError,
@@ -23,7 +21,7 @@ from telic.kernel.approval import Decision, Parked
 from telic.kernel.batch import Batch
 from telic.kernel.config import AgentSpec, Artifact, RunConfig
 from telic.kernel.guard import Failed, describe, safe_text
-from telic.kernel.intake import check_value, encode_value
+from telic.kernel.intake import encode_value
 from telic.kernel.process import AgentProcess
 from telic.kernel.tick import run_tick
 from telic.kernel.tree import ROOT, Tree
@@ -49,7 +47,7 @@ from telic.ledger.base import BaseLedger
 from telic.minds.base import Mind, ToolInfo, View
 from telic.reducer import Fold, State, initial_state
 from telic.supervision import ChildSpec, Supervisor
-from telic.tools import Tool, ToolRegistry
+from telic.tools import ToolRegistry
 from telic.transition import Transition
 
 __all__ = ["Run", "RunResult"]
@@ -356,34 +354,6 @@ class Run:
         nothing to kill. An agent a group restart stopped for good earlier in the tick (a
         sibling's failure under one_for_all, say) is no longer the supervisor's child."""
         return self.supervises(name) and self._sups[self.home(name)].kill(name, reason=reason)
-
-    async def run_tool_once(self, tool: Tool, args: dict[str, Any]) -> tuple[str, Any, str]:
-        """Call ``tool`` once, guarded, outside a tick (what resume and a parked approval
-        finish): ``("completed", result, "")``, ``("timeout", None, "")`` or
-        ``("failed", error type, message)``; a result the ledger cannot take is a failure."""
-        policy = self.config.policy
-        called = await guard.call(
-            tool,
-            args,
-            limit=tool.timeout_s,
-            grace=policy.cancel_grace_s,
-            abandoned=self.abandoned,
-            name=f"telic-tool-{tool.name}",
-        )
-        if called.status == "timeout":
-            return ("timeout", None, "")
-        if called.status == "raised":
-            error, message = called.describe()
-            return ("failed", error, message)
-        try:
-            result = check_value(
-                called.value, what="tool.completed", max_bytes=self.ledger.max_payload - 4096
-            )
-        except NotCanonical as exc:
-            return ("failed", "Unserialisable", str(exc))
-        except PayloadTooLarge as exc:
-            return ("failed", "PayloadTooLarge", str(exc))
-        return ("completed", result, "")
 
     # -- supervision ---------------------------------------------------------------------
 
