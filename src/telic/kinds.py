@@ -464,6 +464,12 @@ class ToolStarted(Payload):
     args: dict[str, JsonValue]
     idempotent: bool = False
     attempt: int = 1
+    source: str = ""
+    """Where the tool comes from: ``mcp:<server>`` for an MCP server's tool; empty for the
+    run's own."""
+    version: str = ""
+    """What identifies the version called (an MCP tool's schema hash), so a replay knows
+    what was called; empty when the tool has none."""
 
 
 class ToolCompleted(Payload):

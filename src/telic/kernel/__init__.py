@@ -287,6 +287,7 @@ class Kernel:
                 unknown.append((call_id, p))
                 continue
             attempt = p["attempt"] + 1
+            tool = run.tools.get(p["tool"])
             again = batch.add(
                 ToolStarted(
                     call_id=call_id,
@@ -295,12 +296,13 @@ class Kernel:
                     args=p["args"],
                     idempotent=True,
                     attempt=attempt,
+                    source=tool.source,
+                    version=tool.version,
                 ),
                 tick=tick,
                 agent=p["agent"],
                 causes=(p["seq"],),
             )
-            tool = run.tools.get(p["tool"])
             calls.append(ToolCall(p["agent"], tool, call_id, p["args"], again, attempt))
         await execute(Tick(run, batch, tick), calls)
         for call_id, p in unknown:
