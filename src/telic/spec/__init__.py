@@ -510,6 +510,26 @@ def _config(
     tools = [
         dataclasses.replace(t, high_impact=True) if t.name in spec.high_impact else t for t in tools
     ]
+    for name, needs in spec.resources.items():
+        if name not in known:
+            raise SpecError(
+                where,
+                f"resources names tool {name!r}, which no tools entry provides "
+                f"(known: {', '.join(known) or 'none'})",
+            )
+        if any(t.name == name and t.source for t in tools):
+            raise SpecError(
+                where,
+                f"resources.{name}: an MCP tool runs in its server, not as a Ray task; "
+                "only Python tools take resources",
+            )
+        try:
+            tools = [
+                dataclasses.replace(t, resources={**t.resources, **needs}) if t.name == name else t
+                for t in tools
+            ]
+        except ConfigError as exc:
+            raise SpecError(where, f"resources.{name}: {exc}") from None
     drafts = [(a, derived_fields(a)) for a in spec.agents]  # the AgentSpec fields of each
     names: list[str] = [f["name"] for _, f in drafts]
     for n in names:
