@@ -9,22 +9,28 @@ return), ``batch`` (numbered group commits), ``view`` (the state a tick's minds 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from telic.clock import Clock, SystemClock
 from telic.errors import (
     ChainBroken,
+    ConfigError,
+    LedgerError,
     RunExists,
     RunNotFound,
     RunNotResumable,
 )
 from telic.kernel import approval
 from telic.kernel.calls import open_tick
-from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
+from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig, Team
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.run import Run, RunResult
+from telic.kernel.stages import Tick, ToolCall, execute
+from telic.kernel.sweep import Sweeper
+from telic.kernel.tree import Tree
 from telic.kinds import (
     AgentRecord,
     AgentSpawned,
@@ -33,18 +39,18 @@ from telic.kinds import (
     RunForked,
     RunPaused,
     RunResumed,
+    SupervisionTree,
     TickCompleted,
-    ToolCompleted,
-    ToolFailed,
     ToolStarted,
-    ToolTimeout,
     ToolUnknownOutcome,
 )
 from telic.ledger.base import BaseLedger
-from telic.reducer import initial_state
+from telic.ledger.lease import Lease, default_holder
+from telic.reducer import State, initial_state
 from telic.transition import Transition, draft
 
 __all__ = [
+    "DEFAULT_LEASE_TTL_S",
     "AgentSpec",
     "Approver",
     "Artifact",
@@ -53,8 +59,14 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunResult",
+    "Sweeper",
+    "Team",
     "new_run_id",
 ]
+
+
+DEFAULT_LEASE_TTL_S = 10.0
+"""How long a run's lease lasts without renewal (renewed every third of it)."""
 
 
 def new_run_id() -> str:
@@ -66,6 +78,12 @@ class Kernel:
     """Drives runs against one ledger.
 
     ``publish`` receives every committed batch (wire it to ``EventKernel.publish``).
+
+    ``holder``: run every run under a lease (:mod:`telic.ledger.lease`) held by this name (one
+    process: :func:`~telic.ledger.lease.default_holder`), for ``lease_ttl_s`` at a time and
+    renewed every third of it; ``node`` says where the holder runs. Without a holder, runs
+    are unleased (one process owns its ledger), except a run that has a lease already: its
+    resume takes the lease (with a holder of its own) or refuses while another holds it.
     """
 
     def __init__(
@@ -74,10 +92,16 @@ class Kernel:
         *,
         clock: Clock | None = None,
         publish: Callable[[Sequence[Transition]], None] | None = None,
+        holder: str | None = None,
+        lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+        node: str = "",
     ) -> None:
         self.ledger = ledger
         self.clock: Clock = clock or SystemClock()
         self.publish = publish
+        self.holder = holder
+        self.lease_ttl_s = lease_ttl_s
+        self.node = node
         self.abandoned: list[asyncio.Task[Any]] = []
         """Calls of minds, tools and approvers that swallowed their cancellation past their
         deadline and grace: left running (asyncio cannot force them) and listed here, ended or
@@ -93,6 +117,13 @@ class Kernel:
         rid = run_id or new_run_id()
         if run_id is not None:
             _refuse_taken(self.ledger, rid)
+        lease = None
+        if self.holder is not None:
+            # Taken before the run exists: the run is created by a fenced append.
+            lease = self.ledger.leases.acquire(
+                rid, self.holder, ttl_s=self.lease_ttl_s, node=self.node
+            )
+            self.ledger.fence(lease)
         run = Run(
             self.ledger,
             rid,
@@ -102,6 +133,8 @@ class Kernel:
             state=initial_state(),
             abandoned=self.abandoned,
         )
+        if lease is not None:
+            run.hold(lease)
         batch = run.batch()
         batch.add(
             RunBooted(
@@ -122,18 +155,24 @@ class Kernel:
                 return_condition=config.return_description,
                 seed=config.seed,
                 config=dict(config.record),
+                supervision=run.tree.record(),
             ),
             tick=0,
         )
         await run.supervisor.start()
         for spec in config.agents:
             batch.add(
-                AgentSpawned(agent=spec.name, role=spec.role, tools=spec.tools),
+                AgentSpawned(
+                    agent=spec.name,
+                    role=spec.role,
+                    supervisor=run.home(spec.name),
+                    tools=spec.tools,
+                ),
                 tick=0,
                 agent=spec.name,
                 causes=(1,),
             )
-            await run.start_agent(spec)
+        await run.start_agents(config.agents)
         try:
             committed = batch.commit(create=True)
         except BaseException:
@@ -175,6 +214,7 @@ class Kernel:
         reason: str = "resumed",
         counterfactual: Mapping[str, Any] | None = None,
         by: str | None = None,
+        lease: Lease | None = None,
     ) -> Run:
         """Continue a run after a crash, a stop or a fork, rebuilding everything from the ledger.
 
@@ -185,7 +225,47 @@ class Kernel:
         waits for their decisions, then closes the tick); any other interrupted tick is closed
         as invalid. ``counterfactual`` records what the run goes on with that differs from how
         it was booted (another model, prompt, policy).
+
+        Ownership: ``lease`` is one the caller took already (a sweeper); otherwise the run's
+        lease is taken here when the kernel has a holder or the run has a lease that is not
+        released (:class:`~telic.errors.LeaseHeld` while another process holds it). It is
+        taken before anything is read, so what the resume reads is what the last owner left.
         """
+        lease = self._own(run_id, lease)
+        if lease is None:
+            return await self._resume(run_id, config, reason, counterfactual, by, None)
+        try:
+            return await self._resume(run_id, config, reason, counterfactual, by, lease)
+        except BaseException:
+            with contextlib.suppress(LedgerError):
+                self.ledger.leases.release(lease)
+            self.ledger.unfence(run_id)
+            raise
+
+    def _own(self, run_id: str, given: Lease | None) -> Lease | None:
+        if given is not None:
+            if given.run_id != run_id:
+                raise ValueError(f"the lease given is run {given.run_id!r}'s, not {run_id!r}'s")
+            self.ledger.fence(given)
+            return given
+        current = self.ledger.leases.get(run_id)
+        if self.holder is None and (current is None or current.released):
+            return None
+        lease = self.ledger.leases.acquire(
+            run_id, self.holder or default_holder(), ttl_s=self.lease_ttl_s, node=self.node
+        )
+        self.ledger.fence(lease)
+        return lease
+
+    async def _resume(
+        self,
+        run_id: str,
+        config: RunConfig,
+        reason: str,
+        counterfactual: Mapping[str, Any] | None,
+        by: str | None,
+        lease: Lease | None,
+    ) -> Run:
         # What resume rebuilds the state from must be intact: the chain from the snapshot it
         # folds on to the head (``telic verify`` checks the whole lineage).
         start = self.ledger.last_snapshot(run_id) + 1
@@ -200,6 +280,7 @@ class Kernel:
                 run_id, f"it has ended ({state['status']}: {state['reason']}); fork it to continue"
             )
         config.validate()
+        tree = _recorded_tree(self.ledger, run_id, config, state)
         # What resume acts on, read before the run takes the state over (its batches change it).
         tick, head, tick_open = int(state["tick"]), int(state["seq"]), bool(state["tick_open"])
         # A tick stopped while its minds were asked is asked again, with the answers its
@@ -221,7 +302,29 @@ class Kernel:
             self.publish,
             state=state,
             abandoned=self.abandoned,
+            tree=tree,
         )
+        acts = _Acts(tick, head, tick_open, reask, progress, parked, pending, running)
+        if lease is None:
+            return await self._restart(run, acts, config, reason, counterfactual, by)
+        run.hold(lease)
+        try:
+            return await self._restart(run, acts, config, reason, counterfactual, by)
+        except BaseException:
+            await run.close()  # ends the lease's renewal (the caller releases the lease)
+            raise
+
+    async def _restart(
+        self,
+        run: Run,
+        acts: _Acts,
+        config: RunConfig,
+        reason: str,
+        counterfactual: Mapping[str, Any] | None,
+        by: str | None,
+    ) -> Run:
+        """Record the resume and settle what the stop interrupted (see :meth:`resume`)."""
+        tick, head, tick_open, reask, progress, parked, pending, running = acts
         batch = run.batch()
         batch.add(
             RunResumed(
@@ -238,82 +341,14 @@ class Kernel:
             names = ", ".join(f"{p.tool} for {p.agent}" for p in waiting)
             batch.add(RunPaused(reason=f"still waiting for approval of {names}"), tick=tick)
         await run.supervisor.start()
-        tools = run.tools
-        for call_id, p in pending:
-            if p["idempotent"] and p["tool"] in tools:
-                tool = tools.get(p["tool"])
-                again = batch.add(
-                    ToolStarted(
-                        call_id=call_id,
-                        agent=p["agent"],
-                        tool=p["tool"],
-                        args=p["args"],
-                        idempotent=True,
-                        attempt=p["attempt"] + 1,
-                    ),
-                    tick=tick,
-                    agent=p["agent"],
-                    causes=(p["seq"],),
-                )
-                run.commit(batch)
-                outcome = await run.run_tool_once(tool, p["args"])
-                if outcome[0] == "completed":
-                    batch.add(
-                        ToolCompleted(
-                            call_id=call_id, agent=p["agent"], tool=p["tool"], result=outcome[1]
-                        ),
-                        tick=tick,
-                        agent=p["agent"],
-                        causes=(again,),
-                    )
-                elif outcome[0] == "timeout":
-                    batch.add(
-                        ToolTimeout(
-                            call_id=call_id,
-                            agent=p["agent"],
-                            tool=p["tool"],
-                            timeout_s=tool.timeout_s,
-                        ),
-                        tick=tick,
-                        agent=p["agent"],
-                        causes=(again,),
-                    )
-                else:
-                    batch.add(
-                        ToolFailed(
-                            call_id=call_id,
-                            agent=p["agent"],
-                            tool=p["tool"],
-                            error=outcome[1],
-                            message=outcome[2],
-                        ),
-                        tick=tick,
-                        agent=p["agent"],
-                        causes=(again,),
-                    )
-            else:
-                batch.add(
-                    ToolUnknownOutcome(call_id=call_id, agent=p["agent"], tool=p["tool"]),
-                    tick=tick,
-                    agent=p["agent"],
-                    causes=(p["seq"],),
-                )
-        if tick_open and not parked and not reask:
-            batch.add(
-                TickCompleted(
-                    tick=tick,
-                    progress=progress,
-                    delta=0.0,
-                    valid=False,
-                    state_hash=run.fold.hash(),
-                ),
-                tick=tick,
-            )
         specs = {a.name: a for a in config.agents}
+        # The tree's agents first (each team with its own, as its parent would restart it),
+        # then the explorers, each under its parent's supervisor.
+        await run.start_agents([specs[r[0]] for r in running if r[0] in specs])
         for name, role, temporary, parent, question, tools in running:
             if name in specs:
-                await run.start_agent(specs[name])
-            elif temporary and parent in specs and config.explorer is not None:
+                continue
+            if temporary and parent in specs and config.explorer is not None:
                 mind = run.make_explorer(question or "", parent)
                 if isinstance(mind, Failed):
                     batch.add(
@@ -328,17 +363,101 @@ class Kernel:
                 explorer = AgentSpec(
                     name=name, role=role, mind=mind, tools=tools, restart="temporary"
                 )
-                await run.start_agent(explorer)
+                await run.start_agent(explorer, under=parent)
             else:
                 batch.add(
                     AgentTerminated(agent=name, reason="no spec for it on resume"),
                     tick=tick,
                     agent=name,
                 )
+        # An interrupted call runs again, in its agent, through the tick's execute stage
+        # (retries and supervision included), if it is idempotent and its agent is back;
+        # the outcome of any other is unknown.
+        calls: list[ToolCall] = []
+        unknown: list[tuple[str, dict[str, Any]]] = []
+        for call_id, p in pending:
+            if not (p["idempotent"] and p["tool"] in run.tools and run.supervises(p["agent"])):
+                unknown.append((call_id, p))
+                continue
+            attempt = p["attempt"] + 1
+            tool = run.tools.get(p["tool"])
+            again = batch.add(
+                ToolStarted(
+                    call_id=call_id,
+                    agent=p["agent"],
+                    tool=p["tool"],
+                    args=p["args"],
+                    idempotent=True,
+                    attempt=attempt,
+                    source=tool.source,
+                    version=tool.version,
+                ),
+                tick=tick,
+                agent=p["agent"],
+                causes=(p["seq"],),
+            )
+            calls.append(ToolCall(p["agent"], tool, call_id, p["args"], again, attempt))
+        await execute(Tick(run, batch, tick), calls)
+        for call_id, p in unknown:
+            batch.add(
+                ToolUnknownOutcome(call_id=call_id, agent=p["agent"], tool=p["tool"]),
+                tick=tick,
+                agent=p["agent"],
+                causes=(p["seq"],),
+            )
+        if tick_open and not parked and not reask:
+            batch.add(
+                TickCompleted(
+                    tick=tick,
+                    progress=progress,
+                    delta=0.0,
+                    valid=False,
+                    state_hash=run.fold.hash(),
+                ),
+                tick=tick,
+            )
         run.commit(batch)
         run.parked = parked
         await run.wrap_up()  # the dead process may not have run the last tick's checks
         return run
+
+
+class _Acts(NamedTuple):
+    """What a resume acts on, read before the run takes the state over (its batches change
+    it)."""
+
+    tick: int
+    head: int
+    tick_open: bool
+    reask: bool
+    progress: Any
+    parked: list[approval.Parked]
+    pending: list[tuple[str, Any]]
+    running: list[tuple[str, str, bool, str | None, str | None, tuple[str, ...]]]
+
+
+def _recorded_tree(ledger: BaseLedger, run_id: str, config: RunConfig, state: State) -> Tree:
+    """The supervision tree ``run_id`` was booted with (``run.booted`` records it), which a
+    resumed run rebuilds; ``config`` may leave its teams out, not change them."""
+    booted = next(iter(ledger.read(run_id, 1, 1)), None)
+    recorded: Any = None
+    if booted is not None and booted.kind == "run.booted":
+        recorded = booted.data.get("supervision")
+    if recorded is None:
+        if config.teams:
+            raise ConfigError(
+                f"run {run_id!r} was booted without teams (every agent under the root); "
+                "resume it with a configuration without teams"
+            )
+        return config.tree()
+    roster = [str(a["name"]) for a in state["roster"]]
+    tree = Tree.from_record(SupervisionTree.model_validate(recorded), roster)
+    if config.teams and config.tree().record() != tree.record():
+        raise ConfigError(
+            f"run {run_id!r} was booted with other teams than the configuration's; resume it "
+            "with the teams it was booted with, or with none (the recorded ones are used)"
+        )
+    return tree
 
 
 def _refuse_taken(ledger: BaseLedger, run_id: str) -> None:

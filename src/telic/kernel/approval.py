@@ -11,7 +11,8 @@ the policy sets ``approval_timeout_s``; then the kernel itself denies through th
 
 When the kernel stops while parked (a crash, ``kill -9``), the request stays parked:
 :func:`unresolved` finds it on resume and :func:`finish_parked` waits for its decision,
-runs the call if it was granted, and closes the interrupted tick.
+runs the call if it was granted (through the tick's execute stage, in the agent's process,
+with its retries and supervision), and closes the interrupted tick.
 """
 
 from __future__ import annotations
@@ -23,15 +24,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from telic.clock import Clock
 from telic.errors import NotAwaitingApproval, SequenceConflict
+from telic.kernel.stages.approve import decision_record
+from telic.kernel.stages.effects import start_call
+from telic.kernel.stages.execute import execute
+from telic.kernel.stages.records import Tick
 from telic.kinds import (
-    ApprovalDenied,
-    ApprovalGranted,
     ProposalAccepted,
     TickCompleted,
-    ToolCompleted,
-    ToolFailed,
-    ToolStarted,
-    ToolTimeout,
 )
 from telic.ledger.base import BaseLedger
 from telic.transition import Transition, draft
@@ -92,13 +91,8 @@ def decide(
         pending = state["pending_approvals"].get(str(proposal))
         if pending is None:
             raise NotAwaitingApproval(run_id, proposal, _why_not(ledger, run_id, proposal))
-        payload = (
-            ApprovalGranted(proposal=proposal, by=by, reason=reason)
-            if granted
-            else ApprovalDenied(proposal=proposal, by=by, reason=reason)
-        )
         record = draft(
-            payload,
+            decision_record(proposal, granted, by, reason),
             ts=now_us(),
             tick=state["tick"],
             agent=pending["agent"],
@@ -223,14 +217,15 @@ async def finish_parked(run: Run, parked: list[Parked]) -> None:
         decision = p.decision or await run.decide_approval(p.proposal, p.agent, p.tool, p.args)
         batch = run.batch()
         if not decision.recorded:
-            record = (
-                ApprovalGranted(proposal=p.proposal, by=decision.by, reason=decision.reason)
-                if decision.granted
-                else ApprovalDenied(proposal=p.proposal, by=decision.by, reason=decision.reason)
-            )
+            record = decision_record(p.proposal, decision.granted, decision.by, decision.reason)
             batch.add(record, tick=tick, agent=p.agent, causes=(p.proposal,))
         if not decision.granted:
             batch.reject(tick, p.agent, p.proposal, "approval", decision.reason or "denied")
+            run.commit(batch)
+            continue
+        if not run.supervises(p.agent):
+            why = "its agent is not running (stopped or not restarted) to make the call"
+            batch.reject(tick, p.agent, p.proposal, "supervision", why)
             run.commit(batch)
             continue
         batch.add(
@@ -239,53 +234,9 @@ async def finish_parked(run: Run, parked: list[Parked]) -> None:
             agent=p.agent,
             causes=(p.proposal,),
         )
-        tool = run.tools.get(p.tool)
-        args = tool.validate(dict(p.args))
-        call_id = f"c{batch.next_seq}"
-        started = batch.add(
-            ToolStarted(
-                call_id=call_id,
-                agent=p.agent,
-                tool=tool.name,
-                args=args,
-                idempotent=tool.idempotent,
-            ),
-            tick=tick,
-            agent=p.agent,
-            causes=(p.proposal,),
-        )
-        run.commit(batch)
-        outcome = await run.run_tool_once(tool, args)
-        batch = run.batch()
-        if outcome[0] == "completed":
-            batch.add(
-                ToolCompleted(call_id=call_id, agent=p.agent, tool=tool.name, result=outcome[1]),
-                tick=tick,
-                agent=p.agent,
-                causes=(started,),
-            )
-        elif outcome[0] == "timeout":
-            batch.add(
-                ToolTimeout(
-                    call_id=call_id, agent=p.agent, tool=tool.name, timeout_s=tool.timeout_s
-                ),
-                tick=tick,
-                agent=p.agent,
-                causes=(started,),
-            )
-        else:
-            batch.add(
-                ToolFailed(
-                    call_id=call_id,
-                    agent=p.agent,
-                    tool=tool.name,
-                    error=outcome[1],
-                    message=outcome[2],
-                ),
-                tick=tick,
-                agent=p.agent,
-                causes=(started,),
-            )
+        t = Tick(run, batch, tick)
+        call = start_call(t, p.agent, run.tools.get(p.tool), dict(p.args), p.proposal)
+        await execute(t, (call,))  # the tick's own execute stage: retries, supervision
         run.commit(batch)
     batch = run.batch()
     progress = run.state["progress"]

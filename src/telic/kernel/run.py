@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -11,8 +12,8 @@ from pydantic import ValidationError
 from telic.clock import Clock
 from telic.errors import (
     ConfigError,
-    NotCanonical,
-    PayloadTooLarge,
+    LeaseLost,
+    LedgerError,
     RecordError,
     SequenceError,
     SupervisionError,
@@ -23,10 +24,12 @@ from telic.kernel.approval import Decision, Parked
 from telic.kernel.batch import Batch
 from telic.kernel.config import AgentSpec, Artifact, RunConfig
 from telic.kernel.guard import Failed, describe, safe_text
-from telic.kernel.intake import check_value, encode_value
+from telic.kernel.intake import encode_value
 from telic.kernel.process import AgentProcess
 from telic.kernel.tick import run_tick
+from telic.kernel.tree import ROOT, Tree
 from telic.kinds import (
+    AgentFailed,
     AgentRestarted,
     AgentSpawned,
     AgentTerminated,
@@ -41,12 +44,14 @@ from telic.kinds import (
     RunStopped,
     StateRestored,
     SupervisorEscalated,
+    SupervisorRestarted,
 )
 from telic.ledger.base import BaseLedger
+from telic.ledger.lease import Lease
 from telic.minds.base import Mind, ToolInfo, View
 from telic.reducer import Fold, State, initial_state
 from telic.supervision import ChildSpec, Supervisor
-from telic.tools import Tool, ToolRegistry
+from telic.tools import ToolRegistry
 from telic.transition import Transition
 
 __all__ = ["Run", "RunResult"]
@@ -66,15 +71,25 @@ def _artifacts(make: Callable[[State], Sequence[Artifact]], state: State) -> lis
 
 
 class RunResult:
-    """How a run ended."""
+    """How a run ended (in this process: ``status == "lost"`` when it lost its lease)."""
 
-    def __init__(self, run_id: str, state: State, head: int, head_hash: str) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        state: State,
+        head: int,
+        head_hash: str,
+        *,
+        lost: LeaseLost | None = None,
+    ) -> None:
         self.run_id = run_id
         self.state = state
-        self.status: str = state["status"]
-        self.reason: str | None = state["reason"]
+        self.status: str = "lost" if lost is not None else state["status"]
+        self.reason: str | None = str(lost) if lost is not None else state["reason"]
         self.transitions = head
         self.head_hash = head_hash
+        self.lost = lost
+        """The lease this process lost (another owns the run now; it wrote nothing since)."""
 
     def __repr__(self) -> str:
         return f"RunResult(run_id={self.run_id!r}, status={self.status!r}, transitions={self.transitions})"
@@ -93,9 +108,12 @@ class Run:
         *,
         state: State | None = None,
         abandoned: list[asyncio.Task[Any]] | None = None,
+        tree: Tree | None = None,
     ) -> None:
         """``state``: the run's head state just read from ``ledger``, which the run takes over
-        (the caller keeps no use of it); read from the ledger when not given."""
+        (the caller keeps no use of it); read from the ledger when not given. ``tree``: the
+        supervision tree (by default the configuration's; a resumed run's is the recorded
+        one)."""
         self.ledger = ledger
         self.id = run_id
         self.config = config
@@ -119,15 +137,27 @@ class Run:
         with this reason at the end of the tick."""
         self.parked: list[Parked] = []
         """Approvals a resumed run still waits for, from the tick the stop interrupted."""
+        self.lease: Lease | None = None
+        """The run's lease, while this process owns the run through one (:meth:`hold`)."""
+        self.lost: LeaseLost | None = None
+        """Set once the lease is lost: the run stops and writes nothing more."""
+        self._renewer: asyncio.Task[None] | None = None
+        self._stepping: asyncio.Task[Any] | None = None
+        self._cancelled_for_loss = False
+        self.tree: Tree = config.tree() if tree is None else tree
+        """Who supervises each agent: the root, or a team (see :mod:`telic.kernel.tree`)."""
         self.supervisor = Supervisor(
-            "root",
+            ROOT,
             [],
-            strategy=config.strategy,
-            intensity=config.intensity,
-            period=config.period_s,
+            strategy=self.tree.strategy,
+            intensity=self.tree.intensity,
+            period=self.tree.period_s,
             clock=clock,
             on_event=self._on_supervisor_event,
         )
+        self._sups: dict[str, Supervisor] = {ROOT: self.supervisor}
+        self._home: dict[str, str] = {}
+        """The supervisor of each agent started outside the tree (explorers)."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -145,8 +175,13 @@ class Run:
         return Batch(self.ledger, self.id, self.fold, self.clock.now_us)
 
     def commit(self, batch: Batch) -> list[Transition]:
+        if self.lost is not None:
+            raise self.lost  # not the owner any more: nothing is even tried
         try:
             committed = batch.commit()
+        except LeaseLost as exc:
+            self._lose(exc)
+            raise
         except BaseException:
             self.fold = Fold.adopt(self.ledger.state_at(self.id))
             raise
@@ -211,7 +246,13 @@ class Run:
             question=a["question"],
         )
 
-    async def start_agent(self, spec: AgentSpec) -> None:
+    def home(self, name: str) -> str:
+        """The supervisor of agent ``name``: ``root`` or a team (an explorer's is its
+        parent's)."""
+        return self._home.get(name) or self.tree.home(name)
+
+    def _child(self, spec: AgentSpec) -> ChildSpec:
+        """A new process for ``spec``, as a child of its supervisor."""
         policy = self.config.policy
         proc = AgentProcess(
             spec.name,
@@ -225,9 +266,44 @@ class Run:
         self._specs[spec.name] = spec
         if spec.name not in self._order:
             self._order.append(spec.name)
-        await self.supervisor.start_child(
-            ChildSpec(id=spec.name, start=proc.body, restart=spec.restart, shutdown=1.0)
+        return ChildSpec(id=spec.name, start=proc.body, restart=spec.restart, shutdown=1.0)
+
+    async def start_agent(self, spec: AgentSpec, *, under: str | None = None) -> None:
+        """Start one agent under its supervisor (``under``: the agent whose supervisor it
+        joins, as an explorer joins its parent's)."""
+        if under is not None:
+            self._home[spec.name] = self.home(under)
+        await self._sups[self.home(spec.name)].start_child(self._child(spec))
+
+    async def start_agents(self, specs: Sequence[AgentSpec]) -> None:
+        """Start ``specs`` (agents of the tree) under the running root: its own agents one by
+        one, each team with those of its agents (and teams) that are among ``specs``; a team
+        its parent restarts comes back with the same."""
+        chosen = {s.name: s for s in specs}
+        for name in self.tree.children(ROOT):
+            if self.tree.is_team(name):
+                await self.supervisor.start_child(self._team(name, chosen))
+            elif name in chosen:
+                await self.supervisor.start_child(self._child(chosen[name]))
+
+    def _team(self, name: str, chosen: Mapping[str, AgentSpec]) -> ChildSpec:
+        team = self.tree.team(name)
+        assert team is not None
+        children: list[ChildSpec] = []
+        for c in self.tree.children(name):
+            if self.tree.is_team(c):
+                children.append(self._team(c, chosen))
+            elif c in chosen:
+                children.append(self._child(chosen[c]))
+        sup = Supervisor(
+            name,
+            children,
+            strategy=team.strategy,
+            intensity=team.intensity,
+            period=team.period_s,
         )
+        self._sups[name] = sup
+        return sup.as_child(restart=team.restart)
 
     def make_explorer(self, question: str, parent: str) -> Mind | Failed:
         """The mind of an explorer of ``question`` for ``parent``, from the run's factory (user
@@ -258,7 +334,7 @@ class Run:
             AgentSpawned(
                 agent=name,
                 role="explorer",
-                supervisor="root",
+                supervisor=self.home(parent),
                 temporary=True,
                 parent=parent,
                 question=question,
@@ -268,7 +344,7 @@ class Run:
             agent=name,
             causes=(cause,),
         )
-        await self.start_agent(spec)
+        await self.start_agent(spec, under=parent)
 
     async def finish_agent(
         self, batch: Batch, tick: int, name: str, result: Any, cause: int
@@ -287,49 +363,93 @@ class Run:
         )
         if self.supervises(name):
             self._finishing.add(name)  # our own record says why; the supervisor's would repeat it
-            await self.supervisor.terminate_child(name)
+            await self._sups[self.home(name)].terminate_child(name)
         self._procs.pop(name, None)
 
     def supervises(self, name: str) -> bool:
-        """Whether ``name`` is still a child of the run's supervisor. Under one_for_all and
+        """Whether ``name`` is still a child of its supervisor. Under one_for_all and
         rest_for_one, a crash elsewhere stops temporary siblings for good (OTP does not bring
-        them back), possibly after they proposed in the same tick; and once the supervisor
-        gave up (its intensity exceeded), it supervises no one: every agent is being stopped."""
-        return self._escalated is None and self.supervisor.has_child(name)
+        them back), possibly after they proposed in the same tick; once the root gave up (its
+        intensity exceeded), it supervises no one: every agent is being stopped; and a team
+        that gave up supervises no one until its parent restarts it."""
+        sup = self._sups.get(self.home(name))
+        return self._escalated is None and sup is not None and sup.running and sup.has_child(name)
 
     def kill(self, name: str, *, reason: str) -> bool:
         """Kill agent ``name`` (its supervisor decides on a restart); False if there was
         nothing to kill. An agent a group restart stopped for good earlier in the tick (a
         sibling's failure under one_for_all, say) is no longer the supervisor's child."""
-        return self.supervises(name) and self.supervisor.kill(name, reason=reason)
+        return self.supervises(name) and self._sups[self.home(name)].kill(name, reason=reason)
 
-    async def run_tool_once(self, tool: Tool, args: dict[str, Any]) -> tuple[str, Any, str]:
-        """Call ``tool`` once, guarded, outside a tick (what resume and a parked approval
-        finish): ``("completed", result, "")``, ``("timeout", None, "")`` or
-        ``("failed", error type, message)``; a result the ledger cannot take is a failure."""
-        policy = self.config.policy
-        called = await guard.call(
-            tool,
-            args,
-            limit=tool.timeout_s,
-            grace=policy.cancel_grace_s,
-            abandoned=self.abandoned,
-            name=f"telic-tool-{tool.name}",
+    # -- ownership -----------------------------------------------------------------------
+
+    def hold(self, lease: Lease) -> None:
+        """Own the run through ``lease`` (the ledger is fenced with it already): renew it every
+        third of its TTL from a task this run owns (:meth:`close` ends it), and stop the run at
+        once when it is lost."""
+        self.lease = lease
+        self._renewer = asyncio.get_running_loop().create_task(
+            self._renew(lease), name=f"telic-lease-{self.id}"
         )
-        if called.status == "timeout":
-            return ("timeout", None, "")
-        if called.status == "raised":
-            error, message = called.describe()
-            return ("failed", error, message)
-        try:
-            result = check_value(
-                called.value, what="tool.completed", max_bytes=self.ledger.max_payload - 4096
-            )
-        except NotCanonical as exc:
-            return ("failed", "Unserialisable", str(exc))
-        except PayloadTooLarge as exc:
-            return ("failed", "PayloadTooLarge", str(exc))
-        return ("completed", result, "")
+
+    async def _renew(self, lease: Lease) -> None:
+        clock = self.clock
+        ttl = lease.ttl_us / 1e6
+        every = ttl / 3
+        deadline = clock.monotonic() + ttl
+        while self.lost is None:
+            await clock.sleep(every)
+            asked = clock.monotonic()
+            try:
+                lease = self.ledger.leases.renew(lease)
+            except LeaseLost as exc:
+                self._lose(exc)
+                return
+            except LedgerError as exc:
+                # The store cannot be reached: the lease may expire there, and another host
+                # take the run over. Past its TTL (counted from the last renewal asked) this
+                # process must assume it has.
+                if clock.monotonic() >= deadline:
+                    self._lose(
+                        LeaseLost(
+                            self.id,
+                            lease.epoch,
+                            None,
+                            None,
+                            f"it could not be renewed within its {ttl:g} s ({exc})",
+                        )
+                    )
+                    return
+                continue
+            self.lease = lease
+            deadline = asked + ttl
+
+    def _lose(self, exc: LeaseLost) -> None:
+        """The lease is gone: stop at once (the step in progress is cancelled; every commit
+        from now on raises without writing)."""
+        if self.lost is not None:
+            return
+        self.lost = exc
+        task = self._stepping
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            self._cancelled_for_loss = True
+            task.cancel(msg="the run's lease was lost")
+
+    async def _release(self) -> None:
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return
+        if self.lost is None:
+            # A graceful end: the run is unowned again (a sweeper may take it over if it
+            # has not ended). If the store is unreachable, the lease expires by itself.
+            with contextlib.suppress(LedgerError):
+                self.ledger.leases.release(lease)
+            self.ledger.unfence(self.id)
+        # A lost lease keeps its stale fence: anything this instance still tried is refused.
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -338,7 +458,10 @@ class Run:
         if isinstance(payload, AgentTerminated) and agent in self._finishing:
             self._finishing.discard(agent)
             return
-        if isinstance(payload, SupervisorEscalated):
+        if agent is not None and self.tree.is_team(agent):
+            self._on_team_event(agent, payload)
+            return
+        if isinstance(payload, SupervisorEscalated) and payload.supervisor == ROOT:
             self._escalated = payload
             for proc in self._procs.values():  # nothing will serve their requests now
                 proc.fail_pending(f"the supervisor gave up: {payload.reason}")
@@ -355,6 +478,50 @@ class Run:
             ):
                 self._reacted.add(agent)
         self._reaction.set()
+
+    def _on_team_event(self, team: str, payload: Payload) -> None:
+        """A team's supervisor as a child of its parent. Its exit is on record already (its
+        ``supervisor.escalated``, its agents' terminations); its restart is recorded as
+        ``supervisor.restarted`` and an ``agent.restarted`` for each agent it brought back."""
+        if isinstance(payload, AgentRestarted):
+            self._sup_events.append(
+                SupervisorRestarted(
+                    supervisor=team,
+                    parent=payload.supervisor,
+                    attempt=payload.attempt,
+                    reason=payload.reason,
+                )
+            )
+            for name in self._workers(team):
+                self._sup_events.append(
+                    AgentRestarted(
+                        agent=name,
+                        supervisor=self.home(name),
+                        attempt=payload.attempt,
+                        reason=f"its team {team!r} was restarted by {payload.supervisor!r}",
+                    )
+                )
+                self._reacted.add(name)
+        elif isinstance(payload, AgentFailed):
+            record = self.tree.team(team)
+            if record is not None and record.restart == "temporary":  # gone for good
+                for name in self.tree.agents_under(team):
+                    self._reacted.add(name)
+                    proc = self._procs.get(name)
+                    if proc is not None:
+                        proc.fail_pending(f"its team {team!r} gave up and is not restarted")
+        self._reaction.set()
+
+    def _workers(self, team: str) -> list[str]:
+        """The agents ``team`` (and the teams under it) runs now that the kernel drives, in
+        start order (an agent that finished is not one)."""
+        out: list[str] = []
+        for c in self._sups[team].which_children():
+            if c.kind == "supervisor":
+                out += self._workers(c.id)
+            elif c.running and c.id in self._procs:
+                out.append(c.id)
+        return out
 
     async def _await_reaction(self, name: str) -> None:
         """Wait until the supervisor has restarted (or given up on) a crashed agent."""
@@ -381,9 +548,13 @@ class Run:
         the order tasks ended, which timing decides), or as reported (``by_agent=False``,
         for what the supervisor does in an order of its own, such as stopping)."""
         events, self._sup_events = self._sup_events, []
-        if by_agent:
+        if by_agent:  # a team's own reports stand where its first agent does
             rank = {n: i for i, n in enumerate(self._order)}
-            events.sort(key=lambda e: rank.get(getattr(e, "agent", ""), len(rank)))
+            events.sort(
+                key=lambda e: self.tree.rank(
+                    getattr(e, "agent", None) or getattr(e, "supervisor", ""), rank
+                )
+            )
         for e in events:
             batch.add(e, tick=tick, agent=getattr(e, "agent", None))
 
@@ -459,7 +630,27 @@ class Run:
     # -- the loop ------------------------------------------------------------------------
 
     async def step(self) -> bool:
-        """Run one tick and its end-of-tick checks; False once the run has ended."""
+        """Run one tick and its end-of-tick checks; False once the run has ended, or once it
+        lost its lease (:attr:`lost`: another process owns it now)."""
+        if self.lost is not None:
+            return False
+        task = asyncio.current_task()
+        self._stepping = task
+        try:
+            return await self._step()
+        except LeaseLost as exc:
+            self._lose(exc)
+            return False
+        except asyncio.CancelledError:
+            if self._cancelled_for_loss and task is not None:
+                self._cancelled_for_loss = False
+                if task.uncancel() == 0:
+                    return False  # only the lease's loss cancelled the step
+            raise
+        finally:
+            self._stepping = None
+
+    async def _step(self) -> bool:
         if self.done:
             return False
         if self.parked:
@@ -602,9 +793,15 @@ class Run:
 
     def result(self) -> RunResult:
         info = self.ledger.run(self.id)
-        return RunResult(self.id, self.fold.state(), info.head, info.head_hash.hex())
+        return RunResult(
+            self.id, self.fold.state(), info.head, info.head_hash.hex(), lost=self.lost
+        )
 
     async def close(self) -> None:
-        """Stop every agent process (no orphan tasks)."""
-        await self.supervisor.stop()
-        self._procs.clear()
+        """Stop every agent process (no orphan tasks), then end the lease's renewal and
+        release the lease (unless it was lost)."""
+        try:
+            await self.supervisor.stop()
+            self._procs.clear()
+        finally:
+            await self._release()

@@ -27,6 +27,7 @@ from telic.ledger.base import (
     Snapshot,
     VerifyReport,
 )
+from telic.ledger.lease import Lease, Leases, default_holder
 from telic.ledger.memory import MemoryLedger
 from telic.ledger.sqlite import SQLiteLedger
 
@@ -35,6 +36,8 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD",
     "DEFAULT_SNAPSHOT_EVERY",
     "BaseLedger",
+    "Lease",
+    "Leases",
     "Ledger",
     "MemoryLedger",
     "ReplayReport",
@@ -43,6 +46,7 @@ __all__ = [
     "SQLiteLedger",
     "Snapshot",
     "VerifyReport",
+    "default_holder",
     "open_ledger",
 ]
 

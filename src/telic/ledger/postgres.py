@@ -25,6 +25,7 @@ from telic.errors import (
     SequenceConflict,
 )
 from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo, Snapshot
+from telic.ledger.lease import LeaseRow, Leases, check_fence, free, taken
 
 try:
     import psycopg
@@ -34,7 +35,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtra("psycopg", "postgres") from exc
 
-__all__ = ["PostgresLedger"]
+__all__ = ["PostgresLeases", "PostgresLedger"]
 
 FORMAT: Final = "telic-ledger"
 FORMAT_VERSION: Final = "2"
@@ -78,6 +79,24 @@ _SCHEMA: Final = (
     )""",
     "CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BYTEA NOT NULL)",
 )
+_LEASES: Final = """CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    node TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    ttl_us BIGINT NOT NULL,
+    acquired_us BIGINT NOT NULL,
+    renewed_us BIGINT NOT NULL,
+    expires_us BIGINT NOT NULL,
+    released BOOLEAN NOT NULL
+)"""
+"""Run ownership (:mod:`telic.ledger.lease`). Added without a format bump: a schema of format 2
+without it gets it when next opened for writing (a table no older reader looks at)."""
+_LEASE_COLUMNS: Final = (
+    "run_id, holder, node, epoch, ttl_us, acquired_us, renewed_us, expires_us, released"
+)
+_NOW: Final = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT"
+"""The lease clock: the server's, read in the statement (the hosts' clocks never matter)."""
 
 _RUN_COLUMNS: Final = "rid, id, parent, fork_seq, head, head_hash"
 _PAGE: Final = 8192
@@ -112,7 +131,9 @@ class PostgresLedger(BaseLedger):
         self._where = self.url
         self._rids: dict[str, int] = {}
         self._db_lock = threading.RLock()
+        self._has_leases = True
         self._db = self._connect()
+        self.leases = PostgresLeases(self)
 
     # -- connection and schema -----------------------------------------------------------
 
@@ -165,6 +186,14 @@ class PostgresLedger(BaseLedger):
                 meta: dict[str, str] = dict(
                     db.execute("SELECT key, value FROM telic_meta").fetchall()
                 )
+                self._has_leases = "leases" in tables
+                if (
+                    not self._has_leases
+                    and not self.readonly
+                    and meta.get("version") == FORMAT_VERSION
+                ):
+                    db.execute(_LEASES)
+                    self._has_leases = True
         except psycopg.OperationalError as exc:
             raise LedgerUnavailable(self._where, _first_line(exc)) from None
         except psycopg.Error as exc:
@@ -255,6 +284,7 @@ class PostgresLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        epoch: int | None = None,
     ) -> None:
         rid = 0 if create else self._rid(run_id)
         last = rows[-1]
@@ -282,6 +312,20 @@ class PostgresLedger(BaseLedger):
                         head = int(locked[0])
                         if head != expected_head:
                             return head
+                    # The fence, in the transaction that checks and moves the head. FOR SHARE:
+                    # a takeover (which updates the lease row) waits for this append to end,
+                    # and this append waits for a takeover in flight and then sees its epoch.
+                    lease = db.execute(
+                        "SELECT epoch, released, holder FROM leases WHERE run_id = %s FOR SHARE",
+                        (run_id,),
+                    ).fetchone()
+                    if lease is not None or epoch is not None:
+                        check_fence(
+                            run_id,
+                            epoch,
+                            None if lease is None else (int(lease[0]), bool(lease[1]), lease[2]),
+                            rows,
+                        )
                     with db.cursor() as cur:
                         if blobs:
                             cur.executemany(
@@ -420,6 +464,126 @@ class PostgresLedger(BaseLedger):
 
     def rid(self, run_id: str) -> int:
         return self._rid(run_id)
+
+
+class PostgresLeases(Leases):
+    """Leases in the schema's ``leases`` table; every time is the server's clock
+    (``clock_timestamp()`` in the statement), so hosts whose clocks differ agree on expiry."""
+
+    def __init__(self, ledger: PostgresLedger) -> None:
+        super().__init__()
+        self._ledger = ledger
+
+    def _call(self, what: str, fn: Callable[[psycopg.Connection[tuple[Any, ...]]], T]) -> T:
+        if self._ledger.readonly:
+            raise LedgerUnavailable(self._ledger.url, "it was opened read-only; leases are refused")
+        return self._ledger._call(what, fn)  # pyright: ignore[reportPrivateUsage]
+
+    def now_us(self) -> int:
+        row = self._ledger._call(  # pyright: ignore[reportPrivateUsage]
+            "reading the lease clock", lambda db: db.execute(f"SELECT {_NOW}").fetchone()
+        )
+        assert row is not None
+        return int(row[0])
+
+    def _acquire(
+        self, run_id: str, holder: str, node: str, ttl: int, expect_epoch: int | None
+    ) -> tuple[LeaseRow | None, int, bool]:
+        def take(db: psycopg.Connection[tuple[Any, ...]]) -> tuple[LeaseRow | None, int, bool]:
+            with db.transaction():
+                if expect_epoch in (None, 0):
+                    first = db.execute(
+                        f"INSERT INTO leases ({_LEASE_COLUMNS}) SELECT %s, %s, %s, 1, %s, t, t, "
+                        f"t + %s, FALSE FROM (SELECT {_NOW} AS t) AS now "
+                        f"ON CONFLICT (run_id) DO NOTHING RETURNING {_LEASE_COLUMNS}",
+                        (run_id, holder, node, ttl, ttl),
+                    ).fetchone()
+                    if first is not None:
+                        got = _lease(first)
+                        return got, got[5], True
+                found = db.execute(
+                    f"SELECT {_LEASE_COLUMNS}, {_NOW} FROM leases WHERE run_id = %s FOR UPDATE",
+                    (run_id,),
+                ).fetchone()
+                if found is None:  # only with an expect_epoch other than 0
+                    now_row = db.execute(f"SELECT {_NOW}").fetchone()
+                    assert now_row is not None
+                    return None, int(now_row[0]), False
+                row, now = _lease(found[:9]), int(found[9])
+                if not free(row, holder, now, expect_epoch):
+                    return row, now, False
+                new = taken(row, run_id, holder, node, ttl, now)
+                db.execute(
+                    "UPDATE leases SET holder = %s, node = %s, epoch = %s, ttl_us = %s, "
+                    "acquired_us = %s, renewed_us = %s, expires_us = %s, released = %s "
+                    "WHERE run_id = %s",
+                    (*new[1:], run_id),
+                )
+                return new, now, True
+
+        return self._call(f"taking the lease of run {run_id!r}", take)
+
+    def _renew(self, run_id: str, holder: str, epoch: int, ttl: int) -> LeaseRow | None:
+        row = self._call(
+            f"renewing the lease of run {run_id!r}",
+            lambda db: db.execute(
+                f"UPDATE leases SET ttl_us = %s, renewed_us = now.t, expires_us = now.t + %s "
+                f"FROM (SELECT {_NOW} AS t) AS now "
+                "WHERE run_id = %s AND holder = %s AND epoch = %s AND NOT released "
+                f"RETURNING {', '.join('leases.' + c for c in _LEASE_COLUMNS.split(', '))}",
+                (ttl, ttl, run_id, holder, epoch),
+            ).fetchone(),
+        )
+        return None if row is None else _lease(row)
+
+    def _release(self, run_id: str, holder: str, epoch: int) -> bool:
+        row = self._call(
+            f"releasing the lease of run {run_id!r}",
+            lambda db: db.execute(
+                "UPDATE leases SET released = TRUE "
+                "WHERE run_id = %s AND holder = %s AND epoch = %s AND NOT released "
+                "RETURNING epoch",
+                (run_id, holder, epoch),
+            ).fetchone(),
+        )
+        return row is not None
+
+    def _get(self, run_id: str) -> LeaseRow | None:
+        if not self._ledger._has_leases:  # pyright: ignore[reportPrivateUsage]
+            return None  # a read-only schema of a telic before leases: it has none
+        row = self._ledger._call(  # pyright: ignore[reportPrivateUsage]
+            "reading a lease",
+            lambda db: db.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM leases WHERE run_id = %s", (run_id,)
+            ).fetchone(),
+        )
+        return None if row is None else _lease(row)
+
+    def _all(self) -> list[LeaseRow]:
+        if not self._ledger._has_leases:  # pyright: ignore[reportPrivateUsage]
+            return []
+        rows = self._ledger._call(  # pyright: ignore[reportPrivateUsage]
+            "listing leases",
+            lambda db: db.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM leases ORDER BY run_id"
+            ).fetchall(),
+        )
+        return [_lease(r) for r in rows]
+
+
+def _lease(row: tuple[Any, ...]) -> LeaseRow:
+    run_id, holder, node, epoch, ttl, acquired, renewed, expires, released = row
+    return (
+        str(run_id),
+        str(holder),
+        str(node),
+        int(epoch),
+        int(ttl),
+        int(acquired),
+        int(renewed),
+        int(expires),
+        bool(released),
+    )
 
 
 def _unsupported(version: str | None) -> str:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
 import anyio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.routing import Route
 
 from telic.access import TokenStore
 from telic.clock import Clock, SystemClock
@@ -24,19 +26,33 @@ from telic.events.catalogue import SYSTEM_RUN
 from telic.events.follow import LedgerFollower
 from telic.kernel import Kernel
 from telic.kinds import CATALOGUE
-from telic.ledger import open_ledger
+from telic.ledger import default_holder, open_ledger
 from telic.ledger.base import BaseLedger
 from telic.serve import problems
 from telic.serve.context import Context, Settings
 from telic.serve.driver import KernelLoop
 from telic.serve.fanout import Streams
-from telic.serve.host import Host
+from telic.serve.host import Host, Hosting
 from telic.serve.limits import AuditCalls, LimitBody
+from telic.serve.mcp import PATH as MCP_PATH
+from telic.serve.mcp import McpEndpoint
+from telic.serve.mcp import available as mcp_available
 from telic.serve.routes import approvals, dashboard, reading, runs, streams
 
 __all__ = ["create_app"]
 
 API_VERSION = "1"
+
+
+def _hosting(cfg: Settings, kernel: Kernel, group: asyncio.TaskGroup) -> Hosting:
+    """This process's host, or the cluster's with ``cfg.ray``."""
+    if cfg.ray is None:
+        return Host(kernel, group, cfg.spec_dir)
+    from telic.cluster import RayHost, ledger_url  # the ray extra: imported on use
+    from telic.cluster.serving import ClusterRuns
+
+    cluster = RayHost(cfg.ray, ledger_url(kernel.ledger))
+    return ClusterRuns(cluster, kernel.ledger, cfg.spec_dir)
 
 
 def create_app(
@@ -54,6 +70,11 @@ def create_app(
     cfg = settings or Settings()
     extra = tuple(processors)
     clk: Clock = clock or SystemClock()
+    mcp_endpoint = (
+        McpEndpoint(anonymous_read=cfg.anonymous_read, host=cfg.host)
+        if cfg.mcp and mcp_available()
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
@@ -75,8 +96,15 @@ def create_app(
                         coalesce=cfg.stream_coalesce_s,
                     )
                     follower.sinks.append(streams.publish)
-                    kernel = Kernel(led, clock=clk, publish=driver.publisher(follower.publish))
-                    host = Host(kernel, driver.group, cfg.spec_dir)
+                    kernel = Kernel(
+                        led,
+                        clock=clk,
+                        publish=driver.publisher(follower.publish),
+                        holder=cfg.holder or default_holder(),
+                        lease_ttl_s=cfg.lease_ttl_s,
+                        node=cfg.node or socket.gethostname(),
+                    )
+                    host = _hosting(cfg, kernel, driver.group)
                     tokens = TokenStore(led, clock=clk)
                     reads = anyio.CapacityLimiter(cfg.read_threads)
                     ctx = Context(
@@ -86,11 +114,18 @@ def create_app(
                     watch = group.create_task(follower.run(), name="ledger follower")
                     if cfg.resume_hosted:
                         await driver.call(host.resume_served())
+                    every = cfg.lease_ttl_s / 2 if cfg.sweep_s is None else cfg.sweep_s
+                    if every > 0:  # failover: a task of the kernel loop's group
+                        await driver.call(host.sweep_every(every))
                     try:
-                        yield
+                        async with contextlib.AsyncExitStack() as stack:
+                            if mcp_endpoint is not None:
+                                await stack.enter_async_context(mcp_endpoint.running(led, tokens))
+                            yield
                     finally:
                         watch.cancel()
                         await driver.stop()
+                        host.close()
             finally:
                 await driver.stop()
         finally:
@@ -109,6 +144,11 @@ def create_app(
     problems.install(app)
     for module in (runs, reading, streams, approvals):
         app.include_router(module.router)
+
+    if mcp_endpoint is not None:
+        # An ASGI app as the endpoint: Starlette hands it the request as it came.
+        endpoint: Any = mcp_endpoint
+        app.router.routes.append(Route(MCP_PATH, endpoint, methods=["GET", "POST", "DELETE"]))
 
     @app.get("/health", tags=["health"], summary="Liveness (no token needed)")
     async def health() -> dict[str, str | int]:  # pyright: ignore[reportUnusedFunction]

@@ -1,0 +1,49 @@
+"""Stage 1, ask: ``tick.started``, then every live agent's mind asked concurrently.
+
+Each model call is written as it completes (``model.called`` / ``model.failed``, see
+:mod:`telic.kernel.calls`), so those are in completion order. A resumed tick whose minds were
+being asked when the process stopped is asked again: same tick, same view, and the answers
+its calls already got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from telic.kernel.calls import TickCalls, reentry
+from telic.kernel.stages.records import Asked, Tick
+from telic.kernel.stages.shared import SLACK_S, answers
+from telic.kernel.view import TickState
+from telic.kinds import TickStarted
+
+if TYPE_CHECKING:
+    from telic.kernel.run import Run
+
+__all__ = ["ask"]
+
+
+async def ask(run: Run) -> Asked:
+    """Open the next tick of ``run`` (or the one a resume left open) and ask its agents."""
+    batch = run.batch()
+    again = reentry(run)
+    if again is None:
+        tick = run.fold.peek()["tick"] + 1
+        batch.add(TickStarted(tick=tick), tick=tick)
+        view_state = TickState(run.fold, tick)  # copied if read, shared read-only by the minds
+    else:
+        tick, view_state = again.tick, again.state
+    policy = run.config.policy
+    live = run.live_agents()
+    model_calls = TickCalls(run, batch, tick, view_state)  # written as they end
+    answered: Mapping[str, Mapping[str, Any]] = again.recorded if again is not None else {}
+    futures = [
+        run.process(name).propose(
+            model_calls.view(run.view(name, tick, view_state), answered.get(name))
+        )
+        for name in live
+    ]
+    limit = policy.mind_timeout_s + 2 * policy.cancel_grace_s + SLACK_S
+    replies = await answers(futures, limit)
+    view_state.close()
+    return Asked(Tick(run, batch, tick), tuple(live), tuple(replies), limit)
