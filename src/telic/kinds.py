@@ -464,10 +464,10 @@ class ToolStarted(Payload):
     args: dict[str, JsonValue]
     idempotent: bool = False
     attempt: int = 1
-    source: str = ""
+    source: str = Field(default="", exclude_if=lambda v: v == "")
     """Where the tool comes from: ``mcp:<server>`` for an MCP server's tool; empty for the
     run's own."""
-    version: str = ""
+    version: str = Field(default="", exclude_if=lambda v: v == "")
     """What identifies the version called (an MCP tool's schema hash), so a replay knows
     what was called; empty when the tool has none."""
 
