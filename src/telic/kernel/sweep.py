@@ -48,17 +48,23 @@ class Sweeper:
             raise ConfigError("a sweeper takes leases: give its Kernel a holder")
         self.kernel = kernel
         self.config_for = config_for
+        self._ended: set[str] = set()
+        """Runs found ended (for good): their stale leases are not looked at again."""
 
     def candidates(self) -> list[Lease]:
         """The stale leases (expired or released) of runs that exist and have not ended."""
         ledger = self.kernel.ledger
         out: list[Lease] = []
         for lease in ledger.leases.stale():
+            if lease.run_id in self._ended:
+                continue
             try:
                 status = ledger.state_at(lease.run_id)["status"]
             except RunNotFound:
                 continue  # a boot that died before it created the run: nothing to resume
-            if status not in _ENDED and status != "new":
+            if status in _ENDED:
+                self._ended.add(lease.run_id)
+            elif status != "new":
                 out.append(lease)
         return out
 

@@ -140,6 +140,7 @@ class Ledger(Protocol):
     """What the kernel, the event kernel and the CLI use. See :class:`BaseLedger`."""
 
     url: str
+    leases: Leases
 
     def create_run(self, run_id: str) -> RunInfo: ...
     def append(

@@ -83,6 +83,7 @@ class Host:
         self._group = group
         self._spec_dir = spec_dir
         self._runs: dict[str, _Hosted] = {}
+        self._sweeper: Sweeper | None = None
 
     def hosts(self, run_id: str) -> bool:
         return run_id in self._runs
@@ -241,7 +242,9 @@ class Host:
     async def sweep(self) -> list[str]:
         """Take over the served runs whose lease went stale (their server died, or stopped
         without ending them) and drive them here."""
-        sweeper = Sweeper(self.kernel, lambda _: None)
+        if self._sweeper is None:
+            self._sweeper = Sweeper(self.kernel, lambda _: None)
+        sweeper = self._sweeper
         taken: list[str] = []
         for stale in sweeper.candidates():
             run_id = stale.run_id
