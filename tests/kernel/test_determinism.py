@@ -112,3 +112,14 @@ def test_the_same_seed_on_the_real_clock_records_the_same_transitions_but_for_ti
     # results are recorded in agent order, never in the order they arrived
     completed = [a for _, _, a, k, _, _ in first if k == "tool.completed"]
     assert completed == ["a", "b", "c", "a", "b"]
+
+
+def test_the_reference_runs_head_hash_is_pinned() -> None:
+    """The record format guard: the reference run's head hash for seeds 7 and 11 on a virtual
+    clock. A change to what a record holds or how it is encoded changes it; that needs a
+    format version bump and a CHANGELOG line, not a new constant here."""
+    heads = {seed: _demo(seed).result for seed in (7, 11)}
+    assert {seed: r.head_hash for seed, r in heads.items() if r is not None} == {
+        7: "1a31f43dd0ef64be33aa085c22c5cdbeef1f75f97031bf108a5353d563edf32f",
+        11: "84f744de5b181c876563bfa59138dc29a0072a3b7314ac4aaff3ec3027375835",
+    }
