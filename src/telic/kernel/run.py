@@ -23,6 +23,7 @@ from telic.kernel.config import AgentSpec, Artifact, RunConfig
 from telic.kernel.guard import Failed, describe, safe_text
 from telic.kernel.intake import encode_value
 from telic.kernel.process import AgentProcess
+from telic.kernel.stages.check import checks_of
 from telic.kernel.tick import run_tick
 from telic.kinds import (
     AgentRestarted,
@@ -41,7 +42,7 @@ from telic.kinds import (
     SupervisorEscalated,
 )
 from telic.ledger.base import BaseLedger
-from telic.minds.base import Mind, ToolInfo, View
+from telic.minds.base import CallLog, Mind, ToolInfo, View
 from telic.reducer import Fold, State, initial_state
 from telic.supervision import ChildSpec, Supervisor
 from telic.tools import ToolRegistry
@@ -115,6 +116,8 @@ class Run:
         self.fault: str | None = None
         """A run-level function (progress, return condition, artifacts) failed: the run fails
         with this reason at the end of the tick."""
+        self.checks = checks_of(config.policy)
+        """The policy's per-proposal checks, named once (see :mod:`telic.kernel.stages.check`)."""
         self.parked: list[Parked] = []
         """Approvals a resumed run still waits for, from the tick the stop interrupted."""
         self.supervisor = Supervisor(
@@ -194,8 +197,17 @@ class Run:
     def process(self, name: str) -> AgentProcess:
         return self._procs[name]
 
-    def view(self, name: str, tick: int, state: Mapping[str, Any]) -> View:
-        """``name``'s view of ``state`` (what the working state is while the minds think)."""
+    def view(
+        self,
+        name: str,
+        tick: int,
+        state: Mapping[str, Any],
+        *,
+        calls: CallLog | None = None,
+        recorded: Mapping[str, Any] | None = None,
+    ) -> View:
+        """``name``'s view of ``state`` (what the working state is while the minds think),
+        with the tick's call log for it and the answers its calls already got."""
         live = self.fold.peek()
         a = live["agents"][name]
         tools = [self.tools.get(t) for t in a["tools"] if t in self.tools]
@@ -207,6 +219,8 @@ class Run:
             state=state,
             tools=[ToolInfo(t.name, t.description, t.schema, t.high_impact) for t in tools],
             question=a["question"],
+            recorded=recorded or {},
+            calls=calls,
         )
 
     async def start_agent(self, spec: AgentSpec) -> None:
