@@ -8,6 +8,7 @@ caller's cost and is not counted.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -17,9 +18,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness import Figure, fdatasync_latency_us, median, median_of
+from harness import Figure, fdatasync_latency_us, median, median_of, percentile
 from telic.canonical import encode
-from telic.ledger import SQLiteLedger
+from telic.ledger import GroupCommitter, SQLiteLedger
 from telic.transition import Draft
 
 GROUP = "ledger"
@@ -109,6 +110,58 @@ def _group_rate(ledger: SQLiteLedger, run: str, groups: int, size: int) -> float
         start = head + 1 + g * size
         ledger.append(run, [_draft(i) for i in range(start, start + size)])
     return groups * size / (time.perf_counter() - t0)
+
+
+MANY_RUNS = 100
+"""Concurrent runs in one process for the group-commit-across-runs figures."""
+MANY_TICKS = 40
+TICK_SIZE = 5
+"""Transitions a tick of a no-op agent commits (tick.started ... tick.completed)."""
+
+
+def _many_runs(root: Path, shared: bool) -> tuple[float, list[float], int, float]:
+    """:data:`MANY_RUNS` runs in one process, each committing every tick (a group of
+    :data:`TICK_SIZE` transitions) durably before its next, on one SQLite file: through one
+    :class:`GroupCommitter` (``shared``: the runs' commits share an fsync) or each with its
+    own ``append`` (an fsync each). Transitions/s in all, each commit's latency (s), the
+    number of durable commits, and the mean seconds one shared commit took to write."""
+    path = root / ("many-shared.db" if shared else "many-alone.db")
+    ticks = MANY_TICKS if shared else MANY_TICKS // 8
+    lat: list[float] = []
+    perf = time.perf_counter
+    with SQLiteLedger(path) as ledger:
+        for r in range(MANY_RUNS):
+            ledger.create_run(f"m{r}")
+
+        async def one(commit: object, r: int) -> None:
+            head = 0
+            for _ in range(ticks):
+                drafts = _drafts(head + 1, TICK_SIZE)
+                t0 = perf()
+                if isinstance(commit, GroupCommitter):
+                    got = await commit.append(f"m{r}", drafts, expected=head + 1)
+                else:
+                    got = ledger.append(f"m{r}", drafts, expected=head + 1)
+                    await asyncio.sleep(0)  # the other runs go on between its commits
+                lat.append(perf() - t0)
+                head = got[-1].seq
+
+        async def main() -> tuple[int, float]:
+            if not shared:
+                async with asyncio.TaskGroup() as tg:
+                    for r in range(MANY_RUNS):
+                        tg.create_task(one(None, r))
+                return MANY_RUNS * ticks, 0.0
+            async with GroupCommitter(ledger) as committer, asyncio.TaskGroup() as tg:
+                for r in range(MANY_RUNS):
+                    tg.create_task(one(committer, r))
+            return committer.commits, committer.writing_s / max(1, committer.commits)
+
+        t0 = perf()
+        commits, write_s = asyncio.run(main())
+        elapsed = perf() - t0
+    path.unlink()
+    return MANY_RUNS * ticks * TICK_SIZE / elapsed, lat, commits, write_s
 
 
 def _raw_sqlite(root: Path) -> tuple[float, float, float]:
@@ -284,6 +337,47 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
             ">=",
             note=f"{rate / median([r[0] for r in raw]):.2f}x plain SQLite's rows/s",
         )
+
+    # Many runs at once: 100 runs in one process, each committing every tick durably.
+    alone = [_many_runs(root, shared=False) for _ in range(max(1, repeats // 2))]
+    together = [_many_runs(root, shared=True) for _ in range(max(1, repeats // 2))]
+    fsync_many = fdatasync_latency_us(300, str(root))
+    fig(
+        "disk: write(64 B) + fdatasync, median, beside the many-runs figures",
+        fsync_many,
+        "µs",
+        None,
+    )
+    alone_rate = median([a[0] for a in alone])
+    fig(
+        f"{MANY_RUNS} runs, each its own FULL commit per tick ({TICK_SIZE} tr)",
+        alone_rate,
+        "tr/s",
+        None,
+        note="reference: no sharing, one fsync a commit",
+    )
+    rate_many = median([t[0] for t in together])
+    fig(
+        f"{MANY_RUNS} runs at once, commits shared (GroupCommitter), aggregate",
+        rate_many,
+        "tr/s",
+        rate / 2,
+        ">=",
+        note=f"{rate_many / rate:.2f}x one run's group commit ({rate:,.0f} tr/s); "
+        f"{rate_many / alone_rate:.1f}x unshared; "
+        f"{median([MANY_RUNS * MANY_TICKS / t[2] for t in together]):.0f} ticks a commit",
+    )
+    p99 = median([percentile(t[1], 99) for t in together]) * 1e6
+    p50 = median([percentile(t[1], 50) for t in together]) * 1e6
+    fig(
+        f"{MANY_RUNS} runs at once, commit latency p99",
+        p99,
+        "µs",
+        4 * fsync_many,
+        note=f"4x the fdatasync beside it; {p99 / fsync_many:.1f}x; p50 {p50:,.0f} µs; one "
+        f"shared commit takes {median([t[3] for t in together]) * 1e6:,.0f} µs to write "
+        f"({MANY_RUNS * TICK_SIZE} transitions), and a run waits for up to two",
+    )
 
     with SQLiteLedger(root / "normal.db", synchronous="normal") as normal:
         normal.create_run("one")
