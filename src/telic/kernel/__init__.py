@@ -16,6 +16,7 @@ from typing import Any
 from telic.clock import Clock, SystemClock
 from telic.errors import (
     ChainBroken,
+    ConfigError,
     RunExists,
     RunNotFound,
     RunNotResumable,
@@ -39,6 +40,7 @@ from telic.kinds import (
     ToolUnknownOutcome,
 )
 from telic.ledger.base import BaseLedger
+from telic.ledger.group import GroupCommitter
 from telic.reducer import initial_state
 from telic.transition import Transition, draft
 
@@ -64,6 +66,8 @@ class Kernel:
     """Drives runs against one ledger.
 
     ``publish`` receives every committed batch (wire it to ``EventKernel.publish``).
+    ``committer``: a :class:`~telic.ledger.group.GroupCommitter` on ``ledger``, through which
+    the runs of this kernel share their commits' fsyncs (many runs in one process).
     """
 
     def __init__(
@@ -72,8 +76,16 @@ class Kernel:
         *,
         clock: Clock | None = None,
         publish: Callable[[Sequence[Transition]], None] | None = None,
+        committer: GroupCommitter | None = None,
     ) -> None:
+        if committer is not None and committer.ledger is not ledger:
+            raise ConfigError(
+                "the group committer writes to another ledger than the kernel's: "
+                "make it with GroupCommitter(ledger) for the same ledger"
+            )
         self.ledger = ledger
+        self.committer = committer
+        """Where the runs' commits go to share an fsync (None: each commit on its own)."""
         self.clock: Clock = clock or SystemClock()
         self.publish = publish
         self.abandoned: list[asyncio.Task[Any]] = []
@@ -99,6 +111,7 @@ class Kernel:
             self.publish,
             state=initial_state(),
             abandoned=self.abandoned,
+            committer=self.committer,
         )
         batch = run.batch()
         batch.add(
@@ -219,6 +232,7 @@ class Kernel:
             self.publish,
             state=state,
             abandoned=self.abandoned,
+            committer=self.committer,
         )
         batch = run.batch()
         batch.add(
@@ -306,7 +320,7 @@ class Kernel:
                 ),
                 tick=tick,
             )
-        run.commit(batch)
+        await run.commit(batch)
         run.parked = parked
         await run.wrap_up()  # the dead process may not have run the last tick's checks
         return run

@@ -95,7 +95,7 @@ class TickCalls:
         # started, not the spend written here: make the view's copy now.
         len(self._state)
         self._batch.add(payload, tick=self._tick, agent=agent)
-        self._run.commit(self._batch)
+        self._run.commit_now(self._batch)  # the mind is waiting: no shared commit
 
     def reserve(self, tokens: int) -> int:
         live = self._run.state

@@ -42,6 +42,7 @@ from telic.kinds import (
     SupervisorEscalated,
 )
 from telic.ledger.base import BaseLedger
+from telic.ledger.group import GroupCommitter
 from telic.minds.base import CallLog, Mind, ToolInfo, View
 from telic.reducer import Fold, State, initial_state
 from telic.supervision import ChildSpec, Supervisor
@@ -92,10 +93,13 @@ class Run:
         *,
         state: State | None = None,
         abandoned: list[asyncio.Task[Any]] | None = None,
+        committer: GroupCommitter | None = None,
     ) -> None:
         """``state``: the run's head state just read from ``ledger``, which the run takes over
-        (the caller keeps no use of it); read from the ledger when not given."""
+        (the caller keeps no use of it); read from the ledger when not given. ``committer``:
+        where the run's commits go to share an fsync with other runs' (see :meth:`commit`)."""
         self.ledger = ledger
+        self.committer = committer
         self.id = run_id
         self.config = config
         self.clock = clock
@@ -145,12 +149,30 @@ class Run:
     def batch(self) -> Batch:
         return Batch(self.ledger, self.id, self.fold, self.clock.now_us)
 
-    def commit(self, batch: Batch) -> list[Transition]:
+    async def commit(self, batch: Batch) -> list[Transition]:
+        """Commit ``batch`` durably: through the kernel's :class:`GroupCommitter
+        <telic.ledger.group.GroupCommitter>`, in a commit shared with other runs' (when the
+        kernel has one), or on its own."""
+        if self.committer is None or not len(batch):
+            return self.commit_now(batch)
+        try:
+            committed = await batch.commit_shared(self.committer)
+        except BaseException:
+            self.fold = Fold.adopt(self.ledger.state_at(self.id))
+            raise
+        return self._committed(committed)
+
+    def commit_now(self, batch: Batch) -> list[Transition]:
+        """Commit ``batch`` durably, on its own, before returning (for what cannot wait for
+        a shared commit: a model call's record, written from inside a mind's call)."""
         try:
             committed = batch.commit()
         except BaseException:
             self.fold = Fold.adopt(self.ledger.state_at(self.id))
             raise
+        return self._committed(committed)
+
+    def _committed(self, committed: list[Transition]) -> list[Transition]:
         for t in committed:
             if t.kind in _FAILURE_KINDS:
                 self._tick_failures.add(t.tick)
@@ -467,7 +489,7 @@ class Run:
         if self._escalated is not None:
             self.flush_supervisor(batch, tick)
             batch.add(RunFailed(reason=f"supervisor gave up: {self._escalated.reason}"), tick=tick)
-            self.commit(batch)
+            await self.commit(batch)
             return False
         if self.fault is None:
             self._end_of_tick(batch, tick)
@@ -475,7 +497,7 @@ class Run:
             batch.add(RunFailed(reason=safe_text(self.fault)), tick=tick)
         if self.done:
             await self._shutdown(batch, tick)
-        self.commit(batch)
+        await self.commit(batch)
         return not self.done
 
     def _end_of_tick(self, batch: Batch, tick: int) -> None:
@@ -581,7 +603,7 @@ class Run:
         self._end_of_tick(batch, tick)
         if self.done:
             await self._shutdown(batch, tick)
-        self.commit(batch)
+        await self.commit(batch)
         return not self.done
 
     def result(self) -> RunResult:

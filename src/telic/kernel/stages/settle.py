@@ -43,7 +43,7 @@ async def settle(t: Tick, *, invalid: bool, hallucinated: Sequence[str]) -> None
         ),
         tick=tick,
     )
-    run.commit(batch)
+    await run.commit(batch)
 
 
 def _measure(progress: Callable[[State], float], state: State) -> float:
