@@ -12,9 +12,9 @@ from typing import Any
 
 from harness import Figure, fdatasync_latency_us, median, sqlite_commit_us
 from telic.clock import SystemClock
-from telic.kernel import AgentSpec, Budget, Kernel, RunConfig
+from telic.kernel import AgentSpec, Budget, Kernel, Run, RunConfig
 from telic.kernel.process import AgentProcess
-from telic.ledger import open_ledger
+from telic.ledger import GroupCommitter, open_ledger
 from telic.minds.base import FunctionMind, View
 from telic.policy import Policy
 from telic.proposal import Proposal
@@ -81,6 +81,65 @@ def _step_overhead(repeats: int) -> list[Figure]:
             "µs",
             STEP_OVER_COMMIT * floor,
             note=f"{STEP_OVER_COMMIT}x the bare commit beside it; {step / floor:.2f}x",
+        ),
+    ]
+
+
+async def _many(path: str, runs: int, ticks: int, shared: bool) -> tuple[float, int]:
+    """``runs`` no-op runs of one kernel in one process, each committing every tick durably
+    on one SQLite file, with their commits shared (a GroupCommitter) or not: ticks/s in
+    all, and the durable commits made."""
+    ledger = open_ledger(path)
+    try:
+        async with GroupCommitter(ledger) as committer:
+            kernel = Kernel(ledger, clock=SystemClock(), committer=committer if shared else None)
+            booted = [await kernel.boot(_config(1, ticks)) for _ in range(runs)]
+
+            async def drive(run: Run) -> None:
+                for _ in range(ticks):
+                    await run.step()
+
+            t0 = time.perf_counter()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for run in booted:
+                        tg.create_task(drive(run))
+            finally:
+                for run in booted:
+                    await run.close()
+            elapsed = time.perf_counter() - t0
+        return runs * ticks / elapsed, committer.commits if shared else runs * ticks
+    finally:
+        ledger.close()
+
+
+def _many_runs(repeats: int) -> list[Figure]:
+    runs, ticks = 100, 20
+    alone: list[float] = []
+    shared: list[tuple[float, int]] = []
+    for _ in range(max(1, repeats // 2)):
+        with tempfile.TemporaryDirectory() as d:
+            alone.append(asyncio.run(_many(os.path.join(d, "a.db"), runs, ticks, False))[0])
+            shared.append(asyncio.run(_many(os.path.join(d, "s.db"), runs, ticks, True)))
+    rate_alone = median(alone)
+    rate = median([r for r, _ in shared])
+    per_commit = median([runs * ticks / c for _, c in shared])
+    return [
+        Figure(
+            GROUP,
+            f"{runs} runs of one kernel at once, each tick its own FULL commit",
+            rate_alone,
+            "ticks/s",
+            None,
+            note="reference: no sharing",
+        ),
+        Figure(
+            GROUP,
+            f"{runs} runs of one kernel at once, commits shared (Kernel(committer=...))",
+            rate,
+            "ticks/s",
+            None,
+            note=f"{rate / rate_alone:.1f}x unshared; {per_commit:.0f} ticks a commit",
         ),
     ]
 
@@ -193,6 +252,7 @@ def collect(repeats: int) -> list[Figure]:
     out.extend(_step_overhead(repeats))
     out.append(_step_cpu(repeats))
     out.append(_swarm(repeats))
+    out.extend(_many_runs(repeats))
     per_agent = asyncio.run(_idle_agents(100_000, measure_memory=True))
     rate = median(
         [

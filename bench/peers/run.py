@@ -351,7 +351,11 @@ def print_table(
     for f in figures:
         row = f"{f.name:<42} {f.unit:<8}" + "".join(f"{_num(f.median(s)):>12}" for s in SYSTEMS)
         own = f.own_met()
-        mark = "" if own is None else f"  telic {'met' if own else 'MISSED'}: <= {f.telic_at_most:,.4g}"
+        mark = (
+            ""
+            if own is None
+            else f"  telic {'met' if own else 'MISSED'}: <= {f.telic_at_most:,.4g}"
+        )
         print(f"{row}   {_vs(f, 'langgraph'):<34} {_vs(f, 'dbos')}{mark}", file=out)
     print(file=out)
     print(
