@@ -19,7 +19,7 @@ from telic.frozen import FrozenDict, thaw
 from telic.kernel import approval, guard
 from telic.kernel.approval import Decision, Parked
 from telic.kernel.batch import Batch
-from telic.kernel.config import AgentSpec, Artifact, RunConfig
+from telic.kernel.config import AgentSpec, Artifact, RunConfig, is_own
 from telic.kernel.guard import Failed, describe, safe_text
 from telic.kernel.intake import encode_value
 from telic.kernel.process import AgentProcess
@@ -505,7 +505,7 @@ class Run:
         # The run's own functions are user code: they read the state read-only, and one that
         # fails (or an artifact that cannot be recorded) fails the run, saying why. They run
         # before anything is added, so that a failure leaves nothing half recorded.
-        artifacts = self._artifacts_if_done(FrozenDict(s))
+        artifacts = self._artifacts_if_done(s)
         if artifacts is None:
             return
         warn_at = self.config.policy.warn_at
@@ -544,14 +544,17 @@ class Run:
     def _artifacts_if_done(self, state: State) -> list[ArtifactRecorded] | bool | None:
         """The artifacts to record if the return condition holds, False if it does not, None
         (with :attr:`fault` set) if the condition, the artifacts function or an artifact
-        failed."""
-        met = guard.attempt(self.config.return_condition, state)
+        failed. ``state`` is the live state: each function gets a read-only view of it, unless
+        it is one of telic's own (:func:`~telic.kernel.config.is_own`)."""
+        condition, artifacts = self.config.return_condition, self.config.artifacts
+        view = FrozenDict(state)
+        met = guard.attempt(condition, state if is_own(condition) else view)
         if isinstance(met, Failed):
             self.fault = f"the return condition failed ({met})"
             return None
         if not met:
             return False
-        made = guard.attempt(_artifacts, self.config.artifacts, state)
+        made = guard.attempt(_artifacts, artifacts, state if is_own(artifacts) else view)
         if isinstance(made, Failed):
             self.fault = f"the artifacts function failed ({made})"
             return None

@@ -9,7 +9,6 @@ prefix, snapshots every K transitions, verification, replay) lives here, once.
 from __future__ import annotations
 
 import abc
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from telic.canonical import ZERO_HASH, digest, encode
+from telic.canonical import sha256 as canonical_sha256
 from telic.errors import (
     BlobMissing,
     ChainBroken,
@@ -362,7 +362,7 @@ class BaseLedger(abc.ABC):
         every = self.snapshot_every
         max_payload = self.max_payload
         threshold = self.blob_threshold
-        sha256 = hashlib.sha256
+        sha256 = canonical_sha256
         for d in drafts:
             kind, payload, ts, tick, agent, causes, data = d
             raw = payload
@@ -688,7 +688,7 @@ class BaseLedger(abc.ABC):
         bytes match its digest, it sits at the chain position it names (``chain`` is the
         stored hash of the transition at its seq) and it is the state after that seq."""
         seq = snap.seq
-        if type(snap.state) is not bytes or hashlib.sha256(snap.state).digest() != snap.digest:
+        if type(snap.state) is not bytes or digest(snap.state) != snap.digest:
             raise SnapshotBroken(run_id, seq, "its snapshot's state does not match its digest")
         if chain is None or snap.chain != chain:
             raise SnapshotBroken(
@@ -726,7 +726,7 @@ class BaseLedger(abc.ABC):
                 fold = self._adopt(run_id, found[1], prev)
                 audit.base = start - 1
         expected = start
-        sha256 = hashlib.sha256
+        sha256 = canonical_sha256
         for seg_run, lo, hi in self._segments(info, start, stop):
             snapshots = set(self._snapshot_seqs(seg_run, lo, hi))
             for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
@@ -807,7 +807,7 @@ class BaseLedger(abc.ABC):
         if fold is None:
             self._adopt(run_id, snap, chain)  # its digest, chain and seq: all there is to check
             return
-        if type(snap.state) is not bytes or hashlib.sha256(snap.state).digest() != snap.digest:
+        if type(snap.state) is not bytes or digest(snap.state) != snap.digest:
             raise SnapshotBroken(run_id, seq, "its snapshot's state does not match its digest")
         if snap.chain != chain:
             raise SnapshotBroken(
