@@ -18,7 +18,7 @@ from __future__ import annotations
 from telic.clock import Clock, SystemClock, VirtualClock
 from telic.errors import TelicError
 from telic.events import Event, EventKernel, Subscription
-from telic.kernel import AgentSpec, Artifact, Budget, Kernel, Run, RunConfig, RunResult
+from telic.kernel import AgentSpec, Artifact, Budget, Kernel, Run, RunConfig, RunResult, Team
 from telic.kinds import CATALOGUE, Claim
 from telic.ledger import Ledger, open_ledger
 from telic.minds import FunctionMind, Mind, ScriptedMind, View
@@ -60,6 +60,7 @@ __all__ = [
     "Subscription",
     "Supervisor",
     "SystemClock",
+    "Team",
     "TelicError",
     "Tool",
     "Transition",

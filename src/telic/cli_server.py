@@ -87,7 +87,9 @@ def serve(
                 f"refusing to bind {host} (not loopback) without tokens: "
                 "create one with `telic token create NAME --scope read`"
             )
-        settings = Settings(anonymous_read=anonymous_read, spec_dir=spec_dir, max_body=max_body)
+        settings = Settings(
+            anonymous_read=anonymous_read, spec_dir=spec_dir, max_body=max_body, host=host
+        )
         processors = _otel(otlp_endpoint, capture_content)
         api = create_app(ledger, settings=settings, processors=processors)
         out.print(f"telic serve on http://{host}:{port}  ledger {ledger.url}", markup=False)

@@ -34,6 +34,7 @@ The hierarchy::
     │   ├── NotAwaitingApproval     a decision on a proposal that no approval waits for
     │   ├── RunNotHosted            a stop asked of a run that another process drives
     │   └── ConfigError             a bad agent, tool, policy or budget definition
+    │       ├── TreeInvalid         teams that do not make one supervision tree
     │       └── SpecError           a run spec (TOML) that cannot be loaded or built
     ├── AccessError                 a request without the right to do what it asks
     │   ├── Unauthenticated         no token, or one that is unknown or revoked
@@ -304,6 +305,15 @@ class RunNotHosted(KernelError):
 
 class ConfigError(KernelError):
     """A bad agent, tool, policy or budget definition."""
+
+
+class TreeInvalid(ConfigError):
+    """Teams that do not arrange a run's agents in one supervision tree: an unknown role, agent
+    or team, an agent or team in two teams, a cycle, a bad strategy or intensity."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"supervision tree: {problem}")
+        self.problem = problem
 
 
 class SpecError(ConfigError):

@@ -51,11 +51,15 @@ __all__ = [
     "RunResumed",
     "RunStopped",
     "StateRestored",
+    "StrategyName",
     "SubscriberLagged",
     "SubscriptionCreated",
     "SubscriptionEnded",
     "SubscriptionExpired",
+    "SupervisionTree",
     "SupervisorEscalated",
+    "SupervisorRestarted",
+    "TeamRecord",
     "TickCompleted",
     "TickStarted",
     "TokenCreated",
@@ -112,6 +116,40 @@ class AgentRecord(BaseModel):
     """Priority for conflict resolution by role (higher wins)."""
 
 
+StrategyName = Literal["one_for_one", "one_for_all", "rest_for_one"]
+"""How a supervisor of a run restarts its children (see :mod:`telic.supervision`)."""
+
+
+class TeamRecord(BaseModel):
+    """A team: a supervisor of some of a run's agents (and teams), under another supervisor."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    name: str
+    """Unique among the run's agents and teams; not ``root``."""
+    supervisor: str = "root"
+    """The supervisor the team runs under: ``root`` or another team."""
+    strategy: StrategyName = "one_for_one"
+    intensity: int = 1
+    """More than this many restarts within ``period_s`` and the team gives up (escalates)."""
+    period_s: float = 5.0
+    restart: Literal["permanent", "transient", "temporary"] = "permanent"
+    """When the team's supervisor restarts it after it gave up."""
+    agents: tuple[str, ...] = ()
+    """The agents it supervises directly (its roles resolved at boot), in start order."""
+
+
+class SupervisionTree(BaseModel):
+    """A run's supervision tree: the root supervisor's settings and its teams."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    strategy: StrategyName = "one_for_one"
+    """The root's."""
+    intensity: int = 3
+    period_s: float = 5.0
+    teams: tuple[TeamRecord, ...] = ()
+    """Parents before children; an agent in no team is a child of the root."""
+
+
 # -- runs --------------------------------------------------------------------------------
 
 
@@ -134,6 +172,9 @@ class RunBooted(Payload):
     """Seed of the injected random source, if any."""
     config: dict[str, JsonValue] = Field(default_factory=dict)
     """Anything else the booting code wants on record (e.g. the demo's fault plan)."""
+    supervision: SupervisionTree | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The supervision tree, when the run has teams (a resumed or forked run rebuilds it from
+    here); absent, every agent is a child of one root supervisor."""
 
 
 class RunResumed(Payload):
@@ -264,6 +305,20 @@ class SupervisorEscalated(Payload):
     supervisor: str
     restarts: int
     period_s: float
+    reason: str
+
+
+class SupervisorRestarted(Payload):
+    kind: ClassVar[str] = "supervisor.restarted"
+    summary: ClassVar[str] = (
+        "A team's supervisor gave up and its parent restarted it, with the team's agents."
+    )
+    supervisor: str
+    """The team restarted."""
+    parent: str
+    """The supervisor that restarted it (``root`` or another team)."""
+    attempt: int
+    """How many times ``parent`` has restarted it."""
     reason: str
 
 
@@ -409,6 +464,12 @@ class ToolStarted(Payload):
     args: dict[str, JsonValue]
     idempotent: bool = False
     attempt: int = 1
+    source: str = ""
+    """Where the tool comes from: ``mcp:<server>`` for an MCP server's tool; empty for the
+    run's own."""
+    version: str = ""
+    """What identifies the version called (an MCP tool's schema hash), so a replay knows
+    what was called; empty when the tool has none."""
 
 
 class ToolCompleted(Payload):

@@ -44,7 +44,8 @@ RECENT_WINDOW: Final = 8
 
 
 def initial_state() -> State:
-    """The state before any transition."""
+    """The state before any transition. A run booted with teams also has ``supervision``
+    (the root's settings and each team's, with its restarts and escalations)."""
     return {
         "goal": "",
         "status": "new",
@@ -156,6 +157,45 @@ def _run_booted(s: State, t: Transition) -> None:
     s["currency"] = p.get("currency", "USD")
     s["roster"] = list(p["agents"])
     s["booted_ts"] = t.ts
+    tree = p.get("supervision")
+    if tree is not None:  # only a run with teams has the key: a flat run's state is unchanged
+        s["supervision"] = {
+            "root": {
+                "strategy": tree["strategy"],
+                "intensity": tree["intensity"],
+                "period_s": tree["period_s"],
+                "escalations": 0,
+            },
+            "teams": {
+                team["name"]: {
+                    "supervisor": team["supervisor"],
+                    "strategy": team["strategy"],
+                    "intensity": team["intensity"],
+                    "period_s": team["period_s"],
+                    "restart": team["restart"],
+                    "agents": list(team["agents"]),
+                    "restarts": 0,
+                    "escalations": 0,
+                }
+                for team in tree["teams"]
+            },
+        }
+
+
+def _supervisor_escalated(s: State, t: Transition) -> None:
+    tree = s.get("supervision")
+    if tree is None:
+        return
+    name = t.data["supervisor"]
+    node = tree["root"] if name == "root" else tree["teams"].get(name)
+    if node is not None:
+        node["escalations"] += 1
+
+
+def _supervisor_restarted(s: State, t: Transition) -> None:
+    team = s.get("supervision", {}).get("teams", {}).get(t.data["supervisor"])
+    if team is not None:
+        team["restarts"] += 1
 
 
 def _status(value: str) -> Callable[[State, Transition], None]:
@@ -372,6 +412,8 @@ HANDLERS: Final[dict[str, Callable[[State, Transition], None]]] = {
     "agent.restarted": _agent_restarted,
     "agent.failed": _agent_failed,
     "agent.terminated": _agent_terminated,
+    "supervisor.escalated": _supervisor_escalated,
+    "supervisor.restarted": _supervisor_restarted,
     "proposal.made": _proposal_made,
     "proposal.rejected": _proposal_rejected,
     "budget.warning": _budget_warning,

@@ -173,6 +173,25 @@ def test_the_reference_run_completes_with_each_adapter(tmp_path: Path, api: str)
         ]
         booted = trace[0]["payload"]
         assert booted["config"] == {"spec": {"path": str(TRIP), "model": f"{api}:any"}}
+        # The spec's supervision tree: two teams under the root, and the coordinator.
+        assert [(t["name"], t["agents"]) for t in booted["supervision"]["teams"]] == [
+            ("research", ["researcher", "skeptic"]),
+            ("planning", ["planner", "budgeter", "verifier"]),
+        ]
+        spawned = {
+            t["payload"]["agent"]: t["payload"]["supervisor"]
+            for t in trace
+            if t["kind"] == "agent.spawned"
+        }
+        assert {a: spawned[a] for a in ("researcher", "planner", "coordinator")} == {
+            "researcher": "research",
+            "planner": "planning",
+            "coordinator": "root",
+        }
+        explorers = [t["payload"] for t in trace if t["kind"] == "agent.spawned"][6:]
+        assert explorers and all(
+            e["supervisor"] == spawned[e["parent"]] for e in explorers
+        )  # an explorer joins its parent's team
         calls = [t for t in trace if t["kind"] == "model.called"]
         assert len(calls) == len(server.requests) > 6  # every request the server got, recorded
         assert {r.api for r in server.requests} == {api}
@@ -228,6 +247,8 @@ def test_a_fork_of_a_spec_run_resumes_from_its_recorded_spec(tmp_path: Path) -> 
         assert "return condition met" in out and len(server.requests) > before
         runs = json.loads(_ok(_telic(tmp_path, "runs", "--db", str(db), "--json")))
         assert [r["status"] for r in runs] == ["completed", "completed"]
+        state = json.loads(_ok(_telic(tmp_path, "state", fork["id"], "--db", str(db), "--json")))
+        assert set(state["supervision"]["teams"]) == {"research", "planning"}  # rebuilt
         assert (tmp_path / "out" / fork["id"] / "result.json").exists()
         _ok(_telic(tmp_path, "verify", "--all", "--db", str(db)))
         instant = _telic(tmp_path, "resume", fork["id"], "--db", str(db), "--instant")
@@ -395,6 +416,40 @@ tools = ["train_fares"]
         ),
         ("no model", GOOD.replace('model = "openai:any"', ""), (), "has no model"),
         ("bad scheduler", GOOD + "\n[scheduler]\nmax_inflight = 3\n", (), "[scheduler]"),
+        (
+            "team with an unknown role",
+            GOOD + '\n[[teams]]\nname = "t"\nroles = ["reseacher"]\n',
+            (),
+            "supervision tree: team 't' lists role 'reseacher', which no agent has",
+        ),
+        (
+            "agent in two teams",
+            GOOD
+            + '\n[[teams]]\nname = "t"\nroles = ["researcher"]\n'
+            + '\n[[teams]]\nname = "u"\nagents = ["researcher"]\n',
+            (),
+            "agent 'researcher' is in two teams, 't' and 'u'",
+        ),
+        (
+            "team cycle",
+            GOOD
+            + '\n[[teams]]\nname = "t"\nroles = ["researcher"]\nteams = ["u"]\n'
+            + '\n[[teams]]\nname = "u"\nteams = ["t"]\n',
+            (),
+            "teams form a cycle: t -> u -> t",
+        ),
+        (
+            "bad team strategy",
+            GOOD + '\n[[teams]]\nname = "t"\nroles = ["researcher"]\nstrategy = "all"\n',
+            (),
+            "teams.0.strategy: Input should be 'one_for_one', 'one_for_all' or 'rest_for_one'",
+        ),
+        (
+            "unknown team key",
+            GOOD + '\n[[teams]]\nname = "t"\nrole = ["researcher"]\n',
+            (),
+            "unknown field 'teams.0.role'",
+        ),
         (
             "unknown provider",
             GOOD,

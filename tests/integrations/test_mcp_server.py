@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import AsyncGenerator, Generator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import httpx2
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import TextContent
 
 from telic.ledger import open_ledger
 
@@ -34,6 +42,13 @@ def _params(db: str) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable, args=["-m", "telic", "mcp", "--db", db], cwd=str(ROOT)
     )
+
+
+def _text(result: Any) -> str:
+    """The text of a tool result's first content block."""
+    block = result.content[0]
+    assert isinstance(block, TextContent), block
+    return block.text
 
 
 def _json(result: Any) -> Any:
@@ -75,7 +90,7 @@ async def _session(db: str, run_id: str) -> None:
         assert [r["id"] for r in runs] == [run_id]
         assert runs[0]["status"] == "completed"
 
-        text = (await client.call_tool("transcript", {"run": run_id})).content[0].text
+        text = _text(await client.call_tool("transcript", {"run": run_id}))
         assert text.startswith("BOOT:") and "hallucination detected" in text
 
         page = _json(await client.call_tool("trace", {"run": run_id, "from_seq": 1, "limit": 10}))
@@ -95,7 +110,7 @@ async def _session(db: str, run_id: str) -> None:
         bad = await client.call_tool("trace", {"run": run_id, "from_seq": 10_000})
         assert bad.is_error
         missing = await client.call_tool("state", {"run": "r-nope"})
-        assert missing.is_error and "r-nope" in missing.content[0].text
+        assert missing.is_error and "r-nope" in _text(missing)
 
         forked = _json(await client.call_tool("fork", {"run": run_id, "at": 77}))
         assert forked["parent"] == {"run": run_id, "seq": 77}
@@ -119,3 +134,111 @@ def test_telic_mcp_without_a_ledger_is_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "no ledger" in proc.stderr
+
+
+# -- over streamable HTTP, mounted in `telic serve` -------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _token(db: str, name: str, scope: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "telic", "token", "create", name, "--scope", scope, "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+@contextlib.contextmanager
+def _telic_serve(db: str, cwd: Path) -> Generator[str]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = cwd / "serve.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "telic", "serve", "--db", db, "--port", str(port)],
+            cwd=cwd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, "telic serve did not answer /health"
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+
+
+@contextlib.asynccontextmanager
+async def _http_client(url: str, token: str) -> AsyncGenerator[Client]:
+    """The SDK's client over streamable HTTP, its requests carrying ``token``."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
+        Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
+    ):
+        yield client
+
+
+def test_telic_serve_answers_mcp_over_streamable_http_with_scoped_tokens(tmp_path: Path) -> None:
+    """The SDK's streamable HTTP client against a real ``telic serve`` on loopback: a read
+    token reads and may not fork; an operate token forks and resumes, recorded as itself;
+    no token is a 401 with a JSON error."""
+    db, run_id = _demo(tmp_path)
+    reader = _token(db, "reader", "read")
+    operator = _token(db, "ops", "operate")
+    with _telic_serve(db, tmp_path) as url:
+        refused = httpx.post(
+            f"{url}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "unauthenticated"
+        assert "telic token create" in refused.json()["detail"]
+        forked_id = asyncio.run(_over_http(url, reader, operator, run_id))
+    ledger = open_ledger(db)
+    forked = next(t for t in ledger.read(forked_id) if t.kind == "run.forked")
+    resumed = next(t for t in ledger.read(forked_id) if t.kind == "run.resumed")
+    assert forked.data["by"] == resumed.data["by"] == "ops via mcp"
+    assert ledger.state_at(forked_id)["status"] == "completed"
+
+
+async def _over_http(url: str, reader: str, operator: str, run_id: str) -> str:
+    async with _http_client(url, reader) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"list_runs", "transcript", "trace", "state", "fork", "resume"} <= names
+        runs = _json(await client.call_tool("list_runs", {}))
+        assert run_id in [r["id"] for r in runs]
+        text = _text(await client.call_tool("transcript", {"run": run_id}))
+        assert text.startswith("BOOT:")
+        read = await client.read_resource("telic://runs")
+        assert run_id in read.contents[0].text  # type: ignore[union-attr]
+        denied = await client.call_tool("fork", {"run": run_id, "at": 77})
+        assert denied.is_error
+        assert "'operate'" in _text(denied)
+    async with _http_client(url, operator) as client:
+        forked = _json(await client.call_tool("fork", {"run": run_id, "at": 77}))
+        assert forked["by"] == "ops via mcp"
+        done = _json(await client.call_tool("resume", {"run": forked["id"]}))
+        assert done["status"] == "completed"
+        return str(forked["id"])

@@ -26,6 +26,7 @@ from telic.kernel import AgentSpec, Budget, Kernel, RunConfig
 from telic.ledger import open_ledger
 from telic.mcp import McpServer, McpServerSpec, connect
 from telic.minds import FunctionMind, View
+from telic.otel import SpanBuilder
 from telic.policy import Policy
 from telic.proposal import Proposal
 
@@ -192,6 +193,55 @@ async def _a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
     rejected = {(t.agent, t.data["check"]) for t in transitions if t.kind == "proposal.rejected"}
     assert ("caller", "arguments") in rejected
     assert ("stranger", "allowlist") in rejected
+    # each call records the server and the schema hash of the tool it called
+    started = [t.data for t in transitions if t.kind == "tool.started"]
+    hashes = {t.name: t.version for t in tools}
+    assert {(d["source"], d["version"]) for d in started if d["tool"] == "forecast"} == {
+        ("mcp:weather", hashes["forecast"])
+    }
+    assert all(d["source"] == "mcp:weather" for d in started)
+    # and its execute_tool span says it was an MCP tools/call
+    builder = SpanBuilder()
+    spans = builder.feed(transitions) + builder.close()
+    forecast = next(s for s in spans if s.name == "execute_tool forecast")
+    assert forecast.attributes["mcp.method.name"] == "tools/call"
+    assert forecast.attributes["telic.tool.source"] == "mcp:weather"
+    assert forecast.attributes["telic.tool.version"] == hashes["forecast"]
+
+
+def test_the_tool_call_budget_counts_mcp_calls() -> None:
+    asyncio.run(_the_tool_call_budget_counts_mcp_calls())
+
+
+async def _the_tool_call_budget_counts_mcp_calls() -> None:
+    """An MCP server's tools spend the run's tool-call budget as the run's own tools do: the
+    run stops when it is spent, and the call past it is never sent to the server."""
+    servers, tools = await connect([_stdio(timeout_s=5.0)])
+    try:
+        config = RunConfig(
+            goal="use MCP tools within a budget",
+            agents=[
+                AgentSpec(
+                    "caller",
+                    "worker",
+                    _calls(*(_tool("forecast", city="Lugano", day=d) for d in (1, 2, 3))),
+                    tools=("forecast",),
+                )
+            ],
+            tools=tools,
+            budget=Budget(ticks=8, tool_calls=2),
+            policy=Policy(stall_ticks=0, verifier=None),
+        )
+        transitions = await _run(config)
+    finally:
+        for s in servers:
+            await s.aclose()
+    started = [t for t in transitions if t.kind == "tool.started"]
+    assert len(started) == 2
+    exhausted = [t.data for t in transitions if t.kind == "budget.exhausted"]
+    assert [(e["dimension"], e["spent"], e["limit"]) for e in exhausted] == [("tool_calls", 2, 2)]
+    stopped = next(t.data for t in transitions if t.kind == "run.stopped")
+    assert "tool_calls" in stopped["reason"]
 
 
 # -- in a spec, through `telic run` ----------------------------------------------------------

@@ -5,6 +5,8 @@ giving the same ids, and a processor that never blocks the kernel."""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import os
 import socket
 import subprocess
@@ -23,13 +25,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv._incubating.attributes import (  # pyright: ignore[reportMissingTypeStubs]
+    gen_ai_attributes as gen_ai,
+)
 from opentelemetry.semconv.attributes import error_attributes
 
 from telic.clock import VirtualClock
 from telic.demo import DEFAULT_SEED, build
 from telic.events import EventKernel
-from telic.kernel import Kernel
+from telic.kernel import AgentSpec, Kernel, RunConfig
 from telic.kinds import (
     AgentRecord,
     ModelCalled,
@@ -40,8 +44,11 @@ from telic.kinds import (
     TickStarted,
 )
 from telic.ledger import BaseLedger, open_ledger
+from telic.minds import Limits, model_mind
+from telic.minds.testing import ModelServer, Reply
 from telic.otel import (
     OtelProcessor,
+    OtlpHttpSink,
     SpanBuilder,
     SpanData,
     SpanEvent,
@@ -95,6 +102,7 @@ def test_the_reference_run_gives_the_genai_span_tree() -> None:
     roots = [s for s in spans if s.parent is None]
     assert len(roots) == 1
     root = roots[0]
+    assert root.context is not None
     assert root.name == "invoke_agent telic"
     assert _attrs(root)[gen_ai.GEN_AI_OPERATION_NAME] == "invoke_agent"
     assert _attrs(root)[gen_ai.GEN_AI_CONVERSATION_ID] == run_id
@@ -251,12 +259,16 @@ class _Receiver:
     def __init__(self) -> None:
         self.requests: list[ExportTraceServiceRequest] = []
         self.content_types: list[str] = []
+        self.encodings: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.content_types.append(self.headers["Content-Type"])
+                outer.encodings.append(self.headers.get("Content-Encoding", "identity"))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
                 outer.requests.append(ExportTraceServiceRequest.FromString(body))
                 self.send_response(200 if self.path == "/v1/traces" else 404)
                 self.send_header("Content-Length", "0")
@@ -426,17 +438,66 @@ def test_an_endpoint_that_is_down_counts_failures(tmp_path: Path) -> None:
     assert processor.stats.failed > 0 and processor.stats.exported == 0
 
 
+def _run_reference(processor: OtelProcessor) -> str:
+    ledger = open_ledger("memory://")
+    clock = VirtualClock()
+
+    async def main() -> str:
+        async with EventKernel(ledger, clock=clock, processors=[processor]) as events:
+            config, _ = build(DEFAULT_SEED)
+            return (await Kernel(ledger, clock=clock, publish=events.publish).run(config)).run_id
+
+    return clock.run(main())
+
+
+def test_settings_only_the_sdk_exporter_has_send_through_it(
+    receiver: _Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compression (or TLS certificates, a credential provider) named in the standard
+    variables: telic's fast path does not do them, so the SDK's exporter sends, gzipped."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    processor = OtelProcessor.for_endpoint()
+    assert not isinstance(processor.sink, OtlpHttpSink)
+    _run_reference(processor)
+    assert processor.stats.failed == 0 and processor.stats.exported > 0
+    assert set(receiver.encodings) == {"gzip"}
+    assert len(receiver.spans()) == processor.stats.exported
+    assert processor.stats.cpu_s > 0
+
+
+def test_the_fast_path_takes_its_timeout_from_the_standard_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OTEL_EXPORTER_OTLP_TIMEOUT is in milliseconds: an endpoint that accepts and never
+    answers fails the export after it, and the spans are counted as failed."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "300")
+        processor = OtelProcessor.for_endpoint(f"http://127.0.0.1:{listener.getsockname()[1]}")
+        assert isinstance(processor.sink, OtlpHttpSink)
+        _run_reference(processor)
+        started = time.monotonic()
+        processor.shutdown()  # the first batch times out; the rest are not waited on
+        assert time.monotonic() - started < 5  # the default would be 10 s
+        assert processor.stats.failed > 0 and processor.stats.exported == 0
+
+
 _values = st.one_of(
     st.text(max_size=20),
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=False),
+    st.lists(st.text(max_size=8), max_size=3).map(tuple),
 )
 _attributes = st.dictionaries(st.text(min_size=1, max_size=10), _values, max_size=6)
 
 
 def _decoded(value: Any) -> Any:
     kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return tuple(_decoded(v) for v in value.array_value.values)
     return getattr(value, kind)
 
 
@@ -522,3 +583,66 @@ def _answers(url: str, httpx: Any) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_model_run_gives_chat_spans_for_each_attempt_with_usage_and_response() -> None:
+    """Model minds against the project's local model server, which fails three times first
+    (no answer in time, a 503, a 429 with Retry-After) and answers with cached and reasoning tokens: each attempt
+    is a ``chat`` span under the agent's turn; the answer's carries the usage the
+    conventions name, the response's id, model and finish reasons; the turn names the
+    provider and model."""
+    exporter = InMemorySpanExporter()
+    with ModelServer() as server:
+        server.script(
+            Reply.hang(),
+            Reply.error(503),
+            Reply.error(429, retry_after=0.01),
+            Reply.propose(
+                {"action": "finish", "args": {"result": "ok"}, "confidence": 0.9},
+                input_tokens=1000,
+                output_tokens=200,
+                cached_tokens=600,
+                reasoning_tokens=150,
+            ),
+        )
+
+        async def main() -> str:
+            mind = model_mind(
+                "openai:gpt-4.1-mini",
+                base_url=server.openai_url,
+                scheduler=Limits(backoff_s=0.01, max_retries=3, timeout_s=0.5),
+            )
+            ledger = open_ledger("memory://")
+            processor = OtelProcessor(exporter)
+            async with EventKernel(ledger, processors=[processor]) as events:
+                config = RunConfig(goal="g", agents=[AgentSpec("planner", "planner", mind)])
+                result = await Kernel(ledger, publish=events.publish).run(config, max_ticks=3)
+            await mind.aclose()
+            return result.run_id
+
+        asyncio.run(main())
+    spans = list(exporter.get_finished_spans())
+    chats = sorted(
+        (s for s in spans if s.name == "chat gpt-4.1-mini"), key=lambda s: s.start_time or 0
+    )
+    assert len(chats) == len(server.requests) == 4
+    hung, failed, limited, answer = (_attrs(s) for s in chats)
+    assert hung[error_attributes.ERROR_TYPE] == "timeout"
+    assert failed[error_attributes.ERROR_TYPE] == "503"
+    assert limited[error_attributes.ERROR_TYPE] == "429"
+    assert limited["telic.model.retry_after_s"] == pytest.approx(0.01)
+    assert not any(c.status.is_ok for c in chats[:3]) and chats[3].status.is_ok
+    assert error_attributes.ERROR_TYPE not in answer
+    assert answer[gen_ai.GEN_AI_PROVIDER_NAME] == "openai"
+    assert answer[gen_ai.GEN_AI_USAGE_INPUT_TOKENS] == 1000
+    assert answer[gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS] == 200
+    assert answer[gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 600
+    assert answer[gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 150
+    assert answer["telic.model.retries"] == 3
+    assert answer[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_calls",)
+    assert isinstance(answer[gen_ai.GEN_AI_RESPONSE_ID], str)
+    assert answer[gen_ai.GEN_AI_RESPONSE_MODEL] == "gpt-4.1-mini"
+    turn = next(s for s in spans if s.name == "invoke_agent planner")
+    assert {c.parent.span_id for c in chats if c.parent} == {turn.context.span_id}  # type: ignore[union-attr]
+    assert _attrs(turn)[gen_ai.GEN_AI_PROVIDER_NAME] == "openai"
+    assert _attrs(turn)[gen_ai.GEN_AI_REQUEST_MODEL] == "gpt-4.1-mini"

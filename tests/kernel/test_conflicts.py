@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from telic.errors import ConfigError
 from telic.kernel import Budget
 from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, Resolver
 from telic.proposal import Proposal
@@ -53,7 +54,7 @@ def _assert_only_the_winner_committed(played: Played, winner: str, losers: list[
 
 def test_the_budgeter_picks_the_cheapest_offer_that_fits_what_is_left() -> None:
     played = _hotels(
-        Budgeter(),
+        Budgeter(cost_fields=("total_chf",)),
         Budget(cost=100),
         ("grand", "Grand", 140.0),
         ("mid", "Mid", 80.0),
@@ -66,6 +67,25 @@ def test_the_budgeter_picks_the_cheapest_offer_that_fits_what_is_left() -> None:
     assert resolved["why"] == "cheapest that fits: hostel at 60 (vs grand 140, mid 80), 100 left"
     _assert_only_the_winner_committed(played, winner, losers)
     assert played.state()["plan"]["hotel"]["value"] == _hotel("Hostel", 60.0)
+
+
+def test_the_budgeter_reads_the_cost_from_the_fields_it_is_configured_with() -> None:
+    offers = (("a", "A", 90.0), ("b", "B", 70.0))
+    # By default a value's total, price or cost: the demo's total_chf is not among them.
+    assert Budgeter().cost_fields == ("total", "price", "cost")
+    played = _hotels(Budgeter(), Budget(cost=100), *offers)
+    assert _winner_and_losers(played) == ("a", ["b"])
+    assert _conflict(played)[1]["why"] == "no candidate states a cost; first by order"
+    # The first configured field holding a number counts; a missing one is skipped.
+    played = _hotels(Budgeter(cost_fields=("fee", "total_chf")), Budget(cost=100), *offers)
+    assert _winner_and_losers(played) == ("b", ["a"])
+    assert _conflict(played)[1]["why"] == "cheapest that fits: b at 70 (vs a 90), 100 left"
+
+
+@pytest.mark.parametrize("fields", ["total_chf", ("total_chf", ""), (1,)])
+def test_a_budgeter_with_bad_cost_fields_is_refused(fields: Any) -> None:
+    with pytest.raises(ConfigError, match="cost_fields must be a tuple of field names"):
+        Budgeter(cost_fields=fields)
 
 
 def test_the_budgeter_uses_what_the_run_says_is_left_and_the_stated_cost() -> None:

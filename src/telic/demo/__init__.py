@@ -185,7 +185,7 @@ def build(seed: int = DEFAULT_SEED) -> tuple[RunConfig, World]:
     """The reference run's configuration for ``seed``, and its world (for inspection)."""
     world = World(seed)
     policy = Policy(
-        resolvers={"plan:*": Budgeter(left=trip_left)},
+        resolvers={"plan:*": Budgeter(left=trip_left, cost_fields=("total_chf",))},
         exploration_threshold=0.5,
         stall_ticks=6,
     )

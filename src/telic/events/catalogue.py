@@ -85,6 +85,7 @@ _DECLARED: Final[tuple[EventType, ...]] = (
     _kind(kinds.AgentFailed, "agents and supervision"),
     _kind(kinds.AgentTerminated, "agents and supervision"),
     _kind(kinds.SupervisorEscalated, "agents and supervision"),
+    _kind(kinds.SupervisorRestarted, "agents and supervision"),
     # proposals and policy
     _kind(kinds.ProposalMade, "proposals and policy"),
     _kind(kinds.ProposalAccepted, "proposals and policy"),

@@ -23,10 +23,11 @@ from telic.errors import (
 )
 from telic.kernel import approval
 from telic.kernel.calls import open_tick
-from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
+from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig, Team
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.run import Run, RunResult
 from telic.kernel.stages import Tick, ToolCall, execute
+from telic.kernel.tree import Tree
 from telic.kinds import (
     AgentRecord,
     AgentSpawned,
@@ -35,13 +36,14 @@ from telic.kinds import (
     RunForked,
     RunPaused,
     RunResumed,
+    SupervisionTree,
     TickCompleted,
     ToolStarted,
     ToolUnknownOutcome,
 )
 from telic.ledger.base import BaseLedger
 from telic.ledger.group import GroupCommitter
-from telic.reducer import initial_state
+from telic.reducer import State, initial_state
 from telic.transition import Transition, draft
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunResult",
+    "Team",
     "new_run_id",
 ]
 
@@ -133,18 +136,24 @@ class Kernel:
                 return_condition=config.return_description,
                 seed=config.seed,
                 config=dict(config.record),
+                supervision=run.tree.record(),
             ),
             tick=0,
         )
         await run.supervisor.start()
         for spec in config.agents:
             batch.add(
-                AgentSpawned(agent=spec.name, role=spec.role, tools=spec.tools),
+                AgentSpawned(
+                    agent=spec.name,
+                    role=spec.role,
+                    supervisor=run.home(spec.name),
+                    tools=spec.tools,
+                ),
                 tick=0,
                 agent=spec.name,
                 causes=(1,),
             )
-            await run.start_agent(spec)
+        await run.start_agents(config.agents)
         try:
             committed = batch.commit(create=True)
         except BaseException:
@@ -211,6 +220,7 @@ class Kernel:
                 run_id, f"it has ended ({state['status']}: {state['reason']}); fork it to continue"
             )
         config.validate()
+        tree = _recorded_tree(self.ledger, run_id, config, state)
         # What resume acts on, read before the run takes the state over (its batches change it).
         tick, head, tick_open = int(state["tick"]), int(state["seq"]), bool(state["tick_open"])
         # A tick stopped while its minds were asked is asked again, with the answers its
@@ -233,6 +243,7 @@ class Kernel:
             state=state,
             abandoned=self.abandoned,
             committer=self.committer,
+            tree=tree,
         )
         batch = run.batch()
         batch.add(
@@ -251,10 +262,13 @@ class Kernel:
             batch.add(RunPaused(reason=f"still waiting for approval of {names}"), tick=tick)
         await run.supervisor.start()
         specs = {a.name: a for a in config.agents}
+        # The tree's agents first (each team with its own, as its parent would restart it),
+        # then the explorers, each under its parent's supervisor.
+        await run.start_agents([specs[r[0]] for r in running if r[0] in specs])
         for name, role, temporary, parent, question, tools in running:
             if name in specs:
-                await run.start_agent(specs[name])
-            elif temporary and parent in specs and config.explorer is not None:
+                continue
+            if temporary and parent in specs and config.explorer is not None:
                 mind = run.make_explorer(question or "", parent)
                 if isinstance(mind, Failed):
                     batch.add(
@@ -269,7 +283,7 @@ class Kernel:
                 explorer = AgentSpec(
                     name=name, role=role, mind=mind, tools=tools, restart="temporary"
                 )
-                await run.start_agent(explorer)
+                await run.start_agent(explorer, under=parent)
             else:
                 batch.add(
                     AgentTerminated(agent=name, reason="no spec for it on resume"),
@@ -286,6 +300,7 @@ class Kernel:
                 unknown.append((call_id, p))
                 continue
             attempt = p["attempt"] + 1
+            tool = run.tools.get(p["tool"])
             again = batch.add(
                 ToolStarted(
                     call_id=call_id,
@@ -294,12 +309,13 @@ class Kernel:
                     args=p["args"],
                     idempotent=True,
                     attempt=attempt,
+                    source=tool.source,
+                    version=tool.version,
                 ),
                 tick=tick,
                 agent=p["agent"],
                 causes=(p["seq"],),
             )
-            tool = run.tools.get(p["tool"])
             calls.append(ToolCall(p["agent"], tool, call_id, p["args"], again, attempt))
         await execute(Tick(run, batch, tick), calls)
         for call_id, p in unknown:
@@ -324,6 +340,30 @@ class Kernel:
         run.parked = parked
         await run.wrap_up()  # the dead process may not have run the last tick's checks
         return run
+
+
+def _recorded_tree(ledger: BaseLedger, run_id: str, config: RunConfig, state: State) -> Tree:
+    """The supervision tree ``run_id`` was booted with (``run.booted`` records it), which a
+    resumed run rebuilds; ``config`` may leave its teams out, not change them."""
+    booted = next(iter(ledger.read(run_id, 1, 1)), None)
+    recorded: Any = None
+    if booted is not None and booted.kind == "run.booted":
+        recorded = booted.data.get("supervision")
+    if recorded is None:
+        if config.teams:
+            raise ConfigError(
+                f"run {run_id!r} was booted without teams (every agent under the root); "
+                "resume it with a configuration without teams"
+            )
+        return config.tree()
+    roster = [str(a["name"]) for a in state["roster"]]
+    tree = Tree.from_record(SupervisionTree.model_validate(recorded), roster)
+    if config.teams and config.tree().record() != tree.record():
+        raise ConfigError(
+            f"run {run_id!r} was booted with other teams than the configuration's; resume it "
+            "with the teams it was booted with, or with none (the recorded ones are used)"
+        )
+    return tree
 
 
 def _refuse_taken(ledger: BaseLedger, run_id: str) -> None:

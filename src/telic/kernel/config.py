@@ -4,40 +4,56 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, MinLen
 
 from telic.errors import ConfigError
+from telic.kernel.tree import Team, Tree, plan
 from telic.minds.base import Mind
 from telic.policy import Policy
 from telic.reducer import State
 from telic.tools import Tool, ToolRegistry
 
-__all__ = ["AgentSpec", "Approver", "Artifact", "Budget", "RunConfig", "is_own"]
+__all__ = ["AgentSpec", "Approver", "Artifact", "Budget", "RunConfig", "Team", "is_own"]
 
 RestartType = Literal["permanent", "transient", "temporary"]
 
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """One agent: a name, a role, a mind, the tools its role may call."""
+    """One agent: a name, a role, a mind, the tools its role may call.
 
-    name: str
-    role: str
+    A run spec's ``[[agents]]`` tables are validated against these fields (see
+    :mod:`telic.spec`)."""
+
+    name: Annotated[str, MinLen(1)]
+    """Unique within the run."""
+    role: Annotated[str, MinLen(1)]
+    """Selects the role policy and, for a model mind, the role prompt."""
     mind: Mind
     tools: tuple[str, ...] = ()
+    """Names of the tools this agent may call (registered with the run)."""
     restart: RestartType = "permanent"
+    """OTP restart type: permanent (always), transient (after a crash), temporary (never)."""
     priority: int = 0
+    """Higher is served first (model schedulers, conflict resolution by priority)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """Limits per dimension; None means unlimited. Spending is never rolled back."""
+    """Limits per dimension; None means unlimited. Spending is never rolled back.
 
-    tokens: float | None = None
-    cost: float | None = None
-    tool_calls: float | None = None
-    ticks: float | None = None
-    wall_s: float | None = None
+    A run spec's ``[budget]`` table is validated against these fields (see :mod:`telic.spec`)."""
+
+    tokens: Annotated[float, Ge(0)] | None = None
+    """Model tokens, all agents together."""
+    cost: Annotated[float, Ge(0)] | None = None
+    """Money, in :attr:`currency`: model calls and the costs proposals state."""
+    tool_calls: Annotated[float, Ge(0)] | None = None
+    ticks: Annotated[float, Ge(0)] | None = None
+    wall_s: Annotated[float, Ge(0)] | None = None
+    """Seconds since the run booted."""
     currency: str = "USD"
     rates: Mapping[str, float] = field(default_factory=dict[str, float])
     """Units of ``currency`` per unit of another (model minds convert their prices)."""
@@ -112,8 +128,14 @@ class RunConfig:
     below the exploration threshold and a spawn request are rejected."""
     approver: Approver | None = None
     strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
+    """The root supervisor's strategy."""
     intensity: int = 3
+    """The root's restart intensity (more restarts than this within ``period_s`` fails the
+    run)."""
     period_s: float = 5.0
+    teams: Sequence[Team] = ()
+    """Supervisors of their own for groups of agents (see :mod:`telic.kernel.tree`); without
+    teams every agent is a child of the root."""
     seed: int | None = None
     record: Mapping[str, Any] = field(default_factory=dict[str, Any])
     """Extra configuration to put on record in ``run.booted``."""
@@ -121,12 +143,24 @@ class RunConfig:
     def registry(self) -> ToolRegistry:
         return ToolRegistry(self.tools)
 
+    def tree(self) -> Tree:
+        """The supervision tree of the agents and teams (:class:`~telic.errors.TreeInvalid`
+        if the teams do not make one)."""
+        return plan(
+            [(a.name, a.role) for a in self.agents],
+            self.teams,
+            strategy=self.strategy,
+            intensity=self.intensity,
+            period_s=self.period_s,
+        )
+
     def validate(self) -> None:
         names = [a.name for a in self.agents]
         if not names:
             raise ConfigError("a run needs at least one agent")
         if len(set(names)) != len(names):
             raise ConfigError(f"agent names must be unique: {names}")
+        self.tree()
         registry = self.registry()
         for a in self.agents:
             for t in a.tools:

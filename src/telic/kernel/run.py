@@ -25,7 +25,9 @@ from telic.kernel.intake import encode_value
 from telic.kernel.process import AgentProcess
 from telic.kernel.stages.check import checks_of
 from telic.kernel.tick import run_tick
+from telic.kernel.tree import ROOT, Tree
 from telic.kinds import (
+    AgentFailed,
     AgentRestarted,
     AgentSpawned,
     AgentTerminated,
@@ -40,6 +42,7 @@ from telic.kinds import (
     RunStopped,
     StateRestored,
     SupervisorEscalated,
+    SupervisorRestarted,
 )
 from telic.ledger.base import BaseLedger
 from telic.ledger.group import GroupCommitter
@@ -94,10 +97,13 @@ class Run:
         state: State | None = None,
         abandoned: list[asyncio.Task[Any]] | None = None,
         committer: GroupCommitter | None = None,
+        tree: Tree | None = None,
     ) -> None:
         """``state``: the run's head state just read from ``ledger``, which the run takes over
         (the caller keeps no use of it); read from the ledger when not given. ``committer``:
-        where the run's commits go to share an fsync with other runs' (see :meth:`commit`)."""
+        where the run's commits go to share an fsync with other runs' (see :meth:`commit`).
+        ``tree``: the supervision tree (by default the configuration's; a resumed run's is the
+        recorded one)."""
         self.ledger = ledger
         self.committer = committer
         self.id = run_id
@@ -124,15 +130,20 @@ class Run:
         """The policy's per-proposal checks, named once (see :mod:`telic.kernel.stages.check`)."""
         self.parked: list[Parked] = []
         """Approvals a resumed run still waits for, from the tick the stop interrupted."""
+        self.tree: Tree = config.tree() if tree is None else tree
+        """Who supervises each agent: the root, or a team (see :mod:`telic.kernel.tree`)."""
         self.supervisor = Supervisor(
-            "root",
+            ROOT,
             [],
-            strategy=config.strategy,
-            intensity=config.intensity,
-            period=config.period_s,
+            strategy=self.tree.strategy,
+            intensity=self.tree.intensity,
+            period=self.tree.period_s,
             clock=clock,
             on_event=self._on_supervisor_event,
         )
+        self._sups: dict[str, Supervisor] = {ROOT: self.supervisor}
+        self._home: dict[str, str] = {}
+        """The supervisor of each agent started outside the tree (explorers)."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -245,7 +256,13 @@ class Run:
             calls=calls,
         )
 
-    async def start_agent(self, spec: AgentSpec) -> None:
+    def home(self, name: str) -> str:
+        """The supervisor of agent ``name``: ``root`` or a team (an explorer's is its
+        parent's)."""
+        return self._home.get(name) or self.tree.home(name)
+
+    def _child(self, spec: AgentSpec) -> ChildSpec:
+        """A new process for ``spec``, as a child of its supervisor."""
         policy = self.config.policy
         proc = AgentProcess(
             spec.name,
@@ -259,9 +276,44 @@ class Run:
         self._specs[spec.name] = spec
         if spec.name not in self._order:
             self._order.append(spec.name)
-        await self.supervisor.start_child(
-            ChildSpec(id=spec.name, start=proc.body, restart=spec.restart, shutdown=1.0)
+        return ChildSpec(id=spec.name, start=proc.body, restart=spec.restart, shutdown=1.0)
+
+    async def start_agent(self, spec: AgentSpec, *, under: str | None = None) -> None:
+        """Start one agent under its supervisor (``under``: the agent whose supervisor it
+        joins, as an explorer joins its parent's)."""
+        if under is not None:
+            self._home[spec.name] = self.home(under)
+        await self._sups[self.home(spec.name)].start_child(self._child(spec))
+
+    async def start_agents(self, specs: Sequence[AgentSpec]) -> None:
+        """Start ``specs`` (agents of the tree) under the running root: its own agents one by
+        one, each team with those of its agents (and teams) that are among ``specs``; a team
+        its parent restarts comes back with the same."""
+        chosen = {s.name: s for s in specs}
+        for name in self.tree.children(ROOT):
+            if self.tree.is_team(name):
+                await self.supervisor.start_child(self._team(name, chosen))
+            elif name in chosen:
+                await self.supervisor.start_child(self._child(chosen[name]))
+
+    def _team(self, name: str, chosen: Mapping[str, AgentSpec]) -> ChildSpec:
+        team = self.tree.team(name)
+        assert team is not None
+        children: list[ChildSpec] = []
+        for c in self.tree.children(name):
+            if self.tree.is_team(c):
+                children.append(self._team(c, chosen))
+            elif c in chosen:
+                children.append(self._child(chosen[c]))
+        sup = Supervisor(
+            name,
+            children,
+            strategy=team.strategy,
+            intensity=team.intensity,
+            period=team.period_s,
         )
+        self._sups[name] = sup
+        return sup.as_child(restart=team.restart)
 
     def make_explorer(self, question: str, parent: str) -> Mind | Failed:
         """The mind of an explorer of ``question`` for ``parent``, from the run's factory (user
@@ -292,7 +344,7 @@ class Run:
             AgentSpawned(
                 agent=name,
                 role="explorer",
-                supervisor="root",
+                supervisor=self.home(parent),
                 temporary=True,
                 parent=parent,
                 question=question,
@@ -302,7 +354,7 @@ class Run:
             agent=name,
             causes=(cause,),
         )
-        await self.start_agent(spec)
+        await self.start_agent(spec, under=parent)
 
     async def finish_agent(
         self, batch: Batch, tick: int, name: str, result: Any, cause: int
@@ -321,21 +373,23 @@ class Run:
         )
         if self.supervises(name):
             self._finishing.add(name)  # our own record says why; the supervisor's would repeat it
-            await self.supervisor.terminate_child(name)
+            await self._sups[self.home(name)].terminate_child(name)
         self._procs.pop(name, None)
 
     def supervises(self, name: str) -> bool:
-        """Whether ``name`` is still a child of the run's supervisor. Under one_for_all and
+        """Whether ``name`` is still a child of its supervisor. Under one_for_all and
         rest_for_one, a crash elsewhere stops temporary siblings for good (OTP does not bring
-        them back), possibly after they proposed in the same tick; and once the supervisor
-        gave up (its intensity exceeded), it supervises no one: every agent is being stopped."""
-        return self._escalated is None and self.supervisor.has_child(name)
+        them back), possibly after they proposed in the same tick; once the root gave up (its
+        intensity exceeded), it supervises no one: every agent is being stopped; and a team
+        that gave up supervises no one until its parent restarts it."""
+        sup = self._sups.get(self.home(name))
+        return self._escalated is None and sup is not None and sup.running and sup.has_child(name)
 
     def kill(self, name: str, *, reason: str) -> bool:
         """Kill agent ``name`` (its supervisor decides on a restart); False if there was
         nothing to kill. An agent a group restart stopped for good earlier in the tick (a
         sibling's failure under one_for_all, say) is no longer the supervisor's child."""
-        return self.supervises(name) and self.supervisor.kill(name, reason=reason)
+        return self.supervises(name) and self._sups[self.home(name)].kill(name, reason=reason)
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -344,7 +398,10 @@ class Run:
         if isinstance(payload, AgentTerminated) and agent in self._finishing:
             self._finishing.discard(agent)
             return
-        if isinstance(payload, SupervisorEscalated):
+        if agent is not None and self.tree.is_team(agent):
+            self._on_team_event(agent, payload)
+            return
+        if isinstance(payload, SupervisorEscalated) and payload.supervisor == ROOT:
             self._escalated = payload
             for proc in self._procs.values():  # nothing will serve their requests now
                 proc.fail_pending(f"the supervisor gave up: {payload.reason}")
@@ -361,6 +418,50 @@ class Run:
             ):
                 self._reacted.add(agent)
         self._reaction.set()
+
+    def _on_team_event(self, team: str, payload: Payload) -> None:
+        """A team's supervisor as a child of its parent. Its exit is on record already (its
+        ``supervisor.escalated``, its agents' terminations); its restart is recorded as
+        ``supervisor.restarted`` and an ``agent.restarted`` for each agent it brought back."""
+        if isinstance(payload, AgentRestarted):
+            self._sup_events.append(
+                SupervisorRestarted(
+                    supervisor=team,
+                    parent=payload.supervisor,
+                    attempt=payload.attempt,
+                    reason=payload.reason,
+                )
+            )
+            for name in self._workers(team):
+                self._sup_events.append(
+                    AgentRestarted(
+                        agent=name,
+                        supervisor=self.home(name),
+                        attempt=payload.attempt,
+                        reason=f"its team {team!r} was restarted by {payload.supervisor!r}",
+                    )
+                )
+                self._reacted.add(name)
+        elif isinstance(payload, AgentFailed):
+            record = self.tree.team(team)
+            if record is not None and record.restart == "temporary":  # gone for good
+                for name in self.tree.agents_under(team):
+                    self._reacted.add(name)
+                    proc = self._procs.get(name)
+                    if proc is not None:
+                        proc.fail_pending(f"its team {team!r} gave up and is not restarted")
+        self._reaction.set()
+
+    def _workers(self, team: str) -> list[str]:
+        """The agents ``team`` (and the teams under it) runs now that the kernel drives, in
+        start order (an agent that finished is not one)."""
+        out: list[str] = []
+        for c in self._sups[team].which_children():
+            if c.kind == "supervisor":
+                out += self._workers(c.id)
+            elif c.running and c.id in self._procs:
+                out.append(c.id)
+        return out
 
     async def _await_reaction(self, name: str) -> None:
         """Wait until the supervisor has restarted (or given up on) a crashed agent."""
@@ -387,9 +488,13 @@ class Run:
         the order tasks ended, which timing decides), or as reported (``by_agent=False``,
         for what the supervisor does in an order of its own, such as stopping)."""
         events, self._sup_events = self._sup_events, []
-        if by_agent:
+        if by_agent:  # a team's own reports stand where its first agent does
             rank = {n: i for i, n in enumerate(self._order)}
-            events.sort(key=lambda e: rank.get(getattr(e, "agent", ""), len(rank)))
+            events.sort(
+                key=lambda e: self.tree.rank(
+                    getattr(e, "agent", None) or getattr(e, "supervisor", ""), rank
+                )
+            )
         for e in events:
             batch.add(e, tick=tick, agent=getattr(e, "agent", None))
 

@@ -16,11 +16,12 @@ import functools
 import getpass
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
@@ -32,15 +33,16 @@ from telic.transcript import render
 __all__ = ["Authorize", "Scope", "build_server", "local_operator"]
 
 Scope = Literal["read", "operate", "approve"]
-Authorize = Callable[[Scope], str]
-"""Returns who is acting if ``scope`` is granted; raises (a :class:`~telic.errors.TelicError`,
-whose message the client sees) otherwise."""
+Authorize = Callable[[Scope, Mapping[str, str] | None], str]
+"""``authorize(scope, headers)``: who is acting if ``scope`` is granted; raises (a
+:class:`~telic.errors.TelicError`, whose message the client sees) otherwise. ``headers`` are
+the HTTP request's (None over stdio)."""
 
 PAGE = 200
 """The most transitions one ``trace`` call returns."""
 
 
-def local_operator(scope: Scope) -> str:
+def local_operator(scope: Scope, headers: Mapping[str, str] | None = None) -> str:
     """Over stdio the client runs as the local OS user, who may do anything the CLI can."""
     return f"{getpass.getuser()}@{socket.gethostname()} via mcp"
 
@@ -73,10 +75,13 @@ def _diff(a: Any, b: Any, path: str = "") -> Iterator[dict[str, Any]]:
 
 
 def build_server(
-    db: str, *, authorize: Authorize = local_operator, name: str = "telic"
+    db: str | BaseLedger, *, authorize: Authorize = local_operator, name: str = "telic"
 ) -> MCPServer:
-    """An MCP server over the ledger at ``db`` (opened now, closed by the caller's exit)."""
-    ledger: BaseLedger = open_ledger(db)
+    """An MCP server over the ledger at ``db``: a URL (opened now, closed by the caller's
+    exit) or an open ledger (``telic serve``'s own; ``resume`` opens its URL again in a
+    worker thread)."""
+    ledger: BaseLedger = open_ledger(db) if isinstance(db, str) else db
+    url = db if isinstance(db, str) else db.url
     lock = threading.Lock()  # resume runs in a worker thread with a ledger of its own
     server = MCPServer(
         name,
@@ -103,24 +108,24 @@ def build_server(
 
     @server.tool(annotations=read_only)
     @_answering
-    async def list_runs() -> list[dict[str, Any]]:
+    async def list_runs(ctx: Context) -> list[dict[str, Any]]:
         """Every run in the ledger, oldest first: id, goal, status, parent, size, head hash."""
-        authorize("read")
+        authorize("read", ctx.headers)
         return [summary(r.id) for r in ledger.runs()]
 
     @server.tool(annotations=read_only)
     @_answering
-    async def transcript(run: str) -> str:
+    async def transcript(run: str, ctx: Context) -> str:
         """The tick-level transcript of a run (BOOT, SPAWN, TICK lines, DONE)."""
-        authorize("read")
+        authorize("read", ctx.headers)
         return "\n".join(render(ledger.read(run), total=ledger.run(run).head))
 
     @server.tool(annotations=read_only)
     @_answering
-    async def trace(run: str, from_seq: int = 1, limit: int = 50) -> dict[str, Any]:
+    async def trace(run: str, ctx: Context, from_seq: int = 1, limit: int = 50) -> dict[str, Any]:
         """A page of a run's transitions from ``from_seq`` (at most 200); ``next`` is the
         ``from_seq`` of the next page, or null at the head."""
-        authorize("read")
+        authorize("read", ctx.headers)
         head = ledger.run(run).head
         limit = max(1, min(limit, PAGE))
         if from_seq < 1 or from_seq > max(head, 1):
@@ -136,23 +141,23 @@ def build_server(
 
     @server.tool(annotations=read_only)
     @_answering
-    async def state(run: str, at: int | None = None) -> dict[str, Any]:
+    async def state(run: str, ctx: Context, at: int | None = None) -> dict[str, Any]:
         """The folded state of a run at sequence ``at`` (default: the head)."""
-        authorize("read")
+        authorize("read", ctx.headers)
         return dict(ledger.state_at(run, at))
 
     @server.tool(annotations=read_only)
     @_answering
-    async def diff(run: str, seq_a: int, seq_b: int) -> list[dict[str, Any]]:
+    async def diff(run: str, seq_a: int, seq_b: int, ctx: Context) -> list[dict[str, Any]]:
         """What changed in a run's state between two sequence numbers."""
-        authorize("read")
+        authorize("read", ctx.headers)
         return list(_diff(ledger.state_at(run, seq_a), ledger.state_at(run, seq_b)))
 
     @server.tool(annotations=read_only)
     @_answering
-    async def verify(run: str) -> dict[str, Any]:
+    async def verify(run: str, ctx: Context) -> dict[str, Any]:
         """Recompute a run's hash chain; name the first bad sequence number if it is broken."""
-        authorize("read")
+        authorize("read", ctx.headers)
         r = ledger.verify(run)
         return {
             "run": run,
@@ -165,23 +170,23 @@ def build_server(
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False))
     @_answering
-    async def fork(run: str, at: int) -> dict[str, Any]:
+    async def fork(run: str, at: int, ctx: Context) -> dict[str, Any]:
         """Fork a run after sequence ``at`` (copy-on-write); the new run records who asked."""
-        actor = authorize("operate")
+        actor = authorize("operate", ctx.headers)
         with lock:
             new_id = Kernel(ledger).fork(run, at, by=actor)
         return {"id": new_id, "parent": {"run": run, "seq": at}, "by": actor}
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False))
     @_answering
-    async def resume(run: str) -> dict[str, Any]:
+    async def resume(run: str, ctx: Context) -> dict[str, Any]:
         """Resume a run (a fork, or one interrupted) to its end with the kernel: reference
         runs on a virtual clock, spec runs with their models. Returns how it ended."""
-        actor = authorize("operate")
+        actor = authorize("operate", ctx.headers)
 
         def work() -> dict[str, Any]:
             with lock:
-                return _resume(db, run, actor)
+                return _resume(url, run, actor)
 
         return await anyio.to_thread.run_sync(work)
 
@@ -189,21 +194,22 @@ def build_server(
     @_answering
     async def runs_resource() -> list[dict[str, Any]]:
         """Every run in the ledger."""
-        authorize("read")
+        # A static resource gets no request context: the read scope is the endpoint's check
+        # (every request to telic serve's /mcp needs it); over stdio the local user may read.
         return [summary(r.id) for r in ledger.runs()]
 
     @server.resource("telic://runs/{run}/transcript", mime_type="text/plain")
     @_answering
-    async def transcript_resource(run: str) -> str:
+    async def transcript_resource(run: str, ctx: Context) -> str:
         """A run's transcript."""
-        authorize("read")
+        authorize("read", ctx.headers)
         return "\n".join(render(ledger.read(run), total=ledger.run(run).head))
 
     @server.resource("telic://runs/{run}/state", mime_type="application/json")
     @_answering
-    async def state_resource(run: str) -> dict[str, Any]:
+    async def state_resource(run: str, ctx: Context) -> dict[str, Any]:
         """A run's state at its head."""
-        authorize("read")
+        authorize("read", ctx.headers)
         return dict(ledger.state_at(run))
 
     _ = (list_runs, transcript, trace, state, diff, verify, fork, resume)

@@ -23,10 +23,13 @@ from telic.otel.convert import SCOPE, default_resource, to_readable
 from telic.otel.endpoint import (
     CAPTURE_CONTENT_VARIABLE,
     ENDPOINT_VARIABLES,
+    SDK_ONLY_VARIABLES,
     capture_content_from_env,
     endpoint_configured,
     otlp_exporter,
     resolve_traces_url,
+    sdk_only_settings,
+    timeout_from_env,
     traces_url,
 )
 from telic.otel.export import export_run, run_spans
@@ -39,6 +42,7 @@ __all__ = [
     "CAPTURE_CONTENT_VARIABLE",
     "ENDPOINT_VARIABLES",
     "SCOPE",
+    "SDK_ONLY_VARIABLES",
     "OtelProcessor",
     "OtelStats",
     "OtlpHttpSink",
@@ -55,7 +59,9 @@ __all__ = [
     "otlp_exporter",
     "resolve_traces_url",
     "run_spans",
+    "sdk_only_settings",
     "span_id",
+    "timeout_from_env",
     "to_readable",
     "trace_id",
     "traces_url",

@@ -9,10 +9,13 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 __all__ = [
     "CAPTURE_CONTENT_VARIABLE",
     "ENDPOINT_VARIABLES",
+    "SDK_ONLY_VARIABLES",
     "capture_content_from_env",
     "endpoint_configured",
     "otlp_exporter",
     "resolve_traces_url",
+    "sdk_only_settings",
+    "timeout_from_env",
     "traces_url",
 ]
 
@@ -52,6 +55,42 @@ def resolve_traces_url(endpoint: str | None = None) -> str:
         return traces
     base = os.environ.get(ENDPOINT_VARIABLES[1], "").strip()
     return traces_url(base or "http://localhost:4318")
+
+
+SDK_ONLY_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+)
+"""Settings only the SDK's ``OTLPSpanExporter`` honours (compression, TLS certificates and
+keys, a credential provider): when one is set, telic exports through the SDK's exporter."""
+
+
+def sdk_only_settings() -> list[str]:
+    """The variables of :data:`SDK_ONLY_VARIABLES` that are set."""
+    return [v for v in SDK_ONLY_VARIABLES if os.environ.get(v, "").strip()]
+
+
+def timeout_from_env(default: float = 10.0) -> float:
+    """OTEL_EXPORTER_OTLP_TRACES_TIMEOUT or OTEL_EXPORTER_OTLP_TIMEOUT (milliseconds, as the
+    specification says), in seconds; ``default`` when neither is set or readable."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        text = os.environ.get(name, "").strip()
+        if text:
+            try:
+                value = float(text) / 1000
+            except ValueError:
+                continue
+            if value > 0:
+                return value
+    return default
 
 
 def otlp_exporter(

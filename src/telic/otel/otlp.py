@@ -53,6 +53,8 @@ def _field(tag: bytes, payload: bytes) -> bytes:
 def _any_value(value: AttributeValue) -> bytes:
     if isinstance(value, str):
         return _field(b"\x0a", value.encode())
+    if isinstance(value, tuple):  # AnyValue.array_value: ArrayValue{values}
+        return _field(b"\x2a", b"".join([_field(b"\x0a", _any_value(v)) for v in value]))
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
@@ -65,8 +67,22 @@ def _key_value(key: str, value: AttributeValue) -> bytes:
     return _field(b"\x0a", key.encode()) + _field(b"\x12", _any_value(value))
 
 
+_UNIQUE_KEYS = frozenset(
+    {
+        "telic.seq",
+        "telic.proposal.seq",
+        "gen_ai.tool.call.id",
+        "telic.model.request_digest",
+        "gen_ai.response.id",
+    }
+)
+"""Attributes whose value differs on every span: encoded each time, never memoised."""
+
+_pack_times = struct.Struct("<BQBQ").pack  # Span.start_time_unix_nano, Span.end_time_unix_nano
+
+
 class _Encoder:
-    """Encodes spans, memoising attributes and per-trace prefixes."""
+    """Encodes spans, memoising attributes, names and per-trace and per-parent prefixes."""
 
     def __init__(self, resource: Resource) -> None:
         res_attrs = b"".join(
@@ -85,8 +101,22 @@ class _Encoder:
         self._attrs: dict[tuple[str, type, AttributeValue], bytes] = {}
         self._event_attrs: dict[tuple[str, type, AttributeValue], bytes] = {}
         self._traces: dict[int, bytes] = {}
+        self._parents: dict[int, bytes] = {}
+        self._names: dict[tuple[str, str], bytes] = {}
+        self._int_keys: dict[str, bytes] = {}
 
     def _attr(self, tag: bytes, key: str, value: AttributeValue) -> bytes:
+        if key in _UNIQUE_KEYS:
+            if isinstance(value, int) and not isinstance(value, bool):
+                # KeyValue{key, AnyValue{int_value}}: the key's bytes are cached, the value's
+                # varint is at most 10 bytes, so the AnyValue's length is one byte.
+                head = self._int_keys.get(key)
+                if head is None:
+                    head = self._int_keys[key] = _field(b"\x0a", key.encode()) + b"\x12"
+                v = _varint(value & _MASK64)
+                kv = head + bytes((len(v) + 1,)) + b"\x18" + v
+                return tag + _varint(len(kv)) + kv
+            return _field(tag, _key_value(key, value))
         memos = self._attrs if tag == b"\x4a" else self._event_attrs
         memo = (key, value.__class__, value)
         got = memos.get(memo)
@@ -97,28 +127,37 @@ class _Encoder:
         return got
 
     def span(self, s: SpanData) -> bytes:
-        prefix = self._traces.get(s.trace_id)
-        if prefix is None:
-            prefix = self._traces[s.trace_id] = b"\x0a\x10" + s.trace_id.to_bytes(16, "big")
+        trace = self._traces.get(s.trace_id)
+        if trace is None:
+            if len(self._traces) >= _MEMO_LIMIT:
+                self._traces.clear()
+            trace = self._traces[s.trace_id] = b"\x0a\x10" + s.trace_id.to_bytes(16, "big")
+        parent = b""
+        if s.parent_id:
+            parent = self._parents.get(s.parent_id)
+            if parent is None:
+                if len(self._parents) >= _MEMO_LIMIT:
+                    self._parents.clear()
+                parent = self._parents[s.parent_id] = b"\x22\x08" + s.parent_id.to_bytes(8, "big")
+        named = self._names.get((s.name, s.kind))
+        if named is None:
+            if len(self._names) >= _MEMO_LIMIT:
+                self._names.clear()
+            named = self._names[(s.name, s.kind)] = _field(b"\x2a", s.name.encode()) + _KIND[s.kind]
         attr = self._attr
         memo = self._attrs
         parts = [
-            prefix,
+            trace,
             b"\x12\x08",
             s.span_id.to_bytes(8, "big"),
+            parent,
+            named,
+            _pack_times(0x39, s.start_ns, 0x41, s.end_ns),
+            *[
+                memo.get((k, v.__class__, v)) or attr(b"\x4a", k, v)
+                for k, v in s.attributes.items()
+            ],
         ]
-        if s.parent_id:
-            parts.append(b"\x22\x08")
-            parts.append(s.parent_id.to_bytes(8, "big"))
-        parts.append(_field(b"\x2a", s.name.encode()))
-        parts.append(_KIND[s.kind])
-        parts.append(b"\x39")
-        parts.append(_pack_u64(s.start_ns))
-        parts.append(b"\x41")
-        parts.append(_pack_u64(s.end_ns))
-        parts.extend(
-            [memo.get((k, v.__class__, v)) or attr(b"\x4a", k, v) for k, v in s.attributes.items()]
-        )
         for e in s.events:
             body = (
                 b"\x09"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,13 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from telic.errors import ConfigError
 from telic.events.event import Event
 from telic.otel.convert import default_resource, to_readable
-from telic.otel.endpoint import capture_content_from_env, resolve_traces_url
+from telic.otel.endpoint import (
+    capture_content_from_env,
+    otlp_exporter,
+    resolve_traces_url,
+    sdk_only_settings,
+    timeout_from_env,
+)
 from telic.otel.otlp import OtlpHttpSink
 from telic.otel.spans import SpanBuilder, SpanData
 from telic.transition import Transition
@@ -71,6 +78,9 @@ class OtelStats:
     """Spans the exporter accepted."""
     failed: int
     """Spans in batches the exporter refused or failed on."""
+    cpu_s: float = 0.0
+    """CPU seconds spent building, encoding and sending spans (in whichever thread drained:
+    the worker, or the caller of ``force_flush`` and ``shutdown``)."""
 
 
 class OtelProcessor:
@@ -115,6 +125,7 @@ class OtelProcessor:
         self._dropped = 0
         self._exported = 0
         self._failed = 0
+        self._cpu_s = 0.0
 
     @classmethod
     def for_endpoint(
@@ -122,19 +133,30 @@ class OtelProcessor:
         endpoint: str | None = None,
         *,
         capture_content: bool | None = None,
-        timeout_s: float = 10.0,
+        timeout_s: float | None = None,
         max_queue: int = 200_000,
         batch_size: int = 1024,
         interval_s: float = 0.5,
     ) -> OtelProcessor:
         """A processor that posts to the OTLP/HTTP ``endpoint`` (a base URL or the traces
-        URL), or to the one the standard ``OTEL_EXPORTER_OTLP_*`` variables name.
-        ``capture_content`` defaults to OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT."""
+        URL), or to the one the standard ``OTEL_EXPORTER_OTLP_*`` variables name, with their
+        headers and timeout. ``capture_content`` defaults to
+        OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT.
+
+        Spans are encoded by telic's own encoder (:mod:`telic.otel.otlp`, several times
+        cheaper a span than the SDK's); when the environment asks for what only the SDK's
+        ``OTLPSpanExporter`` does (compression, TLS certificates, a credential provider:
+        :data:`~telic.otel.endpoint.SDK_ONLY_VARIABLES`), that exporter is used instead."""
         resource = default_resource()
-        sink = OtlpHttpSink(resolve_traces_url(endpoint), resource, timeout_s=timeout_s)
+        timeout = timeout_s if timeout_s is not None else timeout_from_env()
+        exporter: SpanExporter | SpanSink
+        if sdk_only_settings():
+            exporter = otlp_exporter(endpoint, timeout_s=timeout_s)
+        else:
+            exporter = OtlpHttpSink(resolve_traces_url(endpoint), resource, timeout_s=timeout)
         capture = capture_content_from_env() if capture_content is None else capture_content
         return cls(
-            sink,
+            exporter,
             capture_content=capture,
             resource=resource,
             max_queue=max_queue,
@@ -144,7 +166,7 @@ class OtelProcessor:
 
     @property
     def stats(self) -> OtelStats:
-        return OtelStats(len(self._queue), self._dropped, self._exported, self._failed)
+        return OtelStats(len(self._queue), self._dropped, self._exported, self._failed, self._cpu_s)
 
     # -- the event kernel's side -----------------------------------------------------------
 
@@ -170,7 +192,9 @@ class OtelProcessor:
             self._worker.join()
         with self._lock:
             self._drain()
+            c0 = time.thread_time()
             self._export(self._builder.close())
+            self._cpu_s += time.thread_time() - c0
         self.sink.close()
 
     def force_flush(self) -> OtelStats:
@@ -194,11 +218,15 @@ class OtelProcessor:
 
     def _drain(self) -> None:
         queue = self._queue
+        if not queue:
+            return
+        c0 = time.thread_time()
         while queue:
             n = min(len(queue), self._batch_size * 4)
             popleft = queue.popleft
             batch = [popleft() for _ in range(n)]
             self._export(self._builder.feed(batch))
+        self._cpu_s += time.thread_time() - c0
 
     def _export(self, spans: list[SpanData]) -> None:
         size = self._batch_size

@@ -30,6 +30,9 @@ import orjson
 from opentelemetry.semconv._incubating.attributes import (  # pyright: ignore[reportMissingTypeStubs]
     gen_ai_attributes as gen_ai,
 )
+from opentelemetry.semconv._incubating.attributes import (  # pyright: ignore[reportMissingTypeStubs]
+    mcp_attributes as mcp,
+)
 from opentelemetry.semconv.attributes import error_attributes
 
 from telic.otel.ids import SpanRole, run_key, span_id, trace_id
@@ -37,8 +40,8 @@ from telic.transition import Transition
 
 __all__ = ["AttributeValue", "SpanBuilder", "SpanData", "SpanEvent"]
 
-AttributeValue = str | bool | int | float
-"""What an attribute may hold (OpenTelemetry's primitive attribute values)."""
+AttributeValue = str | bool | int | float | tuple[str, ...]
+"""What an attribute may hold (OpenTelemetry's primitive values, and arrays of strings)."""
 
 # semantic-conventions 0.6x marks the GenAI names deprecated: they moved to the GenAI
 # conventions' own repository, unchanged. They are still the published constants.
@@ -51,6 +54,15 @@ _AGENT_NAME = gen_ai.GEN_AI_AGENT_NAME
 _AGENT_ID = gen_ai.GEN_AI_AGENT_ID
 _CONVERSATION = gen_ai.GEN_AI_CONVERSATION_ID
 _ERROR_TYPE = error_attributes.ERROR_TYPE
+_TOOLS_CALL: str = mcp.McpMethodNameValues.TOOLS_CALL.value  # pyright: ignore[reportDeprecated]
+# Token counts of a model call: the record's field, and its attribute.
+_USAGE = (
+    ("input_tokens", gen_ai.GEN_AI_USAGE_INPUT_TOKENS),
+    ("output_tokens", gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS),
+    ("cached_input_tokens", gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+    ("cache_write_tokens", gen_ai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
+    ("reasoning_tokens", gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+)
 
 SWARM = "telic"
 """The agent name of a run segment span (the swarm as one agent)."""
@@ -77,6 +89,7 @@ _EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "run.paused": ("reason",),
     "run.forked": ("parent", "at"),
 }
+_TURN = SpanRole.TURN
 _ENDS = {"run.completed": "completed", "run.failed": "failed", "run.stopped": "stopped"}
 _TOOL_ENDS = frozenset({"tool.completed", "tool.failed", "tool.timeout", "tool.unknown"})
 _EFFECTS = frozenset({"memory.updated", "plan.updated", "belief.updated", "observation.recorded"})
@@ -145,7 +158,7 @@ class _Open:
         self.start = start
         self.end = start
         self.attributes = attributes
-        self.events: list[SpanEvent] = []
+        self.events: list[SpanEvent] | None = None  # most spans have none: made on demand
         self.error: str | None = None
         self.kind: Literal["internal", "client"] = kind
 
@@ -177,8 +190,8 @@ class _RunTrace:
         self.last_ns = 0
         self.ended = False
         """The run ended: what follows (agents stopping) belongs to no segment."""
-        self.agents: dict[str, tuple[str, str]] = {}
-        """By agent: its turn spans' name and ``gen_ai.agent.id`` (made once)."""
+        self.agents: dict[str, tuple[str, dict[str, AttributeValue]]] = {}
+        """By agent: its turn spans' name and the attributes every turn has (made once)."""
 
 
 def _content(value: Any) -> str:
@@ -189,6 +202,43 @@ def _attr(value: Any) -> AttributeValue:
     if isinstance(value, str | bool | int | float):
         return value
     return _content(value)
+
+
+def _failure_type(error: str) -> str:
+    """A low-cardinality ``error.type`` for a model attempt that got no HTTP answer (the
+    message, with its URL and details, is the span's status description)."""
+    if error.startswith("no response within"):
+        return "timeout"
+    if error.startswith("cannot reach"):
+        return "connection_error"
+    if error.startswith("unreadable response"):
+        return "malformed_response"
+    return "_OTHER"  # the conventions' fallback value
+
+
+def _response_attributes(response: Any, attrs: dict[str, AttributeValue]) -> None:
+    """``gen_ai.response.id``, ``.model`` and ``.finish_reasons`` from a provider's reply
+    (Chat Completions, Anthropic Messages, the Responses API), when it has them."""
+    if not isinstance(response, dict):
+        return
+    reply: dict[str, Any] = response  # pyright: ignore[reportUnknownVariableType]
+    rid = reply.get("id")
+    if isinstance(rid, str):
+        attrs[gen_ai.GEN_AI_RESPONSE_ID] = rid
+    model = reply.get("model")
+    if isinstance(model, str):
+        attrs[gen_ai.GEN_AI_RESPONSE_MODEL] = model
+    reasons: list[str] = []
+    choices = reply.get("choices")
+    if isinstance(choices, list):
+        for c in choices:  # pyright: ignore[reportUnknownVariableType]
+            if isinstance(c, dict) and isinstance(c.get("finish_reason"), str):  # pyright: ignore[reportUnknownMemberType]
+                reasons.append(c["finish_reason"])  # pyright: ignore[reportUnknownArgumentType]
+    for key in ("stop_reason", "status"):  # Anthropic; the Responses API
+        if isinstance(reply.get(key), str):
+            reasons.append(reply[key])
+    if reasons:
+        attrs[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(reasons)
 
 
 class SpanBuilder:
@@ -229,13 +279,17 @@ class SpanBuilder:
         ns = t.ts * 1000
         rt.last_ns = ns
         data = t.data
-        if kind == "proposal.made" or kind == "model.called":
+        if kind == "proposal.made" or kind == "model.called" or kind == "model.failed":
             turn = rt.turns.get(data["agent"])
             if turn is None:
                 turn = self._open_turn(rt, t, ns, data["agent"])
             turn.end = ns
-            if kind == "model.called":
-                done.append(self._chat(rt, t, ns, turn.sid, data))
+            if kind != "proposal.made":
+                chat = self._chat(rt, t, ns, turn.sid, data)
+                done.append(chat)
+                a = turn.attributes
+                a[gen_ai.GEN_AI_PROVIDER_NAME] = chat.attributes[gen_ai.GEN_AI_PROVIDER_NAME]
+                a[gen_ai.GEN_AI_REQUEST_MODEL] = chat.attributes[gen_ai.GEN_AI_REQUEST_MODEL]
             else:
                 a = turn.attributes
                 a["telic.proposal.seq"] = t.seq
@@ -345,20 +399,18 @@ class SpanBuilder:
             seg = self._open_segment(rt, t, ns)
         names = rt.agents.get(agent)
         if names is None:
-            names = rt.agents[agent] = (f"{_INVOKE_AGENT} {agent}", f"{rt.run}/{agent}")
-        turn = _Open(
-            names[0],
-            span_id(rt.key, t.seq, SpanRole.TURN),
-            seg.sid,
-            ns,
-            {
-                _OP: _INVOKE_AGENT,
-                _AGENT_NAME: agent,
-                _AGENT_ID: names[1],
-                _CONVERSATION: rt.run,
-                "telic.tick": t.tick,
-            },
-        )
+            names = rt.agents[agent] = (
+                f"{_INVOKE_AGENT} {agent}",
+                {
+                    _OP: _INVOKE_AGENT,
+                    _AGENT_NAME: agent,
+                    _AGENT_ID: f"{rt.run}/{agent}",
+                    _CONVERSATION: rt.run,
+                },
+            )
+        attrs = names[1].copy()
+        attrs["telic.tick"] = t.tick
+        turn = _Open(names[0], span_id(rt.key, t.seq, _TURN), seg.sid, ns, attrs)
         rt.turns[agent] = turn
         return turn
 
@@ -371,6 +423,8 @@ class SpanBuilder:
     def _chat(
         self, rt: _RunTrace, t: Transition, ns: int, parent: int, data: dict[str, Any]
     ) -> SpanData:
+        """A ``chat`` span for a model call: an answer (``model.called``) or a try that got
+        none (``model.failed``: a 429, a 5xx, a timeout, a reset), each an attempt."""
         model: str = data["model"]
         provider, sep, name = model.partition(":")
         if not sep:
@@ -379,18 +433,34 @@ class SpanBuilder:
             _OP: _CHAT,
             gen_ai.GEN_AI_PROVIDER_NAME: provider,
             gen_ai.GEN_AI_REQUEST_MODEL: name,
-            gen_ai.GEN_AI_USAGE_INPUT_TOKENS: data["input_tokens"],
-            gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS: data["output_tokens"],
             _CONVERSATION: rt.run,
-            "telic.model.cost": data["cost"],
             "telic.model.attempt": data["attempt"],
             "telic.model.request_digest": data["request_digest"],
         }
-        error = data.get("error")
-        if error is not None:
-            attrs[_ERROR_TYPE] = "malformed_output"
-        if self.capture_content:
-            attrs[gen_ai.GEN_AI_OUTPUT_MESSAGES] = _content(data["response"])
+        if t.kind == "model.failed":
+            status = data.get("status")
+            error: str | None = data["error"]
+            attrs[_ERROR_TYPE] = str(status) if status is not None else _failure_type(data["error"])
+            if data.get("retry_after_s") is not None:
+                attrs["telic.model.retry_after_s"] = data["retry_after_s"]
+            if data.get("wait_s") is not None:
+                attrs["telic.model.wait_s"] = data["wait_s"]
+        else:
+            for field, key in _USAGE:
+                value = data.get(field)
+                if value is not None:
+                    attrs[key] = value
+            attrs["telic.model.cost"] = data["cost"]
+            if "currency" in data:
+                attrs["telic.model.currency"] = data["currency"]
+                attrs["telic.model.cost_known"] = data["cost_known"]
+            attrs["telic.model.retries"] = data.get("retries", 0)
+            _response_attributes(data["response"], attrs)
+            error = data.get("error")
+            if error is not None:
+                attrs[_ERROR_TYPE] = "malformed_output"
+            if self.capture_content:
+                attrs[gen_ai.GEN_AI_OUTPUT_MESSAGES] = _content(data["response"])
         latency_ns = int(float(data["latency_ms"]) * 1_000_000)
         return SpanData(
             rt.trace,
@@ -423,6 +493,14 @@ class SpanBuilder:
             "telic.tool.attempt": data.get("attempt", 1),
             "telic.tool.idempotent": data.get("idempotent", False),
         }
+        source: str = data.get("source", "")
+        if source:
+            attrs["telic.tool.source"] = source
+            if source.startswith("mcp:"):  # a tools/call of an MCP server
+                attrs[mcp.MCP_METHOD_NAME] = _TOOLS_CALL
+        version: str = data.get("version", "")
+        if version:
+            attrs["telic.tool.version"] = version
         if self.capture_content:
             attrs[gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS] = _content(data["args"])
         previous = rt.tools.pop(data["call_id"], None)
@@ -483,6 +561,8 @@ class SpanBuilder:
             if kind == "proposal.rejected":
                 target.attributes["telic.proposal.verdict"] = "rejected"
                 target.attributes["telic.proposal.check"] = data["check"]
+        if target.events is None:
+            target.events = []
         target.events.append(SpanEvent(kind, ns, attrs))
 
     def _finish(self, rt: _RunTrace, s: _Open) -> SpanData:
@@ -495,6 +575,6 @@ class SpanBuilder:
             s.start,
             s.end,
             s.attributes,
-            tuple(s.events),
+            tuple(s.events) if s.events else (),
             s.error,
         )

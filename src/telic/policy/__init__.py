@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from annotated_types import Ge, Gt, Le
 
 from telic.policy.checks import (
     AllowlistCheck,
@@ -57,13 +59,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Policy:
-    """The kernel's rules for one run."""
+    """The kernel's rules for one run.
 
-    max_proposal_bytes: int = 64 * 1024
-    loop_repeats: int = 3
+    The bounds in the field types (``Ge``, ``Gt``, ``Le``) are what a run spec's ``[policy]``
+    table is validated against (:mod:`telic.spec` derives its entries from this class)."""
+
+    max_proposal_bytes: Annotated[int, Ge(256)] = 64 * 1024
+    """The largest proposal (its JSON) a mind may make."""
+    loop_repeats: Annotated[int, Ge(2)] = 3
     """The same proposal this many times in a row is a loop."""
-    stall_ticks: int = 5
-    """No progress for this many ticks stops the run."""
+    stall_ticks: Annotated[int, Ge(0)] = 5
+    """No progress for this many ticks stops the run; 0 never stops it."""
     extra: tuple[Check, ...] = ()
     """User checks, run after the built-in per-proposal checks."""
     resolver: Resolver = field(default_factory=FirstByOrder)
@@ -72,18 +78,18 @@ class Policy:
     """Resolution by resource (exact name, or a prefix ending in ``*``, e.g. ``plan:*``)."""
     verifier: Verifier | None = field(default_factory=RuleVerifier)
     """Grounding of claims; None turns it off."""
-    exploration_threshold: float = 0.5
+    exploration_threshold: Annotated[float, Ge(0), Le(1)] = 0.5
     """Proposals less confident than this spawn an explorer instead of being executed."""
-    warn_at: float = 0.8
+    warn_at: Annotated[float, Gt(0), Le(1)] = 0.8
     """Fraction of a budget dimension that records a warning."""
-    approval_timeout_s: float | None = None
+    approval_timeout_s: Annotated[float, Gt(0)] | None = None
     """How long a high-impact call waits for a decision; then no answer means deny. None
     (the default): the run stays parked, durably, until someone decides."""
     fail_agent_on_tool_error: bool = True
     """A tool failure or timeout crashes the calling agent (its supervisor restarts it)."""
-    mind_timeout_s: float = 60.0
+    mind_timeout_s: Annotated[float, Gt(0)] = 60.0
     """A mind that takes longer is treated as failed."""
-    cancel_grace_s: float = 1.0
+    cancel_grace_s: Annotated[float, Ge(0)] = 1.0
     """How long a mind, tool or approver past its deadline has to end once cancelled; one
     that swallows the cancellation is then abandoned (see ``Kernel.abandoned``)."""
 

@@ -2,7 +2,8 @@
 
 A resolution policy is named (the name goes on record in ``conflict.resolved``) and picks one
 winner among the candidates, with a reason. Three ship: the budgeter's (cheapest that fits what
-is left of the budget), priority by role, and first by order.
+is left of the budget; where a candidate's cost is read from is its configuration), priority
+by role, and first by order.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from telic.errors import ConfigError
 from telic.proposal import Proposal
 
 __all__ = [
+    "COST_FIELDS",
     "Budgeter",
     "Candidate",
     "FirstByOrder",
@@ -55,16 +58,29 @@ class Resolver(Protocol):
     ) -> Resolution: ...
 
 
-def _cost(c: Candidate) -> float | None:
+COST_FIELDS = ("total", "price", "cost")
+"""Where :class:`Budgeter` looks for a candidate's cost in its proposed value, by default."""
+
+
+def _cost(c: Candidate, fields: Sequence[str]) -> float | None:
     if c.proposal.cost is not None:
         return c.proposal.cost
     value = c.proposal.args.get("value")
     if isinstance(value, dict):
-        for key in ("total_chf", "total", "price", "cost"):
+        for key in fields:
             v = value.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return float(v)
     return None
+
+
+def _field_names(value: object) -> bool:
+    """Whether ``value`` is a non-empty tuple of non-empty strings (checked at run time: a
+    caller may pass anything)."""
+    if not isinstance(value, tuple) or not value:
+        return False
+    items: tuple[object, ...] = value  # pyright: ignore[reportUnknownVariableType]
+    return all(isinstance(f, str) and f for f in items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +93,15 @@ class Budgeter:
     left: Callable[[Mapping[str, Any]], float] | None = None
     """What is left, from the state (e.g. a trip budget minus what the plan already spends);
     by default the run's own budget in :attr:`dimension` minus what was spent."""
+    cost_fields: tuple[str, ...] = COST_FIELDS
+    """A candidate without a stated ``cost`` costs the first of these fields of its proposed
+    value that holds a number (the reference run's plans state ``total_chf``)."""
+
+    def __post_init__(self) -> None:
+        if not _field_names(self.cost_fields):
+            raise ConfigError(
+                f"Budgeter cost_fields must be a tuple of field names, not {self.cost_fields!r}"
+            )
 
     def resolve(
         self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]
@@ -84,7 +109,7 @@ class Budgeter:
         left = None if self.left is None else self.left(state)
         if left is None and self.dimension in state["budget"]:
             left = state["budget"][self.dimension] - state["spent"].get(self.dimension, 0.0)
-        priced = [(c, _cost(c)) for c in candidates]
+        priced = [(c, _cost(c, self.cost_fields)) for c in candidates]
         known = sorted(
             ((cost, c.order, c) for c, cost in priced if cost is not None),
             key=lambda x: (x[0], x[1]),

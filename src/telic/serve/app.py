@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.routing import Route
 
 from telic.access import TokenStore
 from telic.clock import Clock, SystemClock
@@ -28,6 +29,9 @@ from telic.serve import problems
 from telic.serve.context import Context, Settings
 from telic.serve.host import Host
 from telic.serve.limits import AuditCalls, LimitBody
+from telic.serve.mcp import PATH as MCP_PATH
+from telic.serve.mcp import McpEndpoint
+from telic.serve.mcp import available as mcp_available
 from telic.serve.routes import approvals, dashboard, reading, runs, streams
 from telic.serve.routes.streams import FrameCache
 
@@ -51,6 +55,11 @@ def create_app(
     cfg = settings or Settings()
     extra = tuple(processors)
     clk: Clock = clock or SystemClock()
+    mcp_endpoint = (
+        McpEndpoint(anonymous_read=cfg.anonymous_read, host=cfg.host)
+        if cfg.mcp and mcp_available()
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncGenerator[None]:
@@ -73,7 +82,10 @@ def create_app(
                 if cfg.resume_hosted:
                     await host.resume_served()
                 try:
-                    yield
+                    async with contextlib.AsyncExitStack() as stack:
+                        if mcp_endpoint is not None:
+                            await stack.enter_async_context(mcp_endpoint.running(led, tokens))
+                        yield
                 finally:
                     watch.cancel()
                     for task in list(host.tasks()):
@@ -94,6 +106,11 @@ def create_app(
     problems.install(app)
     for module in (runs, reading, streams, approvals):
         app.include_router(module.router)
+
+    if mcp_endpoint is not None:
+        # An ASGI app as the endpoint: Starlette hands it the request as it came.
+        endpoint: Any = mcp_endpoint
+        app.router.routes.append(Route(MCP_PATH, endpoint, methods=["GET", "POST", "DELETE"]))
 
     @app.get("/health", tags=["health"], summary="Liveness (no token needed)")
     async def health() -> dict[str, str]:  # pyright: ignore[reportUnusedFunction]

@@ -41,6 +41,11 @@ class Settings:
     """Where specs posted to ``POST /runs`` are kept (resume rebuilds runs from them)."""
     resume_hosted: bool = True
     """On start, resume the runs a server was driving when it stopped."""
+    mcp: bool = True
+    """Serve telic as an MCP server over streamable HTTP at ``/mcp`` (with the mcp extra)."""
+    host: str = "127.0.0.1"
+    """The address the server is bound to (the MCP endpoint guards loopback against DNS
+    rebinding by the Host header)."""
 
 
 @dataclass(slots=True)

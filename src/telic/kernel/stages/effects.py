@@ -102,7 +102,13 @@ def start_call(t: Tick, agent: str, tool: Tool, raw_args: dict[str, Any], cause:
     call_id = f"c{t.batch.next_seq}"
     started = t.batch.add(
         ToolStarted(
-            call_id=call_id, agent=agent, tool=tool.name, args=args, idempotent=tool.idempotent
+            call_id=call_id,
+            agent=agent,
+            tool=tool.name,
+            args=args,
+            idempotent=tool.idempotent,
+            source=tool.source,
+            version=tool.version,
         ),
         tick=t.number,
         agent=agent,

@@ -79,6 +79,8 @@ async def execute(t: Tick, calls: Sequence[ToolCall]) -> Executed:
                         args=c.args,
                         idempotent=c.tool.idempotent,
                         attempt=c.attempt,
+                        source=c.tool.source,
+                        version=c.tool.version,
                     ),
                     tick=tick,
                     agent=c.agent,

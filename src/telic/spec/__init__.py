@@ -1,8 +1,9 @@
 """Run specs: a swarm described in a TOML file, for ``telic run SPEC [--model MODEL]``.
 
 A spec names the goal, the agents (role, tools, restart, priority, and a model or a mind by
-import path), the tools (import paths), the budget, the policy, and the run's functions (return
-condition, progress, artifacts) by import path. :func:`load_spec` reads and validates it;
+import path), their supervision tree (teams), the tools (import paths), the budget, the policy,
+and the run's functions (return condition, progress, artifacts) by import path (the tables are
+in :mod:`telic.spec.entries`). :func:`load_spec` reads and validates it;
 :func:`build_run` turns it into a :class:`~telic.kernel.RunConfig` with model minds::
 
     built = build_run("examples/trip.toml", model="openai:gpt-4.1-mini", clock=SystemClock())
@@ -27,14 +28,15 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 import telic.prompts
 from telic.clock import Clock
-from telic.errors import ConfigError, SpecError, TelicError
-from telic.kernel import AgentSpec, Artifact, Budget, RunConfig
+from telic.errors import ConfigError, SpecError, TelicError, TreeInvalid
+from telic.kernel import AgentSpec, Artifact, Budget, RunConfig, Team
+from telic.kernel.tree import plan
 from telic.minds.base import Mind
 from telic.minds.factory import model_mind, shared_scheduler
 from telic.minds.model import ModelMind
@@ -42,6 +44,16 @@ from telic.minds.providers import parse_model, resolve_provider
 from telic.minds.scheduler import Limits, Scheduler
 from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, Resolver
 from telic.reducer import State
+from telic.spec.entries import (
+    AgentEntry,
+    BudgetEntry,
+    McpServerEntry,
+    PolicyEntry,
+    ResolverName,
+    RunSpec,
+    TeamEntry,
+    derived_fields,
+)
 from telic.tools import Tool
 
 __all__ = [
@@ -52,137 +64,12 @@ __all__ = [
     "PolicyEntry",
     "RecordedSpec",
     "RunSpec",
+    "TeamEntry",
     "build_run",
     "load_object",
     "load_spec",
     "recorded_spec",
 ]
-
-ResolverName = Literal["budgeter", "priority", "first"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class AgentEntry(_Strict):
-    """One ``[[agents]]`` table."""
-
-    name: str = Field(min_length=1)
-    role: str = Field(min_length=1)
-    tools: list[str] = Field(default_factory=list[str])
-    """Names of the tools this agent may call (provided by the spec's ``tools``)."""
-    restart: Literal["permanent", "transient", "temporary"] = "permanent"
-    priority: int = 0
-    model: str | None = None
-    """This agent's model string; by default the spec's ``model`` (or ``--model``)."""
-    mind: str | None = None
-    """An import path (``module:name``) to a Mind, or to a zero-argument factory of one,
-    instead of a model."""
-    prompt: str | None = None
-    """A role prompt replacing the shipped (or ``prompts_dir``) one, for a model mind."""
-
-
-class BudgetEntry(_Strict):
-    """The ``[budget]`` table; an absent dimension is unlimited."""
-
-    tokens: float | None = Field(default=None, ge=0)
-    cost: float | None = Field(default=None, ge=0)
-    tool_calls: float | None = Field(default=None, ge=0)
-    ticks: float | None = Field(default=None, ge=0)
-    wall_s: float | None = Field(default=None, ge=0)
-    currency: str = "USD"
-    rates: dict[str, float] = Field(default_factory=dict[str, float])
-    """Units of ``currency`` per unit of another currency, e.g. ``{ USD = 0.80 }`` for a CHF
-    budget: model prices (USD) are converted at these rates; a mismatch without one is an
-    error."""
-
-
-class PolicyEntry(_Strict):
-    """The ``[policy]`` table (see :class:`telic.policy.Policy`)."""
-
-    exploration_threshold: float = Field(default=0.5, ge=0, le=1)
-    stall_ticks: int = Field(default=5, ge=1)
-    loop_repeats: int = Field(default=3, ge=2)
-    warn_at: float = Field(default=0.8, gt=0, le=1)
-    approval_timeout_s: float | None = Field(default=None, gt=0)
-    """How long a high-impact call waits for a decision; none: until one comes."""
-    mind_timeout_s: float = Field(default=60.0, gt=0)
-    max_proposal_bytes: int = Field(default=64 * 1024, ge=256)
-    fail_agent_on_tool_error: bool = True
-    resolver: ResolverName = "first"
-    """Conflict resolution for resources without an entry in ``resolvers``."""
-    resolvers: dict[str, ResolverName] = Field(default_factory=dict[str, ResolverName])
-    """By resource: an exact name or a prefix ending in ``*`` (``"plan:*" = "budgeter"``)."""
-    budgeter_left: str | None = None
-    """Import path of ``(state) -> float``: what the budgeter policy may still spend."""
-    ranks: dict[str, int] = Field(default_factory=dict[str, int])
-    """Role ranks for the ``priority`` resolver (higher wins)."""
-
-
-class McpServerEntry(_Strict):
-    """One ``[[mcp_servers]]`` table: an MCP server whose tools the agents may use."""
-
-    name: str = Field(min_length=1)
-    command: list[str] | None = Field(default=None, min_length=1)
-    """A stdio server's command and arguments (run in the spec's directory)."""
-    url: str | None = None
-    """A streamable HTTP server's URL."""
-    env: dict[str, str] = Field(default_factory=dict[str, str])
-    timeout_s: float = Field(default=30.0, gt=0)
-    """The kernel's timeout of each call."""
-    connect_timeout_s: float = Field(default=30.0, gt=0)
-    tools: list[str] | None = None
-    """Only these tools of the server (default: all)."""
-    high_impact: list[str] = Field(default_factory=list[str])
-    """Tools that need approval besides those marked destructiveHint."""
-    idempotent: list[str] = Field(default_factory=list[str])
-    prefix: str = ""
-    """Prepended to the server's tool names."""
-
-
-class RunSpec(_Strict):
-    """A whole spec file."""
-
-    goal: str = Field(min_length=1)
-    model: str | None = None
-    """The default model of every agent without its own ``model`` or ``mind``."""
-    agents: list[AgentEntry] = Field(min_length=1)
-    tools: str | list[str] = Field(default_factory=list[str])
-    """Import paths, each to a Tool, a list of Tools, or a zero-argument factory of either."""
-    high_impact: list[str] = Field(default_factory=list[str])
-    """Names of tools whose calls wait for a human decision (besides those marked so)."""
-    mcp_servers: list[McpServerEntry] = Field(default_factory=list[McpServerEntry])
-    """MCP servers whose tools join ``tools`` (needs ``telic[mcp]``)."""
-    budget: BudgetEntry = Field(default_factory=BudgetEntry)
-    policy: PolicyEntry = Field(default_factory=PolicyEntry)
-    scheduler: dict[str, Any] | None = None
-    """Limits of the model endpoints (:class:`telic.minds.Limits` fields)."""
-    return_condition: str | None = None
-    return_description: str | None = None
-    progress: str | None = None
-    artifacts: str | None = None
-    explorer: str | None = None
-    """Import path of ``(question, parent AgentSpec) -> Mind``; by default a model mind."""
-    explorer_model: str | None = None
-    """The explorers' model (default: the spec's model)."""
-    strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
-    intensity: int = Field(default=3, ge=0)
-    period_s: float = Field(default=5.0, gt=0)
-    seed: int | None = None
-    structured: Literal["tool", "json"] = "tool"
-    api: Literal["chat", "responses"] = "chat"
-    """For OpenAI-compatible models: Chat Completions or the Responses API."""
-    max_tokens: int = Field(default=1024, ge=1)
-    temperature: float | None = Field(default=None, ge=0)
-    prompts_dir: str | None = None
-    """A directory of role prompts (``<role>.md``), relative to the spec file."""
-    instructions: str | None = None
-    """Text appended to every model agent's role prompt (explorers included): what the run
-    expects of the plan, for example."""
-    prices: str | dict[str, Any] | None = None
-    """A price table: a TOML path relative to the spec file, or an inline table."""
-
 
 # -- loading -------------------------------------------------------------------------------
 
@@ -379,6 +266,7 @@ class _Models:
 
     def __init__(self, spec: RunSpec, base: Path, clock: Clock | None, where: str) -> None:
         self.spec = spec
+        self.budget = Budget(**derived_fields(spec.budget))
         self.clock = clock
         self.where = where
         self.made: list[ModelMind] = []
@@ -423,8 +311,8 @@ class _Models:
                 max_tokens=self.spec.max_tokens,
                 temperature=self.spec.temperature,
                 clock=self.clock,
-                currency=self.spec.budget.currency,
-                rates=self.spec.budget.rates,
+                currency=self.budget.currency,
+                rates=self.budget.rates,
                 api=self.spec.api,
             )
         except ConfigError as exc:
@@ -436,33 +324,34 @@ class _Models:
 def _mind_timeout(spec: RunSpec, limits: Limits, where: str) -> float:
     """The mind timeout: every try the retry policy allows must fit in it (else they never
     run). Unset in the spec, it is what they need."""
+    asked: float = derived_fields(spec.policy)["mind_timeout_s"]
     tries = limits.max_retries + 1
     need = 0.0
     fit = 0
     for k in range(1, tries + 1):
         need += limits.timeout_s
-        if need <= spec.policy.mind_timeout_s:
+        if need <= asked:
             fit = k
         if k < tries:
             need += min(limits.backoff_s * 2 ** (k - 1), limits.max_backoff_s)
     if all(a.mind is not None for a in spec.agents):  # no model minds: nothing to fit
-        return spec.policy.mind_timeout_s
+        return asked
     if "mind_timeout_s" not in spec.policy.model_fields_set:
-        return max(spec.policy.mind_timeout_s, need)
+        return max(asked, need)
     if fit < tries:
         raise SpecError(
             where,
-            f"policy.mind_timeout_s = {spec.policy.mind_timeout_s:g} leaves time for {fit} of "
+            f"policy.mind_timeout_s = {asked:g} leaves time for {fit} of "
             f"the {tries} tries [scheduler] allows (timeout_s = {limits.timeout_s:g} each, "
             f"max_retries = {limits.max_retries}, with back-off): raise mind_timeout_s to at "
             f"least {need:g}, or lower timeout_s or max_retries",
         )
-    return spec.policy.mind_timeout_s
+    return asked
 
 
 def _resolver(name: ResolverName, policy: PolicyEntry, left: Any) -> Resolver:
     if name == "budgeter":
-        return Budgeter(left=left)
+        return Budgeter(left=left, cost_fields=policy.budgeter_cost)
     if name == "priority":
         return PriorityByRole(ranks=dict(policy.ranks))
     return FirstByOrder()
@@ -621,27 +510,34 @@ def _config(
     tools = [
         dataclasses.replace(t, high_impact=True) if t.name in spec.high_impact else t for t in tools
     ]
-    names = [a.name for a in spec.agents]
+    drafts = [(a, derived_fields(a)) for a in spec.agents]  # the AgentSpec fields of each
+    names: list[str] = [f["name"] for _, f in drafts]
     for n in names:
         if names.count(n) > 1:
             raise SpecError(where, f"two agents are named {n!r}; agent names must be unique")
+    teams = [Team(**derived_fields(t)) for t in spec.teams]
+    try:  # the tree before any mind is loaded or made
+        plan([(f["name"], f["role"]) for _, f in drafts], teams)
+    except TreeInvalid as exc:
+        raise SpecError(where, str(exc)) from None
     loaded: dict[str, Mind] = {}
-    for a in spec.agents:
-        for t in a.tools:
+    for a, f in drafts:
+        name: str = f["name"]
+        for t in f["tools"]:
             if t not in known:
                 raise SpecError(
                     where,
-                    f"agent {a.name!r} lists tool {t!r}, which no tools entry provides "
+                    f"agent {name!r} lists tool {t!r}, which no tools entry provides "
                     f"(known: {', '.join(known) or 'none'})",
                 )
         if a.mind is not None and a.model is not None:
-            raise SpecError(where, f"agent {a.name!r} has both mind and model; keep one")
+            raise SpecError(where, f"agent {name!r} has both mind and model; keep one")
         if a.mind is not None:
-            loaded[a.name] = _mind_from(a.mind, a.name, where)
+            loaded[name] = _mind_from(a.mind, name, where)
         elif (a.model or default_model) is None:
             raise SpecError(
                 where,
-                f'agent {a.name!r} has no model: set model = "provider:model" in the spec '
+                f'agent {name!r} has no model: set model = "provider:model" in the spec '
                 "(or on the agent), or pass --model",
             )
 
@@ -649,27 +545,12 @@ def _config(
     left = None
     if p.budgeter_left is not None:
         left = _callable(p.budgeter_left, what="policy.budgeter_left", where=where)
+    fields = derived_fields(p)
+    fields["mind_timeout_s"] = models.mind_timeout_s
     policy = Policy(
-        max_proposal_bytes=p.max_proposal_bytes,
-        loop_repeats=p.loop_repeats,
-        stall_ticks=p.stall_ticks,
+        **fields,
         resolver=_resolver(p.resolver, p, left),
         resolvers={k: _resolver(v, p, left) for k, v in p.resolvers.items()},
-        exploration_threshold=p.exploration_threshold,
-        warn_at=p.warn_at,
-        approval_timeout_s=p.approval_timeout_s,
-        fail_agent_on_tool_error=p.fail_agent_on_tool_error,
-        mind_timeout_s=models.mind_timeout_s,
-    )
-    b = spec.budget
-    budget = Budget(
-        tokens=b.tokens,
-        cost=b.cost,
-        tool_calls=b.tool_calls,
-        ticks=b.ticks,
-        wall_s=b.wall_s,
-        currency=b.currency,
-        rates=dict(b.rates),
     )
 
     explorer: Callable[[str, AgentSpec], Mind] | None = None
@@ -705,28 +586,23 @@ def _config(
             _callable(spec.artifacts, what="artifacts", where=where),
         )
 
-    agents = [
-        AgentSpec(
-            name=a.name,
-            role=a.role,
-            mind=loaded.get(a.name)
-            or models.make(cast(str, a.model or default_model), role=a.role, role_prompt=a.prompt),
-            tools=tuple(a.tools),
-            restart=a.restart,
-            priority=a.priority,
+    agents: list[AgentSpec] = []
+    for a, f in drafts:
+        mind = loaded.get(f["name"]) or models.make(
+            cast(str, a.model or default_model), role=f["role"], role_prompt=a.prompt
         )
-        for a in spec.agents
-    ]
+        agents.append(AgentSpec(**f, mind=mind))
     config = RunConfig(
         goal=spec.goal,
         agents=agents,
         tools=tools,
-        budget=budget,
+        budget=models.budget,
         policy=policy,
         explorer=explorer,
         strategy=spec.strategy,
         intensity=spec.intensity,
         period_s=spec.period_s,
+        teams=teams,
         seed=spec.seed,
         **extra,
     )
