@@ -355,7 +355,7 @@ class BaseLedger(abc.ABC):
         seq = info.head
         rows: list[Row] = []
         out: list[Transition] = []
-        mine: list[Transition] = []
+        mine: list[tuple[int, int, str | None, str, tuple[int, ...], int, bytes, bytes, bytes]] = []
         loads = orjson.loads
         snapshots: list[Snapshot] = []
         blobs: list[tuple[str, bytes]] = []
@@ -390,14 +390,36 @@ class BaseLedger(abc.ABC):
             )
             out.append(t)
             # The head fold keeps values of its own: ``t`` goes back to the caller (and on
-            # to subscribers), who must not reach a future snapshot through it.
-            mine.append(t._replace(data=loads(raw)))
+            # to subscribers), who must not reach a future snapshot through it. Without a
+            # head fold the group's records wait, undecoded, until a snapshot needs them.
             if fold is not None:
-                fold.apply(mine[-1])
+                fold.apply(
+                    _new(
+                        Transition,
+                        (
+                            run_id,
+                            seq,
+                            tick,
+                            agent,
+                            kind,
+                            causes,
+                            ts,
+                            SCHEMA_VERSION,
+                            loads(raw),
+                            prev,
+                            h,
+                        ),
+                    )
+                )
+            else:
+                mine.append((seq, tick, agent, kind, causes, ts, raw, prev, h))
             if seq % every == 0:
                 if fold is None:
                     fold = self._fold_to(info, info.head)
-                    fold.apply_all(mine)
+                    fold.apply_all(
+                        _new(Transition, (run_id, q, k, a, n, c, w, SCHEMA_VERSION, loads(r), p, x))
+                        for q, k, a, n, c, w, r, p, x in mine
+                    )
                 state = _state_bytes(fold)
                 snapshots.append(
                     _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))
