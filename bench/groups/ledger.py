@@ -20,7 +20,7 @@ from pathlib import Path
 
 from harness import Figure, fdatasync_latency_us, median, median_of, percentile
 from telic.canonical import encode
-from telic.ledger import GroupCommitter, SQLiteLedger
+from telic.ledger import BaseLedger, GroupCommitter, SQLiteLedger
 from telic.transition import Draft
 
 GROUP = "ledger"
@@ -43,6 +43,8 @@ FORK_OVER_FSYNC = 2.0
 """A fork (one durable commit): at most this many write+fdatasync."""
 MANY_OVER_ONE = 0.5
 """100 runs at once: at least this fraction of one run's group commit."""
+PG_OVER_SQLITE = 0.5
+"""100 runs at once on PostgreSQL: at least this fraction of the same on SQLite."""
 MANY_P99_OVER_FSYNC = 4.0
 """100 runs at once: commit latency p99 at most this many write+fdatasync."""
 
@@ -134,17 +136,20 @@ TICK_SIZE = 5
 """Transitions a tick of a no-op agent commits (tick.started ... tick.completed)."""
 
 
-def _many_runs(root: Path, shared: bool) -> tuple[float, list[float], int, float]:
+def _many_runs(
+    root: Path, shared: bool, ledger: BaseLedger | None = None
+) -> tuple[float, list[float], int, float]:
     """:data:`MANY_RUNS` runs in one process, each committing every tick (a group of
     :data:`TICK_SIZE` transitions) durably before its next, on one SQLite file: through one
     :class:`GroupCommitter` (``shared``: the runs' commits share an fsync) or each with its
     own ``append`` (an fsync each). Transitions/s in all, each commit's latency (s), the
-    number of durable commits, and the mean seconds one shared commit took to write."""
+    number of durable commits, and the mean seconds one shared commit took to write.
+    ``ledger``: another backend to run it on (PostgreSQL), instead of a fresh SQLite file."""
     path = root / ("many-shared.db" if shared else "many-alone.db")
     ticks = MANY_TICKS if shared else MANY_TICKS // 8
     lat: list[float] = []
     perf = time.perf_counter
-    with SQLiteLedger(path) as ledger:
+    with ledger or SQLiteLedger(path) as ledger:
         for r in range(MANY_RUNS):
             ledger.create_run(f"m{r}")
 
@@ -175,8 +180,26 @@ def _many_runs(root: Path, shared: bool) -> tuple[float, list[float], int, float
         t0 = perf()
         commits, write_s = asyncio.run(main())
         elapsed = perf() - t0
-    path.unlink()
+    path.unlink(missing_ok=True)
     return MANY_RUNS * ticks * TICK_SIZE / elapsed, lat, commits, write_s
+
+
+def _many_runs_postgres(root: Path) -> tuple[float, list[float], int, float] | None:
+    """:func:`_many_runs`, shared, on the PostgreSQL at ``TELIC_PG_DSN`` (in a schema of its
+    own, dropped after), or None without one."""
+    dsn = os.environ.get("TELIC_PG_DSN")
+    if not dsn:
+        return None
+    import psycopg
+
+    from telic.ledger.postgres import PostgresLedger
+
+    schema = f"telic_bench_{os.getpid()}"
+    try:
+        return _many_runs(root, True, PostgresLedger(dsn, schema=schema))
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
 
 
 def _raw_sqlite(root: Path) -> tuple[float, float, float]:
@@ -384,6 +407,25 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
         f"{rate_many / alone_rate:.1f}x unshared; "
         f"{median([MANY_RUNS * MANY_TICKS / t[2] for t in together]):.0f} ticks a commit",
     )
+    on_pg = _many_runs_postgres(root)
+    if on_pg is None:
+        fig(
+            f"{MANY_RUNS} runs at once on PostgreSQL, commits shared, aggregate",
+            float("nan"),
+            "tr/s",
+            None,
+            note="not measured: set TELIC_PG_DSN",
+        )
+    else:
+        fig(
+            f"{MANY_RUNS} runs at once on PostgreSQL, commits shared, aggregate",
+            on_pg[0],
+            "tr/s",
+            PG_OVER_SQLITE * rate_many,
+            ">=",
+            note=f"{PG_OVER_SQLITE}x SQLite's shared figure above; {on_pg[0] / rate_many:.2f}x; "
+            f"one connection, one transaction a commit",
+        )
     p99 = median([percentile(t[1], 99) for t in together]) * 1e6
     p50 = median([percentile(t[1], 50) for t in together]) * 1e6
     fig(
