@@ -77,6 +77,11 @@ class Timer:
         """CPU time of this thread: what other processes on a loaded machine take is not
         charged, nor is waiting (the fsync shows as wall time less CPU time)."""
 
+    def reset(self) -> None:
+        """Forget what was timed so far (between calls: the stack is empty)."""
+        self.own.clear()
+        self.calls.clear()
+
     def enter(self, name: str) -> None:
         self._stack.append([name, self.clock(), 0.0])
 
@@ -135,7 +140,7 @@ def _noop(view: View) -> Proposal:
     return Proposal(action="remember", args={"key": "step", "value": view.tick})
 
 
-async def _run(path: str, steps: int) -> tuple[float, float]:
+async def _run(path: str, steps: int, timer: Timer) -> tuple[float, float]:
     """Seconds of wall time and of this thread's CPU time the ``steps`` took."""
     ledger = open_ledger(path)
     cfg = RunConfig(
@@ -147,6 +152,7 @@ async def _run(path: str, steps: int) -> tuple[float, float]:
     try:
         for _ in range(20):
             await run.step()
+        timer.reset()  # boot and warm-up are not the steps measured
         t0, c0 = time.perf_counter(), time.thread_time()
         for _ in range(steps):
             await run.step()
@@ -167,7 +173,7 @@ def profile(steps: int, directory: str) -> dict[str, Any]:
                 setattr(owner, attr, timer.wrap(attr, fn))
             with tempfile.TemporaryDirectory(dir=directory) as d:
                 url = "sqlite://" + os.path.join(d, "p.db") + f"?synchronous={sync}"
-                total, cpu = asyncio.run(_run(url, steps))
+                total, cpu = asyncio.run(_run(url, steps, timer))
             for owner, attr, fn in originals:
                 setattr(owner, attr, fn)
             parts = {
@@ -178,8 +184,6 @@ def profile(steps: int, directory: str) -> dict[str, Any]:
                 )
                 for _, _, attr, _ in PARTS
             }
-            # Not all calls happen inside the measured loop (boot, warm-up): the timer was on
-            # from boot; scale what it saw to the loop's steps by subtracting nothing more.
             result[sync] = {
                 "step_us": total * 1e6 / steps,
                 "cpu_us": cpu * 1e6 / steps,
