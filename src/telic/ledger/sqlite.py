@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from telic.errors import (
     ChainBroken,
@@ -28,6 +28,8 @@ from telic.errors import (
 from telic.ledger.base import BaseLedger, PreparedGroup, RawRow, Row, RunInfo, Snapshot
 
 __all__ = ["SEQ_BITS", "SQLiteLedger", "row_key"]
+
+T = TypeVar("T")
 
 FORMAT: Final = "telic-ledger"
 FORMAT_VERSION: Final = "3"
@@ -325,17 +327,10 @@ class SQLiteLedger(BaseLedger):
         *,
         create: bool = False,
     ) -> None:
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rid = self._store(run_id, expected_head, rows, snapshots, blobs, create=create)
-                db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-        except sqlite3.Error as exc:
-            raise LedgerError(f"append to run {run_id!r} failed: {exc}") from None
+        rid = self._in_transaction(
+            f"append to run {run_id!r}",
+            lambda: self._store(run_id, expected_head, rows, snapshots, blobs, create=create),
+        )
         if create:
             self._rids[run_id] = rid
 
@@ -348,33 +343,44 @@ class SQLiteLedger(BaseLedger):
         db = self._db
         refused: list[TelicError | None] = []
         created: list[tuple[str, int]] = []
+
+        def store_each() -> None:
+            for g in groups:
+                run_id = g.info.id
+                db.execute("SAVEPOINT telic_group")
+                try:
+                    rid = self._store(
+                        run_id, g.info.head, g.rows, g.snapshots, g.blobs, create=g.create
+                    )
+                except LedgerError as exc:
+                    db.execute("ROLLBACK TO telic_group")
+                    db.execute("RELEASE telic_group")
+                    refused.append(exc)
+                    continue
+                db.execute("RELEASE telic_group")
+                refused.append(None)
+                if g.create:
+                    created.append((run_id, rid))
+
+        self._in_transaction(f"append of {len(groups)} group(s)", store_each)
+        self._rids.update(created)
+        return refused
+
+    def _in_transaction(self, what: str, body: Callable[[], T]) -> T:
+        """``body()`` in one write transaction, committed (one fsync under FULL), or rolled
+        back if anything fails; SQLite's errors become :class:`LedgerError`."""
+        db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for g in groups:
-                    run_id = g.info.id
-                    db.execute("SAVEPOINT telic_group")
-                    try:
-                        rid = self._store(
-                            run_id, g.info.head, g.rows, g.snapshots, g.blobs, create=g.create
-                        )
-                    except LedgerError as exc:
-                        db.execute("ROLLBACK TO telic_group")
-                        db.execute("RELEASE telic_group")
-                        refused.append(exc)
-                        continue
-                    db.execute("RELEASE telic_group")
-                    refused.append(None)
-                    if g.create:
-                        created.append((run_id, rid))
+                out = body()
                 db.execute("COMMIT")
             except BaseException:
                 self._rollback()
                 raise
         except sqlite3.Error as exc:
-            raise LedgerError(f"append of {len(groups)} group(s) failed: {exc}") from None
-        self._rids.update(created)
-        return refused
+            raise LedgerError(f"{what} failed: {exc}") from None
+        return out
 
     def _store(
         self,
