@@ -15,7 +15,7 @@ Layering (dependencies point down only)::
 
 from __future__ import annotations
 
-from telic.clock import Clock, SystemClock, VirtualClock
+from telic.clock import Clock, ContinuedClock, SystemClock, VirtualClock
 from telic.errors import TelicError
 from telic.events import Event, EventKernel, Subscription
 from telic.kernel import AgentSpec, Artifact, Budget, Kernel, Run, RunConfig, RunResult, Team
@@ -40,6 +40,7 @@ __all__ = [
     "ChildSpec",
     "Claim",
     "Clock",
+    "ContinuedClock",
     "Draft",
     "Event",
     "EventKernel",

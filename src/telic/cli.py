@@ -21,7 +21,7 @@ from telic.errors import ChainBroken, RunNotResumable, TelicError
 from telic.events import EventKernel
 from telic.kernel import Kernel, Run
 from telic.ledger import BaseLedger, open_ledger
-from telic.statediff import changes as state_changes
+from telic.statediff import state_diff
 from telic.transcript import render
 
 if TYPE_CHECKING:
@@ -565,17 +565,14 @@ def diff(
     if seq_b < seq_a:
         _fail(f"{seq_a} comes after {seq_b}: give the earlier sequence number first", 2)
     with _ledger(db, readonly=True) as ledger:
-        changes = list(
-            state_changes(ledger.state_at(run_id, seq_a), ledger.state_at(run_id, seq_b))
-        )
+        changes = list(state_diff(ledger.state_at(run_id, seq_a), ledger.state_at(run_id, seq_b)))
         if as_json:
-            _print_json([{"path": p, "before": x, "after": y} for p, x, y in changes])
+            _print_json([c.model_dump() for c in changes])
             return
-        for p, x, y in changes:
-            out.print(
-                f"{p}: {json.dumps(x, ensure_ascii=False)[:80]} -> {json.dumps(y, ensure_ascii=False)[:80]}",
-                markup=False,
-            )
+        for c in changes:
+            before = json.dumps(c.before, ensure_ascii=False)[:80]
+            after = json.dumps(c.after, ensure_ascii=False)[:80]
+            out.print(f"{c.path}: {before} -> {after}", markup=False)
 
 
 @app.command()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Clock", "SystemClock", "VirtualClock"]
+__all__ = ["Clock", "ContinuedClock", "SystemClock", "VirtualClock"]
 
 T = TypeVar("T")
 
@@ -53,6 +53,23 @@ class SystemClock:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
+
+
+class ContinuedClock(SystemClock):
+    """Real time that goes on from a recorded instant: :meth:`now_us` starts at ``from_us``
+    and moves with the system's monotonic clock.
+
+    Resuming a run recorded on another timeline (``telic demo --instant`` runs on a virtual
+    clock; a fork resumed days after its parent's boot) with this clock continues the run's
+    own timeline, so its wall-time budget counts the time it has run, not the time between.
+    """
+
+    def __init__(self, from_us: int) -> None:
+        self._from_us = from_us
+        self._t0 = time.monotonic()
+
+    def now_us(self) -> int:
+        return self._from_us + round((time.monotonic() - self._t0) * 1_000_000)
 
 
 class _JumpingSelector(selectors.DefaultSelector):

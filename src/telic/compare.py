@@ -12,12 +12,12 @@ diffed path by path. ``telic compare A B`` prints this, and ``GET /compare`` ser
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from telic.ledger import BaseLedger
+from telic.statediff import Change, state_diff
 from telic.transition import Transition
 
 __all__ = [
@@ -60,18 +60,6 @@ about it, and how the run went on or ended. Ticks, tool traffic and observations
 they are in the ledger."""
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
-
-
-class Change(BaseModel):
-    """One path whose value differs between two states."""
-
-    model_config = _FROZEN
-    path: str
-    """Dotted path into the state, e.g. ``plan.hotel.value``."""
-    before: Any = None
-    """The value in the first state (None when absent)."""
-    after: Any = None
-    """The value in the second state (None when absent)."""
 
 
 class Decision(BaseModel):
@@ -117,29 +105,6 @@ class Comparison(BaseModel):
     """How many leading transitions the runs share (``diverged_at - 1``, or both heads)."""
     final_diff: tuple[Change, ...]
     """How the state at A's head differs from the state at B's head."""
-
-
-_ABSENT: Final = object()
-
-
-def state_diff(a: Any, b: Any, path: str = "") -> Iterator[Change]:
-    """The paths where two JSON values differ, depth first in sorted key order; lists and
-    scalars are compared whole, and a key present on one side only is a change (its missing
-    side reported as None)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        da: dict[str, Any] = a  # pyright: ignore[reportUnknownVariableType]
-        db: dict[str, Any] = b  # pyright: ignore[reportUnknownVariableType]
-        for key in sorted(set(da) | set(db)):
-            sub = f"{path}.{key}" if path else key
-            x, y = da.get(key, _ABSENT), db.get(key, _ABSENT)
-            if x is _ABSENT or y is _ABSENT:
-                yield Change(
-                    path=sub, before=None if x is _ABSENT else x, after=None if y is _ABSENT else y
-                )
-            else:
-                yield from state_diff(x, y, sub)
-    elif a != b:
-        yield Change(path=path, before=a, after=b)
 
 
 def _same(x: Transition, y: Transition) -> bool:

@@ -5,6 +5,7 @@ refuse bad input) through the app."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from telic.compare import compare
 from telic.ledger import open_ledger
 from telic.serve import Settings, create_app
 from telic.serve.routes.dashboard import STATIC
+from telic.statediff import state_diff
 
 
 def _in_process(
@@ -105,3 +107,61 @@ def test_without_a_token_the_page_loads_and_the_reads_are_refused(
         assert ok.status_code == 200
 
     _in_process(db, body, anonymous_read=False)
+
+
+def test_one_diff_for_the_api_the_cli_and_compare(ledger_db: tuple[Path, str, str, str]) -> None:
+    db, run, fork, _ = ledger_db
+    with open_ledger(str(db)) as ledger:
+        a, b = ledger.state_at(run, 20), ledger.state_at(run, 60)
+        expected = [c.model_dump(mode="json") for c in state_diff(a, b)]
+        final = [
+            c.model_dump(mode="json")
+            for c in state_diff(ledger.state_at(run), ledger.state_at(fork))
+        ]
+    assert expected  # the two points differ
+    cli = json.loads(telic(db.parent, "diff", run, "20", "60", "--json", "--db", str(db)))
+    assert cli == expected
+
+    async def body(client: httpx.AsyncClient) -> None:
+        api = (await client.get(f"/runs/{run}/diff?a=20&b=60")).json()
+        assert api == expected
+        compared = (await client.get(f"/compare?a={run}&b={fork}")).json()
+        assert compared["final_diff"] == final
+
+    _in_process(db, body, anonymous_read=True)
+
+
+def test_a_reference_run_resumes_through_the_api_and_others_get_a_clear_409(
+    ledger_db: tuple[Path, str, str, str],
+) -> None:
+    db, run, _, olivia = ledger_db
+    with open_ledger(str(db)) as ledger:
+        ledger.create_run("r-raw")  # nothing recorded to rebuild it from
+    h = {"Authorization": f"Bearer {olivia}"}
+
+    async def body(client: httpx.AsyncClient) -> None:
+        forked = await client.post(f"/runs/{run}/fork", json={"at": 40}, headers=h)
+        assert forked.status_code == 201, forked.text
+        fork = forked.json()["id"]
+        with_model = await client.post(
+            f"/runs/{fork}/resume", json={"model": "openai:gpt-4.1-mini"}, headers=h
+        )
+        assert with_model.status_code == 409
+        assert "scripted" in with_model.json()["detail"]
+        resumed = await client.post(f"/runs/{fork}/resume", json={}, headers=h)
+        assert resumed.status_code == 200, resumed.text
+        deadline = asyncio.get_running_loop().time() + 120
+        while (d := (await client.get(f"/runs/{fork}", headers=h)).json())["status"] != "completed":
+            assert asyncio.get_running_loop().time() < deadline, d["status"]
+            await asyncio.sleep(0.2)
+        again = await client.post(f"/runs/{fork}/resume", json={}, headers=h)
+        assert again.status_code == 409 and again.json()["error"] == "conflict"
+        raw = await client.post("/runs/r-raw/resume", json={}, headers=h)
+        assert raw.status_code == 409 and "never booted" in raw.json()["detail"]
+
+    _in_process(db, body, anonymous_read=False)
+    with open_ledger(str(db)) as ledger:
+        forks = [r.id for r in ledger.runs() if r.parent == run and r.fork_seq == 40]
+        kinds = [t.kind for t in ledger.read(forks[0], 41)]
+        assert ledger.state_at(forks[0])["status"] == "completed"
+    assert kinds[:2] == ["run.forked", "run.resumed"] and "run.completed" in kinds

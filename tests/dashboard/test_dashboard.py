@@ -201,6 +201,25 @@ def test_fork_here_then_resume_from_the_page(site: Site, page: Page) -> None:
     assert kinds[:2] == ["run.forked", "run.resumed"] and kinds[-1] == "run.completed"
 
 
+def test_resume_a_fork_of_the_reference_run_and_a_clear_refusal(site: Site, page: Page) -> None:
+    use_token(page, site.operator)
+    page.goto(site.url(f"#/run/{site.demo}@50"))
+    expect(page.locator(".state")).to_have_attribute("data-seq", "50")
+    page.get_by_role("button", name="Fork here").click()
+    page.wait_for_url(re.compile(r"#/run/(?!" + re.escape(site.demo) + r")[^@]+$"))
+    fork = page.url.rsplit("/", 1)[-1]
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_test_id("status")).to_have_text("completed", timeout=60_000)
+    with open_ledger(str(site.db)) as ledger:
+        kinds = [t.kind for t in ledger.read(fork, 51)]
+    assert kinds[:2] == ["run.forked", "run.resumed"] and "run.completed" in kinds
+    # a run the server has nothing to rebuild from: the page says why, in words
+    page.goto(site.url(f"#/run/{site.big}"))
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_role("alert")).to_contain_text("cannot be resumed")
+    expect(page.get_by_role("alert")).to_contain_text("Kernel.resume")
+
+
 def test_compare_a_fork_with_its_parent(site: Site, page: Page) -> None:
     page.goto(site.url(f"#/run/{site.fork}"))
     page.locator(".compare-parent").click()

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
 from telic.events.catalogue import SYSTEM_RUN
@@ -62,17 +62,30 @@ class LedgerFollower:
         *,
         interval: float = 0.05,
         skip: frozenset[str] = frozenset({SYSTEM_RUN}),
+        sinks: Sequence[Callable[[Sequence[Transition]], None]] = (),
     ) -> None:
         self.ledger = ledger
         self.events = events
         self.interval = interval
         self._skip = skip
+        self.sinks: list[Callable[[Sequence[Transition]], None]] = list(sinks)
+        """Called with each batch after the event kernel (e.g. the server's SSE channels):
+        synchronous and quick, like :meth:`EventKernel.publish`."""
         self._delivered: dict[str, int] = {info.id: info.head for info in ledger.runs()}
         """Per run, the last seq handed to the event kernel. History before the follower
         started is not republished: subscribers catch up from the ledger."""
 
     def delivered(self, run_id: str) -> int:
         return self._delivered.get(run_id, 0)
+
+    def positions(self) -> dict[str, int]:
+        """Per run, the last seq delivered (a copy)."""
+        return dict(self._delivered)
+
+    def _deliver(self, batch: Sequence[Transition]) -> None:
+        self.events.publish(batch)
+        for sink in self.sinks:
+            sink(batch)
 
     def publish(self, transitions: Sequence[Transition]) -> None:
         """What this process's kernel committed: delivered at once, without duplicates."""
@@ -89,7 +102,7 @@ class LedgerFollower:
         fresh = [t for t in transitions if t.seq > known] if first <= known else transitions
         if fresh:
             self._delivered[run_id] = fresh[-1].seq
-            self.events.publish(fresh)
+            self._deliver(fresh)
 
     def poll(self) -> int:
         """Deliver whatever other writers committed since the last look; returns how many."""
@@ -118,7 +131,7 @@ class LedgerFollower:
             # A fork's prefix reads under its parent's id; the event is about this run.
             batch = [t if t.run == run_id else t._replace(run=run_id) for t in batch]
             self._delivered[run_id] = batch[-1].seq
-            self.events.publish(batch)
+            self._deliver(batch)
         return len(batch)
 
     async def run(self) -> None:

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.routing import Route
@@ -27,13 +28,14 @@ from telic.ledger import open_ledger
 from telic.ledger.base import BaseLedger
 from telic.serve import problems
 from telic.serve.context import Context, Settings
+from telic.serve.driver import KernelLoop
+from telic.serve.fanout import Streams
 from telic.serve.host import Host
 from telic.serve.limits import AuditCalls, LimitBody
 from telic.serve.mcp import PATH as MCP_PATH
 from telic.serve.mcp import McpEndpoint
 from telic.serve.mcp import available as mcp_available
 from telic.serve.routes import approvals, dashboard, reading, runs, streams
-from telic.serve.routes.streams import FrameCache
 
 __all__ = ["create_app"]
 
@@ -67,29 +69,41 @@ def create_app(
         led = opened or ledger
         assert isinstance(led, BaseLedger)
         try:
-            async with (
-                EventKernel(led, clock=clk, processors=extra) as events,
-                asyncio.TaskGroup() as group,
-            ):
-                follower = LedgerFollower(led, events, interval=cfg.poll_s)
-                kernel = Kernel(led, clock=clk, publish=follower.publish)
-                host = Host(kernel, group, cfg.spec_dir)
-                tokens = TokenStore(led, clock=clk)
-                frames = FrameCache()
-                ctx = Context(led, tokens, events, follower, kernel, host, cfg, frames)
-                app.state.telic = ctx
-                watch = group.create_task(follower.run(), name="ledger follower")
-                if cfg.resume_hosted:
-                    await host.resume_served()
-                try:
-                    async with contextlib.AsyncExitStack() as stack:
-                        if mcp_endpoint is not None:
-                            await stack.enter_async_context(mcp_endpoint.running(led, tokens))
-                        yield
-                finally:
-                    watch.cancel()
-                    for task in list(host.tasks()):
-                        task.cancel()
+            driver = KernelLoop()
+            driver.start()
+            try:
+                async with (
+                    EventKernel(led, clock=clk, processors=extra) as events,
+                    asyncio.TaskGroup() as group,
+                ):
+                    follower = LedgerFollower(led, events, interval=cfg.poll_s)
+                    streams = Streams(
+                        follower.positions(),
+                        keep=max(4096, 2 * cfg.stream_queue),
+                        coalesce=cfg.stream_coalesce_s,
+                    )
+                    follower.sinks.append(streams.publish)
+                    kernel = Kernel(led, clock=clk, publish=driver.publisher(follower.publish))
+                    host = Host(kernel, driver.group, cfg.spec_dir)
+                    tokens = TokenStore(led, clock=clk)
+                    reads = anyio.CapacityLimiter(cfg.read_threads)
+                    ctx = Context(
+                        led, tokens, events, follower, kernel, host, cfg, streams, reads, driver
+                    )
+                    app.state.telic = ctx
+                    watch = group.create_task(follower.run(), name="ledger follower")
+                    if cfg.resume_hosted:
+                        await driver.call(host.resume_served())
+                    try:
+                        async with contextlib.AsyncExitStack() as stack:
+                            if mcp_endpoint is not None:
+                                await stack.enter_async_context(mcp_endpoint.running(led, tokens))
+                            yield
+                    finally:
+                        watch.cancel()
+                        await driver.stop()
+            finally:
+                await driver.stop()
         finally:
             if opened is not None:
                 opened.close()
@@ -113,8 +127,9 @@ def create_app(
         app.router.routes.append(Route(MCP_PATH, endpoint, methods=["GET", "POST", "DELETE"]))
 
     @app.get("/health", tags=["health"], summary="Liveness (no token needed)")
-    async def health() -> dict[str, str]:  # pyright: ignore[reportUnusedFunction]
-        return {"status": "ok"}
+    async def health() -> dict[str, str | int]:  # pyright: ignore[reportUnusedFunction]
+        ctx: Context | None = getattr(app.state, "telic", None)
+        return {"status": "ok", "streams": 0 if ctx is None else ctx.streams.open_streams}
 
     dashboard.install(app)  # last: its files take `/` and whatever no route took
 

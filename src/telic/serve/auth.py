@@ -45,7 +45,8 @@ def identity(request: Request, ctx: Context, scope: str) -> Identity:
 
 
 def require(scope: str) -> Callable[..., Coroutine[Any, Any, Identity]]:
-    """A dependency: the request's identity, once it is known to hold ``scope``."""
+    """A dependency: the request's identity, once it is known to hold ``scope`` (on the loop:
+    the token store answers from memory, reading one head when no token changed)."""
 
     async def dependency(request: Request, ctx: Annotated[Context, Depends(context)]) -> Identity:
         return identity(request, ctx, scope)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import anyio
 from fastapi import Request
 
 from telic.access import TokenStore
@@ -17,8 +18,9 @@ from telic.kernel import Kernel
 from telic.ledger.base import BaseLedger
 
 if TYPE_CHECKING:
+    from telic.serve.driver import KernelLoop
+    from telic.serve.fanout import Streams
     from telic.serve.host import Host
-    from telic.serve.routes.streams import FrameCache
 
 __all__ = ["Context", "Settings", "context"]
 
@@ -34,7 +36,13 @@ class Settings:
     heartbeat_s: float = 15.0
     """An SSE comment line after this long without an event."""
     stream_queue: int = 1024
-    """Events an SSE client may fall behind by before it is dropped."""
+    """Events a live SSE client may fall behind by before it is dropped."""
+    stream_coalesce_s: float = 0.005
+    """How long a stream's readers are left to sleep after a commit, so that a burst of
+    commits wakes each of them once (latency added at most this)."""
+    read_threads: int = 8
+    """Worker threads that read the ledger for requests (the event loop never waits on a
+    read); more requests than this wait their turn."""
     poll_s: float = 0.05
     """How often the SQLite ledger is checked for other processes' commits."""
     spec_dir: Path = field(default_factory=lambda: Path(".telic") / "specs")
@@ -57,7 +65,10 @@ class Context:
     kernel: Kernel
     host: Host
     settings: Settings
-    frames: FrameCache
+    streams: Streams
+    reads: anyio.CapacityLimiter
+    driver: KernelLoop
+    """The kernel's thread: run operations (start, stop, resume) go through ``driver.call``."""
 
 
 def context(request: Request) -> Context:

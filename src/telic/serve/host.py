@@ -14,15 +14,17 @@ import asyncio
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from telic.clock import ContinuedClock
 from telic.errors import RunNotHosted, RunNotResumable, SpecError
-from telic.kernel import Kernel, Run
+from telic.kernel import Kernel, Run, RunConfig
 from telic.kinds import RunStopped
 from telic.serve.models import ResumeIn, StartIn
-from telic.spec import BuiltRun, build_run, recorded_spec
+from telic.spec import RecordedSpec, build_run, recorded_spec
 from telic.transition import draft
 
 __all__ = ["Host"]
@@ -35,9 +37,14 @@ _ENDED = frozenset({"completed", "failed", "stopped"})
 @dataclass(slots=True)
 class _Hosted:
     run: Run
-    built: BuiltRun
+    release: Callable[[], Awaitable[None]]
+    """Closes what the run's configuration opened (model clients, MCP servers)."""
     task: asyncio.Task[None] | None = None
     stopping: str | None = None
+
+
+async def _nothing() -> None:
+    return None
 
 
 class Host:
@@ -82,21 +89,75 @@ class Host:
         except BaseException:
             await built.aclose()
             raise
-        self._drive(run, built)
+        self._drive(run, built.aclose)
         return run.id
 
     # -- resume ------------------------------------------------------------------------
 
     async def resume(self, run_id: str, body: ResumeIn, *, by: str) -> None:
         """Resume ``run_id`` here, possibly as a counterfactual (another model, prompt or
-        policy than it was booted with)."""
+        policy than it was booted with).
+
+        Every run the server can rebuild from what it recorded resumes: a run booted from a
+        spec (its spec file, with the counterfactual changes recorded since) and a reference
+        run (``telic demo``: its seed). Anything else is :class:`RunNotResumable` (409).
+        """
         if run_id in self._runs:
             raise RunNotResumable(run_id, "this server is driving it already")
-        recorded = recorded_spec(self.ledger, run_id)
-        if recorded is None:
-            raise RunNotResumable(
-                run_id, "it was not booted from a spec; resume it where it was made"
+        config, release, counterfactual, kernel = self._rebuild(run_id, body)
+        try:
+            run = await kernel.resume(
+                run_id,
+                config,
+                reason=f"{body.reason} (by {by})",
+                counterfactual=counterfactual or None,
             )
+        except BaseException:
+            await release()
+            raise
+        self._drive(run, release)
+
+    def _rebuild(
+        self, run_id: str, body: ResumeIn
+    ) -> tuple[RunConfig, Callable[[], Awaitable[None]], dict[str, Any], Kernel]:
+        """The configuration ``run_id`` goes on with, what closes it, what it changes, and the
+        kernel that drives it."""
+        recorded = recorded_spec(self.ledger, run_id)
+        if recorded is not None:
+            return (*self._rebuild_spec(recorded, body), self.kernel)
+        booted = next(iter(self.ledger.read(run_id, 1, 1)), None)
+        if booted is None or booted.kind != "run.booted":
+            raise RunNotResumable(run_id, "it was never booted (it holds no run.booted)")
+        demo: Any = booted.data.get("config", {}).get("demo")
+        seed: object = cast(dict[str, object], demo).get("seed") if isinstance(demo, dict) else None
+        if not isinstance(seed, int):
+            raise RunNotResumable(
+                run_id,
+                "it was booted by Python code the server does not have (not from a spec, not "
+                "the reference run); resume it in a process that builds its configuration "
+                "(Kernel.resume)",
+            )
+        if body.model is not None or body.instructions is not None or body.policy is not None:
+            raise RunNotResumable(
+                run_id,
+                "it is a reference run (telic demo), whose minds are scripted: model, "
+                "instructions and policy do not apply; resume it without them",
+            )
+        from telic.demo import build
+
+        config, _ = build(seed)
+        # The reference run goes on on its own timeline (it may have been recorded on a
+        # virtual clock, or long ago): its wall-time budget counts the time it has run.
+        head = self.ledger.run(run_id).head
+        last = self.ledger.get(run_id, head)
+        if last.kind == "run.forked" and head > 1:  # recorded when forked, on the server's clock
+            last = self.ledger.get(run_id, head - 1)
+        kernel = Kernel(self.ledger, clock=ContinuedClock(last.ts), publish=self.kernel.publish)
+        return config, _nothing, {}, kernel
+
+    def _rebuild_spec(
+        self, recorded: RecordedSpec, body: ResumeIn
+    ) -> tuple[RunConfig, Callable[[], Awaitable[None]], dict[str, Any]]:
         overrides: dict[str, Any] = {}
         if body.instructions is not None:
             overrides["instructions"] = body.instructions
@@ -113,17 +174,7 @@ class Host:
         counterfactual: dict[str, Any] = dict(overrides)
         if body.model is not None and body.model != recorded.model:
             counterfactual["model"] = body.model
-        try:
-            run = await self.kernel.resume(
-                run_id,
-                built.config,
-                reason=f"{body.reason} (by {by})",
-                counterfactual=counterfactual or None,
-            )
-        except BaseException:
-            await built.aclose()
-            raise
-        self._drive(run, built)
+        return built.config, built.aclose, counterfactual
 
     async def resume_served(self) -> list[str]:
         """Resume the runs a server started and that have not ended (after a restart)."""
@@ -146,8 +197,8 @@ class Host:
 
     # -- driving -----------------------------------------------------------------------
 
-    def _drive(self, run: Run, built: BuiltRun) -> None:
-        hosted = _Hosted(run, built)
+    def _drive(self, run: Run, release: Callable[[], Awaitable[None]]) -> None:
+        hosted = _Hosted(run, release)
         self._runs[run.id] = hosted
         hosted.task = self._group.create_task(self._loop(hosted), name=f"run {run.id}")
 
@@ -162,7 +213,7 @@ class Host:
             try:
                 await run.close()
             finally:
-                await hosted.built.aclose()
+                await hosted.release()
                 self._runs.pop(run.id, None)
 
     # -- stop --------------------------------------------------------------------------

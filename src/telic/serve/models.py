@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from telic.statediff import Change
+
 __all__ = [
     "AgentOut",
     "ApprovalDecision",
@@ -148,12 +150,6 @@ class StateOut(_Out):
     seq: int
     state_hash: str
     state: dict[str, Any]
-
-
-class Change(_Out):
-    path: str
-    before: Any
-    after: Any
 
 
 class TranscriptOut(_Out):

@@ -21,7 +21,7 @@ Ctx = Annotated[Context, Depends(context)]
 
 
 @router.get("/approvals", response_model=list[ApprovalOut], summary="Every approval that waits")
-async def all_approvals(ctx: Ctx, who: Identity = Reader) -> list[ApprovalOut]:
+def all_approvals(ctx: Ctx, who: Identity = Reader) -> list[ApprovalOut]:
     out: list[ApprovalOut] = []
     for info in ctx.ledger.runs():
         if info.id in SYSTEM_RUNS or info.head == 0:
@@ -35,7 +35,7 @@ async def all_approvals(ctx: Ctx, who: Identity = Reader) -> list[ApprovalOut]:
 @router.get(
     "/runs/{run_id}/approvals", response_model=list[ApprovalOut], summary="A run's waiting calls"
 )
-async def run_approvals(run_id: str, ctx: Ctx, who: Identity = Reader) -> list[ApprovalOut]:
+def run_approvals(run_id: str, ctx: Ctx, who: Identity = Reader) -> list[ApprovalOut]:
     return approvals_of(ctx, run_id, ctx.ledger.state_at(run_id))
 
 
@@ -44,7 +44,7 @@ async def run_approvals(run_id: str, ctx: Ctx, who: Identity = Reader) -> list[A
     response_model=TransitionOut,
     summary="Approve or deny a waiting call",
 )
-async def decide_approval(
+def decide_approval(
     run_id: str, proposal: int, body: ApprovalDecision, ctx: Ctx, who: Identity = Approver
 ) -> TransitionOut:
     t = decide(

@@ -48,7 +48,7 @@ async def me(who: Identity = Reader) -> MeOut:
     response_model=Comparison,
     summary="Compare two runs: divergence, each one's decisions from there, final-state diff",
 )
-async def compare_runs(
+def compare_runs(
     ctx: Ctx,
     a: Annotated[str, Query(description="The first run (e.g. the parent).")],
     b: Annotated[str, Query(description="The second run (e.g. its fork).")],

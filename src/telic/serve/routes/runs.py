@@ -1,9 +1,15 @@
-"""Runs: list, detail, start, stop, fork, resume, verify."""
+"""Runs: list, detail, start, stop, fork, resume, verify.
+
+Routes that only read (or append) are plain functions, which FastAPI runs in its worker
+threads: a slow read never holds up the event loop (streams, heartbeats). Those that drive
+runs hand the work to the kernel loop and read the result in a worker thread.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query
 
 from telic.access import Identity
@@ -100,7 +106,7 @@ def detail(ctx: Context, run_id: str) -> RunDetail:
 
 
 @router.get("/runs", response_model=RunPage, summary="List runs, newest first")
-async def list_runs(
+def list_runs(
     ctx: Ctx,
     who: Identity = Reader,
     status: Annotated[
@@ -123,27 +129,27 @@ async def list_runs(
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, summary="A run in detail")
-async def get_run(run_id: str, ctx: Ctx, who: Identity = Reader) -> RunDetail:
+def get_run(run_id: str, ctx: Ctx, who: Identity = Reader) -> RunDetail:
     return detail(ctx, run_id)
 
 
 @router.post("/runs", response_model=RunDetail, status_code=201, summary="Start a run from a spec")
 async def start_run(body: StartIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
-    run_id = await ctx.host.start(body, by=who.name)
-    return detail(ctx, run_id)
+    run_id = await ctx.driver.call(ctx.host.start(body, by=who.name))
+    return await anyio.to_thread.run_sync(detail, ctx, run_id, limiter=ctx.reads)
 
 
 @router.post("/runs/{run_id}/stop", response_model=RunDetail, summary="Stop a run gracefully")
 async def stop_run(run_id: str, body: StopIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
-    ctx.ledger.run(run_id)
-    await ctx.host.stop(run_id, by=who.name, reason=body.reason)
-    return detail(ctx, run_id)
+    await anyio.to_thread.run_sync(ctx.ledger.run, run_id, limiter=ctx.reads)  # 404
+    await ctx.driver.call(ctx.host.stop(run_id, by=who.name, reason=body.reason))
+    return await anyio.to_thread.run_sync(detail, ctx, run_id, limiter=ctx.reads)
 
 
 @router.post(
     "/runs/{run_id}/fork", response_model=RunDetail, status_code=201, summary="Fork at a seq"
 )
-async def fork_run(run_id: str, body: ForkIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
+def fork_run(run_id: str, body: ForkIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
     info = ctx.ledger.run(run_id)
     if body.at > info.head:
         raise SequenceError(run_id, body.at, info.head)
@@ -153,12 +159,12 @@ async def fork_run(run_id: str, body: ForkIn, ctx: Ctx, who: Identity = Operator
 
 @router.post("/runs/{run_id}/resume", response_model=RunDetail, summary="Resume a run here")
 async def resume_run(run_id: str, body: ResumeIn, ctx: Ctx, who: Identity = Operator) -> RunDetail:
-    await ctx.host.resume(run_id, body, by=who.name)
-    return detail(ctx, run_id)
+    await ctx.driver.call(ctx.host.resume(run_id, body, by=who.name))
+    return await anyio.to_thread.run_sync(detail, ctx, run_id, limiter=ctx.reads)
 
 
 @router.get("/runs/{run_id}/verify", response_model=VerifyOut, summary="Verify the chain")
-async def verify_run(run_id: str, ctx: Ctx, who: Identity = Reader) -> VerifyOut:
+def verify_run(run_id: str, ctx: Ctx, who: Identity = Reader) -> VerifyOut:
     r = ctx.ledger.verify(run_id)
     return VerifyOut(
         run=run_id,

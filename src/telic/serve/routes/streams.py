@@ -1,32 +1,38 @@
-"""Live streams as Server-Sent Events, fed by the event kernel.
+"""Live streams as Server-Sent Events, read from the server's shared channels
+(:mod:`telic.serve.fanout`).
 
 ``GET /runs/{id}/events`` catches up from ``?from=SEQ`` (inclusive) or the ``Last-Event-ID``
 header (the last seq the client saw), then goes live, with no gap and no duplicate at the seam
-or across a reconnect: each event's ``id`` is its seq. ``GET /events`` follows every run, live.
-A comment line every ``heartbeat_s`` keeps proxies from closing an idle stream. A client that
-falls ``stream_queue`` events behind is dropped (the event kernel's bounded queue; publishing
-never waits for it) and gets a last ``stream.dropped`` event saying so.
+or across a reconnect: each event's ``id`` is its seq. ``GET /events`` follows every run; its
+ids are cursors over every run (``run:seq;TOKEN``), so a reconnect with ``Last-Event-ID``
+resumes every run where the client left it. A comment line every ``heartbeat_s`` keeps
+proxies from closing an idle stream. A client that has been live and then falls more than
+``stream_queue`` events behind is dropped with a last ``stream.dropped`` event saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any, Final
 
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.types import Receive
+from starlette.background import BackgroundTask
+from starlette.types import Receive, Scope, Send
 
 from telic.access import Identity
-from telic.errors import BadSubscription, SubscriptionClosed
-from telic.events import Event, Subscription
+from telic.errors import BadSubscription, SequenceError
+from telic.events.patterns import Routes, compile_pattern
+from telic.events.router import dense_mode
 from telic.serve.auth import Reader
 from telic.serve.context import Context, context
+from telic.serve.fanout import Batch, Channel, decode_cursor, encode_cursor, frame_of
+from telic.transition import Transition
 
-__all__ = ["FrameCache", "router", "sse_frame"]
+__all__ = ["EventStream", "router", "sse_frame"]
 
 router = APIRouter(tags=["streams"])
 
@@ -34,8 +40,9 @@ Ctx = Annotated[Context, Depends(context)]
 
 _HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _RETRY_MS: Final = 1000
-_BATCH: Final = 256
-"""Most events written at once when a client has several waiting."""
+_PAGE: Final = 512
+"""Transitions read from the ledger per catch-up step."""
+_HEARTBEAT: Final = b": heartbeat\n\n"
 
 
 def sse_frame(event: str, data: Any, id_: str | None = None) -> bytes:
@@ -43,99 +50,124 @@ def sse_frame(event: str, data: Any, id_: str | None = None) -> bytes:
     return head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-class FrameCache:
-    """The encoded frame of each recent event, shared by every client that streams it: a
-    hundred followers of one run cost one encoding per transition, not a hundred."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._frames: OrderedDict[tuple[str, int, str, bool], tuple[bytes, str]] = OrderedDict()
-
-    def frame(self, e: Event, with_run: bool) -> tuple[bytes, str]:
-        t = e.transition
-        key = (t.run, t.seq, e.type, with_run)
-        hit = self._frames.get(key)
-        if hit is not None:
-            return hit
-        data = t.to_json()
-        data["type"] = e.type
-        id_ = f"{t.run}:{t.seq}" if with_run else str(t.seq)
-        made = (sse_frame(e.type, data, id_), id_)
-        self._frames[key] = made
-        if len(self._frames) > self.size:
-            self._frames.popitem(last=False)
-        return made
+def _dropped(limit: int, last: str | None) -> bytes:
+    return sse_frame(
+        "stream.dropped",
+        {
+            "reason": f"the client fell more than {limit} events behind (it reads too slowly)",
+            "last_event_id": last,
+            "hint": "reconnect with Last-Event-ID to catch up from the ledger",
+        },
+    )
 
 
-async def _close_on_disconnect(receive: Receive, sub: Subscription) -> None:
-    """End the stream when the client goes away (the server's writes would not tell us)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            sub.close()
-            return
+class EventStream(StreamingResponse):
+    """A streaming response that ends (and frees its channel) when the client goes away."""
 
+    media_type = "text/event-stream"
 
-async def _stream(
-    sub: Subscription,
-    heartbeat: float,
-    with_run: bool,
-    cache: FrameCache | None = None,
-    receive: Receive | None = None,
-) -> AsyncIterator[bytes]:
-    frames = cache or FrameCache(64)
-    watcher = None if receive is None else asyncio.create_task(_close_on_disconnect(receive, sub))
-    try:
-        with sub:
-            yield f"retry: {_RETRY_MS}\n\n".encode()
-            async for frame in _frames(sub, heartbeat, with_run, frames):
-                yield frame
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            await asyncio.wait([watcher])
+    def __init__(self, body: AsyncGenerator[bytes], done: Callable[[], None]) -> None:
+        super().__init__(body, headers=_HEADERS, background=BackgroundTask(done))
+        self._body = body
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
 
-async def _frames(
-    sub: Subscription, heartbeat: float, with_run: bool, frames: FrameCache
-) -> AsyncIterator[bytes]:
-    last: str | None = None
-    while True:
         try:
-            async with asyncio.timeout(heartbeat):
-                event = await anext(sub)
-        except TimeoutError:
-            yield b": heartbeat\n\n"
+            async with asyncio.TaskGroup() as group:
+                watch = group.create_task(gone())
+                writer = group.create_task(self._write(send))
+                await asyncio.wait([watch, writer], return_when=asyncio.FIRST_COMPLETED)
+                watch.cancel()
+                writer.cancel()
+        except* OSError:
+            pass  # the client went away mid-write
+        finally:
+            await self._body.aclose()
+            if self.background is not None:
+                await self.background()
+
+    async def _write(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        async for chunk in self._body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _encode(
+    transitions: list[Transition], routes: Routes | None, ident: Callable[[Transition], str]
+) -> bytes:
+    if routes is None:
+        return b"".join(frame_of(t, t.kind, ident(t)) for t in transitions)
+    get = routes.get
+    return b"".join(
+        frame_of(t, etype, ident(t)) for t in transitions if (etype := get(t.kind)) is not None
+    )
+
+
+def _filtered(
+    batch: Batch, skip: int, routes: Routes | None, ident: Callable[[Transition], str]
+) -> bytes:
+    if routes is None:
+        return batch.blob() if skip == 0 else b"".join(batch.frames()[skip:])
+    return _encode(list(batch.transitions[skip:]), routes, ident)
+
+
+def _routes(kind: str) -> Routes | None:
+    routes = compile_pattern(kind)
+    return None if dense_mode(routes) == "own" else routes
+
+
+# -- one run ------------------------------------------------------------------------------
+
+
+async def _run_frames(
+    ctx: Context, run_id: str, channel: Channel, cursor: int, routes: Routes | None
+) -> AsyncGenerator[bytes]:
+    limit = ctx.settings.stream_queue
+    heartbeat = ctx.settings.heartbeat_s
+    ledger = ctx.ledger
+
+    def ident(t: Transition) -> str:
+        return str(t.seq)
+
+    def page(lo: int, hi: int) -> bytes:
+        return _encode(list(ledger.read(run_id, lo, hi)), routes, ident)
+
+    yield f"retry: {_RETRY_MS}\n\n".encode()
+    live = False
+    while True:
+        if cursor > channel.head:
+            live = True
+            if not await channel.wait(heartbeat):
+                yield _HEARTBEAT
             continue
-        except StopAsyncIteration:
+        if live and channel.head - cursor + 1 > limit:
+            yield _dropped(limit, str(cursor - 1) if cursor > 1 else None)
             return
-        except SubscriptionClosed as exc:
-            yield sse_frame(
-                "stream.dropped",
-                {
-                    "reason": str(exc),
-                    "last_event_id": last,
-                    "hint": "reconnect with Last-Event-ID to catch up from the ledger",
-                },
-            )
-            return
-        frame, last = frames.frame(event, with_run)
-        if not sub.queued:
-            yield frame
-            continue
-        # More are ready: one write for the lot (a tick's group commit arrives at once).
-        batch = [frame]
-        while sub.queued and len(batch) < _BATCH:
-            frame, last = frames.frame(await anext(sub), with_run)
-            batch.append(frame)
-        yield b"".join(batch)
+        batches = channel.since(cursor)
+        if batches is None:  # older than the channel keeps: from the ledger, off the loop
+            hi = min(channel.head, cursor + _PAGE - 1)
+            blob = await anyio.to_thread.run_sync(page, cursor, hi, limiter=ctx.reads)
+            cursor = hi + 1
+        else:
+            parts: list[bytes] = []
+            for b in batches:
+                parts.append(_filtered(b, max(0, cursor - b.lo), routes, ident))
+            blob = b"".join(parts)
+            cursor = batches[-1].hi + 1
+        if blob:
+            yield blob
 
 
 def _start(from_seq: int | None, last_event_id: str | None) -> int | None:
-    if from_seq is not None:
-        return from_seq
+    """Where a stream starts: after ``Last-Event-ID`` when the client sends one (a reconnect:
+    a browser's ``EventSource`` comes back to the same URL, ``?from=`` and all, with the id of
+    the last event it saw), else at ``?from=``, else live."""
     if last_event_id is None or not last_event_id.strip():
-        return None
+        return from_seq
     try:
         last = int(last_event_id.strip().rsplit(":", 1)[-1])
     except ValueError:
@@ -162,27 +194,117 @@ async def run_events(
     kind: Annotated[str, Query(description="Event type pattern, e.g. `tool.*`.")] = "*",
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    ctx.ledger.run(run_id)  # 404 before the stream starts
+    routes = _routes(kind)
+    info = await anyio.to_thread.run_sync(ctx.ledger.run, run_id, limiter=ctx.reads)  # 404
     start = _start(from_seq, last_event_id)
-    sub = ctx.events.subscribe(
-        kind,
-        run=run_id,
-        from_seq=start,
-        maxsize=ctx.settings.stream_queue,
-        overflow="disconnect",
+    if start is not None and not 1 <= start <= info.head + 1:
+        raise SequenceError(run_id, start, info.head)
+    channel = ctx.streams.open(run_id, info.fork_seq)
+    cursor = channel.head + 1 if start is None else start
+    return EventStream(
+        _run_frames(ctx, run_id, channel, cursor, routes),
+        lambda: ctx.streams.close(run_id, channel),
     )
-    return StreamingResponse(
-        _stream(
-            sub, ctx.settings.heartbeat_s, with_run=False, cache=ctx.frames, receive=request.receive
-        ),
-        media_type="text/event-stream",
-        headers=_HEADERS,
-    )
+
+
+# -- every run ----------------------------------------------------------------------------
+
+
+async def _all_frames(
+    ctx: Context, channel: Channel, seen: dict[str, int] | None, routes: Routes | None
+) -> AsyncGenerator[bytes]:
+    limit = ctx.settings.stream_queue
+    heartbeat = ctx.settings.heartbeat_s
+    ledger = ctx.ledger
+    streams = ctx.streams
+    floors: dict[str, int] = {}
+
+    def page(run_id: str, lo: int, hi: int, token: str) -> bytes:
+        batch = [
+            t if t.run == run_id else t._replace(run=run_id)  # a fork's prefix
+            for t in ledger.read(run_id, lo, hi)
+        ]
+        return _encode(batch, routes, _ident(token))
+
+    yield f"retry: {_RETRY_MS}\n\n".encode()
+    cursor = channel.head + 1
+    behind = seen is not None  # a resumed stream catches up first
+    have = dict(streams.vector) if seen is None else dict(seen)
+    live = seen is None
+    while True:
+        batches = None if behind else channel.since(cursor)
+        behind = False
+        if batches is None:
+            target = dict(streams.vector)
+            cursor = channel.head + 1  # what the catch-up below reaches, in the channel
+            infos = await anyio.to_thread.run_sync(ledger.runs, limiter=ctx.reads)
+            fork_seqs = {i.id: i.fork_seq for i in infos}
+            for run_id in sorted(target):  # every transition past `have`, run by run
+                hi = target[run_id]
+                lo = have.get(run_id, fork_seqs.get(run_id, 0)) + 1
+                if lo > hi + 1:
+                    floors[run_id] = lo - 1  # the client saw more than this server published
+                while lo <= hi:
+                    end = min(hi, lo + _PAGE - 1)
+                    token = encode_cursor(have)
+                    blob = await anyio.to_thread.run_sync(
+                        page, run_id, lo, end, token, limiter=ctx.reads
+                    )
+                    have[run_id] = end
+                    lo = end + 1
+                    if blob:
+                        yield blob
+            continue
+        if not batches:
+            live = True
+            if not await channel.wait(heartbeat):
+                yield _HEARTBEAT
+            continue
+        if live and channel.head - cursor + 1 > limit:
+            last = max(have.items(), key=lambda kv: kv[1], default=None)
+            yield _dropped(
+                limit, None if last is None else f"{last[0]}:{last[1]};{encode_cursor(have)}"
+            )
+            return
+        parts: list[bytes] = []
+        for b in batches:
+            skip = max(0, cursor - (b.pos - len(b.transitions) + 1))
+            floor = floors.get(b.run)
+            if floor is not None:
+                skip = max(skip, min(len(b.transitions), floor - b.lo + 1))
+                if b.hi >= floor:
+                    del floors[b.run]
+            if skip < len(b.transitions):
+                parts.append(_filtered(b, skip, routes, _ident(b.cursor())))
+                have[b.run] = b.hi
+        cursor = batches[-1].pos + 1
+        blob = b"".join(parts)
+        if blob:
+            yield blob
+
+
+def _ident(token: str) -> Callable[[Transition], str]:
+    return lambda t: f"{t.run}:{t.seq};{token}"
+
+
+def _cursor(last_event_id: str | None) -> dict[str, int] | None:
+    if last_event_id is None or not last_event_id.strip():
+        return None
+    head, sep, token = last_event_id.strip().partition(";")
+    run_id, colon, seq = head.rpartition(":")
+    if not (sep and colon and seq.isdigit()):
+        raise BadSubscription(
+            f"Last-Event-ID {last_event_id[:80]!r} is not an id of GET /events "
+            "(`run:seq;cursor`); reconnect with the id of the last event this stream sent"
+        )
+    vector = decode_cursor(token)
+    vector[run_id] = int(seq)
+    return vector
 
 
 @router.get(
     "/events",
-    summary="Every run's events as SSE, live",
+    summary="Every run's events as SSE: catch-up from Last-Event-ID, then live",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
@@ -191,12 +313,19 @@ async def all_events(
     ctx: Ctx,
     who: Identity = Reader,
     kind: Annotated[str, Query(description="Event type pattern, e.g. `run.*`.")] = "*",
+    last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    sub = ctx.events.subscribe(kind, maxsize=ctx.settings.stream_queue, overflow="disconnect")
-    return StreamingResponse(
-        _stream(
-            sub, ctx.settings.heartbeat_s, with_run=True, cache=ctx.frames, receive=request.receive
-        ),
-        media_type="text/event-stream",
-        headers=_HEADERS,
-    )
+    routes = _routes(kind)
+    seen = _cursor(last_event_id)
+    if seen is not None:
+        infos = await anyio.to_thread.run_sync(ctx.ledger.runs, limiter=ctx.reads)
+        heads = {i.id: i.head for i in infos}
+        for run_id, seq in seen.items():
+            if run_id not in heads:
+                raise BadSubscription(
+                    f"the Last-Event-ID cursor names run {run_id!r}, which this ledger does not hold"
+                )
+            if seq > heads[run_id]:
+                raise SequenceError(run_id, seq, heads[run_id])
+    channel = ctx.streams.open_all()
+    return EventStream(_all_frames(ctx, channel, seen, routes), ctx.streams.close_all)

@@ -185,11 +185,11 @@ export class RunPage {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {
       this.frame = null;
-      this.timeline.setHead(this.head);
-      this.timeline.render();
+      this.timeline.setHead(this.head, { render: false });
       this.slider.max = String(this.head);
       this.seqInput.max = String(this.head);
-      if (this.seq === null) this.showSeq(this.head);
+      if (this.seq === null) this.showSeq(this.head); // renders the timeline once
+      else this.timeline.render();
       this.liveRun();
       this.liveTranscript();
     });
@@ -293,7 +293,9 @@ export class RunPage {
     const seq = this.wantState;
     this.stateBusy = true;
     try {
-      const out = await api.state(this.runId, seq);
+      const request = api.state(this.runId, seq);
+      this.timeline.after(request);
+      const out = await request;
       if (this.closed) return;
       this.lastState = out;
       clear(this.panels.state, statePanel(this.runId, out));
