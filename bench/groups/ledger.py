@@ -20,7 +20,7 @@ from pathlib import Path
 
 from harness import Figure, fdatasync_latency_us, median, median_of, percentile
 from telic.canonical import encode
-from telic.ledger import BaseLedger, GroupCommitter, SQLiteLedger
+from telic.ledger import BaseLedger, GroupCommitter, SQLiteLedger, open_ledger
 from telic.transition import Draft
 
 GROUP = "ledger"
@@ -99,7 +99,7 @@ def _bytes_on_disk(ledger: SQLiteLedger) -> int:
     return (count - free) * size
 
 
-def _latencies(ledger: SQLiteLedger, run: str, samples: int) -> list[float]:
+def _latencies(ledger: BaseLedger, run: str, samples: int) -> list[float]:
     """Seconds per one-transition append (encode + hash + commit), ``samples`` times."""
     head = ledger.run(run).head
     out: list[float] = []
@@ -200,6 +200,21 @@ def _many_runs_postgres(root: Path) -> tuple[float, list[float], int, float] | N
     finally:
         with psycopg.connect(dsn, autocommit=True) as db:
             db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
+
+
+def _fence_cost(ledger: BaseLedger, rounds: int, block: int) -> tuple[float, float]:
+    """Median µs of one-transition appends to an unleased run and to a leased one (its lease
+    checked in the append's transaction), in alternating blocks so both see the same load."""
+    ledger.create_run("unleased")
+    lease = ledger.leases.acquire("leased", "bench", ttl_s=3600)
+    ledger.fence(lease)
+    ledger.append("leased", _drafts(1, 1), create=True)
+    free: list[float] = []
+    fenced: list[float] = []
+    for _ in range(rounds):
+        free += _latencies(ledger, "unleased", block)
+        fenced += _latencies(ledger, "leased", block)
+    return median(free) * 1e6, median(fenced) * 1e6
 
 
 def _raw_sqlite(root: Path) -> tuple[float, float, float]:
@@ -449,6 +464,37 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
             NORMAL_OVER_PLAIN * plain_one,
             note=f"{NORMAL_OVER_PLAIN}x plain SQLite's one-row commit; {one_normal / plain_one:.2f}x",
         )
+
+    with SQLiteLedger(root / "fence.db", synchronous="normal") as fence:
+        fence.create_run("warm")
+        _latencies(fence, "warm", 1500)
+        free, fenced = _fence_cost(fence, max(4, repeats * 2), 500)
+        fig("append 1 transition, unleased run, synchronous=normal, median", free, "µs", None)
+        fig(
+            "append 1 transition, leased run (fence checked), synchronous=normal, median",
+            fenced,
+            "µs",
+            1.1 * free,
+            note=f"{fenced / free:.2f}x the unleased append beside it (target 1.1x)",
+        )
+    dsn = os.environ.get("TELIC_PG_DSN")
+    if dsn:
+        schema = f"telic_bench_{os.getpid()}"
+        with open_ledger(f"{dsn}?schema={schema}") as pg:
+            try:
+                pg.create_run("warm")
+                _latencies(pg, "warm", 300)
+                free, fenced = _fence_cost(pg, max(4, repeats * 2), 200)
+                fig("PostgreSQL: append 1 transition, unleased run, median", free, "µs", None)
+                fig(
+                    "PostgreSQL: append 1 transition, leased run (lease row FOR SHARE), median",
+                    fenced,
+                    "µs",
+                    1.2 * free,
+                    note=f"{fenced / free:.2f}x the unleased append beside it (target 1.2x)",
+                )
+            finally:
+                pg.execute(f'DROP SCHEMA "{schema}" CASCADE')  # type: ignore[attr-defined]
 
     with SQLiteLedger(root / "mid.db") as mid:
         base = _bytes_on_disk(mid)

@@ -219,7 +219,7 @@ def collect(repeats: int) -> list[Figure]:
             median(share["up"]),
             "%",
             10.0,
-            note=f"load average {load:.1f}; robust to load: both halves see it",
+            note=f"load average {load:.1f}; same run: both halves see the load, not equally",
         ),
         Figure(
             GROUP,

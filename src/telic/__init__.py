@@ -18,9 +18,19 @@ from __future__ import annotations
 from telic.clock import Clock, ContinuedClock, SystemClock, VirtualClock
 from telic.errors import TelicError
 from telic.events import Event, EventKernel, Subscription
-from telic.kernel import AgentSpec, Artifact, Budget, Kernel, Run, RunConfig, RunResult, Team
+from telic.kernel import (
+    AgentSpec,
+    Artifact,
+    Budget,
+    Kernel,
+    Run,
+    RunConfig,
+    RunResult,
+    Sweeper,
+    Team,
+)
 from telic.kinds import CATALOGUE, Claim
-from telic.ledger import Ledger, open_ledger
+from telic.ledger import Lease, Ledger, open_ledger
 from telic.minds import FunctionMind, Mind, ScriptedMind, View
 from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, RuleVerifier
 from telic.proposal import Proposal
@@ -47,6 +57,7 @@ __all__ = [
     "FirstByOrder",
     "FunctionMind",
     "Kernel",
+    "Lease",
     "Ledger",
     "Mind",
     "Policy",
@@ -60,6 +71,7 @@ __all__ = [
     "ScriptedMind",
     "Subscription",
     "Supervisor",
+    "Sweeper",
     "SystemClock",
     "Team",
     "TelicError",

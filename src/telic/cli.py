@@ -352,7 +352,7 @@ def _resume_spec(
         built.aclose,
         processors,
     )
-    _report_spec_run(ledger, run, out_dir)
+    _report_spec_run(ledger, run.id, out_dir)
 
 
 def _check_endpoints(built: BuiltRun) -> None:
@@ -366,20 +366,20 @@ def _check_endpoints(built: BuiltRun) -> None:
             check_endpoint(mind.provider)
 
 
-def _report_spec_run(ledger: BaseLedger, run: Run, out_dir: Path) -> None:
+def _report_spec_run(ledger: BaseLedger, run_id: str, out_dir: Path) -> None:
     """The run id, the artifacts written; exit 1 when the run did not complete."""
-    info = ledger.run(run.id)
-    files = _write_artifacts(ledger, run.id, out_dir / run.id)
+    info = ledger.run(run_id)
+    files = _write_artifacts(ledger, run_id, out_dir / run_id)
     out.print(
-        f"run {run.id}  head {info.head_hash.hex()[:16]}  ledger {ledger.url}",
+        f"run {run_id}  head {info.head_hash.hex()[:16]}  ledger {ledger.url}",
         style="dim",
         markup=False,
     )
     for f in files:
         out.print(f"wrote {f}", style="dim", markup=False)
-    status = ledger.state_at(run.id)["status"]
+    status = ledger.state_at(run_id)["status"]
     if status != "completed":
-        _fail(f"run {run.id} ended {status}, not completed: see `telic show {run.id}`")
+        _fail(f"run {run_id} ended {status}, not completed: see `telic show {run_id}`")
 
 
 @app.command("run")
@@ -404,11 +404,29 @@ def run_spec(
     ),
     otlp_endpoint: OtlpOption = None,
     capture_content: CaptureFlag = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            envvar="TELIC_RAY_ADDRESS",
+            help="Host the run on this Ray cluster (host:port, or auto) over a PostgreSQL --db "
+            "(see docs/distributed.md). Needs telic[ray].",
+        ),
+    ] = None,
 ) -> None:
     """Run a swarm described in a TOML spec (goal, agents, tools, budget, policy) with model
     minds; exit 1 unless the run completes."""
     from telic.spec import build_run
 
+    if ray is not None:
+        from telic.cli_cluster import run_on_cluster
+
+        cluster, run_id = run_on_cluster(ray, spec, model=model, db=db)
+        try:
+            _report_spec_run(cluster.ledger, run_id, out_dir)
+        finally:
+            cluster.close()
+        return
     clock = SystemClock()  # model minds need real time
     processors = _otel(otlp_endpoint, capture_content)
     try:
@@ -425,7 +443,7 @@ def run_spec(
             built.aclose,
             processors,
         )
-        _report_spec_run(ledger, run, out_dir)
+        _report_spec_run(ledger, run.id, out_dir)
 
 
 # -- inspecting runs -----------------------------------------------------------------------
@@ -803,6 +821,7 @@ def sim(
     raise typer.Exit(simulate(argv, prog="telic sim"))
 
 
+import telic.cli_cluster  # noqa: E402  # pyright: ignore[reportUnusedImport]  (registers cluster)
 import telic.cli_server  # noqa: E402, F401  # pyright: ignore[reportUnusedImport]  (registers serve, token, approve, deny, approvals)
 
 

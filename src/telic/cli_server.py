@@ -1,5 +1,5 @@
-"""The ``telic`` commands around the server: ``serve``, ``token``, ``approve``, ``deny`` and
-``approvals``. Registered on :data:`telic.cli.app`."""
+"""The ``telic`` commands around the server: ``serve``, ``token``, ``approve``, ``deny``,
+``approvals`` and ``leases``. Registered on :data:`telic.cli.app`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from telic.cli import (  # the CLI's own helpers: this module is part of it
     app,
     out,
 )
+from telic.cli_cluster import RayOption, cluster_of
 from telic.clock import SystemClock
 from telic.kernel.approval import ENDED, decide
 
@@ -70,14 +71,30 @@ def serve(
     ] = 1024 * 1024,
     otlp_endpoint: OtlpOption = None,
     capture_content: CaptureFlag = False,
+    ray: RayOption = None,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(
+            "--lease-ttl",
+            help="Seconds a run's lease lasts unrenewed: how soon another server on the "
+            "ledger takes over the runs of a server that died.",
+        ),
+    ] = 10.0,
+    holder: Annotated[
+        str | None,
+        typer.Option("--holder", help="The name this server holds leases under (unique)."),
+    ] = None,
 ) -> None:
-    """Serve the HTTP API (runs, transitions, live events, approvals) on a ledger."""
+    """Serve the HTTP API (runs, transitions, live events, approvals) on a ledger; with --ray,
+    the runs it starts are hosted on a Ray cluster."""
     try:
         import uvicorn
 
         from telic.serve import Settings, create_app
     except ImportError:
         _fail("telic serve needs the serve extra: pip install 'telic[serve]'")
+    if ray is not None:
+        cluster_of(ray, db).close()  # a clear line now if the ledger or the cluster is wrong
     loopback = is_loopback(host)
     if anonymous_read and not loopback:
         _fail(f"--anonymous-read is refused on {host}: it is not a loopback address")
@@ -87,8 +104,16 @@ def serve(
                 f"refusing to bind {host} (not loopback) without tokens: "
                 "create one with `telic token create NAME --scope read`"
             )
+        if not (lease_ttl > 0 and lease_ttl <= 7 * 24 * 3600):
+            _fail(f"--lease-ttl must be a number of seconds in (0, 604800], not {lease_ttl:g}")
         settings = Settings(
-            anonymous_read=anonymous_read, spec_dir=spec_dir, max_body=max_body, host=host
+            anonymous_read=anonymous_read,
+            spec_dir=spec_dir,
+            max_body=max_body,
+            host=host,
+            lease_ttl_s=lease_ttl,
+            holder=holder,
+            ray=ray,
         )
         processors = _otel(otlp_endpoint, capture_content)
         api = create_app(ledger, settings=settings, processors=processors)
@@ -221,4 +246,48 @@ def approvals(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
         table = Table("run", "proposal", "agent", "tool", "args")
         for r in rows:
             table.add_row(r["run"], str(r["proposal"]), r["agent"], r["tool"], str(r["args"]))
+        out.print(table)
+
+
+@app.command()
+def leases(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
+    """Who owns which run: every run lease, its holder, epoch, age and time left."""
+    with _ledger(db, readonly=True) as ledger:
+        now = ledger.leases.now_us()
+        rows: list[dict[str, Any]] = []
+        for lease in ledger.leases.all():
+            state = "released" if lease.released else ("live" if lease.live(now) else "expired")
+            rows.append(
+                {
+                    "run": lease.run_id,
+                    "holder": lease.holder,
+                    "node": lease.node,
+                    "epoch": lease.epoch,
+                    "state": state,
+                    "age_s": round((now - lease.acquired_us) / 1e6, 3),
+                    "renewed_s_ago": round((now - lease.renewed_us) / 1e6, 3),
+                    "left_s": round(max(lease.remaining_s(now), 0.0), 3)
+                    if state == "live"
+                    else 0.0,
+                    "ttl_s": lease.ttl_us / 1e6,
+                }
+            )
+        if as_json:
+            _print_json(rows)
+            return
+        if not rows:
+            out.print("no leases: no run on this ledger was driven under a lease", markup=False)
+            return
+        table = Table("run", "holder", "node", "epoch", "state", "age", "renewed", "left")
+        for r in rows:
+            table.add_row(
+                r["run"],
+                r["holder"],
+                r["node"],
+                str(r["epoch"]),
+                r["state"],
+                f"{r['age_s']:.1f}s",
+                f"{r['renewed_s_ago']:.1f}s ago",
+                f"{r['left_s']:.1f}s",
+            )
         out.print(table)

@@ -20,7 +20,11 @@ The hierarchy::
     │   ├── SequenceConflict        optimistic concurrency: another writer got there first
     │   ├── ChainBroken             verification found a bad link (names the first bad seq)
     │   │   └── SnapshotBroken      a stored snapshot that does not match its digest or chain
-    │   └── BlobMissing             a referenced blob is absent or does not match its hash
+    │   ├── BlobMissing             a referenced blob is absent or does not match its hash
+    │   └── LeaseError              run ownership: a lease cannot be taken or kept
+    │       ├── LeaseHeld           a live lease another holder owns
+    │       └── LeaseLost           a lease taken over or released since it was granted
+    │           └── Fenced          an append refused: its epoch is not the run's lease's
     ├── ReplayMismatch              a fold disagrees with a recorded state hash
     ├── EventError                  the event kernel refuses a request
     │   ├── UnknownEventType        publishing or subscribing to an undeclared type
@@ -60,6 +64,10 @@ The hierarchy::
     │   │   └── TokensExhausted     no tokens left in the budget for another model call
     │   └── ViewExpired             a view's state read after its mind had answered
     ├── SupervisionError            a supervisor's restart intensity was exceeded
+    ├── ClusterError                hosting runs on a Ray cluster went wrong (telic.cluster)
+    │   ├── ClusterNeedsPostgres    a cluster ledger that is not PostgreSQL
+    │   ├── ClusterUnavailable      no Ray cluster at the address (or it refused us)
+    │   └── NoClusterHosts          no live node of the cluster hosts runs
     └── ReadOnly                    a read-only view of a run's state was changed (also a TypeError)
 
 Each error's message says what was wrong and what to do about it.
@@ -214,6 +222,62 @@ class BlobMissing(LedgerError):
     def __init__(self, digest: str, reason: str) -> None:
         super().__init__(f"blob {digest[:16]}... {reason}")
         self.digest = digest
+
+
+class LeaseError(LedgerError):
+    """Run ownership: a lease cannot be taken, kept or written under."""
+
+
+class LeaseHeld(LeaseError):
+    def __init__(
+        self, run_id: str, holder: str, node: str, epoch: int, seconds_left: float
+    ) -> None:
+        where = f" on {node}" if node else ""
+        super().__init__(
+            f"run {run_id!r} is owned by {holder}{where} (lease epoch {epoch}, "
+            f"{max(seconds_left, 0.0):.1f} s left before it expires unless renewed): stop it "
+            "there, or wait for the lease to expire and take the run over"
+        )
+        self.run_id = run_id
+        self.holder = holder
+        self.node = node
+        self.epoch = epoch
+        self.seconds_left = seconds_left
+
+
+class LeaseLost(LeaseError):
+    def __init__(
+        self, run_id: str, epoch: int, current: int | None, holder: str | None, reason: str
+    ) -> None:
+        super().__init__(
+            f"the lease of run {run_id!r} at epoch {epoch} is lost: {reason}; this process no "
+            "longer owns the run and must not write to it (its owner now drives it)"
+        )
+        self.run_id = run_id
+        self.epoch = epoch
+        self.current = current
+        """The run's lease epoch now (None: no lease row)."""
+        self.holder = holder
+        """Who holds the run's lease now (None: nobody)."""
+        self.reason = reason
+
+
+class Fenced(LeaseLost):
+    """An append refused by the fence: nothing of it was written."""
+
+    def __init__(
+        self, run_id: str, epoch: int | None, current: int | None, holder: str | None, why: str
+    ) -> None:
+        LeaseError.__init__(
+            self,
+            f"append to run {run_id!r} refused by its lease: {why}; nothing was written "
+            "(only the lease's holder writes to a leased run: `telic leases` shows it)",
+        )
+        self.run_id = run_id
+        self.epoch = epoch if epoch is not None else 0
+        self.current = current
+        self.holder = holder
+        self.reason = why
 
 
 class ReplayMismatch(TelicError):
@@ -541,6 +605,40 @@ class ReadOnly(TelicError, TypeError):
         )
         self.what = what
         self.operation = operation
+
+
+# -- the cluster (telic.cluster) ------------------------------------------------------------
+
+
+class ClusterError(TelicError):
+    """Hosting runs on a Ray cluster went wrong."""
+
+
+class ClusterNeedsPostgres(ClusterError):
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"runs hosted on a Ray cluster need a PostgreSQL ledger that every node reaches, not "
+            f"{url}: pass --db postgresql://user@host/db"
+        )
+        self.url = url
+
+
+class ClusterUnavailable(ClusterError):
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach the Ray cluster at {address}: {reason}; start one (`ray start --head`) "
+            "or pass the address of a running one (host:port, or auto)"
+        )
+        self.address = address
+
+
+class NoClusterHosts(ClusterError):
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"the Ray cluster at {address} has no live node that can host a run: add a node, or "
+            "check `telic cluster status`"
+        )
+        self.address = address
 
 
 # -- simulation (telic.sim) ----------------------------------------------------------------

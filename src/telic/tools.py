@@ -8,6 +8,7 @@ transitions, so a tool whose result is in the ledger never runs again.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -16,7 +17,24 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from telic.errors import ConfigError, ToolArgumentsInvalid, UnknownTool
 
-__all__ = ["RetryPolicy", "Tool", "ToolRegistry", "tool"]
+__all__ = ["RetryPolicy", "Tool", "ToolRegistry", "check_resources", "tool"]
+
+
+def check_resources(name: str, resources: Mapping[str, float]) -> None:
+    """Refuse a resource map Ray could not schedule: names must be non-empty text and amounts
+    finite numbers above zero."""
+    for key, amount in resources.items():
+        if not isinstance(key, str) or not key.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ConfigError(f"tool {name!r}: resource names must be non-empty text, not {key!r}")
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, (int, float))  # pyright: ignore[reportUnnecessaryIsInstance]
+            or not math.isfinite(amount)
+            or amount <= 0
+        ):
+            raise ConfigError(
+                f"tool {name!r}: resource {key!r} needs a positive amount, not {amount!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +73,16 @@ class Tool:
     """Where the tool comes from, e.g. ``mcp:<server>``; empty for a Python tool."""
     version: str = ""
     """What identifies this version of the tool (an MCP tool's schema hash)."""
+    resources: Mapping[str, float] = field(default_factory=dict[str, float])
+    """What a call needs where it runs, in Ray's terms: ``num_cpus``, ``num_gpus``, ``memory``
+    (bytes) or any custom resource (``{"num_gpus": 1}``, ``{"scanner": 1}``). On a Ray cluster
+    (:mod:`telic.cluster`) such a call runs as a Ray task on a node that has them; elsewhere
+    the tool runs in the run's own process and this is only recorded."""
 
     def __post_init__(self) -> None:
         if self.args_model is None and (self.input_schema is None or self.check is None):
             raise ConfigError(f"tool {self.name!r} needs an args_model or input_schema + check")
+        check_resources(self.name, self.resources)
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -115,6 +139,7 @@ def tool(
     idempotent: bool = False,
     high_impact: bool = False,
     retry: RetryPolicy | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> Callable[[Callable[..., Awaitable[Any]]], Tool]: ...
 def tool(
     fn: Callable[..., Awaitable[Any]] | None = None,
@@ -125,8 +150,10 @@ def tool(
     idempotent: bool = False,
     high_impact: bool = False,
     retry: RetryPolicy | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> Tool | Callable[[Callable[..., Awaitable[Any]]], Tool]:
-    """Make an async function a :class:`Tool` (usable bare or with options)."""
+    """Make an async function a :class:`Tool` (usable bare or with options). ``resources``:
+    see :attr:`Tool.resources`."""
 
     def wrap(f: Callable[..., Awaitable[Any]]) -> Tool:
         if not inspect.iscoroutinefunction(f):
@@ -143,6 +170,7 @@ def tool(
             idempotent=idempotent,
             high_impact=high_impact,
             retry=retry or RetryPolicy(),
+            resources=dict(resources or {}),
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-import mcp.client.stdio  # noqa: F401  # before any test: its default errlog is sys.stderr at import
+import mcp.client.stdio  # noqa: F401  # before any test: its default errlog is sys.stderr at import  # pyright: ignore[reportUnusedImport]
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,11 +17,15 @@ from typing import Any
 
 import httpx
 import httpx2
+import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
 
+from telic.errors import McpServerUnavailable, SpecError
 from telic.ledger import open_ledger
+from telic.mcp import McpServer, McpServerSpec
+from telic.spec import build_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -242,3 +247,47 @@ async def _over_http(url: str, reader: str, operator: str, run_id: str) -> str:
         done = _json(await client.call_tool("resume", {"run": forked["id"]}))
         assert done["status"] == "completed"
         return str(forked["id"])
+
+
+def test_an_mcp_server_behind_a_token_is_reached_with_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """telic as an MCP *client* of a server that wants a token (here telic serve's own
+    ``/mcp``): ``headers`` on the server spec, and in a spec ``${NAME}`` from the
+    environment; without them the server is unavailable, with a typed error."""
+    db, run_id = _demo(tmp_path)
+    reader = _token(db, "reader", "read")
+    with _telic_serve(db, tmp_path) as url:
+        asyncio.run(_with_headers(f"{url}/mcp", reader, run_id))
+        shutil.copy(ROOT / "examples" / "mcp_minds.py", tmp_path / "mcp_minds.py")
+        spec = tmp_path / "client.toml"
+        spec.write_text(
+            'goal = "read runs"\n'
+            "[[agents]]\n"
+            'name = "reader"\n'
+            'role = "researcher"\n'
+            'mind = "mcp_minds:reader"\n'
+            "[[mcp_servers]]\n"
+            'name = "telic"\n'
+            f'url = "{url}/mcp"\n'
+            'tools = ["list_runs"]\n'
+            'headers = { Authorization = "Bearer ${TELIC_TEST_TOKEN}" }\n'
+        )
+        with pytest.raises(SpecError, match=r"\$\{TELIC_TEST_TOKEN\}.*not set"):
+            build_run(spec)
+        monkeypatch.setenv("TELIC_TEST_TOKEN", reader)
+        built = build_run(spec)
+        try:
+            assert "list_runs" in {t.name for t in built.config.tools}
+        finally:
+            asyncio.run(built.aclose())
+
+
+async def _with_headers(url: str, token: str, run_id: str) -> None:
+    spec = McpServerSpec("telic", url=url, headers={"Authorization": f"Bearer {token}"})
+    async with McpServer(spec) as server:
+        runs = await server.call("list_runs", {})
+        assert run_id in json.dumps(runs)
+    async with McpServer(McpServerSpec("telic", url=url, connect_timeout_s=10)) as bare:
+        with pytest.raises(McpServerUnavailable, match="telic"):
+            await bare.list_tools()

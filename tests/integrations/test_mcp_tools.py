@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,7 @@ async def _a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
     servers, tools = await connect([_stdio(timeout_s=5.0)])
     approvals: list[tuple[str, str]] = []
 
-    async def approver(agent: str, tool: str, args: dict[str, Any]) -> bool:
+    async def approver(agent: str, tool: str, args: Mapping[str, Any]) -> bool:
         approvals.append((agent, tool))
         return args.get("booking") == "B-17"
 
@@ -207,6 +208,11 @@ async def _a_run_uses_mcp_tools_under_the_kernels_policy() -> None:
     assert forecast.attributes["mcp.method.name"] == "tools/call"
     assert forecast.attributes["telic.tool.source"] == "mcp:weather"
     assert forecast.attributes["telic.tool.version"] == hashes["forecast"]
+    # the approval of the destructive call is a pair of span events with who decided
+    events = {e.name: e.attributes for sp in spans for e in sp.events}
+    assert "approval.requested" in events
+    assert events["approval.requested"]["telic.tool"] == "cancel_booking"
+    assert "approval.granted" in events
 
 
 def test_the_tool_call_budget_counts_mcp_calls() -> None:

@@ -646,3 +646,46 @@ def test_a_model_run_gives_chat_spans_for_each_attempt_with_usage_and_response()
     assert {c.parent.span_id for c in chats if c.parent} == {turn.context.span_id}  # type: ignore[union-attr]
     assert _attrs(turn)[gen_ai.GEN_AI_PROVIDER_NAME] == "openai"
     assert _attrs(turn)[gen_ai.GEN_AI_REQUEST_MODEL] == "gpt-4.1-mini"
+
+
+_MODEL_SPEC = """
+goal = "Traced model calls"
+model = "openai:gpt-4.1-mini"
+[budget]
+ticks = 3
+[scheduler]
+max_retries = 2
+backoff_s = 0.01
+[[agents]]
+name = "planner"
+role = "planner"
+"""
+
+
+def test_telic_run_exports_live_with_otlp_endpoint(tmp_path: Path, receiver: _Receiver) -> None:
+    """``telic run SPEC --otlp-endpoint``: a model run against the local model server (a 503,
+    then an answer) arrives at the receiver with a chat span per attempt under the turn."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(_MODEL_SPEC)
+    db = str(tmp_path / "run.db")
+    with ModelServer() as server:
+        server.script(Reply.error(503))
+        proc = _telic(
+            "run", str(spec), "--db", db, "--out", str(tmp_path), "--otlp-endpoint", receiver.url,
+            env={"OPENAI_BASE_URL": server.openai_url, "OPENAI_API_KEY": "test-key"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        requests = len(server.requests)
+    spans = [span for _, span in receiver.spans()]
+    chats = [s for s in spans if s.name == "chat gpt-4.1-mini"]
+    assert len(chats) == requests == 2
+    kinds = sorted(
+        next(_decoded(kv.value) for kv in s.attributes if kv.key == error_attributes.ERROR_TYPE)
+        if any(kv.key == error_attributes.ERROR_TYPE for kv in s.attributes)
+        else "ok"
+        for s in chats
+    )
+    assert kinds == ["503", "ok"]
+    turn = next(s for s in spans if s.name == "invoke_agent planner")
+    assert {s.parent_span_id for s in chats} == {turn.span_id}
+    assert sum(s.name == "invoke_agent telic" for s in spans) == 1

@@ -215,6 +215,30 @@ def test_fork_then_resume_continues_from_the_parents_prefix_with_another_ending(
     assert child.result is None
 
 
+def test_a_fork_inside_a_tick_asks_that_tick_again() -> None:
+    """Forked between a tick's start and its first proposal, the fork's resume asks the tick
+    again under its own number (with the answers recorded before the fork point, as after a
+    crash) instead of closing it empty."""
+    ledger = new_ledger()
+    steps = (remember("choice", "A1"), remember("choice", "A2"), finish())
+    parent = play(config(agent("a", *steps)), ledger=ledger, run_id="parent")
+    at = parent.of("tick.started")[1].seq  # tick 2 has started, nothing asked yet
+
+    async def fork_and_resume(clock: VirtualClock) -> RunResult:
+        kernel = Kernel(ledger, clock=clock)
+        fork = kernel.fork("parent", at, new_id="fork")
+        run = await kernel.resume(fork, config(agent("a", *steps[1:])), reason="forked")
+        return await run.until_done()
+
+    result = on_virtual_time(fork_and_resume)
+    assert result.status == "completed"
+    child = Played(ledger, "fork")
+    tick2 = [t.kind for t in child.transitions()[at:] if t.tick == 2]
+    assert tick2[:2] == ["run.forked", "run.resumed"]
+    assert "proposal.made" in tick2  # asked again, not closed empty
+    assert child.state()["memory"]["a"]["choice"] == "A2"
+
+
 def test_an_approval_awaited_when_the_kernel_crashed_stays_parked_and_its_decision_continues_the_run() -> (
     None
 ):

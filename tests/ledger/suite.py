@@ -22,6 +22,11 @@ from hypothesis import strategies as st
 from telic.canonical import digest, encode
 from telic.errors import (
     ChainBroken,
+    Fenced,
+    LeaseError,
+    LeaseHeld,
+    LeaseLost,
+    LedgerOptionInvalid,
     NotCanonical,
     PayloadInvalid,
     PayloadTooLarge,
@@ -36,6 +41,7 @@ from telic.errors import (
 )
 from telic.kinds import (
     AgentSpawned,
+    ApprovalGranted,
     MemoryUpdated,
     MessageSent,
     ObservationRecorded,
@@ -44,6 +50,7 @@ from telic.kinds import (
     TickStarted,
 )
 from telic.ledger import BaseLedger, Row, Snapshot
+from telic.ledger.lease import Lease
 from telic.reducer import fold, state_hash
 from telic.transition import Draft, Transition, chain_hash, draft, record_body
 
@@ -197,6 +204,11 @@ class LedgerSuite(abc.ABC):
     @abc.abstractmethod
     def tamper_snapshot(self, ledger: BaseLedger, run: str, seq: int, **fields: Any) -> None:
         """Set columns (``state``, ``state_hash``, ``chain``, ``digest``) of a stored snapshot."""
+
+    @abc.abstractmethod
+    def age(self, ledger: BaseLedger, seconds: float) -> None:
+        """Make every stored lease ``seconds`` older (acquired, renewed and expiry times), as
+        if the lease clock had moved on: expiry tests without waiting."""
 
     @pytest.fixture
     def ledger(self) -> Iterator[BaseLedger]:
@@ -876,3 +888,318 @@ class LedgerSuite(abc.ABC):
             self.store_rows(ledger, "r", rows)
             report = ledger.verify("r")
             assert (report.ok, report.first_bad) == (False, k)
+
+    # -- run ownership: leases, epochs, fencing --------------------------------------------
+
+    def test_acquire_renew_release(self, ledger: BaseLedger) -> None:
+        before = ledger.leases.now_us()
+        lease = ledger.leases.acquire("r", "A", ttl_s=30, node="n1")
+        assert (lease.run_id, lease.holder, lease.node, lease.epoch) == ("r", "A", "n1", 1)
+        assert lease.ttl_us == 30_000_000 and not lease.released
+        assert lease.acquired_us == lease.renewed_us >= before - 1_000_000
+        assert lease.expires_us == lease.renewed_us + lease.ttl_us
+        assert lease.live(ledger.leases.now_us())
+        assert ledger.leases.get("r") == lease and ledger.leases.all() == [lease]
+        assert ledger.leases.get("other") is None and ledger.leases.stale() == []
+        renewed = ledger.leases.renew(lease, ttl_s=60)
+        assert (renewed.epoch, renewed.acquired_us) == (1, lease.acquired_us)
+        assert renewed.renewed_us >= lease.renewed_us and renewed.ttl_us == 60_000_000
+        assert ledger.leases.release(renewed) is True
+        gone = ledger.leases.get("r")
+        assert gone is not None and gone.released and gone.epoch == 1
+        assert ledger.leases.stale() == [gone]
+        assert ledger.leases.release(renewed) is False  # released already: nothing changes
+        with pytest.raises(LeaseLost, match="released"):
+            ledger.leases.renew(renewed)
+        again = ledger.leases.acquire("r", "B", ttl_s=5)
+        assert (again.holder, again.epoch, again.released) == ("B", 2, False)
+
+    def test_a_live_lease_of_another_holder_is_held(self, ledger: BaseLedger) -> None:
+        ledger.leases.acquire("r", "A", ttl_s=30, node="n1")
+        with pytest.raises(LeaseHeld) as held:
+            ledger.leases.acquire("r", "B", ttl_s=30)
+        assert (held.value.holder, held.value.node, held.value.epoch) == ("A", "n1", 1)
+        assert 25 < held.value.seconds_left <= 30
+        assert "owned by A on n1" in str(held.value)
+        lease = ledger.leases.get("r")
+        assert lease is not None and (lease.holder, lease.epoch) == ("A", 1)
+
+    def test_the_same_holder_takes_its_own_lease_over(self, ledger: BaseLedger) -> None:
+        first = ledger.leases.acquire("r", "A", ttl_s=30)
+        second = ledger.leases.acquire("r", "A", ttl_s=30)
+        assert second.epoch == first.epoch + 1
+        with pytest.raises(LeaseLost, match="took it over"):
+            ledger.leases.renew(first)
+
+    def test_takeover_after_expiry_increments_the_epoch(self, ledger: BaseLedger) -> None:
+        old = ledger.leases.acquire("r", "A", ttl_s=10)
+        self.age(ledger, 9)
+        with pytest.raises(LeaseHeld):
+            ledger.leases.acquire("r", "B", ttl_s=10)
+        self.age(ledger, 2)
+        (stale,) = ledger.leases.stale()
+        assert stale.epoch == 1 and not stale.live(ledger.leases.now_us())
+        new = ledger.leases.acquire("r", "B", ttl_s=10)
+        assert (new.holder, new.epoch) == ("B", 2)
+        with pytest.raises(LeaseLost) as lost:
+            ledger.leases.renew(old)
+        assert (lost.value.epoch, lost.value.current, lost.value.holder) == (1, 2, "B")
+        assert ledger.leases.release(old) is False
+        assert ledger.leases.get("r") == new
+
+    def test_an_expired_lease_nobody_took_is_still_its_holders(self, ledger: BaseLedger) -> None:
+        lease = ledger.leases.acquire("r", "A", ttl_s=10)
+        ledger.fence(lease)
+        fill(ledger, "r", 3)
+        self.age(ledger, 20)
+        assert ledger.append("r", workload(1, start=4))[0].seq == 4  # expiry alone fences nothing
+        renewed = ledger.leases.renew(lease)
+        assert renewed.epoch == 1 and renewed.live(ledger.leases.now_us())
+
+    def test_expiry_on_the_lease_clock(self, ledger: BaseLedger) -> None:
+        lease = ledger.leases.acquire("r", "A", ttl_s=0.2)
+        with pytest.raises(LeaseHeld):
+            ledger.leases.acquire("r", "B", ttl_s=1)
+        deadline = lease.expires_us
+        while ledger.leases.now_us() <= deadline:
+            threading.Event().wait(0.02)
+        assert ledger.leases.acquire("r", "B", ttl_s=1).epoch == 2
+
+    def test_expect_epoch_takes_only_the_lease_it_saw(self, ledger: BaseLedger) -> None:
+        with pytest.raises(LeaseLost, match="no lease"):
+            ledger.leases.acquire("r", "A", ttl_s=5, expect_epoch=3)
+        first = ledger.leases.acquire("r", "A", ttl_s=5, expect_epoch=0)
+        assert first.epoch == 1
+        ledger.leases.release(first)
+        with pytest.raises(LeaseLost, match="epoch moved to 1"):
+            ledger.leases.acquire("r", "B", ttl_s=5, expect_epoch=0)
+        assert ledger.leases.acquire("r", "B", ttl_s=5, expect_epoch=1).epoch == 2
+        with pytest.raises(LeaseHeld):
+            ledger.leases.acquire("r", "C", ttl_s=5, expect_epoch=2)
+
+    @pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), True, "5", 10**9])
+    def test_a_bad_ttl_is_refused(self, ledger: BaseLedger, ttl: Any) -> None:
+        with pytest.raises(LedgerOptionInvalid, match="ttl_s"):
+            ledger.leases.acquire("r", "A", ttl_s=ttl)
+        with pytest.raises(LedgerOptionInvalid, match="holder"):
+            ledger.leases.acquire("r", "", ttl_s=1)
+        assert ledger.leases.all() == []
+
+    def test_a_stale_epoch_appends_nothing(self, ledger: BaseLedger) -> None:
+        old = ledger.leases.acquire("r", "A", ttl_s=10)
+        ledger.fence(old)
+        fill(ledger, "r", 4)
+        other = self.second(ledger)
+        try:
+            self.age(ledger, 11)
+            new = other.leases.acquire("r", "B", ttl_s=10)
+            other.fence(new)
+            rows = self.stored_rows(ledger, "r")
+            with pytest.raises(Fenced) as fenced:
+                ledger.append("r", workload(3, start=5))
+            assert (fenced.value.epoch, fenced.value.current, fenced.value.holder) == (1, 2, "B")
+            assert "nothing was written" in str(fenced.value)
+            with pytest.raises(Fenced):
+                ledger.append("r", workload(1, start=5), expected=5)
+            assert isinstance(fenced.value, LeaseLost)
+            assert self.stored_rows(ledger, "r") == rows
+            assert ledger.run("r").head == other.run("r").head == 4
+            assert other.append("r", workload(2, start=5), expected=5)[0].seq == 5
+            assert ledger.verify("r").ok
+            assert [t.seq for t in ledger.read("r")] == [1, 2, 3, 4, 5, 6]
+        finally:
+            other.close()
+
+    def test_a_leased_run_refuses_appends_without_an_epoch(self, ledger: BaseLedger) -> None:
+        fill(ledger, "r", 3)
+        lease = ledger.leases.acquire("r", "A", ttl_s=30)
+        with pytest.raises(Fenced, match="leased to A"):
+            ledger.append("r", workload(1, start=4))
+        assert ledger.run("r").head == 3
+        # A decision on a parked approval comes from whoever decides: no epoch needed.
+        decision = draft(ApprovalGranted(proposal=2, by="alice"), ts=1, tick=0)
+        assert ledger.append("r", [decision], expected=4)[0].seq == 4
+        with pytest.raises(Fenced):  # but not mixed with anything else
+            ledger.append("r", [decision, *workload(1, start=6)])
+        ledger.fence(lease)
+        assert ledger.append("r", workload(1, start=5))[0].seq == 5
+        ledger.leases.release(lease)
+        with pytest.raises(Fenced, match="was released"):
+            ledger.append("r", workload(1, start=6))
+        ledger.unfence("r")
+        assert ledger.fenced("r") is None
+        assert ledger.append("r", workload(1, start=6))[0].seq == 6  # released: unowned again
+        assert ledger.verify("r").ok
+
+    def test_an_epoch_for_a_run_without_a_lease_is_refused(self, ledger: BaseLedger) -> None:
+        fill(ledger, "r", 2)
+        lease = ledger.leases.acquire("s", "A", ttl_s=30)
+        ledger.fence(Lease("r", "A", "", lease.epoch, 1, 0, 0, 1, False))
+        with pytest.raises(Fenced, match="no lease"):
+            ledger.append("r", workload(1, start=3))
+        ledger.unfence("r")
+        assert ledger.append("r", workload(1, start=3))[0].seq == 3
+
+    def test_a_run_created_under_its_lease(self, ledger: BaseLedger) -> None:
+        lease = ledger.leases.acquire("r", "A", ttl_s=30)
+        with pytest.raises(Fenced):
+            ledger.append("r", workload(2), create=True)
+        with pytest.raises(RunNotFound):
+            ledger.run("r")
+        ledger.fence(lease)
+        assert [t.seq for t in ledger.append("r", workload(2), create=True)] == [1, 2]
+        assert ledger.fenced("r") == 1
+
+    def test_concurrent_acquires_have_exactly_one_winner(self, ledger: BaseLedger) -> None:
+        others = [self.second(ledger) for _ in range(2)]
+        ledgers = [ledger, *others]
+        try:
+            for round_ in range(8):
+                run = f"r{round_}"
+                if round_ % 2:  # a lease to take over: expired
+                    ledger.leases.acquire(run, "old", ttl_s=5)
+                    self.age(ledger, 6)
+                gate = threading.Barrier(len(ledgers))
+                got: list[Lease | LeaseError | BaseException] = []
+
+                def take(
+                    i: int,
+                    run: str = run,
+                    gate: threading.Barrier = gate,
+                    got: list[Lease | LeaseError | BaseException] = got,
+                ) -> None:
+                    gate.wait()
+                    try:
+                        got.append(ledgers[i].leases.acquire(run, f"h{i}", ttl_s=30))
+                    except BaseException as exc:  # counted below
+                        got.append(exc)
+
+                threads = [threading.Thread(target=take, args=(i,)) for i in range(len(ledgers))]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                won = [g for g in got if isinstance(g, Lease)]
+                assert len(won) == 1, got
+                assert all(isinstance(g, LeaseHeld) for g in got if g not in won), got
+                assert won[0].epoch == 1 + round_ % 2
+                assert ledger.leases.get(run) == won[0]
+        finally:
+            for o in others:
+                o.close()
+
+    def test_a_takeover_orders_after_every_append_of_the_old_epoch(
+        self, ledger: BaseLedger
+    ) -> None:
+        """An old owner appending in a loop while another instance takes over: once the
+        takeover has committed, the new owner's first append (at the head it reads) never
+        meets a write of the old owner (that would be a conflict or worse), and the old owner
+        is fenced."""
+        old = ledger.leases.acquire("r", "A", ttl_s=10)
+        ledger.fence(old)
+        fill(ledger, "r", 2)
+        other = self.second(ledger)
+        stop = threading.Event()
+        outcome: list[BaseException] = []
+        written: list[int] = []
+
+        def keep_writing() -> None:
+            try:
+                while not stop.is_set():
+                    written.extend(t.seq for t in ledger.append("r", workload(2, start=1)))
+                    # A writer in a tight loop can hold SQLite's write lock past another
+                    # connection's busy timeout on a loaded machine (no fair queue there):
+                    # a tick's pause between appends, as a real owner has.
+                    stop.wait(0.001)
+            except BaseException as exc:  # the expected end is Fenced
+                outcome.append(exc)
+
+        worker = threading.Thread(target=keep_writing)
+        worker.start()
+        try:
+            while len(written) < 6:
+                threading.Event().wait(0.001)
+            self.age(other, 11)
+            new = other.leases.acquire("r", "B", ttl_s=10)
+            other.fence(new)
+            head = other.run("r").head
+            mine = other.append("r", workload(1, start=head + 1), expected=head + 1)
+            assert mine[0].seq == head + 1
+            worker.join(10)
+        finally:
+            stop.set()
+            worker.join()
+            other.close()
+        assert len(outcome) == 1 and isinstance(outcome[0], Fenced), outcome
+        assert max(written) < head + 1
+        assert ledger.verify("r").ok
+        assert [t.seq for t in ledger.read("r")] == list(range(1, head + 2))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=_SUPPRESS)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["acquire", "renew", "release", "age", "append"]),
+                st.integers(0, 2),
+                st.integers(1, 30),
+            ),
+            max_size=25,
+        )
+    )
+    def test_property_leases_follow_the_model(self, steps: list[tuple[str, int, int]]) -> None:
+        """Random interleavings of three holders acquiring, renewing, releasing and appending
+        while time passes, against a model: one epoch at a time, +1 per takeover, and an
+        append lands exactly when its holder's epoch is the lease's and it is not released."""
+        with self.fresh() as ledger:
+            fill(ledger, "r", 1)
+            held: dict[int, Lease] = {}
+            epoch, holder, released, expires = 0, -1, True, 0.0
+            now = 0.0
+            head = 1
+            for op, who, n in steps:
+                if op == "age":
+                    self.age(ledger, n)
+                    now += n
+                elif op == "acquire":
+                    free = released or expires <= now or holder == who
+                    try:
+                        got = ledger.leases.acquire("r", f"h{who}", ttl_s=10)
+                    except LeaseHeld:
+                        assert not free
+                        continue
+                    assert free
+                    epoch, holder, released, expires = epoch + 1, who, False, now + 10
+                    assert got.epoch == epoch
+                    held[who] = got
+                elif op == "renew" and who in held:
+                    mine = held[who].epoch == epoch and holder == who and not released
+                    try:
+                        held[who] = ledger.leases.renew(held[who])
+                    except LeaseLost:
+                        assert not mine
+                        continue
+                    assert mine
+                    expires = now + 10
+                elif op == "release" and who in held:
+                    mine = held[who].epoch == epoch and holder == who and not released
+                    assert ledger.leases.release(held[who]) is mine
+                    released = released or mine
+                elif op == "append":
+                    lease = held.get(who)
+                    if lease is None:
+                        ledger.unfence("r")
+                    else:
+                        ledger.fence(lease)
+                    if lease is None:
+                        ok = epoch == 0 or released
+                    else:
+                        ok = lease.epoch == epoch and not released
+                    try:
+                        ledger.append("r", workload(1, start=head + 1))
+                    except Fenced:
+                        assert not ok
+                        continue
+                    assert ok
+                    head += 1
+            assert ledger.run("r").head == head
+            assert ledger.verify("r").ok

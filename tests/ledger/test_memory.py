@@ -35,6 +35,12 @@ class TestMemoryLedger(LedgerSuite):
     def tamper_blob(self, ledger: BaseLedger, blob_id: str, data: bytes) -> None:
         _memory(ledger).raw_blobs()[blob_id] = data
 
+    def age(self, ledger: BaseLedger, seconds: float) -> None:
+        leases = _memory(ledger).store.leases
+        d = round(seconds * 1e6)
+        for run, (r, h, n, e, t, a, w, x, rel) in list(leases.items()):
+            leases[run] = (r, h, n, e, t, a - d, w - d, x - d, rel)
+
     def tamper_snapshot(self, ledger: BaseLedger, run: str, seq: int, **fields: Any) -> None:
         snaps = _memory(ledger).store.snapshots[run]
         snaps[seq] = snaps[seq]._replace(**fields)

@@ -91,6 +91,14 @@ class TestPostgresLedger(LedgerSuite):
     def tamper_blob(self, ledger: BaseLedger, blob_id: str, data: bytes) -> None:
         _pg(ledger).execute("UPDATE blobs SET data = %s WHERE id = %s", (data, blob_id))
 
+    def age(self, ledger: BaseLedger, seconds: float) -> None:
+        d = round(seconds * 1e6)
+        _pg(ledger).execute(
+            "UPDATE leases SET acquired_us = acquired_us - %s, renewed_us = renewed_us - %s, "
+            "expires_us = expires_us - %s",
+            (d, d, d),
+        )
+
     def tamper_snapshot(self, ledger: BaseLedger, run: str, seq: int, **fields: Any) -> None:
         db = _pg(ledger)
         for name, value in fields.items():

@@ -76,6 +76,14 @@ class TestSQLiteLedger(LedgerSuite):
     def tamper_blob(self, ledger: BaseLedger, blob_id: str, data: bytes) -> None:
         _sqlite(ledger).execute("UPDATE blobs SET data = ? WHERE id = ?", (data, blob_id))
 
+    def age(self, ledger: BaseLedger, seconds: float) -> None:
+        d = round(seconds * 1e6)
+        _sqlite(ledger).execute(
+            "UPDATE leases SET acquired_us = acquired_us - ?, renewed_us = renewed_us - ?, "
+            "expires_us = expires_us - ?",
+            (d, d, d),
+        )
+
     def tamper_snapshot(self, ledger: BaseLedger, run: str, seq: int, **fields: Any) -> None:
         db = _sqlite(ledger)
         for name, value in fields.items():

@@ -62,9 +62,10 @@ def free_port() -> int:
 class Server:
     """``telic serve`` in a subprocess; ``kill()`` is ``kill -9``."""
 
-    def __init__(self, db: str, cwd: Path) -> None:
+    def __init__(self, db: str, cwd: Path, args: tuple[str, ...] = ()) -> None:
         self.db = db
         self.cwd = cwd
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -74,7 +75,17 @@ class Server:
         log = self.cwd / f"serve-{self.port}.log"
         with log.open("wb") as sink:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "telic", "serve", "--db", self.db, "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "telic",
+                    "serve",
+                    "--db",
+                    self.db,
+                    "--port",
+                    str(self.port),
+                    *self.args,
+                ],
                 cwd=self.cwd,
                 env=env,
                 stdout=sink,
@@ -107,11 +118,11 @@ class Server:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[[str], Server]]:
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def start(db: str) -> Server:
-        server = Server(db, tmp_path).start()
+    def start(db: str, *args: str) -> Server:
+        server = Server(db, tmp_path, args).start()
         started.append(server)
         return server
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 from telic.minds import FunctionMind, View
 from telic.proposal import Proposal
@@ -31,6 +33,18 @@ def launcher() -> FunctionMind:
         return Proposal(action="finish", args={"result": view.observations[-1]["content"]})
 
     return FunctionMind(propose, name="launcher")
+
+
+def slow_napper() -> FunctionMind:
+    """Naps 200 ms every tick until the file named by ``TELIC_TEST_FINISH`` exists (the test
+    says when), then finishes."""
+
+    def propose(view: View) -> Proposal:
+        if Path(os.environ["TELIC_TEST_FINISH"]).exists():
+            return Proposal(action="finish", args={"result": view.tick})
+        return Proposal(action="tool", args={"tool": "nap", "args": {"ms": 200}})
+
+    return FunctionMind(propose, name="slow-napper")
 
 
 def napper() -> FunctionMind:
@@ -69,5 +83,20 @@ stall_ticks = 100
 name = "sleeper"
 role = "sleeper"
 mind = "parking:napper"
+tools = ["nap"]
+"""
+
+SLOW_NAP_SPEC = """
+goal = "nap until told to finish"
+tools = ["parking:nap"]
+[budget]
+ticks = 100000
+[policy]
+loop_repeats = 100000
+stall_ticks = 100000
+[[agents]]
+name = "sleeper"
+role = "sleeper"
+mind = "parking:slow_napper"
 tools = ["nap"]
 """

@@ -9,14 +9,16 @@ return), ``batch`` (numbered group commits), ``view`` (the state a tick's minds 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from telic.clock import Clock, SystemClock
 from telic.errors import (
     ChainBroken,
     ConfigError,
+    LedgerError,
     RunExists,
     RunNotFound,
     RunNotResumable,
@@ -27,6 +29,7 @@ from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.run import Run, RunResult
 from telic.kernel.stages import Tick, ToolCall, execute
+from telic.kernel.sweep import Sweeper
 from telic.kernel.tree import Tree
 from telic.kinds import (
     AgentRecord,
@@ -43,10 +46,12 @@ from telic.kinds import (
 )
 from telic.ledger.base import BaseLedger
 from telic.ledger.group import GroupCommitter
+from telic.ledger.lease import Lease, default_holder
 from telic.reducer import State, initial_state
 from telic.transition import Transition, draft
 
 __all__ = [
+    "DEFAULT_LEASE_TTL_S",
     "AgentSpec",
     "Approver",
     "Artifact",
@@ -55,9 +60,14 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunResult",
+    "Sweeper",
     "Team",
     "new_run_id",
 ]
+
+
+DEFAULT_LEASE_TTL_S = 10.0
+"""How long a run's lease lasts without renewal (renewed every third of it)."""
 
 
 def new_run_id() -> str:
@@ -71,6 +81,12 @@ class Kernel:
     ``publish`` receives every committed batch (wire it to ``EventKernel.publish``).
     ``committer``: a :class:`~telic.ledger.group.GroupCommitter` on ``ledger``, through which
     the runs of this kernel share their commits' fsyncs (many runs in one process).
+
+    ``holder``: run every run under a lease (:mod:`telic.ledger.lease`) held by this name (one
+    process: :func:`~telic.ledger.lease.default_holder`), for ``lease_ttl_s`` at a time and
+    renewed every third of it; ``node`` says where the holder runs. Without a holder, runs
+    are unleased (one process owns its ledger), except a run that has a lease already: its
+    resume takes the lease (with a holder of its own) or refuses while another holds it.
     """
 
     def __init__(
@@ -80,6 +96,9 @@ class Kernel:
         clock: Clock | None = None,
         publish: Callable[[Sequence[Transition]], None] | None = None,
         committer: GroupCommitter | None = None,
+        holder: str | None = None,
+        lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
+        node: str = "",
     ) -> None:
         if committer is not None and committer.ledger is not ledger:
             raise ConfigError(
@@ -91,6 +110,9 @@ class Kernel:
         """Where the runs' commits go to share an fsync (None: each commit on its own)."""
         self.clock: Clock = clock or SystemClock()
         self.publish = publish
+        self.holder = holder
+        self.lease_ttl_s = lease_ttl_s
+        self.node = node
         self.abandoned: list[asyncio.Task[Any]] = []
         """Calls of minds, tools and approvers that swallowed their cancellation past their
         deadline and grace: left running (asyncio cannot force them) and listed here, ended or
@@ -106,6 +128,13 @@ class Kernel:
         rid = run_id or new_run_id()
         if run_id is not None:
             _refuse_taken(self.ledger, rid)
+        lease = None
+        if self.holder is not None:
+            # Taken before the run exists: the run is created by a fenced append.
+            lease = self.ledger.leases.acquire(
+                rid, self.holder, ttl_s=self.lease_ttl_s, node=self.node
+            )
+            self.ledger.fence(lease)
         run = Run(
             self.ledger,
             rid,
@@ -116,6 +145,8 @@ class Kernel:
             abandoned=self.abandoned,
             committer=self.committer,
         )
+        if lease is not None:
+            run.hold(lease)
         batch = run.batch()
         batch.add(
             RunBooted(
@@ -195,6 +226,7 @@ class Kernel:
         reason: str = "resumed",
         counterfactual: Mapping[str, Any] | None = None,
         by: str | None = None,
+        lease: Lease | None = None,
     ) -> Run:
         """Continue a run after a crash, a stop or a fork, rebuilding everything from the ledger.
 
@@ -205,7 +237,47 @@ class Kernel:
         waits for their decisions, then closes the tick); any other interrupted tick is closed
         as invalid. ``counterfactual`` records what the run goes on with that differs from how
         it was booted (another model, prompt, policy).
+
+        Ownership: ``lease`` is one the caller took already (a sweeper); otherwise the run's
+        lease is taken here when the kernel has a holder or the run has a lease that is not
+        released (:class:`~telic.errors.LeaseHeld` while another process holds it). It is
+        taken before anything is read, so what the resume reads is what the last owner left.
         """
+        lease = self._own(run_id, lease)
+        if lease is None:
+            return await self._resume(run_id, config, reason, counterfactual, by, None)
+        try:
+            return await self._resume(run_id, config, reason, counterfactual, by, lease)
+        except BaseException:
+            with contextlib.suppress(LedgerError):
+                self.ledger.leases.release(lease)
+            self.ledger.unfence(run_id)
+            raise
+
+    def _own(self, run_id: str, given: Lease | None) -> Lease | None:
+        if given is not None:
+            if given.run_id != run_id:
+                raise ValueError(f"the lease given is run {given.run_id!r}'s, not {run_id!r}'s")
+            self.ledger.fence(given)
+            return given
+        current = self.ledger.leases.get(run_id)
+        if self.holder is None and (current is None or current.released):
+            return None
+        lease = self.ledger.leases.acquire(
+            run_id, self.holder or default_holder(), ttl_s=self.lease_ttl_s, node=self.node
+        )
+        self.ledger.fence(lease)
+        return lease
+
+    async def _resume(
+        self,
+        run_id: str,
+        config: RunConfig,
+        reason: str,
+        counterfactual: Mapping[str, Any] | None,
+        by: str | None,
+        lease: Lease | None,
+    ) -> Run:
         # What resume rebuilds the state from must be intact: the chain from the snapshot it
         # folds on to the head (``telic verify`` checks the whole lineage).
         start = self.ledger.last_snapshot(run_id) + 1
@@ -245,6 +317,27 @@ class Kernel:
             committer=self.committer,
             tree=tree,
         )
+        acts = _Acts(tick, head, tick_open, reask, progress, parked, pending, running)
+        if lease is None:
+            return await self._restart(run, acts, config, reason, counterfactual, by)
+        run.hold(lease)
+        try:
+            return await self._restart(run, acts, config, reason, counterfactual, by)
+        except BaseException:
+            await run.close()  # ends the lease's renewal (the caller releases the lease)
+            raise
+
+    async def _restart(
+        self,
+        run: Run,
+        acts: _Acts,
+        config: RunConfig,
+        reason: str,
+        counterfactual: Mapping[str, Any] | None,
+        by: str | None,
+    ) -> Run:
+        """Record the resume and settle what the stop interrupted (see :meth:`resume`)."""
+        tick, head, tick_open, reask, progress, parked, pending, running = acts
         batch = run.batch()
         batch.add(
             RunResumed(
@@ -340,6 +433,20 @@ class Kernel:
         run.parked = parked
         await run.wrap_up()  # the dead process may not have run the last tick's checks
         return run
+
+
+class _Acts(NamedTuple):
+    """What a resume acts on, read before the run takes the state over (its batches change
+    it)."""
+
+    tick: int
+    head: int
+    tick_open: bool
+    reask: bool
+    progress: Any
+    parked: list[approval.Parked]
+    pending: list[tuple[str, Any]]
+    running: list[tuple[str, str, bool, str | None, str | None, tuple[str, ...]]]
 
 
 def _recorded_tree(ledger: BaseLedger, run_id: str, config: RunConfig, state: State) -> Tree:

@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 __all__ = ["AgentCalls", "Reentry", "TickCalls", "open_tick", "reentry"]
 
 _OPEN_TICK_KINDS: Final = frozenset(
-    {"model.called", "model.failed", "run.resumed", "agent.terminated"}
+    {"model.called", "model.failed", "run.resumed", "run.forked", "agent.terminated"}
 )
 """What may follow ``tick.started`` in a tick that can be asked again: the minds' calls,
-and what ``resume`` writes."""
+and what ``resume`` and ``fork`` write (a fork inside a tick is asked again as a crash is)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,8 @@ from pydantic import ValidationError
 from telic.clock import Clock
 from telic.errors import (
     ConfigError,
+    LeaseLost,
+    LedgerError,
     RecordError,
     SequenceError,
     SupervisionError,
@@ -46,6 +49,7 @@ from telic.kinds import (
 )
 from telic.ledger.base import BaseLedger
 from telic.ledger.group import GroupCommitter
+from telic.ledger.lease import Lease
 from telic.minds.base import CallLog, Mind, ToolInfo, View
 from telic.reducer import Fold, State, initial_state
 from telic.supervision import ChildSpec, Supervisor
@@ -69,15 +73,25 @@ def _artifacts(make: Callable[[State], Sequence[Artifact]], state: State) -> lis
 
 
 class RunResult:
-    """How a run ended."""
+    """How a run ended (in this process: ``status == "lost"`` when it lost its lease)."""
 
-    def __init__(self, run_id: str, state: State, head: int, head_hash: str) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        state: State,
+        head: int,
+        head_hash: str,
+        *,
+        lost: LeaseLost | None = None,
+    ) -> None:
         self.run_id = run_id
         self.state = state
-        self.status: str = state["status"]
-        self.reason: str | None = state["reason"]
+        self.status: str = "lost" if lost is not None else state["status"]
+        self.reason: str | None = str(lost) if lost is not None else state["reason"]
         self.transitions = head
         self.head_hash = head_hash
+        self.lost = lost
+        """The lease this process lost (another owns the run now; it wrote nothing since)."""
 
     def __repr__(self) -> str:
         return f"RunResult(run_id={self.run_id!r}, status={self.status!r}, transitions={self.transitions})"
@@ -130,6 +144,13 @@ class Run:
         """The policy's per-proposal checks, named once (see :mod:`telic.kernel.stages.check`)."""
         self.parked: list[Parked] = []
         """Approvals a resumed run still waits for, from the tick the stop interrupted."""
+        self.lease: Lease | None = None
+        """The run's lease, while this process owns the run through one (:meth:`hold`)."""
+        self.lost: LeaseLost | None = None
+        """Set once the lease is lost: the run stops and writes nothing more."""
+        self._renewer: asyncio.Task[None] | None = None
+        self._stepping: asyncio.Task[Any] | None = None
+        self._cancelled_for_loss = False
         self.tree: Tree = config.tree() if tree is None else tree
         """Who supervises each agent: the root, or a team (see :mod:`telic.kernel.tree`)."""
         self.supervisor = Supervisor(
@@ -166,8 +187,13 @@ class Run:
         kernel has one), or on its own."""
         if self.committer is None or not len(batch):
             return self.commit_now(batch)
+        if self.lost is not None:
+            raise self.lost  # not the owner any more: nothing is even tried
         try:
             committed = await batch.commit_shared(self.committer)
+        except LeaseLost as exc:
+            self._lose(exc)
+            raise
         except BaseException:
             self.fold = Fold.adopt(self.ledger.state_at(self.id))
             raise
@@ -176,8 +202,13 @@ class Run:
     def commit_now(self, batch: Batch) -> list[Transition]:
         """Commit ``batch`` durably, on its own, before returning (for what cannot wait for
         a shared commit: a model call's record, written from inside a mind's call)."""
+        if self.lost is not None:
+            raise self.lost  # not the owner any more: nothing is even tried
         try:
             committed = batch.commit()
+        except LeaseLost as exc:
+            self._lose(exc)
+            raise
         except BaseException:
             self.fold = Fold.adopt(self.ledger.state_at(self.id))
             raise
@@ -391,6 +422,76 @@ class Run:
         sibling's failure under one_for_all, say) is no longer the supervisor's child."""
         return self.supervises(name) and self._sups[self.home(name)].kill(name, reason=reason)
 
+    # -- ownership -----------------------------------------------------------------------
+
+    def hold(self, lease: Lease) -> None:
+        """Own the run through ``lease`` (the ledger is fenced with it already): renew it every
+        third of its TTL from a task this run owns (:meth:`close` ends it), and stop the run at
+        once when it is lost."""
+        self.lease = lease
+        self._renewer = asyncio.get_running_loop().create_task(
+            self._renew(lease), name=f"telic-lease-{self.id}"
+        )
+
+    async def _renew(self, lease: Lease) -> None:
+        clock = self.clock
+        ttl = lease.ttl_us / 1e6
+        every = ttl / 3
+        deadline = clock.monotonic() + ttl
+        while self.lost is None:
+            await clock.sleep(every)
+            asked = clock.monotonic()
+            try:
+                lease = self.ledger.leases.renew(lease)
+            except LeaseLost as exc:
+                self._lose(exc)
+                return
+            except LedgerError as exc:
+                # The store cannot be reached: the lease may expire there, and another host
+                # take the run over. Past its TTL (counted from the last renewal asked) this
+                # process must assume it has.
+                if clock.monotonic() >= deadline:
+                    self._lose(
+                        LeaseLost(
+                            self.id,
+                            lease.epoch,
+                            None,
+                            None,
+                            f"it could not be renewed within its {ttl:g} s ({exc})",
+                        )
+                    )
+                    return
+                continue
+            self.lease = lease
+            deadline = asked + ttl
+
+    def _lose(self, exc: LeaseLost) -> None:
+        """The lease is gone: stop at once (the step in progress is cancelled; every commit
+        from now on raises without writing)."""
+        if self.lost is not None:
+            return
+        self.lost = exc
+        task = self._stepping
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            self._cancelled_for_loss = True
+            task.cancel(msg="the run's lease was lost")
+
+    async def _release(self) -> None:
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return
+        if self.lost is None:
+            # A graceful end: the run is unowned again (a sweeper may take it over if it
+            # has not ended). If the store is unreachable, the lease expires by itself.
+            with contextlib.suppress(LedgerError):
+                self.ledger.leases.release(lease)
+            self.ledger.unfence(self.id)
+        # A lost lease keeps its stale fence: anything this instance still tried is refused.
+
     # -- supervision ---------------------------------------------------------------------
 
     def _on_supervisor_event(self, payload: Payload) -> None:
@@ -570,7 +671,27 @@ class Run:
     # -- the loop ------------------------------------------------------------------------
 
     async def step(self) -> bool:
-        """Run one tick and its end-of-tick checks; False once the run has ended."""
+        """Run one tick and its end-of-tick checks; False once the run has ended, or once it
+        lost its lease (:attr:`lost`: another process owns it now)."""
+        if self.lost is not None:
+            return False
+        task = asyncio.current_task()
+        self._stepping = task
+        try:
+            return await self._step()
+        except LeaseLost as exc:
+            self._lose(exc)
+            return False
+        except asyncio.CancelledError:
+            if self._cancelled_for_loss and task is not None:
+                self._cancelled_for_loss = False
+                if task.uncancel() == 0:
+                    return False  # only the lease's loss cancelled the step
+            raise
+        finally:
+            self._stepping = None
+
+    async def _step(self) -> bool:
         if self.done:
             return False
         if self.parked:
@@ -716,9 +837,15 @@ class Run:
 
     def result(self) -> RunResult:
         info = self.ledger.run(self.id)
-        return RunResult(self.id, self.fold.state(), info.head, info.head_hash.hex())
+        return RunResult(
+            self.id, self.fold.state(), info.head, info.head_hash.hex(), lost=self.lost
+        )
 
     async def close(self) -> None:
-        """Stop every agent process (no orphan tasks)."""
-        await self.supervisor.stop()
-        self._procs.clear()
+        """Stop every agent process (no orphan tasks), then end the lease's renewal and
+        release the lease (unless it was lost)."""
+        try:
+            await self.supervisor.stop()
+            self._procs.clear()
+        finally:
+            await self._release()

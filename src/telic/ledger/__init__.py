@@ -29,6 +29,7 @@ from telic.ledger.base import (
     VerifyReport,
 )
 from telic.ledger.group import GroupCommitter
+from telic.ledger.lease import Lease, Leases, default_holder
 from telic.ledger.memory import MemoryLedger
 from telic.ledger.sqlite import SQLiteLedger
 
@@ -39,6 +40,8 @@ __all__ = [
     "AppendGroup",
     "BaseLedger",
     "GroupCommitter",
+    "Lease",
+    "Leases",
     "Ledger",
     "MemoryLedger",
     "ReplayReport",
@@ -47,6 +50,7 @@ __all__ = [
     "SQLiteLedger",
     "Snapshot",
     "VerifyReport",
+    "default_holder",
     "open_ledger",
 ]
 

@@ -40,6 +40,7 @@ from telic.errors import (
     UnknownKind,
 )
 from telic.kinds import CATALOGUE
+from telic.ledger.lease import Lease, Leases
 from telic.reducer import Fold, State
 from telic.transition import SCHEMA_VERSION, Draft, Transition, record_body
 
@@ -187,6 +188,9 @@ class Ledger(Protocol):
     def last_snapshot(self, run_id: str, seq: int | None = None) -> int: ...
     def verify(self, run_id: str, *, start: int = 1) -> VerifyReport: ...
     def replay(self, run_id: str, to: int | None = None) -> ReplayReport: ...
+    def fence(self, lease: Lease) -> None: ...
+    def unfence(self, run_id: str) -> None: ...
+    def fenced(self, run_id: str) -> int | None: ...
     def close(self) -> None: ...
 
 
@@ -194,6 +198,8 @@ class BaseLedger(abc.ABC):
     """Shared logic; a backend implements the storage primitives below the line."""
 
     url: str
+    leases: Leases
+    """The lease operations on this store (run ownership: :mod:`telic.ledger.lease`)."""
 
     def __init__(
         self,
@@ -221,6 +227,8 @@ class BaseLedger(abc.ABC):
         self._known: dict[str, RunInfo] = {}
         """Runs as this instance last wrote or read them: appends start from here and the
         store's head check catches another writer (then the entry is refreshed)."""
+        self._fences: dict[str, int] = {}
+        """The lease epoch this instance appends to each run under (:meth:`fence`)."""
 
     # -- public API ----------------------------------------------------------------------
 
@@ -239,6 +247,22 @@ class BaseLedger(abc.ABC):
 
     def runs(self) -> list[RunInfo]:
         return self._list_runs()
+
+    def fence(self, lease: Lease) -> None:
+        """Append to ``lease.run_id`` under ``lease.epoch`` from now on: the store refuses any
+        of these appends (:class:`~telic.errors.Fenced`, nothing written) once the run's lease
+        has another epoch or was released. See :mod:`telic.ledger.lease`."""
+        with self._lock:
+            self._fences[lease.run_id] = lease.epoch
+
+    def unfence(self, run_id: str) -> None:
+        """Append to ``run_id`` without an epoch again (after releasing its lease)."""
+        with self._lock:
+            self._fences.pop(run_id, None)
+
+    def fenced(self, run_id: str) -> int | None:
+        """The epoch this instance appends to ``run_id`` under, if it is fenced."""
+        return self._fences.get(run_id)
 
     def append(
         self,
@@ -332,7 +356,15 @@ class BaseLedger(abc.ABC):
         run_id = info.id
         try:
             group = self._number(info, drafts, create=create)
-            self._write(run_id, info.head, group.rows, group.snapshots, group.blobs, create=create)
+            self._write(
+                run_id,
+                info.head,
+                group.rows,
+                group.snapshots,
+                group.blobs,
+                create=create,
+                epoch=self._fences.get(run_id),
+            )
         except BaseException:
             self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
             self._known.pop(run_id, None)
@@ -508,7 +540,15 @@ class BaseLedger(abc.ABC):
         refused: list[TelicError | None] = []
         for g in groups:
             try:
-                self._write(g.info.id, g.info.head, g.rows, g.snapshots, g.blobs, create=g.create)
+                self._write(
+                    g.info.id,
+                    g.info.head,
+                    g.rows,
+                    g.snapshots,
+                    g.blobs,
+                    create=g.create,
+                    epoch=self._fences.get(g.info.id),
+                )
                 refused.append(None)
             except LedgerError as exc:
                 refused.append(exc)
@@ -885,11 +925,14 @@ class BaseLedger(abc.ABC):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        epoch: int | None = None,
     ) -> None:
         """Atomically store rows, snapshots and blobs and move the head, if it is still
         ``expected_head``; otherwise :class:`SequenceConflict` and nothing is written.
         ``create``: insert the (root) run's row in the same transaction, or
-        :class:`RunExists` and nothing is written."""
+        :class:`RunExists` and nothing is written. ``epoch``: the lease epoch the append is
+        made under, checked against the run's lease in the same transaction
+        (:func:`telic.ledger.lease.check_fence`; :class:`Fenced` and nothing written)."""
 
     @abc.abstractmethod
     def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:

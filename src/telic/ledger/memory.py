@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 from telic.errors import RunExists, SequenceConflict
 from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo, Snapshot
+from telic.ledger.lease import LeaseRow, Leases, check_fence, free, taken
 
-__all__ = ["MemoryLedger", "MemoryStore"]
+__all__ = ["MemoryLeases", "MemoryLedger", "MemoryStore"]
 
 
 class MemoryStore:
@@ -21,6 +22,7 @@ class MemoryStore:
         self.rows: dict[str, list[Row]] = {}
         self.snapshots: dict[str, dict[int, Snapshot]] = {}
         self.blobs: dict[str, bytes] = {}
+        self.leases: dict[str, LeaseRow] = {}
         self.order = itertools.count(1)
         self.lock = threading.Lock()
 
@@ -43,6 +45,7 @@ class MemoryLedger(BaseLedger):
         self._rows = self.store.rows
         self._snapshots = self.store.snapshots
         self._blobs = self.store.blobs
+        self.leases = MemoryLeases(self.store)
 
     def _insert_run(
         self, run_id: str, parent: str | None, fork_seq: int, head_hash: bytes
@@ -71,8 +74,14 @@ class MemoryLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        epoch: int | None = None,
     ) -> None:
         with self.store.lock:
+            lease = self.store.leases.get(run_id)
+            if lease is not None or epoch is not None:
+                check_fence(
+                    run_id, epoch, None if lease is None else (lease[3], lease[8], lease[1]), rows
+                )
             if create:
                 if run_id in self._runs:
                     raise RunExists(run_id)
@@ -138,3 +147,46 @@ class MemoryLedger(BaseLedger):
     def raw_blobs(self) -> dict[str, bytes]:
         """The stored blobs, mutable: for tamper tests only."""
         return self._blobs
+
+
+class MemoryLeases(Leases):
+    """Leases in a :class:`MemoryStore`, under its lock; the lease clock is :attr:`clock`."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__()
+        self._store = store
+
+    def _acquire(
+        self, run_id: str, holder: str, node: str, ttl: int, expect_epoch: int | None
+    ) -> tuple[LeaseRow | None, int, bool]:
+        with self._store.lock:
+            now = self.now_us()
+            row = self._store.leases.get(run_id)
+            if not free(row, holder, now, expect_epoch):
+                return row, now, False
+            new = self._store.leases[run_id] = taken(row, run_id, holder, node, ttl, now)
+            return new, now, True
+
+    def _renew(self, run_id: str, holder: str, epoch: int, ttl: int) -> LeaseRow | None:
+        with self._store.lock:
+            row = self._store.leases.get(run_id)
+            if row is None or row[1] != holder or row[3] != epoch or row[8]:
+                return None
+            now = self.now_us()
+            new = self._store.leases[run_id] = (*row[:4], ttl, row[5], now, now + ttl, False)
+            return new
+
+    def _release(self, run_id: str, holder: str, epoch: int) -> bool:
+        with self._store.lock:
+            row = self._store.leases.get(run_id)
+            if row is None or row[1] != holder or row[3] != epoch or row[8]:
+                return False
+            self._store.leases[run_id] = (*row[:8], True)
+            return True
+
+    def _get(self, run_id: str) -> LeaseRow | None:
+        return self._store.leases.get(run_id)
+
+    def _all(self) -> list[LeaseRow]:
+        with self._store.lock:
+            return [self._store.leases[k] for k in sorted(self._store.leases)]

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final, TypeVar
 
 from telic.errors import (
+    Fenced,
     LedgerError,
     LedgerUnavailable,
     MissingExtra,
@@ -26,6 +27,7 @@ from telic.errors import (
     TelicError,
 )
 from telic.ledger.base import BaseLedger, PreparedGroup, RawRow, Row, RunInfo, Snapshot
+from telic.ledger.lease import LeaseRow, Leases, check_fence, free, taken
 
 try:
     import psycopg
@@ -35,7 +37,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingExtra("psycopg", "postgres") from exc
 
-__all__ = ["PostgresLedger"]
+__all__ = ["PostgresLeases", "PostgresLedger"]
 
 FORMAT: Final = "telic-ledger"
 FORMAT_VERSION: Final = "2"
@@ -79,6 +81,24 @@ _SCHEMA: Final = (
     )""",
     "CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BYTEA NOT NULL)",
 )
+_LEASES: Final = """CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    node TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    ttl_us BIGINT NOT NULL,
+    acquired_us BIGINT NOT NULL,
+    renewed_us BIGINT NOT NULL,
+    expires_us BIGINT NOT NULL,
+    released BOOLEAN NOT NULL
+)"""
+"""Run ownership (:mod:`telic.ledger.lease`). Added without a format bump: a schema of format 2
+without it gets it when next opened for writing (a table no older reader looks at)."""
+_LEASE_COLUMNS: Final = (
+    "run_id, holder, node, epoch, ttl_us, acquired_us, renewed_us, expires_us, released"
+)
+_NOW: Final = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT"
+"""The lease clock: the server's, read in the statement (the hosts' clocks never matter)."""
 
 _RUN_COLUMNS: Final = "rid, id, parent, fork_seq, head, head_hash"
 _PAGE: Final = 8192
@@ -113,7 +133,9 @@ class PostgresLedger(BaseLedger):
         self._where = self.url
         self._rids: dict[str, int] = {}
         self._db_lock = threading.RLock()
+        self._has_leases = True
         self._db = self._connect()
+        self.leases = PostgresLeases(self)
 
     # -- connection and schema -----------------------------------------------------------
 
@@ -166,6 +188,14 @@ class PostgresLedger(BaseLedger):
                 meta: dict[str, str] = dict(
                     db.execute("SELECT key, value FROM telic_meta").fetchall()
                 )
+                self._has_leases = "leases" in tables
+                if (
+                    not self._has_leases
+                    and not self.readonly
+                    and meta.get("version") == FORMAT_VERSION
+                ):
+                    db.execute(_LEASES)
+                    self._has_leases = True
         except psycopg.OperationalError as exc:
             raise LedgerUnavailable(self._where, _first_line(exc)) from None
         except psycopg.Error as exc:
@@ -256,11 +286,14 @@ class PostgresLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        epoch: int | None = None,
     ) -> None:
         rid = 0 if create else self._rid(run_id)
         moved, rid = self._call(
             f"append to run {run_id!r}",
-            lambda db: self._store(db, run_id, rid, expected_head, rows, snapshots, blobs, create),
+            lambda db: self._store(
+                db, run_id, rid, expected_head, rows, snapshots, blobs, create, epoch
+            ),
         )
         error = self._refusal(run_id, expected_head, moved)
         if error is not None:
@@ -275,11 +308,21 @@ class PostgresLedger(BaseLedger):
             return []
         rids = [0 if g.create else self._rid(g.info.id) for g in groups]
 
-        def write(db: psycopg.Connection[tuple[Any, ...]]) -> list[tuple[int | None, int]]:
+        def write(
+            db: psycopg.Connection[tuple[Any, ...]],
+        ) -> list[tuple[int | LedgerError | None, int]]:
             with db.transaction():
                 return [
                     self._store(
-                        db, g.info.id, rid, g.info.head, g.rows, g.snapshots, g.blobs, g.create
+                        db,
+                        g.info.id,
+                        rid,
+                        g.info.head,
+                        g.rows,
+                        g.snapshots,
+                        g.blobs,
+                        g.create,
+                        self.fenced(g.info.id),
                     )
                     for g, rid in zip(groups, rids, strict=True)
                 ]
@@ -293,10 +336,12 @@ class PostgresLedger(BaseLedger):
                 self._rids[g.info.id] = rid
         return refused
 
-    def _refusal(self, run_id: str, expected_head: int, moved: int | None) -> LedgerError | None:
+    def _refusal(
+        self, run_id: str, expected_head: int, moved: int | LedgerError | None
+    ) -> LedgerError | None:
         """The error for what :meth:`_store` answered (None: stored)."""
-        if moved is None:
-            return None
+        if moved is None or isinstance(moved, LedgerError):
+            return moved
         if moved == -2:
             return RunExists(run_id)
         actual = self.run(run_id).head if moved < 0 else moved
@@ -312,10 +357,12 @@ class PostgresLedger(BaseLedger):
         snapshots: list[Snapshot],
         blobs: list[tuple[str, bytes]],
         create: bool,
-    ) -> tuple[int | None, int]:
+        epoch: int | None,
+    ) -> tuple[int | LedgerError | None, int]:
         """Store one group in a transaction of its own (a savepoint inside the caller's):
         ``(None, rid)`` once stored; else the run's head if another writer moved it, -1 for
-        rows already there, -2 for a run id taken, and nothing of the group written."""
+        rows already there, -2 for a run id taken, the :class:`Fenced` error of the lease's
+        fence (a write under another ``epoch``), and nothing of the group written."""
         last = rows[-1]
         try:
             with db.transaction():
@@ -337,6 +384,20 @@ class PostgresLedger(BaseLedger):
                     head = int(locked[0])
                     if head != expected_head:
                         return head, rid
+                # The fence, in the transaction that checks and moves the head. FOR SHARE:
+                # a takeover (which updates the lease row) waits for this append to end,
+                # and this append waits for a takeover in flight and then sees its epoch.
+                lease = db.execute(
+                    "SELECT epoch, released, holder FROM leases WHERE run_id = %s FOR SHARE",
+                    (run_id,),
+                ).fetchone()
+                if lease is not None or epoch is not None:
+                    check_fence(
+                        run_id,
+                        epoch,
+                        None if lease is None else (int(lease[0]), bool(lease[1]), lease[2]),
+                        rows,
+                    )
                 with db.cursor() as cur:
                     if blobs:
                         cur.executemany(
@@ -379,6 +440,8 @@ class PostgresLedger(BaseLedger):
             # Rows for these sequence numbers exist beyond the recorded head: someone
             # else's write, or damage; either way nothing of ours was written.
             return -1, rid
+        except Fenced as exc:
+            return exc, rid
         return None, rid
 
     def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
@@ -466,6 +529,126 @@ class PostgresLedger(BaseLedger):
 
     def rid(self, run_id: str) -> int:
         return self._rid(run_id)
+
+
+class PostgresLeases(Leases):
+    """Leases in the schema's ``leases`` table; every time is the server's clock
+    (``clock_timestamp()`` in the statement), so hosts whose clocks differ agree on expiry."""
+
+    def __init__(self, ledger: PostgresLedger) -> None:
+        super().__init__()
+        self._ledger = ledger
+
+    def _call(self, what: str, fn: Callable[[psycopg.Connection[tuple[Any, ...]]], T]) -> T:
+        if self._ledger.readonly:
+            raise LedgerUnavailable(self._ledger.url, "it was opened read-only; leases are refused")
+        return self._ledger._call(what, fn)  # pyright: ignore[reportPrivateUsage]
+
+    def now_us(self) -> int:
+        row = self._ledger._call(  # pyright: ignore[reportPrivateUsage]
+            "reading the lease clock", lambda db: db.execute(f"SELECT {_NOW}").fetchone()
+        )
+        assert row is not None
+        return int(row[0])
+
+    def _acquire(
+        self, run_id: str, holder: str, node: str, ttl: int, expect_epoch: int | None
+    ) -> tuple[LeaseRow | None, int, bool]:
+        def take(db: psycopg.Connection[tuple[Any, ...]]) -> tuple[LeaseRow | None, int, bool]:
+            with db.transaction():
+                if expect_epoch in (None, 0):
+                    first = db.execute(
+                        f"INSERT INTO leases ({_LEASE_COLUMNS}) SELECT %s, %s, %s, 1, %s, t, t, "
+                        f"t + %s, FALSE FROM (SELECT {_NOW} AS t) AS now "
+                        f"ON CONFLICT (run_id) DO NOTHING RETURNING {_LEASE_COLUMNS}",
+                        (run_id, holder, node, ttl, ttl),
+                    ).fetchone()
+                    if first is not None:
+                        got = _lease(first)
+                        return got, got[5], True
+                found = db.execute(
+                    f"SELECT {_LEASE_COLUMNS}, {_NOW} FROM leases WHERE run_id = %s FOR UPDATE",
+                    (run_id,),
+                ).fetchone()
+                if found is None:  # only with an expect_epoch other than 0
+                    now_row = db.execute(f"SELECT {_NOW}").fetchone()
+                    assert now_row is not None
+                    return None, int(now_row[0]), False
+                row, now = _lease(found[:9]), int(found[9])
+                if not free(row, holder, now, expect_epoch):
+                    return row, now, False
+                new = taken(row, run_id, holder, node, ttl, now)
+                db.execute(
+                    "UPDATE leases SET holder = %s, node = %s, epoch = %s, ttl_us = %s, "
+                    "acquired_us = %s, renewed_us = %s, expires_us = %s, released = %s "
+                    "WHERE run_id = %s",
+                    (*new[1:], run_id),
+                )
+                return new, now, True
+
+        return self._call(f"taking the lease of run {run_id!r}", take)
+
+    def _renew(self, run_id: str, holder: str, epoch: int, ttl: int) -> LeaseRow | None:
+        row = self._call(
+            f"renewing the lease of run {run_id!r}",
+            lambda db: db.execute(
+                f"UPDATE leases SET ttl_us = %s, renewed_us = now.t, expires_us = now.t + %s "
+                f"FROM (SELECT {_NOW} AS t) AS now "
+                "WHERE run_id = %s AND holder = %s AND epoch = %s AND NOT released "
+                f"RETURNING {', '.join('leases.' + c for c in _LEASE_COLUMNS.split(', '))}",
+                (ttl, ttl, run_id, holder, epoch),
+            ).fetchone(),
+        )
+        return None if row is None else _lease(row)
+
+    def _release(self, run_id: str, holder: str, epoch: int) -> bool:
+        row = self._call(
+            f"releasing the lease of run {run_id!r}",
+            lambda db: db.execute(
+                "UPDATE leases SET released = TRUE "
+                "WHERE run_id = %s AND holder = %s AND epoch = %s AND NOT released "
+                "RETURNING epoch",
+                (run_id, holder, epoch),
+            ).fetchone(),
+        )
+        return row is not None
+
+    def _get(self, run_id: str) -> LeaseRow | None:
+        if not self._ledger._has_leases:  # pyright: ignore[reportPrivateUsage]
+            return None  # a read-only schema of a telic before leases: it has none
+        row = self._ledger._call(  # pyright: ignore[reportPrivateUsage]
+            "reading a lease",
+            lambda db: db.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM leases WHERE run_id = %s", (run_id,)
+            ).fetchone(),
+        )
+        return None if row is None else _lease(row)
+
+    def _all(self) -> list[LeaseRow]:
+        if not self._ledger._has_leases:  # pyright: ignore[reportPrivateUsage]
+            return []
+        rows = self._ledger._call(  # pyright: ignore[reportPrivateUsage]
+            "listing leases",
+            lambda db: db.execute(
+                f"SELECT {_LEASE_COLUMNS} FROM leases ORDER BY run_id"
+            ).fetchall(),
+        )
+        return [_lease(r) for r in rows]
+
+
+def _lease(row: tuple[Any, ...]) -> LeaseRow:
+    run_id, holder, node, epoch, ttl, acquired, renewed, expires, released = row
+    return (
+        str(run_id),
+        str(holder),
+        str(node),
+        int(epoch),
+        int(ttl),
+        int(acquired),
+        int(renewed),
+        int(expires),
+        bool(released),
+    )
 
 
 def _unsupported(version: str | None) -> str:

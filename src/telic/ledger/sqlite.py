@@ -26,10 +26,10 @@ from telic.errors import (
     TelicError,
 )
 from telic.ledger.base import BaseLedger, PreparedGroup, RawRow, Row, RunInfo, Snapshot
+from telic.ledger.lease import LeaseRow, Leases, check_fence, free, taken
 
-__all__ = ["SEQ_BITS", "SQLiteLedger", "row_key"]
+__all__ = ["SEQ_BITS", "SQLiteLeases", "SQLiteLedger", "row_key"]
 
-T = TypeVar("T")
 
 FORMAT: Final = "telic-ledger"
 FORMAT_VERSION: Final = "3"
@@ -81,7 +81,27 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS blobs (id TEXT PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
 """
 
+_LEASES: Final = """
+CREATE TABLE IF NOT EXISTS leases (
+    run_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    node TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    ttl_us INTEGER NOT NULL,
+    acquired_us INTEGER NOT NULL,
+    renewed_us INTEGER NOT NULL,
+    expires_us INTEGER NOT NULL,
+    released INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+"""Run ownership (:mod:`telic.ledger.lease`). Added without a format bump: a file of format 3
+without it gets it when next opened for writing (a table no older reader looks at)."""
+_LEASE_COLUMNS: Final = (
+    "run_id, holder, node, epoch, ttl_us, acquired_us, renewed_us, expires_us, released"
+)
+
 Synchronous = Literal["full", "normal"]
+T = TypeVar("T")
 
 
 _INSERT: Final = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -168,6 +188,7 @@ class SQLiteLedger(BaseLedger):
         self.synchronous = synchronous
         self._rids: dict[str, int] = {}
         self._db = self._connect(create and not readonly)
+        self.leases = SQLiteLeases(self)
 
     def _connect(self, create: bool) -> sqlite3.Connection:
         where = str(self.path)
@@ -211,6 +232,12 @@ class SQLiteLedger(BaseLedger):
                 )
                 db.execute("COMMIT")
             meta = dict(db.execute("SELECT key, value FROM telic_meta").fetchall())
+            if (
+                not self.readonly
+                and "leases" not in tables
+                and meta.get("version") == FORMAT_VERSION
+            ):
+                db.execute(_LEASES)
         except sqlite3.Error as exc:
             db.close()
             raise _open_error(where, exc) from None
@@ -326,10 +353,13 @@ class SQLiteLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        epoch: int | None = None,
     ) -> None:
         rid = self._in_transaction(
             f"append to run {run_id!r}",
-            lambda: self._store(run_id, expected_head, rows, snapshots, blobs, create=create),
+            lambda: self._store(
+                run_id, expected_head, rows, snapshots, blobs, create=create, epoch=epoch
+            ),
         )
         if create:
             self._rids[run_id] = rid
@@ -350,7 +380,13 @@ class SQLiteLedger(BaseLedger):
                 db.execute("SAVEPOINT telic_group")
                 try:
                     rid = self._store(
-                        run_id, g.info.head, g.rows, g.snapshots, g.blobs, create=g.create
+                        run_id,
+                        g.info.head,
+                        g.rows,
+                        g.snapshots,
+                        g.blobs,
+                        create=g.create,
+                        epoch=self.fenced(run_id),
                     )
                 except LedgerError as exc:
                     db.execute("ROLLBACK TO telic_group")
@@ -391,15 +427,28 @@ class SQLiteLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool,
+        epoch: int | None,
     ) -> int:
         """Store one group and move its run's head, inside the caller's transaction; the
         run's rid. :class:`SequenceConflict` if the head is no longer ``expected_head``,
-        :class:`RunExists` for a ``create`` whose id is taken."""
+        :class:`RunExists` for a ``create`` whose id is taken; the lease's fence refuses a
+        write under another ``epoch`` (see :mod:`telic.ledger.lease`)."""
         db = self._db
         last = rows[-1]
         if last.seq > _MAX_SEQ:
             raise LedgerError(f"run {run_id!r} is full: a run holds at most {_MAX_SEQ} transitions")
         rid = 0 if create else self._rid(run_id)
+        # The fence, in the transaction that checks and moves the head.
+        lease = db.execute(
+            "SELECT epoch, released, holder FROM leases WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if lease is not None or epoch is not None:
+            check_fence(
+                run_id,
+                epoch,
+                None if lease is None else (lease[0], bool(lease[1]), lease[2]),
+                rows,
+            )
         try:
             if create:
                 rid = self._create(run_id, last)
@@ -537,3 +586,95 @@ class SQLiteLedger(BaseLedger):
 
     def rid(self, run_id: str) -> int:
         return self._rid(run_id)
+
+
+class SQLiteLeases(Leases):
+    """Leases in the file's ``leases`` table, each change one ``BEGIN IMMEDIATE`` transaction
+    (so it is ordered with every append); the lease clock is :attr:`clock`."""
+
+    def __init__(self, ledger: SQLiteLedger) -> None:
+        super().__init__()
+        self._ledger = ledger
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        ledger = self._ledger
+        if ledger.readonly:
+            raise LedgerUnavailable(str(ledger.path), "it was opened read-only; leases are refused")
+        with ledger._lock:  # pyright: ignore[reportPrivateUsage]
+            db = ledger._db  # pyright: ignore[reportPrivateUsage]
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    out = fn(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    ledger._rollback()  # pyright: ignore[reportPrivateUsage]
+                    raise
+            except sqlite3.Error as exc:
+                raise LedgerError(f"leases in {ledger.path} failed: {exc}") from None
+            return out
+
+    @staticmethod
+    def _row(db: sqlite3.Connection, run_id: str) -> LeaseRow | None:
+        row = db.execute(f"SELECT {_LEASE_COLUMNS} FROM leases WHERE run_id = ?", (run_id,))
+        got = row.fetchone()
+        return None if got is None else _lease(got)
+
+    def _acquire(
+        self, run_id: str, holder: str, node: str, ttl: int, expect_epoch: int | None
+    ) -> tuple[LeaseRow | None, int, bool]:
+        def take(db: sqlite3.Connection) -> tuple[LeaseRow | None, int, bool]:
+            now = self.now_us()
+            row = self._row(db, run_id)
+            if not free(row, holder, now, expect_epoch):
+                return row, now, False
+            new = taken(row, run_id, holder, node, ttl, now)
+            db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", new)
+            return new, now, True
+
+        return self._tx(take)
+
+    def _renew(self, run_id: str, holder: str, epoch: int, ttl: int) -> LeaseRow | None:
+        def renew(db: sqlite3.Connection) -> LeaseRow | None:
+            now = self.now_us()
+            moved = db.execute(
+                "UPDATE leases SET ttl_us = ?, renewed_us = ?, expires_us = ? "
+                "WHERE run_id = ? AND holder = ? AND epoch = ? AND NOT released",
+                (ttl, now, now + ttl, run_id, holder, epoch),
+            ).rowcount
+            return self._row(db, run_id) if moved == 1 else None
+
+        return self._tx(renew)
+
+    def _release(self, run_id: str, holder: str, epoch: int) -> bool:
+        def release(db: sqlite3.Connection) -> bool:
+            moved = db.execute(
+                "UPDATE leases SET released = 1 "
+                "WHERE run_id = ? AND holder = ? AND epoch = ? AND NOT released",
+                (run_id, holder, epoch),
+            ).rowcount
+            return moved == 1
+
+        return self._tx(release)
+
+    def _get(self, run_id: str) -> LeaseRow | None:
+        rows = self._read(f"SELECT {_LEASE_COLUMNS} FROM leases WHERE run_id = ?", (run_id,))
+        return _lease(rows[0]) if rows else None
+
+    def _all(self) -> list[LeaseRow]:
+        return [
+            _lease(r) for r in self._read(f"SELECT {_LEASE_COLUMNS} FROM leases ORDER BY run_id")
+        ]
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+        try:
+            return self._ledger._all(sql, params)  # pyright: ignore[reportPrivateUsage]
+        except LedgerError:
+            if not self._ledger.readonly:
+                raise
+            return []  # a read-only file of a telic before leases: it has none
+
+
+def _lease(row: tuple[Any, ...]) -> LeaseRow:
+    run_id, holder, node, epoch, ttl, acquired, renewed, expires, released = row
+    return (run_id, holder, node, epoch, ttl, acquired, renewed, expires, bool(released))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -26,10 +27,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TextIO
 
+import httpx2
 import orjson
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
 from mcp import Client, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import CONNECTION_CLOSED
 
@@ -43,6 +46,9 @@ from telic.errors import (
 from telic.tools import Tool
 
 __all__ = ["McpServer", "McpServerSpec", "connect", "load", "schema_hash"]
+
+_HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+"""The SDK's own client's timeouts (a server may hold a response stream open)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +77,26 @@ class McpServerSpec:
     """Tools telic may run again after a crash (besides those marked ``idempotentHint``)."""
     prefix: str = ""
     """Prepended to every tool name (e.g. ``files.``), to keep names apart."""
+    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+    """HTTP headers of every request to a streamable HTTP server (e.g. ``Authorization``);
+    never recorded in the ledger."""
 
     def __post_init__(self) -> None:
         if bool(self.command) == bool(self.url):
             raise ConfigError(f"MCP server {self.name!r}: give exactly one of command or url")
+        if self.headers and self.url is None:
+            raise ConfigError(f"MCP server {self.name!r}: headers are for a url, not a command")
         if not self.name:
             raise ConfigError("an MCP server needs a name")
         if not (self.timeout_s > 0 and self.connect_timeout_s > 0):
             raise ConfigError(f"MCP server {self.name!r}: timeouts must be positive")
 
-    def target(self) -> Any:
-        """What the SDK's ``Client`` connects to: the URL, or a stdio transport."""
+    def target(self, http: httpx2.AsyncClient | None = None) -> Any:
+        """What the SDK's ``Client`` connects to: the URL (through ``http``, a client that
+        sends :attr:`headers`, when given), or a stdio transport."""
         if self.url is not None:
+            if http is not None:
+                return streamable_http_client(self.url, http_client=http)
             return self.url
         params = StdioServerParameters(
             command=self.command[0],
@@ -180,9 +194,15 @@ class McpServer:
     async def _hold(self, ready: asyncio.Event, stop: asyncio.Event) -> None:
         """The owner task: enter the client, wait until told to stop (or the server dies)."""
         try:
-            async with Client(
-                self.spec.target(), read_timeout_seconds=self.spec.connect_timeout_s
-            ) as client:
+            async with contextlib.AsyncExitStack() as stack:
+                http = None
+                if self.spec.headers:  # a client of our own; the SDK's would send none
+                    http = await stack.enter_async_context(
+                        httpx2.AsyncClient(headers=dict(self.spec.headers), timeout=_HTTP_TIMEOUT)
+                    )
+                client = await stack.enter_async_context(
+                    Client(self.spec.target(http), read_timeout_seconds=self.spec.connect_timeout_s)
+                )
                 self._client = client
                 ready.set()
                 await stop.wait()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
@@ -24,13 +25,13 @@ from telic.events import EventKernel, EventProcessor
 from telic.events.follow import LedgerFollower
 from telic.kernel import Kernel
 from telic.kinds import CATALOGUE
-from telic.ledger import open_ledger
+from telic.ledger import default_holder, open_ledger
 from telic.ledger.base import BaseLedger
 from telic.serve import problems
 from telic.serve.context import Context, Settings
 from telic.serve.driver import KernelLoop
 from telic.serve.fanout import Streams
-from telic.serve.host import Host
+from telic.serve.host import Host, Hosting
 from telic.serve.limits import AuditCalls, LimitBody
 from telic.serve.mcp import PATH as MCP_PATH
 from telic.serve.mcp import McpEndpoint
@@ -40,6 +41,17 @@ from telic.serve.routes import approvals, dashboard, reading, runs, streams
 __all__ = ["create_app"]
 
 API_VERSION = "1"
+
+
+def _hosting(cfg: Settings, kernel: Kernel, group: asyncio.TaskGroup) -> Hosting:
+    """This process's host, or the cluster's with ``cfg.ray``."""
+    if cfg.ray is None:
+        return Host(kernel, group, cfg.spec_dir)
+    from telic.cluster import RayHost, ledger_url  # the ray extra: imported on use
+    from telic.cluster.serving import ClusterRuns
+
+    cluster = RayHost(cfg.ray, ledger_url(kernel.ledger))
+    return ClusterRuns(cluster, kernel.ledger, cfg.spec_dir)
 
 
 def create_app(
@@ -83,8 +95,15 @@ def create_app(
                         coalesce=cfg.stream_coalesce_s,
                     )
                     follower.sinks.append(streams.publish)
-                    kernel = Kernel(led, clock=clk, publish=driver.publisher(follower.publish))
-                    host = Host(kernel, driver.group, cfg.spec_dir)
+                    kernel = Kernel(
+                        led,
+                        clock=clk,
+                        publish=driver.publisher(follower.publish),
+                        holder=cfg.holder or default_holder(),
+                        lease_ttl_s=cfg.lease_ttl_s,
+                        node=cfg.node or socket.gethostname(),
+                    )
+                    host = _hosting(cfg, kernel, driver.group)
                     tokens = TokenStore(led, clock=clk)
                     reads = anyio.CapacityLimiter(cfg.read_threads)
                     ctx = Context(
@@ -94,6 +113,9 @@ def create_app(
                     watch = group.create_task(follower.run(), name="ledger follower")
                     if cfg.resume_hosted:
                         await driver.call(host.resume_served())
+                    every = cfg.lease_ttl_s / 2 if cfg.sweep_s is None else cfg.sweep_s
+                    if every > 0:  # failover: a task of the kernel loop's group
+                        await driver.call(host.sweep_every(every))
                     try:
                         async with contextlib.AsyncExitStack() as stack:
                             if mcp_endpoint is not None:
@@ -102,6 +124,7 @@ def create_app(
                     finally:
                         watch.cancel()
                         await driver.stop()
+                        host.close()
             finally:
                 await driver.stop()
         finally:

@@ -20,7 +20,7 @@ from telic.ledger.base import BaseLedger
 if TYPE_CHECKING:
     from telic.serve.driver import KernelLoop
     from telic.serve.fanout import Streams
-    from telic.serve.host import Host
+    from telic.serve.host import Hosting
 
 __all__ = ["Context", "Settings", "context"]
 
@@ -54,6 +54,18 @@ class Settings:
     host: str = "127.0.0.1"
     """The address the server is bound to (the MCP endpoint guards loopback against DNS
     rebinding by the Host header)."""
+    ray: str | None = None
+    """A Ray cluster's address: start runs there (``telic serve --ray``), not in-process."""
+    holder: str | None = None
+    """The name the server holds its runs' leases under (unique per process by default)."""
+    lease_ttl_s: float = 10.0
+    """How long a run's lease lasts unrenewed: how soon another server takes over a run whose
+    server died."""
+    node: str = ""
+    """Where the server runs (shown with its leases); the host name by default."""
+    sweep_s: float | None = None
+    """How often to look for served runs whose lease went stale (half the TTL by default;
+    0 turns failover off)."""
 
 
 @dataclass(slots=True)
@@ -63,7 +75,7 @@ class Context:
     events: EventKernel
     follower: LedgerFollower
     kernel: Kernel
-    host: Host
+    host: Hosting
     settings: Settings
     streams: Streams
     reads: anyio.CapacityLimiter

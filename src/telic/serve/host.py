@@ -6,32 +6,59 @@ run``, another server) can be read, followed, forked and approved here, but not 
 (409: its own process must stop it; a parked one can be denied through its approvals).
 Runs a server started are marked ``served`` in their ``run.booted``; when a server starts
 again on the ledger, it resumes those that had not ended (a parked approval stays parked).
+
+Ownership: the server's kernel has a lease holder, so every run it drives is leased to it
+(renewed while it drives the run, released when it stops gracefully). Several servers on one
+ledger never drive the same run: a resume of a run whose lease another server holds is
+refused (:class:`~telic.errors.LeaseHeld`), and :meth:`Host.sweep` (every few seconds) takes
+over the served runs whose lease went stale (their server died, or stopped without ending
+them), as a failover.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from telic.clock import ContinuedClock
-from telic.errors import RunNotHosted, RunNotResumable, SpecError
-from telic.kernel import Kernel, Run, RunConfig
+from telic.errors import LeaseError, LedgerError, RunNotHosted, RunNotResumable, SpecError
+from telic.kernel import Kernel, Run, RunConfig, Sweeper
 from telic.kinds import RunStopped
+from telic.ledger.lease import Lease
 from telic.serve.models import ResumeIn, StartIn
 from telic.spec import RecordedSpec, build_run, recorded_spec
-from telic.transition import draft
 
-__all__ = ["Host"]
+__all__ = ["Host", "Hosting"]
 
 log = logging.getLogger(__name__)
 
 _ENDED = frozenset({"completed", "failed", "stopped"})
+
+
+class Hosting(Protocol):
+    """What the routes ask of whatever drives the server's runs: this process's
+    :class:`Host`, or the cluster's (:class:`telic.cluster.serving.ClusterRuns`)."""
+
+    def hosts(self, run_id: str) -> bool: ...
+
+    async def start(self, body: StartIn, *, by: str) -> str: ...
+
+    async def resume(self, run_id: str, body: ResumeIn, *, by: str) -> None: ...
+
+    async def resume_served(self) -> list[str]: ...
+
+    async def stop(self, run_id: str, *, by: str, reason: str) -> None: ...
+
+    async def sweep_every(self, every_s: float) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -62,6 +89,9 @@ class Host:
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [h.task for h in self._runs.values() if h.task is not None]
+
+    def close(self) -> None:
+        """Nothing to release: the runs' tasks belong to the kernel loop's task group."""
 
     # -- start -------------------------------------------------------------------------
 
@@ -94,7 +124,9 @@ class Host:
 
     # -- resume ------------------------------------------------------------------------
 
-    async def resume(self, run_id: str, body: ResumeIn, *, by: str) -> None:
+    async def resume(
+        self, run_id: str, body: ResumeIn, *, by: str, lease: Lease | None = None
+    ) -> None:
         """Resume ``run_id`` here, possibly as a counterfactual (another model, prompt or
         policy than it was booted with).
 
@@ -111,6 +143,7 @@ class Host:
                 config,
                 reason=f"{body.reason} (by {by})",
                 counterfactual=counterfactual or None,
+                lease=lease,
             )
         except BaseException:
             await release()
@@ -152,7 +185,14 @@ class Host:
         last = self.ledger.get(run_id, head)
         if last.kind == "run.forked" and head > 1:  # recorded when forked, on the server's clock
             last = self.ledger.get(run_id, head - 1)
-        kernel = Kernel(self.ledger, clock=ContinuedClock(last.ts), publish=self.kernel.publish)
+        kernel = Kernel(
+            self.ledger,
+            clock=ContinuedClock(last.ts),
+            publish=self.kernel.publish,
+            holder=self.kernel.holder,
+            lease_ttl_s=self.kernel.lease_ttl_s,
+            node=self.kernel.node,
+        )
         return config, _nothing, {}, kernel
 
     def _rebuild_spec(
@@ -189,11 +229,54 @@ class Host:
                 continue
             try:
                 await self.resume(info.id, ResumeIn(reason="the server restarted"), by="server")
+            except LeaseError as exc:  # another server drives it
+                log.info("not resuming %s: %s", info.id, exc)
+                continue
             except (RunNotResumable, SpecError) as exc:
                 log.warning("cannot resume %s: %s", info.id, exc)
                 continue
             resumed.append(info.id)
         return resumed
+
+    async def sweep(self) -> list[str]:
+        """Take over the served runs whose lease went stale (their server died, or stopped
+        without ending them) and drive them here."""
+        sweeper = Sweeper(self.kernel, lambda _: None)
+        taken: list[str] = []
+        for stale in sweeper.candidates():
+            run_id = stale.run_id
+            if run_id in self._runs:
+                continue
+            recorded = recorded_spec(self.ledger, run_id)
+            if recorded is None or not recorded.served:
+                continue
+            lease = sweeper.take(stale)
+            if lease is None:
+                continue  # another server was first
+            why = "released" if stale.released else "expired"
+            body = ResumeIn(
+                reason=f"taken over: the lease of {stale.holder} (epoch {stale.epoch}) {why}"
+            )
+            try:
+                await self.resume(run_id, body, by="server", lease=lease)
+            except (LedgerError, RunNotResumable, SpecError) as exc:
+                log.warning("cannot take over %s: %s", run_id, exc)
+                continue
+            taken.append(run_id)
+        return taken
+
+    async def sweep_every(self, every_s: float) -> None:
+        """Start :meth:`sweep` every ``every_s`` seconds, in a task of the host's group (call it
+        on the host's loop)."""
+        self._group.create_task(self._sweep_forever(every_s), name="lease sweeper")
+
+    async def _sweep_forever(self, every_s: float) -> None:
+        while True:
+            await self.kernel.clock.sleep(every_s)
+            try:
+                await self.sweep()
+            except LedgerError as exc:  # the ledger is unreachable: try again later
+                log.warning("lease sweep failed: %s", exc)
 
     # -- driving -----------------------------------------------------------------------
 
@@ -211,10 +294,20 @@ class Host:
             log.exception("run %s failed in the server's kernel", run.id)
         finally:
             try:
-                await run.close()
+                if run.lost is not None:
+                    log.warning("run %s: %s", run.id, run.lost)
+                elif hosted.stopping is not None and not run.done:
+                    # Recorded under the run's lease, before close releases it.
+                    batch = run.batch()
+                    batch.add(RunStopped(reason=hosted.stopping), tick=run.fold.peek()["tick"])
+                    with contextlib.suppress(LedgerError):
+                        await run.commit(batch)
             finally:
-                await hosted.release()
-                self._runs.pop(run.id, None)
+                try:
+                    await run.close()
+                finally:
+                    await hosted.release()
+                    self._runs.pop(run.id, None)
 
     # -- stop --------------------------------------------------------------------------
 
@@ -231,25 +324,9 @@ class Host:
                 "it is not driven by this server (another process drives it, or none does): "
                 "stop it in its own process, or resume it here first",
             )
-        hosted.stopping = reason
+        hosted.stopping = f"{reason} (by {by})"
         task = hosted.task
         assert task is not None
         if status == "paused":
             task.cancel()  # parked on an approval: nothing in progress to finish
         await asyncio.wait([task])
-        state = self.ledger.state_at(run_id)
-        if state["status"] not in _ENDED:
-            info = self.ledger.run(run_id)
-            committed = self.ledger.append(
-                run_id,
-                [
-                    draft(
-                        RunStopped(reason=f"{reason} (by {by})"),
-                        ts=self.kernel.clock.now_us(),
-                        tick=state["tick"],
-                    )
-                ],
-                expected=info.head + 1,
-            )
-            if self.kernel.publish is not None:
-                self.kernel.publish(committed)

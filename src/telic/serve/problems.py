@@ -15,6 +15,7 @@ from telic.errors import (
     BadPattern,
     BadSubscription,
     ChainBroken,
+    ClusterError,
     ConfigError,
     Forbidden,
     NotAwaitingApproval,
@@ -52,6 +53,7 @@ _STATUS: Final[tuple[tuple[type[TelicError], int, str], ...]] = (
     (RunExists, 409, "conflict"),
     (SequenceConflict, 409, "conflict"),
     (ChainBroken, 409, "conflict"),
+    (ClusterError, 503, "unavailable"),
 )
 
 _CODES: Final = {
@@ -64,6 +66,7 @@ _CODES: Final = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "bad_request",
+    503: "unavailable",
 }
 
 

@@ -22,6 +22,8 @@ import dataclasses
 import importlib
 import inspect
 import json
+import os
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -447,6 +449,25 @@ def recorded_spec(ledger: Any, run_id: str) -> RecordedSpec | None:
     )
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: str, where: str, server: str) -> str:
+    """``${NAME}`` in ``value`` replaced by the environment variable NAME, which must be set."""
+
+    def one(m: re.Match[str]) -> str:
+        got = os.environ.get(m.group(1))
+        if got is None:
+            raise SpecError(
+                where,
+                f"[[mcp_servers]] {server!r}: a header names ${{{m.group(1)}}}, which is not "
+                "set in the environment; export it",
+            )
+        return got
+
+    return _ENV_REF.sub(one, value)
+
+
 def _mcp(spec: RunSpec, base: Path, where: str) -> tuple[list[Any], list[Tool]]:
     """The spec's MCP servers (not yet connected on the run's loop) and their tools."""
     if not spec.mcp_servers:
@@ -474,6 +495,7 @@ def _mcp(spec: RunSpec, base: Path, where: str) -> tuple[list[Any], list[Tool]]:
                     high_impact=tuple(e.high_impact),
                     idempotent=tuple(e.idempotent),
                     prefix=e.prefix,
+                    headers={k: _expand(v, where, e.name) for k, v in e.headers.items()},
                 )
             )
         except ConfigError as exc:
@@ -510,6 +532,26 @@ def _config(
     tools = [
         dataclasses.replace(t, high_impact=True) if t.name in spec.high_impact else t for t in tools
     ]
+    for name, needs in spec.resources.items():
+        if name not in known:
+            raise SpecError(
+                where,
+                f"resources names tool {name!r}, which no tools entry provides "
+                f"(known: {', '.join(known) or 'none'})",
+            )
+        if any(t.name == name and t.source for t in tools):
+            raise SpecError(
+                where,
+                f"resources.{name}: an MCP tool runs in its server, not as a Ray task; "
+                "only Python tools take resources",
+            )
+        try:
+            tools = [
+                dataclasses.replace(t, resources={**t.resources, **needs}) if t.name == name else t
+                for t in tools
+            ]
+        except ConfigError as exc:
+            raise SpecError(where, f"resources.{name}: {exc}") from None
     drafts = [(a, derived_fields(a)) for a in spec.agents]  # the AgentSpec fields of each
     names: list[str] = [f["name"] for _, f in drafts]
     for n in names:

@@ -177,6 +177,9 @@ class McpServerEntry(_Strict):
     idempotent: list[str] = Field(default_factory=list[str])
     prefix: str = ""
     """Prepended to the server's tool names."""
+    headers: dict[str, str] = Field(default_factory=dict[str, str])
+    """HTTP headers of a url server; ``${NAME}`` in a value is the environment variable NAME
+    (keep tokens out of the spec: ``Authorization = "Bearer ${TELIC_TOKEN}"``)."""
 
 
 class RunSpec(_Strict):
@@ -193,6 +196,9 @@ class RunSpec(_Strict):
     """Import paths, each to a Tool, a list of Tools, or a zero-argument factory of either."""
     high_impact: list[str] = Field(default_factory=list[str])
     """Names of tools whose calls wait for a human decision (besides those marked so)."""
+    resources: dict[str, dict[str, float]] = Field(default_factory=dict[str, dict[str, float]])
+    """By tool name, what its calls need on a Ray cluster (``render = { num_gpus = 1 }``):
+    added to the tool's own ``resources`` (see :attr:`telic.tools.Tool.resources`)."""
     mcp_servers: list[McpServerEntry] = Field(default_factory=list[McpServerEntry])
     """MCP servers whose tools join ``tools`` (needs ``telic[mcp]``)."""
     budget: BudgetEntry = Field(default_factory=BudgetEntry)
