@@ -118,7 +118,16 @@ def serve(
         processors = _otel(otlp_endpoint, capture_content)
         api = create_app(ledger, settings=settings, processors=processors)
         out.print(f"telic serve on http://{host}:{port}  ledger {ledger.url}", markup=False)
-        uvicorn.run(api, host=host, port=port, log_level="warning", access_log=False)
+        # Streams never end by themselves: on SIGTERM they get a few seconds, then are cut
+        # (their clients reconnect with Last-Event-ID), so that the server does stop.
+        uvicorn.run(
+            api,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
 
 
 @token_app.command("create")

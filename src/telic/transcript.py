@@ -75,6 +75,14 @@ def render_tick(tick: int, ts: list[Transition], *, resumed: bool = False) -> st
         ):
             follow = "restarted by supervisor" if agent in restarted else "not restarted"
             parts.append(f"agent failure ({t.data['error']}) -> {follow}")
+    team_restarts = {t.data["supervisor"]: t for t in by_kind.get("supervisor.restarted", [])}
+    for t in by_kind.get("supervisor.escalated", []):
+        team = t.data["supervisor"]
+        if team == "root":  # the run's end says it
+            continue
+        again = team_restarts.get(team)
+        follow = f"restarted by {again.data['parent']}" if again is not None else "not restarted"
+        parts.append(f"team {team} gave up -> {follow}")
     if by_kind.get("hallucination.detected"):
         line = "hallucination detected -> process killed"
         for r in by_kind.get("state.restored", []):
@@ -107,6 +115,7 @@ _NOTED = frozenset(
         "tool.timeout",
         "tool.failed",
         "agent.failed",
+        "supervisor.escalated",
         "hallucination.detected",
         "loop.detected",
         "budget.exhausted",

@@ -4,6 +4,7 @@ the one-line :class:`SpecError` each bad entry gets. ``test_run.py`` drives ``te
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,32 @@ def test_bad_teams_are_one_clear_error(tmp_path: Path, entry: str, expect: str) 
         _build(tmp_path, BASE + f"\n[[teams]]\n{entry}\n")
     assert expect in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+KERNEL_MD = Path(__file__).resolve().parents[2] / "docs" / "kernel.md"
+
+
+def test_the_tree_in_docs_kernel_md_is_the_same_in_python_and_toml(tmp_path: Path) -> None:
+    text = KERNEL_MD.read_text(encoding="utf-8")
+    section = text[text.index("### Supervision trees") :]
+    python = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    toml = re.findall(r"```toml\n(.*?)```", section, re.S)[0]
+    roles = ("researcher", "skeptic", "planner", "budgeter", "verifier", "coordinator")
+    agents = "".join(
+        f'\n[[agents]]\nname = "{r}"\nrole = "{r}"\nmind = "spec_minds:idle"\n' for r in roles
+    )
+    from_toml = _build(tmp_path, 'goal = "g"\n' + toml + agents)
+    scope: dict[str, object] = {
+        "RunConfig": RunConfig,
+        "Team": Team,
+        "GOAL": "g",
+        "agents": from_toml.agents,
+    }
+    exec(compile(python, str(KERNEL_MD), "exec"), scope)
+    from_python = scope["config"]
+    assert isinstance(from_python, RunConfig)
+    assert from_python.tree() == from_toml.tree()
+    tree = from_toml.tree()
+    assert tree.children("root") == ("research", "planning")
+    assert tree.children("planning") == ("planner", "budgeter", "verifier", "checks")
+    assert (tree.strategy, tree.intensity, tree.period_s) == ("one_for_one", 3, 30)

@@ -199,6 +199,38 @@ mind = "swarm:stepper"
 tools = ["step"]
 """
 
+TEAM_SPEC = """
+goal = "walk, two of us as a team"
+tools = ["swarm:step"]
+intensity = 2
+[budget]
+ticks = 20
+tool_calls = 40
+[policy]
+stall_ticks = 0
+[[agents]]
+name = "w1"
+role = "walker"
+mind = "swarm:stepper"
+tools = ["step"]
+[[agents]]
+name = "lead"
+role = "lead"
+mind = "swarm:stepper"
+tools = ["step"]
+[[agents]]
+name = "w2"
+role = "walker"
+mind = "swarm:stepper"
+tools = ["step"]
+[[teams]]
+name = "walkers"
+roles = ["walker"]
+strategy = "one_for_all"
+intensity = 4
+period_s = 10
+"""
+
 PAY_SPEC = """
 goal = "pay the deposit, with a human's approval"
 tools = ["swarm:pay"]

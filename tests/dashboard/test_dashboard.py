@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from tests.dashboard.conftest import Site, screenshot, use_token
-from tests.dashboard.kit import PAY_SPEC, STEPS_SPEC, Server, telic
+from tests.dashboard.kit import PAY_SPEC, STEPS_SPEC, TEAM_SPEC, Server, telic
 
 from telic.ledger import open_ledger
 from telic.reducer import state_hash
@@ -199,6 +199,30 @@ def test_fork_here_then_resume_from_the_page(site: Site, page: Page) -> None:
         kinds = [t.kind for t in ledger.read(fork, 13)]
         assert ledger.run(fork).parent == parent and ledger.run(fork).fork_seq == 12
     assert kinds[:2] == ["run.forked", "run.resumed"] and kinds[-1] == "run.completed"
+
+
+def test_the_supervision_tree_shows_the_runs_teams(site: Site, page: Page) -> None:
+    run_id = _start(site, TEAM_SPEC)
+    page.goto(site.url(f"#/run/{run_id}"))
+    root = page.locator('li.supervisor[data-supervisor="root"]')
+    team = root.locator('li.supervisor[data-supervisor="walkers"]')
+    expect(team).to_contain_text("team supervisor")
+    expect(team).to_contain_text("one_for_all, 4 in 10 s")
+    expect(root.locator(":scope > .agent-line")).to_contain_text("one_for_one, 2 in 5 s")
+    # The team holds its walkers, in start order; the lead is the root's own child, after it.
+    walkers = team.locator("li.agent").evaluate_all("rows => rows.map(r => r.dataset.agent)")
+    assert walkers == ["w1", "w2"]
+    kids = root.locator(":scope > ul > li").evaluate_all(
+        "rows => rows.map(r => r.dataset.supervisor || r.dataset.agent)"
+    )
+    assert kids == ["walkers", "lead"]
+    _wait_status(site, run_id, "completed")
+    detail = site.server.request("GET", f"/runs/{run_id}", token=site.reader)
+    assert [s["name"] for s in detail["supervisors"]] == ["root", "walkers"]
+    # A flat run (the demo) shows its agents under the root alone.
+    page.goto(site.url(f"#/run/{site.demo}"))
+    expect(page.locator('li.supervisor[data-supervisor="root"] li.agent').first).to_be_visible()
+    assert page.locator("li.supervisor").count() == 1
 
 
 def test_resume_a_fork_of_the_reference_run_and_a_clear_refusal(site: Site, page: Page) -> None:

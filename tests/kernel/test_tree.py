@@ -16,6 +16,7 @@ from telic.errors import ConfigError, TreeInvalid
 from telic.kernel import Kernel, RunConfig, RunResult, Team
 from telic.minds.base import Step
 from telic.proposal import Proposal
+from telic.transcript import render
 
 from .kit import Played, agent, config, finish, new_ledger, on_virtual_time, play, remember
 
@@ -88,6 +89,11 @@ def test_a_team_gives_up_and_the_root_restarts_it_with_its_agents() -> None:
     team = state["supervision"]["teams"]["crew"]
     assert (team["restarts"], team["escalations"], team["agents"]) == (1, 1, ["a", "b"])
     assert "crew" not in state["agents"]  # a supervisor is no agent
+    lines = render(played.ledger.read("run"))
+    assert lines[3] == (
+        "TICK 02: agent failure (AgentCrash) -> restarted by supervisor; "
+        "team crew gave up -> restarted by root"
+    )
 
 
 def test_the_root_restarts_a_team_by_its_own_strategy() -> None:
@@ -132,6 +138,23 @@ def test_a_temporary_team_that_gives_up_is_gone_with_its_agents() -> None:
         t.tick <= played.one("supervisor.escalated").tick for t in played.of("proposal.made", "b")
     )
     assert (state["status"], state["reason"]) == ("failed", "no live agents are left")
+
+
+def test_a_temporary_team_a_sibling_s_crash_stops_is_not_restarted() -> None:
+    cfg = config(
+        agent("a", _work(1), _work(2), finish(), repeat_last=True),
+        agent("c", Boom("c"), _work(1), _work(2), finish(), role="lead"),
+        teams=[Team("crew", roles=("worker",), restart="temporary")],
+        strategy="one_for_all",
+    )
+    played = play(cfg)
+    sup = _supervision(played)
+    assert ("agent.terminated", "a", "shutdown") in sup
+    assert ("agent.restarted", "c", "root") in sup
+    assert not [e for e in sup if e[0] == "supervisor.restarted"]
+    crash = played.one("agent.failed", "c").tick
+    assert all(t.tick <= crash for t in played.of("proposal.made", "a"))  # not asked again
+    assert played.state()["agents"]["c"]["status"] == "terminated"
 
 
 def test_escalation_through_two_teams_to_the_root() -> None:
@@ -214,7 +237,7 @@ def test_resuming_with_other_teams_is_refused() -> None:
     ledger = new_ledger()
     play(_team_config(), ledger=ledger, max_ticks=1)
     other = _team_config(intensity=4)
-    with pytest.raises(ConfigError, match="booted with other teams"):
+    with pytest.raises(ConfigError, match="booted with another supervision tree"):
         _resume(ledger, "run", other)
     flat = play(config(agent("a", _work(1), finish())), ledger=ledger, max_ticks=1, run_id="flat")
     teams = config(agent("a", _work(1), finish()), teams=[Team("t", agents=("a",))])

@@ -15,7 +15,11 @@ from tests.serve.parking import LAUNCH_SPEC, NAP_SPEC
 from typer.testing import CliRunner
 
 from telic.cli import app as cli_app
+from telic.clock import VirtualClock
+from telic.kernel import AgentSpec, Kernel, RunConfig, Team
 from telic.ledger import open_ledger
+from telic.minds import ScriptedMind
+from telic.proposal import Proposal
 
 
 @pytest.fixture
@@ -324,3 +328,83 @@ def test_stopping_a_run_parked_on_an_approval_stops_it_at_once_and_moots_the_req
         assert (await c.get("/approvals", headers=h)).json() == []
 
     in_process(db, body)
+
+
+def _tree_run(db: Path) -> str:
+    """A run whose team ``crew`` (a, b) gives up once and is restarted by the root."""
+    done = Proposal(action="finish", args={"result": None})
+    work = Proposal(action="remember", args={"key": "k", "value": 1})
+    crash = [RuntimeError("one"), RuntimeError("two"), done]
+    config = RunConfig(
+        goal="a team that gives up once",
+        agents=[
+            AgentSpec("a", "worker", ScriptedMind(crash, name="a")),
+            AgentSpec("b", "worker", ScriptedMind([work, done], repeat_last=True, name="b")),
+            AgentSpec("c", "lead", ScriptedMind([work, done], repeat_last=True, name="c")),
+        ],
+        teams=[Team("crew", roles=("worker",), strategy="one_for_all", intensity=1)],
+        intensity=2,
+    )
+    clock = VirtualClock()
+    with open_ledger(db, create=True) as ledger:
+        result = clock.run(Kernel(ledger, clock=clock).run(config, run_id="tree"))
+    assert result.status == "completed"
+    return result.run_id
+
+
+def test_a_run_detail_shows_its_supervision_tree(tmp_path: Path, demo_db: Path) -> None:
+    db = tmp_path / "tree.db"
+    rid = _tree_run(db)
+    t = tokens(db, reader="read")
+    flat = tokens(demo_db, reader="read")
+
+    async def body(c: httpx.AsyncClient) -> None:
+        detail = (await c.get(f"/runs/{rid}", headers=bearer(t["reader"]))).json()
+        assert {a["name"]: a["supervisor"] for a in detail["agents"]} == {
+            "a": "crew",
+            "b": "crew",
+            "c": "root",
+        }
+        assert detail["supervisors"] == [
+            {
+                "name": "root",
+                "parent": None,
+                "strategy": "one_for_one",
+                "intensity": 2,
+                "period_s": 5.0,
+                "restart": None,
+                "restarts": 0,
+                "escalations": 0,
+                "children": ["crew", "c"],
+            },
+            {
+                "name": "crew",
+                "parent": "root",
+                "strategy": "one_for_all",
+                "intensity": 1,
+                "period_s": 5.0,
+                "restart": "permanent",
+                "restarts": 1,
+                "escalations": 1,
+                "children": ["a", "b"],
+            },
+        ]
+
+    in_process(db, body)
+
+    async def flat_body(c: httpx.AsyncClient) -> None:
+        rid = _run_id(demo_db)
+        detail = (await c.get(f"/runs/{rid}", headers=bearer(flat["reader"]))).json()
+        [root] = detail["supervisors"]
+        assert (root["name"], root["strategy"], root["escalations"]) == ("root", None, None)
+        assert root["children"][:6] == [
+            "researcher",
+            "planner",
+            "budgeter",
+            "skeptic",
+            "verifier",
+            "coordinator",
+        ]
+        assert root["children"][6:] == [a["name"] for a in detail["agents"] if a["temporary"]]
+
+    in_process(demo_db, flat_body)

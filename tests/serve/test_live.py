@@ -223,3 +223,21 @@ def test_telic_resume_runs_a_fork_with_another_model_as_a_recorded_counterfactua
     assert marks[-1]["counterfactual"] == {"model": "openai:gpt-4.1-mini"}
     plain = telic("resume", parent)
     assert plain.returncode == 1 and "has ended" in plain.stderr
+
+
+def test_the_server_stops_on_sigterm_with_a_stream_open(tmp_path: Path, serve: Serve) -> None:
+    db = str(tmp_path / "ledger.db")
+    t = tokens(db, reader="read")
+    with open_ledger(db) as ledger:
+        ledger.create_run("r")
+    server = serve(db)
+    assert server.proc is not None
+    with (
+        httpx.Client(timeout=60) as c,
+        c.stream("GET", server.url + "/runs/r/events", headers=bearer(t["reader"])) as r,
+    ):
+        assert next(r.iter_lines()) == "retry: 1000"
+        t0 = time.monotonic()
+        server.proc.terminate()
+        server.proc.wait(30)  # an open stream does not hold the server up
+        assert time.monotonic() - t0 < 20

@@ -8,7 +8,13 @@ import pytest
 
 import telic.sim.runner
 from telic.errors import SimulatedCrash
-from telic.kinds import TickCompleted, TickStarted, ToolStarted
+from telic.kinds import (
+    AgentRestarted,
+    SupervisorRestarted,
+    TickCompleted,
+    TickStarted,
+    ToolStarted,
+)
 from telic.sim import INVARIANTS, Outcome, check, generate, judge
 from telic.sim.loop import SimClock
 from telic.sim.runner import Escape
@@ -183,3 +189,28 @@ def test_deterministic_catches_a_seed_that_runs_differently_twice(
 def test_every_invariant_is_named_in_the_catalogue() -> None:
     assert len(set(INVARIANTS)) == len(INVARIANTS)
     assert "deterministic" in INVARIANTS
+
+
+def test_tree_catches_an_agent_restarted_by_another_supervisor(outcome: Outcome) -> None:
+    agent = generate(CLEAN_SEED).swarm.agents[0].name
+    append(outcome, AgentRestarted(agent=agent, supervisor="t7", attempt=1, reason="?"), tick=1)
+    assert "tree" in broken(outcome)
+
+
+def test_tree_catches_a_team_restarted_by_another_than_its_parent(outcome: Outcome) -> None:
+    append(
+        outcome,
+        SupervisorRestarted(supervisor="t0", parent="root", attempt=1, reason="?"),
+        tick=1,
+    )
+    assert "tree" in broken(outcome)
+
+
+def test_tree_passes_a_swarm_under_a_tree_that_escalates() -> None:
+    seed = next(s for s in range(300) if _escalating_tree(s))
+    assert judge(generate(seed)).ok
+
+
+def _escalating_tree(seed: int) -> bool:
+    swarm = generate(seed).swarm
+    return bool(swarm.teams) and any(t.intensity == 0 for t in swarm.teams)

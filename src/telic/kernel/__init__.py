@@ -467,8 +467,9 @@ def _recorded_tree(ledger: BaseLedger, run_id: str, config: RunConfig, state: St
     tree = Tree.from_record(SupervisionTree.model_validate(recorded), roster)
     if config.teams and config.tree().record() != tree.record():
         raise ConfigError(
-            f"run {run_id!r} was booted with other teams than the configuration's; resume it "
-            "with the teams it was booted with, or with none (the recorded ones are used)"
+            f"run {run_id!r} was booted with another supervision tree (teams, or the root's "
+            "strategy and intensity) than the configuration's; resume it with the tree it was "
+            "booted with, or with no teams (the recorded tree is used)"
         )
     return tree
 

@@ -543,9 +543,11 @@ class Run:
                     )
                 )
                 self._reacted.add(name)
-        elif isinstance(payload, AgentFailed):
+        elif isinstance(payload, (AgentFailed, AgentTerminated)):
+            # A temporary team its parent stopped (it gave up, or a sibling's crash stopped
+            # it under one_for_all or rest_for_one) is not restarted: its agents are gone.
             record = self.tree.team(team)
-            if record is not None and record.restart == "temporary":  # gone for good
+            if record is not None and record.restart == "temporary":
                 for name in self.tree.agents_under(team):
                     self._reacted.add(name)
                     proc = self._procs.get(name)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, MinLen
 
@@ -104,6 +104,34 @@ class Tree:
             intensity=record.intensity,
             period_s=record.period_s,
         )
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Tree:
+        """The tree of a run's folded state (flat, with the root's settings unknown and left
+        at their defaults, for a run without teams)."""
+        roster = [str(a["name"]) for a in state["roster"]]
+        tree = state.get("supervision")
+        if tree is None:
+            return plan([(a, "") for a in roster], ())
+        root = tree["root"]
+        record = SupervisionTree(
+            strategy=root["strategy"],
+            intensity=root["intensity"],
+            period_s=root["period_s"],
+            teams=tuple(
+                TeamRecord(
+                    name=name,
+                    supervisor=t["supervisor"],
+                    strategy=t["strategy"],
+                    intensity=t["intensity"],
+                    period_s=t["period_s"],
+                    restart=t["restart"],
+                    agents=tuple(t["agents"]),
+                )
+                for name, t in tree["teams"].items()
+            ),
+        )
+        return cls.from_record(record, roster)
 
     def record(self) -> SupervisionTree | None:
         """What ``run.booted`` records; None for a flat tree (no teams)."""

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from telic.access import TokenStore
 from telic.clock import Clock, SystemClock
 from telic.events import EventKernel, EventProcessor
+from telic.events.catalogue import SYSTEM_RUN
 from telic.events.follow import LedgerFollower
 from telic.kernel import Kernel
 from telic.kinds import CATALOGUE
@@ -90,7 +91,7 @@ def create_app(
                 ):
                     follower = LedgerFollower(led, events, interval=cfg.poll_s)
                     streams = Streams(
-                        follower.positions(),
+                        {r: s for r, s in follower.positions().items() if r != SYSTEM_RUN},
                         keep=max(4096, 2 * cfg.stream_queue),
                         coalesce=cfg.stream_coalesce_s,
                     )

@@ -29,6 +29,7 @@ __all__ = [
     "StartIn",
     "StateOut",
     "StopIn",
+    "SupervisorOut",
     "TranscriptOut",
     "TransitionOut",
     "TransitionPage",
@@ -86,10 +87,33 @@ class AgentOut(_Out):
     status: str
     restarts: int
     supervisor: str
-    """The supervisor it runs under (``root``)."""
+    """The supervisor it runs under: ``root``, or its team (an explorer: its parent's)."""
     temporary: bool
     parent: str | None
     """For an explorer: the agent that spawned it."""
+
+
+class SupervisorOut(_Out):
+    """A supervisor of the run's tree: the root, or a team (see ``RunConfig.teams``)."""
+
+    name: str
+    parent: str | None
+    """The supervisor it runs under; null for the root."""
+    strategy: str | None
+    """one_for_one, one_for_all or rest_for_one; null for the root of a run without teams
+    (whose settings are not on record)."""
+    intensity: int | None
+    """More restarts than this within ``period_s`` and it gives up to its parent."""
+    period_s: float | None
+    restart: str | None
+    """A team's restart type under its parent; null for the root."""
+    restarts: int
+    """How many times its parent restarted it after it gave up."""
+    escalations: int | None
+    """How many times it gave up; null when not on record (the root of a run without teams:
+    its giving up failed the run)."""
+    children: list[str]
+    """Its agents (explorers included) and teams, in start order."""
 
 
 class ApprovalOut(_Out):
@@ -113,6 +137,8 @@ class RunDetail(RunSummary):
     spent: dict[str, float]
     currency: str
     agents: list[AgentOut]
+    supervisors: list[SupervisorOut]
+    """The supervision tree: the root first, then each team under its parent."""
     approvals: list[ApprovalOut]
     """High-impact calls waiting for a decision."""
     artifacts: list[str]

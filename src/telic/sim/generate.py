@@ -23,12 +23,13 @@ from telic.sim.scenario import (
     SubscriberEffect,
     SubscriberFault,
     SwarmPlan,
+    TeamPlan,
     ToolEffect,
     ToolFault,
     ToolPlan,
 )
 
-__all__ = ["generate", "generate_faults", "generate_swarm"]
+__all__ = ["generate", "generate_faults", "generate_swarm", "generate_teams"]
 
 ROLES = ("researcher", "planner", "budgeter", "skeptic", "verifier", "coordinator")
 MIND_EFFECTS: tuple[MindEffect, ...] = get_args(MindEffect)
@@ -41,7 +42,10 @@ def generate(seed: int) -> Scenario:
     """The scenario of ``seed``."""
     rng = random.Random(seed)
     swarm = generate_swarm(rng)
-    return Scenario(seed=seed, swarm=swarm, faults=generate_faults(rng, swarm))
+    faults = generate_faults(rng, swarm)
+    # Drawn last, so that the swarms and faults of seeds found before trees are unchanged.
+    swarm = swarm.model_copy(update={"teams": generate_teams(rng, swarm)})
+    return Scenario(seed=seed, swarm=swarm, faults=faults)
 
 
 def generate_swarm(rng: random.Random) -> SwarmPlan:
@@ -101,6 +105,36 @@ def generate_swarm(rng: random.Random) -> SwarmPlan:
         backend="sqlite" if rng.random() < 0.3 else "memory",
         snapshot_every=rng.choice((1000, 1000, 7, 25)),
     )
+
+
+def generate_teams(rng: random.Random, swarm: SwarmPlan) -> tuple[TeamPlan, ...]:
+    """About half the swarms of two agents or more get a supervision tree: one or two teams of
+    agents (the second under the first, sometimes), each with its own strategy, intensity,
+    period and restart type."""
+    names = [a.name for a in swarm.agents]
+    if len(names) < 2 or rng.random() < 0.5:
+        return ()
+    count = rng.randint(1, 2)
+    homes = [rng.randrange(count + 1) for _ in names]  # count: the root
+    members = [tuple(n for n, h in zip(names, homes, strict=True) if h == i) for i in range(count)]
+    nested = count == 2 and bool(members[1]) and rng.random() < 0.4
+    teams: list[TeamPlan] = []
+    for i in range(count):
+        sub = ("t1",) if nested and i == 0 else ()
+        if not members[i] and not sub:
+            continue  # a team without agents is refused; leave it out
+        teams.append(
+            TeamPlan(
+                name=f"t{i}",
+                agents=members[i],
+                teams=sub,
+                strategy=rng.choice(("one_for_one", "one_for_all", "rest_for_one")),
+                intensity=rng.randint(0, 3),
+                period_s=rng.choice((1.0, 5.0, 30.0)),
+                restart=rng.choice(("permanent", "permanent", "transient", "temporary")),
+            )
+        )
+    return tuple(teams)
 
 
 def generate_faults(rng: random.Random, swarm: SwarmPlan) -> tuple[Fault, ...]:

@@ -30,6 +30,7 @@ INVARIANTS = (
     "once",
     "budget",
     "approval",
+    "tree",
     "deterministic",
 )
 """Every invariant's name, in the order reports list them."""
@@ -245,6 +246,48 @@ def approval(outcome: Outcome, ts: Sequence[Transition]) -> list[Violation]:
     return out
 
 
+def tree(outcome: Outcome, ts: Sequence[Transition]) -> list[Violation]:
+    """Supervision follows the recorded tree: each agent is spawned and restarted under its
+    team (an explorer under its parent's), and a team is restarted only by its parent."""
+    booted = next((t for t in ts if t.kind == "run.booted"), None)
+    if booted is None:
+        return []
+    recorded: dict[str, Any] = booted.data.get("supervision") or {"teams": []}
+    home = {a: t["name"] for t in recorded["teams"] for a in t["agents"]}
+    parent = {t["name"]: t["supervisor"] for t in recorded["teams"]}
+    out: list[Violation] = []
+    for t in ts:
+        d = t.data
+        if t.kind == "agent.spawned":
+            if d.get("parent") is not None and d.get("temporary"):
+                home[d["agent"]] = home.get(d["parent"], "root")
+            want = home.get(d["agent"], "root")
+            if d["supervisor"] != want:
+                out.append(
+                    Violation(
+                        "tree",
+                        f"seq {t.seq}: {d['agent']} spawned under {d['supervisor']}, not {want}",
+                    )
+                )
+        elif t.kind == "agent.restarted" and d["supervisor"] != home.get(d["agent"], "root"):
+            out.append(
+                Violation(
+                    "tree",
+                    f"seq {t.seq}: {d['agent']} restarted by {d['supervisor']}, "
+                    f"not {home.get(d['agent'], 'root')}",
+                )
+            )
+        elif t.kind == "supervisor.restarted" and parent.get(d["supervisor"]) != d["parent"]:
+            out.append(
+                Violation(
+                    "tree",
+                    f"seq {t.seq}: team {d['supervisor']} restarted by {d['parent']}, "
+                    f"not {parent.get(d['supervisor'])}",
+                )
+            )
+    return out
+
+
 CHECKS: tuple[Check, ...] = (
     ended,
     no_crash,
@@ -254,6 +297,7 @@ CHECKS: tuple[Check, ...] = (
     once,
     budget,
     approval,
+    tree,
 )
 
 

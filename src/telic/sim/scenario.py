@@ -26,6 +26,7 @@ __all__ = [
     "SubscriberEffect",
     "SubscriberFault",
     "SwarmPlan",
+    "TeamPlan",
     "ToolEffect",
     "ToolFault",
     "ToolPlan",
@@ -93,6 +94,18 @@ Answer = Literal["yes", "no", "none", "hang", "raise"]
 """What the scripted approver answers to one request (``none``: no answer, which means deny)."""
 
 
+class TeamPlan(_Record):
+    """A team of the swarm's supervision tree (see :class:`telic.kernel.Team`)."""
+
+    name: str
+    agents: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
+    intensity: int = 1
+    period_s: float = 5.0
+    restart: Literal["permanent", "transient", "temporary"] = "permanent"
+
+
 class SwarmPlan(_Record):
     goal: str
     agents: tuple[AgentPlan, ...]
@@ -102,6 +115,8 @@ class SwarmPlan(_Record):
     strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
     intensity: int = 3
     period_s: float = 5.0
+    teams: tuple[TeamPlan, ...] = ()
+    """The supervision tree's teams; an agent in none is a child of the root."""
     approvals: tuple[Answer, ...] = ("yes",)
     """The approver's answers, in request order (cycled)."""
     explorers: bool = True

@@ -23,7 +23,7 @@ from telic.errors import (
     UnprintableFault,
 )
 from telic.events.event import Event
-from telic.kernel import AgentSpec, Budget, RunConfig
+from telic.kernel import AgentSpec, Budget, RunConfig, Team
 from telic.kinds import Claim, ModelCalled
 from telic.minds.base import Mind, View
 from telic.policy import (
@@ -141,6 +141,18 @@ class World:
             strategy=s.strategy,
             intensity=s.intensity,
             period_s=s.period_s,
+            teams=[
+                Team(
+                    name=t.name,
+                    agents=t.agents,
+                    teams=t.teams,
+                    strategy=t.strategy,
+                    intensity=t.intensity,
+                    period_s=t.period_s,
+                    restart=t.restart,
+                )
+                for t in s.teams
+            ],
             seed=self.seed,
         )
 

@@ -55,6 +55,6 @@ def decide_approval(
         by=who.name,
         reason=body.reason,
         now_us=ctx.kernel.clock.now_us,
-        publish=ctx.follower.publish,
+        publish=ctx.kernel.publish,  # from this worker thread, handed to the HTTP loop
     )
     return TransitionOut.model_construct(**t.to_json())

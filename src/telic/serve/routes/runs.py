@@ -7,6 +7,7 @@ runs hand the work to the kernel loop and read the result in a worker thread.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Depends, Query
 from telic.access import Identity
 from telic.errors import SequenceError
 from telic.kernel.approval import ENDED
+from telic.kernel.tree import ROOT, Tree
 from telic.ledger.base import RunInfo
 from telic.reducer import state_hash
 from telic.serve.auth import Operator, Reader
@@ -30,6 +32,7 @@ from telic.serve.models import (
     RunSummary,
     StartIn,
     StopIn,
+    SupervisorOut,
     VerifyOut,
 )
 
@@ -75,6 +78,52 @@ def approvals_of(ctx: Context, run_id: str, state: dict[str, Any]) -> list[Appro
     return out
 
 
+def supervisors_of(state: Mapping[str, Any]) -> list[SupervisorOut]:
+    """The run's supervision tree from its folded state: the root, then each team under its
+    parent; each with its children in start order (explorers after, under their parent's)."""
+    tree = Tree.from_state(state)
+    recorded: dict[str, Any] | None = state.get("supervision")
+    explorers = [n for n, a in state["agents"].items() if a["temporary"]]
+    out: list[SupervisorOut] = []
+    for name in [ROOT, *(t.name for t in tree.teams)]:
+        children = [
+            *tree.children(name),
+            *(n for n in explorers if state["agents"][n]["supervisor"] == name),
+        ]
+        if name == ROOT:
+            root = None if recorded is None else recorded["root"]
+            out.append(
+                SupervisorOut(
+                    name=ROOT,
+                    parent=None,
+                    strategy=None if root is None else root["strategy"],
+                    intensity=None if root is None else root["intensity"],
+                    period_s=None if root is None else root["period_s"],
+                    restart=None,
+                    restarts=0,
+                    escalations=None if root is None else root["escalations"],
+                    children=children,
+                )
+            )
+            continue
+        assert recorded is not None  # a tree with teams is on record
+        team: dict[str, Any] = recorded["teams"][name]
+        out.append(
+            SupervisorOut(
+                name=name,
+                parent=team["supervisor"],
+                strategy=team["strategy"],
+                intensity=team["intensity"],
+                period_s=team["period_s"],
+                restart=team["restart"],
+                restarts=team["restarts"],
+                escalations=team["escalations"],
+                children=children,
+            )
+        )
+    return out
+
+
 def detail(ctx: Context, run_id: str) -> RunDetail:
     info = ctx.ledger.run(run_id)
     state = ctx.ledger.state_at(run_id)
@@ -84,7 +133,7 @@ def detail(ctx: Context, run_id: str) -> RunDetail:
             role=a["role"],
             status=a["status"],
             restarts=a["restarts"],
-            supervisor="root",
+            supervisor=a["supervisor"],
             temporary=a["temporary"],
             parent=a["parent"],
         )
@@ -99,6 +148,7 @@ def detail(ctx: Context, run_id: str) -> RunDetail:
         spent=state["spent"],
         currency=state["currency"],
         agents=agents,
+        supervisors=supervisors_of(state),
         approvals=approvals_of(ctx, run_id, state),
         artifacts=sorted(state["artifacts"]),
         state_hash=state_hash(state),

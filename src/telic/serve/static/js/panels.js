@@ -65,10 +65,22 @@ function lastFailure(agent) {
 }
 
 export function supervisionTree(runId, state) {
+  // The run's tree: the root, its teams (state.supervision, recorded at boot for a run with
+  // teams) and agents; explorers under the agent that spawned them.
   const agents = state.agents || {};
   const names = Object.keys(agents);
-  const children = (parent) =>
-    names.filter((n) => (agents[n].temporary ? agents[n].parent === parent : false));
+  const teams = (state.supervision && state.supervision.teams) || {};
+  const rootInfo = state.supervision && state.supervision.root;
+  const explorersOf = (parent) => names.filter((n) => agents[n].temporary && agents[n].parent === parent);
+  const supOf = (n) => agents[n].supervisor || "root";
+  const rank = (name) =>
+    name in teams
+      ? Math.min(names.length, ...Object.keys(teams).filter((t) => teams[t].supervisor === name).map(rank),
+        ...names.filter((n) => !agents[n].temporary && supOf(n) === name).map(rank))
+      : names.indexOf(name);
+  const childrenOf = (sup) =>
+    [...Object.keys(teams).filter((t) => teams[t].supervisor === sup),
+      ...names.filter((n) => !agents[n].temporary && supOf(n) === sup)].sort((x, y) => rank(x) - rank(y));
   const node = (name) => {
     const a = agents[name];
     const failure = lastFailure(a);
@@ -83,21 +95,28 @@ export function supervisionTree(runId, state) {
       ),
       a.question ? h("div", { class: "agent-question" }, `explores: ${a.question}`) : null,
       failure ? h("div", { class: "agent-failure" }, "last failure: ", failure.text, " ", seqLink(runId, failure.seq)) : null,
-      children(name).length ? h("ul", {}, children(name).map(node)) : null,
+      explorersOf(name).length ? h("ul", {}, explorersOf(name).map(node)) : null,
     );
   };
-  const supervisors = [...new Set(names.filter((n) => !agents[n].temporary).map((n) => agents[n].supervisor || "root"))];
   const orphans = names.filter((n) => agents[n].temporary && !(agents[n].parent in agents));
-  return h(
-    "ul",
-    { class: "tree" },
-    supervisors.map((sup) =>
-      h("li", { class: "supervisor" },
-        h("div", { class: "agent-line" }, h("span", { class: "agent-name" }, sup), h("span", { class: "agent-role" }, "supervisor")),
-        h("ul", {}, names.filter((n) => !agents[n].temporary && (agents[n].supervisor || "root") === sup).map(node), orphans.map(node)),
+  const supervisor = (name) => {
+    const info = name === "root" ? rootInfo : teams[name];
+    const counts = [];
+    if (info && info.restarts) counts.push(`${info.restarts} restart${info.restarts > 1 ? "s" : ""}`);
+    if (info && info.escalations) counts.push(`gave up ${info.escalations}×`);
+    return h("li", { class: "supervisor", dataset: { supervisor: name } },
+      h("div", { class: "agent-line" },
+        h("span", { class: "agent-name" }, name),
+        h("span", { class: "agent-role" }, name === "root" ? "root supervisor" : "team supervisor"),
+        info ? h("span", { class: "agent-role sup-policy" }, `${info.strategy}, ${info.intensity} in ${number(info.period_s)} s`) : null,
+        counts.length ? h("span", { class: "agent-restarts" }, counts.join(", ")) : null,
       ),
-    ),
-  );
+      h("ul", {},
+        childrenOf(name).map((c) => (c in teams ? supervisor(c) : node(c))),
+        name === "root" ? orphans.map(node) : null),
+    );
+  };
+  return h("ul", { class: "tree" }, supervisor("root"));
 }
 
 function table(head, rows) {
