@@ -65,7 +65,7 @@ def _staged(cfg: RunConfig, body: Callable[[Run, Tick], Awaitable[None]]) -> Pla
             batch.add(TickStarted(tick=1), tick=1)
             t = Tick(run, batch, 1)
             await body(run, t)
-            run.commit(t.batch)
+            await run.commit(t.batch)
         finally:
             await run.close()
 
@@ -105,7 +105,7 @@ def test_ask_opens_the_tick_and_gets_one_reply_per_live_agent_in_agent_order() -
         run = await Kernel(ledger, clock=clock).boot(cfg, run_id="r")
         try:
             asked = await ask(run)
-            run.commit(asked.tick.batch)
+            await run.commit(asked.tick.batch)
             return asked
         finally:
             await run.close()

@@ -154,3 +154,38 @@ def test_a_lost_connection_is_ledger_unavailable() -> None:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with pytest.raises(LedgerUnavailable, match="cannot open ledger at postgresql://"):
             ledger.run("r")
+
+
+def test_append_groups_in_one_transaction_refuses_each_group_alone() -> None:
+    from telic.canonical import encode
+    from telic.errors import RunExists, SequenceConflict
+    from telic.ledger import AppendGroup
+    from telic.transition import Draft
+
+    def tick(n: int) -> list[Draft]:
+        return [
+            Draft("tick.started", encode({"tick": n}), n, n),
+            Draft("memory.updated", encode({"agent": "a", "key": "k", "value": n}), n, n, "a"),
+        ]
+
+    with _schema() as name, PostgresLedger(DSN, schema=name) as ledger:
+        ledger.create_run("ok")
+        ledger.create_run("stale")
+        ledger.create_run("taken")
+        ledger.append("stale", tick(1))
+        ok, stale, taken, new = ledger.append_groups(
+            [
+                AppendGroup("ok", tick(1), expected=1),
+                AppendGroup("stale", tick(2), expected=1),
+                AppendGroup("taken", tick(1), create=True),
+                AppendGroup("new", tick(1), create=True),
+            ]
+        )
+        assert isinstance(ok, list) and [t.seq for t in ok] == [1, 2]
+        assert isinstance(stale, SequenceConflict)
+        assert isinstance(taken, RunExists)
+        assert isinstance(new, list) and new[0].run == "new"
+        assert [ledger.run(r).head for r in ("ok", "stale", "taken", "new")] == [2, 2, 0, 2]
+        for r in ("ok", "stale", "new"):
+            assert ledger.verify(r).ok
+        assert ledger.append_groups([AppendGroup("new", tick(2), expected=3)])[0][0].seq == 3  # type: ignore[index]

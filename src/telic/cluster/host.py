@@ -290,7 +290,7 @@ class NodeHost:
                 # sweeper never sees a stopped run unowned.
                 batch = run.batch()
                 batch.add(RunStopped(reason=hosted.stopping), tick=int(run.state["tick"]))
-                run.commit(batch)
+                await run.commit(batch)
         except TelicError as exc:
             log.warning("run %s stopped on host %s: %s", run.id, self.host_id, exc)
         except Exception:

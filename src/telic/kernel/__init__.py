@@ -45,6 +45,7 @@ from telic.kinds import (
     ToolUnknownOutcome,
 )
 from telic.ledger.base import BaseLedger
+from telic.ledger.group import GroupCommitter
 from telic.ledger.lease import Lease, default_holder
 from telic.reducer import State, initial_state
 from telic.transition import Transition, draft
@@ -78,6 +79,8 @@ class Kernel:
     """Drives runs against one ledger.
 
     ``publish`` receives every committed batch (wire it to ``EventKernel.publish``).
+    ``committer``: a :class:`~telic.ledger.group.GroupCommitter` on ``ledger``, through which
+    the runs of this kernel share their commits' fsyncs (many runs in one process).
 
     ``holder``: run every run under a lease (:mod:`telic.ledger.lease`) held by this name (one
     process: :func:`~telic.ledger.lease.default_holder`), for ``lease_ttl_s`` at a time and
@@ -92,11 +95,19 @@ class Kernel:
         *,
         clock: Clock | None = None,
         publish: Callable[[Sequence[Transition]], None] | None = None,
+        committer: GroupCommitter | None = None,
         holder: str | None = None,
         lease_ttl_s: float = DEFAULT_LEASE_TTL_S,
         node: str = "",
     ) -> None:
+        if committer is not None and committer.ledger is not ledger:
+            raise ConfigError(
+                "the group committer writes to another ledger than the kernel's: "
+                "make it with GroupCommitter(ledger) for the same ledger"
+            )
         self.ledger = ledger
+        self.committer = committer
+        """Where the runs' commits go to share an fsync (None: each commit on its own)."""
         self.clock: Clock = clock or SystemClock()
         self.publish = publish
         self.holder = holder
@@ -132,6 +143,7 @@ class Kernel:
             self.publish,
             state=initial_state(),
             abandoned=self.abandoned,
+            committer=self.committer,
         )
         if lease is not None:
             run.hold(lease)
@@ -302,6 +314,7 @@ class Kernel:
             self.publish,
             state=state,
             abandoned=self.abandoned,
+            committer=self.committer,
             tree=tree,
         )
         acts = _Acts(tick, head, tick_open, reask, progress, parked, pending, running)
@@ -416,7 +429,7 @@ class Kernel:
                 ),
                 tick=tick,
             )
-        run.commit(batch)
+        await run.commit(batch)
         run.parked = parked
         await run.wrap_up()  # the dead process may not have run the last tick's checks
         return run

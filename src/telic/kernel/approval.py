@@ -221,12 +221,12 @@ async def finish_parked(run: Run, parked: list[Parked]) -> None:
             batch.add(record, tick=tick, agent=p.agent, causes=(p.proposal,))
         if not decision.granted:
             batch.reject(tick, p.agent, p.proposal, "approval", decision.reason or "denied")
-            run.commit(batch)
+            await run.commit(batch)
             continue
         if not run.supervises(p.agent):
             why = "its agent is not running (stopped or not restarted) to make the call"
             batch.reject(tick, p.agent, p.proposal, "supervision", why)
-            run.commit(batch)
+            await run.commit(batch)
             continue
         batch.add(
             ProposalAccepted(proposal=p.proposal, agent=p.agent, checks=("approval",)),
@@ -237,7 +237,7 @@ async def finish_parked(run: Run, parked: list[Parked]) -> None:
         t = Tick(run, batch, tick)
         call = start_call(t, p.agent, run.tools.get(p.tool), dict(p.args), p.proposal)
         await execute(t, (call,))  # the tick's own execute stage: retries, supervision
-        run.commit(batch)
+        await run.commit(batch)
     batch = run.batch()
     progress = run.state["progress"]
     batch.add(
@@ -246,4 +246,4 @@ async def finish_parked(run: Run, parked: list[Parked]) -> None:
         ),
         tick=tick,
     )
-    run.commit(batch)
+    await run.commit(batch)

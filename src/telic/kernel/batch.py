@@ -27,6 +27,7 @@ from telic.kernel.guard import describe
 from telic.kernel.intake import check_depth
 from telic.kinds import Payload, ProposalRejected
 from telic.ledger.base import BaseLedger
+from telic.ledger.group import GroupCommitter
 from telic.reducer import Fold
 from telic.transition import SCHEMA_VERSION, Draft, Transition
 
@@ -123,6 +124,19 @@ class Batch:
         ``create``: the batch is the run's first, and creates it in the same transaction."""
         if not self._drafts:
             return []
+        drafts, first = self._take()
+        return self.ledger.append(self.run_id, drafts, expected=first, create=create)
+
+    async def commit_shared(self, committer: GroupCommitter) -> list[Transition]:
+        """Write the batch through ``committer``: durable when this returns, in a commit
+        shared with the other runs' batches queued with it."""
+        if not self._drafts:
+            return []
+        drafts, first = self._take()
+        return await committer.append(self.run_id, drafts, expected=first)
+
+    def _take(self) -> tuple[list[Draft], int]:
+        """The drafts to write and the seq of the first; the batch numbers on after them."""
         drafts, self._drafts = self._drafts, []
         first, self._first = self._first, self._first + len(drafts)
-        return self.ledger.append(self.run_id, drafts, expected=first, create=create)
+        return drafts, first

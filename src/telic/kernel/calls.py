@@ -16,7 +16,6 @@ same remainder.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -25,7 +24,6 @@ from telic.kernel.batch import Batch
 from telic.kernel.view import TickState
 from telic.kinds import ModelCalled, ModelFailed
 from telic.ledger.base import BaseLedger
-from telic.minds.base import View
 from telic.reducer import Fold
 
 if TYPE_CHECKING:
@@ -88,19 +86,16 @@ class TickCalls:
         self._state = state
         self._held = 0.0
 
-    def view(self, view: View, recorded: Mapping[str, Any] | None = None) -> View:
-        """``view`` with this tick's call log for its agent (and its recorded answers)."""
-        changes: dict[str, Any] = {"calls": AgentCalls(self, view.agent)}
-        if recorded:
-            changes["recorded"] = recorded
-        return dataclasses.replace(view, **changes)
+    def log(self, agent: str) -> AgentCalls:
+        """This tick's call log for ``agent`` (what its view carries as ``calls``)."""
+        return AgentCalls(self, agent)
 
     def record(self, agent: str, payload: ModelCalled | ModelFailed) -> None:
         # The minds that have not read their view yet must see the state as the tick
         # started, not the spend written here: make the view's copy now.
         len(self._state)
         self._batch.add(payload, tick=self._tick, agent=agent)
-        self._run.commit(self._batch)
+        self._run.commit_now(self._batch)  # the mind is waiting: no shared commit
 
     def reserve(self, tokens: int) -> int:
         live = self._run.state

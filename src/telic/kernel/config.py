@@ -15,7 +15,7 @@ from telic.policy import Policy
 from telic.reducer import State
 from telic.tools import Tool, ToolRegistry
 
-__all__ = ["AgentSpec", "Approver", "Artifact", "Budget", "RunConfig", "Team"]
+__all__ = ["AgentSpec", "Approver", "Artifact", "Budget", "RunConfig", "Team", "is_own"]
 
 RestartType = Literal["permanent", "transient", "temporary"]
 
@@ -97,6 +97,17 @@ def _share_finished(state: State) -> float:
     return sum(a["status"] == "terminated" for a in permanent) / len(permanent)
 
 
+def _no_artifacts(state: State) -> Sequence[Artifact]:
+    return ()
+
+
+def is_own(fn: object) -> bool:
+    """Whether ``fn`` is one of the run functions telic defines (the defaults): they only
+    read, so they get the live state instead of a read-only view (as telic's own checks do).
+    By identity: a user's callable may not be hashable, and its ``==`` is user code."""
+    return fn is _all_finished or fn is _share_finished or fn is _no_artifacts
+
+
 @dataclass
 class RunConfig:
     """Everything :meth:`Kernel.boot` needs. Functions must be deterministic in the state."""
@@ -111,7 +122,7 @@ class RunConfig:
     return_description: str = "every permanent agent finished"
     progress: Callable[[State], float] = _share_finished
     """Progress toward the goal in [0, 1], measured after each tick."""
-    artifacts: Callable[[State], Sequence[Artifact]] = lambda _s: ()
+    artifacts: Callable[[State], Sequence[Artifact]] = _no_artifacts
     explorer: Callable[[str, AgentSpec], Mind] | None = None
     """Makes the mind of an explorer for ``(question, parent agent)``. Without one, a proposal
     below the exploration threshold and a spawn request are rejected."""

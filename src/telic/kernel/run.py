@@ -22,10 +22,11 @@ from telic.frozen import FrozenDict, thaw
 from telic.kernel import approval, guard
 from telic.kernel.approval import Decision, Parked
 from telic.kernel.batch import Batch
-from telic.kernel.config import AgentSpec, Artifact, RunConfig
+from telic.kernel.config import AgentSpec, Artifact, RunConfig, is_own
 from telic.kernel.guard import Failed, describe, safe_text
 from telic.kernel.intake import encode_value
 from telic.kernel.process import AgentProcess
+from telic.kernel.stages.check import checks_of
 from telic.kernel.tick import run_tick
 from telic.kernel.tree import ROOT, Tree
 from telic.kinds import (
@@ -47,8 +48,9 @@ from telic.kinds import (
     SupervisorRestarted,
 )
 from telic.ledger.base import BaseLedger
+from telic.ledger.group import GroupCommitter
 from telic.ledger.lease import Lease
-from telic.minds.base import Mind, ToolInfo, View
+from telic.minds.base import CallLog, Mind, ToolInfo, View
 from telic.reducer import Fold, State, initial_state
 from telic.supervision import ChildSpec, Supervisor
 from telic.tools import ToolRegistry
@@ -108,13 +110,16 @@ class Run:
         *,
         state: State | None = None,
         abandoned: list[asyncio.Task[Any]] | None = None,
+        committer: GroupCommitter | None = None,
         tree: Tree | None = None,
     ) -> None:
         """``state``: the run's head state just read from ``ledger``, which the run takes over
-        (the caller keeps no use of it); read from the ledger when not given. ``tree``: the
-        supervision tree (by default the configuration's; a resumed run's is the recorded
-        one)."""
+        (the caller keeps no use of it); read from the ledger when not given. ``committer``:
+        where the run's commits go to share an fsync with other runs' (see :meth:`commit`).
+        ``tree``: the supervision tree (by default the configuration's; a resumed run's is the
+        recorded one)."""
         self.ledger = ledger
+        self.committer = committer
         self.id = run_id
         self.config = config
         self.clock = clock
@@ -135,6 +140,8 @@ class Run:
         self.fault: str | None = None
         """A run-level function (progress, return condition, artifacts) failed: the run fails
         with this reason at the end of the tick."""
+        self.checks = checks_of(config.policy)
+        """The policy's per-proposal checks, named once (see :mod:`telic.kernel.stages.check`)."""
         self.parked: list[Parked] = []
         """Approvals a resumed run still waits for, from the tick the stop interrupted."""
         self.lease: Lease | None = None
@@ -174,7 +181,27 @@ class Run:
     def batch(self) -> Batch:
         return Batch(self.ledger, self.id, self.fold, self.clock.now_us)
 
-    def commit(self, batch: Batch) -> list[Transition]:
+    async def commit(self, batch: Batch) -> list[Transition]:
+        """Commit ``batch`` durably: through the kernel's :class:`GroupCommitter
+        <telic.ledger.group.GroupCommitter>`, in a commit shared with other runs' (when the
+        kernel has one), or on its own."""
+        if self.committer is None or not len(batch):
+            return self.commit_now(batch)
+        if self.lost is not None:
+            raise self.lost  # not the owner any more: nothing is even tried
+        try:
+            committed = await batch.commit_shared(self.committer)
+        except LeaseLost as exc:
+            self._lose(exc)
+            raise
+        except BaseException:
+            self.fold = Fold.adopt(self.ledger.state_at(self.id))
+            raise
+        return self._committed(committed)
+
+    def commit_now(self, batch: Batch) -> list[Transition]:
+        """Commit ``batch`` durably, on its own, before returning (for what cannot wait for
+        a shared commit: a model call's record, written from inside a mind's call)."""
         if self.lost is not None:
             raise self.lost  # not the owner any more: nothing is even tried
         try:
@@ -185,6 +212,9 @@ class Run:
         except BaseException:
             self.fold = Fold.adopt(self.ledger.state_at(self.id))
             raise
+        return self._committed(committed)
+
+    def _committed(self, committed: list[Transition]) -> list[Transition]:
         for t in committed:
             if t.kind in _FAILURE_KINDS:
                 self._tick_failures.add(t.tick)
@@ -231,8 +261,17 @@ class Run:
     def process(self, name: str) -> AgentProcess:
         return self._procs[name]
 
-    def view(self, name: str, tick: int, state: Mapping[str, Any]) -> View:
-        """``name``'s view of ``state`` (what the working state is while the minds think)."""
+    def view(
+        self,
+        name: str,
+        tick: int,
+        state: Mapping[str, Any],
+        *,
+        calls: CallLog | None = None,
+        recorded: Mapping[str, Any] | None = None,
+    ) -> View:
+        """``name``'s view of ``state`` (what the working state is while the minds think),
+        with the tick's call log for it and the answers its calls already got."""
         live = self.fold.peek()
         a = live["agents"][name]
         tools = [self.tools.get(t) for t in a["tools"] if t in self.tools]
@@ -244,6 +283,8 @@ class Run:
             state=state,
             tools=[ToolInfo(t.name, t.description, t.schema, t.high_impact) for t in tools],
             question=a["question"],
+            recorded=recorded or {},
+            calls=calls,
         )
 
     def home(self, name: str) -> str:
@@ -676,7 +717,7 @@ class Run:
         if self._escalated is not None:
             self.flush_supervisor(batch, tick)
             batch.add(RunFailed(reason=f"supervisor gave up: {self._escalated.reason}"), tick=tick)
-            self.commit(batch)
+            await self.commit(batch)
             return False
         if self.fault is None:
             self._end_of_tick(batch, tick)
@@ -684,7 +725,7 @@ class Run:
             batch.add(RunFailed(reason=safe_text(self.fault)), tick=tick)
         if self.done:
             await self._shutdown(batch, tick)
-        self.commit(batch)
+        await self.commit(batch)
         return not self.done
 
     def _end_of_tick(self, batch: Batch, tick: int) -> None:
@@ -692,7 +733,7 @@ class Run:
         # The run's own functions are user code: they read the state read-only, and one that
         # fails (or an artifact that cannot be recorded) fails the run, saying why. They run
         # before anything is added, so that a failure leaves nothing half recorded.
-        artifacts = self._artifacts_if_done(FrozenDict(s))
+        artifacts = self._artifacts_if_done(s)
         if artifacts is None:
             return
         warn_at = self.config.policy.warn_at
@@ -731,14 +772,17 @@ class Run:
     def _artifacts_if_done(self, state: State) -> list[ArtifactRecorded] | bool | None:
         """The artifacts to record if the return condition holds, False if it does not, None
         (with :attr:`fault` set) if the condition, the artifacts function or an artifact
-        failed."""
-        met = guard.attempt(self.config.return_condition, state)
+        failed. ``state`` is the live state: each function gets a read-only view of it, unless
+        it is one of telic's own (:func:`~telic.kernel.config.is_own`)."""
+        condition, artifacts = self.config.return_condition, self.config.artifacts
+        view = FrozenDict(state)
+        met = guard.attempt(condition, state if is_own(condition) else view)
         if isinstance(met, Failed):
             self.fault = f"the return condition failed ({met})"
             return None
         if not met:
             return False
-        made = guard.attempt(_artifacts, self.config.artifacts, state)
+        made = guard.attempt(_artifacts, artifacts, state if is_own(artifacts) else view)
         if isinstance(made, Failed):
             self.fault = f"the artifacts function failed ({made})"
             return None
@@ -790,7 +834,7 @@ class Run:
         self._end_of_tick(batch, tick)
         if self.done:
             await self._shutdown(batch, tick)
-        self.commit(batch)
+        await self.commit(batch)
         return not self.done
 
     def result(self) -> RunResult:

@@ -19,6 +19,7 @@ from telic.ledger.base import (
     DEFAULT_BLOB_THRESHOLD,
     DEFAULT_MAX_PAYLOAD,
     DEFAULT_SNAPSHOT_EVERY,
+    AppendGroup,
     BaseLedger,
     Ledger,
     ReplayReport,
@@ -27,6 +28,7 @@ from telic.ledger.base import (
     Snapshot,
     VerifyReport,
 )
+from telic.ledger.group import GroupCommitter
 from telic.ledger.lease import Lease, Leases, default_holder
 from telic.ledger.memory import MemoryLedger
 from telic.ledger.sqlite import SQLiteLedger
@@ -35,7 +37,9 @@ __all__ = [
     "DEFAULT_BLOB_THRESHOLD",
     "DEFAULT_MAX_PAYLOAD",
     "DEFAULT_SNAPSHOT_EVERY",
+    "AppendGroup",
     "BaseLedger",
+    "GroupCommitter",
     "Lease",
     "Leases",
     "Ledger",

@@ -9,7 +9,6 @@ prefix, snapshots every K transitions, verification, replay) lives here, once.
 from __future__ import annotations
 
 import abc
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from telic.canonical import ZERO_HASH, digest, encode
+from telic.canonical import sha256 as canonical_sha256
 from telic.errors import (
     BlobMissing,
     ChainBroken,
@@ -29,12 +29,14 @@ from telic.errors import (
     NotCanonical,
     PayloadInvalid,
     PayloadTooLarge,
+    RecordError,
     RecordInvalid,
     ReplayMismatch,
     RunNotFound,
     SequenceConflict,
     SequenceError,
     SnapshotBroken,
+    TelicError,
     UnknownKind,
 )
 from telic.kinds import CATALOGUE
@@ -46,6 +48,7 @@ __all__ = [
     "DEFAULT_BLOB_THRESHOLD",
     "DEFAULT_MAX_PAYLOAD",
     "DEFAULT_SNAPSHOT_EVERY",
+    "AppendGroup",
     "BaseLedger",
     "Ledger",
     "ReplayReport",
@@ -111,6 +114,32 @@ RawRow = tuple[int, int, str | None, str, tuple[int, ...], int, int, bytes, byte
 _new: Final[Callable[[type[Any], tuple[Any, ...]], Any]] = tuple.__new__  # pyright: ignore[reportUnknownMemberType,reportUnknownVariableType]
 """Builds a NamedTuple from a tuple in one C call, skipping its Python-level ``__new__``;
 on the hot paths (a few hundred thousand records a second) that is a third of the cost."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendGroup:
+    """One run's group of drafts for :meth:`BaseLedger.append_groups` (what :meth:`append`
+    takes for one run)."""
+
+    run_id: str
+    drafts: Sequence[Draft]
+    expected: int | None = None
+    create: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedGroup:
+    """A group checked, numbered and hashed, ready to be stored."""
+
+    info: RunInfo
+    """The run's head it goes after."""
+    create: bool
+    rows: list[Row]
+    snapshots: list[Snapshot]
+    blobs: list[tuple[str, bytes]]
+    out: list[Transition]
+    fold: Fold | None
+    """The head fold advanced past the group (None: not kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +355,30 @@ class BaseLedger(abc.ABC):
         self, info: RunInfo, drafts: Sequence[Draft], *, create: bool = False
     ) -> list[Transition]:
         run_id = info.id
+        try:
+            group = self._number(info, drafts, create=create)
+            self._write(
+                run_id,
+                info.head,
+                group.rows,
+                group.snapshots,
+                group.blobs,
+                create=create,
+                epoch=self._fences.get(run_id),
+            )
+        except BaseException:
+            self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
+            self._known.pop(run_id, None)
+            raise
+        self._stored(group)
+        return group.out
+
+    def _number(
+        self, info: RunInfo, drafts: Sequence[Draft], *, create: bool = False
+    ) -> PreparedGroup:
+        """Check, number and hash ``drafts`` after ``info``'s head and advance the head fold:
+        what is written next (the caller forgets the run's caches if anything fails)."""
+        run_id = info.id
         fold = self._heads.get(run_id)
         if fold is None or fold.seq != info.head:
             # Built only once a snapshot is due (free for an empty run): appending to a fork
@@ -335,74 +388,172 @@ class BaseLedger(abc.ABC):
         seq = info.head
         rows: list[Row] = []
         out: list[Transition] = []
-        mine: list[Transition] = []
+        mine: list[tuple[int, int, str | None, str, tuple[int, ...], int, bytes, bytes, bytes]] = []
         loads = orjson.loads
         snapshots: list[Snapshot] = []
         blobs: list[tuple[str, bytes]] = []
         every = self.snapshot_every
         max_payload = self.max_payload
         threshold = self.blob_threshold
-        sha256 = hashlib.sha256
-        try:
-            for d in drafts:
-                kind, payload, ts, tick, agent, causes, data = d
-                raw = payload
-                size = len(payload)
-                if kind not in CATALOGUE:
-                    raise UnknownKind(kind)
-                if size > max_payload:
-                    raise PayloadTooLarge(kind, size, max_payload)
-                if data is None:  # bytes of unknown origin: decode and validate them
-                    data = _checked(kind, payload)
-                if size > threshold:
-                    blob_id = digest(payload).hex()
-                    blobs.append((blob_id, payload))
-                    payload = encode({_BLOB_KEY: blob_id, "size": size})
-                seq += 1
-                if type(causes) is not tuple:
-                    causes = _causes_tuple(causes)
-                h = sha256(
-                    prev + record_body(seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload)
-                ).digest()
-                rows.append(
-                    _new(Row, (seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload, h))
-                )
-                t = _new(
-                    Transition,
-                    (run_id, seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, data, prev, h),
-                )
-                out.append(t)
-                # The head fold keeps values of its own: ``t`` goes back to the caller (and on
-                # to subscribers), who must not reach a future snapshot through it.
-                mine.append(t._replace(data=loads(raw)))
-                if fold is not None:
-                    fold.apply(mine[-1])
-                if seq % every == 0:
-                    if fold is None:
-                        fold = self._fold_to(info, info.head)
-                        fold.apply_all(mine)
-                    state = _state_bytes(fold)
-                    snapshots.append(
-                        _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))
-                    )
-                prev = h
-            self._write(
-                run_id,
-                info.head,
-                rows,
-                snapshots,
-                blobs,
-                create=create,
-                epoch=self._fences.get(run_id),
+        sha256 = canonical_sha256
+        for d in drafts:
+            kind, payload, ts, tick, agent, causes, data = d
+            raw = payload
+            size = len(payload)
+            if kind not in CATALOGUE:
+                raise UnknownKind(kind)
+            if size > max_payload:
+                raise PayloadTooLarge(kind, size, max_payload)
+            if data is None:  # bytes of unknown origin: decode and validate them
+                data = _checked(kind, payload)
+            if size > threshold:
+                blob_id = digest(payload).hex()
+                blobs.append((blob_id, payload))
+                payload = encode({_BLOB_KEY: blob_id, "size": size})
+            seq += 1
+            if type(causes) is not tuple:
+                causes = _causes_tuple(causes)
+            h = sha256(
+                prev + record_body(seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload)
+            ).digest()
+            rows.append(_new(Row, (seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload, h)))
+            t = _new(
+                Transition,
+                (run_id, seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, data, prev, h),
             )
-        except BaseException:
-            self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
-            self._known.pop(run_id, None)
-            raise
-        self._known[run_id] = RunInfo(run_id, info.parent, info.fork_seq, seq, prev, info.created)
-        if fold is not None:
-            self._cache_head(run_id, fold)
-        return out
+            out.append(t)
+            # The head fold keeps values of its own: ``t`` goes back to the caller (and on
+            # to subscribers), who must not reach a future snapshot through it. Without a
+            # head fold the group's records wait, undecoded, until a snapshot needs them.
+            if fold is not None:
+                fold.apply(
+                    _new(
+                        Transition,
+                        (
+                            run_id,
+                            seq,
+                            tick,
+                            agent,
+                            kind,
+                            causes,
+                            ts,
+                            SCHEMA_VERSION,
+                            loads(raw),
+                            prev,
+                            h,
+                        ),
+                    )
+                )
+            else:
+                mine.append((seq, tick, agent, kind, causes, ts, raw, prev, h))
+            if seq % every == 0:
+                if fold is None:
+                    fold = self._fold_to(info, info.head)
+                    fold.apply_all(
+                        _new(Transition, (run_id, q, k, a, n, c, w, SCHEMA_VERSION, loads(r), p, x))
+                        for q, k, a, n, c, w, r, p, x in mine
+                    )
+                state = _state_bytes(fold)
+                snapshots.append(
+                    _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))
+                )
+            prev = h
+        return PreparedGroup(info, create, rows, snapshots, blobs, out, fold)
+
+    def _stored(self, group: PreparedGroup) -> None:
+        """Remember what ``group`` left as its run's head, once it is stored."""
+        info, last = group.info, group.rows[-1]
+        self._known[info.id] = RunInfo(
+            info.id, info.parent, info.fork_seq, last.seq, last.hash, info.created
+        )
+        if group.fold is not None:
+            self._cache_head(info.id, group.fold)
+
+    def append_groups(self, groups: Sequence[AppendGroup]) -> list[list[Transition] | TelicError]:
+        """Append several runs' groups in one transaction: one durable commit (one fsync)
+        for all of them, each group still all or nothing.
+
+        The answer has one entry per group, in order: its committed transitions, or the
+        error that refused it (:class:`SequenceConflict`, :class:`RunExists`, a
+        :class:`~telic.errors.RecordError`...), which leaves nothing of that group written
+        and the others unaffected. A failure of the commit itself (a full disk) is raised:
+        then no group was written. A run may appear once (``ValueError`` otherwise); a group
+        without ``expected`` that finds the head moved is refused, not placed after it. See
+        :class:`telic.ledger.group.GroupCommitter` for the asyncio side.
+        """
+        if self.readonly:
+            raise LedgerUnavailable(self.url, "it was opened read-only; appends are refused")
+        ids = [g.run_id for g in groups]
+        if len(set(ids)) != len(ids):
+            raise ValueError("append_groups takes one group per run")
+        if any(g.create and not g.drafts for g in groups):
+            raise ValueError("a run created by append needs at least one transition")
+        answers: list[list[Transition] | TelicError] = []
+        with self._lock:
+            ready: list[tuple[int, PreparedGroup]] = []
+            for i, g in enumerate(groups):
+                answers.append([])
+                try:
+                    info = self._group_head(g)
+                    if g.drafts:
+                        ready.append((i, self._number(info, g.drafts, create=g.create)))
+                except (RecordError, LedgerError) as exc:
+                    self._heads.pop(g.run_id, None)
+                    self._known.pop(g.run_id, None)
+                    answers[i] = exc
+            try:
+                refused = self._write_groups([p for _, p in ready])
+            except BaseException:
+                for _, p in ready:
+                    self._heads.pop(p.info.id, None)
+                    self._known.pop(p.info.id, None)
+                raise
+            for (i, p), exc in zip(ready, refused, strict=True):
+                if exc is None:
+                    self._stored(p)
+                    if p.create:
+                        self._known.pop(p.info.id, None)  # ``created`` is the store's
+                    answers[i] = p.out
+                else:
+                    self._heads.pop(p.info.id, None)
+                    self._known.pop(p.info.id, None)
+                    answers[i] = exc
+        return answers
+
+    def _group_head(self, g: AppendGroup) -> RunInfo:
+        """The head ``g`` appends after (what :meth:`append` checks, for one group)."""
+        if g.create:
+            if g.expected not in (None, 1):
+                raise SequenceConflict(g.run_id, g.expected, 1)
+            return RunInfo(g.run_id, None, 0, 0, ZERO_HASH, 0)
+        info = self._known.get(g.run_id) or self._refresh(g.run_id)
+        if g.expected is not None and g.expected != info.head + 1:
+            info = self._refresh(g.run_id)  # another instance may have moved the head
+            if g.expected != info.head + 1:
+                raise SequenceConflict(g.run_id, g.expected, info.head + 1)
+        return info
+
+    def _write_groups(self, groups: list[PreparedGroup]) -> list[TelicError | None]:
+        """Store each prepared group all or nothing; what refused each (None: stored).
+
+        This default writes each in a transaction of its own; a backend that can put them in
+        one transaction (one fsync) overrides it (SQLite does)."""
+        refused: list[TelicError | None] = []
+        for g in groups:
+            try:
+                self._write(
+                    g.info.id,
+                    g.info.head,
+                    g.rows,
+                    g.snapshots,
+                    g.blobs,
+                    create=g.create,
+                    epoch=self._fences.get(g.info.id),
+                )
+                refused.append(None)
+            except LedgerError as exc:
+                refused.append(exc)
+        return refused
 
     def read(self, run_id: str, start: int = 1, end: int | None = None) -> Iterator[Transition]:
         """Transitions ``start..end`` (inclusive) of a run, walking a fork's parent prefix.
@@ -600,7 +751,7 @@ class BaseLedger(abc.ABC):
         bytes match its digest, it sits at the chain position it names (``chain`` is the
         stored hash of the transition at its seq) and it is the state after that seq."""
         seq = snap.seq
-        if type(snap.state) is not bytes or hashlib.sha256(snap.state).digest() != snap.digest:
+        if type(snap.state) is not bytes or digest(snap.state) != snap.digest:
             raise SnapshotBroken(run_id, seq, "its snapshot's state does not match its digest")
         if chain is None or snap.chain != chain:
             raise SnapshotBroken(
@@ -638,7 +789,7 @@ class BaseLedger(abc.ABC):
                 fold = self._adopt(run_id, found[1], prev)
                 audit.base = start - 1
         expected = start
-        sha256 = hashlib.sha256
+        sha256 = canonical_sha256
         for seg_run, lo, hi in self._segments(info, start, stop):
             snapshots = set(self._snapshot_seqs(seg_run, lo, hi))
             for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
@@ -719,7 +870,7 @@ class BaseLedger(abc.ABC):
         if fold is None:
             self._adopt(run_id, snap, chain)  # its digest, chain and seq: all there is to check
             return
-        if type(snap.state) is not bytes or hashlib.sha256(snap.state).digest() != snap.digest:
+        if type(snap.state) is not bytes or digest(snap.state) != snap.digest:
             raise SnapshotBroken(run_id, seq, "its snapshot's state does not match its digest")
         if snap.chain != chain:
             raise SnapshotBroken(

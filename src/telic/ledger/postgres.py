@@ -17,14 +17,16 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final, TypeVar
 
 from telic.errors import (
+    Fenced,
     LedgerError,
     LedgerUnavailable,
     MissingExtra,
     NotALedger,
     RunExists,
     SequenceConflict,
+    TelicError,
 )
-from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo, Snapshot
+from telic.ledger.base import BaseLedger, PreparedGroup, RawRow, Row, RunInfo, Snapshot
 from telic.ledger.lease import LeaseRow, Leases, check_fence, free, taken
 
 try:
@@ -287,97 +289,160 @@ class PostgresLedger(BaseLedger):
         epoch: int | None = None,
     ) -> None:
         rid = 0 if create else self._rid(run_id)
-        last = rows[-1]
-
-        def write(db: psycopg.Connection[tuple[Any, ...]]) -> int | None:
-            """The run's head if another writer moved it, else None once committed."""
-            nonlocal rid
-            try:
-                with db.transaction():
-                    if create:
-                        created = db.execute(
-                            "INSERT INTO runs (id, parent, fork_seq, head, head_hash) "
-                            "VALUES (%s, NULL, 0, %s, %s) ON CONFLICT (id) DO NOTHING "
-                            "RETURNING rid",
-                            (run_id, last.seq, last.hash),
-                        ).fetchone()
-                        if created is None:
-                            return -2
-                        rid = int(created[0])
-                    else:
-                        locked = db.execute(
-                            "SELECT head FROM runs WHERE rid = %s FOR UPDATE", (rid,)
-                        ).fetchone()
-                        assert locked is not None
-                        head = int(locked[0])
-                        if head != expected_head:
-                            return head
-                    # The fence, in the transaction that checks and moves the head. FOR SHARE:
-                    # a takeover (which updates the lease row) waits for this append to end,
-                    # and this append waits for a takeover in flight and then sees its epoch.
-                    lease = db.execute(
-                        "SELECT epoch, released, holder FROM leases WHERE run_id = %s FOR SHARE",
-                        (run_id,),
-                    ).fetchone()
-                    if lease is not None or epoch is not None:
-                        check_fence(
-                            run_id,
-                            epoch,
-                            None if lease is None else (int(lease[0]), bool(lease[1]), lease[2]),
-                            rows,
-                        )
-                    with db.cursor() as cur:
-                        if blobs:
-                            cur.executemany(
-                                "INSERT INTO blobs VALUES (%s, %s) ON CONFLICT DO NOTHING", blobs
-                            )
-                        with cur.copy(
-                            "COPY transitions (rid, seq, tick, agent, kind, causes, ts, v, "
-                            "payload, hash) FROM STDIN"
-                        ) as copy:
-                            for r in rows:
-                                copy.write_row(
-                                    (
-                                        rid,
-                                        r.seq,
-                                        r.tick,
-                                        r.agent,
-                                        r.kind,
-                                        list(r.causes) if r.causes else None,
-                                        r.ts,
-                                        r.v,
-                                        r.payload,
-                                        r.hash,
-                                    )
-                                )
-                        if snapshots:
-                            cur.executemany(
-                                "INSERT INTO snapshots (rid, seq, state, state_hash, chain, "
-                                "digest) VALUES (%s, %s, %s, %s, %s, %s) "
-                                "ON CONFLICT (rid, seq) DO UPDATE SET state = EXCLUDED.state, "
-                                "state_hash = EXCLUDED.state_hash, chain = EXCLUDED.chain, "
-                                "digest = EXCLUDED.digest",
-                                [(rid, q, st, h, c, d) for q, st, h, c, d in snapshots],
-                            )
-                        if not create:
-                            cur.execute(
-                                "UPDATE runs SET head = %s, head_hash = %s WHERE rid = %s",
-                                (last.seq, last.hash, rid),
-                            )
-            except pg_errors.UniqueViolation:
-                # Rows for these sequence numbers exist beyond the recorded head: someone
-                # else's write, or damage; either way nothing of ours was written.
-                return -1
-            return None
-
-        moved = self._call(f"append to run {run_id!r}", write)
-        if moved == -2:
-            raise RunExists(run_id)
-        if moved is not None:
-            actual = self.run(run_id).head if moved < 0 else moved
-            raise SequenceConflict(run_id, expected_head + 1, actual + 1)
+        moved, rid = self._call(
+            f"append to run {run_id!r}",
+            lambda db: self._store(
+                db, run_id, rid, expected_head, rows, snapshots, blobs, create, epoch
+            ),
+        )
+        error = self._refusal(run_id, expected_head, moved)
+        if error is not None:
+            raise error
         if create:
             self._rids[run_id] = rid
+
+    def _write_groups(self, groups: list[PreparedGroup]) -> list[TelicError | None]:
+        """Every group in one transaction, each in a nested one (a savepoint): one commit for
+        all, and a group refused (its head moved, its run exists) leaves the others written."""
+        if not groups:
+            return []
+        rids = [0 if g.create else self._rid(g.info.id) for g in groups]
+
+        def write(
+            db: psycopg.Connection[tuple[Any, ...]],
+        ) -> list[tuple[int | LedgerError | None, int]]:
+            with db.transaction():
+                return [
+                    self._store(
+                        db,
+                        g.info.id,
+                        rid,
+                        g.info.head,
+                        g.rows,
+                        g.snapshots,
+                        g.blobs,
+                        g.create,
+                        self.fenced(g.info.id),
+                    )
+                    for g, rid in zip(groups, rids, strict=True)
+                ]
+
+        stored = self._call(f"append of {len(groups)} group(s)", write)
+        refused: list[TelicError | None] = []
+        for g, (moved, rid) in zip(groups, stored, strict=True):
+            error = self._refusal(g.info.id, g.info.head, moved)
+            refused.append(error)
+            if error is None and g.create:
+                self._rids[g.info.id] = rid
+        return refused
+
+    def _refusal(
+        self, run_id: str, expected_head: int, moved: int | LedgerError | None
+    ) -> LedgerError | None:
+        """The error for what :meth:`_store` answered (None: stored)."""
+        if moved is None or isinstance(moved, LedgerError):
+            return moved
+        if moved == -2:
+            return RunExists(run_id)
+        actual = self.run(run_id).head if moved < 0 else moved
+        return SequenceConflict(run_id, expected_head + 1, actual + 1)
+
+    def _store(
+        self,
+        db: psycopg.Connection[tuple[Any, ...]],
+        run_id: str,
+        rid: int,
+        expected_head: int,
+        rows: list[Row],
+        snapshots: list[Snapshot],
+        blobs: list[tuple[str, bytes]],
+        create: bool,
+        epoch: int | None,
+    ) -> tuple[int | LedgerError | None, int]:
+        """Store one group in a transaction of its own (a savepoint inside the caller's):
+        ``(None, rid)`` once stored; else the run's head if another writer moved it, -1 for
+        rows already there, -2 for a run id taken, the :class:`Fenced` error of the lease's
+        fence (a write under another ``epoch``), and nothing of the group written."""
+        last = rows[-1]
+        try:
+            with db.transaction():
+                if create:
+                    created = db.execute(
+                        "INSERT INTO runs (id, parent, fork_seq, head, head_hash) "
+                        "VALUES (%s, NULL, 0, %s, %s) ON CONFLICT (id) DO NOTHING "
+                        "RETURNING rid",
+                        (run_id, last.seq, last.hash),
+                    ).fetchone()
+                    if created is None:
+                        return -2, rid
+                    rid = int(created[0])
+                else:
+                    locked = db.execute(
+                        "SELECT head FROM runs WHERE rid = %s FOR UPDATE", (rid,)
+                    ).fetchone()
+                    assert locked is not None
+                    head = int(locked[0])
+                    if head != expected_head:
+                        return head, rid
+                # The fence, in the transaction that checks and moves the head. FOR SHARE:
+                # a takeover (which updates the lease row) waits for this append to end,
+                # and this append waits for a takeover in flight and then sees its epoch.
+                lease = db.execute(
+                    "SELECT epoch, released, holder FROM leases WHERE run_id = %s FOR SHARE",
+                    (run_id,),
+                ).fetchone()
+                if lease is not None or epoch is not None:
+                    check_fence(
+                        run_id,
+                        epoch,
+                        None if lease is None else (int(lease[0]), bool(lease[1]), lease[2]),
+                        rows,
+                    )
+                with db.cursor() as cur:
+                    if blobs:
+                        cur.executemany(
+                            "INSERT INTO blobs VALUES (%s, %s) ON CONFLICT DO NOTHING", blobs
+                        )
+                    with cur.copy(
+                        "COPY transitions (rid, seq, tick, agent, kind, causes, ts, v, "
+                        "payload, hash) FROM STDIN"
+                    ) as copy:
+                        for r in rows:
+                            copy.write_row(
+                                (
+                                    rid,
+                                    r.seq,
+                                    r.tick,
+                                    r.agent,
+                                    r.kind,
+                                    list(r.causes) if r.causes else None,
+                                    r.ts,
+                                    r.v,
+                                    r.payload,
+                                    r.hash,
+                                )
+                            )
+                    if snapshots:
+                        cur.executemany(
+                            "INSERT INTO snapshots (rid, seq, state, state_hash, chain, "
+                            "digest) VALUES (%s, %s, %s, %s, %s, %s) "
+                            "ON CONFLICT (rid, seq) DO UPDATE SET state = EXCLUDED.state, "
+                            "state_hash = EXCLUDED.state_hash, chain = EXCLUDED.chain, "
+                            "digest = EXCLUDED.digest",
+                            [(rid, q, st, h, c, d) for q, st, h, c, d in snapshots],
+                        )
+                    if not create:
+                        cur.execute(
+                            "UPDATE runs SET head = %s, head_hash = %s WHERE rid = %s",
+                            (last.seq, last.hash, rid),
+                        )
+        except pg_errors.UniqueViolation:
+            # Rows for these sequence numbers exist beyond the recorded head: someone
+            # else's write, or damage; either way nothing of ours was written.
+            return -1, rid
+        except Fenced as exc:
+            return exc, rid
+        return None, rid
 
     def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
         rid = self._rid(run_id)

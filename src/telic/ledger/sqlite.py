@@ -23,11 +23,13 @@ from telic.errors import (
     NotALedger,
     RunExists,
     SequenceConflict,
+    TelicError,
 )
-from telic.ledger.base import BaseLedger, RawRow, Row, RunInfo, Snapshot
+from telic.ledger.base import BaseLedger, PreparedGroup, RawRow, Row, RunInfo, Snapshot
 from telic.ledger.lease import LeaseRow, Leases, check_fence, free, taken
 
 __all__ = ["SEQ_BITS", "SQLiteLeases", "SQLiteLedger", "row_key"]
+
 
 FORMAT: Final = "telic-ledger"
 FORMAT_VERSION: Final = "3"
@@ -353,77 +355,134 @@ class SQLiteLedger(BaseLedger):
         create: bool = False,
         epoch: int | None = None,
     ) -> None:
+        rid = self._in_transaction(
+            f"append to run {run_id!r}",
+            lambda: self._store(
+                run_id, expected_head, rows, snapshots, blobs, create=create, epoch=epoch
+            ),
+        )
+        if create:
+            self._rids[run_id] = rid
+
+    def _write_groups(self, groups: list[PreparedGroup]) -> list[TelicError | None]:
+        """Every group in one transaction, each under a savepoint of its own: one commit (one
+        fsync) for all, and a group refused (its head moved, its run exists) leaves the
+        others written. A failure of the commit itself is raised: nothing was written."""
+        if not groups:
+            return []
+        db = self._db
+        refused: list[TelicError | None] = []
+        created: list[tuple[str, int]] = []
+
+        def store_each() -> None:
+            for g in groups:
+                run_id = g.info.id
+                db.execute("SAVEPOINT telic_group")
+                try:
+                    rid = self._store(
+                        run_id,
+                        g.info.head,
+                        g.rows,
+                        g.snapshots,
+                        g.blobs,
+                        create=g.create,
+                        epoch=self.fenced(run_id),
+                    )
+                except LedgerError as exc:
+                    db.execute("ROLLBACK TO telic_group")
+                    db.execute("RELEASE telic_group")
+                    refused.append(exc)
+                    continue
+                db.execute("RELEASE telic_group")
+                refused.append(None)
+                if g.create:
+                    created.append((run_id, rid))
+
+        self._in_transaction(f"append of {len(groups)} group(s)", store_each)
+        self._rids.update(created)
+        return refused
+
+    def _in_transaction(self, what: str, body: Callable[[], T]) -> T:
+        """``body()`` in one write transaction, committed (one fsync under FULL), or rolled
+        back if anything fails; SQLite's errors become :class:`LedgerError`."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                out = body()
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{what} failed: {exc}") from None
+        return out
+
+    def _store(
+        self,
+        run_id: str,
+        expected_head: int,
+        rows: list[Row],
+        snapshots: list[Snapshot],
+        blobs: list[tuple[str, bytes]],
+        *,
+        create: bool,
+        epoch: int | None,
+    ) -> int:
+        """Store one group and move its run's head, inside the caller's transaction; the
+        run's rid. :class:`SequenceConflict` if the head is no longer ``expected_head``,
+        :class:`RunExists` for a ``create`` whose id is taken; the lease's fence refuses a
+        write under another ``epoch`` (see :mod:`telic.ledger.lease`)."""
         db = self._db
         last = rows[-1]
         if last.seq > _MAX_SEQ:
             raise LedgerError(f"run {run_id!r} is full: a run holds at most {_MAX_SEQ} transitions")
         rid = 0 if create else self._rid(run_id)
+        # The fence, in the transaction that checks and moves the head.
+        lease = db.execute(
+            "SELECT epoch, released, holder FROM leases WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if lease is not None or epoch is not None:
+            check_fence(
+                run_id,
+                epoch,
+                None if lease is None else (lease[0], bool(lease[1]), lease[2]),
+                rows,
+            )
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                # The fence, in the transaction that checks and moves the head.
-                lease = db.execute(
-                    "SELECT epoch, released, holder FROM leases WHERE run_id = ?", (run_id,)
-                ).fetchone()
-                if lease is not None or epoch is not None:
-                    check_fence(
-                        run_id,
-                        epoch,
-                        None if lease is None else (lease[0], bool(lease[1]), lease[2]),
-                        rows,
-                    )
-                if create:
-                    rid = self._create(run_id, last)
-                else:
-                    # The head check and the head move in one statement: optimistic concurrency.
-                    moved = db.execute(
-                        "UPDATE runs SET head = ?, head_hash = ? WHERE rid = ? AND head = ?",
-                        (last.seq, last.hash, rid, expected_head),
-                    ).rowcount
-                    if moved != 1:
-                        raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1)
-                if blobs:
-                    db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", blobs)
-                if len(rows) == 1:
-                    db.execute(_INSERT, _stored(rid, last))
-                else:
-                    base = rid << SEQ_BITS
-                    db.executemany(
-                        _INSERT,
-                        [
-                            (
-                                base | seq,
-                                rid,
-                                seq,
-                                tick,
-                                agent,
-                                kind,
-                                _causes_text(causes),
-                                ts,
-                                v,
-                                p,
-                                h,
-                            )
-                            for seq, tick, agent, kind, causes, ts, v, p, h in rows
-                        ],
-                    )
-                if snapshots:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
-                        [(rid, s, h, chain, d, state) for s, state, h, chain, d in snapshots],
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
+            if create:
+                rid = self._create(run_id, last)
+            else:
+                # The head check and the head move in one statement: optimistic concurrency.
+                moved = db.execute(
+                    "UPDATE runs SET head = ?, head_hash = ? WHERE rid = ? AND head = ?",
+                    (last.seq, last.hash, rid, expected_head),
+                ).rowcount
+                if moved != 1:
+                    raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1)
+            if blobs:
+                db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", blobs)
+            if len(rows) == 1:
+                db.execute(_INSERT, _stored(rid, last))
+            else:
+                base = rid << SEQ_BITS
+                db.executemany(
+                    _INSERT,
+                    [
+                        (base | seq, rid, seq, tick, agent, kind, _causes_text(causes), ts, v, p, h)
+                        for seq, tick, agent, kind, causes, ts, v, p, h in rows
+                    ],
+                )
+            if snapshots:
+                db.executemany(
+                    "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
+                    [(rid, s, h, chain, d, state) for s, state, h, chain, d in snapshots],
+                )
         except sqlite3.IntegrityError as exc:
             if create:  # rows under a new run's key: left by damage, nothing to conflict with
                 raise LedgerError(f"creating run {run_id!r} failed: {exc}") from None
             raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1) from None
-        except sqlite3.Error as exc:
-            raise LedgerError(f"append to run {run_id!r} failed: {exc}") from None
-        if create:
-            self._rids[run_id] = rid
+        return rid
 
     def _create(self, run_id: str, last: Row) -> int:
         """Insert a root run whose head is ``last``, inside the caller's transaction."""

@@ -304,7 +304,7 @@ class Host:
                     batch = run.batch()
                     batch.add(RunStopped(reason=hosted.stopping), tick=run.fold.peek()["tick"])
                     with contextlib.suppress(LedgerError):
-                        run.commit(batch)
+                        await run.commit(batch)
             finally:
                 try:
                     await run.close()

@@ -37,7 +37,7 @@ async def approve(t: Tick, passing: Sequence[Passing]) -> tuple[Passing, ...]:
             tick=tick,
             causes=(p.seq,),
         )
-        run.commit(batch)
+        await run.commit(batch)
         decision = await run.decide_approval(p.seq, p.agent, tool_name, args.get("args", {}))
         batch.rebase()  # a decision from the ledger moved the head
         if not decision.recorded:

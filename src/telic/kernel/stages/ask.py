@@ -39,7 +39,9 @@ async def ask(run: Run) -> Asked:
     answered: Mapping[str, Mapping[str, Any]] = again.recorded if again is not None else {}
     futures = [
         run.process(name).propose(
-            model_calls.view(run.view(name, tick, view_state), answered.get(name))
+            run.view(
+                name, tick, view_state, calls=model_calls.log(name), recorded=answered.get(name)
+            )
         )
         for name in live
     ]

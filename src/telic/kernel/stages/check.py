@@ -21,22 +21,30 @@ from telic.policy import (
     AllowlistCheck,
     ArgumentsCheck,
     BudgetCheck,
+    Check,
     CheckContext,
     LoopCheck,
+    Policy,
     SchemaCheck,
     Verdict,
 )
 
-__all__ = ["OWN_CHECKS", "check"]
+__all__ = ["OWN_CHECKS", "check", "checks_of"]
 
 OWN_CHECKS: Final = frozenset({SchemaCheck, AllowlistCheck, ArgumentsCheck, BudgetCheck, LoopCheck})
 """telic's own checks (exact types: a subclass is user code): trusted with the live state."""
 
 
+def checks_of(policy: Policy) -> tuple[tuple[Check, str, bool], ...]:
+    """The policy's checks in order, each with its name and whether it is user code (what a
+    run reads once: a check's name is read defensively, through the guard)."""
+    return tuple((c, name_of(c), type(c) not in OWN_CHECKS) for c in policy.checks())
+
+
 def check(t: Tick, proposed: Sequence[Proposed]) -> tuple[Passing, ...]:
     """The proposals every check passed, each with the names of the checks it passed."""
     run, batch, tick = t.run, t.batch, t.number
-    checks = [(c, name_of(c), type(c) not in OWN_CHECKS) for c in run.config.policy.checks()]
+    checks = run.checks
     passed: list[Passing] = []
     live_state = run.fold.peek()
     frozen_state = FrozenDict(live_state) if any(user for *_, user in checks) else live_state

@@ -34,7 +34,7 @@ async def execute(t: Tick, calls: Sequence[ToolCall]) -> Executed:
     if not calls:
         return Executed(())
     run, batch, tick = t.run, t.batch, t.number
-    run.commit(batch)
+    await run.commit(batch)
     crash = run.config.policy.fail_agent_on_tool_error
     grace = run.config.policy.cancel_grace_s
     failed: list[str] = []
@@ -68,7 +68,7 @@ async def execute(t: Tick, calls: Sequence[ToolCall]) -> Executed:
                 failed.append(c.agent)
         attempts = []
         if again:
-            run.commit(batch)
+            await run.commit(batch)
             await asyncio.sleep(backoff)
             for c in again:
                 started = batch.add(
@@ -87,7 +87,7 @@ async def execute(t: Tick, calls: Sequence[ToolCall]) -> Executed:
                     causes=(c.started,),
                 )
                 attempts.append(dataclasses.replace(c, started=started))
-            run.commit(batch)
+            await run.commit(batch)
     if crash:  # the supervisor's reactions to the crashes of the calls that failed for good
         await run.settle(batch, tick, failed)
     return Executed(tuple(failed))

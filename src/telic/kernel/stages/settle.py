@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from telic.frozen import FrozenDict
 from telic.kernel import guard
+from telic.kernel.config import is_own
 from telic.kernel.guard import Failed
 from telic.kernel.stages.records import Tick
 from telic.kinds import TickCompleted
@@ -27,7 +28,9 @@ async def settle(t: Tick, *, invalid: bool, hallucinated: Sequence[str]) -> None
         invalid = True
         await run.kill_and_restore(batch, tick, list(hallucinated))
     before = run.fold.peek()["progress"]
-    measured = guard.attempt(_measure, run.config.progress, FrozenDict(run.fold.peek()))
+    progress_of, live = run.config.progress, run.fold.peek()
+    state = live if is_own(progress_of) else FrozenDict(live)  # user code: read-only
+    measured = guard.attempt(_measure, progress_of, state)
     if isinstance(measured, Failed):
         run.fault = f"the progress function failed ({measured})"
         invalid, progress = True, before
@@ -43,7 +46,7 @@ async def settle(t: Tick, *, invalid: bool, hallucinated: Sequence[str]) -> None
         ),
         tick=tick,
     )
-    run.commit(batch)
+    await run.commit(batch)
 
 
 def _measure(progress: Callable[[State], float], state: State) -> float:

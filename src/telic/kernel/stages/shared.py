@@ -21,14 +21,38 @@ class Unanswered:
 
 
 async def answers(futures: list[asyncio.Future[Any]], limit: float) -> list[Any]:
-    """Each future's result or exception, or :class:`Unanswered` past ``limit`` seconds."""
+    """Each future's result or exception, or :class:`Unanswered` past ``limit`` seconds.
+
+    The late ones are cancelled (the process skips a request whose reply is done), and so are
+    all of them if the caller is. One waiter future and one timer: what ``asyncio.gather``
+    under ``asyncio.timeout`` does, at a fraction of its cost on the path of every tick.
+    """
     if not futures:
         return []
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    left = len(futures)
+
+    def one_done(_: object) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0 and not waiter.done():
+            waiter.set_result(None)
+
+    def late() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    for fut in futures:
+        fut.add_done_callback(one_done)
+    timer = loop.call_later(limit, late)
     try:
-        async with asyncio.timeout(limit):
-            await asyncio.gather(*futures, return_exceptions=True)
-    except TimeoutError:
-        pass  # gather cancelled the late ones; the process skips a request whose reply is done
+        await waiter
+    finally:
+        timer.cancel()
+        for fut in futures:
+            fut.remove_done_callback(one_done)
+            fut.cancel()  # a no-op on the done ones
     return [
         Unanswered() if fut.cancelled() else (fut.exception() or fut.result()) for fut in futures
     ]
