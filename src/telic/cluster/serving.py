@@ -11,14 +11,12 @@ PostgreSQL ledger's ``LISTEN/NOTIFY`` (:mod:`telic.events.follow`), whichever no
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
 from pathlib import Path
 from typing import Final
 
 from telic.cluster.driver import RayHost
 from telic.cluster.host import is_cluster_run
-from telic.errors import RunNotHosted, RunNotResumable, SpecError
+from telic.errors import RunNotHosted, RunNotResumable
 from telic.ledger import BaseLedger
 from telic.serve.models import ResumeIn, StartIn
 
@@ -53,21 +51,8 @@ class ClusterRuns:
     async def sweep_every(self, every_s: float) -> None:
         """Nothing to sweep here: the cluster's hosts take over their lost runs themselves."""
 
-    def _write_spec(self, body: StartIn) -> Path:
-        if (body.toml is None) == (body.spec is None):
-            raise SpecError("<request>", "give exactly one of `toml` (text) or `spec` (JSON)")
-        self._spec_dir.mkdir(parents=True, exist_ok=True)
-        name = secrets.token_hex(6)
-        if body.toml is not None:
-            path = self._spec_dir / f"{name}.toml"
-            path.write_text(body.toml, encoding="utf-8")
-        else:
-            path = self._spec_dir / f"{name}.json"
-            path.write_text(json.dumps(body.spec), encoding="utf-8")
-        return path.resolve()
-
     async def start(self, body: StartIn, *, by: str) -> str:
-        path = self._write_spec(body)
+        path = body.save(self._spec_dir)
         return await asyncio.to_thread(
             self.cluster.start, path, model=body.model, base_dir=body.directory
         )

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,22 +94,9 @@ class Host:
 
     # -- start -------------------------------------------------------------------------
 
-    def _write_spec(self, body: StartIn) -> Path:
-        if (body.toml is None) == (body.spec is None):
-            raise SpecError("<request>", "give exactly one of `toml` (text) or `spec` (JSON)")
-        self._spec_dir.mkdir(parents=True, exist_ok=True)
-        name = secrets.token_hex(6)
-        if body.toml is not None:
-            path = self._spec_dir / f"{name}.toml"
-            path.write_text(body.toml, encoding="utf-8")
-        else:
-            path = self._spec_dir / f"{name}.json"
-            path.write_text(json.dumps(body.spec), encoding="utf-8")
-        return path
-
     async def start(self, body: StartIn, *, by: str) -> str:
         """Boot a run from the posted spec; it goes on in the background."""
-        path = self._write_spec(body)
+        path = body.save(self._spec_dir)
         built = build_run(
             path, model=body.model, clock=self.kernel.clock, base_dir=body.directory, served=True
         )

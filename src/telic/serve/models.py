@@ -7,10 +7,14 @@ the JSON of the model its ``kind`` names.
 
 from __future__ import annotations
 
+import json
+import secrets
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from telic.errors import SpecError
 from telic.statediff import Change
 
 __all__ = [
@@ -208,6 +212,21 @@ class StartIn(_In):
     model: str | None = None
     """Replaces the spec's default model, as ``telic run --model``."""
     directory: str | None = None
+
+    def save(self, spec_dir: Path) -> Path:
+        """Write the posted spec to a new file in ``spec_dir`` (a run is built from a file,
+        in the server or on any node of a cluster that sees the directory); its path."""
+        if (self.toml is None) == (self.spec is None):
+            raise SpecError("<request>", "give exactly one of `toml` (text) or `spec` (JSON)")
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        name = secrets.token_hex(6)
+        if self.toml is not None:
+            path = spec_dir / f"{name}.toml"
+            path.write_text(self.toml, encoding="utf-8")
+        else:
+            path = spec_dir / f"{name}.json"
+            path.write_text(json.dumps(self.spec), encoding="utf-8")
+        return path.resolve()
 
 
 class StopIn(_In):
