@@ -22,7 +22,7 @@ from typing import Any, Final, cast
 
 from telic.clock import Clock, SystemClock
 from telic.cluster.tasks import on_ray
-from telic.errors import RunNotFound, TelicError
+from telic.errors import TelicError
 from telic.kernel import DEFAULT_LEASE_TTL_S, Kernel, Run, RunConfig, Sweeper
 from telic.kinds import RunStopped
 from telic.ledger import BaseLedger, open_ledger
@@ -33,7 +33,6 @@ __all__ = ["HOSTED", "ClusterSweeper", "NodeHost", "StartRequest", "is_cluster_r
 
 log = logging.getLogger(__name__)
 
-_ENDED: Final = frozenset({"completed", "failed", "stopped"})
 HOSTED: Final = "ray"
 """The value of ``hosted`` in the ``run.booted`` config of a run the cluster hosts."""
 
@@ -62,12 +61,10 @@ def is_cluster_run(ledger: BaseLedger, run_id: str) -> bool:
 
 
 class ClusterSweeper(Sweeper):
-    """The kernel's :class:`~telic.kernel.Sweeper` for the cluster's runs, remembering what
-    never changes: a run that ended stays ended, and a run that is not the cluster's never
-    becomes one. So a sweep every second costs a query of the stale leases and a fold of only
-    the cluster's unfinished runs among them, not a fold of every finished run. Each sweep
-    offers at most ``batch`` runs, in a shuffled order, so that the hosts sweeping at the same
-    time share a lost node's runs instead of one taking them all in turn.
+    """The kernel's :class:`~telic.kernel.Sweeper` for the cluster's runs only (a run that is
+    not the cluster's never becomes one, so the sweeper settles it once, as it does an ended
+    run). Each sweep offers at most ``batch`` runs, in a shuffled order, so that the hosts
+    sweeping at the same time share a lost node's runs instead of one taking them all in turn.
     """
 
     def __init__(
@@ -81,28 +78,13 @@ class ClusterSweeper(Sweeper):
         super().__init__(kernel, config_for)
         self.batch = batch
         self._rng = rng or random.Random()
-        self._settled: set[str] = set()
 
-    def candidates(self) -> list[Lease]:
-        ledger = self.kernel.ledger
-        out: list[Lease] = []
-        for lease in ledger.leases.stale():
-            rid = lease.run_id
-            if rid in self._settled:
-                continue
-            try:
-                if not is_cluster_run(ledger, rid):
-                    self._settled.add(rid)
-                    continue
-                status = ledger.state_at(rid)["status"]
-            except RunNotFound:
-                continue  # a boot that died before it created the run: nothing to resume
-            if status in _ENDED:
-                self._settled.add(rid)
-            elif status != "new":
-                out.append(lease)
-        self._rng.shuffle(out)
-        return out[: self.batch]
+    def adoptable(self, run_id: str) -> bool:
+        return is_cluster_run(self.kernel.ledger, run_id)
+
+    def choose(self, stale: list[Lease]) -> list[Lease]:
+        self._rng.shuffle(stale)
+        return stale[: self.batch]
 
 
 @dataclass(slots=True)

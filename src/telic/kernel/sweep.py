@@ -48,25 +48,40 @@ class Sweeper:
             raise ConfigError("a sweeper takes leases: give its Kernel a holder")
         self.kernel = kernel
         self.config_for = config_for
-        self._ended: set[str] = set()
-        """Runs found ended (for good): their stale leases are not looked at again."""
+        self._settled: set[str] = set()
+        """Runs settled for good (ended, or never this sweeper's): their stale leases are not
+        looked at again."""
+
+    def adoptable(self, run_id: str) -> bool:
+        """Whether runs like ``run_id`` are ever this sweeper's (a sweeper for some runs of a
+        shared ledger narrows it); asked once per run, before its state is folded."""
+        return True
+
+    def choose(self, stale: list[Lease]) -> list[Lease]:
+        """The candidates one pass offers, in order (all of them, as found)."""
+        return stale
 
     def candidates(self) -> list[Lease]:
-        """The stale leases (expired or released) of runs that exist and have not ended."""
+        """The stale leases (expired or released) of adoptable runs that exist and have not
+        ended, as :meth:`choose` orders them."""
         ledger = self.kernel.ledger
         out: list[Lease] = []
         for lease in ledger.leases.stale():
-            if lease.run_id in self._ended:
+            rid = lease.run_id
+            if rid in self._settled:
                 continue
             try:
-                status = ledger.state_at(lease.run_id)["status"]
+                if not self.adoptable(rid):
+                    self._settled.add(rid)
+                    continue
+                status = ledger.state_at(rid)["status"]
             except RunNotFound:
                 continue  # a boot that died before it created the run: nothing to resume
             if status in _ENDED:
-                self._ended.add(lease.run_id)
+                self._settled.add(rid)
             elif status != "new":
                 out.append(lease)
-        return out
+        return self.choose(out)
 
     def take(self, stale: Lease) -> Lease | None:
         """The lease of ``stale``'s run for this kernel's holder, if it is still that stale
