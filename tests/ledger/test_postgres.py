@@ -51,7 +51,13 @@ class TestPostgresLedger(LedgerSuite):
 
     def second(self, ledger: BaseLedger) -> BaseLedger:
         first = _pg(ledger)
-        return PostgresLedger(DSN, schema=first.schema, snapshot_every=first.snapshot_every)
+        return PostgresLedger(
+            DSN,
+            schema=first.schema,
+            snapshot_every=first.snapshot_every,
+            snapshot_bytes=first.snapshots.min_bytes,
+            snapshot_percent=first.snapshots.percent,
+        )
 
     def stored_rows(self, ledger: BaseLedger, run: str) -> list[Row]:
         db = _pg(ledger)

@@ -54,7 +54,13 @@ __all__ = [
     "open_ledger",
 ]
 
-_INT_OPTIONS = ("snapshot_every", "max_payload", "blob_threshold")
+_INT_OPTIONS = (
+    "snapshot_every",
+    "snapshot_bytes",
+    "snapshot_percent",
+    "max_payload",
+    "blob_threshold",
+)
 
 
 def open_ledger(url: str | os.PathLike[str], **options: Any) -> BaseLedger:

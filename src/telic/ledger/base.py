@@ -3,7 +3,7 @@
 A backend stores four things: runs (id, parent, fork point, head), transitions (one row per
 sequence number, the canonical payload bytes and the chain hash), snapshots of the folded
 state, and content-addressed blobs. Everything else (chaining, forks that walk their parent's
-prefix, snapshots every K transitions, verification, replay) lives here, once.
+prefix, snapshots by count and by bytes (:mod:`telic.ledger.snapshots`), verification, replay) lives here, once.
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ from telic.errors import (
 )
 from telic.kinds import CATALOGUE
 from telic.ledger.lease import Lease, Leases
+from telic.ledger.snapshots import (
+    DEFAULT_SNAPSHOT_BYTES,
+    DEFAULT_SNAPSHOT_EVERY,
+    DEFAULT_SNAPSHOT_PERCENT,
+    Since,
+    SnapshotPolicy,
+)
 from telic.reducer import Fold, State
 from telic.transition import SCHEMA_VERSION, Draft, Transition, record_body
 
@@ -58,7 +65,6 @@ __all__ = [
     "VerifyReport",
 ]
 
-DEFAULT_SNAPSHOT_EVERY: Final = 1000
 DEFAULT_MAX_PAYLOAD: Final = 16 * 1024 * 1024
 DEFAULT_BLOB_THRESHOLD: Final = 64 * 1024
 _BLOB_KEY: Final = "$blob"
@@ -140,6 +146,8 @@ class PreparedGroup:
     out: list[Transition]
     fold: Fold | None
     """The head fold advanced past the group (None: not kept)."""
+    since: Since
+    """The run's bytes since its last snapshot, past the group."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,12 +214,18 @@ class BaseLedger(abc.ABC):
         self,
         *,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
+        snapshot_percent: int = DEFAULT_SNAPSHOT_PERCENT,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         blob_threshold: int = DEFAULT_BLOB_THRESHOLD,
         readonly: bool = False,
     ) -> None:
+        """``snapshot_every``, ``snapshot_bytes`` and ``snapshot_percent``: when to snapshot
+        (:class:`~telic.ledger.snapshots.SnapshotPolicy`)."""
         for name, value in (
             ("snapshot_every", snapshot_every),
+            ("snapshot_bytes", snapshot_bytes),
+            ("snapshot_percent", snapshot_percent),
             ("max_payload", max_payload),
             ("blob_threshold", blob_threshold),
         ):
@@ -219,6 +233,7 @@ class BaseLedger(abc.ABC):
                 raise LedgerOptionInvalid(name, value, "a positive integer")
         self.readonly = readonly
         self.snapshot_every = snapshot_every
+        self.snapshots = SnapshotPolicy(snapshot_every, snapshot_bytes, snapshot_percent)
         self.max_payload = max_payload
         self.blob_threshold = blob_threshold
         self._lock = threading.RLock()
@@ -230,6 +245,9 @@ class BaseLedger(abc.ABC):
         store's head check catches another writer (then the entry is refreshed)."""
         self._fences: dict[str, int] = {}
         """The lease epoch this instance appends to each run under (:meth:`fence`)."""
+        self._since: dict[str, tuple[int, Since]] = {}
+        """Each run's head as this instance last wrote it and the bytes since its last
+        snapshot there (at another head, rebuilt from the store: :meth:`_since_snapshot`)."""
 
     # -- public API ----------------------------------------------------------------------
 
@@ -368,6 +386,7 @@ class BaseLedger(abc.ABC):
             )
         except BaseException:
             self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
+            self._since.pop(run_id, None)
             self._known.pop(run_id, None)
             raise
         self._stored(group)
@@ -392,7 +411,9 @@ class BaseLedger(abc.ABC):
         loads = orjson.loads
         snapshots: list[Snapshot] = []
         blobs: list[tuple[str, bytes]] = []
-        every = self.snapshot_every
+        policy = self.snapshots
+        kept = self._since.get(run_id)
+        since, due = kept[1] if kept and kept[0] == info.head else self._since_snapshot(info)
         max_payload = self.max_payload
         threshold = self.blob_threshold
         sha256 = canonical_sha256
@@ -446,7 +467,8 @@ class BaseLedger(abc.ABC):
                 )
             else:
                 mine.append((seq, tick, agent, kind, causes, ts, raw, prev, h))
-            if seq % every == 0:
+            since += len(payload)
+            if policy.due(seq, since, due):
                 if fold is None:
                     fold = self._fold_to(info, info.head)
                     fold.apply_all(
@@ -457,8 +479,25 @@ class BaseLedger(abc.ABC):
                 snapshots.append(
                     _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))
                 )
+                since, due = policy.after(len(state))
             prev = h
-        return PreparedGroup(info, create, rows, snapshots, blobs, out, fold)
+        return PreparedGroup(info, create, rows, snapshots, blobs, out, fold, Since(since, due))
+
+    def _since_snapshot(self, info: RunInfo) -> Since:
+        """``info``'s bytes since its last snapshot (in its lineage), read from the store."""
+        if info.head == 0:
+            return self.snapshots.after(0)
+        base = size = 0
+        for seg_run, lo, hi in reversed(self._segments(info, 1, info.head)):
+            found = self._snapshot_size(seg_run, lo, hi)
+            if found is not None:
+                base, size = found
+                break
+        since = sum(
+            self._payload_bytes(seg_run, lo, hi)
+            for seg_run, lo, hi in self._segments(info, base + 1, info.head)
+        )
+        return Since(since, self.snapshots.after(size).due)
 
     def _stored(self, group: PreparedGroup) -> None:
         """Remember what ``group`` left as its run's head, once it is stored."""
@@ -466,6 +505,7 @@ class BaseLedger(abc.ABC):
         self._known[info.id] = RunInfo(
             info.id, info.parent, info.fork_seq, last.seq, last.hash, info.created
         )
+        self._since[info.id] = (last.seq, group.since)
         if group.fold is not None:
             self._cache_head(info.id, group.fold)
 
@@ -499,6 +539,7 @@ class BaseLedger(abc.ABC):
                         ready.append((i, self._number(info, g.drafts, create=g.create)))
                 except (RecordError, LedgerError) as exc:
                     self._heads.pop(g.run_id, None)
+                    self._since.pop(g.run_id, None)
                     self._known.pop(g.run_id, None)
                     answers[i] = exc
             try:
@@ -506,6 +547,7 @@ class BaseLedger(abc.ABC):
             except BaseException:
                 for _, p in ready:
                     self._heads.pop(p.info.id, None)
+                    self._since.pop(p.info.id, None)
                     self._known.pop(p.info.id, None)
                 raise
             for (i, p), exc in zip(ready, refused, strict=True):
@@ -516,6 +558,7 @@ class BaseLedger(abc.ABC):
                     answers[i] = p.out
                 else:
                     self._heads.pop(p.info.id, None)
+                    self._since.pop(p.info.id, None)
                     self._known.pop(p.info.id, None)
                     answers[i] = exc
         return answers
@@ -687,6 +730,7 @@ class BaseLedger(abc.ABC):
         self._heads.clear()
         self._known.clear()
         self._sound.clear()
+        self._since.clear()
 
     def __enter__(self) -> BaseLedger:
         return self
@@ -952,6 +996,15 @@ class BaseLedger(abc.ABC):
 
     @abc.abstractmethod
     def _get_blob(self, blob_id: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def _snapshot_size(self, run_id: str, lo: int, hi: int) -> tuple[int, int] | None:
+        """The seq and state size in bytes of the run's latest snapshot with
+        ``lo <= seq <= hi`` (without reading the state)."""
+
+    @abc.abstractmethod
+    def _payload_bytes(self, run_id: str, lo: int, hi: int) -> int:
+        """The stored payload bytes of the run's own rows with ``lo <= seq <= hi``."""
 
 
 class _Audit:

@@ -137,6 +137,13 @@ class MemoryLedger(BaseLedger):
     def _get_blob(self, blob_id: str) -> bytes | None:
         return self._blobs.get(blob_id)
 
+    def _snapshot_size(self, run_id: str, lo: int, hi: int) -> tuple[int, int] | None:
+        snap = self._get_snapshot(run_id, lo, hi)
+        return None if snap is None else (snap.seq, len(snap.state))
+
+    def _payload_bytes(self, run_id: str, lo: int, hi: int) -> int:
+        return sum(len(row[7]) for row in self._scan(run_id, lo, hi))
+
     # -- damage, for the shared test suite -----------------------------------------------
 
     def raw_rows(self, run_id: str) -> list[Row]:

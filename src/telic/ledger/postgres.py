@@ -515,6 +515,30 @@ class PostgresLedger(BaseLedger):
         )
         return None if row is None else bytes(row[0])
 
+    def _snapshot_size(self, run_id: str, lo: int, hi: int) -> tuple[int, int] | None:
+        rid = self._rid(run_id)
+        row = self._call(
+            f"reading run {run_id!r}",
+            lambda db: db.execute(
+                "SELECT seq, octet_length(state) FROM snapshots "
+                "WHERE rid = %s AND seq >= %s AND seq <= %s ORDER BY seq DESC LIMIT 1",
+                (rid, lo, hi),
+            ).fetchone(),
+        )
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def _payload_bytes(self, run_id: str, lo: int, hi: int) -> int:
+        rid = self._rid(run_id)
+        row = self._call(
+            f"reading run {run_id!r}",
+            lambda db: db.execute(
+                "SELECT coalesce(sum(octet_length(payload)), 0) FROM transitions "
+                "WHERE rid = %s AND seq >= %s AND seq <= %s",
+                (rid, lo, hi),
+            ).fetchone(),
+        )
+        return 0 if row is None else int(row[0])
+
     # -- damage, for the shared test suite -----------------------------------------------
 
     def execute(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:

@@ -565,6 +565,23 @@ class SQLiteLedger(BaseLedger):
         rows = self._all("SELECT data FROM blobs WHERE id = ?", (blob_id,))
         return rows[0][0] if rows else None
 
+    def _snapshot_size(self, run_id: str, lo: int, hi: int) -> tuple[int, int] | None:
+        # length() of a BLOB reads its size from the record header, not its overflow pages.
+        rows = self._all(
+            "SELECT seq, length(state) FROM snapshots "
+            "WHERE rid = ? AND seq >= ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (self._rid(run_id), lo, hi),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def _payload_bytes(self, run_id: str, lo: int, hi: int) -> int:
+        base = self._rid(run_id) << SEQ_BITS
+        rows = self._all(
+            "SELECT total(length(payload)) FROM transitions WHERE key >= ? AND key <= ?",
+            (base | lo, base | hi),
+        )
+        return int(rows[0][0])
+
     # -- damage, for the shared test suite -----------------------------------------------
 
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
