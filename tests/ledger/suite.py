@@ -835,6 +835,31 @@ class LedgerSuite(abc.ABC):
             with pytest.raises(SequenceError):
                 ledger.last_snapshot("r", 48)
 
+    def test_append_can_create_a_fork_with_its_first_transitions(self, ledger: BaseLedger) -> None:
+        written = fill(ledger, "r", 20)
+        out = ledger.append("f", workload(3, start=11, seed=4), fork_of=("r", 10))
+        assert [t.seq for t in out] == [11, 12, 13]
+        assert out[0].prev_hash == written[9].hash
+        info = ledger.run("f")
+        assert (info.parent, info.fork_seq, info.head) == ("r", 10, 13)
+        assert [t.hash for t in ledger.read("f", 1, 10)] == [t.hash for t in written[:10]]
+        assert ledger.state_at("f") == fold([*written[:10], *out])
+        assert ledger.verify("f").ok
+        ledger.append("f", workload(2, start=14))  # an ordinary run from then on
+        assert ledger.run("f").head == 15
+        # Refused whole: a taken id, a fork point past the head, a wrong expected seq.
+        with pytest.raises(RunExists):
+            ledger.append("f", workload(1), fork_of=("r", 5))
+        with pytest.raises(SequenceError):
+            ledger.append("g", workload(1), fork_of=("r", 21))
+        with pytest.raises(SequenceConflict):
+            ledger.append("g", workload(1), fork_of=("r", 5), expected=1)
+        with pytest.raises(RunNotFound):
+            ledger.run("g")
+        assert ledger.run("f").head == 15
+        at_zero = ledger.append("z", workload(1), fork_of=("r", 0))
+        assert (at_zero[0].seq, ledger.run("z").parent) == (1, "r")
+
     def test_snapshots_by_bytes_bound_the_fold_and_the_storage(self) -> None:
         with self.fresh(snapshot_every=10_000, snapshot_bytes=4096, snapshot_percent=50) as ledger:
             growing(ledger, "r", 120)

@@ -187,6 +187,7 @@ class Ledger(Protocol):
         *,
         expected: int | None = None,
         create: bool = False,
+        fork_of: tuple[str, int] | None = None,
     ) -> list[Transition]: ...
     def read(self, run_id: str, start: int = 1, end: int | None = None) -> Iterator[Transition]: ...
     def get(self, run_id: str, seq: int) -> Transition: ...
@@ -290,6 +291,7 @@ class BaseLedger(abc.ABC):
         *,
         expected: int | None = None,
         create: bool = False,
+        fork_of: tuple[str, int] | None = None,
     ) -> list[Transition]:
         """Append ``drafts`` atomically, all or nothing, in one durable commit.
 
@@ -300,14 +302,27 @@ class BaseLedger(abc.ABC):
         ``create=True`` creates the run (a root run; :class:`RunExists` if the id is taken) in
         the same transaction as its first transitions: a crash leaves either no run or a run
         holding them all (the kernel boots runs this way, with ``run.booted`` first).
+
+        ``fork_of=(parent, at)`` creates the run as :meth:`fork` would (a fork of ``parent``
+        after ``at``), in the same transaction as its first transitions: one durable commit,
+        and a crash leaves either no fork or a fork holding them (the kernel records
+        ``run.forked`` this way).
         """
         if self.readonly:
             raise LedgerUnavailable(self.url, "it was opened read-only; appends are refused")
         if not drafts:
-            if create:
+            if create or fork_of is not None:
                 raise ValueError("a run created by append needs at least one transition")
             return []
         with self._lock:
+            if fork_of is not None:
+                info = self._fork_point(*fork_of, run_id)
+                if expected not in (None, info.head + 1):
+                    raise SequenceConflict(run_id, expected, info.head + 1)
+                try:
+                    return self._append(info, drafts, create=True)
+                finally:
+                    self._known.pop(run_id, None)  # ``created`` is the store's: read it back
             if create:
                 if expected not in (None, 1):
                     raise SequenceConflict(run_id, expected, 1)
@@ -382,6 +397,7 @@ class BaseLedger(abc.ABC):
                 group.snapshots,
                 group.blobs,
                 create=create,
+                parent=info.parent,
                 epoch=self._fences.get(run_id),
             )
         except BaseException:
@@ -591,6 +607,7 @@ class BaseLedger(abc.ABC):
                     g.snapshots,
                     g.blobs,
                     create=g.create,
+                    parent=g.info.parent,
                     epoch=self._fences.get(g.info.id),
                 )
                 refused.append(None)
@@ -646,11 +663,16 @@ class BaseLedger(abc.ABC):
         if self.readonly:
             raise LedgerUnavailable(self.url, "it was opened read-only; runs cannot be forked")
         with self._lock:
-            info = self._readable(run_id)
-            if not 0 <= at <= info.head:
-                raise SequenceError(run_id, at, info.head)
-            head_hash = ZERO_HASH if at == 0 else self._hash_at(info, at)
-            return self._insert_run(new_id, run_id, at, head_hash)
+            point = self._fork_point(run_id, at, new_id)
+            return self._insert_run(new_id, run_id, at, point.head_hash)
+
+    def _fork_point(self, run_id: str, at: int, new_id: str) -> RunInfo:
+        """The run ``new_id`` as a fork of ``run_id`` after ``at``, before it is stored."""
+        info = self._readable(run_id)
+        if not 0 <= at <= info.head:
+            raise SequenceError(run_id, at, info.head)
+        head_hash = ZERO_HASH if at == 0 else self._hash_at(info, at)
+        return RunInfo(new_id, run_id, at, at, head_hash, 0)
 
     def state_at(self, run_id: str, seq: int | None = None) -> State:
         """The folded state after ``seq`` (the head by default), from the nearest snapshot."""
@@ -970,12 +992,14 @@ class BaseLedger(abc.ABC):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        parent: str | None = None,
         epoch: int | None = None,
     ) -> None:
         """Atomically store rows, snapshots and blobs and move the head, if it is still
         ``expected_head``; otherwise :class:`SequenceConflict` and nothing is written.
-        ``create``: insert the (root) run's row in the same transaction, or
-        :class:`RunExists` and nothing is written. ``epoch``: the lease epoch the append is
+        ``create``: insert the run's row in the same transaction (a root run, or with
+        ``parent`` a fork of it after ``expected_head``), or :class:`RunExists` and nothing
+        is written. ``epoch``: the lease epoch the append is
         made under, checked against the run's lease in the same transaction
         (:func:`telic.ledger.lease.check_fence`; :class:`Fenced` and nothing written)."""
 

@@ -74,6 +74,7 @@ class MemoryLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        parent: str | None = None,
         epoch: int | None = None,
     ) -> None:
         with self.store.lock:
@@ -85,7 +86,14 @@ class MemoryLedger(BaseLedger):
             if create:
                 if run_id in self._runs:
                     raise RunExists(run_id)
-                info = RunInfo(run_id, None, 0, 0, rows[0].hash, next(self.store.order))
+                info = RunInfo(
+                    run_id,
+                    parent,
+                    expected_head,
+                    expected_head,
+                    rows[0].hash,
+                    next(self.store.order),
+                )
                 self._rows[run_id] = []
                 self._snapshots[run_id] = {}
             else:

@@ -286,13 +286,22 @@ class PostgresLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        parent: str | None = None,
         epoch: int | None = None,
     ) -> None:
         rid = 0 if create else self._rid(run_id)
         moved, rid = self._call(
             f"append to run {run_id!r}",
             lambda db: self._store(
-                db, run_id, rid, expected_head, rows, snapshots, blobs, create, epoch
+                db,
+                run_id,
+                rid,
+                expected_head,
+                rows,
+                snapshots,
+                blobs,
+                (create, parent),
+                epoch,
             ),
         )
         error = self._refusal(run_id, expected_head, moved)
@@ -321,7 +330,7 @@ class PostgresLedger(BaseLedger):
                         g.rows,
                         g.snapshots,
                         g.blobs,
-                        g.create,
+                        (g.create, g.info.parent),
                         self.fenced(g.info.id),
                     )
                     for g, rid in zip(groups, rids, strict=True)
@@ -356,22 +365,25 @@ class PostgresLedger(BaseLedger):
         rows: list[Row],
         snapshots: list[Snapshot],
         blobs: list[tuple[str, bytes]],
-        create: bool,
+        create: tuple[bool, str | None],
         epoch: int | None,
     ) -> tuple[int | LedgerError | None, int]:
         """Store one group in a transaction of its own (a savepoint inside the caller's):
         ``(None, rid)`` once stored; else the run's head if another writer moved it, -1 for
         rows already there, -2 for a run id taken, the :class:`Fenced` error of the lease's
-        fence (a write under another ``epoch``), and nothing of the group written."""
+        fence (a write under another ``epoch``), and nothing of the group written.
+        ``create``: whether to insert the run's row, and its parent (a fork of it after
+        ``expected_head``) or None (a root run)."""
         last = rows[-1]
+        creating, parent = create
         try:
             with db.transaction():
-                if create:
+                if creating:
                     created = db.execute(
                         "INSERT INTO runs (id, parent, fork_seq, head, head_hash) "
-                        "VALUES (%s, NULL, 0, %s, %s) ON CONFLICT (id) DO NOTHING "
+                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING "
                         "RETURNING rid",
-                        (run_id, last.seq, last.hash),
+                        (run_id, parent, expected_head, last.seq, last.hash),
                     ).fetchone()
                     if created is None:
                         return -2, rid
@@ -431,7 +443,7 @@ class PostgresLedger(BaseLedger):
                             "digest = EXCLUDED.digest",
                             [(rid, q, st, h, c, d) for q, st, h, c, d in snapshots],
                         )
-                    if not create:
+                    if not creating:
                         cur.execute(
                             "UPDATE runs SET head = %s, head_hash = %s WHERE rid = %s",
                             (last.seq, last.hash, rid),

@@ -353,12 +353,20 @@ class SQLiteLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        parent: str | None = None,
         epoch: int | None = None,
     ) -> None:
         rid = self._in_transaction(
             f"append to run {run_id!r}",
             lambda: self._store(
-                run_id, expected_head, rows, snapshots, blobs, create=create, epoch=epoch
+                run_id,
+                expected_head,
+                rows,
+                snapshots,
+                blobs,
+                create=create,
+                parent=parent,
+                epoch=epoch,
             ),
         )
         if create:
@@ -386,6 +394,7 @@ class SQLiteLedger(BaseLedger):
                         g.snapshots,
                         g.blobs,
                         create=g.create,
+                        parent=g.info.parent,
                         epoch=self.fenced(run_id),
                     )
                 except LedgerError as exc:
@@ -427,6 +436,7 @@ class SQLiteLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool,
+        parent: str | None = None,
         epoch: int | None,
     ) -> int:
         """Store one group and move its run's head, inside the caller's transaction; the
@@ -451,7 +461,7 @@ class SQLiteLedger(BaseLedger):
             )
         try:
             if create:
-                rid = self._create(run_id, last)
+                rid = self._create(run_id, parent, expected_head, last)
             else:
                 # The head check and the head move in one statement: optimistic concurrency.
                 moved = db.execute(
@@ -484,12 +494,13 @@ class SQLiteLedger(BaseLedger):
             raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1) from None
         return rid
 
-    def _create(self, run_id: str, last: Row) -> int:
-        """Insert a root run whose head is ``last``, inside the caller's transaction."""
+    def _create(self, run_id: str, parent: str | None, fork_seq: int, last: Row) -> int:
+        """Insert a run (a root run, or a fork of ``parent`` after ``fork_seq``) whose head is
+        ``last``, inside the caller's transaction."""
         try:
             cur = self._db.execute(
-                "INSERT INTO runs (id, parent, fork_seq, head, head_hash) VALUES (?, NULL, 0, ?, ?)",
-                (run_id, last.seq, last.hash),
+                "INSERT INTO runs (id, parent, fork_seq, head, head_hash) VALUES (?, ?, ?, ?, ?)",
+                (run_id, parent, fork_seq, last.seq, last.hash),
             )
         except sqlite3.IntegrityError:
             raise RunExists(run_id) from None
