@@ -67,10 +67,10 @@ async def _steps(run: Run, n: int) -> None:
             raise RuntimeError(f"the run ended early: {run.state['status']} {run.state['reason']}")
 
 
-def _timed_reads(path: Path, seq: int | None) -> float:
+def _timed_reads(path: Path, seq: int | None, reads: int = READS) -> float:
     """Median seconds of ``state_at`` on a freshly opened ledger (no in-process cache)."""
     times: list[float] = []
-    for _ in range(READS):
+    for _ in range(reads):
         ledger = open_ledger(path)
         try:
             t0 = now()
@@ -82,7 +82,7 @@ def _timed_reads(path: Path, seq: int | None) -> float:
     return statistics.median(times)
 
 
-def _timed_decode(path: Path, seq: int) -> float:
+def _timed_decode(path: Path, seq: int, reads: int = READS) -> float:
     """Median seconds to decode the state at ``seq`` from its JSON: what any full read of
     that state costs, however it is stored (a floor for ``state_at``)."""
     ledger = open_ledger(path)
@@ -91,11 +91,29 @@ def _timed_decode(path: Path, seq: int) -> float:
     finally:
         ledger.close()
     times: list[float] = []
-    for _ in range(READS):
+    for _ in range(reads):
         t0 = now()
         orjson.loads(raw)
         times.append(now() - t0)
     return statistics.median(times)
+
+
+ANYWHERE = 16
+"""State reads at this many evenly spaced seqs, besides the one before each snapshot."""
+
+
+def _state_anywhere(path: Path, start: int) -> list[tuple[int, float, float]]:
+    """``(seq, state_at s, decode s)`` at seqs from ``start`` to the head: evenly spaced, and
+    the seq before each snapshot (where ``state_at`` folds the most)."""
+    ledger = open_ledger(path)
+    try:
+        head = ledger.run(RUN_ID).head
+        taken = {ledger.last_snapshot(RUN_ID, s) for s in range(start, head + 1)}
+    finally:
+        ledger.close()
+    step = max(1, (head - start) // ANYWHERE)
+    points = sorted({s - 1 for s in taken if s > start} | set(range(start, head + 1, step)))
+    return [(s, _timed_reads(path, s, 3), _timed_decode(path, s, 3)) for s in points]
 
 
 async def durable(a: Args) -> dict[str, Any]:
@@ -131,6 +149,8 @@ async def growing(a: Args) -> dict[str, Any]:
     read_now = _timed_reads(path, None)
     read_half = _timed_reads(path, seq_half)
     decode_half = _timed_decode(path, seq_half)
+    anywhere = _state_anywhere(path, seq_half)
+    worst = max(anywhere, key=lambda p: p[1] / p[2])
 
     ledger = open_ledger(path)
     try:
@@ -154,6 +174,9 @@ async def growing(a: Args) -> dict[str, Any]:
         "state_now_s": read_now,
         "state_half_s": read_half,
         "decode_half_s": decode_half,
+        "state_any_worst_over_decode": worst[1] / worst[2],
+        "state_any_worst": {"seq": worst[0], "state_s": worst[1], "decode_s": worst[2]},
+        "state_any": anywhere,
         "fork_s": t3 - t0,
         "fork_parts_s": {"fork": t1 - t0, "resume": t2 - t1, "steps": t3 - t2},
     }
