@@ -240,7 +240,7 @@ def test_append_groups_of_many_runs_go_over_several_connections() -> None:
         )
         lost = [a for a in answers if isinstance(a, LedgerUnavailable)]
         assert 0 < len(lost) < len(answers)
-        assert all(isinstance(a, list) or isinstance(a, LedgerUnavailable) for a in answers)
+        assert all(isinstance(a, (list, LedgerUnavailable)) for a in answers)
         heads = [ledger.run(r).head for r in runs if r != "r7"]
         assert sorted(heads) == sorted(
             8 if isinstance(a, LedgerUnavailable) else 10 for a in answers
