@@ -719,7 +719,7 @@ class BaseLedger(abc.ABC):
             raise SequenceError(run_id, start, info.head)
         audit = _Audit(info, start, info.head)
         try:
-            self._audit(audit)
+            fold = self._audit(audit)
         except ChainBroken as exc:
             return VerifyReport(run_id, False, audit.checked, exc.seq, exc.reason)
         except ReplayMismatch as exc:
@@ -728,6 +728,11 @@ class BaseLedger(abc.ABC):
                 return VerifyReport(run_id, False, audit.checked, audit.base, why)
             why = "the fold before it does not match the state hash it records"
             return VerifyReport(run_id, False, audit.checked, exc.seq, why)
+        if fold is not None:
+            # The head state, folded from checked records only and shared with no one: what
+            # ``state_at`` and the next snapshot start from (a resume reads it next).
+            with self._lock:
+                self._cache_head(run_id, fold)
         return VerifyReport(run_id, True, audit.checked, head_hash=audit.prev.hex())
 
     def replay(self, run_id: str, to: int | None = None) -> ReplayReport:
