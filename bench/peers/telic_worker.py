@@ -67,10 +67,10 @@ async def _steps(run: Run, n: int) -> None:
             raise RuntimeError(f"the run ended early: {run.state['status']} {run.state['reason']}")
 
 
-def _timed_reads(path: Path, seq: int | None, reads: int = READS) -> float:
+def _timed_reads(path: Path, seq: int | None) -> float:
     """Median seconds of ``state_at`` on a freshly opened ledger (no in-process cache)."""
     times: list[float] = []
-    for _ in range(reads):
+    for _ in range(READS):
         ledger = open_ledger(path)
         try:
             t0 = now()
@@ -82,7 +82,7 @@ def _timed_reads(path: Path, seq: int | None, reads: int = READS) -> float:
     return statistics.median(times)
 
 
-def _timed_decode(path: Path, seq: int, reads: int = READS) -> float:
+def _timed_decode(path: Path, seq: int) -> float:
     """Median seconds to decode the state at ``seq`` from its JSON: what any full read of
     that state costs, however it is stored (a floor for ``state_at``)."""
     ledger = open_ledger(path)
@@ -91,7 +91,7 @@ def _timed_decode(path: Path, seq: int, reads: int = READS) -> float:
     finally:
         ledger.close()
     times: list[float] = []
-    for _ in range(reads):
+    for _ in range(READS):
         t0 = now()
         orjson.loads(raw)
         times.append(now() - t0)
@@ -113,7 +113,7 @@ def _state_anywhere(path: Path, start: int) -> list[tuple[int, float, float]]:
         ledger.close()
     step = max(1, (head - start) // ANYWHERE)
     points = sorted({s - 1 for s in taken if s > start} | set(range(start, head + 1, step)))
-    return [(s, _timed_reads(path, s, 3), _timed_decode(path, s, 3)) for s in points]
+    return [(s, _timed_reads(path, s), _timed_decode(path, s)) for s in points]
 
 
 async def durable(a: Args) -> dict[str, Any]:
