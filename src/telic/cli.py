@@ -3,6 +3,14 @@ verify runs in any ledger. Uses only telic's public API."""
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # `python -m telic.cli` runs this file as `__main__`, but the command modules register on
+    # `telic.cli`: run that module, not a second, half-registered copy of this one.
+    from telic.cli import main as _main
+
+    _main()
+    raise SystemExit(0)
+
 import fnmatch
 import json
 import os
@@ -828,6 +836,3 @@ import telic.cli_server  # noqa: E402, F401  # pyright: ignore[reportUnusedImpor
 def main() -> None:
     app()
 
-
-if __name__ == "__main__":
-    main()
