@@ -835,4 +835,3 @@ import telic.cli_server  # noqa: E402, F401  # pyright: ignore[reportUnusedImpor
 
 def main() -> None:
     app()
-
