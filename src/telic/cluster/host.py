@@ -5,7 +5,8 @@ but it is plain asyncio and telic: a kernel on the shared PostgreSQL ledger, eac
 in a task of the host's task group (opened by :meth:`NodeHost.serve`, which lives as long as
 the host). Runs are built from their spec file as ``telic run`` builds them
 (:func:`telic.spec.build_run`), with every tool that declares resources called as a Ray task
-(:func:`telic.cluster.tasks.on_ray`). A run booted here is marked ``hosted = "ray"`` in its
+(:func:`telic.cluster.tasks.on_ray`), and the model requests of every agent that declares
+resources sent from Ray tasks (:func:`telic.cluster.model_calls.models_on_ray`). A run booted here is marked ``hosted = "ray"`` in its
 ``run.booted``, which is how any host recognises the runs the cluster is responsible for.
 """
 
@@ -21,12 +22,15 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from telic.clock import Clock, SystemClock
+from telic.cluster.model_calls import RayModelCalls, models_on_ray
 from telic.cluster.tasks import on_ray
-from telic.errors import TelicError
-from telic.kernel import DEFAULT_LEASE_TTL_S, Kernel, Run, RunConfig, Sweeper
+from telic.errors import ConfigError, SpecError, TelicError
+from telic.kernel import DEFAULT_LEASE_TTL_S, AgentSpec, Kernel, Run, RunConfig, Sweeper
 from telic.kinds import RunStopped
 from telic.ledger import BaseLedger, open_ledger
 from telic.ledger.lease import Lease
+from telic.minds.base import Mind
+from telic.minds.model import ModelMind
 from telic.spec import BuiltRun, build_run, recorded_spec
 
 __all__ = ["HOSTED", "ClusterSweeper", "NodeHost", "StartRequest", "is_cluster_run"]
@@ -85,6 +89,24 @@ class ClusterSweeper(Sweeper):
     def choose(self, stale: list[Lease]) -> list[Lease]:
         self._rng.shuffle(stale)
         return stale[: self.batch]
+
+
+def _explorers_on_ray(
+    make: Callable[[str, AgentSpec], Mind] | None,
+) -> Callable[[str, AgentSpec], Mind] | None:
+    """The run's explorer factory, whose model minds send their requests where their parent
+    agent's resources are."""
+    if make is None:
+        return None
+    inner = make
+
+    def explorer(question: str, parent: AgentSpec) -> Mind:
+        mind = inner(question, parent)
+        if parent.resources and isinstance(mind, ModelMind):
+            mind.remote = RayModelCalls(parent.resources)
+        return mind
+
+    return explorer
 
 
 @dataclass(slots=True)
@@ -223,9 +245,20 @@ class NodeHost:
         )
         base = str(Path(base_dir).resolve() if base_dir else built.path.parent)
         config = built.config
+        try:
+            agents = [
+                dataclasses.replace(a, mind=models_on_ray(a.mind, a.name, a.resources))
+                if a.resources
+                else a
+                for a in config.agents
+            ]
+        except ConfigError as exc:
+            raise SpecError(str(built.path), str(exc)) from None
         built.config = dataclasses.replace(
             config,
+            agents=agents,
             tools=[on_ray(t, paths=(base,)) for t in config.tools],
+            explorer=_explorers_on_ray(config.explorer),
             record={**config.record, "hosted": HOSTED},
         )
         return built

@@ -574,6 +574,13 @@ def _config(
                 )
         if a.mind is not None and a.model is not None:
             raise SpecError(where, f"agent {name!r} has both mind and model; keep one")
+        if a.mind is not None and f["resources"]:
+            raise SpecError(
+                where,
+                f"agent {name!r} has a mind and resources: resources place model calls, "
+                "and only a model mind makes them; give the work that needs them to a tool "
+                "with resources",
+            )
         if a.mind is not None:
             loaded[name] = _mind_from(a.mind, name, where)
         elif (a.model or default_model) is None:
@@ -633,7 +640,10 @@ def _config(
         mind = loaded.get(f["name"]) or models.make(
             cast(str, a.model or default_model), role=f["role"], role_prompt=a.prompt
         )
-        agents.append(AgentSpec(**f, mind=mind))
+        try:
+            agents.append(AgentSpec(**f, mind=mind))
+        except ConfigError as exc:
+            raise SpecError(where, str(exc)) from None
     config = RunConfig(
         goal=spec.goal,
         agents=agents,
