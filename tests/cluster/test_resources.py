@@ -108,3 +108,54 @@ def test_a_cluster_ledger_must_be_postgresql(tmp_path: Path) -> None:
             require_postgres(url)
     with open_ledger(str(tmp_path / "l.db")) as ledger, pytest.raises(ClusterNeedsPostgres):
         ledger_url(ledger)
+
+
+MODEL_SPEC = """
+goal = "g"
+model = "vllm:served"
+[[agents]]
+name = "a"
+role = "planner"
+{extra}
+[[agents]]
+name = "b"
+role = "verifier"
+"""
+
+
+def test_an_agent_declares_resources_for_its_model_calls(tmp_path: Path) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text(MODEL_SPEC.format(extra="resources = { gpu_box = 1, num_gpus = 1 }"))
+    built = build_run(path)
+    agents = {a.name: dict(a.resources) for a in built.config.agents}
+    assert agents == {"a": {"gpu_box": 1, "num_gpus": 1}, "b": {}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ("resources = { num_gpus = 0 }", "agent 'a': resource 'num_gpus' needs a positive"),
+        ('resources = { gpu = "x" }', "resources.gpu"),
+        ('mind = "swarm:locator"\nresources = { gpu = 1 }', "has a mind and resources"),
+    ],
+)
+def test_bad_agent_resources_are_one_spec_error(tmp_path: Path, extra: str, problem: str) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text(MODEL_SPEC.format(extra=extra))
+    with pytest.raises(SpecError, match=problem) as exc:
+        build_run(path, base_dir=Path(__file__).parent)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_cluster_host_sends_only_model_minds_requests_from_ray_tasks() -> None:
+    from telic.cluster.model_calls import RayModelCalls, models_on_ray
+    from telic.minds import FunctionMind, model_mind
+    from telic.proposal import Proposal
+
+    mind = model_mind("vllm:served", base_url="http://127.0.0.1:9/v1")
+    assert models_on_ray(mind, "a", {}) is mind and mind.remote is None
+    assert isinstance(models_on_ray(mind, "a", {"gpu": 1}), type(mind))
+    assert isinstance(mind.remote, RayModelCalls) and mind.remote.resources == {"gpu": 1}
+    scripted = FunctionMind(lambda _view: Proposal(action="finish"), name="f")
+    with pytest.raises(ConfigError, match="agent 'b' declares resources"):
+        models_on_ray(scripted, "b", {"gpu": 1})
