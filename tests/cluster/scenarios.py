@@ -277,8 +277,8 @@ def models(env: Env) -> dict[str, Any]:
 
 
 def failover(env: Env) -> dict[str, Any]:
-    """12 swarm runs over 3 nodes and one parked on an approval; the plain node is removed
-    mid-run."""
+    """12 swarm runs over 3 nodes and one parked on an approval, their spec files deleted
+    once they started; the plain node is removed mid-run."""
     ledger = env.host.ledger
     swarm = env.spec("swarm", SWARM)
     nodes = [env.head.node_id, env.special.node_id, env.plain.node_id]
@@ -287,7 +287,12 @@ def failover(env: Env) -> dict[str, Any]:
         node = nodes[i % 3]
         rid = env.host.start(swarm, base_dir=HERE, node=node, overrides={"goal": f"swarm-{i}"})
         runs[rid] = node
-    parked = env.host.start(env.spec("launch", LAUNCH), base_dir=HERE, node=env.plain.node_id)
+    launch = env.spec("launch", LAUNCH)
+    parked = env.host.start(launch, base_dir=HERE, node=env.plain.node_id)
+    # The spec files are gone before the loss: a survivor rebuilds a run from the spec text
+    # its run.booted recorded (the driver sent it), never from the file.
+    swarm.unlink()
+    launch.unlink()
     wait_for(lambda: ledger.state_at(parked)["status"] == "paused", 60, "the launch run parks")
     lost = [r for r, n in runs.items() if n == env.plain.node_id]
     wait_for(lambda: all(ledger.run(r).head >= 20 for r in runs), 60, "every run is under way")
@@ -352,6 +357,7 @@ def failover(env: Env) -> dict[str, Any]:
         "heads_before": heads_before,
         "resumed": {r: kinds(ledger, r).count("run.resumed") for r in runs},
         "recommit_s": {r: first_commit_after(r) for r in lost},
+        "spec_files_left": [p.exists() for p in (swarm, launch)],
         "parked_status_after_move": parked_status,
         "parked_resumed": parked_kinds.count("run.resumed"),
         "parked_end": parked_end,

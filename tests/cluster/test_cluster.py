@@ -230,6 +230,7 @@ def test_a_lost_node_loses_nothing_committed_and_runs_no_effect_twice(
     assert all(s == "completed" for s in r["status"].values()), r["status"]
     assert all(r["verified"].values()), r["verified"]
     assert all(r["prefix_kept"].values()), r["prefix_kept"]
+    assert r["spec_files_left"] == [False, False]  # rebuilt from the recorded spec text
     for rid in r["lost"]:
         assert r["resumed"][rid] == 1, rid  # resumed once, on a survivor
         assert r["recommit_s"][rid] is not None and r["recommit_s"][rid] < 30, r["recommit_s"]

@@ -3,8 +3,9 @@
 A :class:`NodeHost` lives in a Ray actor pinned to its node (:mod:`telic.cluster.actor`),
 but it is plain asyncio and telic: a kernel on the shared PostgreSQL ledger, each run driven
 in a task of the host's task group (opened by :meth:`NodeHost.serve`, which lives as long as
-the host). Runs are built from their spec file as ``telic run`` builds them
-(:func:`telic.spec.build_run`), with every tool that declares resources called as a Ray task
+the host). Runs are built from their spec as ``telic run`` builds them
+(:func:`telic.spec.build_run`), from the spec text the driver sent (and recorded in the
+run's ``run.booted``, from which a host taking the run over rebuilds it), with every tool that declares resources called as a Ray task
 (:func:`telic.cluster.tasks.on_ray`), and the model requests of every agent that declares
 resources sent from Ray tasks (:func:`telic.cluster.model_calls.models_on_ray`). A run booted here is marked ``hosted = "ray"`` in its
 ``run.booted``, which is how any host recognises the runs the cluster is responsible for.
@@ -43,11 +44,15 @@ HOSTED: Final = "ray"
 
 @dataclass(frozen=True, slots=True)
 class StartRequest:
-    """What a host needs to boot a run: a spec file every node can read, as ``telic run``
-    takes it."""
+    """What a host needs to boot a run: a spec, as ``telic run`` takes it, with its text."""
 
     path: str
-    """The spec file (absolute)."""
+    """The spec file (absolute) as the driver saw it: where relative paths and import paths
+    resolve from (unless ``base_dir``), and what messages name."""
+    text: str | None = None
+    """The spec file's content, read by the driver: the host builds it and records it in the
+    run's ``run.booted``, so neither it nor a host taking the run over reads the file
+    (None: the host reads ``path``)."""
     model: str | None = None
     base_dir: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict[str, Any])
@@ -215,6 +220,7 @@ class NodeHost:
         try:
             built = self._build(
                 recorded.path,
+                text=recorded.text,
                 model=recorded.model,
                 base_dir=recorded.base_dir,
                 overrides=recorded.overrides,
@@ -236,12 +242,18 @@ class NodeHost:
         self,
         path: str,
         *,
+        text: str | None,
         model: str | None,
         base_dir: str | None,
         overrides: Mapping[str, Any],
     ) -> BuiltRun:
         built = build_run(
-            path, model=model, clock=self.clock, base_dir=base_dir, overrides=overrides or None
+            path,
+            model=model,
+            clock=self.clock,
+            base_dir=base_dir,
+            overrides=overrides or None,
+            text=text,
         )
         base = str(Path(base_dir).resolve() if base_dir else built.path.parent)
         config = built.config
@@ -268,6 +280,7 @@ class NodeHost:
         group = await self._group_ready()
         built = self._build(
             request.path,
+            text=request.text,
             model=request.model,
             base_dir=request.base_dir,
             overrides=request.overrides,
