@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -153,9 +154,29 @@ def test_a_cluster_host_sends_only_model_minds_requests_from_ray_tasks() -> None
     from telic.proposal import Proposal
 
     mind = model_mind("vllm:served", base_url="http://127.0.0.1:9/v1")
-    assert models_on_ray(mind, "a", {}) is mind and mind.remote is None
-    assert isinstance(models_on_ray(mind, "a", {"gpu": 1}), type(mind))
+    models_on_ray(mind, "a", {})
+    assert mind.remote is None
+    models_on_ray(mind, "a", {"gpu": 1})
     assert isinstance(mind.remote, RayModelCalls) and mind.remote.resources == {"gpu": 1}
     scripted = FunctionMind(lambda _view: Proposal(action="finish"), name="f")
     with pytest.raises(ConfigError, match="agent 'b' declares resources"):
         models_on_ray(scripted, "b", {"gpu": 1})
+
+
+def test_explorers_send_their_model_calls_where_their_parents_do() -> None:
+    from telic.cluster.host import _explorers_on_ray  # pyright: ignore[reportPrivateUsage]
+    from telic.cluster.model_calls import RayModelCalls
+    from telic.kernel import AgentSpec
+    from telic.minds import ModelMind, model_mind
+
+    def mind() -> ModelMind:
+        return model_mind("vllm:served", base_url="http://127.0.0.1:9/v1")
+
+    make = _explorers_on_ray(lambda question, parent: mind())
+    assert make is not None
+    parent = AgentSpec(name="p", role="r", mind=mind(), resources={"gpu": 1})
+    child = make("why?", parent)
+    assert isinstance(child, ModelMind) and isinstance(child.remote, RayModelCalls)
+    assert child.remote.resources == {"gpu": 1}
+    plain = make("why?", dataclasses.replace(parent, resources={}))
+    assert isinstance(plain, ModelMind) and plain.remote is None

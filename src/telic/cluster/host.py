@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from telic.clock import Clock, SystemClock
-from telic.cluster.model_calls import RayModelCalls, models_on_ray
+from telic.cluster.model_calls import models_on_ray
 from telic.cluster.tasks import on_ray
 from telic.errors import ConfigError, SpecError, TelicError
 from telic.kernel import DEFAULT_LEASE_TTL_S, AgentSpec, Kernel, Run, RunConfig, Sweeper
@@ -107,8 +107,8 @@ def _explorers_on_ray(
 
     def explorer(question: str, parent: AgentSpec) -> Mind:
         mind = inner(question, parent)
-        if parent.resources and isinstance(mind, ModelMind):
-            mind.remote = RayModelCalls(parent.resources)
+        if isinstance(mind, ModelMind):  # another explorer factory's mind is its own affair
+            models_on_ray(mind, parent.name, parent.resources)
         return mind
 
     return explorer
@@ -258,17 +258,12 @@ class NodeHost:
         base = str(Path(base_dir).resolve() if base_dir else built.path.parent)
         config = built.config
         try:
-            agents = [
-                dataclasses.replace(a, mind=models_on_ray(a.mind, a.name, a.resources))
-                if a.resources
-                else a
-                for a in config.agents
-            ]
+            for a in config.agents:
+                models_on_ray(a.mind, a.name, a.resources)
         except ConfigError as exc:
             raise SpecError(str(built.path), str(exc)) from None
         built.config = dataclasses.replace(
             config,
-            agents=agents,
             tools=[on_ray(t, paths=(base,)) for t in config.tools],
             explorer=_explorers_on_ray(config.explorer),
             record={**config.record, "hosted": HOSTED},

@@ -97,12 +97,12 @@ def _line(exc: BaseException) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 
-def models_on_ray(mind: Mind, agent: str, resources: Mapping[str, float]) -> Mind:
-    """``mind`` with its model requests sent as Ray tasks placed by ``resources`` (set on
-    the mind itself, which the host built for this run alone). Without resources the mind
-    is returned as it is; a mind that is not a model mind cannot take them."""
+def models_on_ray(mind: Mind, agent: str, resources: Mapping[str, float]) -> None:
+    """Have ``mind`` (of ``agent``) send its model requests as Ray tasks placed by
+    ``resources``: set on the mind itself, which the host built for this run alone. Without
+    resources nothing changes; a mind that is not a model mind cannot take them."""
     if not resources:
-        return mind
+        return
     if not isinstance(mind, ModelMind):
         raise ConfigError(
             f"agent {agent!r} declares resources for its model calls, but its mind "
@@ -110,4 +110,3 @@ def models_on_ray(mind: Mind, agent: str, resources: Mapping[str, float]) -> Min
             "that needs them to a tool with resources"
         )
     mind.remote = RayModelCalls(resources)
-    return mind

@@ -9,7 +9,9 @@
    uses it and calls nothing;
 3. otherwise it takes tokens from the run's token budget (``View.calls.reserve``: the
    request's ``max_tokens`` is cut to what is left, so a budget is overrun by at most the
-   prompt of one call) and sends the request through the provider's :class:`Scheduler`;
+   prompt of one call) and sends the request through the provider's :class:`Scheduler`
+   (from another process when :attr:`ModelMind.remote` is set: only the HTTP request leaves,
+   see :mod:`telic.minds.endpoint`);
 4. it reads the reply into a :class:`~telic.proposal.Proposal`; an unusable reply (prose,
    bad JSON, a schema failure, a call to another function, over the size limit) is answered
    with what was wrong, up to ``max_repairs`` times;
