@@ -264,6 +264,9 @@ def models(env: Env) -> dict[str, Any]:
             "hosted_on_head": placed_on == env.head.node_id,
             "calls": _model_calls(ledger, placed),
             "requests": placed_requests,
+            "latency_ms": [
+                t.data["latency_ms"] for t in ledger.read(placed) if t.kind == "model.called"
+            ],
             "kinds": [k for k in kinds(ledger, placed) if not k.startswith("lease")],
         },
         "lost": {
