@@ -4,11 +4,13 @@ A :class:`NodeHost` lives in a Ray actor pinned to its node (:mod:`telic.cluster
 but it is plain asyncio and telic: a kernel on the shared PostgreSQL ledger, each run driven
 in a task of the host's task group (opened by :meth:`NodeHost.serve`, which lives as long as
 the host). Runs are built from their spec as ``telic run`` builds them
-(:func:`telic.spec.build_run`), from the spec text the driver sent (and recorded in the
-run's ``run.booted``, from which a host taking the run over rebuilds it), with every tool that declares resources called as a Ray task
-(:func:`telic.cluster.tasks.on_ray`), and the model requests of every agent that declares
-resources sent from Ray tasks (:func:`telic.cluster.model_calls.models_on_ray`). A run booted here is marked ``hosted = "ray"`` in its
-``run.booted``, which is how any host recognises the runs the cluster is responsible for.
+(:func:`telic.spec.build_run`), from the spec text the driver sent (recorded in the run's
+``run.booted``, from which a host taking the run over rebuilds it), with every tool that
+declares resources called as a Ray task (:func:`telic.cluster.tasks.on_ray`), and the model
+requests of every agent that declares resources sent from Ray tasks
+(:func:`telic.cluster.model_calls.models_on_ray`). A run booted here is marked
+``hosted = "ray"`` in its ``run.booted``, which is how any host recognises the runs the
+cluster is responsible for.
 """
 
 from __future__ import annotations

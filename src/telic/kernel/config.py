@@ -38,7 +38,7 @@ class AgentSpec:
     """OTP restart type: permanent (always), transient (after a crash), temporary (never)."""
     priority: int = 0
     """Higher is served first (model schedulers, conflict resolution by priority)."""
-    resources: Mapping[str, float] = field(default_factory=dict[str, float])
+    resources: Mapping[str, float] = field(default_factory=dict[str, float], hash=False)
     """What this agent's model calls need where they run, in Ray's terms:
     ``{ model_gateway = 1 }``, or ``{ num_gpus = 1 }`` for a model served on the GPU node.
     On a Ray cluster each of its model requests is sent from a Ray task on a node that has
