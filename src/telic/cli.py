@@ -344,6 +344,7 @@ def _resume_spec(
             model=model or recorded.model,
             clock=clock,
             base_dir=recorded.base_dir,
+            text=recorded.text,
             overrides=overrides,
             served=recorded.served,
         )

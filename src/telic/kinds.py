@@ -611,6 +611,9 @@ class ModelCalled(Payload):
     """Failed tries of this request before this answer (each is a ``model.failed``)."""
     error: str | None = None
     """Why this attempt's output was unusable, when it was."""
+    node: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The cluster node the request was sent from, when it ran as a Ray task (absent
+    otherwise)."""
 
 
 class ModelFailed(Payload):
@@ -631,6 +634,9 @@ class ModelFailed(Payload):
     """What the provider asked to wait, if it said."""
     wait_s: float | None = None
     """The wait before the next try; None when no try followed (retries used up)."""
+    node: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The cluster node the try was sent from, when it ran as a Ray task and that is known
+    (absent otherwise)."""
 
 
 # -- subscriptions -----------------------------------------------------------------------

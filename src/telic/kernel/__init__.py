@@ -374,7 +374,12 @@ class Kernel:
                     )
                     continue
                 explorer = AgentSpec(
-                    name=name, role=role, mind=mind, tools=tools, restart="temporary"
+                    name=name,
+                    role=role,
+                    mind=mind,
+                    tools=tools,
+                    restart="temporary",
+                    resources=specs[parent].resources,
                 )
                 await run.start_agent(explorer, under=parent)
             else:

@@ -13,7 +13,7 @@ from telic.kernel.tree import Team, Tree, plan
 from telic.minds.base import Mind
 from telic.policy import Policy
 from telic.reducer import State
-from telic.tools import Tool, ToolRegistry
+from telic.tools import Tool, ToolRegistry, check_resources
 
 __all__ = ["AgentSpec", "Approver", "Artifact", "Budget", "RunConfig", "Team", "is_own"]
 
@@ -38,6 +38,15 @@ class AgentSpec:
     """OTP restart type: permanent (always), transient (after a crash), temporary (never)."""
     priority: int = 0
     """Higher is served first (model schedulers, conflict resolution by priority)."""
+    resources: Mapping[str, float] = field(default_factory=dict[str, float], hash=False)
+    """What this agent's model calls need where they run, in Ray's terms:
+    ``{ model_gateway = 1 }``, or ``{ num_gpus = 1 }`` for a model served on the GPU node.
+    On a Ray cluster each of its model requests is sent from a Ray task on a node that has
+    them (explorers it spawns inherit them); elsewhere they are sent from the run's own
+    process, as without them. Only a model mind takes them (see docs/distributed.md)."""
+
+    def __post_init__(self) -> None:
+        check_resources(self.name, self.resources, what="agent")
 
 
 @dataclass(frozen=True, slots=True)

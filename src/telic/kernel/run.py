@@ -369,7 +369,12 @@ class Run:
     ) -> None:
         parent_spec = self._specs[parent]
         spec = AgentSpec(
-            name=name, role="explorer", mind=mind, tools=parent_spec.tools, restart="temporary"
+            name=name,
+            role="explorer",
+            mind=mind,
+            tools=parent_spec.tools,
+            restart="temporary",
+            resources=parent_spec.resources,
         )
         batch.add(
             AgentSpawned(

@@ -194,6 +194,7 @@ class Host:
             model=body.model or recorded.model,
             clock=self.kernel.clock,
             base_dir=recorded.base_dir,
+            text=recorded.text,
             overrides={**recorded.overrides, **overrides},
             served=True,
         )
