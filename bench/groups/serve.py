@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import socket
 import sys
@@ -34,6 +35,7 @@ from telic.access import TokenStore
 from telic.canonical import encode
 from telic.serve import Settings, create_app
 from telic.serve.context import Context
+from telic.serve.handoff import uvicorn_options
 from telic.transition import Draft
 
 GROUP = "serve"
@@ -47,6 +49,8 @@ FLAT_OUT = 5000
 PAGE = 100
 GETS = 200
 ROUNDS = 3
+STREAM_WORKERS = int(os.environ.get("TELIC_BENCH_STREAM_WORKERS", "1"))
+"""``telic serve --stream-workers``: 1 by default; 0 measures streams served in-process."""
 
 
 def _drafts(start: int, n: int) -> list[Draft]:
@@ -123,10 +127,22 @@ async def _result(proc: asyncio.subprocess.Process) -> dict[str, object]:
 
 async def _measure(directory: Path) -> list[Figure]:
     db = directory / "ledger.db"
-    app = create_app(str(db), settings=Settings(spec_dir=directory / "specs", resume_hosted=False))
+    app = create_app(
+        str(db),
+        settings=Settings(
+            spec_dir=directory / "specs", resume_hosted=False, stream_workers=STREAM_WORKERS
+        ),
+    )
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(  # as `telic serve` runs it
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            **uvicorn_options(),
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110  (uvicorn offers no event to wait on)
