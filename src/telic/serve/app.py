@@ -158,9 +158,15 @@ def create_app(
         app.router.routes.append(Route(MCP_PATH, endpoint, methods=["GET", "POST", "DELETE"]))
 
     @app.get("/health", tags=["health"], summary="Liveness (no token needed)")
-    async def health() -> dict[str, str | int]:  # pyright: ignore[reportUnusedFunction]
+    async def health() -> dict[str, Any]:  # pyright: ignore[reportUnusedFunction]
         ctx: Context | None = getattr(app.state, "telic", None)
-        return {"status": "ok", "streams": 0 if ctx is None else ctx.streams.open_streams}
+        body: dict[str, Any] = {
+            "status": "ok",
+            "streams": 0 if ctx is None else ctx.streams.open_streams,
+        }
+        if ctx is not None and ctx.workers is not None:
+            body["stream_workers"] = ctx.workers.health()
+        return body
 
     dashboard.install(app)  # last: its files take `/` and whatever no route took
 

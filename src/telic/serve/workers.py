@@ -31,7 +31,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass
 from typing import Final
 
@@ -131,8 +131,12 @@ class StreamWorkers:
         """The live workers' process ids."""
         return [w.proc.pid for w in self._workers if w is not None]
 
+    def health(self) -> dict[str, int | list[int]]:
+        """What ``/health`` says of the workers."""
+        return {"pids": self.pids, "handed": self.handed, "restarts": self.restarts}
+
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[StreamWorkers]:
+    async def running(self) -> AsyncGenerator[StreamWorkers]:
         """Start every worker and keep them alive; on exit, stop them (waits at most a few
         seconds, then kills)."""
         async with asyncio.TaskGroup() as group:
