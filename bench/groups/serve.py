@@ -1,8 +1,11 @@
 """``telic serve``'s figures (issue 11), each beside its target, measured in one run.
 
-A real uvicorn serves the app on loopback in this process; a writer on the server's kernel
-loop (its own thread, where the server's runs tick) stands for the kernel: it appends groups
-of ``BATCH`` transitions to one run and publishes them as the server's kernel does. ``CLIENTS`` SSE followers run in another process
+A real uvicorn serves the app on loopback in this process, as ``telic serve
+--stream-workers 1`` does (``TELIC_BENCH_STREAM_WORKERS=0`` serves the streams in-process, to
+compare): the stream worker is a process of its own that follows the ledger. A writer on the
+server's kernel loop (its own thread, where the server's runs tick) stands for the kernel: it
+appends groups of ``BATCH`` transitions to one run and publishes them as the server's kernel
+does. ``CLIENTS`` SSE followers run in another process
 (``bench/serve_clients.py``, plain asyncio sockets), whose CPU time is reported:
 
 - paced at ``RATE`` transitions/s for ``SECONDS`` s: events lost and duplicated over all
