@@ -75,15 +75,19 @@ async def _receive(control: socket.socket) -> tuple[bytes, list[int]] | None:
 
 
 async def _stream(feed: _Feed, raw: bytes, fd: int) -> None:
-    """Serve one handed stream until it ends, the client goes away, or the worker stops."""
+    """Serve one handed stream until it ends, the client goes away, or the worker stops. A
+    stream that fails is logged and ends alone, as it would in the server."""
     sock = socket.socket(fileno=fd)
     try:
-        req = StreamRequest.from_json(raw)
-        reader, writer = await asyncio.open_connection(sock=sock)
+        await _write_stream(feed, StreamRequest.from_json(raw), sock)
     except Exception:
-        log.exception("a handed stream could not be opened")
+        log.exception("a handed stream failed")
+    finally:
         sock.close()
-        return
+
+
+async def _write_stream(feed: _Feed, req: StreamRequest, sock: socket.socket) -> None:
+    reader, writer = await asyncio.open_connection(sock=sock)
     body, done = open_stream(feed, req)
 
     async def gone() -> None:
@@ -120,7 +124,7 @@ async def serve(control: socket.socket) -> None:
     config = WorkerConfig.from_json(first[0])
     if config.nice:
         os.nice(config.nice)
-    ledger = open_ledger(config.url)
+    ledger = open_ledger(config.url, readonly=True)  # a worker never writes
     try:
         follower = LedgerFollower(ledger, None, interval=config.poll_s)
         settings = config.settings()
