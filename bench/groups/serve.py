@@ -208,10 +208,15 @@ async def _measure(directory: Path) -> list[Figure]:
         rounds: list[str] = []
         drops = lost = dup = 0
         cpu = 0.0
+        cpu_alone = cpu_busy = 0.0  # the server process's (the kernel's) CPU while writing
         for i in range(ROUNDS):
+            c0 = time.process_time()
             alone = await _write(ctx, f"alone{i}", FLAT_OUT, None)
+            cpu_alone += time.process_time() - c0
             proc = await _followers(url, f"busy{i}", token, FLAT_OUT)
+            c0 = time.process_time()
             busy = await _write(ctx, f"busy{i}", FLAT_OUT, None)
+            cpu_busy += time.process_time() - c0
             followed = await _result(proc)
             ratios.append(busy / alone)
             rounds.append(f"{busy:,.0f}/{alone:,.0f}")
@@ -228,7 +233,9 @@ async def _measure(directory: Path) -> list[Figure]:
                 0.8,
                 ">=",
                 f"median of {ROUNDS} rounds, transitions/s followed/alone: {', '.join(rounds)}; "
-                f"lost {lost}, duplicated {dup}, drops {drops}; followers' CPU {cpu:.1f} s",
+                f"lost {lost}, duplicated {dup}, drops {drops}; followers' CPU {cpu:.1f} s; "
+                f"server process CPU while writing, alone {cpu_alone:.2f} s, followed "
+                f"{cpu_busy:.2f} s; stream workers {STREAM_WORKERS}",
             )
         )
 
