@@ -28,6 +28,7 @@ from telic.cli import (  # the CLI's own helpers: this module is part of it
 )
 from telic.cli_cluster import RayOption, cluster_of
 from telic.clock import SystemClock
+from telic.errors import ConfigError
 from telic.kernel.approval import ENDED, decide
 
 __all__ = ["is_loopback"]
@@ -84,6 +85,14 @@ def serve(
         str | None,
         typer.Option("--holder", help="The name this server holds leases under (unique)."),
     ] = None,
+    stream_workers: Annotated[
+        int,
+        typer.Option(
+            "--stream-workers",
+            help="Processes that serve the SSE streams (each follows the ledger), so that "
+            "fanning out to many clients never slows the kernel; 0 serves them in-process.",
+        ),
+    ] = 0,
 ) -> None:
     """Serve the HTTP API (runs, transitions, live events, approvals) on a ledger; with --ray,
     the runs it starts are hosted on a Ray cluster."""
@@ -91,6 +100,8 @@ def serve(
         import uvicorn
 
         from telic.serve import Settings, create_app
+        from telic.serve.handoff import uvicorn_options
+        from telic.serve.workers import StreamWorkers
     except ImportError:
         _fail("telic serve needs the serve extra: pip install 'telic[serve]'")
     if ray is not None:
@@ -106,6 +117,10 @@ def serve(
             )
         if not (lease_ttl > 0 and lease_ttl <= 7 * 24 * 3600):
             _fail(f"--lease-ttl must be a number of seconds in (0, 604800], not {lease_ttl:g}")
+        try:
+            StreamWorkers.check(ledger, stream_workers)
+        except ConfigError as exc:
+            _fail(f"--stream-workers: {exc}")
         settings = Settings(
             anonymous_read=anonymous_read,
             spec_dir=spec_dir,
@@ -114,6 +129,7 @@ def serve(
             lease_ttl_s=lease_ttl,
             holder=holder,
             ray=ray,
+            stream_workers=stream_workers,
         )
         processors = _otel(otlp_endpoint, capture_content)
         api = create_app(ledger, settings=settings, processors=processors)
@@ -127,6 +143,7 @@ def serve(
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
+            **uvicorn_options(),  # lets streams be handed to the stream workers
         )
 
 
