@@ -41,6 +41,7 @@ import orjson
 
 from telic.errors import ConfigError, TelicError
 from telic.events.event import Event
+from telic.ledger.base import Ledger
 from telic.otel.processor import OtelProcessor, OtelStats, SpanSink, endpoint_sink
 from telic.otel.spans import SpanBuilder, SpanData
 
@@ -49,7 +50,9 @@ __all__ = ["OtelExportProcess", "live_processor"]
 log = logging.getLogger("telic.otel")
 
 _GRACE_S = 10.0
-"""How long ``shutdown`` waits beyond the exporter's timeout for the child to finish."""
+"""How long an answer may take beyond the exporter's timeouts."""
+_STARTUP_S = 120.0
+"""How long a child may take to start (import, open its sink) before it is given up on."""
 
 
 def shareable(ledger_url: str) -> bool:
@@ -130,6 +133,8 @@ class OtelExportProcess:
         self._stopping = False
         self._closed = False
         self._child: subprocess.Popen[bytes] | None = None
+        self._lines: _Lines | None = None
+        """The child's answers, once it said it started (its first line)."""
         self._restarts = 0
         self._given_up = False
         self._totals = {"exported": 0, "failed": 0, "dropped": 0}
@@ -249,7 +254,11 @@ class OtelExportProcess:
             child.stdin.flush()
         except OSError as exc:
             raise _ChildGone(f"writing to it failed ({exc})") from None
-        line = _read_line(child.stdout, _answer_limit(self._timeout_s))
+        lines = self._lines
+        if lines is None:
+            lines = self._lines = _Lines(child.stdout)
+            lines.read(_STARTUP_S)  # its "ready": imports can be slow on a busy machine
+        line = lines.read(_answer_limit(self._timeout_s))
         try:
             answer = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -273,6 +282,7 @@ class OtelExportProcess:
     # -- the child process -------------------------------------------------------------------
 
     def _spawn(self) -> None:
+        self._lines = None
         self._child = subprocess.Popen(
             [sys.executable, "-m", "telic.otel", self._config.decode()],
             stdin=subprocess.PIPE,
@@ -288,7 +298,8 @@ class OtelExportProcess:
         self._last = {"exported": 0, "failed": 0, "dropped": 0, "cpu_s": 0.0}
         for stream in (child.stdin, child.stdout):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):  # a dead child's pipe: nothing to flush to
+                    stream.close()
         if kill:
             child.kill()
         try:
@@ -305,14 +316,27 @@ def _answer_limit(timeout_s: float | None) -> float:
     return 4 * (timeout_s if timeout_s is not None else 10.0) + _GRACE_S
 
 
-def _read_line(stream: IO[bytes], limit_s: float) -> bytes:
-    ready, _, _ = select.select([stream], [], [], limit_s)
-    if not ready:
-        raise _ChildGone(f"no answer within {limit_s:g} s")
-    line = stream.readline()
-    if not line:
-        raise _ChildGone("it exited")
-    return line
+class _Lines:
+    """Lines read from a pipe with a time limit (``select`` on the file descriptor, so
+    nothing may sit in a Python buffer that ``select`` cannot see)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.fd = stream.fileno()
+        self.pending = b""
+
+    def read(self, limit_s: float) -> bytes:
+        deadline = time.monotonic() + limit_s
+        while b"\n" not in self.pending:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, left))
+            if not ready:
+                raise _ChildGone(f"no answer within {limit_s:g} s")
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                raise _ChildGone("it exited")
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line
 
 
 # -- the child's side ------------------------------------------------------------------------
@@ -322,9 +346,8 @@ class _Exporter:
     """What the child holds: the ledger, the builder, the sink, and its counts."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        from telic.ledger import open_ledger
-
-        self.ledger = open_ledger(config["ledger"], readonly=True)
+        self.ledger_url: str = config["ledger"]
+        self._ledger: Ledger | None = None
         self.sink: SpanSink = endpoint_sink(config["endpoint"], config["timeout_s"])
         capture = config["capture_content"]
         if capture is None:
@@ -338,6 +361,15 @@ class _Exporter:
         self.failed = 0
         self.dropped = 0
         self.closing = False
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger, opened on first use: the kernel may create it after this starts."""
+        if self._ledger is None:
+            from telic.ledger import open_ledger
+
+            self._ledger = open_ledger(self.ledger_url, readonly=True)
+        return self._ledger
 
     def step(self, runs: dict[str, list[int]]) -> None:
         for run, (start, head) in runs.items():
@@ -356,7 +388,8 @@ class _Exporter:
         self.closing = True
         self.export(self.builder.close())
         self.sink.close()
-        self.ledger.close()
+        if self._ledger is not None:
+            self._ledger.close()
 
     def export(self, spans: list[SpanData]) -> None:
         size = self.batch_size
@@ -392,6 +425,8 @@ def main(argv: list[str]) -> int:
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr  # nothing a library prints may reach the protocol
     exporter = _Exporter(orjson.loads(argv[0]))
+    answers.write(b'{"ready":true}\n')
+    answers.flush()
     for line in sys.stdin.buffer:
         request = orjson.loads(line)
         if request["op"] == "step":
