@@ -37,7 +37,7 @@ from pydantic import ValidationError
 import telic.prompts
 from telic.clock import Clock
 from telic.errors import ConfigError, SpecError, TelicError, TreeInvalid
-from telic.kernel import AgentSpec, Artifact, Budget, RunConfig, Team
+from telic.kernel import AgentBudget, AgentSpec, Artifact, Budget, RunConfig, Team
 from telic.kernel.tree import plan
 from telic.minds.base import Mind
 from telic.minds.factory import model_mind, shared_scheduler
@@ -633,7 +633,8 @@ def _config(
         mind = loaded.get(f["name"]) or models.make(
             cast(str, a.model or default_model), role=f["role"], role_prompt=a.prompt
         )
-        agents.append(AgentSpec(**f, mind=mind))
+        budget = AgentBudget(**derived_fields(a.budget)) if a.budget is not None else None
+        agents.append(AgentSpec(**f, mind=mind, budget=budget))
     config = RunConfig(
         goal=spec.goal,
         agents=agents,
