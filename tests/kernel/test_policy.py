@@ -21,7 +21,7 @@ from telic.kinds import Claim
 from telic.ledger import open_ledger
 from telic.minds.base import FunctionMind, View
 from telic.policy import BudgetCheck, CheckContext, Policy
-from telic.proposal import Proposal
+from telic.proposal import Action, Proposal
 from telic.tools import ToolRegistry
 
 from .kit import (
@@ -380,6 +380,7 @@ def test_after_the_per_proposal_checks_come_exploration_conflicts_grounding_then
 # -- an agent's own budget ---------------------------------------------------------------------
 
 _DIMS = ("tool_calls", "model_calls", "tokens", "cost")
+_ACTIONS: tuple[Action, ...] = ("tool", "remember", "finish")
 
 
 def _budget_state(limits: Mapping[str, float], spent: Mapping[str, float]) -> dict[str, Any]:
@@ -395,14 +396,14 @@ def _budget_state(limits: Mapping[str, float], spent: Mapping[str, float]) -> di
 @given(
     limits=st.dictionaries(st.sampled_from(_DIMS), st.integers(0, 5).map(float)),
     spent=st.dictionaries(st.sampled_from(_DIMS), st.integers(0, 6)),
-    action=st.sampled_from(("tool", "remember", "finish")),
+    action=st.sampled_from(_ACTIONS),
     cost=st.none() | st.integers(0, 3).map(float),
     agent=st.sampled_from(("a", "b")),
 )
 def test_an_agents_budget_refuses_exactly_what_it_has_spent(
     limits: dict[str, float],
     spent: dict[str, int],
-    action: str,
+    action: Action,
     cost: float | None,
     agent: str,
 ) -> None:
