@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -154,7 +155,8 @@ class OtelExportProcess:
         """Counts so far. ``cpu_s`` is what this process spent (the processor's thread);
         :attr:`child_cpu_s` is what the exporter process spent."""
         last, totals = self._last, self._totals
-        behind = sum(h - self._sent.get(r, self._firsts[r] - 1) for r, h in self._heads.items())
+        heads = dict(self._heads)  # the kernel's thread may be adding a run
+        behind = sum(h - self._sent.get(r, self._firsts[r] - 1) for r, h in heads.items())
         return OtelStats(
             max(0, behind),
             totals["dropped"] + int(last["dropped"]),
@@ -422,6 +424,9 @@ class _Exporter:
 def main(argv: list[str]) -> int:
     """The child: answer each request line on stdin with one line of counts on stdout."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides when this ends
+    # (a close request, or its end of the pipe closing), so the export is finished, not cut.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr  # nothing a library prints may reach the protocol
     exporter = _Exporter(orjson.loads(argv[0]))
