@@ -19,6 +19,7 @@ from telic.clock import Clock, ContinuedClock, SystemClock, VirtualClock
 from telic.errors import TelicError
 from telic.events import Event, EventKernel, Subscription
 from telic.kernel import (
+    AgentBudget,
     AgentSpec,
     Artifact,
     Budget,
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CATALOGUE",
+    "AgentBudget",
     "AgentSpec",
     "Artifact",
     "Budget",

@@ -112,17 +112,18 @@ def _print_json(value: Any) -> None:
 # -- the reference run ---------------------------------------------------------------------
 
 
-def _otel(endpoint: str | None, capture_content: bool) -> list[Any]:
+def _otel(endpoint: str | None, capture_content: bool, db: str) -> list[Any]:
     """The OpenTelemetry processor for ``--otlp-endpoint`` (or the OTEL_EXPORTER_OTLP_*
-    variables), or none."""
+    variables), or none: an exporter process that reads the ledger ``db`` (in-process for an
+    in-memory ledger)."""
     if not (endpoint or any(os.environ.get(v) for v in _OTLP_VARIABLES)):
         return []
     try:
-        from telic.otel import OtelProcessor
+        from telic.otel import live_processor
     except TelicError as exc:
         _fail(str(exc))
     try:
-        return [OtelProcessor.for_endpoint(endpoint, capture_content=capture_content or None)]
+        return [live_processor(endpoint, db, capture_content=capture_content or None)]
     except TelicError as exc:
         _fail(str(exc))
 
@@ -220,7 +221,7 @@ def demo(
 
     config, _ = build(DEFAULT_SEED if seed is None else seed)
     clock: Clock = VirtualClock() if instant else SystemClock()
-    processors = _otel(otlp_endpoint, capture_content)
+    processors = _otel(otlp_endpoint, capture_content, db)
     with _ledger(db, create=True) as ledger:
         run = _drive(
             ledger,
@@ -273,7 +274,7 @@ def resume(
     """Continue a run (a fork, or one interrupted by a crash) with the kernel."""
     from telic.demo import build
 
-    processors = _otel(otlp_endpoint, capture_content)
+    processors = _otel(otlp_endpoint, capture_content, db)
     with _ledger(db) as ledger:
         booted = next(iter(ledger.read(run_id, 1, 1)), None)
         recorded: dict[str, Any] = (
@@ -437,7 +438,7 @@ def run_spec(
             cluster.close()
         return
     clock = SystemClock()  # model minds need real time
-    processors = _otel(otlp_endpoint, capture_content)
+    processors = _otel(otlp_endpoint, capture_content, db)
     try:
         built = build_run(spec, model=model, clock=clock)
         _check_endpoints(built)

@@ -131,7 +131,7 @@ def serve(
             ray=ray,
             stream_workers=stream_workers,
         )
-        processors = _otel(otlp_endpoint, capture_content)
+        processors = _otel(otlp_endpoint, capture_content, db)
         api = create_app(ledger, settings=settings, processors=processors)
         out.print(f"telic serve on http://{host}:{port}  ledger {ledger.url}", markup=False)
         # Streams never end by themselves: on SIGTERM they get a few seconds, then are cut

@@ -157,6 +157,15 @@ def _run_booted(s: State, t: Transition) -> None:
     s["currency"] = p.get("currency", "USD")
     s["roster"] = list(p["agents"])
     s["booted_ts"] = t.ts
+    own = {a["name"]: a["budget"] for a in p["agents"] if a.get("budget")}
+    if own:  # only a run whose agents have budgets has the key: others' state is unchanged
+        s["agent_budgets"] = {
+            name: {
+                "limits": dict(limits),
+                "spent": {"tool_calls": 0, "model_calls": 0, "tokens": 0, "cost": 0.0},
+            }
+            for name, limits in own.items()
+        }
     tree = p.get("supervision")
     if tree is not None:  # only a run with teams has the key: a flat run's state is unchanged
         s["supervision"] = {
@@ -330,6 +339,9 @@ def _tool_started(s: State, t: Transition) -> None:
         "seq": t.seq,
     }
     s["spent"]["tool_calls"] += 1
+    own = s.get("agent_budgets")
+    if own is not None and p["agent"] in own:
+        own[p["agent"]]["spent"]["tool_calls"] += 1
 
 
 def _tool_completed(s: State, t: Transition) -> None:
@@ -394,8 +406,16 @@ def _artifact(s: State, t: Transition) -> None:
 def _model_called(s: State, t: Transition) -> None:
     p = t.data
     spent = s["spent"]
-    spent["tokens"] += p.get("input_tokens", 0) + p.get("output_tokens", 0)
-    spent["cost"] += p.get("cost", 0.0)
+    tokens = p.get("input_tokens", 0) + p.get("output_tokens", 0)
+    cost = p.get("cost", 0.0)
+    spent["tokens"] += tokens
+    spent["cost"] += cost
+    own = s.get("agent_budgets")
+    if own is not None and t.agent in own:
+        mine = own[t.agent]["spent"]
+        mine["model_calls"] += 1
+        mine["tokens"] += tokens
+        mine["cost"] += cost
 
 
 HANDLERS: Final[dict[str, Callable[[State, Transition], None]]] = {

@@ -25,7 +25,15 @@ from telic.errors import (
 )
 from telic.kernel import approval
 from telic.kernel.calls import open_tick
-from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig, Team
+from telic.kernel.config import (
+    AgentBudget,
+    AgentSpec,
+    Approver,
+    Artifact,
+    Budget,
+    RunConfig,
+    Team,
+)
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.run import Run, RunResult
 from telic.kernel.stages import Tick, ToolCall, execute
@@ -52,6 +60,7 @@ from telic.transition import Transition, draft
 
 __all__ = [
     "DEFAULT_LEASE_TTL_S",
+    "AgentBudget",
     "AgentSpec",
     "Approver",
     "Artifact",
@@ -158,6 +167,7 @@ class Kernel:
                         tools=a.tools,
                         restart=a.restart,
                         priority=a.priority,
+                        budget=(a.budget.limits(a.name) or None) if a.budget is not None else None,
                     )
                     for a in config.agents
                 ),

@@ -15,9 +15,56 @@ from telic.policy import Policy
 from telic.reducer import State
 from telic.tools import Tool, ToolRegistry, check_resources
 
-__all__ = ["AgentSpec", "Approver", "Artifact", "Budget", "RunConfig", "Team", "is_own"]
+__all__ = [
+    "AgentBudget",
+    "AgentSpec",
+    "Approver",
+    "Artifact",
+    "Budget",
+    "RunConfig",
+    "Team",
+    "is_own",
+]
 
 RestartType = Literal["permanent", "transient", "temporary"]
+
+
+def _limits(owner: str, dims: Mapping[str, float | None]) -> dict[str, float]:
+    for k, v in dims.items():
+        if v is not None and v < 0:
+            raise ConfigError(f"{owner} {k} must not be negative, got {v}")
+    return {k: float(v) for k, v in dims.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentBudget:
+    """One agent's own limits, on top of the run's :class:`Budget`; None means unlimited.
+
+    What this agent spends counts against both. The policy's budget check refuses a proposal
+    of this agent once a dimension is spent (``proposal.rejected`` with check ``budget`` and
+    the agent's ``limit``); other agents go on. A run spec's ``[agents.budget]`` table is
+    validated against these fields (see :mod:`telic.spec`)."""
+
+    tool_calls: Annotated[float, Ge(0)] | None = None
+    """Tool calls started by this agent (MCP tools included; each retry counts)."""
+    model_calls: Annotated[float, Ge(0)] | None = None
+    """Model calls answered for this agent."""
+    tokens: Annotated[float, Ge(0)] | None = None
+    """Model tokens (input and output) of this agent's calls."""
+    cost: Annotated[float, Ge(0)] | None = None
+    """Money, in the run budget's currency: this agent's model calls and the costs its
+    proposals state."""
+
+    def limits(self, agent: str = "") -> dict[str, float]:
+        return _limits(
+            f"agent {agent!r} budget",
+            {
+                "tool_calls": self.tool_calls,
+                "model_calls": self.model_calls,
+                "tokens": self.tokens,
+                "cost": self.cost,
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -38,6 +85,9 @@ class AgentSpec:
     """OTP restart type: permanent (always), transient (after a crash), temporary (never)."""
     priority: int = 0
     """Higher is served first (model schedulers, conflict resolution by priority)."""
+    budget: AgentBudget | None = None
+    """This agent's own limits (tool calls, model calls, tokens, cost), on top of the run's."""
+
     resources: Mapping[str, float] = field(default_factory=dict[str, float], hash=False)
     """What this agent's model calls need where they run, in Ray's terms:
     ``{ model_gateway = 1 }``, or ``{ num_gpus = 1 }`` for a model served on the GPU node.
@@ -68,17 +118,16 @@ class Budget:
     """Units of ``currency`` per unit of another (model minds convert their prices)."""
 
     def limits(self) -> dict[str, float]:
-        out = {
-            "tokens": self.tokens,
-            "cost": self.cost,
-            "tool_calls": self.tool_calls,
-            "ticks": self.ticks,
-            "wall_s": self.wall_s,
-        }
-        for k, v in out.items():
-            if v is not None and v < 0:
-                raise ConfigError(f"budget {k} must not be negative, got {v}")
-        return {k: float(v) for k, v in out.items() if v is not None}
+        return _limits(
+            "budget",
+            {
+                "tokens": self.tokens,
+                "cost": self.cost,
+                "tool_calls": self.tool_calls,
+                "ticks": self.ticks,
+                "wall_s": self.wall_s,
+            },
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +226,8 @@ class RunConfig:
                     raise ConfigError(f"agent {a.name!r} lists tool {t!r}, which is not registered")
         self.budget.limits()
         for a in self.agents:
+            if a.budget is not None:
+                a.budget.limits(a.name)
             # A model mind records costs in the currency it was built for (ModelMind.currency).
             currency = getattr(a.mind, "currency", None)
             if isinstance(currency, str) and currency != self.budget.currency:

@@ -154,13 +154,65 @@ class ArgumentsCheck:
         return _ok(self.name)
 
 
+_AGENT_DIMENSIONS: dict[str, str] = {
+    "tool_calls": "tool call",
+    "model_calls": "model call",
+    "tokens": "token",
+    "cost": "cost",
+}
+"""An agent budget's dimensions, and how a rejection names them."""
+
+
+def _agent_verdict(
+    name: str, agent: str, dimension: str, limit: float, spent: float, why: str
+) -> Verdict:
+    extra = {"agent": agent, "dimension": dimension, "limit": limit, "spent": spent}
+    return Verdict(name, False, f"agent {agent!r} {why}", extra)
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetCheck:
-    """Refuses what would overrun an exhausted dimension (tool calls, cost)."""
+    """Refuses what would overrun an exhausted dimension (tool calls, cost) of the run's
+    budget, or of the proposing agent's own (``state["agent_budgets"]``: tool calls, model
+    calls, tokens, cost). An agent's refusal carries ``extra`` = its agent, dimension, limit
+    and spent, which the rejection records."""
 
     name: str = "budget"
 
     def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
+        verdict = self._run(proposal, ctx)
+        if verdict.ok and "agent_budgets" in ctx.state:
+            own: Mapping[str, Any] | None = ctx.state["agent_budgets"].get(ctx.agent)
+            if own is not None:
+                return self._agent(proposal, ctx.agent, own["limits"], own["spent"])
+        return verdict
+
+    def _agent(
+        self,
+        proposal: Proposal,
+        agent: str,
+        limits: Mapping[str, float],
+        spent: Mapping[str, float],
+    ) -> Verdict:
+        if proposal.action == "tool" and "tool_calls" in limits:
+            limit, used = limits["tool_calls"], spent["tool_calls"]
+            if used >= limit:
+                why = f"has spent its tool call budget of {limit:g}"
+                return _agent_verdict(self.name, agent, "tool_calls", limit, used, why)
+        if proposal.cost is not None and "cost" in limits:
+            limit, used = limits["cost"], spent["cost"]
+            if used + proposal.cost > limit:
+                why = f"states cost {proposal.cost:g}, over what is left of its budget of {limit:g} ({limit - used:g})"
+                return _agent_verdict(self.name, agent, "cost", limit, used, why)
+        if proposal.action != "finish":
+            for dim in ("model_calls", "tokens", "cost"):
+                if dim in limits and spent[dim] >= limits[dim]:
+                    limit, used = limits[dim], spent[dim]
+                    why = f"has spent its {_AGENT_DIMENSIONS[dim]} budget of {limit:g}"
+                    return _agent_verdict(self.name, agent, dim, limit, used, why)
+        return _ok(self.name)
+
+    def _run(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
         budget: Mapping[str, float] = ctx.state["budget"]
         spent: Mapping[str, float] = ctx.state["spent"]
         if (

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 import telic.prompts
 from telic.clock import Clock
 from telic.errors import ConfigError, SpecError, TelicError, TreeInvalid
-from telic.kernel import AgentSpec, Artifact, Budget, RunConfig, Team
+from telic.kernel import AgentBudget, AgentSpec, Artifact, Budget, RunConfig, Team
 from telic.kernel.tree import plan
 from telic.minds.base import Mind
 from telic.minds.factory import model_mind, shared_scheduler
@@ -652,8 +652,9 @@ def _config(
         mind = loaded.get(f["name"]) or models.make(
             cast(str, a.model or default_model), role=f["role"], role_prompt=a.prompt
         )
+        budget = AgentBudget(**derived_fields(a.budget)) if a.budget is not None else None
         try:
-            agents.append(AgentSpec(**f, mind=mind))
+            agents.append(AgentSpec(**f, mind=mind, budget=budget))
         except ConfigError as exc:
             raise SpecError(where, str(exc)) from None
     config = RunConfig(

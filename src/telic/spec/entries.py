@@ -2,7 +2,8 @@
 
 The entries that configure a kernel object are derived from it: ``[policy]`` from
 :class:`~telic.policy.Policy`, ``[budget]`` from :class:`~telic.kernel.Budget`, each
-``[[agents]]`` table from :class:`~telic.kernel.AgentSpec`, each ``[[teams]]`` table from
+``[[agents]]`` table from :class:`~telic.kernel.AgentSpec` (its ``budget`` table from
+:class:`~telic.kernel.AgentBudget`), each ``[[teams]]`` table from
 :class:`~telic.kernel.Team`. Their fields, defaults, bounds (the
 ``annotated_types`` in the field types) and descriptions (the field docstrings) are read from
 that class, so each is declared once. What a TOML file cannot hold (a mind object, a resolver
@@ -22,11 +23,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_type_hin
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from telic.kernel import AgentSpec, Budget, Team
+from telic.kernel import AgentBudget, AgentSpec, Budget, Team
 from telic.policy import Policy
 from telic.policy.conflicts import COST_FIELDS
 
 __all__ = [
+    "AgentBudgetEntry",
     "AgentEntry",
     "BudgetEntry",
     "McpServerEntry",
@@ -101,9 +103,24 @@ def derived_fields(entry: BaseModel) -> dict[str, Any]:
     return {k: getattr(entry, k) for k in _DERIVED[type(entry)]}
 
 
+class _AgentBudgetOwn(_Strict):
+    """An agent's ``budget`` table (the fields of :class:`telic.kernel.AgentBudget`); an absent
+    dimension is unlimited for the agent (the run's ``[budget]`` still applies)."""
+
+
+if TYPE_CHECKING:
+    AgentBudgetEntry = _AgentBudgetOwn
+else:
+    AgentBudgetEntry = _derive(AgentBudget, _AgentBudgetOwn, name="AgentBudgetEntry")
+
+
 class _AgentOwn(_Strict):
     """One ``[[agents]]`` table (the fields of :class:`telic.kernel.AgentSpec`, and how to make
     its mind)."""
+
+    budget: AgentBudgetEntry | None = None
+    """This agent's own limits (``tool_calls``, ``model_calls``, ``tokens``, ``cost``), on top
+    of the run's ``[budget]``."""
 
     model: str | None = None
     """This agent's model string; by default the spec's ``model`` (or ``--model``)."""

@@ -15,7 +15,7 @@ from telic.frozen import FrozenDict
 from telic.kernel import guard
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.stages.records import Passing, Proposed, Tick
-from telic.kernel.stages.shared import name_of
+from telic.kernel.stages.shared import agent_limit, name_of
 from telic.kinds import LoopDetected
 from telic.policy import (
     AllowlistCheck,
@@ -86,6 +86,7 @@ def check(t: Tick, proposed: Sequence[Proposed]) -> tuple[Passing, ...]:
                     p.seq,
                     safe_text(str(verdict.check), 200),
                     safe_text(verdict.reason),
+                    limit=agent_limit(each, verdict),
                 )
                 break
             names.append(name)

@@ -15,6 +15,7 @@ from typing import Any
 from telic.frozen import FrozenDict
 from telic.kernel.guard import Failed
 from telic.kernel.stages.records import Passing, Tick, ToolCall
+from telic.kernel.stages.shared import agent_limit
 from telic.kinds import (
     BeliefUpdated,
     MemoryUpdated,
@@ -51,7 +52,8 @@ async def commit_effects(t: Tick, passing: Sequence[Passing]) -> tuple[ToolCall,
             )
             verdict = budget.check(p.proposal, ctx)
             if not verdict.ok:
-                batch.reject(tick, p.agent, p.seq, verdict.check, verdict.reason)
+                limit = agent_limit(budget, verdict)
+                batch.reject(tick, p.agent, p.seq, verdict.check, verdict.reason, limit=limit)
                 continue
         batch.add(
             ProposalAccepted(proposal=p.seq, agent=p.agent, checks=each.checks),
