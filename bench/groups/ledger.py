@@ -432,6 +432,8 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
             note="not measured: set TELIC_PG_DSN",
         )
     else:
+        from telic.ledger.postgres import DEFAULT_CONNECTIONS
+
         fig(
             f"{MANY_RUNS} runs at once on PostgreSQL, commits shared, aggregate",
             on_pg[0],
@@ -439,7 +441,7 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
             PG_OVER_SQLITE * rate_many,
             ">=",
             note=f"{PG_OVER_SQLITE}x SQLite's shared figure above; {on_pg[0] / rate_many:.2f}x; "
-            f"one connection, one transaction a commit",
+            f"{DEFAULT_CONNECTIONS} connections, a commit's groups split over them",
         )
     p99 = median([percentile(t[1], 99) for t in together]) * 1e6
     p50 = median([percentile(t[1], 50) for t in together]) * 1e6

@@ -98,6 +98,24 @@ def _timed_decode(path: Path, seq: int) -> float:
     return statistics.median(times)
 
 
+ANYWHERE = 16
+"""State reads at this many evenly spaced seqs, besides the one before each snapshot."""
+
+
+def _state_anywhere(path: Path, start: int) -> list[tuple[int, float, float]]:
+    """``(seq, state_at s, decode s)`` at seqs from ``start`` to the head: evenly spaced, and
+    the seq before each snapshot (where ``state_at`` folds the most)."""
+    ledger = open_ledger(path)
+    try:
+        head = ledger.run(RUN_ID).head
+        taken = {ledger.last_snapshot(RUN_ID, s) for s in range(start, head + 1)}
+    finally:
+        ledger.close()
+    step = max(1, (head - start) // ANYWHERE)
+    points = sorted({s - 1 for s in taken if s > start} | set(range(start, head + 1, step)))
+    return [(s, _timed_reads(path, s), _timed_decode(path, s)) for s in points]
+
+
 async def durable(a: Args) -> dict[str, Any]:
     path = a.dir / "telic.db"
     ledger = open_ledger(path if a.sync == "full" else f"sqlite://{path}?synchronous={a.sync}")
@@ -131,6 +149,8 @@ async def growing(a: Args) -> dict[str, Any]:
     read_now = _timed_reads(path, None)
     read_half = _timed_reads(path, seq_half)
     decode_half = _timed_decode(path, seq_half)
+    anywhere = _state_anywhere(path, seq_half)
+    worst = max(anywhere, key=lambda p: p[1] / p[2])
 
     ledger = open_ledger(path)
     try:
@@ -154,6 +174,9 @@ async def growing(a: Args) -> dict[str, Any]:
         "state_now_s": read_now,
         "state_half_s": read_half,
         "decode_half_s": decode_half,
+        "state_any_worst_over_decode": worst[1] / worst[2],
+        "state_any_worst": {"seq": worst[0], "state_s": worst[1], "decode_s": worst[2]},
+        "state_any": anywhere,
         "fork_s": t3 - t0,
         "fork_parts_s": {"fork": t1 - t0, "resume": t2 - t1, "steps": t3 - t2},
     }

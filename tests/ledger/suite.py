@@ -92,6 +92,26 @@ def fill(ledger: BaseLedger, run: str, n: int, *, group: int = 7) -> list[Transi
     return out
 
 
+def _grow_drafts(start: int, stop: int) -> list[Draft]:
+    """Memory entries of about 300 bytes under new keys: a state that grows every draft."""
+    return [
+        draft(MemoryUpdated(agent="a", key=f"k{i}", value=f"{i:06d}" * 50), ts=i)
+        for i in range(start, stop)
+    ]
+
+
+def growing(ledger: BaseLedger, run: str, n: int) -> None:
+    """Create ``run`` and append ``n`` growing drafts in groups of 5."""
+    ledger.create_run(run)
+    for start in range(0, n, 5):
+        ledger.append(run, _grow_drafts(start, min(n, start + 5)))
+
+
+def _snapshot_seqs(ledger: BaseLedger, run: str) -> list[int]:
+    head = ledger.run(run).head
+    return sorted({ledger.last_snapshot(run, s) for s in range(head + 1)} - {0})
+
+
 def _scribble(data: Any) -> None:
     """Change in place every container a payload holds, as a careless subscriber would."""
     for value in list(data.values()) if isinstance(data, dict) else []:
@@ -814,6 +834,73 @@ class LedgerSuite(abc.ABC):
             assert ledger.last_snapshot("f") == 40  # its own
             with pytest.raises(SequenceError):
                 ledger.last_snapshot("r", 48)
+
+    def test_append_can_create_a_fork_with_its_first_transitions(self, ledger: BaseLedger) -> None:
+        written = fill(ledger, "r", 20)
+        out = ledger.append("f", workload(3, start=11, seed=4), fork_of=("r", 10))
+        assert [t.seq for t in out] == [11, 12, 13]
+        assert out[0].prev_hash == written[9].hash
+        info = ledger.run("f")
+        assert (info.parent, info.fork_seq, info.head) == ("r", 10, 13)
+        assert [t.hash for t in ledger.read("f", 1, 10)] == [t.hash for t in written[:10]]
+        assert ledger.state_at("f") == fold([*written[:10], *out])
+        assert ledger.verify("f").ok
+        ledger.append("f", workload(2, start=14))  # an ordinary run from then on
+        assert ledger.run("f").head == 15
+        # Refused whole: a taken id, a fork point past the head, a wrong expected seq.
+        with pytest.raises(RunExists):
+            ledger.append("f", workload(1), fork_of=("r", 5))
+        with pytest.raises(SequenceError):
+            ledger.append("g", workload(1), fork_of=("r", 21))
+        with pytest.raises(SequenceConflict):
+            ledger.append("g", workload(1), fork_of=("r", 5), expected=1)
+        with pytest.raises(RunNotFound):
+            ledger.run("g")
+        assert ledger.run("f").head == 15
+        at_zero = ledger.append("z", workload(1), fork_of=("r", 0))
+        assert (at_zero[0].seq, ledger.run("z").parent) == (1, "r")
+
+    def test_snapshots_by_bytes_bound_the_fold_and_the_storage(self) -> None:
+        with self.fresh(snapshot_every=10_000, snapshot_bytes=4096, snapshot_percent=50) as ledger:
+            growing(ledger, "r", 120)
+            written = list(ledger.read("r"))
+            sizes = [len(encode(t.data)) for t in written]  # what each stored payload takes
+            taken = _snapshot_seqs(ledger, "r")
+            assert len(taken) >= 5  # all by bytes: the count alone would take none
+            # Each is taken at the first seq where the bytes since the last one reach its due.
+            last, due, stored = 0, 4096, 0
+            for seq in taken:
+                assert sum(sizes[last : seq - 1]) < due <= sum(sizes[last:seq])
+                state = len(encode(ledger.state_at("r", seq)))
+                last, due, stored = seq, max(4096, state * 50 // 100), stored + state
+            assert stored <= sum(sizes) * 100 // 50  # linear: at most 2 bytes a payload byte
+            for seq in range(0, len(written) + 1, 7):
+                assert ledger.state_at("r", seq) == fold(written[:seq])
+            assert ledger.verify("r").ok
+            assert ledger.replay("r").checked_hashes >= len(taken)
+
+    def test_another_instance_snapshots_where_this_one_would(self) -> None:
+        options = {"snapshot_every": 10_000, "snapshot_bytes": 4096, "snapshot_percent": 50}
+        with self.fresh(**options) as one, self.fresh(**options) as two:
+            growing(one, "r", 90)
+            growing(two, "r", 45)
+            other = self.second(two)
+            try:
+                other.append("r", _grow_drafts(45, 90))
+            finally:
+                other.close()
+            assert _snapshot_seqs(two, "r") == _snapshot_seqs(one, "r")
+            # A fork counts from its parent's last snapshot before the fork point.
+            one.fork("r", 60, "f")
+            one.append("f", _grow_drafts(200, 260))
+            two.fork("r", 60, "f")
+            other = self.second(two)
+            try:
+                other.append("f", _grow_drafts(200, 260))
+            finally:
+                other.close()
+            assert _snapshot_seqs(two, "f") == _snapshot_seqs(one, "f")
+            assert two.verify("f").ok
 
     # -- properties ----------------------------------------------------------------------
 

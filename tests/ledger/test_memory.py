@@ -24,7 +24,13 @@ class TestMemoryLedger(LedgerSuite):
 
     def second(self, ledger: BaseLedger) -> BaseLedger:
         first = _memory(ledger)
-        return MemoryLedger(first.url, store=first.store, snapshot_every=first.snapshot_every)
+        return MemoryLedger(
+            first.url,
+            store=first.store,
+            snapshot_every=first.snapshot_every,
+            snapshot_bytes=first.snapshots.min_bytes,
+            snapshot_percent=first.snapshots.percent,
+        )
 
     def stored_rows(self, ledger: BaseLedger, run: str) -> list[Row]:
         return list(_memory(ledger).raw_rows(run))

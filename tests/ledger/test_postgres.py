@@ -51,7 +51,13 @@ class TestPostgresLedger(LedgerSuite):
 
     def second(self, ledger: BaseLedger) -> BaseLedger:
         first = _pg(ledger)
-        return PostgresLedger(DSN, schema=first.schema, snapshot_every=first.snapshot_every)
+        return PostgresLedger(
+            DSN,
+            schema=first.schema,
+            snapshot_every=first.snapshot_every,
+            snapshot_bytes=first.snapshots.min_bytes,
+            snapshot_percent=first.snapshots.percent,
+        )
 
     def stored_rows(self, ledger: BaseLedger, run: str) -> list[Row]:
         db = _pg(ledger)
@@ -189,3 +195,65 @@ def test_append_groups_in_one_transaction_refuses_each_group_alone() -> None:
         for r in ("ok", "stale", "new"):
             assert ledger.verify(r).ok
         assert ledger.append_groups([AppendGroup("new", tick(2), expected=3)])[0][0].seq == 3  # type: ignore[index]
+
+
+def _ticks(n: int) -> list[Any]:
+    from telic.canonical import encode
+    from telic.transition import Draft
+
+    return [
+        Draft("tick.started", encode({"tick": n}), n, n),
+        Draft("memory.updated", encode({"agent": "a", "key": "k", "value": n}), n, n, "a"),
+    ]
+
+
+def test_append_groups_of_many_runs_go_over_several_connections() -> None:
+    from telic.errors import Fenced, LedgerOptionInvalid
+    from telic.ledger import AppendGroup
+
+    with _schema() as name, PostgresLedger(DSN, schema=name, connections=4) as ledger:
+        runs = [f"r{i}" for i in range(10)]
+        for r in runs:
+            ledger.create_run(r)
+        for n in range(3):
+            answers = ledger.append_groups(
+                [AppendGroup(r, _ticks(n), expected=2 * n + 1) for r in runs]
+            )
+            assert all(isinstance(a, list) and a[-1].seq == 2 * n + 2 for a in answers)
+        assert len(ledger._writers) == 3  # pyright: ignore[reportPrivateUsage]
+        assert all(ledger.run(r).head == 6 and ledger.verify(r).ok for r in runs)
+        # A lease taken over by another holder fences its run on whichever connection.
+        lease = ledger.leases.acquire("r7", "me", ttl_s=60)
+        ledger.fence(lease)
+        ledger.leases.release(lease)
+        ledger.leases.acquire("r7", "other", ttl_s=60)
+        answers = ledger.append_groups([AppendGroup(r, _ticks(3), expected=7) for r in runs])
+        assert isinstance(answers[7], Fenced)
+        assert [isinstance(a, list) for a in answers].count(True) == 9
+        # A connection lost refuses the groups written on it, not the others'; the next
+        # write opens it again.
+        pid = ledger._writers[0].info.backend_pid  # pyright: ignore[reportPrivateUsage]
+        with psycopg.connect(DSN, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        answers = ledger.append_groups(
+            [AppendGroup(r, _ticks(4), expected=9) for r in runs if r != "r7"]
+        )
+        lost = [a for a in answers if isinstance(a, LedgerUnavailable)]
+        assert 0 < len(lost) < len(answers)
+        assert all(isinstance(a, (list, LedgerUnavailable)) for a in answers)
+        heads = [ledger.run(r).head for r in runs if r != "r7"]
+        assert sorted(heads) == sorted(
+            8 if isinstance(a, LedgerUnavailable) else 10 for a in answers
+        )
+        answers = ledger.append_groups(
+            [
+                AppendGroup(r, _ticks(5), expected=h + 1)
+                for r, h in zip([r for r in runs if r != "r7"], heads, strict=True)
+            ]
+        )
+        assert all(isinstance(a, list) for a in answers)
+        assert all(ledger.verify(r).ok for r in runs)
+    with pytest.raises(LedgerOptionInvalid):
+        PostgresLedger(DSN, connections=0)
+    with _schema() as name, open_ledger(f"{DSN}?schema={name}&connections=1") as one:
+        assert _pg(one).connections == 1

@@ -48,7 +48,12 @@ class TestSQLiteLedger(LedgerSuite):
 
     def second(self, ledger: BaseLedger) -> BaseLedger:
         first = _sqlite(ledger)
-        return SQLiteLedger(first.path, snapshot_every=first.snapshot_every)
+        return SQLiteLedger(
+            first.path,
+            snapshot_every=first.snapshot_every,
+            snapshot_bytes=first.snapshots.min_bytes,
+            snapshot_percent=first.snapshots.percent,
+        )
 
     def stored_rows(self, ledger: BaseLedger, run: str) -> list[Row]:
         db = _sqlite(ledger)

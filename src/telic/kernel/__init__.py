@@ -217,12 +217,13 @@ class Kernel:
         """Fork ``run_id`` after sequence ``at`` (copy-on-write) and record ``run.forked``
         (with ``by``, who asked for it, when given)."""
         rid = new_id or new_run_id()
-        info = self.ledger.fork(run_id, at, rid)
-        tick = self.ledger.get(rid, at).tick if at else 0
+        tick = self.ledger.get(run_id, at).tick if at else 0
+        # The fork and its run.forked in one transaction: one durable commit, and no fork
+        # without the record of where it came from.
         committed = self.ledger.append(
             rid,
             [draft(RunForked(parent=run_id, at=at, by=by), ts=self.clock.now_us(), tick=tick)],
-            expected=info.head + 1,
+            fork_of=(run_id, at),
         )
         if self.publish is not None:
             self.publish(committed)

@@ -54,7 +54,13 @@ __all__ = [
     "open_ledger",
 ]
 
-_INT_OPTIONS = ("snapshot_every", "max_payload", "blob_threshold")
+_INT_OPTIONS = (
+    "snapshot_every",
+    "snapshot_bytes",
+    "snapshot_percent",
+    "max_payload",
+    "blob_threshold",
+)
 
 
 def open_ledger(url: str | os.PathLike[str], **options: Any) -> BaseLedger:
@@ -85,6 +91,11 @@ def open_ledger(url: str | os.PathLike[str], **options: Any) -> BaseLedger:
 
         if "schema" in query:
             options.setdefault("schema", query.pop("schema"))
+        if "connections" in query:
+            raw = query.pop("connections")
+            if not raw.isdigit():
+                raise LedgerOptionInvalid("connections", raw, "a positive integer")
+            options.setdefault("connections", int(raw))
         dsn = urlsplit(text.partition("?")[0])._replace(scheme="postgresql").geturl()
         if query:
             dsn += "?" + urlencode(query)

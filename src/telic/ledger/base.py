@@ -3,7 +3,7 @@
 A backend stores four things: runs (id, parent, fork point, head), transitions (one row per
 sequence number, the canonical payload bytes and the chain hash), snapshots of the folded
 state, and content-addressed blobs. Everything else (chaining, forks that walk their parent's
-prefix, snapshots every K transitions, verification, replay) lives here, once.
+prefix, snapshots by count and by bytes (:mod:`telic.ledger.snapshots`), verification, replay) lives here, once.
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ from telic.errors import (
 )
 from telic.kinds import CATALOGUE
 from telic.ledger.lease import Lease, Leases
+from telic.ledger.snapshots import (
+    DEFAULT_SNAPSHOT_BYTES,
+    DEFAULT_SNAPSHOT_EVERY,
+    DEFAULT_SNAPSHOT_PERCENT,
+    Since,
+    SnapshotPolicy,
+)
 from telic.reducer import Fold, State
 from telic.transition import SCHEMA_VERSION, Draft, Transition, record_body
 
@@ -58,7 +65,6 @@ __all__ = [
     "VerifyReport",
 ]
 
-DEFAULT_SNAPSHOT_EVERY: Final = 1000
 DEFAULT_MAX_PAYLOAD: Final = 16 * 1024 * 1024
 DEFAULT_BLOB_THRESHOLD: Final = 64 * 1024
 _BLOB_KEY: Final = "$blob"
@@ -140,6 +146,8 @@ class PreparedGroup:
     out: list[Transition]
     fold: Fold | None
     """The head fold advanced past the group (None: not kept)."""
+    since: Since
+    """The run's bytes since its last snapshot, past the group."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +187,7 @@ class Ledger(Protocol):
         *,
         expected: int | None = None,
         create: bool = False,
+        fork_of: tuple[str, int] | None = None,
     ) -> list[Transition]: ...
     def read(self, run_id: str, start: int = 1, end: int | None = None) -> Iterator[Transition]: ...
     def get(self, run_id: str, seq: int) -> Transition: ...
@@ -206,12 +215,18 @@ class BaseLedger(abc.ABC):
         self,
         *,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
+        snapshot_percent: int = DEFAULT_SNAPSHOT_PERCENT,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         blob_threshold: int = DEFAULT_BLOB_THRESHOLD,
         readonly: bool = False,
     ) -> None:
+        """``snapshot_every``, ``snapshot_bytes`` and ``snapshot_percent``: when to snapshot
+        (:class:`~telic.ledger.snapshots.SnapshotPolicy`)."""
         for name, value in (
             ("snapshot_every", snapshot_every),
+            ("snapshot_bytes", snapshot_bytes),
+            ("snapshot_percent", snapshot_percent),
             ("max_payload", max_payload),
             ("blob_threshold", blob_threshold),
         ):
@@ -219,6 +234,7 @@ class BaseLedger(abc.ABC):
                 raise LedgerOptionInvalid(name, value, "a positive integer")
         self.readonly = readonly
         self.snapshot_every = snapshot_every
+        self.snapshots = SnapshotPolicy(snapshot_every, snapshot_bytes, snapshot_percent)
         self.max_payload = max_payload
         self.blob_threshold = blob_threshold
         self._lock = threading.RLock()
@@ -230,6 +246,9 @@ class BaseLedger(abc.ABC):
         store's head check catches another writer (then the entry is refreshed)."""
         self._fences: dict[str, int] = {}
         """The lease epoch this instance appends to each run under (:meth:`fence`)."""
+        self._since: dict[str, tuple[int, Since]] = {}
+        """Each run's head as this instance last wrote it and the bytes since its last
+        snapshot there (at another head, rebuilt from the store: :meth:`_since_snapshot`)."""
 
     # -- public API ----------------------------------------------------------------------
 
@@ -272,6 +291,7 @@ class BaseLedger(abc.ABC):
         *,
         expected: int | None = None,
         create: bool = False,
+        fork_of: tuple[str, int] | None = None,
     ) -> list[Transition]:
         """Append ``drafts`` atomically, all or nothing, in one durable commit.
 
@@ -282,14 +302,27 @@ class BaseLedger(abc.ABC):
         ``create=True`` creates the run (a root run; :class:`RunExists` if the id is taken) in
         the same transaction as its first transitions: a crash leaves either no run or a run
         holding them all (the kernel boots runs this way, with ``run.booted`` first).
+
+        ``fork_of=(parent, at)`` creates the run as :meth:`fork` would (a fork of ``parent``
+        after ``at``), in the same transaction as its first transitions: one durable commit,
+        and a crash leaves either no fork or a fork holding them (the kernel records
+        ``run.forked`` this way).
         """
         if self.readonly:
             raise LedgerUnavailable(self.url, "it was opened read-only; appends are refused")
         if not drafts:
-            if create:
+            if create or fork_of is not None:
                 raise ValueError("a run created by append needs at least one transition")
             return []
         with self._lock:
+            if fork_of is not None:
+                info = self._fork_point(*fork_of, run_id)
+                if expected not in (None, info.head + 1):
+                    raise SequenceConflict(run_id, expected, info.head + 1)
+                try:
+                    return self._append(info, drafts, create=True)
+                finally:
+                    self._known.pop(run_id, None)  # ``created`` is the store's: read it back
             if create:
                 if expected not in (None, 1):
                     raise SequenceConflict(run_id, expected, 1)
@@ -364,10 +397,12 @@ class BaseLedger(abc.ABC):
                 group.snapshots,
                 group.blobs,
                 create=create,
+                parent=info.parent,
                 epoch=self._fences.get(run_id),
             )
         except BaseException:
             self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
+            self._since.pop(run_id, None)
             self._known.pop(run_id, None)
             raise
         self._stored(group)
@@ -392,7 +427,9 @@ class BaseLedger(abc.ABC):
         loads = orjson.loads
         snapshots: list[Snapshot] = []
         blobs: list[tuple[str, bytes]] = []
-        every = self.snapshot_every
+        policy = self.snapshots
+        kept = self._since.get(run_id)
+        since, due = kept[1] if kept and kept[0] == info.head else self._since_snapshot(info)
         max_payload = self.max_payload
         threshold = self.blob_threshold
         sha256 = canonical_sha256
@@ -446,7 +483,8 @@ class BaseLedger(abc.ABC):
                 )
             else:
                 mine.append((seq, tick, agent, kind, causes, ts, raw, prev, h))
-            if seq % every == 0:
+            since += len(payload)
+            if policy.due(seq, since, due):
                 if fold is None:
                     fold = self._fold_to(info, info.head)
                     fold.apply_all(
@@ -457,8 +495,25 @@ class BaseLedger(abc.ABC):
                 snapshots.append(
                     _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))
                 )
+                since, due = policy.after(len(state))
             prev = h
-        return PreparedGroup(info, create, rows, snapshots, blobs, out, fold)
+        return PreparedGroup(info, create, rows, snapshots, blobs, out, fold, Since(since, due))
+
+    def _since_snapshot(self, info: RunInfo) -> Since:
+        """``info``'s bytes since its last snapshot (in its lineage), read from the store."""
+        if info.head == 0:
+            return self.snapshots.after(0)
+        base = size = 0
+        for seg_run, lo, hi in reversed(self._segments(info, 1, info.head)):
+            found = self._snapshot_size(seg_run, lo, hi)
+            if found is not None:
+                base, size = found
+                break
+        since = sum(
+            self._payload_bytes(seg_run, lo, hi)
+            for seg_run, lo, hi in self._segments(info, base + 1, info.head)
+        )
+        return Since(since, self.snapshots.after(size).due)
 
     def _stored(self, group: PreparedGroup) -> None:
         """Remember what ``group`` left as its run's head, once it is stored."""
@@ -466,6 +521,7 @@ class BaseLedger(abc.ABC):
         self._known[info.id] = RunInfo(
             info.id, info.parent, info.fork_seq, last.seq, last.hash, info.created
         )
+        self._since[info.id] = (last.seq, group.since)
         if group.fold is not None:
             self._cache_head(info.id, group.fold)
 
@@ -499,6 +555,7 @@ class BaseLedger(abc.ABC):
                         ready.append((i, self._number(info, g.drafts, create=g.create)))
                 except (RecordError, LedgerError) as exc:
                     self._heads.pop(g.run_id, None)
+                    self._since.pop(g.run_id, None)
                     self._known.pop(g.run_id, None)
                     answers[i] = exc
             try:
@@ -506,6 +563,7 @@ class BaseLedger(abc.ABC):
             except BaseException:
                 for _, p in ready:
                     self._heads.pop(p.info.id, None)
+                    self._since.pop(p.info.id, None)
                     self._known.pop(p.info.id, None)
                 raise
             for (i, p), exc in zip(ready, refused, strict=True):
@@ -516,6 +574,7 @@ class BaseLedger(abc.ABC):
                     answers[i] = p.out
                 else:
                     self._heads.pop(p.info.id, None)
+                    self._since.pop(p.info.id, None)
                     self._known.pop(p.info.id, None)
                     answers[i] = exc
         return answers
@@ -548,6 +607,7 @@ class BaseLedger(abc.ABC):
                     g.snapshots,
                     g.blobs,
                     create=g.create,
+                    parent=g.info.parent,
                     epoch=self._fences.get(g.info.id),
                 )
                 refused.append(None)
@@ -603,11 +663,16 @@ class BaseLedger(abc.ABC):
         if self.readonly:
             raise LedgerUnavailable(self.url, "it was opened read-only; runs cannot be forked")
         with self._lock:
-            info = self._readable(run_id)
-            if not 0 <= at <= info.head:
-                raise SequenceError(run_id, at, info.head)
-            head_hash = ZERO_HASH if at == 0 else self._hash_at(info, at)
-            return self._insert_run(new_id, run_id, at, head_hash)
+            point = self._fork_point(run_id, at, new_id)
+            return self._insert_run(new_id, run_id, at, point.head_hash)
+
+    def _fork_point(self, run_id: str, at: int, new_id: str) -> RunInfo:
+        """The run ``new_id`` as a fork of ``run_id`` after ``at``, before it is stored."""
+        info = self._readable(run_id)
+        if not 0 <= at <= info.head:
+            raise SequenceError(run_id, at, info.head)
+        head_hash = ZERO_HASH if at == 0 else self._hash_at(info, at)
+        return RunInfo(new_id, run_id, at, at, head_hash, 0)
 
     def state_at(self, run_id: str, seq: int | None = None) -> State:
         """The folded state after ``seq`` (the head by default), from the nearest snapshot."""
@@ -654,7 +719,7 @@ class BaseLedger(abc.ABC):
             raise SequenceError(run_id, start, info.head)
         audit = _Audit(info, start, info.head)
         try:
-            self._audit(audit)
+            fold = self._audit(audit)
         except ChainBroken as exc:
             return VerifyReport(run_id, False, audit.checked, exc.seq, exc.reason)
         except ReplayMismatch as exc:
@@ -663,6 +728,11 @@ class BaseLedger(abc.ABC):
                 return VerifyReport(run_id, False, audit.checked, audit.base, why)
             why = "the fold before it does not match the state hash it records"
             return VerifyReport(run_id, False, audit.checked, exc.seq, why)
+        if fold is not None:
+            # The head state, folded from checked records only and shared with no one: what
+            # ``state_at`` and the next snapshot start from (a resume reads it next).
+            with self._lock:
+                self._cache_head(run_id, fold)
         return VerifyReport(run_id, True, audit.checked, head_hash=audit.prev.hex())
 
     def replay(self, run_id: str, to: int | None = None) -> ReplayReport:
@@ -687,6 +757,7 @@ class BaseLedger(abc.ABC):
         self._heads.clear()
         self._known.clear()
         self._sound.clear()
+        self._since.clear()
 
     def __enter__(self) -> BaseLedger:
         return self
@@ -926,12 +997,14 @@ class BaseLedger(abc.ABC):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        parent: str | None = None,
         epoch: int | None = None,
     ) -> None:
         """Atomically store rows, snapshots and blobs and move the head, if it is still
         ``expected_head``; otherwise :class:`SequenceConflict` and nothing is written.
-        ``create``: insert the (root) run's row in the same transaction, or
-        :class:`RunExists` and nothing is written. ``epoch``: the lease epoch the append is
+        ``create``: insert the run's row in the same transaction (a root run, or with
+        ``parent`` a fork of it after ``expected_head``), or :class:`RunExists` and nothing
+        is written. ``epoch``: the lease epoch the append is
         made under, checked against the run's lease in the same transaction
         (:func:`telic.ledger.lease.check_fence`; :class:`Fenced` and nothing written)."""
 
@@ -952,6 +1025,15 @@ class BaseLedger(abc.ABC):
 
     @abc.abstractmethod
     def _get_blob(self, blob_id: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def _snapshot_size(self, run_id: str, lo: int, hi: int) -> tuple[int, int] | None:
+        """The seq and state size in bytes of the run's latest snapshot with
+        ``lo <= seq <= hi`` (without reading the state)."""
+
+    @abc.abstractmethod
+    def _payload_bytes(self, run_id: str, lo: int, hi: int) -> int:
+        """The stored payload bytes of the run's own rows with ``lo <= seq <= hi``."""
 
 
 class _Audit:

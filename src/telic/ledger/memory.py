@@ -74,6 +74,7 @@ class MemoryLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        parent: str | None = None,
         epoch: int | None = None,
     ) -> None:
         with self.store.lock:
@@ -85,7 +86,14 @@ class MemoryLedger(BaseLedger):
             if create:
                 if run_id in self._runs:
                     raise RunExists(run_id)
-                info = RunInfo(run_id, None, 0, 0, rows[0].hash, next(self.store.order))
+                info = RunInfo(
+                    run_id,
+                    parent,
+                    expected_head,
+                    expected_head,
+                    rows[0].hash,
+                    next(self.store.order),
+                )
                 self._rows[run_id] = []
                 self._snapshots[run_id] = {}
             else:
@@ -136,6 +144,13 @@ class MemoryLedger(BaseLedger):
 
     def _get_blob(self, blob_id: str) -> bytes | None:
         return self._blobs.get(blob_id)
+
+    def _snapshot_size(self, run_id: str, lo: int, hi: int) -> tuple[int, int] | None:
+        snap = self._get_snapshot(run_id, lo, hi)
+        return None if snap is None else (snap.seq, len(snap.state))
+
+    def _payload_bytes(self, run_id: str, lo: int, hi: int) -> int:
+        return sum(len(row[7]) for row in self._scan(run_id, lo, hi))
 
     # -- damage, for the shared test suite -----------------------------------------------
 

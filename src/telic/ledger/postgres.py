@@ -8,17 +8,25 @@ never a duplicate. Durability is PostgreSQL's (``synchronous_commit`` of the ser
 
 ``schema`` puts the tables in their own PostgreSQL schema (created if needed), so several
 ledgers (or test cases) can share one database.
+
+``connections`` (default 8): how many connections :meth:`PostgresLedger.append_groups` writes
+several runs' groups over at once, each in a transaction of its own, so that the round trips
+of many runs' appends overlap and their commits share the server's WAL flushes (everything else
+uses the first connection, under a lock). Each group is still one run's, all or nothing, with
+its head check and its lease's fence in its own transaction.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
 from telic.errors import (
     Fenced,
     LedgerError,
+    LedgerOptionInvalid,
     LedgerUnavailable,
     MissingExtra,
     NotALedger,
@@ -102,6 +110,9 @@ _NOW: Final = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT"
 
 _RUN_COLUMNS: Final = "rid, id, parent, fork_seq, head, head_hash"
 _PAGE: Final = 8192
+DEFAULT_CONNECTIONS: Final = 8
+
+Connection = psycopg.Connection[tuple[Any, ...]]
 
 T = TypeVar("T")
 
@@ -119,14 +130,27 @@ def _describe(dsn: str) -> str:
 
 
 class PostgresLedger(BaseLedger):
-    """A ledger in a PostgreSQL database (one connection, used under a lock)."""
+    """A ledger in a PostgreSQL database (one connection used under a lock, and up to
+    ``connections - 1`` more for groups of several runs written at once)."""
 
     def __init__(
-        self, dsn: str, *, schema: str | None = None, readonly: bool = False, **options: int
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        readonly: bool = False,
+        connections: int = DEFAULT_CONNECTIONS,
+        **options: int,
     ) -> None:
         """``readonly=True`` creates nothing (a schema without telic's tables is refused with
         :class:`NotALedger`) and refuses appends."""
+        if type(connections) is not int or connections < 1:
+            raise LedgerOptionInvalid("connections", connections, "a positive integer")
         super().__init__(readonly=readonly, **options)
+        self.connections = connections
+        self._writers: list[Connection] = []
+        """The connections beyond the first, opened when a group write first needs them."""
+        self._pool: ThreadPoolExecutor | None = None
         self.dsn = dsn
         self.schema = schema
         self.url = _describe(dsn) + (f"?schema={schema}" if schema else "")
@@ -207,19 +231,29 @@ class PostgresLedger(BaseLedger):
 
     def close(self) -> None:
         super().close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for db in self._writers:
+            db.close()
+        self._writers.clear()
         self._db.close()
 
-    def _call(self, what: str, fn: Callable[[psycopg.Connection[tuple[Any, ...]]], T]) -> T:
-        """Run ``fn`` on the connection, mapping psycopg's errors onto telic's."""
+    def _call(self, what: str, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` on the first connection, mapping psycopg's errors onto telic's."""
         with self._db_lock:
-            try:
-                return fn(self._db)
-            except psycopg.OperationalError as exc:
-                raise LedgerUnavailable(self._where, f"{what}: {_first_line(exc)}") from None
-            except psycopg.InterfaceError as exc:
-                raise LedgerUnavailable(self._where, f"{what}: {_first_line(exc)}") from None
-            except psycopg.Error as exc:
-                raise LedgerError(f"{what} failed: {_first_line(exc)}") from None
+            return self._on(self._db, what, fn)
+
+    def _on(self, db: Connection, what: str, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` on ``db``, mapping psycopg's errors onto telic's."""
+        try:
+            return fn(db)
+        except psycopg.OperationalError as exc:
+            raise LedgerUnavailable(self._where, f"{what}: {_first_line(exc)}") from None
+        except psycopg.InterfaceError as exc:
+            raise LedgerUnavailable(self._where, f"{what}: {_first_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise LedgerError(f"{what} failed: {_first_line(exc)}") from None
 
     # -- primitives ----------------------------------------------------------------------
 
@@ -286,13 +320,22 @@ class PostgresLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        parent: str | None = None,
         epoch: int | None = None,
     ) -> None:
         rid = 0 if create else self._rid(run_id)
         moved, rid = self._call(
             f"append to run {run_id!r}",
             lambda db: self._store(
-                db, run_id, rid, expected_head, rows, snapshots, blobs, create, epoch
+                db,
+                run_id,
+                rid,
+                expected_head,
+                rows,
+                snapshots,
+                blobs,
+                (create, parent),
+                epoch,
             ),
         )
         error = self._refusal(run_id, expected_head, moved)
@@ -302,34 +345,100 @@ class PostgresLedger(BaseLedger):
             self._rids[run_id] = rid
 
     def _write_groups(self, groups: list[PreparedGroup]) -> list[TelicError | None]:
-        """Every group in one transaction, each in a nested one (a savepoint): one commit for
-        all, and a group refused (its head moved, its run exists) leaves the others written."""
+        """The groups split over up to :attr:`connections` connections, written at once: on
+        each, one transaction holding its share of the groups, each in a nested one (a
+        savepoint), so a group refused (its head moved, its run exists) leaves the others
+        written. A transaction that fails as a whole refuses its share of the groups with its
+        error; if every one failed, the error is raised (nothing was written)."""
         if not groups:
             return []
         rids = [0 if g.create else self._rid(g.info.id) for g in groups]
+        fences = [self.fenced(g.info.id) for g in groups]
+        jobs = list(zip(groups, rids, fences, strict=True))
+        n = min(self.connections, len(jobs))
+        shares = [jobs[i::n] for i in range(n)]
+        what = f"append of {len(groups)} group(s)"
+        if n == 1:
+            stored = self._call(what, lambda db: self._write_share(db, jobs))
+            return self._answers(jobs, stored)
+        pool = self._writer_pool(n - 1)
+        pending = [
+            pool.submit(self._write_on, db, what, share)
+            for db, share in zip(self._writers, shares[1:], strict=False)
+        ]
+        outcomes: list[list[tuple[int | LedgerError | None, int]] | LedgerError] = []
+        try:
+            outcomes.append(self._call(what, lambda db: self._write_share(db, shares[0])))
+        except LedgerError as exc:
+            outcomes.append(exc)
+        for future in pending:
+            try:
+                outcomes.append(future.result())
+            except LedgerError as exc:
+                outcomes.append(exc)
+        failed = [o for o in outcomes if isinstance(o, LedgerError)]
+        if len(failed) == len(outcomes):
+            raise failed[0]
+        refused: dict[int, TelicError | None] = {}
+        for share, outcome in zip(shares, outcomes, strict=True):
+            if isinstance(outcome, LedgerError):
+                refused.update((id(job[0]), outcome) for job in share)
+            else:
+                refused.update(
+                    (id(job[0]), answer)
+                    for job, answer in zip(share, self._answers(share, outcome), strict=True)
+                )
+        return [refused[id(g)] for g in groups]
 
-        def write(
-            db: psycopg.Connection[tuple[Any, ...]],
-        ) -> list[tuple[int | LedgerError | None, int]]:
-            with db.transaction():
-                return [
-                    self._store(
-                        db,
-                        g.info.id,
-                        rid,
-                        g.info.head,
-                        g.rows,
-                        g.snapshots,
-                        g.blobs,
-                        g.create,
-                        self.fenced(g.info.id),
-                    )
-                    for g, rid in zip(groups, rids, strict=True)
-                ]
+    def _writer_pool(self, extra: int) -> ThreadPoolExecutor:
+        """The pool of threads and the ``extra`` connections beyond the first it writes on
+        (one that was lost is opened again)."""
+        writers = self._writers
+        for i, db in enumerate(writers):
+            if db.closed or db.broken:
+                db.close()
+                writers[i] = self._connect()
+        while len(writers) < extra:
+            writers.append(self._connect())
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.connections - 1, thread_name_prefix="telic-pg-writer"
+            )
+        return self._pool
 
-        stored = self._call(f"append of {len(groups)} group(s)", write)
+    def _write_on(
+        self, db: Connection, what: str, jobs: list[tuple[PreparedGroup, int, int | None]]
+    ) -> list[tuple[int | LedgerError | None, int]]:
+        return self._on(db, what, lambda db: self._write_share(db, jobs))
+
+    def _write_share(
+        self, db: Connection, jobs: list[tuple[PreparedGroup, int, int | None]]
+    ) -> list[tuple[int | LedgerError | None, int]]:
+        """Store ``jobs`` (group, rid, fence epoch) in one transaction on ``db``."""
+        with db.transaction():
+            return [
+                self._store(
+                    db,
+                    g.info.id,
+                    rid,
+                    g.info.head,
+                    g.rows,
+                    g.snapshots,
+                    g.blobs,
+                    (g.create, g.info.parent),
+                    epoch,
+                )
+                for g, rid, epoch in jobs
+            ]
+
+    def _answers(
+        self,
+        jobs: list[tuple[PreparedGroup, int, int | None]],
+        stored: list[tuple[int | LedgerError | None, int]],
+    ) -> list[TelicError | None]:
+        """What refused each of ``jobs`` (None: stored), from what :meth:`_store` answered."""
         refused: list[TelicError | None] = []
-        for g, (moved, rid) in zip(groups, stored, strict=True):
+        for (g, _, _), (moved, rid) in zip(jobs, stored, strict=True):
             error = self._refusal(g.info.id, g.info.head, moved)
             refused.append(error)
             if error is None and g.create:
@@ -356,22 +465,25 @@ class PostgresLedger(BaseLedger):
         rows: list[Row],
         snapshots: list[Snapshot],
         blobs: list[tuple[str, bytes]],
-        create: bool,
+        create: tuple[bool, str | None],
         epoch: int | None,
     ) -> tuple[int | LedgerError | None, int]:
         """Store one group in a transaction of its own (a savepoint inside the caller's):
         ``(None, rid)`` once stored; else the run's head if another writer moved it, -1 for
         rows already there, -2 for a run id taken, the :class:`Fenced` error of the lease's
-        fence (a write under another ``epoch``), and nothing of the group written."""
+        fence (a write under another ``epoch``), and nothing of the group written.
+        ``create``: whether to insert the run's row, and its parent (a fork of it after
+        ``expected_head``) or None (a root run)."""
         last = rows[-1]
+        creating, parent = create
         try:
             with db.transaction():
-                if create:
+                if creating:
                     created = db.execute(
                         "INSERT INTO runs (id, parent, fork_seq, head, head_hash) "
-                        "VALUES (%s, NULL, 0, %s, %s) ON CONFLICT (id) DO NOTHING "
+                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING "
                         "RETURNING rid",
-                        (run_id, last.seq, last.hash),
+                        (run_id, parent, expected_head, last.seq, last.hash),
                     ).fetchone()
                     if created is None:
                         return -2, rid
@@ -431,7 +543,7 @@ class PostgresLedger(BaseLedger):
                             "digest = EXCLUDED.digest",
                             [(rid, q, st, h, c, d) for q, st, h, c, d in snapshots],
                         )
-                    if not create:
+                    if not creating:
                         cur.execute(
                             "UPDATE runs SET head = %s, head_hash = %s WHERE rid = %s",
                             (last.seq, last.hash, rid),
@@ -514,6 +626,30 @@ class PostgresLedger(BaseLedger):
             lambda db: db.execute("SELECT data FROM blobs WHERE id = %s", (blob_id,)).fetchone(),
         )
         return None if row is None else bytes(row[0])
+
+    def _snapshot_size(self, run_id: str, lo: int, hi: int) -> tuple[int, int] | None:
+        rid = self._rid(run_id)
+        row = self._call(
+            f"reading run {run_id!r}",
+            lambda db: db.execute(
+                "SELECT seq, octet_length(state) FROM snapshots "
+                "WHERE rid = %s AND seq >= %s AND seq <= %s ORDER BY seq DESC LIMIT 1",
+                (rid, lo, hi),
+            ).fetchone(),
+        )
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def _payload_bytes(self, run_id: str, lo: int, hi: int) -> int:
+        rid = self._rid(run_id)
+        row = self._call(
+            f"reading run {run_id!r}",
+            lambda db: db.execute(
+                "SELECT coalesce(sum(octet_length(payload)), 0) FROM transitions "
+                "WHERE rid = %s AND seq >= %s AND seq <= %s",
+                (rid, lo, hi),
+            ).fetchone(),
+        )
+        return 0 if row is None else int(row[0])
 
     # -- damage, for the shared test suite -----------------------------------------------
 

@@ -353,12 +353,20 @@ class SQLiteLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool = False,
+        parent: str | None = None,
         epoch: int | None = None,
     ) -> None:
         rid = self._in_transaction(
             f"append to run {run_id!r}",
             lambda: self._store(
-                run_id, expected_head, rows, snapshots, blobs, create=create, epoch=epoch
+                run_id,
+                expected_head,
+                rows,
+                snapshots,
+                blobs,
+                create=create,
+                parent=parent,
+                epoch=epoch,
             ),
         )
         if create:
@@ -386,6 +394,7 @@ class SQLiteLedger(BaseLedger):
                         g.snapshots,
                         g.blobs,
                         create=g.create,
+                        parent=g.info.parent,
                         epoch=self.fenced(run_id),
                     )
                 except LedgerError as exc:
@@ -427,6 +436,7 @@ class SQLiteLedger(BaseLedger):
         blobs: list[tuple[str, bytes]],
         *,
         create: bool,
+        parent: str | None = None,
         epoch: int | None,
     ) -> int:
         """Store one group and move its run's head, inside the caller's transaction; the
@@ -451,7 +461,7 @@ class SQLiteLedger(BaseLedger):
             )
         try:
             if create:
-                rid = self._create(run_id, last)
+                rid = self._create(run_id, parent, expected_head, last)
             else:
                 # The head check and the head move in one statement: optimistic concurrency.
                 moved = db.execute(
@@ -484,12 +494,13 @@ class SQLiteLedger(BaseLedger):
             raise SequenceConflict(run_id, expected_head + 1, self._head(rid) + 1) from None
         return rid
 
-    def _create(self, run_id: str, last: Row) -> int:
-        """Insert a root run whose head is ``last``, inside the caller's transaction."""
+    def _create(self, run_id: str, parent: str | None, fork_seq: int, last: Row) -> int:
+        """Insert a run (a root run, or a fork of ``parent`` after ``fork_seq``) whose head is
+        ``last``, inside the caller's transaction."""
         try:
             cur = self._db.execute(
-                "INSERT INTO runs (id, parent, fork_seq, head, head_hash) VALUES (?, NULL, 0, ?, ?)",
-                (run_id, last.seq, last.hash),
+                "INSERT INTO runs (id, parent, fork_seq, head, head_hash) VALUES (?, ?, ?, ?, ?)",
+                (run_id, parent, fork_seq, last.seq, last.hash),
             )
         except sqlite3.IntegrityError:
             raise RunExists(run_id) from None
@@ -564,6 +575,23 @@ class SQLiteLedger(BaseLedger):
     def _get_blob(self, blob_id: str) -> bytes | None:
         rows = self._all("SELECT data FROM blobs WHERE id = ?", (blob_id,))
         return rows[0][0] if rows else None
+
+    def _snapshot_size(self, run_id: str, lo: int, hi: int) -> tuple[int, int] | None:
+        # length() of a BLOB reads its size from the record header, not its overflow pages.
+        rows = self._all(
+            "SELECT seq, length(state) FROM snapshots "
+            "WHERE rid = ? AND seq >= ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (self._rid(run_id), lo, hi),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def _payload_bytes(self, run_id: str, lo: int, hi: int) -> int:
+        base = self._rid(run_id) << SEQ_BITS
+        rows = self._all(
+            "SELECT total(length(payload)) FROM transitions WHERE key >= ? AND key <= ?",
+            (base | lo, base | hi),
+        )
+        return int(rows[0][0])
 
     # -- damage, for the shared test suite -----------------------------------------------
 

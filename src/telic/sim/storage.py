@@ -92,12 +92,13 @@ class _Faulty(BaseLedger):
         *,
         expected: int | None = None,
         create: bool = False,
+        fork_of: tuple[str, int] | None = None,
     ) -> list[Transition]:
         m = self.machine
         if m.down:
             raise SimulatedCrash("the process is down")
         if run_id != m.run_id or not drafts:
-            return super().append(run_id, drafts, expected=expected, create=create)
+            return super().append(run_id, drafts, expected=expected, create=create, fork_of=fork_of)
         m.appends += 1
         op = m.appends
         crash = m.crashes.pop(op, None)
@@ -108,7 +109,7 @@ class _Faulty(BaseLedger):
             m.injected.append(f"{storage.error} at append {op}")
             m.storage_failed.add(m.lifetimes)
             self._arm(storage)
-        out = super().append(run_id, drafts, expected=expected, create=create)
+        out = super().append(run_id, drafts, expected=expected, create=create, fork_of=fork_of)
         if crash is not None:
             raise m.die(f"crash after append {op}")
         return out

@@ -78,12 +78,21 @@ def approvals_of(ctx: Context, run_id: str, state: dict[str, Any]) -> list[Appro
     return out
 
 
+def agents_in_order(state: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The state's agents in the run's start order (its roster), then the others (explorers)
+    by name: the same whether the state was folded or read from a snapshot (whose JSON has
+    its keys sorted, so its agents come back in name order)."""
+    roster: dict[str, int] = {a["name"]: i for i, a in enumerate(state["roster"])}
+    agents: dict[str, dict[str, Any]] = state["agents"]
+    return sorted(agents.items(), key=lambda kv: (roster.get(kv[0], len(roster)), kv[0]))
+
+
 def supervisors_of(state: Mapping[str, Any]) -> list[SupervisorOut]:
     """The run's supervision tree from its folded state: the root, then each team under its
     parent; each with its children in start order (explorers after, under their parent's)."""
     tree = Tree.from_state(state)
     recorded: dict[str, Any] | None = state.get("supervision")
-    explorers = [n for n, a in state["agents"].items() if a["temporary"]]
+    explorers = [n for n, a in agents_in_order(state) if a["temporary"]]
     out: list[SupervisorOut] = []
     for name in [ROOT, *(t.name for t in tree.teams)]:
         children = [
@@ -137,7 +146,7 @@ def detail(ctx: Context, run_id: str) -> RunDetail:
             temporary=a["temporary"],
             parent=a["parent"],
         )
-        for name, a in state["agents"].items()
+        for name, a in agents_in_order(state)
     ]
     return RunDetail(
         **_summary(ctx, info, state),
