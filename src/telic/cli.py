@@ -570,11 +570,15 @@ def state(
         out.print(
             f"spent: {json.dumps(s['spent'])}  budget: {json.dumps(s['budget'])}", markup=False
         )
+        own: dict[str, Any] = s.get("agent_budgets", {})
         for name, a in s["agents"].items():
-            out.print(
-                f"  {name:<12} {a['role']:<12} {a['status']:<10} restarts={a['restarts']}",
-                markup=False,
-            )
+            line = f"  {name:<12} {a['role']:<12} {a['status']:<10} restarts={a['restarts']}"
+            if name in own:  # its own budget: what it spent of each limit
+                limits, spent = own[name]["limits"], own[name]["spent"]
+                line += "  own budget " + ", ".join(
+                    f"{d} {spent[d]:g}/{limit:g}" for d, limit in limits.items()
+                )
+            out.print(line, markup=False)
         for key, v in s["plan"].items():
             out.print(
                 f"  plan.{key} = {json.dumps(v['value'], ensure_ascii=False)[:120]}", markup=False

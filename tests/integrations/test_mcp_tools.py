@@ -473,6 +473,17 @@ def test_a_spec_agent_budget_is_enforced_and_shown(tmp_path: Path) -> None:
     )
     assert shown.returncode == 0, shown.stderr
     assert "thrifty over its own budget (tool_calls 2/2) -> rejected" in shown.stdout
+    state = subprocess.run(
+        [*_TELIC, "state", run_id, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert state.returncode == 0, state.stderr
+    lines = state.stdout.splitlines()
+    assert any("thrifty" in x and "own budget tool_calls 2/2" in x for x in lines), lines
+    assert not any("free" in x and "own budget" in x for x in lines), lines
     bad = spec.read_text().replace("tool_calls = 2", "tool_call = 2")
     spec.write_text(bad)
     proc = _telic_run(spec, tmp_path / "bad.db")

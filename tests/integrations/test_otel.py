@@ -813,6 +813,9 @@ def test_a_dead_exporter_process_is_started_again_and_the_run_goes_on(
             before = processor.force_flush().exported
             first = processor.pid
             assert first is not None
+            # it answered, so it has lowered its priority: the kernel gets the CPU first
+            own = os.getpriority(os.PRIO_PROCESS, 0)
+            assert os.getpriority(os.PRIO_PROCESS, first) == min(19, own + 5)
             os.kill(first, signal.SIGKILL)
             await run.step()  # the kernel does not notice
             processor.force_flush()  # finds the child dead: counts, starts another
@@ -839,3 +842,30 @@ def test_live_processor_uses_a_process_only_for_a_ledger_another_process_can_ope
         OtelExportProcess("memory://", "http://127.0.0.1:4318")
     with pytest.raises(ConfigError, match="not an http"):
         OtelExportProcess(str(tmp_path / "x.db"), "ftp://nowhere")
+
+
+def test_the_exporter_process_skips_and_counts_what_lags_past_max_lag(
+    receiver: _Receiver, tmp_path: Path
+) -> None:
+    """Bounded: a step further than ``max_lag`` transitions behind a run's head reads only the
+    last ``max_lag`` of them and counts the rest as dropped (no step happens by itself here:
+    the interval is longer than the test)."""
+    db = str(tmp_path / "lag.db")
+    processor = OtelExportProcess(db, receiver.url, interval_s=3600, max_lag=10)
+    ledger = open_ledger(db)
+
+    async def main() -> int:
+        async with EventKernel(ledger, processors=[processor]) as events:
+            run = await Kernel(ledger, clock=SystemClock(), publish=events.publish).boot(_swarm(5))
+            for _ in range(3):
+                await run.step()
+            head = ledger.run(run.id).head
+            assert processor.stats.queued == head  # published, not handed over yet
+            stats = processor.force_flush()
+            assert stats.queued == 0 and stats.dropped == head - 10
+            await run.close()
+            return head
+
+    head = asyncio.run(main())
+    ledger.close()
+    assert head > 10 and processor.stats.dropped == head - 10

@@ -18,6 +18,8 @@ and answers with its counts.
   from the last transition its predecessor had finished; spans open at the crash are lost
   (their transitions count as dropped). After that, exporting stops and what follows is
   dropped and counted; the run goes on.
+- Yielding: the child lowers its priority by ``niceness`` (5), so that on a busy machine the
+  kernel gets the CPU first and the export lags (within ``max_lag``) rather than the run.
 - Shut down cleanly: ``shutdown`` stops the thread, has the child export what is left and end
   the open spans, waits for it to exit (killing it after a grace period).
 
@@ -98,16 +100,23 @@ class OtelExportProcess:
         interval_s: float = 0.2,
         max_lag: int = 200_000,
         max_restarts: int = 3,
+        niceness: int = 5,
     ) -> None:
         if not shareable(ledger_url):
             raise ConfigError(
                 f"the OTel exporter process cannot read {ledger_url!r}: "
                 "use OtelProcessor for an in-memory ledger"
             )
-        if batch_size < 1 or max_lag < 1 or max_restarts < 0 or not interval_s > 0:
+        if (
+            batch_size < 1
+            or max_lag < 1
+            or max_restarts < 0
+            or not 0 <= niceness <= 19
+            or not interval_s > 0
+        ):
             raise ConfigError(
                 "OtelExportProcess: batch_size, max_lag and interval_s must be > 0, "
-                "max_restarts >= 0"
+                "max_restarts >= 0, niceness in 0..19"
             )
         endpoint_sink(endpoint, timeout_s)  # a bad endpoint fails here, not in the child
         self._config = orjson.dumps(
@@ -118,6 +127,7 @@ class OtelExportProcess:
                 "timeout_s": timeout_s,
                 "batch_size": batch_size,
                 "max_lag": max_lag,
+                "niceness": niceness,
             }
         )
         self._timeout_s = timeout_s
@@ -427,9 +437,12 @@ def main(argv: list[str]) -> int:
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when this ends
     # (a close request, or its end of the pipe closing), so the export is finished, not cut.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    config = orjson.loads(argv[0])
+    if config.get("niceness") and hasattr(os, "nice"):
+        os.nice(int(config["niceness"]))  # telemetry takes the CPU the kernel leaves
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr  # nothing a library prints may reach the protocol
-    exporter = _Exporter(orjson.loads(argv[0]))
+    exporter = _Exporter(config)
     answers.write(b'{"ready":true}\n')
     answers.flush()
     for line in sys.stdin.buffer:
