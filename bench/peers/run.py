@@ -336,7 +336,7 @@ NOTES = (
     "its own connections)",
     "bytes: database file + WAL (+ journal) after a TRUNCATE checkpoint; telic's include "
     "its state snapshots (by count, every 1,000 transitions, and by bytes: once the payloads "
-    "since the last reach 25% of its size, at least 64 KiB)",
+    "since the last reach 25% of its size, at least 16 KiB, while the state grows)",
     "reads: telic ledger.state_at on a freshly opened ledger; LangGraph get_state on a fresh "
     "connection; DBOS list_workflow_steps (no point-in-time state: the recorded step outputs "
     "up to the step, limit=N)",

@@ -879,6 +879,30 @@ class LedgerSuite(abc.ABC):
             assert ledger.verify("r").ok
             assert ledger.replay("r").checked_hashes >= len(taken)
 
+    def test_a_state_that_stops_growing_is_left_to_the_count(self) -> None:
+        with self.fresh(snapshot_every=200, snapshot_bytes=4096, snapshot_percent=50) as ledger:
+            growing(ledger, "r", 40)  # grows: snapshots by bytes
+            grown = _snapshot_seqs(ledger, "r")
+            assert len(grown) >= 3 and grown[-1] < 200
+            same = [
+                draft(MemoryUpdated(agent="a", key="k0", value=f"{i:06d}" * 50), ts=i)
+                for i in range(300)
+            ]
+            for start in range(0, len(same), 10):
+                ledger.append("r", same[start : start + 10])
+            taken = _snapshot_seqs(ledger, "r")
+            # One more by bytes (the one that finds the state no bigger), then the count's.
+            later = [s for s in taken if s > grown[-1]]
+            assert len([s for s in later if s % 200]) == 1
+            assert [s for s in later if s % 200 == 0] == [200]
+            assert ledger.verify("r").ok
+            other = self.second(ledger)
+            try:  # another instance draws the same conclusion from the store
+                other.append("r", same[:100])
+            finally:
+                other.close()
+            assert [s for s in _snapshot_seqs(ledger, "r") if s > 340] == [400]
+
     def test_another_instance_snapshots_where_this_one_would(self) -> None:
         options = {"snapshot_every": 10_000, "snapshot_bytes": 4096, "snapshot_percent": 50}
         with self.fresh(**options) as one, self.fresh(**options) as two:

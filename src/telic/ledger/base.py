@@ -429,7 +429,9 @@ class BaseLedger(abc.ABC):
         blobs: list[tuple[str, bytes]] = []
         policy = self.snapshots
         kept = self._since.get(run_id)
-        since, due = kept[1] if kept and kept[0] == info.head else self._since_snapshot(info)
+        since, due, snapped = (
+            kept[1] if kept and kept[0] == info.head else self._since_snapshot(info)
+        )
         max_payload = self.max_payload
         threshold = self.blob_threshold
         sha256 = canonical_sha256
@@ -495,25 +497,50 @@ class BaseLedger(abc.ABC):
                 snapshots.append(
                     _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))
                 )
-                since, due = policy.after(len(state))
+                since, due, snapped = policy.after(len(state), Since(since, due, snapped))
             prev = h
-        return PreparedGroup(info, create, rows, snapshots, blobs, out, fold, Since(since, due))
+        return PreparedGroup(
+            info, create, rows, snapshots, blobs, out, fold, Since(since, due, snapped)
+        )
 
     def _since_snapshot(self, info: RunInfo) -> Since:
-        """``info``'s bytes since its last snapshot (in its lineage), read from the store."""
-        if info.head == 0:
-            return self.snapshots.after(0)
-        base = size = 0
+        """``info``'s bytes since its last snapshot (in its lineage), read from the store: the
+        sizes of its last two snapshots and the payload bytes after each."""
+        policy = self.snapshots
+        taken = self._last_snapshots(info, 2)
+        since = self._lineage_bytes(info, taken[0][0] + 1 if taken else 1, info.head)
+        if not taken:
+            return policy.first()._replace(bytes=since)
+        (last, size), *earlier = taken
+        before = policy.first()
+        if earlier:
+            seq, earlier_size = earlier[0]
+            before = Since(self._lineage_bytes(info, seq + 1, last), None, earlier_size)
+        else:
+            before = before._replace(bytes=self._lineage_bytes(info, 1, last))
+        return policy.after(size, before)._replace(bytes=since)
+
+    def _last_snapshots(self, info: RunInfo, n: int) -> list[tuple[int, int]]:
+        """The (seq, size) of up to ``n`` latest snapshots at or before ``info``'s head in its
+        lineage, latest first."""
+        out: list[tuple[int, int]] = []
         for seg_run, lo, hi in reversed(self._segments(info, 1, info.head)):
-            found = self._snapshot_size(seg_run, lo, hi)
-            if found is not None:
-                base, size = found
+            while len(out) < n and lo <= hi:
+                found = self._snapshot_size(seg_run, lo, hi)
+                if found is None:
+                    break
+                out.append(found)
+                hi = found[0] - 1
+            if len(out) == n:
                 break
-        since = sum(
+        return out
+
+    def _lineage_bytes(self, info: RunInfo, start: int, stop: int) -> int:
+        """The stored payload bytes of ``start..stop`` of ``info``'s lineage."""
+        return sum(
             self._payload_bytes(seg_run, lo, hi)
-            for seg_run, lo, hi in self._segments(info, base + 1, info.head)
+            for seg_run, lo, hi in self._segments(info, start, stop)
         )
-        return Since(since, self.snapshots.after(size).due)
 
     def _stored(self, group: PreparedGroup) -> None:
         """Remember what ``group`` left as its run's head, once it is stored."""
