@@ -20,9 +20,10 @@ themselves refuse every change too.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Generic, NoReturn, TypeVar, overload
+from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
 from telic.errors import ReadOnly
+from telic.kinds import StrategyName
 
 __all__ = [
     "AgentState",
@@ -382,7 +383,7 @@ class RootSupervisor(Record):
     """The root supervisor of a run with teams."""
 
     __slots__ = ()
-    strategy = Field[str]()
+    strategy = Field[StrategyName]()
     intensity = Field[int]()
     period_s = Field[float]()
     escalations = Field[int]()
@@ -394,10 +395,10 @@ class TeamSupervisor(Record):
     __slots__ = ()
     supervisor = Field[str]()
     """Its own supervisor: ``root`` or another team."""
-    strategy = Field[str]()
+    strategy = Field[StrategyName]()
     intensity = Field[int]()
     period_s = Field[float]()
-    restart = Field[str]()
+    restart = Field[Literal["permanent", "transient", "temporary"]]()
     agents = Field[Sequence[str]]()
     restarts = Field[int]()
     escalations = Field[int]()

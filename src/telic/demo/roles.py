@@ -279,9 +279,7 @@ def skeptic(world: World) -> Callable[[View], Proposal]:
                     args={"tool": "weather", "args": {"city": city, "day": day}},
                     reason=f"is day {day} in {city} safe for outdoor plans?",
                 )
-        forecasts: list[Any] = [
-            o.content for o in view.observations if o.source == "tool:weather"
-        ]
+        forecasts: list[Any] = [o.content for o in view.observations if o.source == "tool:weather"]
         wet = sum(1 for f in forecasts if isinstance(f, dict) and f.get("forecast") == "showers")  # pyright: ignore[reportUnknownMemberType]
         return _idle(view, f"{wet} wet day(s) to plan around")
 

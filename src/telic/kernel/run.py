@@ -753,9 +753,7 @@ class Run:
             for art in artifacts:
                 batch.add(art, tick=tick)
             batch.add(
-                RunCompleted(
-                    reason="return condition met", artifacts=tuple(s.artifacts)
-                ),
+                RunCompleted(reason="return condition met", artifacts=tuple(s.artifacts)),
                 tick=tick,
             )
             return

@@ -287,7 +287,7 @@ class Host:
                 elif hosted.stopping is not None and not run.done:
                     # Recorded under the run's lease, before close releases it.
                     batch = run.batch()
-                    batch.add(RunStopped(reason=hosted.stopping), tick=run.fold.peek()["tick"])
+                    batch.add(RunStopped(reason=hosted.stopping), tick=run.fold.live.tick)
                     with contextlib.suppress(LedgerError):
                         await run.commit(batch)
             finally:
