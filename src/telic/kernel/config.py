@@ -6,10 +6,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, MinLen
+from annotated_types import Ge, Gt, MinLen
 
 from telic.errors import ConfigError
 from telic.kernel.tree import Team, Tree, plan
+from telic.kinds import StrategyName
 from telic.minds.base import Mind
 from telic.policy import Policy
 from telic.state import RunState
@@ -126,12 +127,13 @@ class RunConfig:
     """Makes the mind of an explorer for ``(question, parent agent)``. Without one, a proposal
     below the exploration threshold and a spawn request are rejected."""
     approver: Approver | None = None
-    strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
-    """The root supervisor's strategy."""
-    intensity: int = 3
+    strategy: StrategyName = "one_for_one"
+    """The root supervisor's strategy: one_for_one, one_for_all or rest_for_one."""
+    intensity: Annotated[int, Ge(0)] = 3
     """The root's restart intensity (more restarts than this within ``period_s`` fails the
     run)."""
-    period_s: float = 5.0
+    period_s: Annotated[float, Gt(0)] = 5.0
+    """The window of the root's restart intensity, in seconds."""
     teams: Sequence[Team] = ()
     """Supervisors of their own for groups of agents (see :mod:`telic.kernel.tree`); without
     teams every agent is a child of the root."""
