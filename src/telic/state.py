@@ -26,11 +26,15 @@ from telic.errors import ReadOnly
 from telic.kinds import StrategyName
 
 __all__ = [
+    "SCHEMA",
     "AgentState",
     "Artifact",
+    "Attribute",
     "Belief",
     "Exploration",
+    "Field",
     "ForkedFrom",
+    "MaybeSub",
     "Observation",
     "PendingApproval",
     "PendingTool",
@@ -39,12 +43,16 @@ __all__ = [
     "Restore",
     "RootSupervisor",
     "RosterEntry",
+    "Rows",
     "RunState",
     "Spent",
+    "Sub",
     "Supervision",
     "Table",
+    "Tables",
     "TeamSupervisor",
     "Valid",
+    "attributes",
 ]
 
 T = TypeVar("T")
@@ -58,7 +66,7 @@ class Record:
     _json: Mapping[str, Any]
 
     def __init__(self, json: Mapping[str, Any]) -> None:
-        object.__setattr__(self, "_json", json)
+        self._json = json
 
     @property
     def json(self) -> Mapping[str, Any]:
@@ -77,78 +85,107 @@ class Record:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({dict(self._json)!r})"
 
-    def __setattr__(self, name: str, value: Any) -> NoReturn:
-        raise ReadOnly(f"this {type(self).__name__}", f"setting {name!r}")
 
-    def __delattr__(self, name: str) -> NoReturn:
-        raise ReadOnly(f"this {type(self).__name__}", f"deleting {name!r}")
+SCHEMA: dict[type[Record], dict[str, Attribute]] = {}
+"""Each record class's own attributes, by name (see :func:`attributes`)."""
 
 
-class Field(Generic[T]):
-    """An attribute of a record: the value of the JSON key of the same name, as it is."""
+def attributes(cls: type[Record]) -> dict[str, Attribute]:
+    """Every attribute of the record class ``cls`` (its bases' too), by name."""
+    out: dict[str, Attribute] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(SCHEMA.get(klass, {}))  # pyright: ignore[reportArgumentType,reportCallIssue]
+    return out
+
+
+class Attribute:
+    """How a record reads one JSON key of the same name.
+
+    Declared as a class attribute (``tick = Field[int]()``), which gives its type; when the
+    class is made it is replaced by a plain ``property`` that reads the key (a C-level
+    descriptor calling one small function: about half the cost of a Python ``__get__``),
+    which refuses assignment with :class:`~telic.errors.ReadOnly`. :data:`SCHEMA` keeps it.
+    """
+
+    key: str
 
     def __set_name__(self, owner: type[Record], name: str) -> None:
         self.key = name
+        SCHEMA.setdefault(owner, {})[name] = self
+
+        def refuse(record: Record, value: object = None) -> NoReturn:
+            raise ReadOnly(f"this {type(record).__name__}", f"setting or deleting {name!r}")
+
+        setattr(owner, name, property(self.getter(), refuse, refuse))
+
+    def getter(self) -> Any:
+        """The function of a record that reads this attribute."""
+        raise NotImplementedError
+
+
+class Field(Attribute, Generic[T]):
+    """An attribute of a record: the value of the JSON key of the same name, as it is."""
 
     @overload
     def __get__(self, record: None, owner: type[Record]) -> Field[T]: ...
     @overload
     def __get__(self, record: Record, owner: type[Record]) -> T: ...
     def __get__(self, record: Record | None, owner: type[Record]) -> Field[T] | T:
-        if record is None:
-            return self
-        value: T = record._json[self.key]  # pyright: ignore[reportPrivateUsage]
-        return value  # pyright: ignore[reportUnknownVariableType]
+        raise NotImplementedError  # replaced by a property (see Attribute)
 
-    def __set__(self, record: Record, value: T) -> NoReturn:
-        raise ReadOnly(f"this {type(record).__name__}", f"setting {self.key!r}")
+    def getter(self) -> Any:
+        key = self.key
+
+        def read(record: Record) -> Any:
+            return record._json[key]  # pyright: ignore[reportPrivateUsage]
+
+        return read
 
 
-class Sub(Generic[R]):
+class Sub(Attribute, Generic[R]):
     """An attribute holding one nested object, as its typed record."""
 
-    def __init__(self, of: type[R], *, optional: bool = False) -> None:
+    def __init__(self, of: type[R]) -> None:
         self.of = of
-        self.optional = optional
-
-    def __set_name__(self, owner: type[Record], name: str) -> None:
-        self.key = name
 
     @overload
     def __get__(self, record: None, owner: type[Record]) -> Sub[R]: ...
     @overload
     def __get__(self, record: Record, owner: type[Record]) -> R: ...
     def __get__(self, record: Record | None, owner: type[Record]) -> Sub[R] | R:
-        if record is None:
-            return self
-        return self.of(record._json[self.key])  # pyright: ignore[reportPrivateUsage]
+        raise NotImplementedError  # replaced by a property (see Attribute)
 
-    def __set__(self, record: Record, value: R) -> NoReturn:
-        raise ReadOnly(f"this {type(record).__name__}", f"setting {self.key!r}")
+    def getter(self) -> Any:
+        key, of = self.key, self.of
+
+        def read(record: Record) -> Any:
+            return of(record._json[key])  # pyright: ignore[reportPrivateUsage]
+
+        return read
 
 
-class MaybeSub(Generic[R]):
+class MaybeSub(Attribute, Generic[R]):
     """An attribute holding a nested object or null (or, for a key only some states have,
     nothing), as its typed record or None."""
 
     def __init__(self, of: type[R]) -> None:
         self.of = of
 
-    def __set_name__(self, owner: type[Record], name: str) -> None:
-        self.key = name
-
     @overload
     def __get__(self, record: None, owner: type[Record]) -> MaybeSub[R]: ...
     @overload
     def __get__(self, record: Record, owner: type[Record]) -> R | None: ...
     def __get__(self, record: Record | None, owner: type[Record]) -> MaybeSub[R] | R | None:
-        if record is None:
-            return self
-        value = record._json.get(self.key)  # pyright: ignore[reportPrivateUsage]
-        return None if value is None else self.of(value)
+        raise NotImplementedError  # replaced by a property (see Attribute)
 
-    def __set__(self, record: Record, value: R | None) -> NoReturn:
-        raise ReadOnly(f"this {type(record).__name__}", f"setting {self.key!r}")
+    def getter(self) -> Any:
+        key, of = self.key, self.of
+
+        def read(record: Record) -> Any:
+            value = record._json.get(key)  # pyright: ignore[reportPrivateUsage]
+            return None if value is None else of(value)
+
+        return read
 
 
 class Table(Mapping[str, R]):
@@ -169,6 +206,10 @@ class Table(Mapping[str, R]):
     def __getitem__(self, key: str) -> R:
         return self._of(self._json[key])
 
+    def get(self, key: str, default: None = None) -> R | None:  # pyright: ignore[reportIncompatibleMethodOverride]
+        value = self._json.get(key)
+        return None if value is None else self._of(value)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._json)
 
@@ -182,49 +223,48 @@ class Table(Mapping[str, R]):
         return f"Table[{self._of.__name__}]({dict(self._json)!r})"
 
 
-class Tables(Generic[R]):
+class Tables(Attribute, Generic[R]):
     """An attribute holding a :class:`Table` of records."""
 
     def __init__(self, of: type[R]) -> None:
         self.of = of
-
-    def __set_name__(self, owner: type[Record], name: str) -> None:
-        self.key = name
 
     @overload
     def __get__(self, record: None, owner: type[Record]) -> Tables[R]: ...
     @overload
     def __get__(self, record: Record, owner: type[Record]) -> Table[R]: ...
     def __get__(self, record: Record | None, owner: type[Record]) -> Tables[R] | Table[R]:
-        if record is None:
-            return self
-        return Table(record._json[self.key], self.of)  # pyright: ignore[reportPrivateUsage]
+        raise NotImplementedError  # replaced by a property (see Attribute)
 
-    def __set__(self, record: Record, value: Table[R]) -> NoReturn:
-        raise ReadOnly(f"this {type(record).__name__}", f"setting {self.key!r}")
+    def getter(self) -> Any:
+        key, of = self.key, self.of
+
+        def read(record: Record) -> Any:
+            return Table(record._json[key], of)  # pyright: ignore[reportPrivateUsage]
+
+        return read
 
 
-class Rows(Generic[R]):
+class Rows(Attribute, Generic[R]):
     """An attribute holding a JSON array of objects, as a tuple of typed records."""
 
     def __init__(self, of: type[R]) -> None:
         self.of = of
-
-    def __set_name__(self, owner: type[Record], name: str) -> None:
-        self.key = name
 
     @overload
     def __get__(self, record: None, owner: type[Record]) -> Rows[R]: ...
     @overload
     def __get__(self, record: Record, owner: type[Record]) -> tuple[R, ...]: ...
     def __get__(self, record: Record | None, owner: type[Record]) -> Rows[R] | tuple[R, ...]:
-        if record is None:
-            return self
-        of = self.of
-        return tuple(of(row) for row in record._json[self.key])  # pyright: ignore[reportPrivateUsage]
+        raise NotImplementedError  # replaced by a property (see Attribute)
 
-    def __set__(self, record: Record, value: tuple[R, ...]) -> NoReturn:
-        raise ReadOnly(f"this {type(record).__name__}", f"setting {self.key!r}")
+    def getter(self) -> Any:
+        key, of = self.key, self.of
+
+        def read(record: Record) -> Any:
+            return tuple(map(of, record._json[key]))  # pyright: ignore[reportPrivateUsage]
+
+        return read
 
 
 # -- the records ----------------------------------------------------------------------------

@@ -28,8 +28,8 @@ class TickState(RunState):
     __slots__ = ("_fold", "tick_of")
 
     def __init__(self, fold: Fold, tick: int) -> None:  # the JSON form is made when first read
-        object.__setattr__(self, "_fold", fold)
-        object.__setattr__(self, "tick_of", tick)
+        self._fold: Fold | None = fold
+        self.tick_of = tick
 
     def __getattr__(self, name: str) -> Any:
         # Only reached while the copy is not made: the `_json` slot is still empty.
@@ -38,10 +38,9 @@ class TickState(RunState):
         fold: Fold | None = self._fold
         if fold is None:
             raise ViewExpired(self.tick_of)
-        copy = FrozenDict(fold.state())
-        object.__setattr__(self, "_json", copy)
+        copy = self._json = FrozenDict(fold.state())
         return copy
 
     def close(self) -> None:
         """The minds have answered: the working state moves on from here."""
-        object.__setattr__(self, "_fold", None)
+        self._fold = None
