@@ -100,7 +100,7 @@ def rebuild(record: Record) -> dict[str, Any]:
     for name, attr in attributes(type(record)).items():
         value = getattr(record, name)
         if isinstance(attr, Field):
-            declared: Any = attr.__orig_class__.__args__[0]  # pyright: ignore[reportAttributeAccessIssue,reportUnknownMemberType]
+            declared: Any = attr.__orig_class__.__args__[0]  # pyright: ignore[reportAttributeAccessIssue,reportUnknownMemberType,reportUnknownVariableType]
             assert _conforms(value, declared), f"{type(record).__name__}.{name} = {value!r}"
             out[name] = thaw(value)
         elif isinstance(attr, Sub):
