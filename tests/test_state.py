@@ -264,8 +264,9 @@ def _transition(seq: int, payload: Payload) -> Transition:
     )
 
 
-def _fold(teams: bool, events: list[Payload | str]) -> list[Fold]:
-    """The fold after each transition of a run booted with(out) teams, then ``events``."""
+def _fold(teams: bool, events: list[Payload | str], *, check_live: bool = False) -> list[Fold]:
+    """The fold after each transition of a run booted with(out) teams, then ``events``
+    (``check_live``: and its live typed state, read after each, is its JSON form)."""
     fold, saved, seen = Fold(), initial_state(), list[Fold]()
     fold.apply(_transition(1, _booted(teams)))
     seen.append(Fold(fold.peek()))
@@ -283,6 +284,8 @@ def _fold(teams: bool, events: list[Payload | str]) -> list[Fold]:
             )
         assert not isinstance(event, str)
         fold.apply(_transition(seq, event))
+        if check_live:
+            assert rebuild(fold.live) == fold.peek()
         seen.append(Fold(fold.peek()))
     return seen
 
@@ -300,6 +303,31 @@ def test_every_typed_attribute_reads_the_reducers_json_form_and_nothing_else(
         assert encode(rebuilt) == encode(json) == fold.encoded()
         assert typed.json is json  # a face over the reducer's dict, not a copy of it
         assert rebuild(fold.live) == json
+
+
+@settings(max_examples=100)
+@given(teams=st.booleans(), events=st.lists(_events, max_size=30))
+def test_the_live_typed_state_follows_the_fold_as_it_changes(
+    teams: bool, events: list[Payload | str]
+) -> None:
+    """``Fold.live`` is read while the fold changes under it: the records it keeps for reads
+    must never show a JSON object the fold has replaced."""
+    _fold(teams, events, check_live=True)
+
+
+def test_a_record_read_before_an_entry_is_replaced_reads_the_new_entry() -> None:
+    fold = Fold()
+    fold.apply(_transition(1, _booted(False)))
+    fold.apply(_transition(2, PlanUpdated(agent="a", key="k", value=1)))
+    plan = fold.live.plan
+    assert plan["k"].value == 1
+    fold.apply(_transition(3, PlanUpdated(agent="a", key="k", value=2)))
+    assert plan["k"].value == 2 and fold.live.plan["k"].value == 2
+    restored = StateRestored(
+        target=1, tick=0, reason="test", memory={}, beliefs={}, plan={}, progress=0.0
+    )
+    fold.apply(_transition(4, restored))
+    assert "k" not in fold.live.plan and fold.live.plan.get("k") is None
 
 
 def test_the_initial_state_is_typed_too() -> None:

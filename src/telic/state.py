@@ -19,7 +19,7 @@ themselves refuse every change too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, Literal, NoReturn, TypeVar, overload
 
 from telic.errors import ReadOnly
@@ -62,11 +62,15 @@ R = TypeVar("R", bound="Record")
 class Record:
     """A typed, read-only face over one JSON object of the state (see the module docstring)."""
 
-    __slots__ = ("_json",)
+    __slots__ = ("_json", "_kids")
     _json: Mapping[str, Any]
+    _kids: dict[str, Any] | None
+    """The nested records and tables read so far, kept while their JSON object is the same
+    (a record over the kernel's live state is read every tick: this spares the allocations)."""
 
     def __init__(self, json: Mapping[str, Any]) -> None:
         self._json = json
+        self._kids = None
 
     @property
     def json(self) -> Mapping[str, Any]:
@@ -123,6 +127,23 @@ class Attribute:
         raise NotImplementedError
 
 
+def _kept(key: str, make: Callable[[Any], Any]) -> Callable[[Record], Any]:
+    """A reader of the nested ``key`` as ``make`` wraps it, kept on the record while the
+    JSON object under ``key`` is the same one."""
+
+    def read(record: Record) -> Any:
+        value = record._json[key]  # pyright: ignore[reportPrivateUsage]
+        kids = record._kids  # pyright: ignore[reportPrivateUsage]
+        if kids is None:
+            kids = record._kids = {}  # pyright: ignore[reportPrivateUsage]
+        kid = kids.get(key)
+        if kid is None or kid._json is not value:  # pyright: ignore[reportPrivateUsage]
+            kid = kids[key] = make(value)
+        return kid
+
+    return read
+
+
 class Field(Attribute, Generic[T]):
     """An attribute of a record: the value of the JSON key of the same name, as it is."""
 
@@ -156,12 +177,7 @@ class Sub(Attribute, Generic[R]):
         raise NotImplementedError  # replaced by a property (see Attribute)
 
     def getter(self) -> Any:
-        key, of = self.key, self.of
-
-        def read(record: Record) -> Any:
-            return of(record._json[key])  # pyright: ignore[reportPrivateUsage]
-
-        return read
+        return _kept(self.key, self.of)
 
 
 class MaybeSub(Attribute, Generic[R]):
@@ -192,11 +208,12 @@ class Table(Mapping[str, R]):
     """A JSON object of records by name (``state.agents``, ``state.plan``, ...): a read-only
     mapping whose values come out as typed records."""
 
-    __slots__ = ("_json", "_of")
+    __slots__ = ("_json", "_made", "_of")
 
     def __init__(self, json: Mapping[str, Mapping[str, Any]], of: type[R]) -> None:
         self._json = json
         self._of = of
+        self._made: dict[str, R] = {}
 
     @property
     def json(self) -> Mapping[str, Mapping[str, Any]]:
@@ -204,11 +221,27 @@ class Table(Mapping[str, R]):
         return self._json
 
     def __getitem__(self, key: str) -> R:
-        return self._of(self._json[key])
+        value = self._json[key]
+        made = self._made.get(key)
+        if made is None or made._json is not value:  # pyright: ignore[reportPrivateUsage]
+            made = self._make(key, value)
+        return made
 
     def get(self, key: str, default: None = None) -> R | None:  # pyright: ignore[reportIncompatibleMethodOverride]
         value = self._json.get(key)
-        return None if value is None else self._of(value)
+        if value is None:
+            return None
+        made = self._made.get(key)
+        if made is None or made._json is not value:  # pyright: ignore[reportPrivateUsage]
+            made = self._make(key, value)
+        return made
+
+    def _make(self, key: str, value: Mapping[str, Any]) -> R:
+        made = self._made
+        if len(made) > 2 * len(self._json) + 8:  # entries gone from the JSON (done calls)
+            made.clear()
+        record = made[key] = self._of(value)
+        return record
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._json)
@@ -237,12 +270,8 @@ class Tables(Attribute, Generic[R]):
         raise NotImplementedError  # replaced by a property (see Attribute)
 
     def getter(self) -> Any:
-        key, of = self.key, self.of
-
-        def read(record: Record) -> Any:
-            return Table(record._json[key], of)  # pyright: ignore[reportPrivateUsage]
-
-        return read
+        of = self.of
+        return _kept(self.key, lambda json: Table(json, of))
 
 
 class Rows(Attribute, Generic[R]):

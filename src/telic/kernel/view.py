@@ -30,6 +30,7 @@ class TickState(RunState):
     def __init__(self, fold: Fold, tick: int) -> None:  # the JSON form is made when first read
         self._fold: Fold | None = fold
         self.tick_of = tick
+        self._kids = None
 
     def __getattr__(self, name: str) -> Any:
         # Only reached while the copy is not made: the `_json` slot is still empty.
