@@ -777,14 +777,13 @@ class Run:
         failed. ``state`` is the live state: each function gets a read-only view of it, unless
         it is one of telic's own (:func:`~telic.kernel.config.is_own`)."""
         condition, artifacts = self.config.return_condition, self.config.artifacts
-        view = RunState(FrozenDict(state.json))
-        met = guard.attempt(condition, state if is_own(condition) else view)
+        met = guard.attempt(condition, state if is_own(condition) else self.state)
         if isinstance(met, Failed):
             self.fault = f"the return condition failed ({met})"
             return None
         if not met:
             return False
-        made = guard.attempt(_artifacts, artifacts, state if is_own(artifacts) else view)
+        made = guard.attempt(_artifacts, artifacts, state if is_own(artifacts) else self.state)
         if isinstance(made, Failed):
             self.fault = f"the artifacts function failed ({made})"
             return None
