@@ -457,15 +457,16 @@ def runs(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
         rows: list[dict[str, Any]] = []
         for info in ledger.runs():
             try:
-                state = ledger.state_at(info.id)
+                state = RunState(ledger.state_at(info.id))
             except TelicError as exc:  # this run is damaged: the others stay readable
                 seq = exc.seq if isinstance(exc, ChainBroken) else None
-                state = {"goal": "", "status": "damaged" if seq is None else f"damaged@{seq}"}
+                damaged = "damaged" if seq is None else f"damaged@{seq}"
+                state = RunState({"goal": "", "status": damaged})
             rows.append(
                 {
                     "id": info.id,
-                    "goal": state["goal"],
-                    "status": state["status"],
+                    "goal": state.goal,
+                    "status": state.status,
                     "parent": None
                     if info.parent is None
                     else {"run": info.parent, "seq": info.fork_seq},

@@ -163,7 +163,7 @@ async def pay(amount: int) -> dict[str, int]:
 
 
 def progress(state) -> float:
-    return min(1.0, state["spent"]["tool_calls"] / STEPS)
+    return min(1.0, state.spent.tool_calls / STEPS)
 
 
 def stepper() -> FunctionMind:
