@@ -36,6 +36,7 @@ from telic.minds import FunctionMind, Mind, ScriptedMind, View
 from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, RuleVerifier
 from telic.proposal import Proposal
 from telic.reducer import apply, fold, state_hash
+from telic.state import RunState
 from telic.supervision import ChildSpec, Supervisor
 from telic.tools import RetryPolicy, Tool, tool
 from telic.transition import Draft, Transition, draft
@@ -70,6 +71,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunResult",
+    "RunState",
     "ScriptedMind",
     "Subscription",
     "Supervisor",

@@ -29,6 +29,7 @@ from telic.errors import ChainBroken, RunNotResumable, TelicError
 from telic.events import EventKernel
 from telic.kernel import Kernel, Run
 from telic.ledger import BaseLedger, open_ledger
+from telic.state import RunState
 from telic.statediff import state_diff
 from telic.transcript import render
 
@@ -178,13 +179,13 @@ def _drive(
 
 
 def _write_artifacts(ledger: BaseLedger, run_id: str, directory: Path) -> list[Path]:
-    state = ledger.state_at(run_id)
+    state = RunState(ledger.state_at(run_id))
     written: list[Path] = []
-    if not state["artifacts"]:
+    if not state.artifacts:
         return written
     directory.mkdir(parents=True, exist_ok=True)
-    for name, meta in state["artifacts"].items():
-        content = ledger.get(run_id, meta["seq"]).data["content"]
+    for name, meta in state.artifacts.items():
+        content = ledger.get(run_id, meta.seq).data["content"]
         path = directory / name
         text = (
             content
@@ -387,7 +388,7 @@ def _report_spec_run(ledger: BaseLedger, run_id: str, out_dir: Path) -> None:
     )
     for f in files:
         out.print(f"wrote {f}", style="dim", markup=False)
-    status = ledger.state_at(run_id)["status"]
+    status = RunState(ledger.state_at(run_id)).status
     if status != "completed":
         _fail(f"run {run_id} ended {status}, not completed: see `telic show {run_id}`")
 
@@ -466,15 +467,16 @@ def runs(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
         rows: list[dict[str, Any]] = []
         for info in ledger.runs():
             try:
-                state = ledger.state_at(info.id)
+                state = RunState(ledger.state_at(info.id))
             except TelicError as exc:  # this run is damaged: the others stay readable
                 seq = exc.seq if isinstance(exc, ChainBroken) else None
-                state = {"goal": "", "status": "damaged" if seq is None else f"damaged@{seq}"}
+                damaged = "damaged" if seq is None else f"damaged@{seq}"
+                state = RunState({"goal": "", "status": damaged})
             rows.append(
                 {
                     "id": info.id,
-                    "goal": state["goal"],
-                    "status": state["status"],
+                    "goal": state.goal,
+                    "status": state.status,
                     "parent": None
                     if info.parent is None
                     else {"run": info.parent, "seq": info.fork_seq},
@@ -559,29 +561,29 @@ def state(
     from telic.reducer import state_hash
 
     with _ledger(db, readonly=True) as ledger:
-        s = ledger.state_at(run_id, at)
+        raw = ledger.state_at(run_id, at)
         if as_json:
-            _print_json(s)
+            _print_json(raw)
             return
+        s = RunState(raw)
         out.print(
-            f"run {run_id} at seq {s['seq']} (tick {s['tick']}): {s['status']}, progress {s['progress']:.2f}, state hash {state_hash(s)[:16]}",
+            f"run {run_id} at seq {s.seq} (tick {s.tick}): {s.status}, progress {s.progress:.2f}, state hash {state_hash(raw)[:16]}",
             markup=False,
         )
         out.print(
-            f"spent: {json.dumps(s['spent'])}  budget: {json.dumps(s['budget'])}", markup=False
+            f"spent: {json.dumps(raw['spent'])}  budget: {json.dumps(raw['budget'])}", markup=False
         )
-        own: dict[str, Any] = s.get("agent_budgets", {})
-        for name, a in s["agents"].items():
-            line = f"  {name:<12} {a['role']:<12} {a['status']:<10} restarts={a['restarts']}"
-            if name in own:  # its own budget: what it spent of each limit
-                limits, spent = own[name]["limits"], own[name]["spent"]
+        for name, a in s.agents.items():
+            line = f"  {name:<12} {a.role:<12} {a.status:<10} restarts={a.restarts}"
+            own = s.agent_budgets.get(name)
+            if own is not None:  # its own budget: what it spent of each limit
                 line += "  own budget " + ", ".join(
-                    f"{d} {spent[d]:g}/{limit:g}" for d, limit in limits.items()
+                    f"{d} {own.spent.of(d):g}/{limit:g}" for d, limit in own.limits.items()
                 )
             out.print(line, markup=False)
-        for key, v in s["plan"].items():
+        for key, v in s.plan.items():
             out.print(
-                f"  plan.{key} = {json.dumps(v['value'], ensure_ascii=False)[:120]}", markup=False
+                f"  plan.{key} = {json.dumps(v.value, ensure_ascii=False)[:120]}", markup=False
             )
 
 

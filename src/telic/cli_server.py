@@ -30,6 +30,7 @@ from telic.cli_cluster import RayOption, cluster_of
 from telic.clock import SystemClock
 from telic.errors import ConfigError
 from telic.kernel.approval import ENDED, decide
+from telic.state import RunState
 
 __all__ = ["is_loopback"]
 
@@ -247,19 +248,17 @@ def approvals(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
         for info in ledger.runs():
             if info.head == 0:
                 continue
-            state = ledger.state_at(info.id)
-            if state["status"] in ENDED:
+            state = RunState(ledger.state_at(info.id))
+            if state.status in ENDED:
                 continue
-            for proposal, a in sorted(
-                state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"]
-            ):
+            for proposal, a in sorted(state.pending_approvals.items(), key=lambda kv: kv[1].seq):
                 made = ledger.get(info.id, int(proposal)).data
                 rows.append(
                     {
                         "run": info.id,
                         "proposal": int(proposal),
-                        "agent": a["agent"],
-                        "tool": a["tool"],
+                        "agent": a.agent,
+                        "tool": a.tool,
                         "args": made.get("args", {}).get("args", {}),
                     }
                 )

@@ -2,7 +2,8 @@
 
 ``state_at(seq) = reduce(apply, transitions[..seq])``. :func:`apply` reads no clock, no
 randomness and no I/O; everything it needs is in the state and the transition. The state is
-plain JSON (a dict), so it can be hashed canonically, snapshotted and shipped as it is.
+plain JSON (a dict), so it can be hashed canonically, snapshotted and shipped as it is; code
+outside the reducer reads it typed, through :class:`telic.state.RunState` over that dict.
 
 :class:`Fold` is the accumulator the ledger and the kernel keep; it mutates its own private
 state in place for speed, and hands out independent copies. :func:`apply` and :func:`fold` are
@@ -23,6 +24,7 @@ from typing import Any, Final
 import orjson
 
 from telic.canonical import encode, encode_validated, hex_digest
+from telic.state import RunState
 from telic.transition import Transition
 
 __all__ = [
@@ -470,11 +472,12 @@ class Fold:
     transitions (see the module docstring), so the next :meth:`hash` only encodes the rest.
     """
 
-    __slots__ = ("_d", "_s")
+    __slots__ = ("_d", "_live", "_s")
 
     def __init__(self, state: State | None = None) -> None:
         self._s: State = initial_state() if state is None else _copy(state)
         self._d: Digests | None = None
+        self._live: RunState | None = None
 
     @classmethod
     def adopt(cls, state: State) -> Fold:
@@ -483,6 +486,7 @@ class Fold:
         fold = cls.__new__(cls)
         fold._s = state
         fold._d = None
+        fold._live = None
         return fold
 
     @property
@@ -543,6 +547,14 @@ class Fold:
     def peek(self) -> State:
         """The live state, not a copy: read it, never change it."""
         return self._s
+
+    @property
+    def live(self) -> RunState:
+        """The live state, typed (:mod:`telic.state`), not a copy: the kernel's own reading."""
+        live = self._live
+        if live is None:
+            live = self._live = RunState(self._s)
+        return live
 
 
 def apply(state: State, transition: Transition) -> State:

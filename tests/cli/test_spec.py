@@ -293,3 +293,26 @@ def test_a_spec_given_as_text_is_built_without_its_file_and_recorded(tmp_path: P
     on_disk = tmp_path / "spec.toml"
     on_disk.write_text(BASE)
     assert "text" not in build_run(on_disk).config.record["spec"]  # a file's run records no text
+
+
+def test_the_root_supervisors_entries_are_runconfigs_fields(tmp_path: Path) -> None:
+    """``strategy``, ``intensity`` and ``period_s`` at a spec's top level are derived from
+    :class:`RunConfig`: its defaults when absent, its bounds when present."""
+    defaults = RunConfig(goal="g", agents=())
+    config = _build(tmp_path, BASE)
+    assert (config.strategy, config.intensity, config.period_s) == (
+        defaults.strategy,
+        defaults.intensity,
+        defaults.period_s,
+    )
+    top = 'goal = "g"\nstrategy = "rest_for_one"\nintensity = 7\nperiod_s = 2.5'
+    config = _build(tmp_path, BASE.replace('goal = "g"', top))
+    assert (config.strategy, config.intensity, config.period_s) == ("rest_for_one", 7, 2.5)
+    for entry, expect in [
+        ("intensity = -1", "intensity: Input should be greater than or equal to 0"),
+        ("period_s = 0", "period_s: Input should be greater than 0"),
+        ('strategy = "all"', "strategy: Input should be 'one_for_one', 'one_for_all' or"),
+    ]:
+        with pytest.raises(SpecError) as caught:
+            _build(tmp_path, BASE.replace('goal = "g"', f'goal = "g"\n{entry}'))
+        assert expect in str(caught.value)

@@ -314,7 +314,7 @@ class NodeHost:
                 # Recorded under the run's lease, before close() gives the lease up: a
                 # sweeper never sees a stopped run unowned.
                 batch = run.batch()
-                batch.add(RunStopped(reason=hosted.stopping), tick=int(run.state["tick"]))
+                batch.add(RunStopped(reason=hosted.stopping), tick=run.fold.live.tick)
                 await run.commit(batch)
         except TelicError as exc:
             log.warning("run %s stopped on host %s: %s", run.id, self.host_id, exc)
@@ -336,7 +336,7 @@ class NodeHost:
         if hosted is None or hosted.task is None:
             return False
         hosted.stopping = reason
-        if hosted.run.state["status"] == "paused":
+        if hosted.run.fold.live.status == "paused":
             hosted.task.cancel()  # parked on an approval: nothing in progress to finish
         await asyncio.wait([hosted.task])
         return True

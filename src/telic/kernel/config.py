@@ -6,13 +6,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, MinLen
+from annotated_types import Ge, Gt, MinLen
 
 from telic.errors import ConfigError
 from telic.kernel.tree import Team, Tree, plan
+from telic.kinds import StrategyName
 from telic.minds.base import Mind
 from telic.policy import Policy
-from telic.reducer import State
+from telic.state import RunState
 from telic.tools import Tool, ToolRegistry, check_resources
 
 __all__ = [
@@ -141,21 +142,19 @@ Approver = Callable[[str, str, Mapping[str, Any]], Awaitable[bool | None]]
 """``(agent, tool, args) -> True (approve) | False (deny) | None (no answer: deny)``."""
 
 
-def _all_finished(state: State) -> bool:
-    agents: dict[str, Any] = state["agents"]
-    permanent = [a for a in agents.values() if not a["temporary"]]
-    return bool(permanent) and all(a["status"] == "terminated" for a in permanent)
+def _all_finished(state: RunState) -> bool:
+    permanent = [a for a in state.agents.values() if not a.temporary]
+    return bool(permanent) and all(a.status == "terminated" for a in permanent)
 
 
-def _share_finished(state: State) -> float:
-    agents: dict[str, Any] = state["agents"]
-    permanent = [a for a in agents.values() if not a["temporary"]]
+def _share_finished(state: RunState) -> float:
+    permanent = [a for a in state.agents.values() if not a.temporary]
     if not permanent:
         return 0.0
-    return sum(a["status"] == "terminated" for a in permanent) / len(permanent)
+    return sum(a.status == "terminated" for a in permanent) / len(permanent)
 
 
-def _no_artifacts(state: State) -> Sequence[Artifact]:
+def _no_artifacts(state: RunState) -> Sequence[Artifact]:
     return ()
 
 
@@ -168,29 +167,31 @@ def is_own(fn: object) -> bool:
 
 @dataclass
 class RunConfig:
-    """Everything :meth:`Kernel.boot` needs. Functions must be deterministic in the state."""
+    """Everything :meth:`Kernel.boot` needs. Functions must be deterministic in the state
+    (they read it typed: :class:`telic.state.RunState`)."""
 
     goal: str
     agents: Sequence[AgentSpec]
     tools: Sequence[Tool] = ()
     budget: Budget = field(default_factory=Budget)
     policy: Policy = field(default_factory=Policy)
-    return_condition: Callable[[State], bool] = _all_finished
+    return_condition: Callable[[RunState], bool] = _all_finished
     """When it holds after a tick, the run produces its artifacts and completes."""
     return_description: str = "every permanent agent finished"
-    progress: Callable[[State], float] = _share_finished
+    progress: Callable[[RunState], float] = _share_finished
     """Progress toward the goal in [0, 1], measured after each tick."""
-    artifacts: Callable[[State], Sequence[Artifact]] = _no_artifacts
+    artifacts: Callable[[RunState], Sequence[Artifact]] = _no_artifacts
     explorer: Callable[[str, AgentSpec], Mind] | None = None
     """Makes the mind of an explorer for ``(question, parent agent)``. Without one, a proposal
     below the exploration threshold and a spawn request are rejected."""
     approver: Approver | None = None
-    strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
-    """The root supervisor's strategy."""
-    intensity: int = 3
+    strategy: StrategyName = "one_for_one"
+    """The root supervisor's strategy: one_for_one, one_for_all or rest_for_one."""
+    intensity: Annotated[int, Ge(0)] = 3
     """The root's restart intensity (more restarts than this within ``period_s`` fails the
     run)."""
-    period_s: float = 5.0
+    period_s: Annotated[float, Gt(0)] = 5.0
+    """The window of the root's restart intensity, in seconds."""
     teams: Sequence[Team] = ()
     """Supervisors of their own for groups of agents (see :mod:`telic.kernel.tree`); without
     teams every agent is a child of the root."""

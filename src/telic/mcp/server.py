@@ -30,6 +30,8 @@ from mcp.types import ToolAnnotations
 from telic.errors import AccessError, RunNotResumable, SequenceError, TelicError
 from telic.kernel import Kernel
 from telic.ledger import BaseLedger, open_ledger
+from telic.reducer import initial_state
+from telic.state import RunState
 from telic.transcript import render
 
 __all__ = ["Authorize", "Scope", "build_server", "local_operator"]
@@ -126,11 +128,11 @@ def build_server(
 
     def summary(run_id: str) -> dict[str, Any]:
         info = ledger.run(run_id)
-        state = ledger.state_at(run_id) if info.head else {"goal": "", "status": "new"}
+        state = RunState(ledger.state_at(run_id) if info.head else initial_state())
         return {
             "id": info.id,
-            "goal": state["goal"],
-            "status": state["status"],
+            "goal": state.goal,
+            "status": state.status,
             "parent": None if info.parent is None else {"run": info.parent, "seq": info.fork_seq},
             "transitions": info.head,
             "head_hash": info.head_hash.hex(),

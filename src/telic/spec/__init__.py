@@ -45,7 +45,6 @@ from telic.minds.model import ModelMind
 from telic.minds.providers import parse_model, resolve_provider
 from telic.minds.scheduler import Limits, Scheduler
 from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, Resolver
-from telic.reducer import State
 from telic.spec.entries import (
     AgentEntry,
     BudgetEntry,
@@ -56,6 +55,7 @@ from telic.spec.entries import (
     TeamEntry,
     derived_fields,
 )
+from telic.state import RunState
 from telic.tools import Tool
 
 __all__ = [
@@ -639,11 +639,11 @@ def _config(
         raise SpecError(where, "return_description without return_condition: add the condition")
     if spec.progress is not None:
         extra["progress"] = cast(
-            Callable[[State], float], _callable(spec.progress, what="progress", where=where)
+            Callable[[RunState], float], _callable(spec.progress, what="progress", where=where)
         )
     if spec.artifacts is not None:
         extra["artifacts"] = cast(
-            Callable[[State], Sequence[Artifact]],
+            Callable[[RunState], Sequence[Artifact]],
             _callable(spec.artifacts, what="artifacts", where=where),
         )
 
@@ -664,9 +664,7 @@ def _config(
         budget=models.budget,
         policy=policy,
         explorer=explorer,
-        strategy=spec.strategy,
-        intensity=spec.intensity,
-        period_s=spec.period_s,
+        **derived_fields(spec),
         teams=teams,
         seed=spec.seed,
         **extra,

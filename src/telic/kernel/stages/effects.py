@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from telic.frozen import FrozenDict
 from telic.kernel.guard import Failed
 from telic.kernel.stages.records import Passing, Tick, ToolCall
 from telic.kernel.stages.shared import agent_limit
@@ -47,9 +46,7 @@ async def commit_effects(t: Tick, passing: Sequence[Passing]) -> tuple[ToolCall,
                 continue
             spawned[p.seq] = mind
         if p.proposal.action == "tool":
-            ctx = CheckContext(
-                p.agent, p.role, run.allowed_tools(p.agent), FrozenDict(run.fold.peek()), run.tools
-            )
+            ctx = CheckContext(p.agent, p.role, run.allowed_tools(p.agent), run.state, run.tools)
             verdict = budget.check(p.proposal, ctx)
             if not verdict.ok:
                 limit = agent_limit(budget, verdict)
