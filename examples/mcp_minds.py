@@ -15,14 +15,15 @@ from typing import Any
 
 from telic.minds import FunctionMind, View
 from telic.proposal import Proposal
+from telic.state import Observation, RunState
 
 
 def _tool(name: str, **args: Any) -> Proposal:
     return Proposal(action="tool", args={"tool": name, "args": args})
 
 
-def _results(view: View, tool: str) -> list[dict[str, Any]]:
-    return [o for o in view.observations if o["source"] == f"tool:{tool}"]
+def _results(view: View, tool: str) -> list[Observation]:
+    return [o for o in view.observations if o.source == f"tool:{tool}"]
 
 
 def _forecaster(view: View) -> Proposal:
@@ -30,21 +31,21 @@ def _forecaster(view: View) -> Proposal:
     if len(seen) < 3:
         return _tool("forecast", city="Lugano", day=len(seen) + 1)
     if "day" not in view.plan:
-        best = min(seen, key=lambda o: o["content"]["rain_mm"])
-        return Proposal(action="plan", args={"key": "day", "value": best["content"]["day"]})
+        best = min(seen, key=lambda o: o.content["rain_mm"])
+        return Proposal(action="plan", args={"key": "day", "value": best.content["day"]})
     return Proposal(action="finish", args={"result": view.plan["day"]})
 
 
 def _reader(view: View) -> Proposal:
     if not _results(view, "advice"):
         return _tool("advice", city="Lugano")
-    if not any(o["source"] == "policy" for o in view.observations):
+    if not any(o.source == "policy" for o in view.observations):
         return _tool("cancel_booking", booking="ALL")  # what the injected text asks for
     return Proposal(action="finish", args={"result": "read the advice"})
 
 
 def _booker(view: View) -> Proposal:
-    if not any(o["source"] in ("policy", "tool:cancel_booking") for o in view.observations):
+    if not any(o.source in ("policy", "tool:cancel_booking") for o in view.observations):
         return _tool("cancel_booking", booking="B-17")
     return Proposal(action="finish", args={"result": "asked to cancel B-17"})
 
@@ -61,6 +62,6 @@ def booker() -> FunctionMind:
     return FunctionMind(_booker)
 
 
-def planned(state: Any) -> bool:
+def planned(state: RunState) -> bool:
     """The return condition: the day is planned."""
-    return "day" in state["plan"]
+    return "day" in state.plan

@@ -1,8 +1,11 @@
 """``telic serve``'s figures (issue 11), each beside its target, measured in one run.
 
-A real uvicorn serves the app on loopback in this process; a writer on the server's kernel
-loop (its own thread, where the server's runs tick) stands for the kernel: it appends groups
-of ``BATCH`` transitions to one run and publishes them as the server's kernel does. ``CLIENTS`` SSE followers run in another process
+A real uvicorn serves the app on loopback in this process, as ``telic serve
+--stream-workers 1`` does (``TELIC_BENCH_STREAM_WORKERS=0`` serves the streams in-process, to
+compare): the stream worker is a process of its own that follows the ledger. A writer on the
+server's kernel loop (its own thread, where the server's runs tick) stands for the kernel: it
+appends groups of ``BATCH`` transitions to one run and publishes them as the server's kernel
+does. ``CLIENTS`` SSE followers run in another process
 (``bench/serve_clients.py``, plain asyncio sockets), whose CPU time is reported:
 
 - paced at ``RATE`` transitions/s for ``SECONDS`` s: events lost and duplicated over all
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import socket
 import sys
@@ -34,6 +38,7 @@ from telic.access import TokenStore
 from telic.canonical import encode
 from telic.serve import Settings, create_app
 from telic.serve.context import Context
+from telic.serve.handoff import uvicorn_options
 from telic.transition import Draft
 
 GROUP = "serve"
@@ -47,6 +52,8 @@ FLAT_OUT = 5000
 PAGE = 100
 GETS = 200
 ROUNDS = 3
+STREAM_WORKERS = int(os.environ.get("TELIC_BENCH_STREAM_WORKERS", "1"))
+"""``telic serve --stream-workers``: 1 by default; 0 measures streams served in-process."""
 
 
 def _drafts(start: int, n: int) -> list[Draft]:
@@ -123,10 +130,22 @@ async def _result(proc: asyncio.subprocess.Process) -> dict[str, object]:
 
 async def _measure(directory: Path) -> list[Figure]:
     db = directory / "ledger.db"
-    app = create_app(str(db), settings=Settings(spec_dir=directory / "specs", resume_hosted=False))
+    app = create_app(
+        str(db),
+        settings=Settings(
+            spec_dir=directory / "specs", resume_hosted=False, stream_workers=STREAM_WORKERS
+        ),
+    )
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(  # as `telic serve` runs it
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            **uvicorn_options(),
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110  (uvicorn offers no event to wait on)
@@ -189,10 +208,15 @@ async def _measure(directory: Path) -> list[Figure]:
         rounds: list[str] = []
         drops = lost = dup = 0
         cpu = 0.0
+        cpu_alone = cpu_busy = 0.0  # the server process's (the kernel's) CPU while writing
         for i in range(ROUNDS):
+            c0 = time.process_time()
             alone = await _write(ctx, f"alone{i}", FLAT_OUT, None)
+            cpu_alone += time.process_time() - c0
             proc = await _followers(url, f"busy{i}", token, FLAT_OUT)
+            c0 = time.process_time()
             busy = await _write(ctx, f"busy{i}", FLAT_OUT, None)
+            cpu_busy += time.process_time() - c0
             followed = await _result(proc)
             ratios.append(busy / alone)
             rounds.append(f"{busy:,.0f}/{alone:,.0f}")
@@ -209,7 +233,9 @@ async def _measure(directory: Path) -> list[Figure]:
                 0.8,
                 ">=",
                 f"median of {ROUNDS} rounds, transitions/s followed/alone: {', '.join(rounds)}; "
-                f"lost {lost}, duplicated {dup}, drops {drops}; followers' CPU {cpu:.1f} s",
+                f"lost {lost}, duplicated {dup}, drops {drops}; followers' CPU {cpu:.1f} s; "
+                f"server process CPU while writing, alone {cpu_alone:.2f} s, followed "
+                f"{cpu_busy:.2f} s; stream workers {STREAM_WORKERS}",
             )
         )
 

@@ -19,6 +19,7 @@ from telic.clock import Clock, ContinuedClock, SystemClock, VirtualClock
 from telic.errors import TelicError
 from telic.events import Event, EventKernel, Subscription
 from telic.kernel import (
+    AgentBudget,
     AgentSpec,
     Artifact,
     Budget,
@@ -35,6 +36,7 @@ from telic.minds import FunctionMind, Mind, ScriptedMind, View
 from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, RuleVerifier
 from telic.proposal import Proposal
 from telic.reducer import apply, fold, state_hash
+from telic.state import RunState
 from telic.supervision import ChildSpec, Supervisor
 from telic.tools import RetryPolicy, Tool, tool
 from telic.transition import Draft, Transition, draft
@@ -43,6 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CATALOGUE",
+    "AgentBudget",
     "AgentSpec",
     "Artifact",
     "Budget",
@@ -68,6 +71,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunResult",
+    "RunState",
     "ScriptedMind",
     "Subscription",
     "Supervisor",

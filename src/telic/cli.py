@@ -3,6 +3,14 @@ verify runs in any ledger. Uses only telic's public API."""
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # `python -m telic.cli` runs this file as `__main__`, but the command modules register on
+    # `telic.cli`: run that module, not a second, half-registered copy of this one.
+    from telic.cli import main as _main
+
+    _main()
+    raise SystemExit(0)
+
 import fnmatch
 import json
 import os
@@ -21,6 +29,7 @@ from telic.errors import ChainBroken, RunNotResumable, TelicError
 from telic.events import EventKernel
 from telic.kernel import Kernel, Run
 from telic.ledger import BaseLedger, open_ledger
+from telic.state import RunState
 from telic.statediff import state_diff
 from telic.transcript import render
 
@@ -104,17 +113,18 @@ def _print_json(value: Any) -> None:
 # -- the reference run ---------------------------------------------------------------------
 
 
-def _otel(endpoint: str | None, capture_content: bool) -> list[Any]:
+def _otel(endpoint: str | None, capture_content: bool, db: str) -> list[Any]:
     """The OpenTelemetry processor for ``--otlp-endpoint`` (or the OTEL_EXPORTER_OTLP_*
-    variables), or none."""
+    variables), or none: an exporter process that reads the ledger ``db`` (in-process for an
+    in-memory ledger)."""
     if not (endpoint or any(os.environ.get(v) for v in _OTLP_VARIABLES)):
         return []
     try:
-        from telic.otel import OtelProcessor
+        from telic.otel import live_processor
     except TelicError as exc:
         _fail(str(exc))
     try:
-        return [OtelProcessor.for_endpoint(endpoint, capture_content=capture_content or None)]
+        return [live_processor(endpoint, db, capture_content=capture_content or None)]
     except TelicError as exc:
         _fail(str(exc))
 
@@ -169,13 +179,13 @@ def _drive(
 
 
 def _write_artifacts(ledger: BaseLedger, run_id: str, directory: Path) -> list[Path]:
-    state = ledger.state_at(run_id)
+    state = RunState(ledger.state_at(run_id))
     written: list[Path] = []
-    if not state["artifacts"]:
+    if not state.artifacts:
         return written
     directory.mkdir(parents=True, exist_ok=True)
-    for name, meta in state["artifacts"].items():
-        content = ledger.get(run_id, meta["seq"]).data["content"]
+    for name, meta in state.artifacts.items():
+        content = ledger.get(run_id, meta.seq).data["content"]
         path = directory / name
         text = (
             content
@@ -212,7 +222,7 @@ def demo(
 
     config, _ = build(DEFAULT_SEED if seed is None else seed)
     clock: Clock = VirtualClock() if instant else SystemClock()
-    processors = _otel(otlp_endpoint, capture_content)
+    processors = _otel(otlp_endpoint, capture_content, db)
     with _ledger(db, create=True) as ledger:
         run = _drive(
             ledger,
@@ -265,7 +275,7 @@ def resume(
     """Continue a run (a fork, or one interrupted by a crash) with the kernel."""
     from telic.demo import build
 
-    processors = _otel(otlp_endpoint, capture_content)
+    processors = _otel(otlp_endpoint, capture_content, db)
     with _ledger(db) as ledger:
         booted = next(iter(ledger.read(run_id, 1, 1)), None)
         recorded: dict[str, Any] = (
@@ -336,6 +346,7 @@ def _resume_spec(
             model=model or recorded.model,
             clock=clock,
             base_dir=recorded.base_dir,
+            text=recorded.text,
             overrides=overrides,
             served=recorded.served,
         )
@@ -377,7 +388,7 @@ def _report_spec_run(ledger: BaseLedger, run_id: str, out_dir: Path) -> None:
     )
     for f in files:
         out.print(f"wrote {f}", style="dim", markup=False)
-    status = ledger.state_at(run_id)["status"]
+    status = RunState(ledger.state_at(run_id)).status
     if status != "completed":
         _fail(f"run {run_id} ended {status}, not completed: see `telic show {run_id}`")
 
@@ -428,7 +439,7 @@ def run_spec(
             cluster.close()
         return
     clock = SystemClock()  # model minds need real time
-    processors = _otel(otlp_endpoint, capture_content)
+    processors = _otel(otlp_endpoint, capture_content, db)
     try:
         built = build_run(spec, model=model, clock=clock)
         _check_endpoints(built)
@@ -456,15 +467,16 @@ def runs(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
         rows: list[dict[str, Any]] = []
         for info in ledger.runs():
             try:
-                state = ledger.state_at(info.id)
+                state = RunState(ledger.state_at(info.id))
             except TelicError as exc:  # this run is damaged: the others stay readable
                 seq = exc.seq if isinstance(exc, ChainBroken) else None
-                state = {"goal": "", "status": "damaged" if seq is None else f"damaged@{seq}"}
+                damaged = "damaged" if seq is None else f"damaged@{seq}"
+                state = RunState({"goal": "", "status": damaged})
             rows.append(
                 {
                     "id": info.id,
-                    "goal": state["goal"],
-                    "status": state["status"],
+                    "goal": state.goal,
+                    "status": state.status,
                     "parent": None
                     if info.parent is None
                     else {"run": info.parent, "seq": info.fork_seq},
@@ -549,25 +561,29 @@ def state(
     from telic.reducer import state_hash
 
     with _ledger(db, readonly=True) as ledger:
-        s = ledger.state_at(run_id, at)
+        raw = ledger.state_at(run_id, at)
         if as_json:
-            _print_json(s)
+            _print_json(raw)
             return
+        s = RunState(raw)
         out.print(
-            f"run {run_id} at seq {s['seq']} (tick {s['tick']}): {s['status']}, progress {s['progress']:.2f}, state hash {state_hash(s)[:16]}",
+            f"run {run_id} at seq {s.seq} (tick {s.tick}): {s.status}, progress {s.progress:.2f}, state hash {state_hash(raw)[:16]}",
             markup=False,
         )
         out.print(
-            f"spent: {json.dumps(s['spent'])}  budget: {json.dumps(s['budget'])}", markup=False
+            f"spent: {json.dumps(raw['spent'])}  budget: {json.dumps(raw['budget'])}", markup=False
         )
-        for name, a in s["agents"].items():
+        for name, a in s.agents.items():
+            line = f"  {name:<12} {a.role:<12} {a.status:<10} restarts={a.restarts}"
+            own = s.agent_budgets.get(name)
+            if own is not None:  # its own budget: what it spent of each limit
+                line += "  own budget " + ", ".join(
+                    f"{d} {own.spent.of(d):g}/{limit:g}" for d, limit in own.limits.items()
+                )
+            out.print(line, markup=False)
+        for key, v in s.plan.items():
             out.print(
-                f"  {name:<12} {a['role']:<12} {a['status']:<10} restarts={a['restarts']}",
-                markup=False,
-            )
-        for key, v in s["plan"].items():
-            out.print(
-                f"  plan.{key} = {json.dumps(v['value'], ensure_ascii=False)[:120]}", markup=False
+                f"  plan.{key} = {json.dumps(v.value, ensure_ascii=False)[:120]}", markup=False
             )
 
 
@@ -827,7 +843,3 @@ import telic.cli_server  # noqa: E402, F401  # pyright: ignore[reportUnusedImpor
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    main()

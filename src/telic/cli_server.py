@@ -28,7 +28,9 @@ from telic.cli import (  # the CLI's own helpers: this module is part of it
 )
 from telic.cli_cluster import RayOption, cluster_of
 from telic.clock import SystemClock
+from telic.errors import ConfigError
 from telic.kernel.approval import ENDED, decide
+from telic.state import RunState
 
 __all__ = ["is_loopback"]
 
@@ -84,6 +86,14 @@ def serve(
         str | None,
         typer.Option("--holder", help="The name this server holds leases under (unique)."),
     ] = None,
+    stream_workers: Annotated[
+        int,
+        typer.Option(
+            "--stream-workers",
+            help="Processes that serve the SSE streams (each follows the ledger), so that "
+            "fanning out to many clients never slows the kernel; 0 serves them in-process.",
+        ),
+    ] = 0,
 ) -> None:
     """Serve the HTTP API (runs, transitions, live events, approvals) on a ledger; with --ray,
     the runs it starts are hosted on a Ray cluster."""
@@ -91,6 +101,8 @@ def serve(
         import uvicorn
 
         from telic.serve import Settings, create_app
+        from telic.serve.handoff import uvicorn_options
+        from telic.serve.workers import StreamWorkers
     except ImportError:
         _fail("telic serve needs the serve extra: pip install 'telic[serve]'")
     if ray is not None:
@@ -106,6 +118,10 @@ def serve(
             )
         if not (lease_ttl > 0 and lease_ttl <= 7 * 24 * 3600):
             _fail(f"--lease-ttl must be a number of seconds in (0, 604800], not {lease_ttl:g}")
+        try:
+            StreamWorkers.check(ledger, stream_workers)
+        except ConfigError as exc:
+            _fail(f"--stream-workers: {exc}")
         settings = Settings(
             anonymous_read=anonymous_read,
             spec_dir=spec_dir,
@@ -114,8 +130,9 @@ def serve(
             lease_ttl_s=lease_ttl,
             holder=holder,
             ray=ray,
+            stream_workers=stream_workers,
         )
-        processors = _otel(otlp_endpoint, capture_content)
+        processors = _otel(otlp_endpoint, capture_content, db)
         api = create_app(ledger, settings=settings, processors=processors)
         out.print(f"telic serve on http://{host}:{port}  ledger {ledger.url}", markup=False)
         # Streams never end by themselves: on SIGTERM they get a few seconds, then are cut
@@ -127,6 +144,7 @@ def serve(
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
+            **uvicorn_options(),  # lets streams be handed to the stream workers
         )
 
 
@@ -230,19 +248,17 @@ def approvals(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
         for info in ledger.runs():
             if info.head == 0:
                 continue
-            state = ledger.state_at(info.id)
-            if state["status"] in ENDED:
+            state = RunState(ledger.state_at(info.id))
+            if state.status in ENDED:
                 continue
-            for proposal, a in sorted(
-                state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"]
-            ):
+            for proposal, a in sorted(state.pending_approvals.items(), key=lambda kv: kv[1].seq):
                 made = ledger.get(info.id, int(proposal)).data
                 rows.append(
                     {
                         "run": info.id,
                         "proposal": int(proposal),
-                        "agent": a["agent"],
-                        "tool": a["tool"],
+                        "agent": a.agent,
+                        "tool": a.tool,
                         "args": made.get("args", {}).get("args", {}),
                     }
                 )

@@ -17,6 +17,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from telic.ledger import BaseLedger
+from telic.state import RunState
 from telic.statediff import Change, state_diff
 from telic.transition import Transition
 
@@ -174,6 +175,7 @@ def _side(
     ledger: BaseLedger, run_id: str, head: int, start: int | None, limit: int
 ) -> tuple[Side, dict[str, Any]]:
     state = ledger.state_at(run_id) if head else {"status": "new", "progress": 0.0}
+    typed = RunState(state)  # only its status and progress are read here
     decisions: list[Decision] = []
     more = 0
     if start is not None and start <= head:
@@ -187,8 +189,8 @@ def _side(
     side = Side(
         run=run_id,
         head=head,
-        status=str(state["status"]),
-        progress=float(state["progress"]),
+        status=typed.status,
+        progress=typed.progress,
         decisions=tuple(decisions),
         more=more,
     )

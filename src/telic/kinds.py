@@ -15,6 +15,7 @@ __all__ = [
     "CATALOGUE",
     "Action",
     "AgentFailed",
+    "AgentLimit",
     "AgentRecord",
     "AgentRestarted",
     "AgentSpawned",
@@ -114,6 +115,9 @@ class AgentRecord(BaseModel):
     """OTP restart type."""
     priority: int = 0
     """Priority for conflict resolution by role (higher wins)."""
+    budget: dict[str, float] | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The agent's own limits by dimension (tool_calls, model_calls, tokens, cost), when it
+    has any; absent, only the run's budget bounds it."""
 
 
 StrategyName = Literal["one_for_one", "one_for_all", "rest_for_one"]
@@ -351,6 +355,19 @@ class ProposalAccepted(Payload):
     """The checks it passed, in order."""
 
 
+class AgentLimit(BaseModel):
+    """An agent's own budget limit, as a rejection records it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    agent: str
+    """The agent whose budget it is."""
+    dimension: str
+    """tool_calls, model_calls, tokens or cost."""
+    limit: float
+    spent: float
+    """What the agent had spent in that dimension when the proposal was checked."""
+
+
 class ProposalRejected(Payload):
     kind: ClassVar[str] = "proposal.rejected"
     summary: ClassVar[str] = "Policy rejected a proposal (or the mind's output was malformed)."
@@ -360,6 +377,8 @@ class ProposalRejected(Payload):
     reason: str
     proposal: int | None = None
     """Sequence number of the proposal, or None when no valid proposal could be recorded."""
+    limit: AgentLimit | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The agent's own budget limit that refused it (check ``budget``), when it was one."""
 
 
 class BudgetWarning(Payload):
@@ -611,6 +630,9 @@ class ModelCalled(Payload):
     """Failed tries of this request before this answer (each is a ``model.failed``)."""
     error: str | None = None
     """Why this attempt's output was unusable, when it was."""
+    node: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The cluster node the request was sent from, when it ran as a Ray task (absent
+    otherwise)."""
 
 
 class ModelFailed(Payload):
@@ -631,6 +653,9 @@ class ModelFailed(Payload):
     """What the provider asked to wait, if it said."""
     wait_s: float | None = None
     """The wait before the next try; None when no try followed (retries used up)."""
+    node: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The cluster node the try was sent from, when it ran as a Ray task and that is known
+    (absent otherwise)."""
 
 
 # -- subscriptions -----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 ``state_at(seq) = reduce(apply, transitions[..seq])``. :func:`apply` reads no clock, no
 randomness and no I/O; everything it needs is in the state and the transition. The state is
-plain JSON (a dict), so it can be hashed canonically, snapshotted and shipped as it is.
+plain JSON (a dict), so it can be hashed canonically, snapshotted and shipped as it is; code
+outside the reducer reads it typed, through :class:`telic.state.RunState` over that dict.
 
 :class:`Fold` is the accumulator the ledger and the kernel keep; it mutates its own private
 state in place for speed, and hands out independent copies. :func:`apply` and :func:`fold` are
@@ -23,6 +24,7 @@ from typing import Any, Final
 import orjson
 
 from telic.canonical import encode, encode_validated, hex_digest
+from telic.state import RunState
 from telic.transition import Transition
 
 __all__ = [
@@ -157,6 +159,15 @@ def _run_booted(s: State, t: Transition) -> None:
     s["currency"] = p.get("currency", "USD")
     s["roster"] = list(p["agents"])
     s["booted_ts"] = t.ts
+    own = {a["name"]: a["budget"] for a in p["agents"] if a.get("budget")}
+    if own:  # only a run whose agents have budgets has the key: others' state is unchanged
+        s["agent_budgets"] = {
+            name: {
+                "limits": dict(limits),
+                "spent": {"tool_calls": 0, "model_calls": 0, "tokens": 0, "cost": 0.0},
+            }
+            for name, limits in own.items()
+        }
     tree = p.get("supervision")
     if tree is not None:  # only a run with teams has the key: a flat run's state is unchanged
         s["supervision"] = {
@@ -330,6 +341,9 @@ def _tool_started(s: State, t: Transition) -> None:
         "seq": t.seq,
     }
     s["spent"]["tool_calls"] += 1
+    own = s.get("agent_budgets")
+    if own is not None and p["agent"] in own:
+        own[p["agent"]]["spent"]["tool_calls"] += 1
 
 
 def _tool_completed(s: State, t: Transition) -> None:
@@ -394,8 +408,16 @@ def _artifact(s: State, t: Transition) -> None:
 def _model_called(s: State, t: Transition) -> None:
     p = t.data
     spent = s["spent"]
-    spent["tokens"] += p.get("input_tokens", 0) + p.get("output_tokens", 0)
-    spent["cost"] += p.get("cost", 0.0)
+    tokens = p.get("input_tokens", 0) + p.get("output_tokens", 0)
+    cost = p.get("cost", 0.0)
+    spent["tokens"] += tokens
+    spent["cost"] += cost
+    own = s.get("agent_budgets")
+    if own is not None and t.agent in own:
+        mine = own[t.agent]["spent"]
+        mine["model_calls"] += 1
+        mine["tokens"] += tokens
+        mine["cost"] += cost
 
 
 HANDLERS: Final[dict[str, Callable[[State, Transition], None]]] = {
@@ -450,11 +472,12 @@ class Fold:
     transitions (see the module docstring), so the next :meth:`hash` only encodes the rest.
     """
 
-    __slots__ = ("_d", "_s")
+    __slots__ = ("_d", "_live", "_s")
 
     def __init__(self, state: State | None = None) -> None:
         self._s: State = initial_state() if state is None else _copy(state)
         self._d: Digests | None = None
+        self._live: RunState | None = None
 
     @classmethod
     def adopt(cls, state: State) -> Fold:
@@ -463,6 +486,7 @@ class Fold:
         fold = cls.__new__(cls)
         fold._s = state
         fold._d = None
+        fold._live = None
         return fold
 
     @property
@@ -523,6 +547,14 @@ class Fold:
     def peek(self) -> State:
         """The live state, not a copy: read it, never change it."""
         return self._s
+
+    @property
+    def live(self) -> RunState:
+        """The live state, typed (:mod:`telic.state`), not a copy: the kernel's own reading."""
+        live = self._live
+        if live is None:
+            live = self._live = RunState(self._s)
+        return live
 
 
 def apply(state: State, transition: Transition) -> State:

@@ -20,12 +20,14 @@ from telic.errors import ConfigError, ToolArgumentsInvalid, UnknownTool
 __all__ = ["RetryPolicy", "Tool", "ToolRegistry", "check_resources", "tool"]
 
 
-def check_resources(name: str, resources: Mapping[str, float]) -> None:
+def check_resources(name: str, resources: Mapping[str, float], *, what: str = "tool") -> None:
     """Refuse a resource map Ray could not schedule: names must be non-empty text and amounts
-    finite numbers above zero."""
+    finite numbers above zero. ``what`` names the owner in the error (a tool, an agent)."""
     for key, amount in resources.items():
         if not isinstance(key, str) or not key.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ConfigError(f"tool {name!r}: resource names must be non-empty text, not {key!r}")
+            raise ConfigError(
+                f"{what} {name!r}: resource names must be non-empty text, not {key!r}"
+            )
         if (
             isinstance(amount, bool)
             or not isinstance(amount, (int, float))  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -33,7 +35,7 @@ def check_resources(name: str, resources: Mapping[str, float]) -> None:
             or amount <= 0
         ):
             raise ConfigError(
-                f"tool {name!r}: resource {key!r} needs a positive amount, not {amount!r}"
+                f"{what} {name!r}: resource {key!r} needs a positive amount, not {amount!r}"
             )
 
 

@@ -92,6 +92,13 @@ def render_tick(tick: int, ts: list[Transition], *, resumed: bool = False) -> st
         parts.append(f"loop detected ({t.data['pattern']})")
     for t in by_kind.get("budget.exhausted", []):
         parts.append(f"budget exhausted ({t.data['dimension']})")
+    for t in by_kind.get("proposal.rejected", []):
+        own = t.data.get("limit")  # an agent's own budget refused it
+        if own is not None:
+            parts.append(
+                f"{own['agent']} over its own budget "
+                f"({own['dimension']} {own['spent']:g}/{own['limit']:g}) -> rejected"
+            )
     completed = by_kind.get("tick.completed", [])
     delta = completed[-1].data["delta"] if completed else 0.0
     if by_kind.get("run.completed"):

@@ -224,3 +224,20 @@ def test_every_command_and_option_has_help(telic: Telic) -> None:
                     f"argument {param.name} of {name} has no help"
                 )
         assert telic(name, "--help").returncode == 0
+
+
+@pytest.mark.parametrize("module", ["telic", "telic.cli"])
+def test_every_module_entry_point_has_every_command(module: str, tmp_path: Path) -> None:
+    """``python -m telic`` and ``python -m telic.cli`` both list the commands registered by the
+    CLI's other modules (``python -m telic.cli`` once failed on a circular import)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    for command in ("demo", "serve", "approve", "cluster", "leases"):
+        assert f" {command} " in proc.stdout, command

@@ -29,6 +29,7 @@ from telic.ledger.sqlite import SQLiteLedger
 from telic.minds import FunctionMind, View
 from telic.minds.testing import ModelServer, Reply, ServerRequest
 from telic.proposal import Proposal
+from telic.state import RunState
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIP = ROOT / "examples" / "trip.toml"
@@ -82,7 +83,7 @@ class RoleResponder:
             role=role,
             tick=tick,
             goal=state["goal"],
-            state=state,
+            state=RunState(state),
             question=a["question"],
         )
         if role == "explorer":
@@ -276,7 +277,7 @@ def mind() -> FunctionMind:
     def propose(view):
         if not view.observations:
             return Proposal(action="tool", args={"tool": "echo", "args": {"text": "hi"}})
-        return Proposal(action="finish", args={"result": view.observations[-1]["content"]})
+        return Proposal(action="finish", args={"result": view.observations[-1].content})
     return FunctionMind(propose, name="echoer")
 """
     )
@@ -331,9 +332,10 @@ def test_lenient_reference_functions_count_ill_formed_items_as_missing() -> None
         "budget": {"value": {"total": "about 300"}, "seq": 3},
         "extra": {"value": {"total_chf": "n/a"}, "seq": 4},
     }
-    assert lenient_progress(state) == pytest.approx(0.2)
-    assert lenient_ready(state) is False
-    assert lenient_trip_left(state) == pytest.approx(600 - 64)
+    typed = RunState(state)
+    assert lenient_progress(typed) == pytest.approx(0.2)
+    assert lenient_ready(typed) is False
+    assert lenient_trip_left(typed) == pytest.approx(600 - 64)
 
 
 # -- bad specs -------------------------------------------------------------------------------

@@ -265,3 +265,54 @@ def test_the_tree_in_docs_kernel_md_is_the_same_in_python_and_toml(tmp_path: Pat
     assert tree.children("root") == ("research", "planning")
     assert tree.children("planning") == ("planner", "budgeter", "verifier", "checks")
     assert (tree.strategy, tree.intensity, tree.period_s) == ("one_for_one", 3, 30)
+
+
+def test_a_spec_given_as_text_is_built_without_its_file_and_recorded(tmp_path: Path) -> None:
+    """What a Ray cluster's driver sends: the host builds the text it got and records it,
+    and a host taking the run over rebuilds it from the ledger, the file nowhere."""
+    import asyncio
+
+    from telic.kernel import Kernel
+    from telic.ledger import open_ledger
+    from telic.spec import recorded_spec
+
+    (tmp_path / "spec_minds.py").write_text(MINDS)
+    gone = tmp_path / "gone" / "spec.toml"
+    text = BASE.replace('goal = "g"', 'goal = "from the text"')
+    built = build_run(gone, base_dir=tmp_path, text=text)
+    assert built.config.goal == "from the text"
+    with open_ledger("memory://") as ledger:
+        run = asyncio.run(Kernel(ledger).boot(built.config, run_id="r"))
+        asyncio.run(run.close())
+        recorded = recorded_spec(ledger, "r")
+    assert recorded is not None and recorded.text == text
+    again = build_run(recorded.path, base_dir=recorded.base_dir, text=recorded.text)
+    assert again.config.goal == "from the text"
+    with pytest.raises(SpecError, match="no such file"):
+        build_run(gone, base_dir=tmp_path)  # without its text, the file is needed as before
+    on_disk = tmp_path / "spec.toml"
+    on_disk.write_text(BASE)
+    assert "text" not in build_run(on_disk).config.record["spec"]  # a file's run records no text
+
+
+def test_the_root_supervisors_entries_are_runconfigs_fields(tmp_path: Path) -> None:
+    """``strategy``, ``intensity`` and ``period_s`` at a spec's top level are derived from
+    :class:`RunConfig`: its defaults when absent, its bounds when present."""
+    defaults = RunConfig(goal="g", agents=())
+    config = _build(tmp_path, BASE)
+    assert (config.strategy, config.intensity, config.period_s) == (
+        defaults.strategy,
+        defaults.intensity,
+        defaults.period_s,
+    )
+    top = 'goal = "g"\nstrategy = "rest_for_one"\nintensity = 7\nperiod_s = 2.5'
+    config = _build(tmp_path, BASE.replace('goal = "g"', top))
+    assert (config.strategy, config.intensity, config.period_s) == ("rest_for_one", 7, 2.5)
+    for entry, expect in [
+        ("intensity = -1", "intensity: Input should be greater than or equal to 0"),
+        ("period_s = 0", "period_s: Input should be greater than 0"),
+        ('strategy = "all"', "strategy: Input should be 'one_for_one', 'one_for_all' or"),
+    ]:
+        with pytest.raises(SpecError) as caught:
+            _build(tmp_path, BASE.replace('goal = "g"', f'goal = "g"\n{entry}'))
+        assert expect in str(caught.value)

@@ -9,6 +9,8 @@ test decides.
 
 One 3-node ``ray.cluster_utils.Cluster`` serves every scenario of one invocation: the head, a
 node with the custom resource ``special``, and a plain node (the one ``failover`` removes).
+One local model server (:class:`telic.minds.testing.ModelServer`, on loopback, started before
+the nodes so that their workers inherit ``VLLM_BASE_URL``) answers the model agents.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -36,12 +40,13 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 import psycopg  # noqa: E402
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
-from swarm import LAUNCH, LOCATE, SWARM  # noqa: E402
+from swarm import GATEWAY, LAUNCH, LOCATE, PLACED, SWARM  # noqa: E402
 
 from telic.cluster import RayHost, is_cluster_run  # noqa: E402
 from telic.errors import ClusterError  # noqa: E402
 from telic.kernel.approval import decide  # noqa: E402
 from telic.ledger import BaseLedger  # noqa: E402
+from telic.minds.testing import ModelServer, Reply, ServerRequest  # noqa: E402
 
 LEASE_S = 5.0
 OBJECT_STORE = 80 * 1024 * 1024
@@ -58,6 +63,7 @@ class Env:
     dir: Path
     effects: Path
     host: RayHost
+    models: ModelServer
 
     @property
     def address(self) -> str:
@@ -78,6 +84,8 @@ def environment() -> Iterator[Env]:
         effects = Path(tmp) / "effects.log"
         effects.touch()
         os.environ["TELIC_CLUSTER_EFFECTS"] = str(effects)  # the raylets' workers inherit it
+        models = ModelServer().start()
+        os.environ["VLLM_BASE_URL"] = models.openai_url
         cluster = Cluster(
             initialize_head=True,
             head_node_args={"num_cpus": 1, "object_store_memory": OBJECT_STORE},
@@ -91,12 +99,15 @@ def environment() -> Iterator[Env]:
             host = RayHost(cluster.address, db, lease_s=LEASE_S)
             try:
                 host.ensure_hosts()
-                yield Env(cluster, cluster.head_node, special, plain, db, Path(tmp), effects, host)
+                yield Env(
+                    cluster, cluster.head_node, special, plain, db, Path(tmp), effects, host, models
+                )
             finally:
                 host.close()
         finally:
             ray.shutdown()
             cluster.shutdown()
+            models.close()
             with psycopg.connect(base, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
@@ -171,9 +182,106 @@ def resources(env: Env) -> dict[str, Any]:
     }
 
 
+class Agents:
+    """The model server's answers: each agent's first request asks for a ``pause``, every
+    later one finishes; while ``gate`` is clear every request waits for it (so tries can be
+    caught in flight)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, request: ServerRequest) -> Reply:
+        found = re.search(r"\nagent: (\S+)\n", request.body["messages"][1]["content"])
+        agent = found.group(1) if found else "?"
+        with self._lock:
+            self.seen[agent] = self.seen.get(agent, 0) + 1
+            first = self.seen[agent] == 1
+        self.gate.wait(120)
+        if first:
+            step = {"tool": "pause", "args": {"ms": 50}}
+            return Reply.propose({"action": "tool", "args": step, "reason": "wait a bit"})
+        return Reply.propose({"action": "finish", "args": {"result": agent}, "reason": "done"})
+
+
+def _model_calls(ledger: BaseLedger, run_id: str) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {"called": [], "failed": []}
+    for t in ledger.read(run_id):
+        if t.kind == "model.called":
+            out["called"].append([t.agent, t.data.get("node"), t.data["retries"]])
+        elif t.kind == "model.failed":
+            out["failed"].append([t.agent, t.data.get("node"), t.data["attempt"], t.data["error"]])
+    return out
+
+
+def models(env: Env) -> dict[str, Any]:
+    """Model calls as Ray tasks: an agent whose calls need ``special`` (its run hosted on the
+    head) has every request sent from that node; then two agents needing ``gateway`` (one
+    unit on each of two nodes added here) have a try in flight on each when one of the two
+    nodes is removed."""
+    ledger = env.host.ledger
+    agents = Agents()
+    env.models.responder = agents
+    placed = env.host.start(env.spec("placed", PLACED), base_dir=HERE, node=env.head.node_id)
+    placed_on = hosting_node(env, placed)
+    placed_status = env.host.wait(placed, timeout=60)
+    placed_requests = sum(agents.seen.values())
+
+    gateways = [
+        env.cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE, resources={"gateway": 1})
+        for _ in range(2)
+    ]
+    env.cluster.wait_for_nodes()
+    agents.seen.clear()
+    agents.gate.clear()
+    lost = env.host.start(env.spec("gateway", GATEWAY), base_dir=HERE, node=env.head.node_id)
+    try:
+        wait_for(lambda: sum(agents.seen.values()) >= 2, 60, "a try in flight on each gateway")
+        before = hashes(ledger, lost)
+        env.cluster.remove_node(gateways[0])
+        wait_for(
+            lambda: any(t.kind == "model.failed" for t in ledger.read(lost)),
+            60,
+            "the lost try is recorded",
+        )
+    finally:
+        agents.gate.set()
+    lost_status = env.host.wait(lost, timeout=90)
+    after = _model_calls(ledger, lost)
+    env.cluster.remove_node(gateways[1])  # the later scenarios count the nodes alive
+    return {
+        "nodes": {
+            "head": env.head.node_id,
+            "special": env.special.node_id,
+            "removed": gateways[0].node_id,
+            "survivor": gateways[1].node_id,
+        },
+        "placed": {
+            "status": placed_status,
+            "verified": ledger.verify(placed).ok,
+            "hosted_on_head": placed_on == env.head.node_id,
+            "calls": _model_calls(ledger, placed),
+            "requests": placed_requests,
+            "latency_ms": [
+                t.data["latency_ms"] for t in ledger.read(placed) if t.kind == "model.called"
+            ],
+            "kinds": [k for k in kinds(ledger, placed) if not k.startswith("lease")],
+        },
+        "lost": {
+            "status": lost_status,
+            "verified": ledger.verify(lost).ok,
+            "prefix_kept": hashes(ledger, lost, len(before)) == before,
+            "calls": after,
+            "requests": dict(agents.seen),
+        },
+    }
+
+
 def failover(env: Env) -> dict[str, Any]:
-    """12 swarm runs over 3 nodes and one parked on an approval; the plain node is removed
-    mid-run."""
+    """12 swarm runs over 3 nodes and one parked on an approval, their spec files deleted
+    once they started; the plain node is removed mid-run."""
     ledger = env.host.ledger
     swarm = env.spec("swarm", SWARM)
     nodes = [env.head.node_id, env.special.node_id, env.plain.node_id]
@@ -182,7 +290,12 @@ def failover(env: Env) -> dict[str, Any]:
         node = nodes[i % 3]
         rid = env.host.start(swarm, base_dir=HERE, node=node, overrides={"goal": f"swarm-{i}"})
         runs[rid] = node
-    parked = env.host.start(env.spec("launch", LAUNCH), base_dir=HERE, node=env.plain.node_id)
+    launch = env.spec("launch", LAUNCH)
+    parked = env.host.start(launch, base_dir=HERE, node=env.plain.node_id)
+    # The spec files are gone before the loss: a survivor rebuilds a run from the spec text
+    # its run.booted recorded (the driver sent it), never from the file.
+    swarm.unlink()
+    launch.unlink()
     wait_for(lambda: ledger.state_at(parked)["status"] == "paused", 60, "the launch run parks")
     lost = [r for r, n in runs.items() if n == env.plain.node_id]
     wait_for(lambda: all(ledger.run(r).head >= 20 for r in runs), 60, "every run is under way")
@@ -247,6 +360,7 @@ def failover(env: Env) -> dict[str, Any]:
         "heads_before": heads_before,
         "resumed": {r: kinds(ledger, r).count("run.resumed") for r in runs},
         "recommit_s": {r: first_commit_after(r) for r in lost},
+        "spec_files_left": [p.exists() for p in (swarm, launch)],
         "parked_status_after_move": parked_status,
         "parked_resumed": parked_kinds.count("run.resumed"),
         "parked_end": parked_end,
@@ -466,6 +580,7 @@ def status(env: Env) -> dict[str, Any]:
 
 SCENARIOS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "resources": resources,
+    "models": models,
     "cli": cli,
     "serving": serving,
     "fencing": fencing,

@@ -108,7 +108,7 @@ def launcher() -> FunctionMind:
     def propose(view: View) -> Proposal:
         if not view.observations:
             return Proposal(action="tool", args={"tool": "launch", "args": {"x": 7}})
-        return Proposal(action="finish", args={"result": view.observations[-1]["content"]})
+        return Proposal(action="finish", args={"result": view.observations[-1].content})
 
     return FunctionMind(propose, name="launcher")
 
@@ -163,4 +163,39 @@ name = "pilot"
 role = "pilot"
 mind = "swarm:launcher"
 tools = ["launch"]
+"""
+
+PLACED = """
+goal = "ask a model that only one node can reach"
+model = "vllm:served"
+tools = ["swarm:pause"]
+[budget]
+ticks = 8
+[[agents]]
+name = "asker"
+role = "researcher"
+tools = ["pause"]
+resources = { special = 1 }
+"""
+
+GATEWAY = """
+goal = "two agents whose model calls go through a gateway node"
+model = "vllm:served"
+tools = ["swarm:pause"]
+[budget]
+ticks = 10
+[scheduler]
+timeout_s = 20
+max_retries = 3
+backoff_s = 0.2
+[[agents]]
+name = "x"
+role = "researcher"
+tools = ["pause"]
+resources = { gateway = 1 }
+[[agents]]
+name = "y"
+role = "researcher"
+tools = ["pause"]
+resources = { gateway = 1 }
 """

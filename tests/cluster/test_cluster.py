@@ -26,7 +26,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SCENARIOS = HERE / "scenarios.py"
-ORDER = ("resources", "cli", "serving", "fencing", "failover", "status")
+ORDER = ("resources", "models", "cli", "serving", "fencing", "failover", "status")
 DSN = os.environ.get("TELIC_PG_DSN", "")
 SOCKET_DIR = os.environ.get("TELIC_PG_SOCKET_DIR", "/var/run/postgresql")
 TIMEOUT_S = 280
@@ -140,6 +140,46 @@ def test_a_ray_task_past_its_timeout_is_cancelled_and_its_errors_are_the_tools_o
     assert r["outcomes"]["broken"] == ["tool.failed", "ValueError", "broken on purpose"]
 
 
+def test_an_agents_model_calls_needing_a_custom_resource_are_sent_only_from_its_node(
+    results: dict[str, Any],
+) -> None:
+    r = part(results, "models")
+    placed, nodes = r["placed"], r["nodes"]
+    assert placed["status"] == "completed" and placed["verified"]
+    assert placed["hosted_on_head"]  # the run lives on the head...
+    # ...and each of its requests was sent from the node with `special`, none failed
+    assert placed["calls"] == {"called": [["asker", nodes["special"], 0]] * 2, "failed": []}
+    assert placed["requests"] == 2  # the server saw exactly the recorded calls
+    assert placed["kinds"] == [
+        "run.booted", "agent.spawned",
+        "tick.started", "model.called", "proposal.made", "proposal.accepted",
+        "tool.started", "tool.completed", "tick.completed",
+        "tick.started", "model.called", "proposal.made", "proposal.accepted",
+        "agent.terminated", "tick.completed", "run.completed",
+    ]  # fmt: skip
+
+
+def test_a_model_call_whose_node_is_removed_is_a_recorded_failure_then_a_retry(
+    results: dict[str, Any],
+) -> None:
+    r = part(results, "models")
+    lost, nodes = r["lost"], r["nodes"]
+    assert lost["status"] == "completed" and lost["verified"]
+    assert lost["prefix_kept"]  # nothing committed before the loss changed
+    # one try was in flight on each gateway node; the removed node's became a model.failed...
+    ((agent, node, attempt, error),) = lost["calls"]["failed"]
+    assert (node, attempt) == (None, 1) and "Ray task was lost" in error, error
+    # ...then the retry was answered from the survivor, as was every other call
+    called = lost["calls"]["called"]
+    assert {n for _, n, _ in called} == {nodes["survivor"]}
+    assert [a for a, _, retries in called if retries == 1] == [agent]
+    # the lost try's answer (a pause) reached no one: its retry was answered with a finish
+    other = "y" if agent == "x" else "x"
+    assert [a for a, _, _ in called].count(agent) == 1
+    assert [a for a, _, _ in called].count(other) == 2
+    assert sum(lost["requests"].values()) == len(called) + 1  # the lost try reached the server
+
+
 def test_telic_run_with_ray_hosts_the_run_and_prints_its_transcript(
     results: dict[str, Any],
 ) -> None:
@@ -190,6 +230,7 @@ def test_a_lost_node_loses_nothing_committed_and_runs_no_effect_twice(
     assert all(s == "completed" for s in r["status"].values()), r["status"]
     assert all(r["verified"].values()), r["verified"]
     assert all(r["prefix_kept"].values()), r["prefix_kept"]
+    assert r["spec_files_left"] == [False, False]  # rebuilt from the recorded spec text
     for rid in r["lost"]:
         assert r["resumed"][rid] == 1, rid  # resumed once, on a survivor
         assert r["recommit_s"][rid] is not None and r["recommit_s"][rid] < 30, r["recommit_s"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,74 @@ def test_a_cluster_ledger_must_be_postgresql(tmp_path: Path) -> None:
             require_postgres(url)
     with open_ledger(str(tmp_path / "l.db")) as ledger, pytest.raises(ClusterNeedsPostgres):
         ledger_url(ledger)
+
+
+MODEL_SPEC = """
+goal = "g"
+model = "vllm:served"
+[[agents]]
+name = "a"
+role = "planner"
+{extra}
+[[agents]]
+name = "b"
+role = "verifier"
+"""
+
+
+def test_an_agent_declares_resources_for_its_model_calls(tmp_path: Path) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text(MODEL_SPEC.format(extra="resources = { gpu_box = 1, num_gpus = 1 }"))
+    built = build_run(path)
+    agents = {a.name: dict(a.resources) for a in built.config.agents}
+    assert agents == {"a": {"gpu_box": 1, "num_gpus": 1}, "b": {}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ("resources = { num_gpus = 0 }", "agent 'a': resource 'num_gpus' needs a positive"),
+        ('resources = { gpu = "x" }', "resources.gpu"),
+        ('mind = "swarm:locator"\nresources = { gpu = 1 }', "has a mind and resources"),
+    ],
+)
+def test_bad_agent_resources_are_one_spec_error(tmp_path: Path, extra: str, problem: str) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text(MODEL_SPEC.format(extra=extra))
+    with pytest.raises(SpecError, match=problem) as exc:
+        build_run(path, base_dir=Path(__file__).parent)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_cluster_host_sends_only_model_minds_requests_from_ray_tasks() -> None:
+    from telic.cluster.model_calls import RayModelCalls, models_on_ray
+    from telic.minds import FunctionMind, model_mind
+    from telic.proposal import Proposal
+
+    mind = model_mind("vllm:served", base_url="http://127.0.0.1:9/v1")
+    models_on_ray(mind, "a", {})
+    assert mind.remote is None
+    models_on_ray(mind, "a", {"gpu": 1})
+    assert isinstance(mind.remote, RayModelCalls) and mind.remote.resources == {"gpu": 1}
+    scripted = FunctionMind(lambda _view: Proposal(action="finish"), name="f")
+    with pytest.raises(ConfigError, match="agent 'b' declares resources"):
+        models_on_ray(scripted, "b", {"gpu": 1})
+
+
+def test_explorers_send_their_model_calls_where_their_parents_do() -> None:
+    from telic.cluster.host import _explorers_on_ray  # pyright: ignore[reportPrivateUsage]
+    from telic.cluster.model_calls import RayModelCalls
+    from telic.kernel import AgentSpec
+    from telic.minds import ModelMind, model_mind
+
+    def mind() -> ModelMind:
+        return model_mind("vllm:served", base_url="http://127.0.0.1:9/v1")
+
+    make = _explorers_on_ray(lambda question, parent: mind())
+    assert make is not None
+    parent = AgentSpec(name="p", role="r", mind=mind(), resources={"gpu": 1})
+    child = make("why?", parent)
+    assert isinstance(child, ModelMind) and isinstance(child.remote, RayModelCalls)
+    assert child.remote.resources == {"gpu": 1}
+    plain = make("why?", dataclasses.replace(parent, resources={}))
+    assert isinstance(plain, ModelMind) and plain.remote is None

@@ -163,12 +163,12 @@ async def pay(amount: int) -> dict[str, int]:
 
 
 def progress(state) -> float:
-    return min(1.0, state["spent"]["tool_calls"] / STEPS)
+    return min(1.0, state.spent.tool_calls / STEPS)
 
 
 def stepper() -> FunctionMind:
     def propose(view):
-        done = [o for o in view.observations if o["source"] == "tool:step"]
+        done = [o for o in view.observations if o.source == "tool:step"]
         if len(done) < STEPS:
             return Proposal(action="tool", args={"tool": "step", "args": {"n": len(done) + 1}},
                             reason=f"step {len(done) + 1} of {STEPS}")
@@ -178,7 +178,7 @@ def stepper() -> FunctionMind:
 
 def payer() -> FunctionMind:
     def propose(view):
-        if not any(o["source"] == "tool:pay" for o in view.observations):
+        if not any(o.source == "tool:pay" for o in view.observations):
             return Proposal(action="tool", args={"tool": "pay", "args": {"amount": 120}},
                             reason="the hotel needs a deposit")
         return Proposal(action="finish", args={"result": "paid"})

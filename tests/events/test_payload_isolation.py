@@ -82,7 +82,7 @@ def test_the_transitions_a_publisher_gets_share_nothing_with_the_working_state()
         kernel = Kernel(ledger, clock=clock, publish=publish)
         config = RunConfig(goal="isolation", agents=[AgentSpec("a", "worker", FunctionMind(_mind))])
         result = await kernel.run(config, run_id="run")
-        return result.state
+        return dict(result.state.json)
 
     state = clock.run(main())
     assert state["memory"]["a"]["k"] == {"items": [1, 2]}

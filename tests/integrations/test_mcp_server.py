@@ -22,6 +22,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
 
+from telic.access import ACCESS_RUN
 from telic.errors import McpServerUnavailable, SpecError
 from telic.ledger import open_ledger
 from telic.mcp import McpServer, McpServerSpec
@@ -226,6 +227,16 @@ def test_telic_serve_answers_mcp_over_streamable_http_with_scoped_tokens(tmp_pat
     resumed = next(t for t in ledger.read(forked_id) if t.kind == "run.resumed")
     assert forked.data["by"] == resumed.data["by"] == "ops via mcp"
     assert ledger.state_at(forked_id)["status"] == "completed"
+    audit = [
+        (t.data["identity"], t.data["path"], t.data["status"], t.data["run"])
+        for t in ledger.read(ACCESS_RUN)
+        if t.kind == "api.called"
+    ]
+    assert audit == [
+        ("reader", "/mcp/tools/fork", 403, run_id),
+        ("ops", "/mcp/tools/fork", 200, run_id),
+        ("ops", "/mcp/tools/resume", 200, forked_id),
+    ]
 
 
 async def _over_http(url: str, reader: str, operator: str, run_id: str) -> str:

@@ -23,7 +23,7 @@ from telic.errors import (
     TelicError,
     ToolArgumentsInvalid,
 )
-from telic.kernel import AgentSpec, Budget, Kernel, RunConfig
+from telic.kernel import AgentBudget, AgentSpec, Budget, Kernel, RunConfig
 from telic.ledger import open_ledger
 from telic.mcp import McpServer, McpServerSpec, connect
 from telic.minds import FunctionMind, View
@@ -250,6 +250,65 @@ async def _the_tool_call_budget_counts_mcp_calls() -> None:
     assert "tool_calls" in stopped["reason"]
 
 
+def test_an_agent_budget_stops_one_agent_and_not_the_other() -> None:
+    asyncio.run(_an_agent_budget_stops_one_agent_and_not_the_other())
+
+
+async def _an_agent_budget_stops_one_agent_and_not_the_other() -> None:
+    """Two agents call the same MCP tool; ``thrifty`` may make two calls of its own: its third
+    is rejected by the budget check, naming it and its limit, and never reaches the server,
+    while ``free`` (no budget of its own) makes all of its calls; the run goes on."""
+    servers, tools = await connect([_stdio(timeout_s=5.0)])
+    days = (1, 2, 3, 4)
+    try:
+        config = RunConfig(
+            goal="use MCP tools within each agent's budget",
+            agents=[
+                AgentSpec(
+                    "thrifty",
+                    "worker",
+                    _calls(*(_tool("forecast", city="Lugano", day=d) for d in days)),
+                    tools=("forecast",),
+                    budget=AgentBudget(tool_calls=2),
+                ),
+                AgentSpec(
+                    "free",
+                    "worker",
+                    _calls(*(_tool("forecast", city="Basel", day=d) for d in days)),
+                    tools=("forecast",),
+                ),
+            ],
+            tools=tools,
+            budget=Budget(ticks=8, tool_calls=20),
+            policy=Policy(stall_ticks=0, verifier=None),
+        )
+        ledger = open_ledger("memory://")
+        result = await Kernel(ledger, clock=SystemClock()).run(config, max_ticks=6)
+        transitions = list(ledger.read(result.run_id))
+        state = ledger.state_at(result.run_id)
+    finally:
+        for s in servers:
+            await s.aclose()
+    completed = [(t.agent, t.data["args"]["day"]) for t in transitions if t.kind == "tool.started"]
+    assert [d for a, d in completed if a == "thrifty"] == [1, 2]
+    assert [d for a, d in completed if a == "free"] == [1, 2, 3, 4]
+    rejected = [t.data for t in transitions if t.kind == "proposal.rejected"]
+    assert [(r["agent"], r["check"]) for r in rejected] == [("thrifty", "budget")] * 2
+    assert rejected[0]["limit"] == {
+        "agent": "thrifty",
+        "dimension": "tool_calls",
+        "limit": 2.0,
+        "spent": 2.0,
+    }
+    assert "'thrifty'" in rejected[0]["reason"] and "budget of 2" in rejected[0]["reason"]
+    assert not any(t.kind == "budget.exhausted" for t in transitions)  # the run's is not
+    own = state["agent_budgets"]
+    assert set(own) == {"thrifty"}
+    assert own["thrifty"]["limits"] == {"tool_calls": 2.0}
+    assert own["thrifty"]["spent"]["tool_calls"] == 2
+    assert state["spent"]["tool_calls"] == 6
+
+
 # -- in a spec, through `telic run` ----------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -352,6 +411,84 @@ def test_a_spec_uses_a_streamable_http_server(tmp_path: Path, http_server: str) 
     proc = _telic_run_denying(spec, tmp_path / "mcp.db")
     assert proc.returncode == 0, proc.stderr
     assert _check_spec_run(tmp_path / "mcp.db")["transport"] == "http"
+
+
+_BUDGET_MINDS = """
+from telic.minds import FunctionMind, View
+from telic.proposal import Proposal
+
+
+def _forecasts(city: str) -> FunctionMind:
+    def propose(view: View) -> Proposal:
+        if view.tick <= 4:
+            args = {"city": city, "day": view.tick}
+            return Proposal(action="tool", args={"tool": "forecast", "args": args})
+        return Proposal(action="finish", args={"result": "done"})
+
+    return FunctionMind(propose)
+
+
+def thrifty() -> FunctionMind:
+    return _forecasts("Lugano")
+
+
+def free() -> FunctionMind:
+    return _forecasts("Basel")
+"""
+
+
+def test_a_spec_agent_budget_is_enforced_and_shown(tmp_path: Path) -> None:
+    """``[agents.budget]`` in a spec, through ``telic run``: the agent over its own budget is
+    refused, the other goes on, and ``telic show`` says who and which limit."""
+    (tmp_path / "budget_minds.py").write_text(_BUDGET_MINDS)
+    spec = tmp_path / "budgets.toml"
+    spec.write_text(
+        'goal = "forecasts within budgets"\n'
+        "[[mcp_servers]]\n"
+        'name = "weather"\n'
+        f"command = [{str(sys.executable)!r}, {str(SERVER)!r}]\n"
+        "[[agents]]\n"
+        'name = "thrifty"\nrole = "worker"\ntools = ["forecast"]\n'
+        'mind = "budget_minds:thrifty"\n'
+        "budget = { tool_calls = 2 }\n"
+        "[[agents]]\n"
+        'name = "free"\nrole = "worker"\ntools = ["forecast"]\nmind = "budget_minds:free"\n'
+        "[budget]\nticks = 8\n"
+    )
+    db = tmp_path / "budgets.db"
+    proc = _telic_run(spec, db)
+    assert proc.returncode == 0, proc.stderr
+    ledger = open_ledger(str(db))
+    run_id = ledger.runs()[0].id
+    started = [t.agent for t in ledger.read(run_id) if t.kind == "tool.started"]
+    assert started.count("thrifty") == 2 and started.count("free") == 4
+    booted = next(iter(ledger.read(run_id, 1, 1)))
+    assert [a.get("budget") for a in booted.data["agents"]] == [{"tool_calls": 2.0}, None]
+    shown = subprocess.run(
+        [*_TELIC, "show", run_id, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "thrifty over its own budget (tool_calls 2/2) -> rejected" in shown.stdout
+    state = subprocess.run(
+        [*_TELIC, "state", run_id, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert state.returncode == 0, state.stderr
+    lines = state.stdout.splitlines()
+    assert any("thrifty" in x and "own budget tool_calls 2/2" in x for x in lines), lines
+    assert not any("free" in x and "own budget" in x for x in lines), lines
+    bad = spec.read_text().replace("tool_calls = 2", "tool_call = 2")
+    spec.write_text(bad)
+    proc = _telic_run(spec, tmp_path / "bad.db")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "tool_call" in proc.stderr
 
 
 def test_a_spec_whose_server_does_not_start_is_one_line(tmp_path: Path) -> None:

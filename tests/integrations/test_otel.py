@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,10 +31,11 @@ from opentelemetry.semconv._incubating.attributes import (  # pyright: ignore[re
 )
 from opentelemetry.semconv.attributes import error_attributes
 
-from telic.clock import VirtualClock
+from telic.clock import SystemClock, VirtualClock
 from telic.demo import DEFAULT_SEED, build
+from telic.errors import ConfigError
 from telic.events import EventKernel
-from telic.kernel import AgentSpec, Kernel, RunConfig
+from telic.kernel import AgentSpec, Budget, Kernel, RunConfig
 from telic.kinds import (
     AgentRecord,
     ModelCalled,
@@ -45,8 +47,10 @@ from telic.kinds import (
 )
 from telic.ledger import BaseLedger, open_ledger
 from telic.minds import Limits, model_mind
+from telic.minds.base import FunctionMind, View
 from telic.minds.testing import ModelServer, Reply
 from telic.otel import (
+    OtelExportProcess,
     OtelProcessor,
     OtlpHttpSink,
     SpanBuilder,
@@ -54,12 +58,15 @@ from telic.otel import (
     SpanEvent,
     SpanRole,
     default_resource,
+    live_processor,
     run_spans,
     span_id,
     trace_id,
 )
 from telic.otel.ids import run_key
 from telic.otel.otlp import _Encoder  # pyright: ignore[reportPrivateUsage]
+from telic.policy import Policy
+from telic.proposal import Proposal
 from telic.transition import Transition, draft
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -689,3 +696,176 @@ def test_telic_run_exports_live_with_otlp_endpoint(tmp_path: Path, receiver: _Re
     turn = next(s for s in spans if s.name == "invoke_agent planner")
     assert {s.parent_span_id for s in chats} == {turn.span_id}
     assert sum(s.name == "invoke_agent telic" for s in spans) == 1
+
+
+# -- the exporter process --------------------------------------------------------------------
+
+
+def _swarm(agents: int) -> RunConfig:
+    return RunConfig(
+        goal="export",
+        agents=[AgentSpec(f"a{i}", "worker", FunctionMind(_remember)) for i in range(agents)],
+        budget=Budget(ticks=20),
+        policy=Policy(stall_ticks=0, verifier=None),
+        return_condition=lambda s: False,
+        progress=lambda s: 0.0,
+    )
+
+
+def _remember(view: View) -> Proposal:
+    return Proposal(action="remember", args={"key": "step", "value": view.tick})
+
+
+def _reference_on(db: str, processor: Any) -> str:
+    ledger = open_ledger(db)
+    clock = VirtualClock()
+
+    async def main() -> str:
+        async with EventKernel(ledger, clock=clock, processors=[processor]) as events:
+            config, _ = build(DEFAULT_SEED)
+            return (await Kernel(ledger, clock=clock, publish=events.publish).run(config)).run_id
+
+    try:
+        return clock.run(main())
+    finally:
+        ledger.close()
+
+
+def _exited(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_the_exporter_process_sends_the_spans_export_otel_gives(
+    receiver: _Receiver, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "ref.db")
+    processor = OtelExportProcess(db, receiver.url, interval_s=0.05)
+    pid = processor.pid
+    assert pid is not None and pid != os.getpid()
+    run_id = _reference_on(db, processor)
+    expected = run_spans(open_ledger(db), run_id)
+    live = receiver.spans()
+    assert {(s.span_id.hex(), s.parent_span_id.hex(), s.name) for _, s in live} == {
+        (f"{s.span_id:016x}", f"{s.parent_id:016x}" if s.parent_id else "", s.name)
+        for s in expected
+    }
+    assert len(live) == len(expected) == processor.stats.exported
+    assert processor.stats.failed == processor.stats.dropped == 0
+    assert processor.child_cpu_s > 0 and processor.restarts == 0
+    assert processor.pid is None and _exited(pid)  # shut down with the event kernel
+
+
+def test_the_exporter_process_counts_failures_when_the_endpoint_is_down(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    db = str(tmp_path / "down.db")
+    processor = OtelExportProcess(db, f"http://127.0.0.1:{closed}", timeout_s=1.0)
+    run_id = _reference_on(db, processor)
+    assert open_ledger(db).state_at(run_id)["status"] == "completed"
+    assert processor.stats.failed > 0 and processor.stats.exported == 0
+
+
+def test_a_hanging_endpoint_slows_the_exporter_process_not_the_run(tmp_path: Path) -> None:
+    """An endpoint that accepts connections and never answers: each export waits for its
+    timeout in the child; the kernel's steps never wait on it, and shutdown ends."""
+    with socket.socket() as hang:
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(64)  # never accepted, never answered
+        db = str(tmp_path / "hang.db")
+        processor = OtelExportProcess(
+            db, f"http://127.0.0.1:{hang.getsockname()[1]}", timeout_s=1.0, interval_s=0.01
+        )
+        ledger = open_ledger(db)
+
+        async def main() -> int:
+            async with EventKernel(ledger, processors=[processor]) as events:
+                run = await Kernel(ledger, clock=SystemClock(), publish=events.publish).boot(
+                    _swarm(20)
+                )
+                for _ in range(10):
+                    await run.step()
+                behind = processor.stats.queued
+                await run.close()
+                return behind
+
+        behind = asyncio.run(main())
+        ledger.close()
+    assert behind > 0  # the run went on while the child waited on the endpoint
+    assert processor.stats.exported == 0 and processor.stats.failed > 0
+
+
+def test_a_dead_exporter_process_is_started_again_and_the_run_goes_on(
+    receiver: _Receiver, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "crash.db")
+    processor = OtelExportProcess(db, receiver.url, interval_s=0.01)
+    ledger = open_ledger(db)
+
+    async def main() -> tuple[int, int]:
+        async with EventKernel(ledger, processors=[processor]) as events:
+            run = await Kernel(ledger, clock=SystemClock(), publish=events.publish).boot(_swarm(5))
+            await run.step()
+            before = processor.force_flush().exported
+            first = processor.pid
+            assert first is not None
+            # it answered, so it has lowered its priority: the kernel gets the CPU first
+            own = os.getpriority(os.PRIO_PROCESS, 0)
+            assert os.getpriority(os.PRIO_PROCESS, first) == min(19, own + 5)
+            os.kill(first, signal.SIGKILL)
+            await run.step()  # the kernel does not notice
+            processor.force_flush()  # finds the child dead: counts, starts another
+            assert processor.restarts == 1 and processor.pid not in (None, first)
+            for _ in range(3):
+                await run.step()
+            after = processor.force_flush().exported
+            await run.close()
+            return before, after
+
+    before, after = asyncio.run(main())
+    ledger.close()
+    assert after > before > 0  # the new child exports what follows
+    assert processor.stats.dropped > 0  # what the dead one had not finished, counted
+
+
+def test_live_processor_uses_a_process_only_for_a_ledger_another_process_can_open(
+    tmp_path: Path,
+) -> None:
+    in_memory = live_processor("http://127.0.0.1:4318", "memory://")
+    assert isinstance(in_memory, OtelProcessor)
+    in_memory.shutdown()
+    with pytest.raises(ConfigError, match="in-memory"):
+        OtelExportProcess("memory://", "http://127.0.0.1:4318")
+    with pytest.raises(ConfigError, match="not an http"):
+        OtelExportProcess(str(tmp_path / "x.db"), "ftp://nowhere")
+
+
+def test_the_exporter_process_skips_and_counts_what_lags_past_max_lag(
+    receiver: _Receiver, tmp_path: Path
+) -> None:
+    """Bounded: a step further than ``max_lag`` transitions behind a run's head reads only the
+    last ``max_lag`` of them and counts the rest as dropped (no step happens by itself here:
+    the interval is longer than the test)."""
+    db = str(tmp_path / "lag.db")
+    processor = OtelExportProcess(db, receiver.url, interval_s=3600, max_lag=10)
+    ledger = open_ledger(db)
+
+    async def main() -> int:
+        async with EventKernel(ledger, processors=[processor]) as events:
+            run = await Kernel(ledger, clock=SystemClock(), publish=events.publish).boot(_swarm(5))
+            for _ in range(3):
+                await run.step()
+            head = ledger.run(run.id).head
+            assert processor.stats.queued == head  # published, not handed over yet
+            stats = processor.force_flush()
+            assert stats.queued == 0 and stats.dropped == head - 10
+            await run.close()
+            return head
+
+    head = asyncio.run(main())
+    ledger.close()
+    assert head > 10 and processor.stats.dropped == head - 10

@@ -118,7 +118,7 @@ def steady(url: str, run_id: str, ttl: float, side: Path) -> int:
         print(f"BOOTED {run.id}", flush=True)
         try:
             while await run.step():
-                print(f"TICK {run.state['tick']}", flush=True)
+                print(f"TICK {run.state.tick}", flush=True)
         finally:
             await run.close()
         result = run.result()

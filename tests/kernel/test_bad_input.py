@@ -36,8 +36,8 @@ def _completed(played: Played) -> None:
 
 def test_a_mind_that_raises_is_a_recorded_failure_and_its_agent_restarts() -> None:
     def recall(view: View) -> Proposal:
-        failure = next(o for o in view.observations if o["source"] == "failure")
-        return remember("last_error", failure["content"])
+        failure = next(o for o in view.observations if o.source == "failure")
+        return remember("last_error", failure.content)
 
     played = play(config(agent("a", RuntimeError("boom"), recall, finish())))
     failed = played.one("agent.failed", "a").data

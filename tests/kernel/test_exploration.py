@@ -12,7 +12,7 @@ from .kit import Calls, agent, call, config, echo_tool, finish, play, remember
 
 
 def _findings(view: View) -> Proposal:
-    return finish({"question": view.question, "x": view.observations[-1]["content"]["x"]})
+    return finish({"question": view.question, "x": view.observations[-1].content["x"]})
 
 
 def test_a_low_confidence_proposal_spawns_an_explorer_whose_findings_reach_the_parent() -> None:
@@ -25,8 +25,8 @@ def test_a_low_confidence_proposal_spawns_an_explorer_whose_findings_reach_the_p
         return ScriptedMind([call("echo", confidence=0.1, x=3), _findings])
 
     def parent_decides(view: View) -> Proposal:
-        found = [o for o in view.observations if o["source"] == "explorer:explorer-1"]
-        return remember("x", found[0]["content"]["x"])
+        found = [o for o in view.observations if o.source == "explorer:explorer-1"]
+        return remember("x", found[0].content["x"])
 
     cfg = config(
         agent(

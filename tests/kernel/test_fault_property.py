@@ -97,7 +97,8 @@ class _Plan:
             case "huge":
                 return remember("k", "x" * 300_000)
             case "mutate_view":
-                view.state["memory"]["vandal"] = 1
+                memory: Any = view.state.memory
+                memory["vandal"] = 1
             case "tool":
                 return call("t", x=len(self.done))
             case "finish":

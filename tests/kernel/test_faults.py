@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from telic.clock import VirtualClock
-from telic.errors import NotCanonical, PayloadTooLarge
+from telic.errors import NotCanonical, PayloadTooLarge, ReadOnly
 from telic.kernel import AgentSpec, Artifact, Kernel, RunConfig, RunResult
 from telic.kernel.batch import Batch
 from telic.kernel.intake import MAX_DEPTH
@@ -418,7 +418,8 @@ class _MutatingCheck:
     name = "vandal"
 
     def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
-        ctx.state["agents"]["a"]["status"] = "terminated"  # pyright: ignore[reportIndexIssue]
+        agents: Any = ctx.state.json["agents"]
+        agents["a"]["status"] = "terminated"
         return Verdict(self.name, True)
 
 
@@ -486,7 +487,7 @@ def test_an_artifact_that_cannot_be_recorded_fails_the_run_on_record() -> None:
 
 def test_run_functions_and_checks_get_the_state_read_only() -> None:
     def vandal(state: Any) -> bool:
-        state["status"] = "completed"
+        state.status = "completed"
         return False
 
     played, _ = run_bounded(config(agent("a", finish()), return_condition=vandal))
@@ -499,8 +500,11 @@ def test_the_state_a_run_hands_out_is_read_only() -> None:
         led = new_ledger()
         run = await Kernel(led, clock=clock).boot(config(agent("a", finish())))
         try:
-            with pytest.raises(TypeError):
-                run.state["agents"]["a"]["status"] = "terminated"
+            agents: Any = run.state.json["agents"]
+            with pytest.raises(ReadOnly):
+                agents["a"]["status"] = "terminated"
+            with pytest.raises(ReadOnly):
+                run.state.agents["a"].status = "terminated"  # pyright: ignore[reportAttributeAccessIssue]
             assert run.fold.peek()["agents"]["a"]["status"] == "running"
         finally:
             await run.close()

@@ -19,7 +19,7 @@ from .kit import Calls, Played, agent, call, config, echo_tool, finish, plan, pl
 
 def _echo_seq(view: View) -> int:
     """The seq of this agent's observed echo result."""
-    return next(o["seq"] for o in view.observations if o["source"] == "tool:echo")
+    return next(o.seq for o in view.observations if o.source == "tool:echo")
 
 
 def _claiming(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from telic.clock import VirtualClock
 from telic.kernel import Artifact, Budget, Kernel
 from telic.policy import Policy
+from telic.state import RunState
 from telic.transition import Transition
 
 from .kit import Played, agent, config, finish, new_ledger, on_virtual_time, play, remember
@@ -42,8 +41,8 @@ def test_step_runs_one_tick_and_reports_whether_the_run_goes_on() -> None:
     async def scenario(clock: VirtualClock) -> list[bool]:
         run = await Kernel(ledger, clock=clock).boot(cfg, run_id="r")
         first = await run.step()
-        assert run.state["tick"] == 1
-        assert run.state["memory"] == {"a": {"k": 1}}
+        assert run.state.tick == 1
+        assert run.state.memory == {"a": {"k": 1}}
         second = await run.step()
         third = await run.step()  # the run has ended: nothing more happens
         await run.close()
@@ -55,8 +54,8 @@ def test_step_runs_one_tick_and_reports_whether_the_run_goes_on() -> None:
     assert played.one("run.completed").data["reason"] == "return condition met"
 
 
-def _answer(state: dict[str, Any]) -> list[Artifact]:
-    return [Artifact("answer.json", "application/json", state["memory"]["a"])]
+def _answer(state: RunState) -> list[Artifact]:
+    return [Artifact("answer.json", "application/json", state.memory["a"])]
 
 
 def test_until_done_completes_when_the_return_condition_holds_and_records_artifacts() -> None:
@@ -77,8 +76,8 @@ def test_until_done_completes_when_the_return_condition_holds_and_records_artifa
     assert played.state()["artifacts"]["answer.json"]["media_type"] == "application/json"
 
 
-def _never(state: dict[str, Any]) -> bool:
-    return "never" in state["plan"]
+def _never(state: RunState) -> bool:
+    return "never" in state.plan
 
 
 def test_a_run_fails_with_a_reason_when_no_agent_is_left() -> None:

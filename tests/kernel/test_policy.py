@@ -11,12 +11,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from telic.kernel import Budget
+from telic.clock import SystemClock
+from telic.errors import ConfigError
+from telic.kernel import AgentBudget, AgentSpec, Budget, Kernel, RunConfig
 from telic.kinds import Claim
+from telic.ledger import open_ledger
 from telic.minds.base import FunctionMind, View
-from telic.policy import Policy
-from telic.proposal import Proposal
+from telic.policy import BudgetCheck, CheckContext, Policy
+from telic.proposal import Action, Proposal
+from telic.tools import ToolRegistry
 
 from .kit import (
     Calls,
@@ -369,3 +375,103 @@ def test_after_the_per_proposal_checks_come_exploration_conflicts_grounding_then
     assert calls.count("launch") == 0
     assert "approval.requested" not in played.kinds()
     assert "plan.updated" not in played.kinds()
+
+
+# -- an agent's own budget ---------------------------------------------------------------------
+
+_DIMS = ("tool_calls", "model_calls", "tokens", "cost")
+_ACTIONS: tuple[Action, ...] = ("tool", "remember", "finish")
+
+
+def _budget_state(limits: Mapping[str, float], spent: Mapping[str, float]) -> dict[str, Any]:
+    return {
+        "budget": {},
+        "spent": {"tokens": 0, "cost": 0.0, "tool_calls": 0, "ticks": 0, "wall_s": 0.0},
+        "agent_budgets": {
+            "a": {"limits": dict(limits), "spent": {d: spent.get(d, 0) for d in _DIMS}},
+        },
+    }
+
+
+@given(
+    limits=st.dictionaries(st.sampled_from(_DIMS), st.integers(0, 5).map(float)),
+    spent=st.dictionaries(st.sampled_from(_DIMS), st.integers(0, 6)),
+    action=st.sampled_from(_ACTIONS),
+    cost=st.none() | st.integers(0, 3).map(float),
+    agent=st.sampled_from(("a", "b")),
+)
+def test_an_agents_budget_refuses_exactly_what_it_has_spent(
+    limits: dict[str, float],
+    spent: dict[str, int],
+    action: Action,
+    cost: float | None,
+    agent: str,
+) -> None:
+    """The budget check refuses a proposal of the agent ``a`` exactly when one of its own
+    limits is reached (tool calls for a tool call; model calls, tokens, cost for anything but
+    finishing; a stated cost over what is left), naming the agent and the limit; the agent
+    ``b``, with no budget of its own, is never refused."""
+    args: dict[str, Any] = {"tool": "t", "args": {}} if action == "tool" else {"key": "k"}
+    if action == "finish":
+        args = {"result": "done"}
+    proposal = Proposal(action=action, args=args, cost=cost)
+    ctx = CheckContext(
+        agent, "worker", frozenset({"t"}), _budget_state(limits, spent), ToolRegistry()
+    )
+    verdict = BudgetCheck().check(proposal, ctx)
+
+    def used(d: str) -> float:
+        return float(spent.get(d, 0))
+
+    over = [
+        d
+        for d in _DIMS
+        if d in limits
+        and (
+            (d == "tool_calls" and action == "tool" and used(d) >= limits[d])
+            or (d == "cost" and cost is not None and used(d) + cost > limits[d])
+            or (d != "tool_calls" and action != "finish" and used(d) >= limits[d])
+        )
+    ]
+    if agent == "b" or not over:
+        assert verdict.ok
+        return
+    assert not verdict.ok and verdict.check == "budget"
+    assert verdict.extra["agent"] == "a" and "'a'" in verdict.reason
+    dim = verdict.extra["dimension"]
+    assert dim in over and verdict.extra["limit"] == limits[dim]
+    assert verdict.extra["spent"] == used(dim)
+    assert f"{limits[dim]:g}" in verdict.reason
+
+
+def test_a_run_without_agent_budgets_folds_no_agent_budget_state() -> None:
+    """Default budgets change no record and no state: the key exists only when an agent has
+    a budget (the reference run's pinned head hash depends on it)."""
+    from telic.reducer import initial_state
+
+    assert "agent_budgets" not in initial_state()
+    config = RunConfig(goal="g", agents=[AgentSpec("a", "worker", _finisher())])
+    state = asyncio.run(_state_of(config))
+    assert "agent_budgets" not in state
+    booted = RunConfig(
+        goal="g",
+        agents=[AgentSpec("a", "worker", _finisher(), budget=AgentBudget(tokens=10))],
+    )
+    state = asyncio.run(_state_of(booted))
+    assert state["agent_budgets"]["a"]["limits"] == {"tokens": 10.0}
+    negative = RunConfig(
+        goal="g",
+        agents=[AgentSpec("a", "worker", _finisher(), budget=AgentBudget(tool_calls=-1))],
+    )
+    with pytest.raises(ConfigError, match="agent 'a' budget tool_calls must not be negative"):
+        negative.validate()
+
+
+def _finisher() -> FunctionMind:
+    return FunctionMind(lambda view: Proposal(action="finish", args={"result": "ok"}))
+
+
+async def _state_of(config: RunConfig) -> Mapping[str, Any]:
+    ledger = open_ledger("memory://")
+    result = await Kernel(ledger, clock=SystemClock()).run(config, max_ticks=2)
+    return ledger.state_at(result.run_id)

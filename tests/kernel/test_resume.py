@@ -330,7 +330,7 @@ def test_an_explorer_in_flight_is_rebuilt_on_resume_and_reports_to_its_parent() 
         return ScriptedMind([finish({"found": 42})])
 
     def parent_reads(view: View) -> Proposal:
-        found = [o["content"] for o in view.observations if o["source"] == "explorer:explorer-1"]
+        found = [o.content for o in view.observations if o.source == "explorer:explorer-1"]
         return remember("found", found)
 
     resumed = config(

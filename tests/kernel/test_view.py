@@ -19,16 +19,17 @@ from .kit import Played, config, finish, play, remember
 def test_a_tick_state_copies_once_when_first_read_and_never_after_it_closed() -> None:
     fold = Fold()
     lazy = TickState(fold, 1)
-    assert lazy["status"] == "new"
-    assert lazy["agents"] is lazy["agents"]  # one copy, shared
-    assert lazy["agents"] is not fold.peek()["agents"]
+    assert lazy.status == "new"
+    assert lazy.json is lazy.json  # one copy, shared
+    assert lazy.json["agents"] is lazy.json["agents"]
+    assert lazy.json["agents"] is not fold.peek()["agents"]
     lazy.close()
-    assert lazy["status"] == "new"  # read before closing: still readable
+    assert lazy.status == "new"  # read before closing: still readable
 
     unread = TickState(fold, 2)
     unread.close()
     with pytest.raises(ViewExpired, match="tick 2 was first read after the minds had answered"):
-        unread["status"]
+        _ = unread.status
 
 
 def test_minds_of_one_tick_share_a_read_only_copy_and_a_mind_that_changes_it_fails() -> None:
@@ -37,13 +38,13 @@ def test_minds_of_one_tick_share_a_read_only_copy_and_a_mind_that_changes_it_fai
     def vandal(view: View) -> Proposal:
         seen.append(view)
         if view.tick == 1:
-            memory: Any = view.state["memory"]
+            memory: Any = view.state.memory
             memory["planted"] = {"k": "by a mind"}  # refused: the view is read-only
         return finish()
 
     def reader(view: View) -> Proposal:
         seen.append(view)
-        assert "planted" not in view.state["memory"]
+        assert "planted" not in view.state.memory
         return remember("r", view.tick) if view.tick < 2 else finish()
 
     played = play(
@@ -58,7 +59,7 @@ def test_minds_of_one_tick_share_a_read_only_copy_and_a_mind_that_changes_it_fai
     assert not played.of("agent.failed", "b")
     assert "planted" not in played.state()["memory"]
     first_tick = [v for v in seen if v.tick == 1]
-    assert first_tick[0].state["memory"] is first_tick[1].state["memory"]
+    assert first_tick[0].state.memory is first_tick[1].state.memory
 
 
 def test_a_view_read_in_a_later_tick_crashes_only_that_mind() -> None:
@@ -68,7 +69,7 @@ def test_a_view_read_in_a_later_tick_crashes_only_that_mind() -> None:
         if not kept:
             kept.append(view)  # keeps the view and never reads it in its own tick
             return remember("k", 1)
-        _ = kept[0].state["tick"]  # a stale view: refused, not silently later state
+        _ = kept[0].state.tick  # a stale view: refused, not silently later state
         return finish()
 
     def steady(view: View) -> Proposal:

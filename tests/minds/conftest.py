@@ -11,6 +11,7 @@ from minds_helpers import SkippingClock
 from telic.minds import ToolInfo, View
 from telic.minds.testing import ModelServer
 from telic.reducer import initial_state
+from telic.state import RunState
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def _view(
         role=role,
         tick=3,
         goal=state["goal"],
-        state=state,
+        state=RunState(state),
         tools=default_tools if tools is None else tools,
         recorded=recorded or {},
     )

@@ -66,10 +66,10 @@ def test_a_run_of_model_minds_completes_and_records_every_call(api: str) -> None
     assert len(calls) == 3  # one repaired reply, then one answer per agent
     assert [c.data["error"] is not None for c in calls].count(True) == 1
     assert len(server.requests) == 3
-    spent = result.state["spent"]
-    assert spent["tokens"] == sum(c.data["input_tokens"] + c.data["output_tokens"] for c in calls)
-    assert spent["cost"] == pytest.approx(sum(c.data["cost"] for c in calls))
-    assert spent["cost"] > 0
+    spent = result.state.spent
+    assert spent.tokens == sum(c.data["input_tokens"] + c.data["output_tokens"] for c in calls)
+    assert spent.cost == pytest.approx(sum(c.data["cost"] for c in calls))
+    assert spent.cost > 0
     # each call is recorded before the proposal it produced
     kinds = [t.kind for t in transitions]
     first_call = kinds.index("model.called")
@@ -140,7 +140,7 @@ def test_a_token_budget_is_overrun_by_at_most_one_prompt(api: str) -> None:
         result, transitions = asyncio.run(main())
 
     calls = [t.data for t in transitions if t.kind == "model.called"]
-    spent = result.state["spent"]["tokens"]
+    spent = result.state.spent.tokens
     assert spent == sum(c["input_tokens"] + c["output_tokens"] for c in calls)
     assert limit - 1_000 < spent <= limit + max(c["input_tokens"] for c in calls)
     assert any(c["output_tokens"] < 900 for c in calls)  # a reply was cut to what was left

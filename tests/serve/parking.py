@@ -30,7 +30,7 @@ def launcher() -> FunctionMind:
     def propose(view: View) -> Proposal:
         if not view.observations:
             return Proposal(action="tool", args={"tool": "launch", "args": {"x": 7}})
-        return Proposal(action="finish", args={"result": view.observations[-1]["content"]})
+        return Proposal(action="finish", args={"result": view.observations[-1].content})
 
     return FunctionMind(propose, name="launcher")
 

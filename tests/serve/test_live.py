@@ -21,7 +21,7 @@ from tests.serve.sse import Frame, frames
 
 from telic.ledger import open_ledger
 
-Serve = Callable[[str], Server]
+Serve = Callable[..., Server]
 
 
 def _wait(url: str, headers: dict[str, str], pred: Callable[[Any], bool]) -> Any:
@@ -104,10 +104,10 @@ def _append_from_another_process(db: str, cwd: Path) -> None:
     )
 
 
-def _follows_another_process(db: str, tmp_path: Path, serve: Serve) -> None:
+def _follows_another_process(db: str, tmp_path: Path, serve: Serve, *args: str) -> None:
     t = tokens(db, reader="read")
     h = bearer(t["reader"])
-    server = serve(db)
+    server = serve(db, *args)
     with (
         httpx.Client(timeout=120) as c,
         c.stream("GET", server.url + "/events", headers=h) as live,
@@ -120,24 +120,28 @@ def _follows_another_process(db: str, tmp_path: Path, serve: Serve) -> None:
     seqs = [f.data["seq"] for f in got]
     assert seqs == list(range(1, seqs[-1] + 1))
     assert got[0].event == "run.booted" and (got[0].id or "").startswith(f"{rid}:1;")
+    if args:  # the stream was a worker's, which followed the ledger itself
+        assert httpx.get(server.url + "/health").json()["stream_workers"]["handed"] == 1
 
 
+@pytest.mark.parametrize("args", [(), ("--stream-workers", "1")], ids=["in-process", "worker"])
 def test_runs_written_by_another_process_on_sqlite_appear_live(
-    tmp_path: Path, serve: Serve
+    tmp_path: Path, serve: Serve, args: tuple[str, ...]
 ) -> None:
-    _follows_another_process(str(tmp_path / "ledger.db"), tmp_path, serve)
+    _follows_another_process(str(tmp_path / "ledger.db"), tmp_path, serve, *args)
 
 
 @pytest.mark.skipif(not os.environ.get("TELIC_PG_DSN"), reason="set TELIC_PG_DSN")
+@pytest.mark.parametrize("args", [(), ("--stream-workers", "1")], ids=["in-process", "worker"])
 def test_runs_written_by_another_process_on_postgresql_appear_live(
-    tmp_path: Path, serve: Serve
+    tmp_path: Path, serve: Serve, args: tuple[str, ...]
 ) -> None:
     import psycopg
 
     dsn = os.environ["TELIC_PG_DSN"]
     schema = f"serve_{uuid.uuid4().hex[:10]}"
     try:
-        _follows_another_process(f"{dsn}?schema={schema}", tmp_path, serve)
+        _follows_another_process(f"{dsn}?schema={schema}", tmp_path, serve, *args)
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # pyright: ignore[reportArgumentType]

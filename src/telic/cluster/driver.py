@@ -187,16 +187,26 @@ class RayHost:
         run_id: str | None = None,
     ) -> str:
         """Boot a run from the spec file ``spec`` on a host (the least loaded one, or the
-        host of ``node``); returns its id. The spec is built here first, so a bad one fails
-        here with its :class:`~telic.errors.SpecError`; its file (and the modules it names)
-        must be readable at the same path on every node."""
+        host of ``node``); returns its id. The spec is read and built here first, so a bad one
+        fails here with its :class:`~telic.errors.SpecError`; its text travels to the host
+        (the file need not be on the nodes), while the modules it names must be importable
+        there (installed, or at the same path as here)."""
         path = str(Path(spec).resolve())
         base = None if base_dir is None else str(Path(base_dir).resolve())
-        checked = build_run(path, model=model, base_dir=base, overrides=overrides)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = None  # build_run says what is wrong with it, in one line
+        checked = build_run(path, model=model, base_dir=base, overrides=overrides, text=text)
         checked.minds.clear()  # nothing connected yet: nothing to close
         checked.servers.clear()
         request = StartRequest(
-            path=path, model=model, base_dir=base, overrides=dict(overrides or {}), run_id=run_id
+            path=path,
+            text=text,
+            model=model,
+            base_dir=base,
+            overrides=dict(overrides or {}),
+            run_id=run_id,
         )
         if node is not None:
             actor = self._host_of(node)

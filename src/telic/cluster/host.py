@@ -3,10 +3,14 @@
 A :class:`NodeHost` lives in a Ray actor pinned to its node (:mod:`telic.cluster.actor`),
 but it is plain asyncio and telic: a kernel on the shared PostgreSQL ledger, each run driven
 in a task of the host's task group (opened by :meth:`NodeHost.serve`, which lives as long as
-the host). Runs are built from their spec file as ``telic run`` builds them
-(:func:`telic.spec.build_run`), with every tool that declares resources called as a Ray task
-(:func:`telic.cluster.tasks.on_ray`). A run booted here is marked ``hosted = "ray"`` in its
-``run.booted``, which is how any host recognises the runs the cluster is responsible for.
+the host). Runs are built from their spec as ``telic run`` builds them
+(:func:`telic.spec.build_run`), from the spec text the driver sent (recorded in the run's
+``run.booted``, from which a host taking the run over rebuilds it), with every tool that
+declares resources called as a Ray task (:func:`telic.cluster.tasks.on_ray`), and the model
+requests of every agent that declares resources sent from Ray tasks
+(:func:`telic.cluster.model_calls.models_on_ray`). A run booted here is marked
+``hosted = "ray"`` in its ``run.booted``, which is how any host recognises the runs the
+cluster is responsible for.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from telic.clock import Clock, SystemClock
+from telic.cluster.model_calls import models_on_ray
 from telic.cluster.tasks import on_ray
-from telic.errors import TelicError
-from telic.kernel import DEFAULT_LEASE_TTL_S, Kernel, Run, RunConfig, Sweeper
+from telic.errors import ConfigError, SpecError, TelicError
+from telic.kernel import DEFAULT_LEASE_TTL_S, AgentSpec, Kernel, Run, RunConfig, Sweeper
 from telic.kinds import RunStopped
 from telic.ledger import BaseLedger, open_ledger
 from telic.ledger.lease import Lease
+from telic.minds.base import Mind
+from telic.minds.model import ModelMind
 from telic.spec import BuiltRun, build_run, recorded_spec
 
 __all__ = ["HOSTED", "ClusterSweeper", "NodeHost", "StartRequest", "is_cluster_run"]
@@ -39,11 +46,15 @@ HOSTED: Final = "ray"
 
 @dataclass(frozen=True, slots=True)
 class StartRequest:
-    """What a host needs to boot a run: a spec file every node can read, as ``telic run``
-    takes it."""
+    """What a host needs to boot a run: a spec, as ``telic run`` takes it, with its text."""
 
     path: str
-    """The spec file (absolute)."""
+    """The spec file (absolute) as the driver saw it: where relative paths and import paths
+    resolve from (unless ``base_dir``), and what messages name."""
+    text: str | None = None
+    """The spec file's content, read by the driver: the host builds it and records it in the
+    run's ``run.booted``, so neither it nor a host taking the run over reads the file
+    (None: the host reads ``path``)."""
     model: str | None = None
     base_dir: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict[str, Any])
@@ -85,6 +96,24 @@ class ClusterSweeper(Sweeper):
     def choose(self, stale: list[Lease]) -> list[Lease]:
         self._rng.shuffle(stale)
         return stale[: self.batch]
+
+
+def _explorers_on_ray(
+    make: Callable[[str, AgentSpec], Mind] | None,
+) -> Callable[[str, AgentSpec], Mind] | None:
+    """The run's explorer factory, whose model minds send their requests where their parent
+    agent's resources are."""
+    if make is None:
+        return None
+    inner = make
+
+    def explorer(question: str, parent: AgentSpec) -> Mind:
+        mind = inner(question, parent)
+        if isinstance(mind, ModelMind):  # another explorer factory's mind is its own affair
+            models_on_ray(mind, parent.name, parent.resources)
+        return mind
+
+    return explorer
 
 
 @dataclass(slots=True)
@@ -193,6 +222,7 @@ class NodeHost:
         try:
             built = self._build(
                 recorded.path,
+                text=recorded.text,
                 model=recorded.model,
                 base_dir=recorded.base_dir,
                 overrides=recorded.overrides,
@@ -214,18 +244,30 @@ class NodeHost:
         self,
         path: str,
         *,
+        text: str | None,
         model: str | None,
         base_dir: str | None,
         overrides: Mapping[str, Any],
     ) -> BuiltRun:
         built = build_run(
-            path, model=model, clock=self.clock, base_dir=base_dir, overrides=overrides or None
+            path,
+            model=model,
+            clock=self.clock,
+            base_dir=base_dir,
+            overrides=overrides or None,
+            text=text,
         )
         base = str(Path(base_dir).resolve() if base_dir else built.path.parent)
         config = built.config
+        try:
+            for a in config.agents:
+                models_on_ray(a.mind, a.name, a.resources)
+        except ConfigError as exc:
+            raise SpecError(str(built.path), str(exc)) from None
         built.config = dataclasses.replace(
             config,
             tools=[on_ray(t, paths=(base,)) for t in config.tools],
+            explorer=_explorers_on_ray(config.explorer),
             record={**config.record, "hosted": HOSTED},
         )
         return built
@@ -235,6 +277,7 @@ class NodeHost:
         group = await self._group_ready()
         built = self._build(
             request.path,
+            text=request.text,
             model=request.model,
             base_dir=request.base_dir,
             overrides=request.overrides,
@@ -271,7 +314,7 @@ class NodeHost:
                 # Recorded under the run's lease, before close() gives the lease up: a
                 # sweeper never sees a stopped run unowned.
                 batch = run.batch()
-                batch.add(RunStopped(reason=hosted.stopping), tick=int(run.state["tick"]))
+                batch.add(RunStopped(reason=hosted.stopping), tick=run.fold.live.tick)
                 await run.commit(batch)
         except TelicError as exc:
             log.warning("run %s stopped on host %s: %s", run.id, self.host_id, exc)
@@ -293,7 +336,7 @@ class NodeHost:
         if hosted is None or hosted.task is None:
             return False
         hosted.stopping = reason
-        if hosted.run.state["status"] == "paused":
+        if hosted.run.fold.live.status == "paused":
             hosted.task.cancel()  # parked on an approval: nothing in progress to finish
         await asyncio.wait([hosted.task])
         return True

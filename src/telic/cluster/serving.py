@@ -2,7 +2,8 @@
 
 :class:`ClusterRuns` stands in for the server's in-process :class:`~telic.serve.host.Host`:
 ``POST /runs`` boots the run on a host of the cluster (the posted spec is written to the
-server's spec directory, which every node must see at the same path), ``POST .../stop`` asks
+server's spec directory, and its text travels to the host: the nodes need not see that
+directory; the modules it names must be importable on them), ``POST .../stop`` asks
 the host that drives it. The server drives nothing itself, and resumes nothing when it
 starts: the cluster's hosts resume their own runs. Its streams follow every run through the
 PostgreSQL ledger's ``LISTEN/NOTIFY`` (:mod:`telic.events.follow`), whichever node commits.

@@ -13,6 +13,7 @@ from telic.demo.roles import BUDGET_CHF, agents, explorer
 from telic.demo.world import FaultPlan, World
 from telic.kernel import Artifact, Budget, RunConfig
 from telic.policy import Budgeter, Policy
+from telic.state import RunState
 from telic.tools import Tool
 
 __all__ = [
@@ -41,33 +42,31 @@ RETURN_DESCRIPTION = "transport, hotel, activities and a budget within CHF 600 a
 _RESEARCH = ("tool:train_fares", "tool:hotels", "tool:sights", "tool:weather")
 
 
-def progress(state: Mapping[str, Any]) -> float:
+def progress(state: RunState) -> float:
     """Research done (0.1) plus the plan items in place, the budget only if within CHF 600."""
-    seen = {o["source"] for a in state["agents"].values() for o in a["observations"]}
+    seen = {o.source for a in state.agents.values() for o in a.observations}
     research = 0.1 * sum(src in seen for src in _RESEARCH) / len(_RESEARCH)
-    plan = state["plan"]
+    plan = state.plan
     score = research
     for key, weight in _PLAN_WEIGHTS.items():
-        if key in plan and (key != "budget" or plan[key]["value"]["total_chf"] <= BUDGET_CHF):
+        if key in plan and (key != "budget" or plan[key].value["total_chf"] <= BUDGET_CHF):
             score += weight
     return round(score, 4)
 
 
-def ready(state: Mapping[str, Any]) -> bool:
-    plan = state["plan"]
-    return (
-        all(k in plan for k in _PLAN_WEIGHTS) and plan["budget"]["value"]["total_chf"] <= BUDGET_CHF
-    )
+def ready(state: RunState) -> bool:
+    plan = state.plan
+    return all(k in plan for k in _PLAN_WEIGHTS) and plan["budget"].value["total_chf"] <= BUDGET_CHF
 
 
-def trip_left(state: Mapping[str, Any]) -> float:
+def trip_left(state: RunState) -> float:
     """What is left of the CHF 600 trip budget after the plan's priced items (the budgeter
     policy's ``left``)."""
-    spent = sum(
-        float(v["value"].get("total_chf", 0))
-        for k, v in state["plan"].items()
-        if k != "budget" and isinstance(v["value"], dict)
-    )
+    spent = 0.0
+    for k, item in state.plan.items():
+        value: Any = item.value
+        if k != "budget" and isinstance(value, dict):
+            spent += float(cast(dict[str, Any], value).get("total_chf", 0))
     return BUDGET_CHF - spent
 
 
@@ -80,8 +79,8 @@ def reference_tools(seed: int = DEFAULT_SEED) -> list[Tool]:
     return World(seed).tools()
 
 
-def artifacts(state: Mapping[str, Any]) -> Sequence[Artifact]:
-    plan = {k: v["value"] for k, v in state["plan"].items()}
+def artifacts(state: RunState) -> Sequence[Artifact]:
+    plan = {k: v.value for k, v in state.plan.items()}
     b, hotel, acts, train = plan["budget"], plan["hotel"], plan["activities"], plan["transport"]
     lines = [
         f"# {GOAL}",
@@ -154,29 +153,30 @@ def _item_ok(key: str, value: Any) -> bool:
     return True
 
 
-def well_formed(state: Mapping[str, Any]) -> dict[str, Any]:
+def well_formed(state: RunState) -> RunState:
     """``state`` with only the plan items that have the reference shapes (see
     ``examples/trip.toml``): what a model wrote differently counts as not planned yet."""
-    plan: Mapping[str, Any] = state["plan"]
-    return {**state, "plan": {k: v for k, v in plan.items() if _item_ok(k, v["value"])}}
+    plan = state.plan.json
+    kept = {k: v for k, v in plan.items() if _item_ok(k, v["value"])}
+    return RunState({**state.json, "plan": kept})
 
 
-def lenient_progress(state: Mapping[str, Any]) -> float:
+def lenient_progress(state: RunState) -> float:
     """:func:`progress` for plans written by models (ill-formed items count as missing)."""
     return progress(well_formed(state))
 
 
-def lenient_ready(state: Mapping[str, Any]) -> bool:
+def lenient_ready(state: RunState) -> bool:
     """:func:`ready` for plans written by models (ill-formed items count as missing)."""
     return ready(well_formed(state))
 
 
-def lenient_artifacts(state: Mapping[str, Any]) -> Sequence[Artifact]:
+def lenient_artifacts(state: RunState) -> Sequence[Artifact]:
     """:func:`artifacts` for plans written by models."""
     return artifacts(well_formed(state))
 
 
-def lenient_trip_left(state: Mapping[str, Any]) -> float:
+def lenient_trip_left(state: RunState) -> float:
     """:func:`trip_left` for plans written by models."""
     return trip_left(well_formed(state))
 

@@ -29,20 +29,20 @@ def _json_object(value: Any) -> dict[str, Any] | None:
 def _results(view: View, tool: str, **match: Any) -> list[tuple[int, dict[str, Any]]]:
     """Every recorded result of ``tool`` (any agent's), oldest first, as (seq, result)."""
     out: list[tuple[int, dict[str, Any]]] = []
-    for a in view.state["agents"].values():
-        for o in a["observations"]:
-            c = _json_object(o["content"])
-            ok = o["source"] == f"tool:{tool}" and c is not None and "error" not in c
+    for a in view.state.agents.values():
+        for o in a.observations:
+            c = _json_object(o.content)
+            ok = o.source == f"tool:{tool}" and c is not None and "error" not in c
             if ok and c is not None and all(c.get(k) == v for k, v in match.items()):
-                out.append((o["seq"], c))
+                out.append((o.seq, c))
     return sorted(out, key=lambda x: x[0])
 
 
 def _findings(view: View) -> tuple[int, dict[str, Any]] | None:
     for o in view.observations:
-        content = _json_object(o["content"])
-        if o["source"].startswith("explorer:") and content is not None:
-            return o["seq"], content
+        content = _json_object(o.content)
+        if o.source.startswith("explorer:") and content is not None:
+            return o.seq, content
     return None
 
 
@@ -94,9 +94,7 @@ def researcher(world: World) -> Callable[[View], Proposal]:
             return _idle(view, "transport planned")
         found = _findings(view)
         if found is None:
-            if any(
-                a["temporary"] and a["parent"] == view.agent for a in view.state["agents"].values()
-            ):
+            if any(a.temporary and a.parent == view.agent for a in view.state.agents.values()):
                 return _idle(view, "waiting for the explorer")
             fares = [float(o["fare_chf"]) for _, r in out + back for o in r["options"]]
             spread = (max(fares) - min(fares)) / max(fares)
@@ -199,14 +197,14 @@ def budgeter(world: World) -> Callable[[View], Proposal]:
         acts = _activities(view)
         fares = _results(view, "train_fares", origin=ORIGIN)
         found = None
-        for a in view.state["agents"].values():
-            for o in a["observations"]:
-                if o["source"].startswith("explorer:"):
-                    found = (o["seq"], o["content"])
+        for a in view.state.agents.values():
+            for o in a.observations:
+                if o.source.startswith("explorer:"):
+                    found = (o.seq, o.content)
         hotel = view.plan["hotel"]
-        hotel_seq = view.state["plan"]["hotel"]["seq"]
-        hotel_claim = next((b for k, b in view.state["beliefs"].items() if k == "hotel_chf"), None)
-        hotel_evidence = tuple(hotel_claim["evidence"]) if hotel_claim else (hotel_seq,)
+        hotel_seq = view.state.plan["hotel"].seq
+        hotel_claim = view.state.beliefs.get("hotel_chf")
+        hotel_evidence = tuple(hotel_claim.evidence) if hotel_claim else (hotel_seq,)
         if acts is None:
             return _idle(view, "waiting for activity prices")
         aseq, chosen = acts
@@ -268,9 +266,9 @@ def skeptic(world: World) -> Callable[[View], Proposal]:
     def mind(view: View) -> Proposal:
         world.tick = view.tick
         failed = [
-            o["content"].get("args")
+            o.content.get("args")
             for o in view.observations
-            if o["source"] == "tool:weather" and "error" in o["content"]
+            if o.source == "tool:weather" and "error" in o.content
         ]
         for city, day in checks:
             if {"city": city, "day": day} in failed:
@@ -281,9 +279,7 @@ def skeptic(world: World) -> Callable[[View], Proposal]:
                     args={"tool": "weather", "args": {"city": city, "day": day}},
                     reason=f"is day {day} in {city} safe for outdoor plans?",
                 )
-        forecasts: list[Any] = [
-            o["content"] for o in view.observations if o["source"] == "tool:weather"
-        ]
+        forecasts: list[Any] = [o.content for o in view.observations if o.source == "tool:weather"]
         wet = sum(1 for f in forecasts if isinstance(f, dict) and f.get("forecast") == "showers")  # pyright: ignore[reportUnknownMemberType]
         return _idle(view, f"{wet} wet day(s) to plan around")
 
@@ -325,7 +321,7 @@ def explorer(world: World) -> Callable[[str, AgentSpec], Any]:
             mine = [
                 o
                 for o in view.observations
-                if o["source"] == "tool:train_fares" and "options" in o["content"]
+                if o.source == "tool:train_fares" and "options" in o.content
             ]
             back = _results(view, "train_fares", origin=DESTINATION)
             if not mine or not back:
@@ -339,7 +335,7 @@ def explorer(world: World) -> Callable[[str, AgentSpec], Any]:
                     },
                     reason=f"explore: {question}",
                 )
-            out, ret = _cheapest_fare(mine[-1]["content"]), _cheapest_fare(back[-1][1])
+            out, ret = _cheapest_fare(mine[-1].content), _cheapest_fare(back[-1][1])
             return Proposal(
                 action="finish",
                 args={

@@ -53,12 +53,13 @@ class LedgerFollower:
     """Publishes each committed transition of ``ledger`` to ``events`` exactly once.
 
     Wire the local kernel's ``publish`` to :meth:`publish` and run :meth:`run` in a task.
+    ``events`` may be None when only the :attr:`sinks` want the transitions (a stream worker).
     """
 
     def __init__(
         self,
         ledger: BaseLedger,
-        events: EventKernel,
+        events: EventKernel | None,
         *,
         interval: float = 0.05,
         skip: frozenset[str] = frozenset({SYSTEM_RUN}),
@@ -83,7 +84,8 @@ class LedgerFollower:
         return dict(self._delivered)
 
     def _deliver(self, batch: Sequence[Transition]) -> None:
-        self.events.publish(batch)
+        if self.events is not None:
+            self.events.publish(batch)
         for sink in self.sinks:
             sink(batch)
 

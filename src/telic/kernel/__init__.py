@@ -25,7 +25,15 @@ from telic.errors import (
 )
 from telic.kernel import approval
 from telic.kernel.calls import open_tick
-from telic.kernel.config import AgentSpec, Approver, Artifact, Budget, RunConfig, Team
+from telic.kernel.config import (
+    AgentBudget,
+    AgentSpec,
+    Approver,
+    Artifact,
+    Budget,
+    RunConfig,
+    Team,
+)
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.run import Run, RunResult
 from telic.kernel.stages import Tick, ToolCall, execute
@@ -47,11 +55,13 @@ from telic.kinds import (
 from telic.ledger.base import BaseLedger
 from telic.ledger.group import GroupCommitter
 from telic.ledger.lease import Lease, default_holder
-from telic.reducer import State, initial_state
+from telic.reducer import initial_state
+from telic.state import PendingTool, RunState
 from telic.transition import Transition, draft
 
 __all__ = [
     "DEFAULT_LEASE_TTL_S",
+    "AgentBudget",
     "AgentSpec",
     "Approver",
     "Artifact",
@@ -158,6 +168,7 @@ class Kernel:
                         tools=a.tools,
                         restart=a.restart,
                         priority=a.priority,
+                        budget=(a.budget.limits(a.name) or None) if a.budget is not None else None,
                     )
                     for a in config.agents
                 ),
@@ -286,26 +297,27 @@ class Kernel:
         if not report.ok:
             raise ChainBroken(run_id, report.first_bad or 0, report.reason or "verification failed")
         state = self.ledger.state_at(run_id)
-        if state["status"] == "new":
+        s = RunState(state)
+        if s.status == "new":
             raise RunNotResumable(run_id, "it has no run.booted transition")
-        if state["status"] in ("completed", "failed", "stopped"):
+        if s.status in ("completed", "failed", "stopped"):
             raise RunNotResumable(
-                run_id, f"it has ended ({state['status']}: {state['reason']}); fork it to continue"
+                run_id, f"it has ended ({s.status}: {s.reason}); fork it to continue"
             )
         config.validate()
-        tree = _recorded_tree(self.ledger, run_id, config, state)
+        tree = _recorded_tree(self.ledger, run_id, config, s)
         # What resume acts on, read before the run takes the state over (its batches change it).
-        tick, head, tick_open = int(state["tick"]), int(state["seq"]), bool(state["tick_open"])
+        tick, head, tick_open = s.tick, s.seq, s.tick_open
         # A tick stopped while its minds were asked is asked again, with the answers its
         # model calls already got (written ahead: see telic.kernel.calls).
-        reask = open_tick(self.ledger, run_id, state) is not None
-        progress = state["progress"]
-        parked = approval.unresolved(self.ledger, run_id, state)
-        pending = sorted(state["pending_tools"].items(), key=lambda kv: kv[1]["seq"])
+        reask = open_tick(self.ledger, run_id, s) is not None
+        progress = s.progress
+        parked = approval.unresolved(self.ledger, run_id, s)
+        pending = sorted(s.pending_tools.items(), key=lambda kv: kv[1].seq)
         running = [
-            (name, a["role"], a["temporary"], a["parent"], a["question"], tuple(a["tools"]))
-            for name, a in state["agents"].items()
-            if a["status"] == "running"
+            (name, a.role, a.temporary, a.parent, a.question, tuple(a.tools))
+            for name, a in s.agents.items()
+            if a.status == "running"
         ]
         run = Run(
             self.ledger,
@@ -375,7 +387,12 @@ class Kernel:
                     )
                     continue
                 explorer = AgentSpec(
-                    name=name, role=role, mind=mind, tools=tools, restart="temporary"
+                    name=name,
+                    role=role,
+                    mind=mind,
+                    tools=tools,
+                    restart="temporary",
+                    resources=specs[parent].resources,
                 )
                 await run.start_agent(explorer, under=parent)
             else:
@@ -388,36 +405,37 @@ class Kernel:
         # (retries and supervision included), if it is idempotent and its agent is back;
         # the outcome of any other is unknown.
         calls: list[ToolCall] = []
-        unknown: list[tuple[str, dict[str, Any]]] = []
+        unknown: list[tuple[str, PendingTool]] = []
         for call_id, p in pending:
-            if not (p["idempotent"] and p["tool"] in run.tools and run.supervises(p["agent"])):
+            if not (p.idempotent and p.tool in run.tools and run.supervises(p.agent)):
                 unknown.append((call_id, p))
                 continue
-            attempt = p["attempt"] + 1
-            tool = run.tools.get(p["tool"])
+            attempt = p.attempt + 1
+            tool = run.tools.get(p.tool)
+            args = dict(p.args)
             again = batch.add(
                 ToolStarted(
                     call_id=call_id,
-                    agent=p["agent"],
-                    tool=p["tool"],
-                    args=p["args"],
+                    agent=p.agent,
+                    tool=p.tool,
+                    args=args,
                     idempotent=True,
                     attempt=attempt,
                     source=tool.source,
                     version=tool.version,
                 ),
                 tick=tick,
-                agent=p["agent"],
-                causes=(p["seq"],),
+                agent=p.agent,
+                causes=(p.seq,),
             )
-            calls.append(ToolCall(p["agent"], tool, call_id, p["args"], again, attempt))
+            calls.append(ToolCall(p.agent, tool, call_id, args, again, attempt))
         await execute(Tick(run, batch, tick), calls)
         for call_id, p in unknown:
             batch.add(
-                ToolUnknownOutcome(call_id=call_id, agent=p["agent"], tool=p["tool"]),
+                ToolUnknownOutcome(call_id=call_id, agent=p.agent, tool=p.tool),
                 tick=tick,
-                agent=p["agent"],
-                causes=(p["seq"],),
+                agent=p.agent,
+                causes=(p.seq,),
             )
         if tick_open and not parked and not reask:
             batch.add(
@@ -444,13 +462,13 @@ class _Acts(NamedTuple):
     head: int
     tick_open: bool
     reask: bool
-    progress: Any
+    progress: float
     parked: list[approval.Parked]
-    pending: list[tuple[str, Any]]
+    pending: list[tuple[str, PendingTool]]
     running: list[tuple[str, str, bool, str | None, str | None, tuple[str, ...]]]
 
 
-def _recorded_tree(ledger: BaseLedger, run_id: str, config: RunConfig, state: State) -> Tree:
+def _recorded_tree(ledger: BaseLedger, run_id: str, config: RunConfig, state: RunState) -> Tree:
     """The supervision tree ``run_id`` was booted with (``run.booted`` records it), which a
     resumed run rebuilds; ``config`` may leave its teams out, not change them."""
     booted = next(iter(ledger.read(run_id, 1, 1)), None)
@@ -464,7 +482,7 @@ def _recorded_tree(ledger: BaseLedger, run_id: str, config: RunConfig, state: St
                 "resume it with a configuration without teams"
             )
         return config.tree()
-    roster = [str(a["name"]) for a in state["roster"]]
+    roster = [a.name for a in state.roster]
     tree = Tree.from_record(SupervisionTree.model_validate(recorded), roster)
     if config.teams and config.tree().record() != tree.record():
         raise ConfigError(

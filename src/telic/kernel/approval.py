@@ -33,6 +33,7 @@ from telic.kinds import (
     TickCompleted,
 )
 from telic.ledger.base import BaseLedger
+from telic.state import RunState
 from telic.transition import Transition, draft
 
 if TYPE_CHECKING:
@@ -85,21 +86,21 @@ def decide(
     :class:`NotAwaitingApproval` if no approval waits for ``proposal`` (unknown, or decided).
     """
     for _ in range(_ATTEMPTS):
-        state = ledger.state_at(run_id)
-        if state["status"] in ENDED:
-            raise NotAwaitingApproval(run_id, proposal, f"the run has ended ({state['status']})")
-        pending = state["pending_approvals"].get(str(proposal))
+        state = RunState(ledger.state_at(run_id))
+        if state.status in ENDED:
+            raise NotAwaitingApproval(run_id, proposal, f"the run has ended ({state.status})")
+        pending = state.pending_approvals.get(str(proposal))
         if pending is None:
             raise NotAwaitingApproval(run_id, proposal, _why_not(ledger, run_id, proposal))
         record = draft(
             decision_record(proposal, granted, by, reason),
             ts=now_us(),
-            tick=state["tick"],
-            agent=pending["agent"],
-            causes=(pending["seq"],),
+            tick=state.tick,
+            agent=pending.agent,
+            causes=(pending.seq,),
         )
         try:
-            committed = ledger.append(run_id, [record], expected=state["seq"] + 1)
+            committed = ledger.append(run_id, [record], expected=state.seq + 1)
         except SequenceConflict:
             continue
         if publish is not None:
@@ -159,15 +160,15 @@ async def wait(run: Run, proposal: int) -> Decision:
         await clock.sleep(POLL_S)
 
 
-def unresolved(ledger: BaseLedger, run_id: str, state: dict[str, Any]) -> list[Parked]:
+def unresolved(ledger: BaseLedger, run_id: str, state: RunState) -> list[Parked]:
     """The approvals of the open tick that were never acted on (in request order)."""
-    if not state["tick_open"]:
+    if not state.tick_open:
         return []
-    tick = state["tick"]
+    tick = state.tick
     requested: dict[int, Transition] = {}
     decided: dict[int, Transition] = {}
     acted: set[int] = set()
-    for t in _open_tick(ledger, run_id, state["seq"], tick):
+    for t in _open_tick(ledger, run_id, state.seq, tick):
         if t.kind == "approval.requested":
             requested[t.data["proposal"]] = t
         elif t.kind in ("approval.granted", "approval.denied"):
@@ -212,7 +213,7 @@ def _open_tick(ledger: BaseLedger, run_id: str, head: int, tick: int) -> list[Tr
 async def finish_parked(run: Run, parked: list[Parked]) -> None:
     """Finish a tick that was interrupted while calls waited for approval: wait for each
     decision, run the granted calls, close the tick (as invalid: it was interrupted)."""
-    tick = run.state["tick"]
+    tick = run.fold.live.tick
     for p in parked:
         decision = p.decision or await run.decide_approval(p.proposal, p.agent, p.tool, p.args)
         batch = run.batch()
@@ -239,7 +240,7 @@ async def finish_parked(run: Run, parked: list[Parked]) -> None:
         await execute(t, (call,))  # the tick's own execute stage: retries, supervision
         await run.commit(batch)
     batch = run.batch()
-    progress = run.state["progress"]
+    progress = run.fold.live.progress
     batch.add(
         TickCompleted(
             tick=tick, progress=progress, delta=0.0, valid=False, state_hash=run.fold.hash()

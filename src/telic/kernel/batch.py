@@ -25,7 +25,7 @@ from telic.canonical import encode_validated
 from telic.errors import NotCanonical, PayloadTooLarge
 from telic.kernel.guard import describe
 from telic.kernel.intake import check_depth
-from telic.kinds import Payload, ProposalRejected
+from telic.kinds import AgentLimit, Payload, ProposalRejected
 from telic.ledger.base import BaseLedger
 from telic.ledger.group import GroupCommitter
 from telic.reducer import Fold
@@ -100,10 +100,14 @@ class Batch:
         reason: str,
         *,
         causes: Sequence[int] | None = None,
+        limit: AgentLimit | None = None,
     ) -> int:
-        """Record that ``check`` refused the proposal at ``proposal`` (seq), and why."""
+        """Record that ``check`` refused the proposal at ``proposal`` (seq), and why (with the
+        agent's own budget ``limit`` that refused it, when one did)."""
         return self.add(
-            ProposalRejected(agent=agent, check=check, reason=reason, proposal=proposal),
+            ProposalRejected(
+                agent=agent, check=check, reason=reason, proposal=proposal, limit=limit
+            ),
             tick=tick,
             agent=agent,
             causes=(proposal,) if causes is None else causes,

@@ -25,6 +25,7 @@ from telic.kernel.view import TickState
 from telic.kinds import ModelCalled, ModelFailed
 from telic.ledger.base import BaseLedger
 from telic.reducer import Fold
+from telic.state import RunState
 
 if TYPE_CHECKING:
     from telic.kernel.run import Run
@@ -55,19 +56,19 @@ def reentry(run: Run) -> Reentry | None:
     return open_tick(run.ledger, run.id, run.state)
 
 
-def open_tick(ledger: BaseLedger, run_id: str, state: Mapping[str, Any]) -> Reentry | None:
+def open_tick(ledger: BaseLedger, run_id: str, state: RunState) -> Reentry | None:
     """:func:`reentry` for the run ``run_id`` of ``ledger`` at ``state`` (its head state)."""
-    if not state["tick_open"]:
+    if not state.tick_open:
         return None
     recorded: dict[str, dict[str, Any]] = {}
-    seq = int(state["seq"])
+    seq = state.seq
     while seq > 0:
         t = ledger.get(run_id, seq)
         if t.kind == "tick.started":
-            if t.data["tick"] != state["tick"]:
+            if t.data["tick"] != state.tick:
                 return None
             fold = Fold.adopt(ledger.state_at(run_id, seq))
-            return Reentry(int(state["tick"]), TickState(fold, int(state["tick"])), recorded)
+            return Reentry(state.tick, TickState(fold, state.tick), recorded)
         if t.kind not in _OPEN_TICK_KINDS:
             return None
         if t.kind == "model.called" and t.agent is not None:
@@ -93,16 +94,16 @@ class TickCalls:
     def record(self, agent: str, payload: ModelCalled | ModelFailed) -> None:
         # The minds that have not read their view yet must see the state as the tick
         # started, not the spend written here: make the view's copy now.
-        len(self._state)
+        _ = self._state.json
         self._batch.add(payload, tick=self._tick, agent=agent)
         self._run.commit_now(self._batch)  # the mind is waiting: no shared commit
 
     def reserve(self, tokens: int) -> int:
-        live = self._run.state
-        limit = live["budget"].get("tokens")
+        live = self._run.fold.live
+        limit = live.budget.get("tokens")
         if limit is None:
             return tokens
-        left = float(limit) - float(live["spent"]["tokens"]) - self._held
+        left = float(limit) - float(live.spent.tokens) - self._held
         granted = max(0, min(tokens, int(left)))
         self._held += granted
         return granted

@@ -6,18 +6,66 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, MinLen
+from annotated_types import Ge, Gt, MinLen
 
 from telic.errors import ConfigError
 from telic.kernel.tree import Team, Tree, plan
+from telic.kinds import StrategyName
 from telic.minds.base import Mind
 from telic.policy import Policy
-from telic.reducer import State
-from telic.tools import Tool, ToolRegistry
+from telic.state import RunState
+from telic.tools import Tool, ToolRegistry, check_resources
 
-__all__ = ["AgentSpec", "Approver", "Artifact", "Budget", "RunConfig", "Team", "is_own"]
+__all__ = [
+    "AgentBudget",
+    "AgentSpec",
+    "Approver",
+    "Artifact",
+    "Budget",
+    "RunConfig",
+    "Team",
+    "is_own",
+]
 
 RestartType = Literal["permanent", "transient", "temporary"]
+
+
+def _limits(owner: str, dims: Mapping[str, float | None]) -> dict[str, float]:
+    for k, v in dims.items():
+        if v is not None and v < 0:
+            raise ConfigError(f"{owner} {k} must not be negative, got {v}")
+    return {k: float(v) for k, v in dims.items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentBudget:
+    """One agent's own limits, on top of the run's :class:`Budget`; None means unlimited.
+
+    What this agent spends counts against both. The policy's budget check refuses a proposal
+    of this agent once a dimension is spent (``proposal.rejected`` with check ``budget`` and
+    the agent's ``limit``); other agents go on. A run spec's ``[agents.budget]`` table is
+    validated against these fields (see :mod:`telic.spec`)."""
+
+    tool_calls: Annotated[float, Ge(0)] | None = None
+    """Tool calls started by this agent (MCP tools included; each retry counts)."""
+    model_calls: Annotated[float, Ge(0)] | None = None
+    """Model calls answered for this agent."""
+    tokens: Annotated[float, Ge(0)] | None = None
+    """Model tokens (input and output) of this agent's calls."""
+    cost: Annotated[float, Ge(0)] | None = None
+    """Money, in the run budget's currency: this agent's model calls and the costs its
+    proposals state."""
+
+    def limits(self, agent: str = "") -> dict[str, float]:
+        return _limits(
+            f"agent {agent!r} budget",
+            {
+                "tool_calls": self.tool_calls,
+                "model_calls": self.model_calls,
+                "tokens": self.tokens,
+                "cost": self.cost,
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -38,6 +86,18 @@ class AgentSpec:
     """OTP restart type: permanent (always), transient (after a crash), temporary (never)."""
     priority: int = 0
     """Higher is served first (model schedulers, conflict resolution by priority)."""
+    budget: AgentBudget | None = None
+    """This agent's own limits (tool calls, model calls, tokens, cost), on top of the run's."""
+
+    resources: Mapping[str, float] = field(default_factory=dict[str, float], hash=False)
+    """What this agent's model calls need where they run, in Ray's terms:
+    ``{ model_gateway = 1 }``, or ``{ num_gpus = 1 }`` for a model served on the GPU node.
+    On a Ray cluster each of its model requests is sent from a Ray task on a node that has
+    them (explorers it spawns inherit them); elsewhere they are sent from the run's own
+    process, as without them. Only a model mind takes them (see docs/distributed.md)."""
+
+    def __post_init__(self) -> None:
+        check_resources(self.name, self.resources, what="agent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +119,16 @@ class Budget:
     """Units of ``currency`` per unit of another (model minds convert their prices)."""
 
     def limits(self) -> dict[str, float]:
-        out = {
-            "tokens": self.tokens,
-            "cost": self.cost,
-            "tool_calls": self.tool_calls,
-            "ticks": self.ticks,
-            "wall_s": self.wall_s,
-        }
-        for k, v in out.items():
-            if v is not None and v < 0:
-                raise ConfigError(f"budget {k} must not be negative, got {v}")
-        return {k: float(v) for k, v in out.items() if v is not None}
+        return _limits(
+            "budget",
+            {
+                "tokens": self.tokens,
+                "cost": self.cost,
+                "tool_calls": self.tool_calls,
+                "ticks": self.ticks,
+                "wall_s": self.wall_s,
+            },
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,21 +142,19 @@ Approver = Callable[[str, str, Mapping[str, Any]], Awaitable[bool | None]]
 """``(agent, tool, args) -> True (approve) | False (deny) | None (no answer: deny)``."""
 
 
-def _all_finished(state: State) -> bool:
-    agents: dict[str, Any] = state["agents"]
-    permanent = [a for a in agents.values() if not a["temporary"]]
-    return bool(permanent) and all(a["status"] == "terminated" for a in permanent)
+def _all_finished(state: RunState) -> bool:
+    permanent = [a for a in state.agents.values() if not a.temporary]
+    return bool(permanent) and all(a.status == "terminated" for a in permanent)
 
 
-def _share_finished(state: State) -> float:
-    agents: dict[str, Any] = state["agents"]
-    permanent = [a for a in agents.values() if not a["temporary"]]
+def _share_finished(state: RunState) -> float:
+    permanent = [a for a in state.agents.values() if not a.temporary]
     if not permanent:
         return 0.0
-    return sum(a["status"] == "terminated" for a in permanent) / len(permanent)
+    return sum(a.status == "terminated" for a in permanent) / len(permanent)
 
 
-def _no_artifacts(state: State) -> Sequence[Artifact]:
+def _no_artifacts(state: RunState) -> Sequence[Artifact]:
     return ()
 
 
@@ -110,29 +167,31 @@ def is_own(fn: object) -> bool:
 
 @dataclass
 class RunConfig:
-    """Everything :meth:`Kernel.boot` needs. Functions must be deterministic in the state."""
+    """Everything :meth:`Kernel.boot` needs. Functions must be deterministic in the state
+    (they read it typed: :class:`telic.state.RunState`)."""
 
     goal: str
     agents: Sequence[AgentSpec]
     tools: Sequence[Tool] = ()
     budget: Budget = field(default_factory=Budget)
     policy: Policy = field(default_factory=Policy)
-    return_condition: Callable[[State], bool] = _all_finished
+    return_condition: Callable[[RunState], bool] = _all_finished
     """When it holds after a tick, the run produces its artifacts and completes."""
     return_description: str = "every permanent agent finished"
-    progress: Callable[[State], float] = _share_finished
+    progress: Callable[[RunState], float] = _share_finished
     """Progress toward the goal in [0, 1], measured after each tick."""
-    artifacts: Callable[[State], Sequence[Artifact]] = _no_artifacts
+    artifacts: Callable[[RunState], Sequence[Artifact]] = _no_artifacts
     explorer: Callable[[str, AgentSpec], Mind] | None = None
     """Makes the mind of an explorer for ``(question, parent agent)``. Without one, a proposal
     below the exploration threshold and a spawn request are rejected."""
     approver: Approver | None = None
-    strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
-    """The root supervisor's strategy."""
-    intensity: int = 3
+    strategy: StrategyName = "one_for_one"
+    """The root supervisor's strategy: one_for_one, one_for_all or rest_for_one."""
+    intensity: Annotated[int, Ge(0)] = 3
     """The root's restart intensity (more restarts than this within ``period_s`` fails the
     run)."""
-    period_s: float = 5.0
+    period_s: Annotated[float, Gt(0)] = 5.0
+    """The window of the root's restart intensity, in seconds."""
     teams: Sequence[Team] = ()
     """Supervisors of their own for groups of agents (see :mod:`telic.kernel.tree`); without
     teams every agent is a child of the root."""
@@ -168,6 +227,8 @@ class RunConfig:
                     raise ConfigError(f"agent {a.name!r} lists tool {t!r}, which is not registered")
         self.budget.limits()
         for a in self.agents:
+            if a.budget is not None:
+                a.budget.limits(a.name)
             # A model mind records costs in the currency it was built for (ModelMind.currency).
             currency = getattr(a.mind, "currency", None)
             if isinstance(currency, str) and currency != self.budget.currency:

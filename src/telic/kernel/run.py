@@ -52,6 +52,7 @@ from telic.ledger.group import GroupCommitter
 from telic.ledger.lease import Lease
 from telic.minds.base import CallLog, Mind, ToolInfo, View
 from telic.reducer import Fold, State, initial_state
+from telic.state import RunState
 from telic.supervision import ChildSpec, Supervisor
 from telic.tools import ToolRegistry
 from telic.transition import Transition
@@ -64,7 +65,7 @@ _FAILURE_KINDS = frozenset(
 _DONE = frozenset({"completed", "failed", "stopped"})
 
 
-def _artifacts(make: Callable[[State], Sequence[Artifact]], state: State) -> list[Artifact]:
+def _artifacts(make: Callable[[RunState], Sequence[Artifact]], state: RunState) -> list[Artifact]:
     made = list(make(state))
     for art in made:
         if not isinstance(art, Artifact):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -85,9 +86,10 @@ class RunResult:
         lost: LeaseLost | None = None,
     ) -> None:
         self.run_id = run_id
-        self.state = state
-        self.status: str = "lost" if lost is not None else state["status"]
-        self.reason: str | None = str(lost) if lost is not None else state["reason"]
+        self.state = RunState(state)
+        """The run's final state (a copy: the JSON form is :attr:`RunState.json`)."""
+        self.status: str = "lost" if lost is not None else self.state.status
+        self.reason: str | None = str(lost) if lost is not None else self.state.reason
         self.transitions = head
         self.head_hash = head_hash
         self.lost = lost
@@ -169,14 +171,14 @@ class Run:
     # -- state ---------------------------------------------------------------------------
 
     @property
-    def state(self) -> State:
-        """The working state, read-only (:mod:`telic.frozen`): the kernel's own, never a copy
-        to change."""
-        return FrozenDict(self.fold.peek())
+    def state(self) -> RunState:
+        """The working state, typed and read-only (:mod:`telic.frozen`): the kernel's own,
+        never a copy to change."""
+        return RunState(FrozenDict(self.fold.peek()))
 
     @property
     def done(self) -> bool:
-        return self.fold.peek()["status"] in _DONE
+        return self.fold.live.status in _DONE
 
     def batch(self) -> Batch:
         return Batch(self.ledger, self.id, self.fold, self.clock.now_us)
@@ -235,27 +237,28 @@ class Run:
     # -- agents --------------------------------------------------------------------------
 
     def live_agents(self) -> list[str]:
-        agents: Mapping[str, Any] = self.fold.peek()["agents"]
+        agents = self.fold.live.agents
         return [
             n
             for n in self._order
             if n in agents
-            and agents[n]["status"] == "running"
+            and agents[n].status == "running"
             and n in self._procs
             and self.supervises(n)  # its stop may not be recorded yet: it was just stopped
         ]
 
     def role(self, name: str) -> str:
-        return str(self.fold.peek()["agents"][name]["role"])
+        return self.fold.live.agents[name].role
 
     def allowed_tools(self, name: str) -> frozenset[str]:
-        return frozenset(self.fold.peek()["agents"][name]["tools"])
+        return frozenset(self.fold.live.agents[name].tools)
 
     def is_explorer(self, name: str) -> bool:
-        return bool(self.fold.peek()["agents"].get(name, {}).get("temporary"))
+        agent = self.fold.live.agents.get(name)
+        return agent is not None and agent.temporary
 
     def next_explorer_name(self) -> str:
-        used = sum(1 for a in self.fold.peek()["agents"].values() if a["temporary"])
+        used = sum(1 for a in self.fold.live.agents.values() if a.temporary)
         return f"explorer-{used + 1}"
 
     def process(self, name: str) -> AgentProcess:
@@ -265,24 +268,24 @@ class Run:
         self,
         name: str,
         tick: int,
-        state: Mapping[str, Any],
+        state: RunState,
         *,
         calls: CallLog | None = None,
         recorded: Mapping[str, Any] | None = None,
     ) -> View:
         """``name``'s view of ``state`` (what the working state is while the minds think),
         with the tick's call log for it and the answers its calls already got."""
-        live = self.fold.peek()
-        a = live["agents"][name]
-        tools = [self.tools.get(t) for t in a["tools"] if t in self.tools]
+        live = self.fold.live
+        a = live.agents[name]
+        tools = [self.tools.get(t) for t in a.tools if t in self.tools]
         return View(
             agent=name,
-            role=a["role"],
+            role=a.role,
             tick=tick,
-            goal=live["goal"],
+            goal=live.goal,
             state=state,
             tools=[ToolInfo(t.name, t.description, t.schema, t.high_impact) for t in tools],
-            question=a["question"],
+            question=a.question,
             recorded=recorded or {},
             calls=calls,
         )
@@ -369,7 +372,12 @@ class Run:
     ) -> None:
         parent_spec = self._specs[parent]
         spec = AgentSpec(
-            name=name, role="explorer", mind=mind, tools=parent_spec.tools, restart="temporary"
+            name=name,
+            role="explorer",
+            mind=mind,
+            tools=parent_spec.tools,
+            restart="temporary",
+            resources=parent_spec.resources,
         )
         batch.add(
             AgentSpawned(
@@ -391,7 +399,7 @@ class Run:
         self, batch: Batch, tick: int, name: str, result: Any, cause: int
     ) -> None:
         if self.is_explorer(name):
-            parent = self.fold.peek()["agents"][name]["parent"]
+            parent = self.fold.live.agents[name].parent
             if parent is not None:
                 batch.add(
                     ObservationRecorded(agent=parent, source=f"explorer:{name}", content=result),
@@ -608,13 +616,13 @@ class Run:
         # that is not restarted has not finished.
         killed = [name for name in agents if self.kill(name, reason="killed")]
         await self.settle(batch, tick, killed)
-        valid = self.fold.peek()["valid"]
-        target = int(valid["seq"])
+        valid = self.fold.live.valid
+        target = valid.seq
         past = self.ledger.state_at(self.id, target) if target else initial_state()
         batch.add(
             StateRestored(
                 target=target,
-                tick=int(valid["tick"]),
+                tick=valid.tick,
                 reason=f"hallucination by {', '.join(agents)}",
                 memory=past["memory"],
                 beliefs=past["beliefs"],
@@ -713,7 +721,7 @@ class Run:
             self.fold = Fold.adopt(self.ledger.state_at(self.id))
             self.fault = self.fault or f"the kernel could not record a transition: {exc}"
         batch = self.batch()
-        tick = self.fold.peek()["tick"]
+        tick = self.fold.live.tick
         if self._escalated is not None:
             self.flush_supervisor(batch, tick)
             batch.add(RunFailed(reason=f"supervisor gave up: {self._escalated.reason}"), tick=tick)
@@ -729,7 +737,7 @@ class Run:
         return not self.done
 
     def _end_of_tick(self, batch: Batch, tick: int) -> None:
-        s = self.fold.peek()
+        s = self.fold.live
         # The run's own functions are user code: they read the state read-only, and one that
         # fails (or an artifact that cannot be recorded) fails the run, saying why. They run
         # before anything is added, so that a failure leaves nothing half recorded.
@@ -738,20 +746,19 @@ class Run:
             return
         warn_at = self.config.policy.warn_at
         exhausted: str | None = None
-        for dim, limit in s["budget"].items():
-            spent = float(s["spent"].get(dim, 0.0))
-            if limit > 0 and spent / limit >= warn_at and dim not in s["warned"]:
+        spent_of = s.spent.json
+        for dim, limit in s.budget.items():
+            spent = float(spent_of.get(dim, 0.0))
+            if limit > 0 and spent / limit >= warn_at and dim not in s.warned:
                 batch.add(BudgetWarning(dimension=dim, spent=spent, limit=limit), tick=tick)
-            if spent >= limit and dim not in s["exhausted"]:
+            if spent >= limit and dim not in s.exhausted:
                 batch.add(BudgetExhausted(dimension=dim, spent=spent, limit=limit), tick=tick)
                 exhausted = exhausted or dim
         if not isinstance(artifacts, bool):
             for art in artifacts:
                 batch.add(art, tick=tick)
             batch.add(
-                RunCompleted(
-                    reason="return condition met", artifacts=tuple(a for a in s["artifacts"])
-                ),
+                RunCompleted(reason="return condition met", artifacts=tuple(s.artifacts)),
                 tick=tick,
             )
             return
@@ -759,9 +766,9 @@ class Run:
             batch.add(RunStopped(reason=f"budget exhausted: {exhausted}"), tick=tick)
             return
         stall = self.config.policy.stall_ticks
-        if stall and tick - s["progress_tick"] >= stall:
+        if stall and tick - s.progress_tick >= stall:
             batch.add(
-                LoopDetected(agent=None, pattern="stall", count=tick - s["progress_tick"]),
+                LoopDetected(agent=None, pattern="stall", count=tick - s.progress_tick),
                 tick=tick,
             )
             batch.add(RunStopped(reason=f"no progress for {stall} ticks"), tick=tick)
@@ -769,20 +776,19 @@ class Run:
         if not self.live_agents():
             batch.add(RunFailed(reason="no live agents are left"), tick=tick)
 
-    def _artifacts_if_done(self, state: State) -> list[ArtifactRecorded] | bool | None:
+    def _artifacts_if_done(self, state: RunState) -> list[ArtifactRecorded] | bool | None:
         """The artifacts to record if the return condition holds, False if it does not, None
         (with :attr:`fault` set) if the condition, the artifacts function or an artifact
         failed. ``state`` is the live state: each function gets a read-only view of it, unless
         it is one of telic's own (:func:`~telic.kernel.config.is_own`)."""
         condition, artifacts = self.config.return_condition, self.config.artifacts
-        view = FrozenDict(state)
-        met = guard.attempt(condition, state if is_own(condition) else view)
+        met = guard.attempt(condition, state if is_own(condition) else self.state)
         if isinstance(met, Failed):
             self.fault = f"the return condition failed ({met})"
             return None
         if not met:
             return False
-        made = guard.attempt(_artifacts, artifacts, state if is_own(artifacts) else view)
+        made = guard.attempt(_artifacts, artifacts, state if is_own(artifacts) else self.state)
         if isinstance(made, Failed):
             self.fault = f"the artifacts function failed ({made})"
             return None
@@ -830,7 +836,7 @@ class Run:
         if self.done:
             return False
         batch = self.batch()
-        tick = self.state["tick"]
+        tick = self.fold.live.tick
         self._end_of_tick(batch, tick)
         if self.done:
             await self._shutdown(batch, tick)

@@ -25,6 +25,7 @@ from telic.errors import (
 from telic.kernel.config import RunConfig
 from telic.kernel.run import Run
 from telic.ledger.lease import Lease
+from telic.state import RunState
 
 if TYPE_CHECKING:
     from telic.kernel import Kernel
@@ -74,7 +75,7 @@ class Sweeper:
                 if not self.adoptable(rid):
                     self._settled.add(rid)
                     continue
-                status = ledger.state_at(rid)["status"]
+                status = RunState(ledger.state_at(rid)).status
             except RunNotFound:
                 continue  # a boot that died before it created the run: nothing to resume
             if status in _ENDED:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from annotated_types import Ge, Gt, MinLen
 
 from telic.errors import TreeInvalid
 from telic.kinds import StrategyName, SupervisionTree, TeamRecord
+from telic.state import RunState
 
 __all__ = ["ROOT", "Team", "Tree", "plan"]
 
@@ -106,29 +107,29 @@ class Tree:
         )
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Tree:
+    def from_state(cls, state: RunState) -> Tree:
         """The tree of a run's folded state (flat, with the root's settings unknown and left
         at their defaults, for a run without teams)."""
-        roster = [str(a["name"]) for a in state["roster"]]
-        tree = state.get("supervision")
+        roster = [a.name for a in state.roster]
+        tree = state.supervision
         if tree is None:
             return plan([(a, "") for a in roster], ())
-        root = tree["root"]
+        root = tree.root
         record = SupervisionTree(
-            strategy=root["strategy"],
-            intensity=root["intensity"],
-            period_s=root["period_s"],
+            strategy=root.strategy,
+            intensity=root.intensity,
+            period_s=root.period_s,
             teams=tuple(
                 TeamRecord(
                     name=name,
-                    supervisor=t["supervisor"],
-                    strategy=t["strategy"],
-                    intensity=t["intensity"],
-                    period_s=t["period_s"],
-                    restart=t["restart"],
-                    agents=tuple(t["agents"]),
+                    supervisor=t.supervisor,
+                    strategy=t.strategy,
+                    intensity=t.intensity,
+                    period_s=t.period_s,
+                    restart=t.restart,
+                    agents=tuple(t.agents),
                 )
-                for name, t in tree["teams"].items()
+                for name, t in tree.teams.items()
             ),
         )
         return cls.from_record(record, roster)

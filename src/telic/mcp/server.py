@@ -7,7 +7,9 @@ MCP tools and resources, for MCP clients (an IDE, a desktop assistant, another a
 ``authorize(scope) -> actor`` callable: over stdio the trust is the local OS user, as for the
 CLI, so :func:`local_operator` grants every scope and names the user; an HTTP mount passes one
 that checks the request's token. Every mutating call records its actor in the transition it
-makes (``run.forked.by``, ``run.resumed.by``).
+makes (``run.forked.by``, ``run.resumed.by``), and is reported to an optional
+``audit(tool, run, headers, status)`` callable once it ended, refused or failed (``telic serve``
+records it as ``api.called``, as it does every mutating HTTP request).
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from telic.errors import RunNotResumable, SequenceError, TelicError
+from telic.errors import AccessError, RunNotResumable, SequenceError, TelicError
 from telic.kernel import Kernel
 from telic.ledger import BaseLedger, open_ledger
+from telic.reducer import initial_state
+from telic.state import RunState
 from telic.transcript import render
 
 __all__ = ["Authorize", "Scope", "build_server", "local_operator"]
@@ -37,6 +41,10 @@ Authorize = Callable[[Scope, Mapping[str, str] | None], str]
 """``authorize(scope, headers)``: who is acting if ``scope`` is granted; raises (a
 :class:`~telic.errors.TelicError`, whose message the client sees) otherwise. ``headers`` are
 the HTTP request's (None over stdio)."""
+
+Audit = Callable[[str, str, Mapping[str, str] | None, int], None]
+"""``audit(tool, run, headers, status)``: a mutating tool call ended with an HTTP-like status
+(200 done, 403 refused, 400 failed)."""
 
 PAGE = 200
 """The most transitions one ``trace`` call returns."""
@@ -74,8 +82,32 @@ def _diff(a: Any, b: Any, path: str = "") -> Iterator[dict[str, Any]]:
         yield {"path": path, "before": a, "after": b}
 
 
+def _no_audit(tool: str, run: str, headers: Mapping[str, str] | None, status: int) -> None:
+    """Over stdio nothing more is recorded than the transitions' actors."""
+
+
+async def _audited(
+    audit: Audit, tool: str, run: str, headers: Mapping[str, str] | None, call: Awaitable[R]
+) -> R:
+    """Await a mutating tool's work and report how it ended to ``audit``."""
+    status = 400
+    try:
+        result = await call
+        status = 200
+        return result
+    except AccessError:
+        status = 403
+        raise
+    finally:
+        audit(tool, run, headers, status)
+
+
 def build_server(
-    db: str | BaseLedger, *, authorize: Authorize = local_operator, name: str = "telic"
+    db: str | BaseLedger,
+    *,
+    authorize: Authorize = local_operator,
+    audit: Audit = _no_audit,
+    name: str = "telic",
 ) -> MCPServer:
     """An MCP server over the ledger at ``db``: a URL (opened now, closed by the caller's
     exit) or an open ledger (``telic serve``'s own; ``resume`` opens its URL again in a
@@ -96,11 +128,11 @@ def build_server(
 
     def summary(run_id: str) -> dict[str, Any]:
         info = ledger.run(run_id)
-        state = ledger.state_at(run_id) if info.head else {"goal": "", "status": "new"}
+        state = RunState(ledger.state_at(run_id) if info.head else initial_state())
         return {
             "id": info.id,
-            "goal": state["goal"],
-            "status": state["status"],
+            "goal": state.goal,
+            "status": state.status,
             "parent": None if info.parent is None else {"run": info.parent, "seq": info.fork_seq},
             "transitions": info.head,
             "head_hash": info.head_hash.hex(),
@@ -172,23 +204,31 @@ def build_server(
     @_answering
     async def fork(run: str, at: int, ctx: Context) -> dict[str, Any]:
         """Fork a run after sequence ``at`` (copy-on-write); the new run records who asked."""
-        actor = authorize("operate", ctx.headers)
-        with lock:
-            new_id = Kernel(ledger).fork(run, at, by=actor)
-        return {"id": new_id, "parent": {"run": run, "seq": at}, "by": actor}
+
+        async def work() -> dict[str, Any]:
+            actor = authorize("operate", ctx.headers)
+            with lock:
+                new_id = Kernel(ledger).fork(run, at, by=actor)
+            return {"id": new_id, "parent": {"run": run, "seq": at}, "by": actor}
+
+        return await _audited(audit, "fork", run, ctx.headers, work())
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False))
     @_answering
     async def resume(run: str, ctx: Context) -> dict[str, Any]:
         """Resume a run (a fork, or one interrupted) to its end with the kernel: reference
         runs on a virtual clock, spec runs with their models. Returns how it ended."""
-        actor = authorize("operate", ctx.headers)
 
-        def work() -> dict[str, Any]:
-            with lock:
-                return _resume(url, run, actor)
+        async def work() -> dict[str, Any]:
+            actor = authorize("operate", ctx.headers)
 
-        return await anyio.to_thread.run_sync(work)
+            def resumed() -> dict[str, Any]:
+                with lock:
+                    return _resume(url, run, actor)
+
+            return await anyio.to_thread.run_sync(resumed)
+
+        return await _audited(audit, "resume", run, ctx.headers, work())
 
     @server.resource("telic://runs", mime_type="application/json")
     @_answering

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from telic.minds.endpoint import Endpoint
 from telic.minds.model import ModelMind, Reply, as_list, as_map
 from telic.minds.prompt import PROPOSE_DESCRIPTION, PROPOSE_TOOL
 
@@ -105,11 +106,9 @@ class AnthropicMind(ModelMind):
         ]
         return {**request, "messages": messages}
 
-    async def send(self, request: dict[str, Any]) -> dict[str, Any]:
-        import anthropic
-        from anthropic.types import Message
-
-        return await self._post(self.client, anthropic, "/v1/messages", Message, request)
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.provider, self.name, "messages", self.scheduler.limits.timeout_s + 5)
 
     def read(self, response: Mapping[str, Any]) -> Reply:
         calls: list[tuple[str, str | Mapping[str, Any]]] = []

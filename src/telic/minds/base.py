@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from telic.errors import ScriptExhausted, ScriptUnused
 from telic.kinds import ModelCalled, ModelFailed
 from telic.proposal import Proposal
+from telic.state import Observation, RunState
 
 __all__ = ["CallLog", "FunctionMind", "Mind", "ScriptedMind", "Step", "ToolInfo", "View"]
 
@@ -50,7 +51,8 @@ class ToolInfo:
 class View:
     """What a mind may read: a copy of the run's state, never the state itself.
 
-    ``state`` is the folded run state (see :mod:`telic.reducer`); the properties are shortcuts
+    ``state`` is the folded run state, typed (:class:`telic.state.RunState`, read by
+    attribute: ``view.state.agents["a"].status``) and read-only; the properties are shortcuts
     into it for this agent.
     """
 
@@ -58,7 +60,7 @@ class View:
     role: str
     tick: int
     goal: str
-    state: Mapping[str, Any]
+    state: RunState
     tools: Sequence[ToolInfo] = ()
     question: str | None = None
     """For an explorer: the question it was spawned on."""
@@ -70,27 +72,28 @@ class View:
     calls then travel with the proposal, in ``model_calls``)."""
 
     @property
-    def observations(self) -> list[dict[str, Any]]:
+    def observations(self) -> tuple[Observation, ...]:
         """This agent's recent observations: tool results, failures, rejections, messages."""
-        agent: Mapping[str, Any] = self.state["agents"].get(self.agent, {})
-        return list(agent.get("observations", []))
+        agent = self.state.agents.get(self.agent)
+        return () if agent is None else agent.observations
 
     @property
     def memory(self) -> Mapping[str, Any]:
-        return self.state["memory"].get(self.agent, {})
+        return self.state.memory.get(self.agent, {})
 
     @property
     def beliefs(self) -> Mapping[str, Any]:
-        return {k: v["value"] for k, v in self.state["beliefs"].items()}
+        """The value of each belief of the run, by key."""
+        return {k: v["value"] for k, v in self.state.beliefs.json.items()}
 
     @property
     def plan(self) -> Mapping[str, Any]:
-        return {k: v["value"] for k, v in self.state["plan"].items()}
+        """The value of each item of the run's plan, by key."""
+        return {k: v["value"] for k, v in self.state.plan.json.items()}
 
     @property
     def budget_left(self) -> dict[str, float]:
-        spent: Mapping[str, float] = self.state["spent"]
-        return {k: limit - spent.get(k, 0) for k, limit in self.state["budget"].items()}
+        return self.state.budget_left()
 
     def recall(self, request_digest: str) -> Any | None:
         return self.recorded.get(request_digest)

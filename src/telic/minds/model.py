@@ -9,7 +9,9 @@
    uses it and calls nothing;
 3. otherwise it takes tokens from the run's token budget (``View.calls.reserve``: the
    request's ``max_tokens`` is cut to what is left, so a budget is overrun by at most the
-   prompt of one call) and sends the request through the provider's :class:`Scheduler`;
+   prompt of one call) and sends the request through the provider's :class:`Scheduler`
+   (from another process when :attr:`ModelMind.remote` is set: only the HTTP request leaves,
+   see :mod:`telic.minds.endpoint`);
 4. it reads the reply into a :class:`~telic.proposal.Proposal`; an unusable reply (prose,
    bad JSON, a schema failure, a call to another function, over the size limit) is answered
    with what was wrong, up to ``max_repairs`` times;
@@ -43,6 +45,7 @@ from telic.errors import (
 )
 from telic.kinds import ModelCalled, ModelFailed
 from telic.minds.base import CallLog, View
+from telic.minds.endpoint import Endpoint, RemoteSend
 from telic.minds.pricing import PriceTable, Usage, default_prices
 from telic.minds.prompt import (
     Unusable,
@@ -54,8 +57,8 @@ from telic.minds.prompt import (
     request_digest,
     view_priority,
 )
-from telic.minds.providers import Provider, is_loopback, unreachable_hint
-from telic.minds.scheduler import FailedAttempt, Retryable, Scheduler, parse_retry_after
+from telic.minds.providers import Provider, is_loopback
+from telic.minds.scheduler import FailedAttempt, Retryable, Scheduler
 from telic.prompts import protocol_prompt, role_prompt
 from telic.proposal import Proposal
 
@@ -94,18 +97,34 @@ class Reply:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A sent request's answer, as the scheduler delivered it."""
+
+    response: dict[str, Any]
+    latency_ms: float
+    """Of the try that answered."""
+    retries: int
+    """Tries that failed before it."""
+    node: str | None
+    """The cluster node that sent it, when it was sent from one."""
+
+
 def model_requests_allowed() -> bool:
     """The global switch :data:`telic.minds.ALLOW_MODEL_REQUESTS` (tests turn it off)."""
     pkg = sys.modules.get("telic.minds")
     return bool(getattr(pkg, "ALLOW_MODEL_REQUESTS", True))
 
 
-_RETRY_STATUSES = frozenset({408, 409, 429})
-"""Statuses worth retrying besides every 5xx."""
-
-
 class ModelMind(ABC):
     """A :class:`~telic.minds.Mind` backed by a model endpoint. Use :func:`telic.minds.model_mind`."""
+
+    client: Any
+    """The SDK client requests are sent with (the subclass says which)."""
+    remote: RemoteSend | None = None
+    """Sends each request from elsewhere instead of through :attr:`client` (set by a Ray
+    cluster host for an agent that declares resources, :mod:`telic.cluster.model_calls`):
+    the scheduler, budgets and records stay here, only the HTTP request leaves."""
 
     def __init__(
         self,
@@ -172,47 +191,16 @@ class ModelMind(ABC):
     ) -> dict[str, Any]:
         """The next request: ``request`` plus the model's reply and what was wrong with it."""
 
+    @property
     @abstractmethod
+    def endpoint(self) -> Endpoint:
+        """Where and how requests are posted (the provider, the API, the client timeout)."""
+
     async def send(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Send one request; return the response as JSON. Raises
+        """Send one request with this mind's client; return the response as JSON. Raises
         :class:`~telic.minds.scheduler.Retryable` for what may be retried,
         :class:`~telic.errors.ProviderError` for what may not."""
-
-    async def _post(
-        self, client: Any, sdk: Any, path: str, cast_to: type[Any], request: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Send ``request`` with the SDK client's low-level ``post`` and map the SDK's errors.
-
-        ``post`` is the SDKs' documented way to send a prepared body: the request is already
-        plain JSON, so the per-call parameter transform (milliseconds on a large tool schema)
-        is skipped, while auth, base URL, errors and the typed response stay the SDK's own.
-        Both official SDKs share the error classes used here (``sdk`` is the imported module,
-        ``client`` its async client).
-        """
-        try:
-            response: Any = await client.post(
-                path,
-                body=request,
-                cast_to=cast_to,
-                options={"timeout": self.scheduler.limits.timeout_s + 5},
-            )
-        except sdk.APIStatusError as exc:
-            status: int = exc.status_code
-            reason = f"HTTP {status} from {self.base_url}: {exc.message}"
-            if status in _RETRY_STATUSES or status >= 500:
-                raise Retryable(
-                    reason, retry_after=parse_retry_after(exc.response.headers), status=status
-                ) from None
-            raise ProviderError(f"{self.name}: {reason}") from None
-        except sdk.APIConnectionError as exc:
-            hint = unreachable_hint(self.provider)
-            raise Retryable(f"cannot reach {self.base_url} ({hint}): {exc}") from None
-        except (sdk.APIResponseValidationError, ValueError) as exc:
-            raise Retryable(f"unreadable response from {self.base_url}: {exc}") from None
-        if not hasattr(response, "model_dump"):
-            raise Retryable(f"unreadable response from {self.base_url}: {response!r:.200}")
-        result: dict[str, Any] = response.model_dump(mode="json", exclude_none=True)
-        return result
+        return await self.endpoint.post(self.client, request)
 
     @abstractmethod
     def read(self, response: Mapping[str, Any]) -> Reply:
@@ -256,11 +244,12 @@ class ModelMind(ABC):
             held = 0
             try:
                 if recorded is not None:
-                    response, latency_ms, retries = _recorded_response(recorded), None, 0
+                    response, answer = _recorded_response(recorded), None
                 else:
                     sent, held = self._within_budget(request, view, log)
                     try:
-                        response, latency_ms, retries = await self._call(sent, view, digest)
+                        answer = await self._call(sent, view, digest)
+                        response = answer.response
                     except ProviderError as exc:
                         if calls:  # keep the earlier attempts' usage on record
                             raise ProviderError(str(exc), calls=(*exc.calls, *calls)) from exc
@@ -270,8 +259,8 @@ class ModelMind(ABC):
                     error = None
                 except Unusable as exc:
                     proposal, error = None, exc.problem
-                if latency_ms is not None:
-                    call = self._record(view, digest, response, latency_ms, attempt, retries, error)
+                if answer is not None:
+                    call = self._record(view, digest, answer, attempt, error)
                     if log is not None:
                         log.record(call)
                     else:
@@ -335,21 +324,30 @@ class ModelMind(ABC):
                 ) from None
             raise
 
-    async def _call(
-        self, request: dict[str, Any], view: View, digest: str
-    ) -> tuple[dict[str, Any], float, int]:
-        """Send ``request``; returns the response, the answering try's latency (ms) and how
-        many tries failed before it (each written to the view's call log)."""
+    async def _call(self, request: dict[str, Any], view: View, digest: str) -> _Answer:
+        """Send ``request``; returns the response, the answering try's latency, how many
+        tries failed before it (each written to the view's call log) and where it ran."""
         if not model_requests_allowed() and not is_loopback(self.base_url):
             raise ModelRequestsForbidden(self.name)
         clock = self.clock
         started = 0.0
         failed = 0
+        node: str | None = None  # where the try in progress (or the last) was sent from
 
         async def call() -> dict[str, Any]:
-            nonlocal started
+            nonlocal started, node
             started = clock.monotonic()
-            return await self.send(request)
+            node = None
+            remote = self.remote
+            if remote is None:
+                return await self.send(request)
+            try:
+                sent = await remote(self.endpoint, request)
+            except Retryable as exc:
+                node = exc.node
+                raise
+            node = sent.node
+            return sent.response
 
         def on_failure(f: FailedAttempt) -> None:
             nonlocal failed
@@ -366,6 +364,7 @@ class ModelMind(ABC):
                         latency_ms=round(f.latency_s * 1000, 3),
                         retry_after_s=f.retry_after_s,
                         wait_s=f.wait_s,
+                        node=node,
                     )
                 )
 
@@ -378,7 +377,7 @@ class ModelMind(ABC):
             used=self._tokens_used,
             on_failure=on_failure,
         )
-        return response, (clock.monotonic() - started) * 1000, failed
+        return _Answer(response, (clock.monotonic() - started) * 1000, failed, node)
 
     def _tokens_used(self, response: dict[str, Any]) -> float:
         reply = self.read(response)
@@ -388,32 +387,31 @@ class ModelMind(ABC):
         self,
         view: View,
         digest: str,
-        response: dict[str, Any],
-        latency_ms: float,
+        answer: _Answer,
         attempt: int,
-        retries: int,
         error: str | None,
     ) -> ModelCalled:
-        reply = self.read(response)
+        reply = self.read(answer.response)
         quote = self.prices.quote(self.provider.name, self.model, reply.usage)
         return ModelCalled(
             agent=view.agent,
             model=self.name,
             request_digest=digest,
-            response=response,
+            response=answer.response,
             input_tokens=reply.input_tokens,
             output_tokens=reply.output_tokens,
             cached_input_tokens=reply.cached_input_tokens,
             cache_write_tokens=reply.cache_write_tokens,
             reasoning_tokens=reply.reasoning_tokens,
-            latency_ms=round(latency_ms, 3),
+            latency_ms=round(answer.latency_ms, 3),
             cost=round(quote.cost * self.rate, 12),
             currency=self.currency,
             cost_known=quote.known,
             rate=self.rate,
             attempt=attempt,
-            retries=retries,
+            retries=answer.retries,
             error=error,
+            node=answer.node,
         )
 
 

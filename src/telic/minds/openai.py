@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from telic.minds.endpoint import Endpoint
 from telic.minds.model import ModelMind, Reply, as_list, as_map
 from telic.minds.prompt import PROPOSE_DESCRIPTION, PROPOSE_TOOL
 
@@ -98,11 +99,9 @@ class OpenAIMind(ModelMind):
             messages.append({"role": "user", "content": f"Your reply could not be used: {problem}"})
         return {**request, "messages": messages}
 
-    async def send(self, request: dict[str, Any]) -> dict[str, Any]:
-        import openai
-        from openai.types.chat import ChatCompletion
-
-        return await self._post(self.client, openai, "/chat/completions", ChatCompletion, request)
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.provider, self.name, "chat", self.scheduler.limits.timeout_s + 5)
 
     def read(self, response: Mapping[str, Any]) -> Reply:
         message = _message(response)

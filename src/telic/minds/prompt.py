@@ -107,11 +107,9 @@ def as_map(value: Any) -> Mapping[str, Any]:
 
 def view_priority(view: View) -> int:
     """The agent's priority as declared at boot (0 when not declared)."""
-    roster: Any = view.state.get("roster", ())
-    for agent in roster:
-        record = as_map(agent)
-        if record.get("name") == view.agent:
-            return int(record.get("priority", 0))
+    for agent in view.state.roster:
+        if agent.name == view.agent:
+            return agent.priority
     return 0
 
 
@@ -125,7 +123,7 @@ def render_view(view: View) -> str:
         parts.append(f"# Your question (you are an explorer)\n{view.question}")
     budget = view.budget_left
     if budget:
-        currency = view.state.get("currency", "USD")
+        currency = view.state.currency
         parts.append(f"# Budget left (cost in {currency})\n{_json(budget)}")
     if view.tools:
         lines = [
@@ -138,11 +136,7 @@ def render_view(view: View) -> str:
         parts.append("\n".join(lines))
     else:
         parts.append("# Tools\nNone: you cannot use the tool action.")
-    others = [
-        f"{a['name']} ({a['role']})"
-        for a in view.state.get("roster", ())
-        if isinstance(a, Mapping) and a.get("name") != view.agent  # pyright: ignore[reportUnknownMemberType]
-    ]
+    others = [f"{a.name} ({a.role})" for a in view.state.roster if a.name != view.agent]
     if others:
         parts.append("# Other agents\n" + ", ".join(others))
     parts.append(f"# Plan so far\n{_json(dict(view.plan))}")
@@ -152,8 +146,8 @@ def render_view(view: View) -> str:
     if observations:
         lines = ["# Your recent observations (cite their seq as evidence)"]
         for obs in observations:
-            content = _clip(_json(obs.get("content")))
-            lines.append(f"- seq {obs.get('seq')} [{obs.get('source')}]: {content}")
+            content = _clip(_json(obs.content))
+            lines.append(f"- seq {obs.seq} [{obs.source}]: {content}")
         parts.append("\n".join(lines))
     else:
         parts.append("# Your recent observations\nNone yet.")

@@ -32,7 +32,7 @@ import ipaddress
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
@@ -118,7 +118,8 @@ class Provider:
 
     preset: Preset
     base_url: str
-    api_key: str
+    api_key: str = field(repr=False)
+    """Never in a repr (a provider travels in Ray task arguments and may be logged)."""
 
     @property
     def name(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from telic.minds.endpoint import Endpoint
 from telic.minds.model import Reply, as_list, as_map
 from telic.minds.openai import OpenAIMind
 from telic.minds.prompt import PROPOSE_DESCRIPTION, PROPOSE_TOOL
@@ -89,11 +90,9 @@ class ResponsesMind(OpenAIMind):
             answers.append({"role": "user", "content": f"Your reply could not be used: {problem}"})
         return {**request, "input": [*request["input"], *items, *answers]}
 
-    async def send(self, request: dict[str, Any]) -> dict[str, Any]:
-        import openai
-        from openai.types.responses import Response
-
-        return await self._post(self.client, openai, "/responses", Response, request)
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.provider, self.name, "responses", self.scheduler.limits.timeout_s + 5)
 
     def read(self, response: Mapping[str, Any]) -> Reply:
         calls: list[tuple[str, str | Mapping[str, Any]]] = []

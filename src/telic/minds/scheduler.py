@@ -82,12 +82,31 @@ class Limits:
 class Retryable(Exception):
     """Raised by a request to say: this attempt failed, but another may succeed."""
 
-    def __init__(self, reason: str, *, retry_after: float | None = None, status: int | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        node: str | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
         """Seconds the provider asked us to wait, if it said."""
         self.status = status
+        self.node = node
+        """The cluster node the try was sent from, when it was sent from one."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword arguments survive pickling (a try failed in a Ray task comes back whole).
+        return (_retryable, (self.reason, self.retry_after, self.status, self.node))
+
+
+def _retryable(
+    reason: str, retry_after: float | None, status: int | None, node: str | None
+) -> Retryable:
+    return Retryable(reason, retry_after=retry_after, status=status, node=node)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,10 @@
 """OpenTelemetry GenAI traces of runs (the ``telic[otel]`` extra).
 
-- :class:`OtelProcessor`: an event-kernel processor that exports spans live, off the
-  kernel's commit path (``EventKernel(ledger, processors=[OtelProcessor(exporter)])``).
+- :class:`OtelExportProcess`: an event-kernel processor whose spans are built, encoded and
+  exported by a child process that reads the ledger (what ``--otlp-endpoint`` uses).
+- :class:`OtelProcessor`: an event-kernel processor that exports spans live from a thread of
+  the kernel's process (``EventKernel(ledger, processors=[OtelProcessor(exporter)])``); any
+  SDK ``SpanExporter`` plugs in.
 - :func:`export_run`: the same spans for a run already in a ledger (``telic export-otel``).
 - :class:`SpanBuilder`: the pure fold of transitions into spans both use, so both give the
   same trace and span ids.
@@ -37,12 +40,14 @@ from telic.otel.ids import SpanRole, span_id, trace_id
 from telic.otel.otlp import OtlpHttpSink, encode_request
 from telic.otel.processor import OtelProcessor, OtelStats, SpanSink
 from telic.otel.spans import SpanBuilder, SpanData, SpanEvent
+from telic.otel.worker import OtelExportProcess, live_processor
 
 __all__ = [
     "CAPTURE_CONTENT_VARIABLE",
     "ENDPOINT_VARIABLES",
     "SCOPE",
     "SDK_ONLY_VARIABLES",
+    "OtelExportProcess",
     "OtelProcessor",
     "OtelStats",
     "OtlpHttpSink",
@@ -56,6 +61,7 @@ __all__ = [
     "encode_request",
     "endpoint_configured",
     "export_run",
+    "live_processor",
     "otlp_exporter",
     "resolve_traces_url",
     "run_spans",

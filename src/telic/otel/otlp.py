@@ -215,6 +215,8 @@ class OtlpHttpSink:
 
             raise ConfigError(f"OTLP endpoint {url!r} is not an http(s) URL")
         self.url = url
+        self.resource = resource
+        """The resource every request carries."""
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port

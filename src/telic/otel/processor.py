@@ -37,7 +37,7 @@ from telic.otel.otlp import OtlpHttpSink
 from telic.otel.spans import SpanBuilder, SpanData
 from telic.transition import Transition
 
-__all__ = ["OtelProcessor", "OtelStats", "SpanSink"]
+__all__ = ["OtelProcessor", "OtelStats", "SpanSink", "endpoint_sink"]
 
 log = logging.getLogger("telic.otel")
 
@@ -64,6 +64,17 @@ class _SdkSink:
 
     def close(self) -> None:
         self.exporter.shutdown()
+
+
+def endpoint_sink(endpoint: str | None, timeout_s: float | None) -> _SdkSink | OtlpHttpSink:
+    """The sink that posts to ``endpoint`` (or the one the ``OTEL_EXPORTER_OTLP_*`` variables
+    name): telic's own encoder, or the SDK's ``OTLPSpanExporter`` when the environment asks
+    for what only it does (:data:`~telic.otel.endpoint.SDK_ONLY_VARIABLES`)."""
+    resource = default_resource()
+    if sdk_only_settings():
+        return _SdkSink(otlp_exporter(endpoint, timeout_s=timeout_s), resource)
+    timeout = timeout_s if timeout_s is not None else timeout_from_env()
+    return OtlpHttpSink(resolve_traces_url(endpoint), resource, timeout_s=timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,18 +158,12 @@ class OtelProcessor:
         cheaper a span than the SDK's); when the environment asks for what only the SDK's
         ``OTLPSpanExporter`` does (compression, TLS certificates, a credential provider:
         :data:`~telic.otel.endpoint.SDK_ONLY_VARIABLES`), that exporter is used instead."""
-        resource = default_resource()
-        timeout = timeout_s if timeout_s is not None else timeout_from_env()
-        exporter: SpanExporter | SpanSink
-        if sdk_only_settings():
-            exporter = otlp_exporter(endpoint, timeout_s=timeout_s)
-        else:
-            exporter = OtlpHttpSink(resolve_traces_url(endpoint), resource, timeout_s=timeout)
+        sink = endpoint_sink(endpoint, timeout_s)
         capture = capture_content_from_env() if capture_content is None else capture_content
         return cls(
-            exporter,
+            sink,
             capture_content=capture,
-            resource=resource,
+            resource=sink.resource,
             max_queue=max_queue,
             batch_size=batch_size,
             interval_s=interval_s,

@@ -14,6 +14,7 @@ from telic.canonical import encode_validated
 from telic.errors import ToolArgumentsInvalid, UnknownTool
 from telic.proposal import Proposal
 from telic.reducer import fingerprint
+from telic.state import AgentSpent, RunState
 from telic.tools import ToolRegistry
 
 __all__ = [
@@ -46,7 +47,8 @@ class CheckContext:
     agent: str
     role: str
     allowed_tools: frozenset[str]
-    state: Mapping[str, Any]
+    state: RunState
+    """The run's working state, typed (read-only for any check but telic's own)."""
     tools: ToolRegistry
     proposal_json: Mapping[str, Any] | None = None
     """The proposal as JSON, when the caller has it already (the kernel does)."""
@@ -131,7 +133,7 @@ class ArgumentsCheck:
 
     def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
         if proposal.action == "message":
-            agents: Mapping[str, Any] = ctx.state["agents"]
+            agents = ctx.state.agents
             to = proposal.args["to"]
             if not isinstance(to, str) or to not in agents:
                 known = ", ".join(sorted(agents)) or "none"
@@ -154,19 +156,67 @@ class ArgumentsCheck:
         return _ok(self.name)
 
 
+_AGENT_DIMENSIONS: dict[str, str] = {
+    "tool_calls": "tool call",
+    "model_calls": "model call",
+    "tokens": "token",
+    "cost": "cost",
+}
+"""An agent budget's dimensions, and how a rejection names them."""
+
+
+def _agent_verdict(
+    name: str, agent: str, dimension: str, limit: float, spent: float, why: str
+) -> Verdict:
+    extra = {"agent": agent, "dimension": dimension, "limit": limit, "spent": spent}
+    return Verdict(name, False, f"agent {agent!r} {why}", extra)
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetCheck:
-    """Refuses what would overrun an exhausted dimension (tool calls, cost)."""
+    """Refuses what would overrun an exhausted dimension (tool calls, cost) of the run's
+    budget, or of the proposing agent's own (``state["agent_budgets"]``: tool calls, model
+    calls, tokens, cost). An agent's refusal carries ``extra`` = its agent, dimension, limit
+    and spent, which the rejection records."""
 
     name: str = "budget"
 
     def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
-        budget: Mapping[str, float] = ctx.state["budget"]
-        spent: Mapping[str, float] = ctx.state["spent"]
+        verdict = self._run(proposal, ctx)
+        if verdict.ok:
+            own = ctx.state.agent_budgets.get(ctx.agent)
+            if own is not None:
+                return self._agent(proposal, ctx.agent, own.limits, own.spent)
+        return verdict
+
+    def _agent(
+        self, proposal: Proposal, agent: str, limits: Mapping[str, float], spent: AgentSpent
+    ) -> Verdict:
+        if proposal.action == "tool" and "tool_calls" in limits:
+            limit, used = limits["tool_calls"], spent.tool_calls
+            if used >= limit:
+                why = f"has spent its tool call budget of {limit:g}"
+                return _agent_verdict(self.name, agent, "tool_calls", limit, used, why)
+        if proposal.cost is not None and "cost" in limits:
+            limit, used = limits["cost"], spent.cost
+            if used + proposal.cost > limit:
+                why = f"states cost {proposal.cost:g}, over what is left of its budget of {limit:g} ({limit - used:g})"
+                return _agent_verdict(self.name, agent, "cost", limit, used, why)
+        if proposal.action != "finish":
+            for dim in ("model_calls", "tokens", "cost"):
+                if dim in limits and spent.of(dim) >= limits[dim]:
+                    limit, used = limits[dim], spent.of(dim)
+                    why = f"has spent its {_AGENT_DIMENSIONS[dim]} budget of {limit:g}"
+                    return _agent_verdict(self.name, agent, dim, limit, used, why)
+        return _ok(self.name)
+
+    def _run(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
+        budget = ctx.state.budget
+        spent = ctx.state.spent
         if (
             proposal.action == "tool"
             and "tool_calls" in budget
-            and spent["tool_calls"] >= budget["tool_calls"]
+            and spent.tool_calls >= budget["tool_calls"]
         ):
             return Verdict(
                 self.name, False, f"tool call budget of {budget['tool_calls']:g} is spent"
@@ -174,14 +224,14 @@ class BudgetCheck:
         if (
             proposal.cost is not None
             and "cost" in budget
-            and spent["cost"] + proposal.cost > budget["cost"]
+            and spent.cost + proposal.cost > budget["cost"]
         ):
-            left = budget["cost"] - spent["cost"]
+            left = budget["cost"] - spent.cost
             return Verdict(
                 self.name, False, f"cost {proposal.cost:g} is over what is left ({left:g})"
             )
         for dim in ("tokens", "cost", "wall_s"):
-            if dim in budget and spent[dim] >= budget[dim] and proposal.action != "finish":
+            if dim in budget and spent.of(dim) >= budget[dim] and proposal.action != "finish":
                 return Verdict(self.name, False, f"the {dim} budget is exhausted")
         return _ok(self.name)
 
@@ -200,8 +250,8 @@ class LoopCheck:
     def check(self, proposal: Proposal, ctx: CheckContext) -> Verdict:
         if proposal.action == "finish":
             return _ok(self.name)
-        agent = ctx.state["agents"].get(ctx.agent)
-        recent: Sequence[str] = agent["recent"] if agent else ()
+        agent = ctx.state.agents.get(ctx.agent)
+        recent: Sequence[str] = agent.recent if agent is not None else ()
         fp = fingerprint(proposal.action, ctx.as_json(proposal)["args"])
         run = 0
         for prior in reversed(recent):

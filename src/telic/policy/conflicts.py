@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from telic.errors import ConfigError
 from telic.proposal import Proposal
+from telic.state import RunState
 
 __all__ = [
     "COST_FIELDS",
@@ -54,7 +55,7 @@ class Resolver(Protocol):
         ...
 
     def resolve(
-        self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]
+        self, resource: str, candidates: Sequence[Candidate], state: RunState
     ) -> Resolution: ...
 
 
@@ -90,7 +91,7 @@ class Budgeter:
     name: str = "budgeter"
     dimension: str = "cost"
     """The budget dimension that bounds the choice."""
-    left: Callable[[Mapping[str, Any]], float] | None = None
+    left: Callable[[RunState], float] | None = None
     """What is left, from the state (e.g. a trip budget minus what the plan already spends);
     by default the run's own budget in :attr:`dimension` minus what was spent."""
     cost_fields: tuple[str, ...] = COST_FIELDS
@@ -104,11 +105,11 @@ class Budgeter:
             )
 
     def resolve(
-        self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]
+        self, resource: str, candidates: Sequence[Candidate], state: RunState
     ) -> Resolution:
         left = None if self.left is None else self.left(state)
-        if left is None and self.dimension in state["budget"]:
-            left = state["budget"][self.dimension] - state["spent"].get(self.dimension, 0.0)
+        if left is None and self.dimension in state.budget:
+            left = state.budget[self.dimension] - state.spent.of(self.dimension)
         priced = [(c, _cost(c, self.cost_fields)) for c in candidates]
         known = sorted(
             ((cost, c.order, c) for c, cost in priced if cost is not None),
@@ -139,7 +140,7 @@ class PriorityByRole:
     name: str = "priority"
 
     def resolve(
-        self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]
+        self, resource: str, candidates: Sequence[Candidate], state: RunState
     ) -> Resolution:
         best = min(candidates, key=lambda c: (-self.ranks.get(c.role, 0), c.order))
         return Resolution(best, f"{best.role} ranks highest ({self.ranks.get(best.role, 0)})")
@@ -152,7 +153,7 @@ class FirstByOrder:
     name: str = "first"
 
     def resolve(
-        self, resource: str, candidates: Sequence[Candidate], state: Mapping[str, Any]
+        self, resource: str, candidates: Sequence[Candidate], state: RunState
     ) -> Resolution:
         best = min(candidates, key=lambda c: c.order)
         return Resolution(best, f"{best.agent} came first in the tick's order")

@@ -38,6 +38,7 @@ from telic.serve.mcp import PATH as MCP_PATH
 from telic.serve.mcp import McpEndpoint
 from telic.serve.mcp import available as mcp_available
 from telic.serve.routes import approvals, dashboard, reading, runs, streams
+from telic.serve.workers import StreamWorkers, WorkerConfig
 
 __all__ = ["create_app"]
 
@@ -82,6 +83,7 @@ def create_app(
         led = opened or ledger
         assert isinstance(led, BaseLedger)
         try:
+            StreamWorkers.check(led, cfg.stream_workers)
             driver = KernelLoop()
             driver.start()
             try:
@@ -110,7 +112,6 @@ def create_app(
                     ctx = Context(
                         led, tokens, events, follower, kernel, host, cfg, streams, reads, driver
                     )
-                    app.state.telic = ctx
                     watch = group.create_task(follower.run(), name="ledger follower")
                     if cfg.resume_hosted:
                         await driver.call(host.resume_served())
@@ -119,6 +120,12 @@ def create_app(
                         await driver.call(host.sweep_every(every))
                     try:
                         async with contextlib.AsyncExitStack() as stack:
+                            if cfg.stream_workers:
+                                workers = StreamWorkers(
+                                    WorkerConfig.of(led.url, cfg), cfg.stream_workers
+                                )
+                                ctx.workers = await stack.enter_async_context(workers.running())
+                            app.state.telic = ctx
                             if mcp_endpoint is not None:
                                 await stack.enter_async_context(mcp_endpoint.running(led, tokens))
                             yield
@@ -151,9 +158,15 @@ def create_app(
         app.router.routes.append(Route(MCP_PATH, endpoint, methods=["GET", "POST", "DELETE"]))
 
     @app.get("/health", tags=["health"], summary="Liveness (no token needed)")
-    async def health() -> dict[str, str | int]:  # pyright: ignore[reportUnusedFunction]
+    async def health() -> dict[str, Any]:  # pyright: ignore[reportUnusedFunction]
         ctx: Context | None = getattr(app.state, "telic", None)
-        return {"status": "ok", "streams": 0 if ctx is None else ctx.streams.open_streams}
+        body: dict[str, Any] = {
+            "status": "ok",
+            "streams": 0 if ctx is None else ctx.streams.open_streams,
+        }
+        if ctx is not None and ctx.workers is not None:
+            body["stream_workers"] = ctx.workers.health()
+        return body
 
     dashboard.install(app)  # last: its files take `/` and whatever no route took
 

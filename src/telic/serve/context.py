@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from telic.serve.driver import KernelLoop
     from telic.serve.fanout import Streams
     from telic.serve.host import Hosting
+    from telic.serve.workers import StreamWorkers
 
 __all__ = ["Context", "Settings", "context"]
 
@@ -66,6 +67,16 @@ class Settings:
     sweep_s: float | None = None
     """How often to look for served runs whose lease went stale (half the TTL by default;
     0 turns failover off)."""
+    stream_workers: int = 0
+    """Processes that serve the SSE streams (``telic serve --stream-workers``): each follows
+    the ledger as another server would, and the server hands it each stream's connection once
+    the request is checked, so that fanning events out to many clients never takes the
+    kernel's CPU or its interpreter lock. 0 serves streams from the server's own process."""
+    stream_worker_nice: int = 10
+    """How much the stream workers lower their scheduling priority, so that when the CPU is
+    short the kernel's process gets it first (clients wait, commits do not)."""
+    stream_poll_s: float = 0.01
+    """How often a stream worker checks a SQLite ledger for commits (PostgreSQL notifies)."""
 
 
 @dataclass(slots=True)
@@ -81,6 +92,8 @@ class Context:
     reads: anyio.CapacityLimiter
     driver: KernelLoop
     """The kernel's thread: run operations (start, stop, resume) go through ``driver.call``."""
+    workers: StreamWorkers | None = None
+    """The stream workers, when the server has them."""
 
 
 def context(request: Request) -> Context:

@@ -32,6 +32,7 @@ from telic.kinds import RunStopped
 from telic.ledger.lease import Lease
 from telic.serve.models import ResumeIn, StartIn
 from telic.spec import RecordedSpec, build_run, recorded_spec
+from telic.state import RunState
 
 __all__ = ["Host", "Hosting"]
 
@@ -194,6 +195,7 @@ class Host:
             model=body.model or recorded.model,
             clock=self.kernel.clock,
             base_dir=recorded.base_dir,
+            text=recorded.text,
             overrides={**recorded.overrides, **overrides},
             served=True,
         )
@@ -211,7 +213,7 @@ class Host:
             recorded = recorded_spec(self.ledger, info.id)
             if recorded is None or not recorded.served:
                 continue
-            if self.ledger.state_at(info.id)["status"] in _ENDED:
+            if RunState(self.ledger.state_at(info.id)).status in _ENDED:
                 continue
             try:
                 await self.resume(info.id, ResumeIn(reason="the server restarted"), by="server")
@@ -287,7 +289,7 @@ class Host:
                 elif hosted.stopping is not None and not run.done:
                     # Recorded under the run's lease, before close releases it.
                     batch = run.batch()
-                    batch.add(RunStopped(reason=hosted.stopping), tick=run.fold.peek()["tick"])
+                    batch.add(RunStopped(reason=hosted.stopping), tick=run.fold.live.tick)
                     with contextlib.suppress(LedgerError):
                         await run.commit(batch)
             finally:
@@ -303,7 +305,7 @@ class Host:
         """Stop a run this server drives: after the tick in progress, or at once when it is
         parked on an approval. ``run.stopped`` records who stopped it and why."""
         hosted = self._runs.get(run_id)
-        status = self.ledger.state_at(run_id)["status"]
+        status = RunState(self.ledger.state_at(run_id)).status
         if hosted is None:
             if status in _ENDED:
                 raise RunNotHosted(run_id, f"it has ended ({status}); there is nothing to stop")

@@ -6,7 +6,10 @@ a token with the ``read`` scope (``Authorization: Bearer <token>``; without one,
 a JSON error, unless ``--anonymous-read`` lets loopback clients read), and ``fork`` and
 ``resume`` check the ``operate`` scope of the token that sent the call (a tool error naming
 the missing scope otherwise). The actor recorded in ``run.forked.by`` / ``run.resumed.by`` is
-the token's name. Needs the ``mcp`` extra; without it ``/mcp`` is not mounted.
+the token's name. Each fork and resume call, done, refused or failed, is also recorded as
+``api.called`` (``POST /mcp/tools/NAME`` with its status, the run and the token's name), like
+every mutating request to the HTTP API. Needs the ``mcp`` extra; without it ``/mcp`` is not
+mounted.
 """
 
 from __future__ import annotations
@@ -77,13 +80,26 @@ class McpEndpoint:
     def authorize(self, scope: McpScope, headers: Mapping[str, str] | None) -> str:
         return f"{self.identity(headers, scope).name} via mcp"
 
+    def audit(self, tool: str, run: str, headers: Mapping[str, str] | None, status: int) -> None:
+        """Record a mutating tool call with who made it (``api.called``), as the HTTP API
+        records its mutating requests; a request that got this far had a valid token."""
+        tokens = self._tokens
+        if tokens is None:  # pragma: no cover - the server stopped between call and record
+            return
+        try:
+            token = _token(headers or {})
+            who = ANONYMOUS.name if token is None else tokens.authenticate(token).name
+        except TelicError:
+            return  # no identity to record: the check at the door refuses such requests
+        tokens.record_call(who, "POST", f"{PATH}/tools/{tool}", status, run)
+
     @contextlib.asynccontextmanager
     async def running(self, ledger: BaseLedger, tokens: TokenStore) -> AsyncGenerator[None]:
         from mcp.server.transport_security import TransportSecuritySettings
 
         from telic.mcp.server import build_server
 
-        server = build_server(ledger, authorize=self.authorize)
+        server = build_server(ledger, authorize=self.authorize, audit=self.audit)
         # The SDK guards loopback servers against DNS rebinding by their Host header; a
         # server bound elsewhere is reached by names it cannot know (tokens guard it).
         security = (

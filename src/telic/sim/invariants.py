@@ -213,9 +213,9 @@ def budget(outcome: Outcome, ts: Sequence[Transition]) -> list[Violation]:
         except Exception:
             return out  # replay reports a fold that fails
         if t.kind == "tick.completed" and spent_at is None:
-            s = fold.peek()
-            for dim, limit in s["budget"].items():
-                if s["spent"].get(dim, 0) >= limit:
+            s = fold.live
+            for dim, limit in s.budget.items():
+                if s.spent.of(dim) >= limit:
                     spent_at = (t.tick, dim)
                     break
     limit = outcome.scenario.swarm.budget.tool_calls

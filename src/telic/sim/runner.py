@@ -23,6 +23,7 @@ from telic.sim.loop import Drive, Hang, SimClock, drive
 from telic.sim.scenario import CrashFault, Scenario, StorageFault
 from telic.sim.storage import Machine
 from telic.sim.world import World
+from telic.state import RunState
 
 __all__ = ["Escape", "Outcome", "run_scenario", "time_bound"]
 
@@ -140,7 +141,7 @@ async def _lifetime(ledger: BaseLedger, clock: SimClock, world: World, outcome: 
     config = world.config()
     try:
         try:
-            status = ledger.state_at(outcome.run_id)["status"]
+            status = RunState(ledger.state_at(outcome.run_id)).status
         except RunNotFound:
             status = None
         if status in _ENDED:

@@ -12,6 +12,7 @@ from telic.sim.generate import generate
 from telic.sim.invariants import Violation, check
 from telic.sim.runner import Escape, Outcome, run_scenario
 from telic.sim.scenario import FaultPlan, Scenario
+from telic.state import RunState
 
 __all__ = ["SeedReport", "head_hash", "judge", "reproducer", "shrink", "signature", "simulate"]
 
@@ -54,7 +55,7 @@ def head_hash(outcome: Outcome) -> tuple[str, str]:
     ledger = outcome.machine.reader()
     try:
         info = ledger.run(outcome.run_id)
-        status = str(ledger.state_at(outcome.run_id)["status"])
+        status = RunState(ledger.state_at(outcome.run_id)).status
         return status, info.head_hash.hex()
     except Exception as exc:  # a ledger the run broke: the checks say how
         return f"unreadable ({type(exc).__name__})", ""

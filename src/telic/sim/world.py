@@ -301,6 +301,11 @@ class ExplorerMind:
         return Proposal(action="remember", args={"key": "note", "value": rng.randint(0, 9)})
 
 
+def _holds_n(content: Any) -> bool:
+    """Whether an observation's content is an object with an ``n``."""
+    return isinstance(content, dict) and "n" in content
+
+
 def _choose(
     rng: random.Random,
     plan: AgentPlan,
@@ -313,14 +318,10 @@ def _choose(
     claims: tuple[Claim, ...] = ()
     roll = rng.random()
     if roll < 0.15:
-        seen = [
-            o
-            for o in view.observations
-            if isinstance(o.get("content"), dict) and "n" in o["content"]
-        ]
+        seen = [o for o in view.observations if _holds_n(o.content)]
         if seen:
             o = rng.choice(seen)
-            claims = (Claim(key="n", value=o["content"]["n"], evidence=(int(o["seq"]),)),)
+            claims = (Claim(key="n", value=o.content["n"], evidence=(o.seq,)),)
     elif roll < 0.22:
         claims = (Claim(key="n", value=12345, evidence=(rng.randint(1, 3),)),)
     common: dict[str, Any] = {"confidence": confidence, "claims": claims, "model_calls": calls}
@@ -349,7 +350,7 @@ def _choose(
             **common,
         )
     if roll < 0.9:
-        others = sorted(view.state["agents"])
+        others = sorted(view.state.agents)
         return Proposal(
             action="message",
             args={"to": rng.choice(others), "content": {"from": plan.name, "tick": tick}},

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 import telic.prompts
 from telic.clock import Clock
 from telic.errors import ConfigError, SpecError, TelicError, TreeInvalid
-from telic.kernel import AgentSpec, Artifact, Budget, RunConfig, Team
+from telic.kernel import AgentBudget, AgentSpec, Artifact, Budget, RunConfig, Team
 from telic.kernel.tree import plan
 from telic.minds.base import Mind
 from telic.minds.factory import model_mind, shared_scheduler
@@ -45,7 +45,6 @@ from telic.minds.model import ModelMind
 from telic.minds.providers import parse_model, resolve_provider
 from telic.minds.scheduler import Limits, Scheduler
 from telic.policy import Budgeter, FirstByOrder, Policy, PriorityByRole, Resolver
-from telic.reducer import State
 from telic.spec.entries import (
     AgentEntry,
     BudgetEntry,
@@ -56,6 +55,7 @@ from telic.spec.entries import (
     TeamEntry,
     derived_fields,
 )
+from telic.state import RunState
 from telic.tools import Tool
 
 __all__ = [
@@ -98,20 +98,24 @@ def _validation_problem(exc: ValidationError) -> str:
     return problem
 
 
-def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunSpec:
+def load_spec(
+    path: str | Path, overrides: Mapping[str, Any] | None = None, *, text: str | None = None
+) -> RunSpec:
     """Read and validate the spec at ``path`` (no imports yet: see :func:`build_run`).
 
     A ``.json`` file holds the same tables as JSON. ``overrides`` replace top-level fields
-    (``policy`` is merged field by field), as a counterfactual resume asks.
+    (``policy`` is merged field by field), as a counterfactual resume asks. ``text`` is the
+    file's content when it was read elsewhere (the file need not exist here then).
     """
     where = str(path)
     p = Path(path)
-    if not p.is_file():
+    if text is None and not p.is_file():
         problem = "it is a directory" if p.is_dir() else "no such file"
         raise SpecError(where, f"{problem}; pass the path of a TOML run spec")
     data: Any
     try:
-        text = p.read_text(encoding="utf-8")
+        if text is None:
+            text = p.read_text(encoding="utf-8")
         data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(where, f"not valid TOML: {exc}") from None
@@ -367,6 +371,7 @@ def build_run(
     base_dir: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     served: bool = False,
+    text: str | None = None,
 ) -> BuiltRun:
     """Load the spec at ``path`` and build its :class:`RunConfig`.
 
@@ -375,9 +380,11 @@ def build_run(
     and relative paths resolve from ``base_dir`` (default: the spec's directory).
     ``overrides`` replace fields of the spec (see :func:`load_spec`). The run's
     ``run.booted`` records ``{"spec": {"path", "model", "base", "overrides", "served"}}`` so
-    that ``telic resume`` (or a server, for ``served`` runs) can rebuild it.
+    that ``telic resume`` (or a server, for ``served`` runs) can rebuild it. ``text``, the
+    spec file's content read elsewhere (a Ray cluster's driver), is built instead of the
+    file and recorded too (``"text"``), so that any process can rebuild the run without it.
     """
-    spec = load_spec(path, overrides)
+    spec = load_spec(path, overrides, text=text)
     where = str(path)
     absolute = Path(path).resolve()
     base = absolute.parent if base_dir is None else Path(base_dir).resolve()
@@ -400,6 +407,8 @@ def build_run(
         record["overrides"] = dict(overrides)
     if served:
         record["served"] = True
+    if text is not None:
+        record["text"] = text
     config.record = {"spec": record}
     if servers:
         config.record["mcp"] = {s.spec.name: s.record(mcp_tools) for s in servers}
@@ -418,6 +427,8 @@ class RecordedSpec:
     base_dir: str | None
     overrides: dict[str, Any]
     served: bool
+    text: str | None = None
+    """The spec's content, when the run recorded it (runs a Ray cluster hosts)."""
 
 
 def recorded_spec(ledger: Any, run_id: str) -> RecordedSpec | None:
@@ -446,6 +457,7 @@ def recorded_spec(ledger: Any, run_id: str) -> RecordedSpec | None:
         base_dir=r.get("base"),
         overrides=overrides,
         served=bool(r.get("served")),
+        text=r.get("text"),
     )
 
 
@@ -574,6 +586,13 @@ def _config(
                 )
         if a.mind is not None and a.model is not None:
             raise SpecError(where, f"agent {name!r} has both mind and model; keep one")
+        if a.mind is not None and f["resources"]:
+            raise SpecError(
+                where,
+                f"agent {name!r} has a mind and resources: resources place model calls, "
+                "and only a model mind makes them; give the work that needs them to a tool "
+                "with resources",
+            )
         if a.mind is not None:
             loaded[name] = _mind_from(a.mind, name, where)
         elif (a.model or default_model) is None:
@@ -620,11 +639,11 @@ def _config(
         raise SpecError(where, "return_description without return_condition: add the condition")
     if spec.progress is not None:
         extra["progress"] = cast(
-            Callable[[State], float], _callable(spec.progress, what="progress", where=where)
+            Callable[[RunState], float], _callable(spec.progress, what="progress", where=where)
         )
     if spec.artifacts is not None:
         extra["artifacts"] = cast(
-            Callable[[State], Sequence[Artifact]],
+            Callable[[RunState], Sequence[Artifact]],
             _callable(spec.artifacts, what="artifacts", where=where),
         )
 
@@ -633,7 +652,11 @@ def _config(
         mind = loaded.get(f["name"]) or models.make(
             cast(str, a.model or default_model), role=f["role"], role_prompt=a.prompt
         )
-        agents.append(AgentSpec(**f, mind=mind))
+        budget = AgentBudget(**derived_fields(a.budget)) if a.budget is not None else None
+        try:
+            agents.append(AgentSpec(**f, mind=mind, budget=budget))
+        except ConfigError as exc:
+            raise SpecError(where, str(exc)) from None
     config = RunConfig(
         goal=spec.goal,
         agents=agents,
@@ -641,9 +664,7 @@ def _config(
         budget=models.budget,
         policy=policy,
         explorer=explorer,
-        strategy=spec.strategy,
-        intensity=spec.intensity,
-        period_s=spec.period_s,
+        **derived_fields(spec),
         teams=teams,
         seed=spec.seed,
         **extra,

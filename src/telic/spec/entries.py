@@ -2,8 +2,10 @@
 
 The entries that configure a kernel object are derived from it: ``[policy]`` from
 :class:`~telic.policy.Policy`, ``[budget]`` from :class:`~telic.kernel.Budget`, each
-``[[agents]]`` table from :class:`~telic.kernel.AgentSpec`, each ``[[teams]]`` table from
-:class:`~telic.kernel.Team`. Their fields, defaults, bounds (the
+``[[agents]]`` table from :class:`~telic.kernel.AgentSpec` (its ``budget`` table from
+:class:`~telic.kernel.AgentBudget`), each ``[[teams]]`` table from
+:class:`~telic.kernel.Team`, and the root supervisor's ``strategy``, ``intensity`` and
+``period_s`` from :class:`~telic.kernel.RunConfig`. Their fields, defaults, bounds (the
 ``annotated_types`` in the field types) and descriptions (the field docstrings) are read from
 that class, so each is declared once. What a TOML file cannot hold (a mind object, a resolver
 object) is replaced by what names it (an import path, a resolver name), declared here.
@@ -22,11 +24,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_type_hin
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from telic.kernel import AgentSpec, Budget, Team
+from telic.kernel import AgentBudget, AgentSpec, Budget, RunConfig, Team
 from telic.policy import Policy
 from telic.policy.conflicts import COST_FIELDS
 
 __all__ = [
+    "AgentBudgetEntry",
     "AgentEntry",
     "BudgetEntry",
     "McpServerEntry",
@@ -69,15 +72,23 @@ def _field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _derive(source: type, base: type[_M], *, name: str, exclude: Collection[str] = ()) -> type[_M]:
+def _derive(
+    source: type,
+    base: type[_M],
+    *,
+    name: str,
+    exclude: Collection[str] = (),
+    only: Collection[str] | None = None,
+) -> type[_M]:
     """``base`` with every field of the dataclass ``source`` that ``base`` does not declare
-    itself (nor ``exclude`` names): same type, bounds, default and description."""
+    itself (nor ``exclude`` names; only those ``only`` names, when given): same type, bounds,
+    default and description."""
     hints = get_type_hints(source, include_extras=True)
     docs = _field_docs(source)
     own = base.model_fields
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(source):
-        if f.name in own or f.name in exclude:
+        if f.name in own or f.name in exclude or (only is not None and f.name not in only):
             continue
         if f.default is not dataclasses.MISSING:
             info = Field(default=f.default, description=docs.get(f.name))
@@ -101,9 +112,24 @@ def derived_fields(entry: BaseModel) -> dict[str, Any]:
     return {k: getattr(entry, k) for k in _DERIVED[type(entry)]}
 
 
+class _AgentBudgetOwn(_Strict):
+    """An agent's ``budget`` table (the fields of :class:`telic.kernel.AgentBudget`); an absent
+    dimension is unlimited for the agent (the run's ``[budget]`` still applies)."""
+
+
+if TYPE_CHECKING:
+    AgentBudgetEntry = _AgentBudgetOwn
+else:
+    AgentBudgetEntry = _derive(AgentBudget, _AgentBudgetOwn, name="AgentBudgetEntry")
+
+
 class _AgentOwn(_Strict):
     """One ``[[agents]]`` table (the fields of :class:`telic.kernel.AgentSpec`, and how to make
     its mind)."""
+
+    budget: AgentBudgetEntry | None = None
+    """This agent's own limits (``tool_calls``, ``model_calls``, ``tokens``, ``cost``), on top
+    of the run's ``[budget]``."""
 
     model: str | None = None
     """This agent's model string; by default the spec's ``model`` (or ``--model``)."""
@@ -182,8 +208,9 @@ class McpServerEntry(_Strict):
     (keep tokens out of the spec: ``Authorization = "Bearer ${TELIC_TOKEN}"``)."""
 
 
-class RunSpec(_Strict):
-    """A whole spec file."""
+class _RunOwn(_Strict):
+    """A whole spec file (with the root supervisor's settings of
+    :class:`telic.kernel.RunConfig`: ``strategy``, ``intensity`` and ``period_s``)."""
 
     goal: str = Field(min_length=1)
     model: str | None = None
@@ -213,11 +240,6 @@ class RunSpec(_Strict):
     """Import path of ``(question, parent AgentSpec) -> Mind``; by default a model mind."""
     explorer_model: str | None = None
     """The explorers' model (default: the spec's model)."""
-    strategy: Literal["one_for_one", "one_for_all", "rest_for_one"] = "one_for_one"
-    """The root supervisor's."""
-    intensity: int = Field(default=3, ge=0)
-    """The root's restart intensity: more restarts within ``period_s`` fail the run."""
-    period_s: float = Field(default=5.0, gt=0)
     seed: int | None = None
     structured: Literal["tool", "json"] = "tool"
     api: Literal["chat", "responses"] = "chat"
@@ -231,3 +253,12 @@ class RunSpec(_Strict):
     expects of the plan, for example."""
     prices: str | dict[str, Any] | None = None
     """A price table: a TOML path relative to the spec file, or an inline table."""
+
+
+ROOT_SUPERVISOR = ("strategy", "intensity", "period_s")
+"""The fields of :class:`telic.kernel.RunConfig` a spec's top level takes as they are."""
+
+if TYPE_CHECKING:
+    RunSpec = _RunOwn
+else:
+    RunSpec = _derive(RunConfig, _RunOwn, name="RunSpec", only=ROOT_SUPERVISOR)

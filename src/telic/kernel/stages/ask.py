@@ -28,7 +28,7 @@ async def ask(run: Run) -> Asked:
     batch = run.batch()
     again = reentry(run)
     if again is None:
-        tick = run.fold.peek()["tick"] + 1
+        tick = run.fold.live.tick + 1
         batch.add(TickStarted(tick=tick), tick=tick)
         view_state = TickState(run.fold, tick)  # copied if read, shared read-only by the minds
     else:

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from telic.frozen import FrozenDict
 from telic.kernel import guard
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.stages.records import Passing, Proposed, Tick
-from telic.kernel.stages.shared import name_of
+from telic.kernel.stages.shared import agent_limit, name_of
 from telic.kinds import LoopDetected
 from telic.policy import (
     AllowlistCheck,
@@ -46,8 +45,8 @@ def check(t: Tick, proposed: Sequence[Proposed]) -> tuple[Passing, ...]:
     run, batch, tick = t.run, t.batch, t.number
     checks = run.checks
     passed: list[Passing] = []
-    live_state = run.fold.peek()
-    frozen_state = FrozenDict(live_state) if any(user for *_, user in checks) else live_state
+    live_state = run.fold.live
+    frozen_state = run.state if any(user for *_, user in checks) else live_state
     for p in proposed:
         allowed = run.allowed_tools(p.agent)
         ctx = CheckContext(p.agent, p.role, allowed, live_state, run.tools, p.json)
@@ -86,6 +85,7 @@ def check(t: Tick, proposed: Sequence[Proposed]) -> tuple[Passing, ...]:
                     p.seq,
                     safe_text(str(verdict.check), 200),
                     safe_text(verdict.reason),
+                    limit=agent_limit(each, verdict),
                 )
                 break
             names.append(name)

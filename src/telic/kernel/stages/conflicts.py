@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from telic.frozen import FrozenDict
 from telic.kernel import guard
 from telic.kernel.guard import Failed, safe_text
 from telic.kernel.stages.records import Passing, Tick
@@ -42,7 +41,7 @@ def resolve_conflicts(t: Tick, passing: Sequence[Passing]) -> tuple[Passing, ...
         )
         resolver = policy.resolver_for(resource)
         policy_name = name_of(resolver)
-        res = guard.attempt(resolver.resolve, resource, group, FrozenDict(run.fold.peek()))
+        res = guard.attempt(resolver.resolve, resource, group, run.state)
         if not isinstance(res, Resolution) or all(c is not res.winner for c in group):
             failure = (
                 str(res) if isinstance(res, Failed) else "it did not choose one of the proposals"

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from telic.frozen import FrozenDict
 from telic.kernel.guard import Failed
 from telic.kernel.stages.records import Passing, Tick, ToolCall
+from telic.kernel.stages.shared import agent_limit
 from telic.kinds import (
     BeliefUpdated,
     MemoryUpdated,
@@ -46,12 +46,11 @@ async def commit_effects(t: Tick, passing: Sequence[Passing]) -> tuple[ToolCall,
                 continue
             spawned[p.seq] = mind
         if p.proposal.action == "tool":
-            ctx = CheckContext(
-                p.agent, p.role, run.allowed_tools(p.agent), FrozenDict(run.fold.peek()), run.tools
-            )
+            ctx = CheckContext(p.agent, p.role, run.allowed_tools(p.agent), run.state, run.tools)
             verdict = budget.check(p.proposal, ctx)
             if not verdict.ok:
-                batch.reject(tick, p.agent, p.seq, verdict.check, verdict.reason)
+                limit = agent_limit(budget, verdict)
+                batch.reject(tick, p.agent, p.seq, verdict.check, verdict.reason, limit=limit)
                 continue
         batch.add(
             ProposalAccepted(proposal=p.seq, agent=p.agent, checks=each.checks),

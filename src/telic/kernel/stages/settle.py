@@ -10,13 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from telic.frozen import FrozenDict
 from telic.kernel import guard
 from telic.kernel.config import is_own
 from telic.kernel.guard import Failed
 from telic.kernel.stages.records import Tick
 from telic.kinds import TickCompleted
-from telic.reducer import State
+from telic.state import RunState
 
 __all__ = ["settle"]
 
@@ -27,9 +26,9 @@ async def settle(t: Tick, *, invalid: bool, hallucinated: Sequence[str]) -> None
     if hallucinated:
         invalid = True
         await run.kill_and_restore(batch, tick, list(hallucinated))
-    before = run.fold.peek()["progress"]
-    progress_of, live = run.config.progress, run.fold.peek()
-    state = live if is_own(progress_of) else FrozenDict(live)  # user code: read-only
+    before = run.fold.live.progress
+    progress_of = run.config.progress
+    state = run.fold.live if is_own(progress_of) else run.state  # user code: read-only
     measured = guard.attempt(_measure, progress_of, state)
     if isinstance(measured, Failed):
         run.fault = f"the progress function failed ({measured})"
@@ -49,7 +48,7 @@ async def settle(t: Tick, *, invalid: bool, hallucinated: Sequence[str]) -> None
     await run.commit(batch)
 
 
-def _measure(progress: Callable[[State], float], state: State) -> float:
+def _measure(progress: Callable[[RunState], float], state: RunState) -> float:
     value = float(progress(state))
     if not math.isfinite(value):
         raise ValueError(f"progress must be a finite number, got {value!r}")

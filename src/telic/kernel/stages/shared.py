@@ -7,8 +7,10 @@ from typing import Any, Final
 
 from telic.kernel import guard
 from telic.kernel.guard import safe_text
+from telic.kinds import AgentLimit
+from telic.policy import BudgetCheck, Check, Verdict
 
-__all__ = ["SLACK_S", "Unanswered", "answers", "name_of"]
+__all__ = ["SLACK_S", "Unanswered", "agent_limit", "answers", "name_of"]
 
 SLACK_S: Final = 1.0
 """Seconds past a call's own deadline (and its cancellation grace) that a tick waits for an
@@ -62,3 +64,17 @@ def name_of(part: object) -> str:
     """The name a check, resolver or verifier gives itself (user code: read defensively)."""
     name = guard.attempt(getattr, part, "name", type(part).__name__)
     return safe_text(str(name) if isinstance(name, str) else type(part).__name__, 200)
+
+
+def agent_limit(check: Check, verdict: Verdict) -> AgentLimit | None:
+    """The agent's own budget limit behind a refusal of telic's :class:`BudgetCheck` (its
+    ``extra``), or None (the run's budget, or any other check)."""
+    if type(check) is not BudgetCheck or "agent" not in verdict.extra:
+        return None
+    x = verdict.extra
+    return AgentLimit(
+        agent=str(x["agent"]),
+        dimension=str(x["dimension"]),
+        limit=float(x["limit"]),
+        spent=float(x["spent"]),
+    )

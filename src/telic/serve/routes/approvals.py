@@ -12,6 +12,7 @@ from telic.serve.auth import Approver, Reader
 from telic.serve.context import Context, context
 from telic.serve.models import ApprovalDecision, ApprovalOut, TransitionOut
 from telic.serve.routes.runs import SYSTEM_RUNS, approvals_of
+from telic.state import RunState
 
 __all__ = ["router"]
 
@@ -26,8 +27,8 @@ def all_approvals(ctx: Ctx, who: Identity = Reader) -> list[ApprovalOut]:
     for info in ctx.ledger.runs():
         if info.id in SYSTEM_RUNS or info.head == 0:
             continue
-        state = ctx.ledger.state_at(info.id)
-        if state["pending_approvals"]:
+        state = RunState(ctx.ledger.state_at(info.id))
+        if state.pending_approvals:
             out.extend(approvals_of(ctx, info.id, state))
     return out
 
@@ -36,7 +37,7 @@ def all_approvals(ctx: Ctx, who: Identity = Reader) -> list[ApprovalOut]:
     "/runs/{run_id}/approvals", response_model=list[ApprovalOut], summary="A run's waiting calls"
 )
 def run_approvals(run_id: str, ctx: Ctx, who: Identity = Reader) -> list[ApprovalOut]:
-    return approvals_of(ctx, run_id, ctx.ledger.state_at(run_id))
+    return approvals_of(ctx, run_id, RunState(ctx.ledger.state_at(run_id)))
 
 
 @router.post(

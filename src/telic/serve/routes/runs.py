@@ -7,7 +7,6 @@ runs hand the work to the kernel loop and read the result in a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -18,7 +17,7 @@ from telic.errors import SequenceError
 from telic.kernel.approval import ENDED
 from telic.kernel.tree import ROOT, Tree
 from telic.ledger.base import RunInfo
-from telic.reducer import state_hash
+from telic.reducer import initial_state, state_hash
 from telic.serve.auth import Operator, Reader
 from telic.serve.context import Context, context
 from telic.serve.models import (
@@ -35,6 +34,7 @@ from telic.serve.models import (
     SupervisorOut,
     VerifyOut,
 )
+from telic.state import AgentState, RunState
 
 __all__ = ["SYSTEM_RUNS", "router"]
 
@@ -46,11 +46,11 @@ SYSTEM_RUNS = frozenset({"telic-events", "telic-access"})
 Ctx = Annotated[Context, Depends(context)]
 
 
-def _summary(ctx: Context, info: RunInfo, state: dict[str, Any]) -> dict[str, Any]:
+def _summary(ctx: Context, info: RunInfo, state: RunState) -> dict[str, Any]:
     return {
         "id": info.id,
-        "goal": state["goal"],
-        "status": state["status"],
+        "goal": state.goal,
+        "status": state.status,
         "parent": None if info.parent is None else ParentRef(run=info.parent, seq=info.fork_seq),
         "head": info.head,
         "head_hash": info.head_hash.hex(),
@@ -58,75 +58,75 @@ def _summary(ctx: Context, info: RunInfo, state: dict[str, Any]) -> dict[str, An
     }
 
 
-def approvals_of(ctx: Context, run_id: str, state: dict[str, Any]) -> list[ApprovalOut]:
+def approvals_of(ctx: Context, run_id: str, state: RunState) -> list[ApprovalOut]:
     out: list[ApprovalOut] = []
-    if state["status"] in ENDED:
+    if state.status in ENDED:
         return out
-    for proposal, a in sorted(state["pending_approvals"].items(), key=lambda kv: kv[1]["seq"]):
+    for proposal, a in sorted(state.pending_approvals.items(), key=lambda kv: kv[1].seq):
         made = ctx.ledger.get(run_id, int(proposal)).data
         args: dict[str, Any] = made.get("args", {}).get("args") or {}
         out.append(
             ApprovalOut(
                 run=run_id,
                 proposal=int(proposal),
-                agent=a["agent"],
-                tool=a["tool"],
+                agent=a.agent,
+                tool=a.tool,
                 args=args,
-                requested_seq=a["seq"],
+                requested_seq=a.seq,
             )
         )
     return out
 
 
-def agents_in_order(state: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def agents_in_order(state: RunState) -> list[tuple[str, AgentState]]:
     """The state's agents in the run's start order (its roster), then the others (explorers)
     by name: the same whether the state was folded or read from a snapshot (whose JSON has
     its keys sorted, so its agents come back in name order)."""
-    roster: dict[str, int] = {a["name"]: i for i, a in enumerate(state["roster"])}
-    agents: dict[str, dict[str, Any]] = state["agents"]
-    return sorted(agents.items(), key=lambda kv: (roster.get(kv[0], len(roster)), kv[0]))
+    roster: dict[str, int] = {a.name: i for i, a in enumerate(state.roster)}
+    return sorted(state.agents.items(), key=lambda kv: (roster.get(kv[0], len(roster)), kv[0]))
 
 
-def supervisors_of(state: Mapping[str, Any]) -> list[SupervisorOut]:
+def supervisors_of(state: RunState) -> list[SupervisorOut]:
     """The run's supervision tree from its folded state: the root, then each team under its
     parent; each with its children in start order (explorers after, under their parent's)."""
     tree = Tree.from_state(state)
-    recorded: dict[str, Any] | None = state.get("supervision")
-    explorers = [n for n, a in agents_in_order(state) if a["temporary"]]
+    recorded = state.supervision
+    agents = state.agents
+    explorers = [n for n, a in agents_in_order(state) if a.temporary]
     out: list[SupervisorOut] = []
     for name in [ROOT, *(t.name for t in tree.teams)]:
         children = [
             *tree.children(name),
-            *(n for n in explorers if state["agents"][n]["supervisor"] == name),
+            *(n for n in explorers if agents[n].supervisor == name),
         ]
         if name == ROOT:
-            root = None if recorded is None else recorded["root"]
+            root = None if recorded is None else recorded.root
             out.append(
                 SupervisorOut(
                     name=ROOT,
                     parent=None,
-                    strategy=None if root is None else root["strategy"],
-                    intensity=None if root is None else root["intensity"],
-                    period_s=None if root is None else root["period_s"],
+                    strategy=None if root is None else root.strategy,
+                    intensity=None if root is None else root.intensity,
+                    period_s=None if root is None else root.period_s,
                     restart=None,
                     restarts=0,
-                    escalations=None if root is None else root["escalations"],
+                    escalations=None if root is None else root.escalations,
                     children=children,
                 )
             )
             continue
         assert recorded is not None  # a tree with teams is on record
-        team: dict[str, Any] = recorded["teams"][name]
+        team = recorded.teams[name]
         out.append(
             SupervisorOut(
                 name=name,
-                parent=team["supervisor"],
-                strategy=team["strategy"],
-                intensity=team["intensity"],
-                period_s=team["period_s"],
-                restart=team["restart"],
-                restarts=team["restarts"],
-                escalations=team["escalations"],
+                parent=team.supervisor,
+                strategy=team.strategy,
+                intensity=team.intensity,
+                period_s=team.period_s,
+                restart=team.restart,
+                restarts=team.restarts,
+                escalations=team.escalations,
                 children=children,
             )
         )
@@ -135,32 +135,33 @@ def supervisors_of(state: Mapping[str, Any]) -> list[SupervisorOut]:
 
 def detail(ctx: Context, run_id: str) -> RunDetail:
     info = ctx.ledger.run(run_id)
-    state = ctx.ledger.state_at(run_id)
+    raw = ctx.ledger.state_at(run_id)
+    state = RunState(raw)
     agents = [
         AgentOut(
             name=name,
-            role=a["role"],
-            status=a["status"],
-            restarts=a["restarts"],
-            supervisor=a["supervisor"],
-            temporary=a["temporary"],
-            parent=a["parent"],
+            role=a.role,
+            status=a.status,
+            restarts=a.restarts,
+            supervisor=a.supervisor,
+            temporary=a.temporary,
+            parent=a.parent,
         )
         for name, a in agents_in_order(state)
     ]
     return RunDetail(
         **_summary(ctx, info, state),
-        reason=state["reason"],
-        tick=state["tick"],
-        progress=state["progress"],
-        budget=state["budget"],
-        spent=state["spent"],
-        currency=state["currency"],
+        reason=state.reason,
+        tick=state.tick,
+        progress=state.progress,
+        budget=dict(state.budget),
+        spent=dict(state.spent.json),
+        currency=state.currency,
         agents=agents,
         supervisors=supervisors_of(state),
         approvals=approvals_of(ctx, run_id, state),
-        artifacts=sorted(state["artifacts"]),
-        state_hash=state_hash(state),
+        artifacts=sorted(state.artifacts),
+        state_hash=state_hash(raw),
     )
 
 
@@ -178,8 +179,8 @@ def list_runs(
     infos.sort(key=lambda i: i.created, reverse=True)
     rows: list[RunSummary] = []
     for info in infos:
-        state = ctx.ledger.state_at(info.id) if info.head else {"goal": "", "status": "new"}
-        if status is not None and state["status"] != status:
+        state = RunState(ctx.ledger.state_at(info.id) if info.head else initial_state())
+        if status is not None and state.status != status:
             continue
         rows.append(RunSummary(**_summary(ctx, info, state)))
     page = rows[offset : offset + limit]

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
-from typing import Annotated, Any, Final
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Protocol
 
+import anyio
 import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
@@ -27,12 +29,23 @@ from telic.access import Identity
 from telic.errors import BadSubscription, SequenceError
 from telic.events.patterns import Routes, compile_pattern
 from telic.events.router import dense_mode
+from telic.ledger.base import BaseLedger
 from telic.serve.auth import Reader
-from telic.serve.context import Context, context
-from telic.serve.fanout import Batch, Channel, decode_cursor, encode_cursor, frame_of
+from telic.serve.context import Context, Settings, context
+from telic.serve.fanout import Batch, Channel, Streams, decode_cursor, encode_cursor, frame_of
+from telic.serve.handoff import connection_of
 from telic.transition import Transition
 
-__all__ = ["EventStream", "router", "sse_frame"]
+__all__ = [
+    "HEAD",
+    "EventStream",
+    "Feed",
+    "Handed",
+    "StreamRequest",
+    "open_stream",
+    "router",
+    "sse_frame",
+]
 
 router = APIRouter(tags=["streams"])
 
@@ -43,6 +56,100 @@ _RETRY_MS: Final = 1000
 _PAGE: Final = 512
 """Transitions read from the ledger per catch-up step."""
 _HEARTBEAT: Final = b": heartbeat\n\n"
+HEAD: Final = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+    + b"".join(b"%s: %s\r\n" % (k.lower().encode(), v.encode()) for k, v in _HEADERS.items())
+    + b"connection: close\r\n\r\n"
+)
+"""A stream's response head when a stream worker writes it (the body ends when the
+connection does)."""
+
+
+class Feed(Protocol):
+    """What a stream reads from: a server's :class:`Context`, or a stream worker's own."""
+
+    @property
+    def ledger(self) -> BaseLedger: ...
+    @property
+    def streams(self) -> Streams: ...
+    @property
+    def reads(self) -> anyio.CapacityLimiter: ...
+    @property
+    def settings(self) -> Settings: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """A checked stream request: what a stream worker needs to serve it (JSON on the wire)."""
+
+    run: str | None
+    """The run followed; None for every run (``GET /events``)."""
+    kind: str = "*"
+    """The event type pattern."""
+    start: int | None = None
+    """One run: the first seq to send (None: from now)."""
+    fork_seq: int = 0
+    """One run: its fork point (where its own history starts)."""
+    seen: dict[str, int] | None = None
+    """Every run: the resumed cursor (None: from now)."""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "run": self.run,
+                "kind": self.kind,
+                "start": self.start,
+                "fork_seq": self.fork_seq,
+                "seen": self.seen,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> StreamRequest:
+        d = orjson.loads(raw)
+        return cls(d["run"], d["kind"], d["start"], d["fork_seq"], d["seen"])
+
+
+def open_stream(feed: Feed, req: StreamRequest) -> tuple[AsyncGenerator[bytes], Callable[[], None]]:
+    """The frames of ``req`` from ``feed``'s channels, and what to call when the stream ends.
+    The channel is joined now, so "from now" means now."""
+    routes = _routes(req.kind)
+    streams = feed.streams
+    run_id = req.run
+    if run_id is None:
+        every = streams.open_all()
+        return _all_frames(feed, every, req.seen, routes), streams.close_all
+    channel = streams.open(run_id, req.fork_seq)
+    cursor = channel.head + 1 if req.start is None else req.start
+    return (
+        _run_frames(feed, run_id, channel, cursor, routes),
+        lambda: streams.close(run_id, channel),
+    )
+
+
+class Handed(Response):
+    """The response of a stream handed to a stream worker: this process sends nothing. The
+    connection was closed here on hand-off (the worker holds its own descriptor), so the
+    server sees a disconnect at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+
+async def _serve(ctx: Context, request: Request, req: StreamRequest) -> Response:
+    """Hand the stream to a worker when the server has them and the connection can move;
+    else serve it from this process."""
+    workers = ctx.workers
+    if workers is not None:
+        transport = connection_of(request.scope)
+        if transport is not None and workers.hand(transport, req.to_json()):
+            return Handed()
+    body, done = open_stream(ctx, req)
+    return EventStream(body, done)
 
 
 def sse_frame(event: str, data: Any, id_: str | None = None) -> bytes:
@@ -124,7 +231,7 @@ def _routes(kind: str) -> Routes | None:
 
 
 async def _run_frames(
-    ctx: Context, run_id: str, channel: Channel, cursor: int, routes: Routes | None
+    ctx: Feed, run_id: str, channel: Channel, cursor: int, routes: Routes | None
 ) -> AsyncGenerator[bytes]:
     limit = ctx.settings.stream_queue
     heartbeat = ctx.settings.heartbeat_s
@@ -193,25 +300,20 @@ async def run_events(
     ] = None,
     kind: Annotated[str, Query(description="Event type pattern, e.g. `tool.*`.")] = "*",
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
-    routes = _routes(kind)
+) -> Response:
+    _routes(kind)  # a bad pattern is a 400 here, before anything is opened
     info = await anyio.to_thread.run_sync(ctx.ledger.run, run_id, limiter=ctx.reads)  # 404
     start = _start(from_seq, last_event_id)
     if start is not None and not 1 <= start <= info.head + 1:
         raise SequenceError(run_id, start, info.head)
-    channel = ctx.streams.open(run_id, info.fork_seq)
-    cursor = channel.head + 1 if start is None else start
-    return EventStream(
-        _run_frames(ctx, run_id, channel, cursor, routes),
-        lambda: ctx.streams.close(run_id, channel),
-    )
+    return await _serve(ctx, request, StreamRequest(run_id, kind, start, info.fork_seq))
 
 
 # -- every run ----------------------------------------------------------------------------
 
 
 async def _all_frames(
-    ctx: Context, channel: Channel, seen: dict[str, int] | None, routes: Routes | None
+    ctx: Feed, channel: Channel, seen: dict[str, int] | None, routes: Routes | None
 ) -> AsyncGenerator[bytes]:
     limit = ctx.settings.stream_queue
     heartbeat = ctx.settings.heartbeat_s
@@ -314,8 +416,8 @@ async def all_events(
     who: Identity = Reader,
     kind: Annotated[str, Query(description="Event type pattern, e.g. `run.*`.")] = "*",
     last_event_id: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
-    routes = _routes(kind)
+) -> Response:
+    _routes(kind)  # a bad pattern is a 400 here, before anything is opened
     seen = _cursor(last_event_id)
     if seen is not None:
         infos = await anyio.to_thread.run_sync(ctx.ledger.runs, limiter=ctx.reads)
@@ -327,5 +429,4 @@ async def all_events(
                 )
             if seq > heads[run_id]:
                 raise SequenceError(run_id, seq, heads[run_id])
-    channel = ctx.streams.open_all()
-    return EventStream(_all_frames(ctx, channel, seen, routes), ctx.streams.close_all)
+    return await _serve(ctx, request, StreamRequest(None, kind, seen=seen))
