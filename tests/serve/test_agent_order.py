@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from telic.serve.routes.runs import agents_in_order
+from telic.state import RunState
 
 
 def _agent(temporary: bool = False) -> dict[str, Any]:
@@ -27,6 +28,6 @@ def test_agents_come_in_roster_order_then_by_name_however_the_state_was_read() -
     }
     snapshot = orjson.loads(orjson.dumps(folded, option=orjson.OPT_SORT_KEYS))
     assert list(snapshot["agents"]) != list(folded["agents"])  # the dict orders differ
-    names = [n for n, _ in agents_in_order(folded)]
+    names = [n for n, _ in agents_in_order(RunState(folded))]
     assert names == ["researcher", "planner", "budgeter", "planner.x1", "researcher.x2"]
-    assert [n for n, _ in agents_in_order(snapshot)] == names
+    assert [n for n, _ in agents_in_order(RunState(snapshot))] == names
