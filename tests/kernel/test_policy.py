@@ -22,6 +22,7 @@ from telic.ledger import open_ledger
 from telic.minds.base import FunctionMind, View
 from telic.policy import BudgetCheck, CheckContext, Policy
 from telic.proposal import Action, Proposal
+from telic.state import RunState
 from telic.tools import ToolRegistry
 
 from .kit import (
@@ -383,14 +384,16 @@ _DIMS = ("tool_calls", "model_calls", "tokens", "cost")
 _ACTIONS: tuple[Action, ...] = ("tool", "remember", "finish")
 
 
-def _budget_state(limits: Mapping[str, float], spent: Mapping[str, float]) -> dict[str, Any]:
-    return {
-        "budget": {},
-        "spent": {"tokens": 0, "cost": 0.0, "tool_calls": 0, "ticks": 0, "wall_s": 0.0},
-        "agent_budgets": {
-            "a": {"limits": dict(limits), "spent": {d: spent.get(d, 0) for d in _DIMS}},
-        },
-    }
+def _budget_state(limits: Mapping[str, float], spent: Mapping[str, float]) -> RunState:
+    return RunState(
+        {
+            "budget": {},
+            "spent": {"tokens": 0, "cost": 0.0, "tool_calls": 0, "ticks": 0, "wall_s": 0.0},
+            "agent_budgets": {
+                "a": {"limits": dict(limits), "spent": {d: spent.get(d, 0) for d in _DIMS}},
+            },
+        }
+    )
 
 
 @given(
