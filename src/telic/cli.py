@@ -573,7 +573,7 @@ def state(
         out.print(
             f"spent: {json.dumps(raw['spent'])}  budget: {json.dumps(raw['budget'])}", markup=False
         )
-        for name, a in s.agents.items():
+        for name, a in s.agents_in_order():
             line = f"  {name:<12} {a.role:<12} {a.status:<10} restarts={a.restarts}"
             own = s.agent_budgets.get(name)
             if own is not None:  # its own budget: what it spent of each limit

@@ -571,6 +571,15 @@ class RunState(Record):
     agent_budgets = Tables(AgentBudgetState, optional=True)
     """By agent name, for the agents that have a budget of their own (empty when none has)."""
 
+    def agents_in_order(self) -> list[tuple[str, AgentState]]:
+        """The agents in the run's start order (its roster), then the others (explorers) by
+        name. Use it wherever order matters: :attr:`agents` is in spawn order when the state
+        was folded, in name order when it was decoded from a snapshot (whose keys are sorted),
+        and a resumed run must act the same either way."""
+        roster = {a.name: i for i, a in enumerate(self.roster)}
+        last = len(roster)
+        return sorted(self.agents.items(), key=lambda kv: (roster.get(kv[0], last), kv[0]))
+
     def budget_left(self) -> dict[str, float]:
         """What is left of each budget dimension the run has."""
         spent = self.spent

@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 
-from telic.serve.routes.runs import agents_in_order
 from telic.state import RunState
 
 
@@ -28,6 +27,6 @@ def test_agents_come_in_roster_order_then_by_name_however_the_state_was_read() -
     }
     snapshot = orjson.loads(orjson.dumps(folded, option=orjson.OPT_SORT_KEYS))
     assert list(snapshot["agents"]) != list(folded["agents"])  # the dict orders differ
-    names = [n for n, _ in agents_in_order(RunState(folded))]
+    names = [n for n, _ in RunState(folded).agents_in_order()]
     assert names == ["researcher", "planner", "budgeter", "planner.x1", "researcher.x2"]
-    assert [n for n, _ in agents_in_order(RunState(snapshot))] == names
+    assert [n for n, _ in RunState(snapshot).agents_in_order()] == names

@@ -197,7 +197,7 @@ def budgeter(world: World) -> Callable[[View], Proposal]:
         acts = _activities(view)
         fares = _results(view, "train_fares", origin=ORIGIN)
         found = None
-        for a in view.state.agents.values():
+        for _, a in view.state.agents_in_order():
             for o in a.observations:
                 if o.source.startswith("explorer:"):
                     found = (o.seq, o.content)

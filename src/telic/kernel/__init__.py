@@ -316,7 +316,7 @@ class Kernel:
         pending = sorted(s.pending_tools.items(), key=lambda kv: kv[1].seq)
         running = [
             (name, a.role, a.temporary, a.parent, a.question, tuple(a.tools))
-            for name, a in s.agents.items()
+            for name, a in s.agents_in_order()  # as started, from a snapshot or not
             if a.status == "running"
         ]
         run = Run(

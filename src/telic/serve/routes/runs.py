@@ -34,7 +34,7 @@ from telic.serve.models import (
     SupervisorOut,
     VerifyOut,
 )
-from telic.state import AgentState, RunState
+from telic.state import RunState
 
 __all__ = ["SYSTEM_RUNS", "router"]
 
@@ -78,21 +78,13 @@ def approvals_of(ctx: Context, run_id: str, state: RunState) -> list[ApprovalOut
     return out
 
 
-def agents_in_order(state: RunState) -> list[tuple[str, AgentState]]:
-    """The state's agents in the run's start order (its roster), then the others (explorers)
-    by name: the same whether the state was folded or read from a snapshot (whose JSON has
-    its keys sorted, so its agents come back in name order)."""
-    roster: dict[str, int] = {a.name: i for i, a in enumerate(state.roster)}
-    return sorted(state.agents.items(), key=lambda kv: (roster.get(kv[0], len(roster)), kv[0]))
-
-
 def supervisors_of(state: RunState) -> list[SupervisorOut]:
     """The run's supervision tree from its folded state: the root, then each team under its
     parent; each with its children in start order (explorers after, under their parent's)."""
     tree = Tree.from_state(state)
     recorded = state.supervision
     agents = state.agents
-    explorers = [n for n, a in agents_in_order(state) if a.temporary]
+    explorers = [n for n, a in state.agents_in_order() if a.temporary]
     out: list[SupervisorOut] = []
     for name in [ROOT, *(t.name for t in tree.teams)]:
         children = [
@@ -147,7 +139,7 @@ def detail(ctx: Context, run_id: str) -> RunDetail:
             temporary=a.temporary,
             parent=a.parent,
         )
-        for name, a in agents_in_order(state)
+        for name, a in state.agents_in_order()
     ]
     return RunDetail(
         **_summary(ctx, info, state),
