@@ -230,7 +230,7 @@ async def _restart(transitions: int) -> float:
     run = await kernel.boot(_config(50, transitions))
     while ledger.run(run.id).head < transitions:
         if not await run.step():
-            raise RuntimeError(f"the run ended early: {run.state['reason']}")
+            raise RuntimeError(f"the run ended early: {run.state.reason}")
     samples: list[float] = []
     try:
         for i in range(20):

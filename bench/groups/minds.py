@@ -29,6 +29,7 @@ from harness import Figure, median, percentile
 from telic.minds import Dispatch, Limits, Scheduler, View, model_mind
 from telic.minds.testing import ModelServer, Reply, ServerRequest
 from telic.reducer import initial_state
+from telic.state import RunState
 
 GROUP = "minds"
 
@@ -49,7 +50,7 @@ def _view(agent: str, priority: int = 0) -> View:
     state["goal"] = "Plan 3-day Basel to Ticino trip under CHF 600"
     state["budget"] = {"cost": 600.0}
     state["roster"] = [{"name": agent, "role": "planner", "priority": priority}]
-    return View(agent=agent, role="planner", tick=1, goal=state["goal"], state=state)
+    return View(agent=agent, role="planner", tick=1, goal=state["goal"], state=RunState(state))
 
 
 @contextlib.contextmanager

@@ -64,7 +64,7 @@ def _effect_tool(effects: Marks) -> Tool:
 async def _steps(run: Run, n: int) -> None:
     for _ in range(n):
         if not await run.step():
-            raise RuntimeError(f"the run ended early: {run.state['status']} {run.state['reason']}")
+            raise RuntimeError(f"the run ended early: {run.state.status} {run.state.reason}")
 
 
 def _timed_reads(path: Path, seq: int | None) -> float:
@@ -163,7 +163,7 @@ async def growing(a: Args) -> dict[str, Any]:
         await _steps(forked, a.fork_steps)
         t3 = now()
         await forked.close()
-        memory = forked.state["memory"]["agent"]
+        memory = forked.state.memory["agent"]
         assert len(memory) == a.half + a.fork_steps, len(memory)
     finally:
         ledger.close()
@@ -188,9 +188,9 @@ async def crash_run(a: Args) -> dict[str, Any]:
     acks = Marks(a.acks)
     config = _config(FunctionMind(_call_effect), (_effect_tool(Marks(a.effects)),))
     run = await Kernel(ledger).boot(config, run_id=RUN_ID)
-    while run.state["tick"] < a.steps:
+    while run.state.tick < a.steps:
         await _steps(run, 1)
-        acks.mark(run.state["tick"])
+        acks.mark(run.state.tick)
     await run.close()
     ledger.close()
     return {"finished": True}
@@ -203,11 +203,11 @@ async def crash_resume(a: Args) -> dict[str, Any]:
         recovered = int(before["tick"]) - (1 if before["tick_open"] else 0)
         config = _config(FunctionMind(_call_effect), (_effect_tool(Marks(a.effects)),))
         run = await Kernel(ledger).resume(RUN_ID, config)
-        while run.state["tick"] < a.steps:
+        while run.state.tick < a.steps:
             await _steps(run, 1)
         await run.close()
-        counts: dict[str, int] = run.state["counts"]
-        done = int(run.state["tick"])
+        counts = dict(run.state.counts)
+        done = int(run.state.tick)
     finally:
         ledger.close()
     return {"recovered": recovered, "done": done, "unknown": counts.get("tool.unknown", 0)}
