@@ -106,6 +106,25 @@ def test_a_stream_served_by_a_worker_sees_every_transition_once_across_a_reconne
     assert httpx.get(url, headers={"Authorization": "Bearer telic_wrong"}).status_code == 401
 
 
+def test_a_live_stream_handed_to_a_worker_starts_at_the_servers_head(
+    tmp_path: Path, serve: Serve
+) -> None:
+    db = str(tmp_path / "ledger.db")
+    t = tokens(db, reader="read")
+    with open_ledger(db) as ledger:
+        ledger.create_run("r")
+    _append(db, "r", 10)
+    server = serve(db, "--stream-workers", "1")
+    with (
+        httpx.Client(timeout=60) as c,
+        c.stream("GET", server.url + "/runs/r/events", headers=bearer(t["reader"])) as live,
+    ):
+        it = frames(live)
+        _append(db, "r", 5)
+        got = _take(it, 5)
+    assert [int(f.id or 0) for f in got] == [11, 12, 13, 14, 15]
+
+
 def test_every_runs_stream_is_served_by_a_worker_and_resumes_with_its_cursor(
     tmp_path: Path, serve: Serve
 ) -> None:

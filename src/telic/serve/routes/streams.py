@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Final, Protocol
 
 import anyio
@@ -146,6 +146,12 @@ async def _serve(ctx: Context, request: Request, req: StreamRequest) -> Response
     workers = ctx.workers
     if workers is not None:
         transport = connection_of(request.scope)
+        # "From now" is this server's now: the worker's view of the ledger may be a poll behind.
+        vector = ctx.streams.vector
+        if req.run is not None and req.start is None:
+            req = replace(req, start=vector.get(req.run, req.fork_seq) + 1)
+        elif req.run is None and req.seen is None:
+            req = replace(req, seen=dict(vector))
         if transport is not None and workers.hand(transport, req.to_json()):
             return Handed()
     body, done = open_stream(ctx, req)
