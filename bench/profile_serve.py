@@ -33,7 +33,6 @@ from groups import serve as bench
 from telic.access import TokenStore
 from telic.serve import Settings, create_app
 from telic.serve.context import Context
-from telic.serve.fanout import frame_of
 from telic.serve.handoff import uvicorn_options
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -50,47 +49,6 @@ def _own_cpu() -> float:
 
 def _cpu_of(pids: list[int]) -> float:
     return sum(_cpu(Path(f"/proc/{pid}/stat")) for pid in pids)
-
-
-async def _bare(blob: bytes, port: int) -> None:
-    """The floor's server: every client gets ``blob`` once a line arrives on stdin."""
-    os.nice(10)
-    go = asyncio.Event()
-
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nretry: 1000\n\n")
-        await go.wait()
-        for i in range(0, len(blob), 1 << 16):
-            writer.write(blob[i : i + (1 << 16)])
-            await writer.drain()
-        await reader.read()
-        writer.close()
-
-    async with await asyncio.start_server(client, "127.0.0.1", port):
-        print("listening", flush=True)
-        await asyncio.to_thread(sys.stdin.readline)
-        go.set()
-        await asyncio.to_thread(sys.stdin.readline)
-
-
-async def _bare_server(directory: Path, ctx: Context, port: int) -> asyncio.subprocess.Process:
-    blob = directory / "stream.sse"
-    if not blob.exists():
-        frames = [frame_of(t, t.kind, str(t.seq)) for t in ctx.ledger.read("warm")]
-        blob.write_bytes(b"".join(frames))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        __file__,
-        "--bare",
-        str(blob),
-        str(port),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    await proc.stdout.readline()
-    return proc
 
 
 async def _profile(directory: Path, workers: int, rounds: int, floor: bool) -> None:
@@ -131,7 +89,7 @@ async def _profile(directory: Path, workers: int, rounds: int, floor: bool) -> N
             bare = None
             if floor:
                 bare_port = bench._free_port()  # pyright: ignore[reportPrivateUsage]
-                bare = await _bare_server(directory, ctx, bare_port)
+                bare = await bench.bare_server(directory, ctx, bare_port)
                 proc = await followers(
                     f"http://127.0.0.1:{bare_port}", "warm", token, bench.FLAT_OUT
                 )
@@ -171,7 +129,7 @@ def main() -> None:
     ap.add_argument("--bare", nargs=2, metavar=("BLOB", "PORT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.bare:
-        asyncio.run(_bare(Path(args.bare[0]).read_bytes(), int(args.bare[1])))
+        asyncio.run(bench.bare(Path(args.bare[0]).read_bytes(), int(args.bare[1])))
         return
     with tempfile.TemporaryDirectory(prefix="telic-profile-serve-") as d:
         asyncio.run(_profile(Path(d), args.workers, args.rounds, args.floor))

@@ -12,7 +12,10 @@ does. ``CLIENTS`` SSE followers run in another process
   clients, and commit-to-client latency p50 and p99 (receipt time minus the transition's
   timestamp, taken just before its commit);
 - flat out: the run's throughput with the followers over its throughput with none, in
-  ``ROUNDS`` rounds of one then the other (the median of the rounds' ratios);
+  ``ROUNDS`` rounds of one then the other (the median of the rounds' ratios); beside it, the
+  floor: the same flat-out write while the same followers read a pre-encoded stream from a
+  bare process (:func:`bare`), which is what the followers' own process costs the writer on
+  a machine they share;
 - a ``GET`` of a 100-transition page over HTTP (keep-alive client, median) over reading and
   encoding the same page in-process.
 """
@@ -38,11 +41,13 @@ from telic.access import TokenStore
 from telic.canonical import encode
 from telic.serve import Settings, create_app
 from telic.serve.context import Context
+from telic.serve.fanout import frame_of
 from telic.serve.handoff import uvicorn_options
 from telic.transition import Draft
 
 GROUP = "serve"
 _CLIENTS_SCRIPT = Path(__file__).resolve().parent.parent / "serve_clients.py"
+_PROFILE_SCRIPT = Path(__file__).resolve().parent.parent / "profile_serve.py"
 
 CLIENTS = 100
 RATE = 1000
@@ -120,6 +125,69 @@ async def _followers(url: str, run: str, token: str, total: int) -> asyncio.subp
     return proc
 
 
+async def bare(blob: bytes, port: int) -> None:
+    """The floor's server (``profile_serve.py --bare``): a bare asyncio process, at nice 10
+    like a stream worker, that sends every client ``blob`` (a run's stream, pre-encoded) once a
+    line arrives on stdin, and does nothing else."""
+    os.nice(10)
+    go = asyncio.Event()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nretry: 1000\n\n")
+        await go.wait()
+        for i in range(0, len(blob), 1 << 16):
+            writer.write(blob[i : i + (1 << 16)])
+            await writer.drain()
+        await reader.read()
+        writer.close()
+
+    async with await asyncio.start_server(client, "127.0.0.1", port):
+        print("listening", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        go.set()
+        await asyncio.to_thread(sys.stdin.readline)
+
+
+async def bare_server(
+    directory: Path, ctx: Context, port: int, run: str = "warm"
+) -> asyncio.subprocess.Process:
+    """Start :func:`bare` with ``run``'s stream; write a line to its stdin to start sending,
+    another to end it."""
+    blob = directory / f"{run}.sse"
+    if not blob.exists():
+        frames = [frame_of(t, t.kind, str(t.seq)) for t in ctx.ledger.read(run)]
+        blob.write_bytes(b"".join(frames))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(_PROFILE_SCRIPT),
+        "--bare",
+        str(blob),
+        str(port),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    await proc.stdout.readline()
+    return proc
+
+
+async def _floor(directory: Path, ctx: Context, token: str, run: str) -> float:
+    """One flat-out write of ``run`` while the followers read a pre-encoded stream of the same
+    length from :func:`bare`: what the followers' own process costs the writer on this
+    machine, whatever the server does. Returns transitions per second."""
+    port = _free_port()
+    bare_proc = await bare_server(directory, ctx, port, "base")
+    assert bare_proc.stdin is not None
+    proc = await _followers(f"http://127.0.0.1:{port}", "base", token, FLAT_OUT)
+    bare_proc.stdin.write(b"go\n")
+    rate = await _write(ctx, run, FLAT_OUT, None)
+    await _result(proc)
+    bare_proc.stdin.write(b"end\n")
+    await bare_proc.wait()
+    return rate
+
+
 async def _result(proc: asyncio.subprocess.Process) -> dict[str, object]:
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 180)
@@ -159,6 +227,7 @@ async def _measure(directory: Path) -> list[Figure]:
             ctx.ledger.create_run(run)
         for i in range(ROUNDS):
             ctx.ledger.create_run(f"busy{i}")
+            ctx.ledger.create_run(f"floor{i}")
 
         await _write(ctx, "base", FLAT_OUT, None)  # the page figure's run (and a warm-up)
 
@@ -203,8 +272,9 @@ async def _measure(directory: Path) -> list[Figure]:
             ),
         ]
 
-        # Side by side: rounds of (none, followed), the ratio of each round, their median.
+        # Side by side: rounds of (none, followed, the floor), each round's ratios, their median.
         ratios: list[float] = []
+        floors: list[float] = []
         rounds: list[str] = []
         drops = lost = dup = 0
         cpu = 0.0
@@ -218,8 +288,10 @@ async def _measure(directory: Path) -> list[Figure]:
             busy = await _write(ctx, f"busy{i}", FLAT_OUT, None)
             cpu_busy += time.process_time() - c0
             followed = await _result(proc)
+            floor = await _floor(directory, ctx, token, f"floor{i}")
             ratios.append(busy / alone)
-            rounds.append(f"{busy:,.0f}/{alone:,.0f}")
+            floors.append(floor / alone)
+            rounds.append(f"{busy:,.0f}/{alone:,.0f} (floor {floor:,.0f})")
             drops += int(followed["drops"])  # type: ignore[call-overload]
             lost += int(followed["lost"])  # type: ignore[call-overload]
             dup += int(followed["duplicated"])  # type: ignore[call-overload]
@@ -235,7 +307,19 @@ async def _measure(directory: Path) -> list[Figure]:
                 f"median of {ROUNDS} rounds, transitions/s followed/alone: {', '.join(rounds)}; "
                 f"lost {lost}, duplicated {dup}, drops {drops}; followers' CPU {cpu:.1f} s; "
                 f"server process CPU while writing, alone {cpu_alone:.2f} s, followed "
-                f"{cpu_busy:.2f} s; stream workers {STREAM_WORKERS}",
+                f"{cpu_busy:.2f} s; stream workers {STREAM_WORKERS}; the floor beside it: "
+                f"{median(floors):.2f}x",
+            )
+        )
+        figs.append(
+            Figure(
+                GROUP,
+                f"floor: throughput with {CLIENTS} followers of a bare streaming process / none",
+                median(floors),
+                "x",
+                None,
+                note="the same followers reading a pre-encoded stream from a process that does "
+                "nothing else: what their own process costs the writer on this machine",
             )
         )
 
