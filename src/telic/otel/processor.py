@@ -37,7 +37,7 @@ from telic.otel.otlp import OtlpHttpSink
 from telic.otel.spans import SpanBuilder, SpanData
 from telic.transition import Transition
 
-__all__ = ["OtelProcessor", "OtelStats", "SpanSink", "endpoint_sink"]
+__all__ = ["OtelProcessor", "OtelStats", "SpanSink", "endpoint_sink", "send_batches"]
 
 log = logging.getLogger("telic.otel")
 
@@ -92,6 +92,31 @@ class OtelStats:
     cpu_s: float = 0.0
     """CPU seconds spent building, encoding and sending spans (in whichever thread drained:
     the worker, or the caller of ``force_flush`` and ``shutdown``)."""
+
+
+def send_batches(
+    sink: SpanSink, spans: Sequence[SpanData], size: int, *, closing: bool, failing: bool
+) -> tuple[int, int]:
+    """Send ``spans`` to ``sink`` in batches of ``size``; returns how many were exported and
+    how many failed (logged, counted, never raised). Shutting down (``closing``) with a sink
+    that fails, or already ``failing``, the rest is counted as failed rather than waited on
+    batch by batch."""
+    exported = failed = 0
+    for i in range(0, len(spans), size):
+        chunk = spans[i : i + size]
+        if closing and (failing or failed):
+            failed += len(chunk)
+            continue
+        try:
+            ok = sink.export(chunk)
+        except Exception:
+            log.exception("exporting %d spans failed", len(chunk))
+            ok = False
+        if ok:
+            exported += len(chunk)
+        else:
+            failed += len(chunk)
+    return exported, failed
 
 
 class OtelProcessor:
@@ -234,19 +259,8 @@ class OtelProcessor:
         self._cpu_s += time.thread_time() - c0
 
     def _export(self, spans: list[SpanData]) -> None:
-        size = self._batch_size
-        for i in range(0, len(spans), size):
-            chunk = spans[i : i + size]
-            if self._closed and self._failed:
-                # Shutting down with a failing exporter: do not wait on it batch by batch.
-                self._failed += len(chunk)
-                continue
-            try:
-                ok = self.sink.export(chunk)
-            except Exception:
-                log.exception("exporting %d spans failed", len(chunk))
-                ok = False
-            if ok:
-                self._exported += len(chunk)
-            else:
-                self._failed += len(chunk)
+        exported, failed = send_batches(
+            self.sink, spans, self._batch_size, closing=self._closed, failing=self._failed > 0
+        )
+        self._exported += exported
+        self._failed += failed

@@ -45,7 +45,13 @@ import orjson
 from telic.errors import ConfigError, TelicError
 from telic.events.event import Event
 from telic.ledger.base import Ledger
-from telic.otel.processor import OtelProcessor, OtelStats, SpanSink, endpoint_sink
+from telic.otel.processor import (
+    OtelProcessor,
+    OtelStats,
+    SpanSink,
+    endpoint_sink,
+    send_batches,
+)
 from telic.otel.spans import SpanBuilder, SpanData
 
 __all__ = ["OtelExportProcess", "live_processor"]
@@ -404,21 +410,11 @@ class _Exporter:
             self._ledger.close()
 
     def export(self, spans: list[SpanData]) -> None:
-        size = self.batch_size
-        for i in range(0, len(spans), size):
-            chunk = spans[i : i + size]
-            if self.closing and self.failed:
-                self.failed += len(chunk)  # do not wait on a failing endpoint batch by batch
-                continue
-            try:
-                ok = self.sink.export(chunk)
-            except Exception:
-                log.exception("exporting %d spans failed", len(chunk))
-                ok = False
-            if ok:
-                self.exported += len(chunk)
-            else:
-                self.failed += len(chunk)
+        exported, failed = send_batches(
+            self.sink, spans, self.batch_size, closing=self.closing, failing=self.failed > 0
+        )
+        self.exported += exported
+        self.failed += failed
 
     def counts(self) -> bytes:
         return orjson.dumps(
