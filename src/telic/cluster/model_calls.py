@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from telic.cluster._ray import exceptions, ray
-from telic.cluster.tasks import ray_options
+from telic.cluster.tasks import outcome, ray_options
 from telic.errors import ConfigError, ProviderError
 from telic.minds.base import Mind
 from telic.minds.endpoint import Endpoint, Sent
@@ -74,14 +74,8 @@ class RayModelCalls:
                 f"{endpoint.name}: the model request cannot be sent as a Ray task: {_line(exc)}"
             ) from None
         try:
-            response, node = await ref
-        except asyncio.CancelledError:
-            ray.cancel(ref, force=True)
-            raise
-        except exceptions.RayTaskError as exc:
-            cause = exc.cause
-            if isinstance(cause, Exception):
-                raise cause from None
+            response, node = await outcome(ref)
+        except exceptions.RayTaskError as exc:  # it failed with no exception of its own
             raise ProviderError(
                 f"{endpoint.name}: the model request's Ray task failed: {_line(exc)}"
             ) from None

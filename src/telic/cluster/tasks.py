@@ -27,7 +27,7 @@ from typing import Any, Final, cast
 from telic.cluster._ray import cloudpickle, exceptions, ray
 from telic.tools import Tool
 
-__all__ = ["BUILTIN_RESOURCES", "on_ray", "ray_options"]
+__all__ = ["BUILTIN_RESOURCES", "on_ray", "outcome", "ray_options"]
 
 BUILTIN_RESOURCES: Final = frozenset({"num_cpus", "num_gpus", "memory"})
 """Resource names Ray takes as options of their own; any other name is a custom resource."""
@@ -79,15 +79,23 @@ def on_ray(tool: Tool, *, paths: Sequence[str] = ()) -> Tool:
         ref = _remote_call.options(name=f"telic-tool-{tool.name}", **options).remote(
             where, blob, kwargs
         )
-        try:
-            return await ref
-        except asyncio.CancelledError:
-            ray.cancel(ref, force=True)
-            raise
-        except exceptions.RayTaskError as exc:
-            cause = exc.cause
-            if isinstance(cause, Exception):
-                raise cause from None
-            raise
+        return await outcome(ref)
 
     return dataclasses.replace(tool, fn=remote)
+
+
+async def outcome(ref: Any) -> Any:
+    """Await a Ray task's result. The task is cancelled with its caller; an exception the
+    task's own code raised is raised here as itself (not Ray's wrapper), as if it had run in
+    this process; Ray's own errors (a task whose node or worker died, or that Ray gave up on)
+    are raised as they are."""
+    try:
+        return await ref
+    except asyncio.CancelledError:
+        ray.cancel(ref, force=True)
+        raise
+    except exceptions.RayTaskError as exc:
+        cause = exc.cause
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise
