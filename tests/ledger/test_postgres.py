@@ -6,7 +6,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,7 +22,9 @@ pytestmark = pytest.mark.skipif(
     "PostgreSQL ledger tests",
 )
 
-if DSN:
+# Imported only when the tests run (the module is collected without the postgres extra);
+# always for the type checker.
+if TYPE_CHECKING or DSN:
     import psycopg
 
     from telic.ledger.postgres import PostgresLedger
