@@ -28,6 +28,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
 
 from cluster_swarm import SPEC  # noqa: E402
 from telic.clock import SystemClock  # noqa: E402
@@ -125,7 +126,9 @@ def cluster(db: str, spec: Path) -> dict[str, Any]:
         c.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
         last = c.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
         c.wait_for_nodes()
-        host = RayHost(c.address, db, lease_s=LEASE_S)
+        address = c.address
+        assert address is not None
+        host = RayHost(address, db, lease_s=LEASE_S)
         try:
             return _measure(c, last, host, spec, db)
         finally:
@@ -223,7 +226,7 @@ def main() -> int:
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             for s in schemas:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s)))
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 

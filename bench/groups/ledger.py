@@ -191,6 +191,7 @@ def _many_runs_postgres(root: Path) -> tuple[float, list[float], int, float] | N
     if not dsn:
         return None
     import psycopg
+    from psycopg import sql
 
     from telic.ledger.postgres import PostgresLedger
 
@@ -199,7 +200,7 @@ def _many_runs_postgres(root: Path) -> tuple[float, list[float], int, float] | N
         return _many_runs(root, True, PostgresLedger(dsn, schema=schema))
     finally:
         with psycopg.connect(dsn, autocommit=True) as db:
-            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
+            db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def _fence_cost(ledger: BaseLedger, rounds: int, block: int) -> tuple[float, float]:
@@ -481,8 +482,11 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
         )
     dsn = os.environ.get("TELIC_PG_DSN")
     if dsn:
+        from telic.ledger.postgres import PostgresLedger
+
         schema = f"telic_bench_{os.getpid()}"
         with open_ledger(f"{dsn}?schema={schema}") as pg:
+            assert isinstance(pg, PostgresLedger)
             try:
                 pg.create_run("warm")
                 _latencies(pg, "warm", 300)
@@ -496,7 +500,7 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
                     note=f"{fenced / free:.2f}x the unleased append beside it (target 1.2x)",
                 )
             finally:
-                pg.execute(f'DROP SCHEMA "{schema}" CASCADE')  # type: ignore[attr-defined]
+                pg.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
     with SQLiteLedger(root / "mid.db") as mid:
         base = _bytes_on_disk(mid)

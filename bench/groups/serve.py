@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -188,11 +189,12 @@ async def _floor(directory: Path, ctx: Context, token: str, run: str) -> float:
     return rate
 
 
-async def _result(proc: asyncio.subprocess.Process) -> dict[str, object]:
+async def _result(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    """The followers' JSON summary (counts and milliseconds)."""
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 180)
     await proc.wait()
-    result: dict[str, object] = json.loads(line)
+    result: dict[str, Any] = json.loads(line)
     return result
 
 
@@ -244,27 +246,27 @@ async def _measure(directory: Path) -> list[Figure]:
                 float(live["lost"]),
                 "events",
                 0,
-            ),  # type: ignore[arg-type]
+            ),
             Figure(
                 GROUP,
                 f"{CLIENTS} SSE clients at {RATE}/s: events duplicated",
                 float(live["duplicated"]),
                 "events",
                 0,
-            ),  # type: ignore[arg-type]
+            ),
             Figure(
                 GROUP,
                 f"{CLIENTS} SSE clients at {RATE}/s: gaps without a drop",
-                float(live["gaps"]),  # type: ignore[arg-type]
+                float(live["gaps"]),
                 "events",
                 0,
                 note=f"clients dropped (and resumed with Last-Event-ID): {live['drops']}",
             ),
-            Figure(GROUP, "commit-to-client latency p50", float(live["p50_ms"]), "ms", None),  # type: ignore[arg-type]
+            Figure(GROUP, "commit-to-client latency p50", float(live["p50_ms"]), "ms", None),
             Figure(
                 GROUP,
                 "commit-to-client latency p99",
-                float(live["p99_ms"]),  # type: ignore[arg-type]
+                float(live["p99_ms"]),
                 "ms",
                 250,
                 note=f"{live['deliveries']} deliveries in {live['reads']} reads; followers' CPU {live['cpu_s']:.1f} s "
@@ -292,10 +294,10 @@ async def _measure(directory: Path) -> list[Figure]:
             ratios.append(busy / alone)
             floors.append(floor / alone)
             rounds.append(f"{busy:,.0f}/{alone:,.0f} (floor {floor:,.0f})")
-            drops += int(followed["drops"])  # type: ignore[call-overload]
-            lost += int(followed["lost"])  # type: ignore[call-overload]
-            dup += int(followed["duplicated"])  # type: ignore[call-overload]
-            cpu += float(followed["cpu_s"])  # type: ignore[arg-type]
+            drops += int(followed["drops"])
+            lost += int(followed["lost"])
+            dup += int(followed["duplicated"])
+            cpu += float(followed["cpu_s"])
         figs.append(
             Figure(
                 GROUP,

@@ -31,7 +31,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -39,6 +39,7 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 
 import psycopg  # noqa: E402
 import ray  # noqa: E402
+from psycopg import sql  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 from swarm import GATEWAY, LAUNCH, LOCATE, PLACED, SWARM  # noqa: E402
 
@@ -96,7 +97,9 @@ def environment() -> Iterator[Env]:
             )
             plain = cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
             cluster.wait_for_nodes()
-            host = RayHost(cluster.address, db, lease_s=LEASE_S)
+            address = cluster.address
+            assert address is not None
+            host = RayHost(address, db, lease_s=LEASE_S)
             try:
                 host.ensure_hosts()
                 yield Env(
@@ -109,7 +112,8 @@ def environment() -> Iterator[Env]:
             cluster.shutdown()
             models.close()
             with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+                conn.execute(drop)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -385,9 +389,12 @@ def fencing(env: Env) -> dict[str, Any]:
         swarm, base_dir=HERE, node=env.special.node_id, overrides={"goal": "fenced"}
     )
     actor = ray.get_actor(f"telic-host-{env.special.node_id}", namespace="telic")
-    pid = int(ray.get(actor.describe.remote(), timeout=30)["host"].split(":")[1])
+    # The actor's methods are untyped: ray.get cannot tell a reference from a list of them.
+    described = cast("dict[str, Any]", ray.get(actor.describe.remote(), timeout=30))
+    pid = int(described["host"].split(":")[1])
     wait_for(lambda: ledger.run(rid).head >= 15, 60, "the run is under way")
     first = ledger.leases.get(rid)
+    assert first is not None
     os.kill(pid, signal.SIGSTOP)
     stopped_at = time.monotonic()
     time.sleep(0.3)  # a renewal already on its way to PostgreSQL lands
@@ -403,8 +410,9 @@ def fencing(env: Env) -> dict[str, Any]:
     finally:
         os.kill(pid, signal.SIGCONT)
     status = env.host.wait(rid, timeout=90)
-    after = ray.get(actor.describe.remote(), timeout=30)
+    after = cast("dict[str, Any]", ray.get(actor.describe.remote(), timeout=30))
     second = ledger.leases.get(rid)
+    assert held is not None and second is not None
     ks = kinds(ledger, rid)
     return {
         "status": status,

@@ -335,6 +335,9 @@ def test_a_processor_failing_on_every_event_logs_a_bounded_number_of_lines(
             self.calls += 1
             raise RuntimeError("processor down")
 
+        def shutdown(self) -> None:
+            return None
+
     async def body(clock: VirtualClock) -> int:
         ledger = memory_ledger("r")
         failing = Failing()

@@ -42,13 +42,14 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if not DSN:
         pytest.skip("set TELIC_PG_DSN to run the lease process tests on PostgreSQL")
     import psycopg
+    from psycopg import sql
 
     schema = f"telic_lease_{uuid.uuid4().hex[:10]}"
     try:
         yield f"{DSN}?schema={schema}"
     finally:
         with psycopg.connect(DSN, autocommit=True) as db:
-            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
+            db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def _child(*args: str) -> subprocess.Popen[str]:

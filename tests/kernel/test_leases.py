@@ -29,7 +29,7 @@ from .kit import stuck_tool as _stuck
 TTL = 3.0
 
 
-def _pair(clock: VirtualClock) -> tuple[BaseLedger, BaseLedger]:
+def _pair(clock: VirtualClock) -> tuple[MemoryLedger, MemoryLedger]:
     """Two ledger instances on one store, both on ``clock``'s lease time."""
     a = new_ledger()
     assert isinstance(a, MemoryLedger)

@@ -377,6 +377,7 @@ def test_the_reference_run_forked_and_resumed_with_another_seed_ends_differently
 def _flip_a_byte(ledger: BaseLedger, seq: int) -> None:
     assert isinstance(ledger, SQLiteLedger)
     (payload,) = ledger.execute("SELECT payload FROM transitions WHERE seq = ?", (seq,))[0]
+    assert isinstance(payload, bytes)
     edited = bytearray(payload)
     edited[len(edited) // 2] ^= 0x01
     ledger.execute("UPDATE transitions SET payload = ? WHERE seq = ?", (bytes(edited), seq))

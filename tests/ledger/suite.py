@@ -50,6 +50,7 @@ from telic.kinds import (
     TickStarted,
 )
 from telic.ledger import BaseLedger, Row, Snapshot
+from telic.ledger.base import RawRow
 from telic.ledger.lease import Lease
 from telic.reducer import fold, state_hash
 from telic.transition import Draft, Transition, chain_hash, draft, record_body
@@ -562,7 +563,7 @@ class LedgerSuite(abc.ABC):
             scans: list[tuple[str, int, int]] = []
             real = ledger._scan  # pyright: ignore[reportPrivateUsage]
 
-            def spy(run: str, lo: int, hi: int) -> Iterator[Row]:
+            def spy(run: str, lo: int, hi: int) -> Iterator[RawRow]:
                 scans.append((run, lo, hi))
                 return real(run, lo, hi)
 

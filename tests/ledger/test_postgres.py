@@ -6,7 +6,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,8 +22,11 @@ pytestmark = pytest.mark.skipif(
     "PostgreSQL ledger tests",
 )
 
-if DSN:
+# Imported only when the tests run (the module is collected without the postgres extra);
+# always for the type checker.
+if TYPE_CHECKING or DSN:
     import psycopg
+    from psycopg import sql
 
     from telic.ledger.postgres import PostgresLedger
 
@@ -40,7 +43,7 @@ def _schema() -> Iterator[str]:
         yield name
     finally:
         with psycopg.connect(DSN, autocommit=True) as db:
-            db.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')  # type: ignore[arg-type]
+            db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 class TestPostgresLedger(LedgerSuite):
@@ -140,8 +143,8 @@ def test_a_missing_database() -> None:
 def test_a_schema_with_foreign_tables_is_not_a_ledger() -> None:
     with _schema() as name:
         with psycopg.connect(DSN, autocommit=True) as db:
-            db.execute(f'CREATE SCHEMA "{name}"')  # type: ignore[arg-type]
-            db.execute(f'CREATE TABLE "{name}".runs (x int)')  # type: ignore[arg-type]
+            db.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+            db.execute(sql.SQL("CREATE TABLE {}.runs (x int)").format(sql.Identifier(name)))
         with pytest.raises(NotALedger, match="no telic_meta table"):
             PostgresLedger(DSN, schema=name)
 

@@ -38,6 +38,7 @@ def _run_id(db: Path) -> str:
 
 
 async def _until(client: httpx.AsyncClient, path: str, headers: dict[str, str], pred: Any) -> Any:
+    body: Any = None
     for _ in range(600):
         body = (await client.get(path, headers=headers)).json()
         if pred(body):

@@ -67,6 +67,8 @@ def test_deny_from_the_cli_rejects_a_parked_call_with_the_reason(tmp_path: Path)
             if detail["approvals"]:
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"run {rid} never parked on an approval")
         proposal = detail["approvals"][0]["proposal"]
         listed = runner.invoke(app, ["approvals", "--db", str(db), "--json"])
         assert json.loads(listed.stdout)[0]["proposal"] == proposal

@@ -137,6 +137,7 @@ def test_runs_written_by_another_process_on_postgresql_appear_live(
     tmp_path: Path, serve: Serve, args: tuple[str, ...]
 ) -> None:
     import psycopg
+    from psycopg import sql
 
     dsn = os.environ["TELIC_PG_DSN"]
     schema = f"serve_{uuid.uuid4().hex[:10]}"
@@ -144,7 +145,8 @@ def test_runs_written_by_another_process_on_postgresql_appear_live(
         _follows_another_process(f"{dsn}?schema={schema}", tmp_path, serve, *args)
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # pyright: ignore[reportArgumentType]
+            drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            conn.execute(drop)
 
 
 def test_a_parked_approval_survives_kill_9_and_the_decision_completes_the_run(

@@ -99,6 +99,7 @@ def test_two_servers_on_a_postgresql_ledger_fail_over(serve: Serve, finish: Path
     import uuid
 
     import psycopg
+    from psycopg import sql
 
     dsn = os.environ["TELIC_PG_DSN"]
     schema = f"telic_srv_{uuid.uuid4().hex[:10]}"
@@ -106,4 +107,4 @@ def test_two_servers_on_a_postgresql_ledger_fail_over(serve: Serve, finish: Path
         _failover(f"{dsn}?schema={schema}", serve, finish)
     finally:
         with psycopg.connect(dsn, autocommit=True) as db:
-            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[arg-type]
+            db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

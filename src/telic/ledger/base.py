@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Final, NamedTuple, Protocol, Self, runtime_checkable
 
 import orjson
 from pydantic import ValidationError
@@ -786,7 +786,7 @@ class BaseLedger(abc.ABC):
         self._sound.clear()
         self._since.clear()
 
-    def __enter__(self) -> BaseLedger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
