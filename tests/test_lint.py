@@ -33,7 +33,8 @@ def test_ruff_is_clean() -> None:
 
 def test_pyright_is_clean() -> None:
     proc = subprocess.run(
-        [_tool("pyright"), "--pythonpath", sys.executable],
+        # `-p`: this project's configuration, never a pyrightconfig.json in a folder above
+        [_tool("pyright"), "-p", str(ROOT), "--pythonpath", sys.executable],
         cwd=ROOT,
         capture_output=True,
         text=True,

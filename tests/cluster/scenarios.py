@@ -400,11 +400,18 @@ def fencing(env: Env) -> dict[str, Any]:
     time.sleep(0.3)  # a renewal already on its way to PostgreSQL lands
     held = ledger.leases.get(rid)
     try:
-        wait_for(
-            lambda: (le := ledger.leases.get(rid)) is not None and le.epoch > first.epoch,
-            60,
-            "another host takes the run over",
-        )
+        try:
+            # Usually a few seconds (the lease, then a sweep); once, in a full CI run, more
+            # than 60 s: the wait is generous, and a timeout says what the lease table held.
+            wait_for(
+                lambda: (le := ledger.leases.get(rid)) is not None and le.epoch > first.epoch,
+                150,
+                "another host takes the run over",
+            )
+        except TimeoutError as exc:
+            leases = [(le.run_id, le.holder, le.epoch, le.released) for le in ledger.leases.all()]
+            stale = [le.run_id for le in ledger.leases.stale()]
+            raise TimeoutError(f"{exc}; leases {leases}; stale {stale}") from None
         taken_after = time.monotonic() - stopped_at
         head_at_takeover = ledger.run(rid).head
     finally:
