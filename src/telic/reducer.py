@@ -19,6 +19,7 @@ state each tick costs in proportion to the number of entries, not to their bytes
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import Any, Final
 
 import orjson
@@ -420,6 +421,36 @@ def _model_called(s: State, t: Transition) -> None:
         mine["cost"] += cost
 
 
+def _proposal_unseen(s: State, t: Transition) -> None:
+    """:func:`_proposal_made` for a proposal whose fingerprint leaves the window before anyone
+    can read it (:meth:`Fold.apply_all`): a placeholder takes its place in the window."""
+    recent: list[str] = _agent(s, t.data["agent"])["recent"]
+    recent.append("")
+    if len(recent) > RECENT_WINDOW:
+        del recent[0]
+
+
+def _unseen(ts: list[Transition]) -> set[int]:
+    """The positions in ``ts`` of the ``proposal.made`` followed in ``ts`` by at least
+    :data:`RECENT_WINDOW` more of the same agent's: their fingerprints are pushed out of the
+    window before the end of ``ts``."""
+    later: dict[Any, int] = {}
+    out: set[int] = set()
+    for i in range(len(ts) - 1, -1, -1):
+        t = ts[i]
+        if t.kind == "proposal.made":
+            agent = t.data["agent"]
+            n = later.get(agent, 0)
+            if n >= RECENT_WINDOW:
+                out.add(i)
+            later[agent] = n + 1
+    return out
+
+
+_CHUNK: Final = 4096
+"""Transitions :meth:`Fold.apply_all` holds at once."""
+
+
 HANDLERS: Final[dict[str, Callable[[State, Transition], None]]] = {
     "run.booted": _run_booted,
     "run.resumed": _status("running"),
@@ -526,8 +557,37 @@ class Fold:
                 self._d = None
 
     def apply_all(self, transitions: Iterable[Transition]) -> None:
-        for t in transitions:
-            self.apply(t)
+        """Apply ``transitions`` in order: the same state as :meth:`apply` on each, in less
+        time. They are taken in chunks, and in each chunk a ``proposal.made`` that is
+        followed by :data:`RECENT_WINDOW` more of the same agent's in the chunk has no
+        fingerprint computed: its fingerprint leaves the agent's ``recent`` window before the
+        chunk ends, so nothing could read it (a fingerprint is the SHA-256 of the proposal's
+        canonical JSON: in a fold from a snapshot it was the largest cost per transition)."""
+        it = iter(transitions)
+        while chunk := list(islice(it, _CHUNK)):
+            self._apply_chunk(chunk)
+
+    def _apply_chunk(self, ts: list[Transition]) -> None:
+        s = self._s
+        d = self._d
+        counts: dict[str, int] = s["counts"]
+        spent = s["spent"]
+        handlers = HANDLERS
+        digested = _DIGESTED
+        unseen = _unseen(ts)
+        for i, t in enumerate(ts):
+            kind = t.kind
+            handler = _proposal_unseen if unseen and i in unseen else handlers.get(kind)
+            if handler is not None:
+                handler(s, t)  # no handler replaces ``counts`` or ``spent``
+                if d is not None and kind in digested:
+                    self._track(d, t)
+                    d = self._d
+            counts[kind] = counts.get(kind, 0) + 1
+            s["seq"] = t.seq
+            booted = s["booted_ts"]
+            if booted is not None:
+                spent["wall_s"] = (t.ts - booted) / 1e6
 
     def state(self) -> State:
         """An independent copy of the folded state."""

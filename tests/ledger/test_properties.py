@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -11,7 +12,12 @@ from hypothesis import strategies as st
 from telic.canonical import encode
 from telic.ledger import MemoryLedger
 from telic.ledger.base import _state_bytes  # pyright: ignore[reportPrivateUsage]
-from telic.reducer import Fold, state_hash
+from telic.reducer import (
+    RECENT_WINDOW,
+    Fold,
+    _unseen,  # pyright: ignore[reportPrivateUsage]
+    state_hash,
+)
 from telic.transition import Transition, record_body
 
 from .suite import fill
@@ -130,3 +136,58 @@ def test_state_hash_covers_every_entry(value: object, other: object) -> None:
     a.apply(_transition(1, "memory.updated", "x", "k", value))
     b.apply(_transition(1, "memory.updated", "x", "k", other))
     assert (a.hash() == b.hash()) == (encode(value) == encode(other))
+
+
+_folded = st.one_of(
+    _step.filter(lambda s: s[0] != "hash"),
+    st.tuples(st.just("proposal.made"), st.sampled_from(["x", "y", "z"]), _key, _json),
+    st.tuples(st.just("tick.started"), _agent, _key, _json),
+)
+
+
+def _any_transition(seq: int, kind: str, agent: str, key: str, value: object) -> Transition:
+    if kind == "proposal.made":
+        data: dict[str, object] = {"agent": agent, "action": key or "act", "args": {"v": value}}
+        return Transition("r", seq, 1, agent, kind, (), seq, 1, data, b"", b"")
+    if kind == "tick.started":
+        return Transition("r", seq, seq, None, kind, (), seq, 1, {"tick": seq}, b"", b"")
+    return _transition(seq, kind, agent, key, value)
+
+
+@given(
+    steps=st.lists(_folded, max_size=60),
+    cuts=st.lists(st.integers(0, 60), max_size=4),
+    hashed=st.booleans(),
+)
+def test_apply_all_is_apply_one_by_one(
+    steps: list[tuple[str, str, str, object]], cuts: list[int], hashed: bool
+) -> None:
+    """``apply_all`` (which skips the fingerprints a chunk pushes out of the window) leaves
+    the same state, byte for byte, and the same hash as :meth:`Fold.apply` on each."""
+    ts = [_any_transition(seq, *step) for seq, step in enumerate(steps, 1)]
+    one, many = Fold(), Fold()
+    if hashed:
+        one.hash()
+        many.hash()
+    for t in ts:
+        one.apply(t)
+    bounds = sorted({0, len(ts), *(c for c in cuts if c <= len(ts))})
+    for lo, hi in itertools.pairwise(bounds):
+        many.apply_all(iter(ts[lo:hi]))
+    assert many.encoded() == one.encoded()
+    assert many.hash() == one.hash() == state_hash(one.peek())
+
+
+def test_apply_all_skips_the_fingerprints_that_leave_the_window() -> None:
+    ts = [
+        _any_transition(seq, "proposal.made", "x" if seq % 3 else "y", f"a{seq}", seq)
+        for seq in range(1, 41)
+    ]
+    one, many = Fold(), Fold()
+    for t in ts:
+        one.apply(t)
+    many.apply_all(ts)
+    recent = many.peek()["agents"]["x"]["recent"]
+    assert len(recent) == RECENT_WINDOW and "" not in recent
+    assert many.encoded() == one.encoded()
+    assert len(_unseen(ts)) == (27 - RECENT_WINDOW) + (13 - RECENT_WINDOW)

@@ -116,6 +116,8 @@ class Snapshot(NamedTuple):
 
 RawRow = tuple[int, int, str | None, str, tuple[int, ...], int, int, bytes, bytes]
 """A :class:`Row` as a plain tuple, which is what backends may yield when reading (cheaper)."""
+FoldRow = tuple[int, int, str | None, str, int, bytes]
+"""What a fold reads of a row: ``(seq, tick, agent, kind, ts, payload)``."""
 
 _new: Final[Callable[[type[Any], tuple[Any, ...]], Any]] = tuple.__new__  # pyright: ignore[reportUnknownMemberType,reportUnknownVariableType]
 """Builds a NamedTuple from a tuple in one C call, skipping its Python-level ``__new__``;
@@ -831,25 +833,49 @@ class BaseLedger(abc.ABC):
         return data
 
     def _fold_to(self, info: RunInfo, target: int) -> Fold:
+        """The fold after ``target``: from the nearest snapshot, placed by its chain hash and
+        seq (:meth:`_adopt` without its digest), with the rows after it as stored. Like those
+        rows, whose hashes are not recomputed here, the snapshot's bytes are trusted as the
+        store gives them back: :meth:`verify`, :meth:`replay` and a resume's check audit both
+        (see docs/ledger.md, "Reading a state")."""
         found = self._nearest_snapshot(info, target)
         if found is None:
             fold, start = Fold(), 1
         else:
             owner, snap = found
-            fold = self._adopt(info.id, snap, self._row_hash(owner, snap.seq))
+            fold = self._adopt(info.id, snap, self._row_hash(owner, snap.seq), digested=False)
             start = snap.seq + 1
         if start <= target:
-            # Folding needs no previous hashes: the rows as read, without looking up the hash
-            # before ``start`` (the transitions never leave this method).
-            fold.apply_all(self._read(info, start, target, ZERO_HASH))
+            fold.apply_all(self._fold_rows(info, start, target))
         return fold
 
-    def _adopt(self, run_id: str, snap: Snapshot, chain: bytes | None) -> Fold:
+    def _fold_rows(self, info: RunInfo, start: int, stop: int) -> Iterator[Transition]:
+        """Transitions ``start..stop`` of ``info``'s lineage with what the reducer reads
+        (seq, tick, agent, kind, ts, data): no causes, previous hash or hash (empty), which a
+        fold does not need, so a backend can read fewer columns (:meth:`_scan_fold`). They
+        never leave the fold."""
+        loads = orjson.loads
+        v = SCHEMA_VERSION
+        for seg_run, lo, hi in self._segments(info, start, stop):
+            for seq, tick, agent, kind, ts, payload in self._scan_fold(seg_run, lo, hi):
+                data = self._blob_data(payload) if payload[:8] == b'{"$blob"' else loads(payload)
+                yield _new(Transition, (seg_run, seq, tick, agent, kind, (), ts, v, data, b"", b""))
+
+    def _scan_fold(self, run_id: str, lo: int, hi: int) -> Iterator[FoldRow]:
+        """The run's own rows with ``lo <= seq <= hi`` in seq order, as ``(seq, tick, agent,
+        kind, ts, payload)``: what a fold reads. A backend may read just these columns."""
+        for seq, tick, agent, kind, _, ts, _, payload, _ in self._scan(run_id, lo, hi):
+            yield seq, tick, agent, kind, ts, payload
+
+    def _adopt(
+        self, run_id: str, snap: Snapshot, chain: bytes | None, *, digested: bool = True
+    ) -> Fold:
         """A fold from a stored snapshot, once the snapshot has shown it can be trusted: its
-        bytes match its digest, it sits at the chain position it names (``chain`` is the
-        stored hash of the transition at its seq) and it is the state after that seq."""
+        bytes match its digest (unless ``digested`` is False: :meth:`_fold_to`), it sits at
+        the chain position it names (``chain`` is the stored hash of the transition at its
+        seq) and it is the state after that seq."""
         seq = snap.seq
-        if type(snap.state) is not bytes or digest(snap.state) != snap.digest:
+        if type(snap.state) is not bytes or (digested and digest(snap.state) != snap.digest):
             raise SnapshotBroken(run_id, seq, "its snapshot's state does not match its digest")
         if chain is None or snap.chain != chain:
             raise SnapshotBroken(

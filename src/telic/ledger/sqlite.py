@@ -25,7 +25,15 @@ from telic.errors import (
     SequenceConflict,
     TelicError,
 )
-from telic.ledger.base import BaseLedger, PreparedGroup, RawRow, Row, RunInfo, Snapshot
+from telic.ledger.base import (
+    BaseLedger,
+    FoldRow,
+    PreparedGroup,
+    RawRow,
+    Row,
+    RunInfo,
+    Snapshot,
+)
 from telic.ledger.lease import LeaseRow, Leases, check_fence, free, taken
 
 __all__ = ["SEQ_BITS", "SQLiteLeases", "SQLiteLedger", "row_key"]
@@ -547,6 +555,26 @@ class SQLiteLedger(BaseLedger):
                 bad = next(r[0] for r in rows if not _causes_ok(r[4]))
                 raise ChainBroken(run_id, bad, "its causes are not integers") from None
             yield from parsed
+            if len(rows) < page:
+                return
+            start = rows[-1][0] + 1
+
+    def _scan_fold(self, run_id: str, lo: int, hi: int) -> Iterator[FoldRow]:
+        # What a fold reads, six columns of nine, in pages as :meth:`_scan` reads.
+        base = self._rid(run_id) << SEQ_BITS
+        page = 4096
+        start = lo
+        while start <= hi:
+            try:
+                with self._lock:
+                    rows: list[FoldRow] = self._db.execute(
+                        "SELECT seq, tick, agent, kind, ts, payload "
+                        "FROM transitions WHERE key >= ? AND key <= ? ORDER BY key LIMIT ?",
+                        (base | start, base | hi, page),
+                    ).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise ChainBroken(run_id, start, f"the file is damaged ({exc})") from None
+            yield from rows
             if len(rows) < page:
                 return
             start = rows[-1][0] + 1
