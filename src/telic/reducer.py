@@ -593,6 +593,19 @@ class Fold:
         """An independent copy of the folded state."""
         return _copy(self._s)
 
+    def copy(self) -> Fold:
+        """An independent fold at the same state, with the entry digests this one keeps (so
+        the copy's next :meth:`hash` costs what this one's would)."""
+        fold = Fold.adopt(_copy(self._s))
+        d = self._d
+        if d is not None:
+            fold._d = {
+                "memory": {agent: dict(entries) for agent, entries in d["memory"].items()},
+                "beliefs": dict(d["beliefs"]),
+                "plan": dict(d["plan"]),
+            }
+        return fold
+
     def encoded(self) -> bytes:
         """The canonical encoding of the folded state (what snapshots store)."""
         return encode_validated(self._s)

@@ -285,3 +285,34 @@ def test_damage_in_the_middle_of_the_file_is_refused(tmp_path: Path) -> None:
         load()
     assert isinstance(raised.value, ChainBroken | NotALedger)
     assert "damaged" in str(raised.value) or "not a telic ledger" in str(raised.value)
+
+
+def test_a_file_without_the_snapshot_index_gets_it_when_opened_for_writing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "l.db"
+    with SQLiteLedger(path, snapshot_every=4) as ledger:
+        fill(ledger, "r", 10)
+    raw = sqlite3.connect(path)
+    plan = raw.execute(
+        "EXPLAIN QUERY PLAN SELECT seq FROM snapshots WHERE rid = 1 AND seq >= 1 AND seq <= 9"
+    ).fetchall()
+    assert "snapshots_at" in str(plan)  # the seqs come from the index, not the states' cells
+    raw.execute("DROP INDEX snapshots_at")
+    raw.commit()
+    raw.close()
+
+    def indexed() -> bool:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            got = db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+        return ("snapshots_at",) in got
+
+    with SQLiteLedger(path, readonly=True) as ledger:  # read-only: left as it is, still read
+        assert ledger.last_snapshot("r") == 8
+    assert not indexed()
+    with SQLiteLedger(path, snapshot_every=4) as ledger:
+        assert ledger.last_snapshot("r") == 8
+        ledger.append("r", workload(2, start=11))
+        assert ledger.last_snapshot("r") == 12
+        assert ledger.verify("r").ok
+    assert indexed()

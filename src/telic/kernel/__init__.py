@@ -296,8 +296,10 @@ class Kernel:
         report = self.ledger.verify(run_id, start=start)
         if not report.ok:
             raise ChainBroken(run_id, report.first_bad or 0, report.reason or "verification failed")
-        state = self.ledger.state_at(run_id)
-        s = RunState(state)
+        # The fold the check just made (entry digests included: the first tick's state hash
+        # does not hash every entry again), the run's own copy.
+        fold = self.ledger.head_fold(run_id)
+        s = RunState(fold.peek())
         if s.status == "new":
             raise RunNotResumable(run_id, "it has no run.booted transition")
         if s.status in ("completed", "failed", "stopped"):
@@ -325,7 +327,7 @@ class Kernel:
             config,
             self.clock,
             self.publish,
-            state=state,
+            state=fold,
             abandoned=self.abandoned,
             committer=self.committer,
             tree=tree,

@@ -110,13 +110,13 @@ class Run:
         clock: Clock,
         publish: Any,
         *,
-        state: State | None = None,
+        state: State | Fold | None = None,
         abandoned: list[asyncio.Task[Any]] | None = None,
         committer: GroupCommitter | None = None,
         tree: Tree | None = None,
     ) -> None:
-        """``state``: the run's head state just read from ``ledger``, which the run takes over
-        (the caller keeps no use of it); read from the ledger when not given. ``committer``:
+        """``state``: the run's head state (or head fold) just read from ``ledger``, which the
+        run takes over (the caller keeps no use of it); read from the ledger when not given. ``committer``:
         where the run's commits go to share an fsync with other runs' (see :meth:`commit`).
         ``tree``: the supervision tree (by default the configuration's; a resumed run's is the
         recorded one)."""
@@ -127,7 +127,10 @@ class Run:
         self.clock = clock
         self.tools: ToolRegistry = config.registry()
         self._publish = publish
-        self.fold = Fold.adopt(ledger.state_at(run_id) if state is None else state)
+        if isinstance(state, Fold):
+            self.fold = state
+        else:
+            self.fold = Fold.adopt(ledger.state_at(run_id) if state is None else state)
         self._specs: dict[str, AgentSpec] = {a.name: a for a in config.agents}
         self._order: list[str] = [a.name for a in config.agents]
         self._procs: dict[str, AgentProcess] = {}

@@ -1021,6 +1021,18 @@ class BaseLedger(abc.ABC):
         if len(heads) > _HEAD_CACHE:
             heads.popitem(last=False)
 
+    def head_fold(self, run_id: str) -> Fold:
+        """An independent fold of the head state, which the caller owns: the head fold this
+        instance keeps (a :meth:`verify` leaves it, folded from checked records) copied with
+        its entry digests, so the caller's next state hash does not hash every entry again.
+        What :meth:`~telic.kernel.Kernel.resume` hands the resumed run."""
+        with self._lock:
+            info = self._readable(run_id)
+            try:
+                return self._head_fold(info).copy()
+            except _DAMAGE as exc:
+                raise self._damaged(run_id, exc) from None
+
     def head_state(self, run_id: str) -> State:
         """The head state, live (not a copy): for the kernel, which must not change it."""
         with self._lock:

@@ -104,6 +104,12 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 """Run ownership (:mod:`telic.ledger.lease`). Added without a format bump: a file of format 3
 without it gets it when next opened for writing (a table no older reader looks at)."""
+_SNAPSHOT_SEQS: Final = "CREATE INDEX IF NOT EXISTS snapshots_at ON snapshots (rid, seq)"
+"""The seqs of a run's snapshots, apart from their states: listing them (where a fold starts,
+which snapshots a verify compares) reads this small index instead of a leaf page per snapshot
+(a WITHOUT ROWID table keeps the start of each state in its key's cell). Added without a
+format bump, like the leases table: a file of format 3 without it gets it when next opened for
+writing; a telic that does not know it keeps it up to date all the same (SQLite does)."""
 _LEASE_COLUMNS: Final = (
     "run_id, holder, node, epoch, ttl_us, acquired_us, renewed_us, expires_us, released"
 )
@@ -219,7 +225,9 @@ class SQLiteLedger(BaseLedger):
             # Reads through a memory map instead of a read() per page: a state snapshot is
             # dozens of pages, and time travel reads one on a fresh connection.
             db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            names = db.execute("SELECT type, name FROM sqlite_master").fetchall()
+            tables = {name for kind, name in names if kind == "table"}
+            indexes = {name for kind, name in names if kind == "index"}
         except sqlite3.DatabaseError as exc:
             db.close()
             raise _open_error(where, exc) from None
@@ -246,6 +254,12 @@ class SQLiteLedger(BaseLedger):
                 and meta.get("version") == FORMAT_VERSION
             ):
                 db.execute(_LEASES)
+            if (
+                not self.readonly
+                and "snapshots_at" not in indexes
+                and meta.get("version") == FORMAT_VERSION
+            ):
+                db.execute(_SNAPSHOT_SEQS)
         except sqlite3.Error as exc:
             db.close()
             raise _open_error(where, exc) from None
