@@ -9,6 +9,7 @@ caller's cost and is not counted.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import shutil
@@ -17,6 +18,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import orjson
 
 from harness import Figure, fdatasync_latency_us, median, median_of, percentile
 from telic.canonical import encode
@@ -35,8 +38,10 @@ BUILD_GROUP = 5_000
 # figure and its reference together.
 GROUP_OVER_PLAIN = 0.5
 """Group commit: at least this fraction of plain SQLite inserting the same rows."""
-REPLAY_OVER_READ = 1 / 3
-"""Replay: at least this fraction of plain SQLite reading the rows back."""
+REPLAY_OVER_READ = 0.5
+"""Replay: at least this fraction of plain SQLite reading the rows back (issue 15). Printed
+beside the floor: plain SQLite reading the same rows from the ledger's file, hashing each and
+decoding its payload (:func:`_replay_floor`), the least any checked replay does."""
 NORMAL_OVER_PLAIN = 2.0
 """A one-transition synchronous=normal append: at most this many plain one-row commits."""
 FORK_OVER_FSYNC = 2.0
@@ -267,6 +272,41 @@ def _raw_sqlite(root: Path) -> tuple[float, float, float]:
         db.close()
         path.unlink()
     return insert, read, one
+
+
+def _replay_floor(path: Path, n: int) -> float:
+    """Rows/s of the least a checked replay of the ledger at ``path`` does, without telic:
+    plain SQLite reading its ``n`` rows of run 1 in pages of 4,096 (as the ledger reads them),
+    a SHA-256 of each row's previous hash and payload (a record body is its payload and about
+    100 bytes more) and a decode of each payload. No fold, no record encoding, no checks."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        sha = hashlib.sha256
+        loads = orjson.loads
+        base = 1 << 36
+        t0 = time.perf_counter()
+        prev = bytes(32)
+        start, seen = 1, 0
+        while True:
+            rows = db.execute(
+                "SELECT seq, tick, agent, kind, causes, ts, v, payload, hash FROM transitions "
+                "WHERE key >= ? AND key <= ? ORDER BY key LIMIT 4096",
+                (base | start, base | n),
+            ).fetchall()
+            for row in rows:
+                payload = row[7]
+                sha(prev + payload).digest()
+                loads(payload)
+                prev = row[8]
+            seen += len(rows)
+            if len(rows) < 4096:
+                break
+            start = rows[-1][0] + 1
+        took = time.perf_counter() - t0
+    finally:
+        db.close()
+    assert seen == n, seen
+    return n / took
 
 
 def _rate(n: int, fn: object) -> float:
@@ -508,14 +548,25 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
         per = (_bytes_on_disk(mid) - base - payload) / MID
         fig(f"on-disk bytes per transition beyond payload, {MID:,} run", per, "B", 120)
         replay = median_of(lambda: _rate(MID, lambda: mid.replay("r")), repeats)
+        floor = median_of(lambda: _replay_floor(mid.path, MID), repeats)
         plain_read = median([r[1] for r in raw])
+        fig(
+            f"machine: plain SQLite reading the {MID:,} run's rows + SHA-256 + decode each",
+            floor,
+            "rows/s",
+            None,
+            note=f"reference: the floor of a checked replay, no telic; "
+            f"{floor / plain_read:.2f}x plain SQLite's read rows/s",
+        )
         fig(
             f"replay (fold + hash checks) of a {MID:,} run",
             replay,
             "tr/s",
             REPLAY_OVER_READ * plain_read,
             ">=",
-            note=f"{REPLAY_OVER_READ:.2g}x plain SQLite's read rows/s; {replay / plain_read:.2f}x",
+            note=f"{REPLAY_OVER_READ:.2g}x plain SQLite's read rows/s; {replay / plain_read:.2f}x "
+            f"(the floor beside it: {floor / plain_read:.2f}x; replay is {replay / floor:.2f}x "
+            "the floor)",
         )
         verify = median_of(lambda: _rate(MID, lambda: mid.verify("r")), repeats)
         fig(

@@ -499,15 +499,19 @@ _DIGESTED: Final = frozenset({"memory.updated", "belief.updated", "plan.updated"
 class Fold:
     """A running fold. Owns its state; :meth:`state` hands out a copy.
 
-    Once hashed, it keeps the digests of the state's growing parts current as it applies
-    transitions (see the module docstring), so the next :meth:`hash` only encodes the rest.
+    Once hashed, it keeps the digests of the state's growing parts (see the module
+    docstring): applying a transition marks the one entry it changed, and the next
+    :meth:`hash` digests the marked entries again (each once, however often it changed since)
+    and encodes the rest.
     """
 
-    __slots__ = ("_d", "_live", "_s")
+    __slots__ = ("_d", "_live", "_s", "_stale")
 
     def __init__(self, state: State | None = None) -> None:
         self._s: State = initial_state() if state is None else _copy(state)
         self._d: Digests | None = None
+        self._stale: set[tuple[str, str | None, str]] = set()
+        """Entries changed since their digest in ``_d`` was taken: (section, agent, key)."""
         self._live: RunState | None = None
 
     @classmethod
@@ -517,6 +521,7 @@ class Fold:
         fold = cls.__new__(cls)
         fold._s = state
         fold._d = None
+        fold._stale = set()
         fold._live = None
         return fold
 
@@ -542,19 +547,19 @@ class Fold:
             s["spent"]["wall_s"] = (t.ts - booted) / 1e6
 
     def _track(self, d: Digests, t: Transition) -> None:
-        """Bring the digest of the one entry ``t`` changed up to date."""
+        """Mark the one entry ``t`` changed: its digest is taken again by the next
+        :meth:`hash` (``d``: the digests kept)."""
         p = t.data
         match t.kind:
             case "memory.updated":
-                agent, key = p["agent"], p["key"]
-                d["memory"].setdefault(agent, {})[key] = _entry_digest(
-                    self._s["memory"][agent][key]
-                )
-            case "belief.updated" | "plan.updated":
-                section = "beliefs" if t.kind == "belief.updated" else "plan"
-                d[section][p["key"]] = _entry_digest(self._s[section][p["key"]])
+                self._stale.add(("memory", p["agent"], p["key"]))
+            case "belief.updated":
+                self._stale.add(("beliefs", None, p["key"]))
+            case "plan.updated":
+                self._stale.add(("plan", None, p["key"]))
             case _:  # state.restored replaces the three parts whole
                 self._d = None
+                self._stale.clear()
 
     def apply_all(self, transitions: Iterable[Transition]) -> None:
         """Apply ``transitions`` in order: the same state as :meth:`apply` on each, in less
@@ -604,6 +609,7 @@ class Fold:
                 "beliefs": dict(d["beliefs"]),
                 "plan": dict(d["plan"]),
             }
+            fold._stale = set(self._stale)
         return fold
 
     def encoded(self) -> bytes:
@@ -613,9 +619,18 @@ class Fold:
     def hash(self) -> str:
         """:func:`state_hash` of the folded state."""
         d = self._d
+        s = self._s
         if d is None:
-            d = self._d = _digests(self._s)
-        return _hash_with(self._s, d)
+            d = self._d = _digests(s)
+            self._stale.clear()
+        elif self._stale:
+            for section, agent, key in self._stale:
+                if section == "memory":
+                    d["memory"].setdefault(agent, {})[key] = _entry_digest(s["memory"][agent][key])
+                else:
+                    d[section][key] = _entry_digest(s[section][key])
+            self._stale.clear()
+        return _hash_with(s, d)
 
     def peek(self) -> State:
         """The live state, not a copy: read it, never change it."""
