@@ -654,6 +654,30 @@ class LedgerSuite(abc.ABC):
             ledger.replay("r")
         assert ledger.replay("r", 8).folded == 8
 
+    @pytest.mark.parametrize(
+        ("payload", "reason"),
+        [(b"[1,2]", "is not a JSON object"), (b"{not json", "is not JSON")],
+    )
+    def test_verify_names_a_chained_payload_that_is_not_an_object(
+        self, ledger: BaseLedger, payload: bytes, reason: str
+    ) -> None:
+        fill(ledger, "r", 6)
+        rows = self.stored_rows(ledger, "r")
+        prev = rows[2].hash
+        for k in range(3, 6):  # seq 4 replaced, the chain hashed again from there
+            row = rows[k]._replace(payload=payload) if k == 3 else rows[k]
+            body = record_body(
+                row.seq, row.tick, row.agent, row.kind, row.causes, row.ts, row.v, row.payload
+            )
+            rows[k] = row._replace(hash=chain_hash(prev, body))
+            prev = rows[k].hash
+        self.store_rows(ledger, "r", rows)
+        report = ledger.verify("r")
+        assert (report.ok, report.first_bad, report.checked) == (False, 4, 3), report
+        assert reason in (report.reason or "")
+        with pytest.raises(ChainBroken, match="at sequence 4"):
+            ledger.replay("r")
+
     # -- snapshots -----------------------------------------------------------------------
 
     @pytest.mark.parametrize("damage", ["its chain", "a state from elsewhere"])

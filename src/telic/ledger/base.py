@@ -914,6 +914,8 @@ class BaseLedger(abc.ABC):
                 audit.base = start - 1
         expected = start
         sha256 = canonical_sha256
+        loads = orjson.loads
+        not_json = orjson.JSONDecodeError
         for seg_run, lo, hi in self._segments(info, start, stop):
             snapshots = set(self._snapshot_seqs(seg_run, lo, hi))
             for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
@@ -936,7 +938,16 @@ class BaseLedger(abc.ABC):
                     )
                 if kind not in CATALOGUE:
                     raise ChainBroken(run_id, seq, f"unknown kind {kind!r}")
-                data = self._audited_data(run_id, seq, payload)
+                data: dict[str, Any]
+                if payload[:8] == b'{"$blob"':
+                    data = self._audited_data(run_id, seq, payload)
+                else:  # the common case, inline: a payload that is a JSON object
+                    try:
+                        data = loads(payload)  # checked to be a dict below
+                    except not_json:
+                        raise ChainBroken(run_id, seq, "its payload is not JSON") from None
+                    if type(data) is not dict:
+                        raise ChainBroken(run_id, seq, "its payload is not a JSON object")
                 if fold is not None:
                     if kind == "tick.completed":
                         actual = fold.hash()
