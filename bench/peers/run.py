@@ -432,6 +432,23 @@ def print_floors(
             f"{STATE_OVER_DECODE}x that); 5x faster than LangGraph's read is {read / 5:.3f} ms",
             file=out,
         )
+    parts = fork_parts_ms(telic_growing)
+    if parts:
+        print(
+            "- telic's fork at half + 10 steps, its parts (medians): "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in parts.items())
+            + " (Kernel.fork: one append; Kernel.resume: check, state, agents, one commit; "
+            "the durable steps)",
+            file=out,
+        )
+
+
+def fork_parts_ms(telic_growing: list[dict[str, Any]]) -> dict[str, float]:
+    """The medians of telic's fork parts (``fork``, ``resume``, ``steps``) in ms."""
+    runs = [r["fork_parts_s"] for r in telic_growing if "fork_parts_s" in r]
+    if not runs:
+        return {}
+    return {k: statistics.median(r[k] for r in runs) * 1e3 for k in runs[0]}
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -562,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine,
             "seconds": elapsed,
             "floors": floors | _floor_ratios(figures, floors),
+            "fork_parts_ms": fork_parts_ms(results["growing"]["telic"]),
             "figures": [f.to_json() for f in figures],
             "crash": crash_out,
         }
