@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from telic.canonical import encode
+from telic.kinds import TickCompleted
 from telic.ledger import MemoryLedger
 from telic.ledger.base import _state_bytes  # pyright: ignore[reportPrivateUsage]
 from telic.reducer import (
@@ -18,7 +19,7 @@ from telic.reducer import (
     _unseen,  # pyright: ignore[reportPrivateUsage]
     state_hash,
 )
-from telic.transition import Transition, record_body
+from telic.transition import Transition, draft, record_body
 
 from .suite import fill
 
@@ -191,3 +192,26 @@ def test_apply_all_skips_the_fingerprints_that_leave_the_window() -> None:
     assert len(recent) == RECENT_WINDOW and "" not in recent
     assert many.encoded() == one.encoded()
     assert len(_unseen(ts)) == (27 - RECENT_WINDOW) + (13 - RECENT_WINDOW)
+
+
+def test_head_fold_is_an_independent_copy_with_its_digests() -> None:
+    with MemoryLedger(snapshot_every=8) as ledger:
+        written = fill(ledger, "r", 20)
+        done = TickCompleted(
+            tick=5, progress=0.5, delta=0.5, valid=True, state_hash=state_hash(ledger.state_at("r"))
+        )
+        written += ledger.append("r", [draft(done, ts=2_000_000, tick=5)])
+        assert ledger.verify("r", start=17).ok  # folds from the snapshot at 16, keeps the head
+        fold = ledger.head_fold("r")
+        kept = fold._d  # pyright: ignore[reportPrivateUsage]
+        assert kept is not None  # the digests verify took (at a tick.completed) came along
+        assert kept is not ledger.head_fold("r")._d  # pyright: ignore[reportPrivateUsage]
+        assert fold.peek() == ledger.state_at("r")
+        assert fold.hash() == state_hash(ledger.state_at("r"))
+        nxt = _transition(22, "memory.updated", "x", "new", {"v": 1})
+        fold.apply(nxt)  # the copy moves on; the ledger's head does not
+        assert ledger.state_at("r")["seq"] == 21
+        assert fold.hash() == state_hash(fold.peek())
+        assert fold.peek()["memory"]["x"]["new"] == {"v": 1}
+        assert "new" not in ledger.state_at("r")["memory"].get("x", {})
+        assert written[-1].seq == 21
