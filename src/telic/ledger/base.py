@@ -838,12 +838,12 @@ class BaseLedger(abc.ABC):
         rows, whose hashes are not recomputed here, the snapshot's bytes are trusted as the
         store gives them back: :meth:`verify`, :meth:`replay` and a resume's check audit both
         (see docs/ledger.md, "Reading a state")."""
-        found = self._nearest_snapshot(info, target)
+        found = self._nearest_placed(info, target)
         if found is None:
             fold, start = Fold(), 1
         else:
-            owner, snap = found
-            fold = self._adopt(info.id, snap, self._row_hash(owner, snap.seq), digested=False)
+            snap, chain = found
+            fold = self._adopt(info.id, snap, chain, digested=False)
             start = snap.seq + 1
         if start <= target:
             fold.apply_all(self._fold_rows(info, start, target))
@@ -888,6 +888,24 @@ class BaseLedger(abc.ABC):
         if type(state) is not dict or state.get("seq") != seq:  # pyright: ignore[reportUnknownMemberType]
             raise SnapshotBroken(run_id, seq, "its snapshot is not the state after this seq")
         return Fold.adopt(state)  # pyright: ignore[reportUnknownArgumentType]
+
+    def _nearest_placed(self, info: RunInfo, target: int) -> tuple[Snapshot, bytes | None] | None:
+        """The latest snapshot at or before ``target`` in the lineage, and the stored hash of
+        the transition at its seq (:meth:`_get_placed_snapshot`)."""
+        for seg_run, lo, hi in reversed(self._segments(info, 1, target)):
+            found = self._get_placed_snapshot(seg_run, lo, hi)
+            if found is not None:
+                return found
+        return None
+
+    def _get_placed_snapshot(
+        self, run_id: str, lo: int, hi: int
+    ) -> tuple[Snapshot, bytes | None] | None:
+        """The run's latest snapshot with ``lo <= seq <= hi`` and the stored hash of the run's
+        transition at its seq (None: not stored), where the snapshot says it belongs. A
+        backend may read both in one query (SQLite does)."""
+        snap = self._get_snapshot(run_id, lo, hi)
+        return None if snap is None else (snap, self._row_hash(run_id, snap.seq))
 
     def _nearest_snapshot(self, info: RunInfo, target: int) -> tuple[str, Snapshot] | None:
         """The latest snapshot at or before ``target`` in the lineage, and the run storing it."""

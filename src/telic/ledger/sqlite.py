@@ -607,6 +607,21 @@ class SQLiteLedger(BaseLedger):
         )
         return Snapshot(*rows[0]) if rows else None
 
+    def _get_placed_snapshot(
+        self, run_id: str, lo: int, hi: int
+    ) -> tuple[Snapshot, bytes | None] | None:
+        # The snapshot and the hash of its transition (a rowid lookup) in one statement.
+        rows = self._all(
+            "SELECT s.seq, s.state, s.state_hash, s.chain, s.digest, t.hash FROM snapshots s "
+            f"LEFT JOIN transitions t ON t.key = (s.rid << {SEQ_BITS} | s.seq) "
+            "WHERE s.rid = ? AND s.seq >= ? AND s.seq <= ? ORDER BY s.seq DESC LIMIT 1",
+            (self._rid(run_id), lo, hi),
+        )
+        if not rows:
+            return None
+        seq, state, state_hash, chain, digest, hash_ = rows[0]
+        return Snapshot(seq, state, state_hash, chain, digest), hash_
+
     def _snapshot_seqs(self, run_id: str, lo: int, hi: int) -> list[int]:
         rows = self._all(
             "SELECT seq FROM snapshots WHERE rid = ? AND seq >= ? AND seq <= ?",
