@@ -52,7 +52,7 @@ from telic.kinds import (
 from telic.ledger import BaseLedger, Row, Snapshot
 from telic.ledger.base import RawRow
 from telic.ledger.lease import Lease
-from telic.reducer import fold, state_hash
+from telic.reducer import Fold, fold, state_hash
 from telic.transition import Draft, Transition, chain_hash, draft, record_body
 
 # One body of property tests runs on several backend classes: that is the point, not a smell.
@@ -608,6 +608,48 @@ class LedgerSuite(abc.ABC):
             stored = list(ledger.read("r"))
             assert ledger.state_at("r") == fold(stored)
             assert ledger.replay("r").checked_hashes >= 1
+
+    def test_the_head_fold_waits_until_a_snapshot_or_the_head_state_needs_it(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Appends only number, hash and store: the records are folded (each once) when a
+        snapshot is due or the head state is read, and the snapshots hold the same state."""
+        with self.fresh(snapshot_every=10) as ledger:
+            applied: list[int] = []
+            real = Fold.apply
+
+            def counted(self: Fold, t: Transition) -> None:
+                applied.append(t.seq)
+                real(self, t)
+
+            monkeypatch.setattr(Fold, "apply", counted)
+            written = fill(ledger, "r", 7, group=3)
+            assert applied == []  # no snapshot due, nothing asked: nothing folded
+            expected = fold(written)
+            applied.clear()
+            assert ledger.state_at("r") == expected
+            assert applied == list(range(1, 8))
+            applied.clear()
+            assert ledger.head_state("r") == expected
+            assert applied == []  # folded once
+            written += ledger.append("r", workload(6, start=8))  # the snapshot at 10 is due
+            assert applied == [8, 9, 10]
+            expected = fold(written)
+            applied.clear()
+            assert ledger.state_at("r") == expected
+            assert applied == [11, 12, 13]
+        with self.fresh(snapshot_every=10) as eager, self.fresh(snapshot_every=10) as lazy:
+            # the same transitions, the head state read after every group in one ledger only:
+            # the same snapshots, byte for byte
+            eager.create_run("r")
+            lazy.create_run("r")
+            for start in range(1, 36, 4):
+                eager.append("r", workload(4, start=start))
+                lazy.append("r", workload(4, start=start))
+                eager.head_state("r")
+            for seq in (10, 20, 30):
+                assert _snapshot(eager, "r", seq) == _snapshot(lazy, "r", seq)
+            assert lazy.verify("r").ok
 
     def test_replay_checks_recorded_hashes(self) -> None:
         with self.fresh(snapshot_every=4) as ledger:
