@@ -191,6 +191,7 @@ def _many_runs(
                 if isinstance(commit, GroupCommitter):
                     got = await commit.append(f"m{r}", drafts, expected=head + 1)
                 else:
+                    assert isinstance(ledger, BaseLedger)
                     got = ledger.append(f"m{r}", drafts, expected=head + 1)
                     await asyncio.sleep(0)  # the other runs go on between its commits
                 lat.append(perf() - t0)

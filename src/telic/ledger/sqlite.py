@@ -433,15 +433,18 @@ class SQLiteLedger(BaseLedger):
     def _store_together(self, groups: list[PreparedGroup]) -> list[TelicError | None]:
         """Store ``groups`` (none creating its run) inside the caller's transaction, without a
         savepoint each: every check that can refuse a group (its seq range, its lease's fence,
-        its head, moved in the same statement) runs before anything of it is written, and a
-        group refused writes nothing; then the rows, blobs and snapshots of the others go in
-        one statement each. Rows already stored under a key (damage, or a writer that did not
-        move the head) raise :class:`_Apart`: the caller rolls back and stores the groups one
-        by one, so that only the group they belong to is refused."""
+        its head) runs before anything of it is written, and a group refused writes nothing;
+        then the heads, rows, blobs and snapshots of the others go in one statement each (the
+        heads and leases are read in one statement each too: the transaction, ``BEGIN
+        IMMEDIATE``, keeps every other writer out until it ends). Rows already stored under a
+        key (damage, or a writer that did not move the head) raise :class:`_Apart`: the caller
+        rolls back and stores the groups one by one, so that only the group they belong to is
+        refused."""
         db = self._db
         refused: list[TelicError | None] = []
         ids = [g.info.id for g in groups]
         leases: dict[str, tuple[int, bool, str]] = {}
+        heads: dict[str, int] = {}
         for k in range(0, len(ids), _IN_CHUNK):
             chunk = ids[k : k + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -450,6 +453,11 @@ class SQLiteLedger(BaseLedger):
                 chunk,
             ):
                 leases[run_id] = (epoch, bool(released), holder)
+            for run_id, head in db.execute(
+                f"SELECT id, head FROM runs WHERE id IN ({marks})", chunk
+            ):
+                heads[run_id] = head
+        moves: list[tuple[int, bytes, int, int]] = []
         stored: list[tuple[object, ...]] = []
         blobs: list[tuple[str, bytes]] = []
         snapshots: list[tuple[object, ...]] = []
@@ -467,16 +475,16 @@ class SQLiteLedger(BaseLedger):
                 epoch = fences.get(run_id)
                 if lease is not None or epoch is not None:
                     check_fence(run_id, epoch, lease, rows)
-                moved = db.execute(
-                    "UPDATE runs SET head = ?, head_hash = ? WHERE rid = ? AND head = ?",
-                    (last.seq, last.hash, rid, g.info.head),
-                ).rowcount
-                if moved != 1:
-                    raise SequenceConflict(run_id, g.info.head + 1, self._head(rid) + 1)
+                head = heads.get(run_id)
+                if head is None:
+                    raise LedgerError(f"run {run_id!r} vanished")
+                if head != g.info.head:
+                    raise SequenceConflict(run_id, g.info.head + 1, head + 1)
             except LedgerError as exc:
                 refused.append(exc)
                 continue
             refused.append(None)
+            moves.append((last.seq, last.hash, rid, g.info.head))
             base = rid << SEQ_BITS
             stored += [
                 (base | seq, rid, seq, tick, agent, kind, _causes_text(causes), ts, v, p, h)
@@ -484,6 +492,13 @@ class SQLiteLedger(BaseLedger):
             ]
             blobs += g.blobs
             snapshots += [(rid, q, h, chain, d, state) for q, state, h, chain, d in g.snapshots]
+        if not moves:
+            return refused
+        moved = db.executemany(
+            "UPDATE runs SET head = ?, head_hash = ? WHERE rid = ? AND head = ?", moves
+        ).rowcount
+        if moved != len(moves):  # cannot happen while the transaction keeps writers out
+            raise _Apart
         try:
             if blobs:
                 db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", blobs)
