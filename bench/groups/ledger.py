@@ -9,6 +9,8 @@ caller's cost and is not counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import os
 import random
 import shutil
@@ -17,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from harness import Figure, fdatasync_latency_us, median, median_of, percentile
 from telic.canonical import ZERO_HASH, encode, sha256
@@ -135,6 +137,27 @@ MANY_RUNS = 100
 MANY_TICKS = 40
 TICK_SIZE = 5
 """Transitions a tick of a no-op agent commits (tick.started ... tick.completed)."""
+
+
+@contextlib.contextmanager
+def _full_collections() -> Iterator[list[float]]:
+    """The pauses (s) of the garbage collector's full (generation 2) collections meanwhile:
+    one lands in one commit round of the runs below, and every run of it waits."""
+    pauses: list[float] = []
+    started = [0.0]
+
+    def watch(phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(watch)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(watch)
 
 
 class _Seq(NamedTuple):
@@ -464,8 +487,11 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
     # same committer, whose commits only fsync (no telic work in the writer thread).
     together: list[tuple[float, list[float], int, float]] = []
     bare: list[tuple[float, list[float], int, float]] = []
+    full_gc: list[float] = []
     for _ in range(max(1, repeats // 2)):
-        together.append(_many_runs(root, shared=True))
+        with _full_collections() as pauses:
+            together.append(_many_runs(root, shared=True))
+        full_gc += pauses
         bare.append(_many_runs(root, shared=True, ledger=_FsyncOnly(root / "fsync-only")))
     fsync_many = fdatasync_latency_us(300, str(root))
     fig(
@@ -534,7 +560,9 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
         note=f"{MANY_P99_OVER_FSYNC:g}x the fdatasync beside it; {p99 / fsync_many:.1f}x; "
         f"{p99 / floor99:.1f}x the fsync-only floor above; p50 {p50:,.0f} µs; one "
         f"shared commit takes {median([t[3] for t in together]) * 1e6:,.0f} µs to write "
-        f"({MANY_RUNS * TICK_SIZE} transitions), and a run waits for up to two",
+        f"({MANY_RUNS * TICK_SIZE} transitions), and a run waits for up to two; "
+        f"{len(full_gc)} full GC pause(s) in these runs, the longest "
+        f"{max(full_gc, default=0) * 1e3:,.0f} ms",
     )
 
     with SQLiteLedger(root / "normal.db", synchronous="normal") as normal:
