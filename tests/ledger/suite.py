@@ -651,6 +651,32 @@ class LedgerSuite(abc.ABC):
                 assert _snapshot(eager, "r", seq) == _snapshot(lazy, "r", seq)
             assert lazy.verify("r").ok
 
+    def test_the_head_fold_catches_up_once_it_holds_a_mebibyte(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without a snapshot due or a read, the records held for the head fold are folded
+        once they hold 1 MiB of payload: what waits undecoded stays bounded."""
+        with self.fresh(snapshot_every=10**6, snapshot_bytes=10**9) as ledger:
+            applied: list[int] = []
+            real = Fold.apply
+
+            def counted(self: Fold, t: Transition) -> None:
+                applied.append(t.seq)
+                real(self, t)
+
+            monkeypatch.setattr(Fold, "apply", counted)
+            ledger.create_run("r")
+            big = [
+                draft(MemoryUpdated(agent="a", key=f"k{i}", value=f"{i:05d}" * 12_780), ts=i)
+                for i in range(1, 21)
+            ]  # about 64,000 bytes each: 17 of them pass 1 MiB
+            for start in range(0, 16, 4):
+                ledger.append("r", big[start : start + 4])
+            assert applied == []
+            ledger.append("r", big[16:20])
+            assert applied == list(range(1, 21))
+            assert ledger.last_snapshot("r") == 0  # no snapshot for it
+
     def test_replay_checks_recorded_hashes(self) -> None:
         with self.fresh(snapshot_every=4) as ledger:
             fill(ledger, "r", 10)
