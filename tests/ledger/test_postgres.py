@@ -210,10 +210,13 @@ def _ticks(n: int) -> list[Any]:
     ]
 
 
-def test_append_groups_of_many_runs_go_over_several_connections() -> None:
+def test_append_groups_of_many_runs_go_over_several_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from telic.errors import Fenced, LedgerOptionInvalid
     from telic.ledger import AppendGroup
 
+    monkeypatch.setattr("telic.ledger.postgres.MIN_SHARE", 1)
     with _schema() as name, PostgresLedger(DSN, schema=name, connections=4) as ledger:
         runs = [f"r{i}" for i in range(10)]
         for r in runs:
@@ -312,3 +315,25 @@ def test_a_share_written_together_refuses_each_group_alone() -> None:
         assert isinstance(damaged, SequenceConflict)
         assert [ledger.run(r).head for r in ("ok", "damaged")] == [4, 0]
         assert ledger.verify("ok").ok and ledger.verify("stale").ok
+
+
+def test_a_connection_more_takes_at_least_min_share_groups() -> None:
+    """A share is written in five statements whatever its size: 100 groups go over two
+    connections, not eight, and 49 over one."""
+    from telic.ledger import AppendGroup
+    from telic.ledger.postgres import MIN_SHARE
+
+    assert MIN_SHARE == 50
+    with _schema() as name, PostgresLedger(DSN, schema=name, connections=8) as ledger:
+        runs = [f"r{i}" for i in range(100)]
+        for r in runs:
+            ledger.create_run(r)
+        answers = ledger.append_groups([AppendGroup(r, _ticks(0), expected=1) for r in runs[:49]])
+        assert all(isinstance(a, list) for a in answers)
+        assert ledger._writers == []  # pyright: ignore[reportPrivateUsage]
+        answers = ledger.append_groups(
+            [AppendGroup(r, _ticks(1), expected=3 if i < 49 else 1) for i, r in enumerate(runs)]
+        )
+        assert all(isinstance(a, list) for a in answers)
+        assert len(ledger._writers) == 1  # pyright: ignore[reportPrivateUsage]
+        assert all(ledger.verify(r).ok for r in runs)

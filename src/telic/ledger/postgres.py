@@ -10,9 +10,11 @@ never a duplicate. Durability is PostgreSQL's (``synchronous_commit`` of the ser
 ledgers (or test cases) can share one database.
 
 ``connections`` (default 8): how many connections :meth:`PostgresLedger.append_groups` writes
-several runs' groups over at once, each in a transaction of its own, so that the round trips
-of many runs' appends overlap and their commits share the server's WAL flushes (everything else
-uses the first connection, under a lock). Each group is still one run's, all or nothing, with
+several runs' groups over at once at most, each in a transaction of its own, so that the round
+trips of many runs' appends overlap and their commits share the server's WAL flushes
+(everything else uses the first connection, under a lock). A share is at least
+:data:`MIN_SHARE` groups: it is written in five statements whatever its size, so a connection
+more adds a transaction and a WAL flush and pays off only for large commits. Each group is still one run's, all or nothing, with
 its head check and its lease's fence in its own transaction.
 """
 
@@ -116,6 +118,10 @@ _NOW: Final = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT"
 _RUN_COLUMNS: Final = "rid, id, parent, fork_seq, head, head_hash"
 _PAGE: Final = 8192
 DEFAULT_CONNECTIONS: Final = 8
+MIN_SHARE: Final = 50
+"""The fewest groups :meth:`PostgresLedger.append_groups` gives one connection: 100 runs' ticks
+at once went fastest over 1-2 connections here (2 cores shared with the server), and
+slowest over 8."""
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -350,17 +356,17 @@ class PostgresLedger(BaseLedger):
             self._rids[run_id] = rid
 
     def _write_groups(self, groups: list[PreparedGroup]) -> list[TelicError | None]:
-        """The groups split over up to :attr:`connections` connections, written at once: on
-        each, one transaction holding its share of the groups, each in a nested one (a
-        savepoint), so a group refused (its head moved, its run exists) leaves the others
-        written. A transaction that fails as a whole refuses its share of the groups with its
+        """The groups split over up to :attr:`connections` connections (at least
+        :data:`MIN_SHARE` groups each), written at once: on each, one transaction holding its
+        share of the groups (:meth:`_write_share`), so a group refused (its head moved, its run
+        exists, its lease's fence) leaves the others written. A transaction that fails as a whole refuses its share of the groups with its
         error; if every one failed, the error is raised (nothing was written)."""
         if not groups:
             return []
         rids = [0 if g.create else self._rid(g.info.id) for g in groups]
         fences = [self.fenced(g.info.id) for g in groups]
         jobs = list(zip(groups, rids, fences, strict=True))
-        n = min(self.connections, len(jobs))
+        n = min(self.connections, max(1, len(jobs) // MIN_SHARE))
         shares = [jobs[i::n] for i in range(n)]
         what = f"append of {len(groups)} group(s)"
         if n == 1:
