@@ -9,6 +9,8 @@ caller's cost and is not counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import hashlib
 import os
 import random
@@ -18,13 +20,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import orjson
 
 from harness import Figure, fdatasync_latency_us, median, median_of, percentile
-from telic.canonical import encode
-from telic.ledger import BaseLedger, GroupCommitter, SQLiteLedger, open_ledger
-from telic.transition import Draft
+from telic.canonical import ZERO_HASH, encode, sha256
+from telic.ledger import AppendGroup, BaseLedger, GroupCommitter, SQLiteLedger, open_ledger
+from telic.transition import SCHEMA_VERSION, Draft, record_body
 
 GROUP = "ledger"
 
@@ -141,8 +144,58 @@ TICK_SIZE = 5
 """Transitions a tick of a no-op agent commits (tick.started ... tick.completed)."""
 
 
+@contextlib.contextmanager
+def _full_collections() -> Iterator[list[float]]:
+    """The pauses (s) of the garbage collector's full (generation 2) collections meanwhile:
+    one lands in one commit round of the runs below, and every run of it waits."""
+    pauses: list[float] = []
+    started = [0.0]
+
+    def watch(phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(watch)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(watch)
+
+
+class _Seq(NamedTuple):
+    seq: int
+
+
+class _FsyncOnly:
+    """A stand-in for a ledger under :class:`GroupCommitter`: a commit writes 64 bytes and
+    fdatasyncs them (in the committer's worker thread, as a real commit does) and numbers the
+    groups, nothing else. 100 runs through it measure the floor of the commit latency: the
+    event loop's own work (100 runs building their drafts), the thread hop and the fsync."""
+
+    def __init__(self, path: Path) -> None:
+        self.url = f"fsync-only://{path}"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    def create_run(self, run_id: str) -> None:
+        pass
+
+    def append_groups(self, groups: list[AppendGroup]) -> list[list[_Seq]]:
+        os.write(self._fd, b"x" * 64)
+        os.fdatasync(self._fd)
+        return [[_Seq((g.expected or 1) + i) for i in range(len(g.drafts))] for g in groups]
+
+    def __enter__(self) -> _FsyncOnly:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
+
+
 def _many_runs(
-    root: Path, shared: bool, ledger: BaseLedger | None = None
+    root: Path, shared: bool, ledger: BaseLedger | _FsyncOnly | None = None
 ) -> tuple[float, list[float], int, float]:
     """:data:`MANY_RUNS` runs in one process, each committing every tick (a group of
     :data:`TICK_SIZE` transitions) durably before its next, on one SQLite file: through one
@@ -166,6 +219,7 @@ def _many_runs(
                 if isinstance(commit, GroupCommitter):
                     got = await commit.append(f"m{r}", drafts, expected=head + 1)
                 else:
+                    assert isinstance(ledger, BaseLedger)
                     got = ledger.append(f"m{r}", drafts, expected=head + 1)
                     await asyncio.sleep(0)  # the other runs go on between its commits
                 lat.append(perf() - t0)
@@ -177,7 +231,7 @@ def _many_runs(
                     for r in range(MANY_RUNS):
                         tg.create_task(one(None, r))
                 return MANY_RUNS * ticks, 0.0
-            async with GroupCommitter(ledger) as committer, asyncio.TaskGroup() as tg:
+            async with GroupCommitter(ledger) as committer, asyncio.TaskGroup() as tg:  # type: ignore[arg-type]
                 for r in range(MANY_RUNS):
                     tg.create_task(one(committer, r))
             return committer.commits, committer.writing_s / max(1, committer.commits)
@@ -223,10 +277,12 @@ def _fence_cost(ledger: BaseLedger, rounds: int, block: int) -> tuple[float, flo
     return median(free) * 1e6, median(fenced) * 1e6
 
 
-def _raw_sqlite(root: Path) -> tuple[float, float, float]:
+def _raw_sqlite(root: Path) -> tuple[float, float, float, float]:
     """Plain SQLite on the same disk and rows, no telic: rows/s inserted 1,000 per FULL
-    commit, rows/s read back, and the median µs of one row (and a head update) per
-    synchronous=normal commit. How fast this machine is right now, for the figures below."""
+    commit, rows/s read back, the median µs of one row (and a head update) per
+    synchronous=normal commit, and rows/s inserted 1,000 per FULL commit by a loop that also
+    does the least any chained ledger must do per row, in Python (:func:`_chained_rows`).
+    How fast this machine is right now, for the figures below."""
     path = root / "raw.db"
     db = sqlite3.connect(path, isolation_level=None)
     try:
@@ -252,6 +308,15 @@ def _raw_sqlite(root: Path) -> tuple[float, float, float]:
         t0 = time.perf_counter()
         n = sum(1 for _ in db.execute("SELECT * FROM t WHERE rid = 1 ORDER BY seq"))
         read = n / (time.perf_counter() - t0)
+        db.execute("DELETE FROM t")
+        t0 = time.perf_counter()
+        prev = ZERO_HASH
+        for k in range(1, len(rows) + 1, 1000):
+            chained, prev = _chained_rows(k, 1000, prev)
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chained)
+            db.execute("COMMIT")
+        chain = len(rows) / (time.perf_counter() - t0)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE runs (rid INTEGER PRIMARY KEY, head INTEGER, head_hash BLOB)")
         db.execute("INSERT INTO runs VALUES (1, 0, x'00')")
@@ -271,7 +336,20 @@ def _raw_sqlite(root: Path) -> tuple[float, float, float]:
     finally:
         db.close()
         path.unlink()
-    return insert, read, one
+    return insert, read, one, chain
+
+
+def _chained_rows(start: int, n: int, prev: bytes) -> tuple[list[tuple[object, ...]], bytes]:
+    """The rows of drafts ``start..start+n-1`` as the group-commit figure builds them (payloads
+    encoded), each with its record body and SHA-256 chain hash: no checks, no validation, no
+    state, no snapshots. The floor a hash-chained ledger in Python sits on."""
+    out: list[tuple[object, ...]] = []
+    for seq in range(start, start + n):
+        d = _draft(seq)
+        body = record_body(seq, d.tick, d.agent, d.kind, d.causes, d.ts, SCHEMA_VERSION, d.payload)
+        prev = sha256(prev + body).digest()
+        out.append((1, seq, d.tick, d.agent, d.kind, str(seq - 1), d.ts, 1, d.payload, prev))
+    return out, prev
 
 
 def _replay_floor(path: Path, n: int) -> float:
@@ -375,6 +453,15 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
         note="reference: no telic",
     )
     plain_one = median([r[2] for r in raw])
+    chained_rows = median([r[3] for r in raw])
+    fig(
+        "floor: plain SQLite, 1,000 rows per FULL commit, drafts encoded and SHA-256 chained",
+        chained_rows,
+        "rows/s",
+        None,
+        note=f"{chained_rows / median([r[0] for r in raw]):.2f}x plain; the group commit's drafts, "
+        "record bodies and chain in Python, no checks or state",
+    )
     fig(
         "machine: plain SQLite, 1 row per synchronous=normal commit, median",
         plain_one,
@@ -431,12 +518,21 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
             GROUP_OVER_PLAIN * plain_rows,
             ">=",
             note=f"{GROUP_OVER_PLAIN}x plain SQLite's 1,000-row commits beside it; "
-            f"{rate / plain_rows:.2f}x",
+            f"{rate / plain_rows:.2f}x; {rate / chained_rows:.2f}x the chained floor",
         )
 
     # Many runs at once: 100 runs in one process, each committing every tick durably.
     alone = [_many_runs(root, shared=False) for _ in range(max(1, repeats // 2))]
-    together = [_many_runs(root, shared=True) for _ in range(max(1, repeats // 2))]
+    # The floor in the same rounds, alternating with the real thing: the same runs through the
+    # same committer, whose commits only fsync (no telic work in the writer thread).
+    together: list[tuple[float, list[float], int, float]] = []
+    bare: list[tuple[float, list[float], int, float]] = []
+    full_gc: list[float] = []
+    for _ in range(max(1, repeats // 2)):
+        with _full_collections() as pauses:
+            together.append(_many_runs(root, shared=True))
+        full_gc += pauses
+        bare.append(_many_runs(root, shared=True, ledger=_FsyncOnly(root / "fsync-only")))
     fsync_many = fdatasync_latency_us(300, str(root))
     fig(
         "disk: write(64 B) + fdatasync, median, beside the many-runs figures",
@@ -486,14 +582,27 @@ def _collect(root: Path, repeats: int) -> list[Figure]:
         )
     p99 = median([percentile(t[1], 99) for t in together]) * 1e6
     p50 = median([percentile(t[1], 50) for t in together]) * 1e6
+    floor99 = median([percentile(t[1], 99) for t in bare]) * 1e6
+    fig(
+        f"floor: {MANY_RUNS} runs at once, commits that only fsync, commit latency p99",
+        floor99,
+        "µs",
+        None,
+        note=f"{floor99 / fsync_many:.1f}x the fdatasync beside it; p50 "
+        f"{median([percentile(t[1], 50) for t in bare]) * 1e6:,.0f} µs; the same runs and "
+        "GroupCommitter, a commit = write(64 B) + fdatasync in its thread",
+    )
     fig(
         f"{MANY_RUNS} runs at once, commit latency p99",
         p99,
         "µs",
         MANY_P99_OVER_FSYNC * fsync_many,
-        note=f"{MANY_P99_OVER_FSYNC:g}x the fdatasync beside it; {p99 / fsync_many:.1f}x; p50 {p50:,.0f} µs; one "
+        note=f"{MANY_P99_OVER_FSYNC:g}x the fdatasync beside it; {p99 / fsync_many:.1f}x; "
+        f"{p99 / floor99:.1f}x the fsync-only floor above; p50 {p50:,.0f} µs; one "
         f"shared commit takes {median([t[3] for t in together]) * 1e6:,.0f} µs to write "
-        f"({MANY_RUNS * TICK_SIZE} transitions), and a run waits for up to two",
+        f"({MANY_RUNS * TICK_SIZE} transitions), and a run waits for up to two; "
+        f"{len(full_gc)} full GC pause(s) in these runs, the longest "
+        f"{max(full_gc, default=0) * 1e3:,.0f} ms",
     )
 
     with SQLiteLedger(root / "normal.db", synchronous="normal") as normal:

@@ -11,7 +11,7 @@ import abc
 import contextlib
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -52,7 +52,7 @@ from telic.kinds import (
 from telic.ledger import BaseLedger, Row, Snapshot
 from telic.ledger.base import FoldRow
 from telic.ledger.lease import Lease
-from telic.reducer import fold, state_hash
+from telic.reducer import Fold, fold, state_hash
 from telic.transition import Draft, Transition, chain_hash, draft, record_body
 
 # One body of property tests runs on several backend classes: that is the point, not a smell.
@@ -608,6 +608,60 @@ class LedgerSuite(abc.ABC):
             stored = list(ledger.read("r"))
             assert ledger.state_at("r") == fold(stored)
             assert ledger.replay("r").checked_hashes >= 1
+
+    def test_the_head_fold_waits_until_a_snapshot_or_the_head_state_needs_it(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Appends only number, hash and store: the records are folded (each once) when a
+        snapshot is due or the head state is read, and the snapshots hold the same state."""
+        with self.fresh(snapshot_every=10) as ledger:
+            applied = _count_folds(monkeypatch)
+            written = fill(ledger, "r", 7, group=3)
+            assert applied == []  # no snapshot due, nothing asked: nothing folded
+            expected = fold(written)
+            applied.clear()
+            assert ledger.state_at("r") == expected
+            assert applied == list(range(1, 8))
+            applied.clear()
+            assert ledger.head_state("r") == expected
+            assert applied == []  # folded once
+            written += ledger.append("r", workload(6, start=8))  # the snapshot at 10 is due
+            assert applied == [8, 9, 10]
+            expected = fold(written)
+            applied.clear()
+            assert ledger.state_at("r") == expected
+            assert applied == [11, 12, 13]
+        with self.fresh(snapshot_every=10) as eager, self.fresh(snapshot_every=10) as lazy:
+            # the same transitions, the head state read after every group in one ledger only:
+            # the same snapshots, byte for byte
+            eager.create_run("r")
+            lazy.create_run("r")
+            for start in range(1, 36, 4):
+                eager.append("r", workload(4, start=start))
+                lazy.append("r", workload(4, start=start))
+                eager.head_state("r")
+            for seq in (10, 20, 30):
+                assert _snapshot(eager, "r", seq) == _snapshot(lazy, "r", seq)
+            assert lazy.verify("r").ok
+
+    def test_the_head_fold_catches_up_once_it_holds_a_mebibyte(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without a snapshot due or a read, the records held for the head fold are folded
+        once they hold 1 MiB of payload: what waits undecoded stays bounded."""
+        with self.fresh(snapshot_every=10**6, snapshot_bytes=10**9) as ledger:
+            applied = _count_folds(monkeypatch)
+            ledger.create_run("r")
+            big = [
+                draft(MemoryUpdated(agent="a", key=f"k{i}", value=f"{i:05d}" * 12_780), ts=i)
+                for i in range(1, 21)
+            ]  # about 64,000 bytes each: 17 of them pass 1 MiB
+            for start in range(0, 16, 4):
+                ledger.append("r", big[start : start + 4])
+            assert applied == []
+            ledger.append("r", big[16:20])
+            assert applied == list(range(1, 21))
+            assert ledger.last_snapshot("r") == 0  # no snapshot for it
 
     def test_replay_checks_recorded_hashes(self) -> None:
         with self.fresh(snapshot_every=4) as ledger:
@@ -1356,3 +1410,23 @@ class LedgerSuite(abc.ABC):
                     head += 1
             assert ledger.run("r").head == head
             assert ledger.verify("r").ok
+
+
+def _count_folds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The seqs of the records every :class:`Fold` applies from now on (one by one or in
+    bulk), in order."""
+    applied: list[int] = []
+    one, many = Fold.apply, Fold.apply_all
+
+    def counted(self: Fold, t: Transition) -> None:
+        applied.append(t.seq)
+        one(self, t)
+
+    def counted_all(self: Fold, ts: Iterable[Transition]) -> None:
+        ts = list(ts)
+        applied.extend(t.seq for t in ts)
+        many(self, ts)
+
+    monkeypatch.setattr(Fold, "apply", counted)
+    monkeypatch.setattr(Fold, "apply_all", counted_all)
+    return applied

@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from telic.canonical import encode
-from telic.errors import LedgerUnavailable, RunExists, RunNotFound, SequenceConflict, UnknownKind
+from telic.errors import (
+    Fenced,
+    LedgerUnavailable,
+    RunExists,
+    RunNotFound,
+    SequenceConflict,
+    UnknownKind,
+)
 from telic.ledger import AppendGroup, BaseLedger, GroupCommitter, MemoryLedger, SQLiteLedger
+from telic.ledger.sqlite import row_key
 from telic.transition import Draft
 
 
@@ -157,3 +165,59 @@ def test_the_committer_refuses_appends_when_not_running(tmp_path: Path) -> None:
         with pytest.raises(LedgerUnavailable, match="not running"):
             asyncio.run(outside())
         assert ledger.runs() == []
+
+
+def _statements(ledger: BaseLedger) -> list[str]:
+    """The statements the ledger's connection executes from now on."""
+    assert isinstance(ledger, SQLiteLedger)
+    seen: list[str] = []
+    ledger._db.set_trace_callback(seen.append)  # pyright: ignore[reportPrivateUsage]
+    return seen
+
+
+def test_groups_written_together_refuse_a_stale_or_fenced_group_alone(tmp_path: Path) -> None:
+    """Groups that create no run go in one transaction without a savepoint each: every check
+    that can refuse a group runs before anything of it is written."""
+    with SQLiteLedger(tmp_path / "g.db") as ledger:
+        for r in ("ok", "stale", "leased"):
+            ledger.create_run(r)
+        ledger.append("stale", _tick(0, 1))
+        ledger.leases.acquire("leased", "someone", ttl_s=3600)
+        seen = _statements(ledger)
+        ok, stale, leased = ledger.append_groups(
+            [
+                AppendGroup("ok", _tick(1, 1), expected=1),
+                AppendGroup("stale", _tick(2, 2), expected=1),  # its head is 3
+                AppendGroup("leased", _tick(3, 1), expected=1),  # leased to someone else
+            ]
+        )
+        assert isinstance(ok, list) and [t.seq for t in ok] == [1, 2, 3]
+        assert isinstance(stale, SequenceConflict)
+        assert isinstance(leased, Fenced)
+        assert [s for s in seen if s.split()[0].upper() in ("SAVEPOINT", "COMMIT")] == ["COMMIT"]
+        assert [ledger.run(r).head for r in ("ok", "stale", "leased")] == [3, 3, 0]
+        assert ledger.verify("ok").ok and ledger.verify("stale").ok
+
+
+def test_rows_already_stored_send_the_groups_one_by_one(tmp_path: Path) -> None:
+    """Rows stored under a group's keys (a writer that did not move the head, or damage) roll
+    the groups written together back; then each goes alone and only that one is refused."""
+    with SQLiteLedger(tmp_path / "g.db") as ledger:
+        ledger.create_run("a")
+        ledger.create_run("b")
+        rid = ledger.rid("b")
+        ledger.execute(
+            "INSERT INTO transitions VALUES (?, ?, 1, 0, NULL, 'tick.started', NULL, 1, 1, "
+            "x'7b7d', ?)",
+            (row_key(rid, 1), rid, bytes(32)),
+        )
+        seen = _statements(ledger)
+        a, b = ledger.append_groups(
+            [AppendGroup("a", _tick(0, 1), expected=1), AppendGroup("b", _tick(1, 1), expected=1)]
+        )
+        assert isinstance(a, list) and a[-1].seq == 3
+        assert isinstance(b, SequenceConflict)
+        assert [s.split()[0].upper() for s in seen].count("ROLLBACK") >= 1
+        assert [s for s in seen if s.strip().upper() == "COMMIT"] == ["COMMIT"]
+        assert (ledger.run("a").head, ledger.run("b").head) == (3, 0)
+        assert ledger.verify("a").ok

@@ -210,10 +210,13 @@ def _ticks(n: int) -> list[Any]:
     ]
 
 
-def test_append_groups_of_many_runs_go_over_several_connections() -> None:
+def test_append_groups_of_many_runs_go_over_several_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from telic.errors import Fenced, LedgerOptionInvalid
     from telic.ledger import AppendGroup
 
+    monkeypatch.setattr("telic.ledger.postgres.MIN_SHARE", 1)
     with _schema() as name, PostgresLedger(DSN, schema=name, connections=4) as ledger:
         runs = [f"r{i}" for i in range(10)]
         for r in runs:
@@ -260,3 +263,77 @@ def test_append_groups_of_many_runs_go_over_several_connections() -> None:
         PostgresLedger(DSN, connections=0)
     with _schema() as name, open_ledger(f"{DSN}?schema={name}&connections=1") as one:
         assert _pg(one).connections == 1
+
+
+def test_a_share_written_together_refuses_each_group_alone() -> None:
+    """A share without creations goes in five statements (no savepoint a group): a stale or
+    fenced group writes nothing, and rows already stored under a key send the share group by
+    group, refusing only the group they belong to."""
+    from telic.errors import Fenced, SequenceConflict
+    from telic.ledger import AppendGroup
+
+    with _schema() as name, PostgresLedger(DSN, schema=name, connections=1) as ledger:
+        for r in ("ok", "stale", "leased", "damaged"):
+            ledger.create_run(r)
+        ledger.append("stale", _ticks(0))
+        ledger.leases.acquire("leased", "someone", ttl_s=3600)
+        seen: list[str] = []
+        real = ledger._store  # pyright: ignore[reportPrivateUsage]
+
+        def store(*args: Any) -> Any:
+            seen.append("one by one")
+            return real(*args)
+
+        ledger._store = store  # type: ignore[method-assign]  # pyright: ignore[reportPrivateUsage]
+        ok, stale, leased = ledger.append_groups(
+            [
+                AppendGroup("ok", _ticks(1), expected=1),
+                AppendGroup("stale", _ticks(1), expected=1),
+                AppendGroup("leased", _ticks(1), expected=1),
+            ]
+        )
+        assert seen == []  # written together
+        assert isinstance(ok, list) and [t.seq for t in ok] == [1, 2]
+        assert isinstance(stale, SequenceConflict)
+        assert isinstance(leased, Fenced)
+        assert [ledger.run(r).head for r in ("ok", "stale", "leased")] == [2, 2, 0]
+        # a row stored beyond the damaged run's head (a writer that did not move it)
+        rid = ledger.rid("damaged")
+        ledger.execute(
+            "INSERT INTO transitions VALUES (%s, 2, 0, NULL, 'tick.started', NULL, 1, 1, "
+            "'\\x7b7d'::bytea, %s)",
+            (rid, bytes(32)),
+        )
+        ok, damaged = ledger.append_groups(
+            [
+                AppendGroup("ok", _ticks(2), expected=3),
+                AppendGroup("damaged", _ticks(2), expected=1),
+            ]
+        )
+        assert seen == ["one by one", "one by one"]
+        assert isinstance(ok, list) and ok[0].seq == 3
+        assert isinstance(damaged, SequenceConflict)
+        assert [ledger.run(r).head for r in ("ok", "damaged")] == [4, 0]
+        assert ledger.verify("ok").ok and ledger.verify("stale").ok
+
+
+def test_a_connection_more_takes_at_least_min_share_groups() -> None:
+    """A share is written in five statements whatever its size: 100 groups go over two
+    connections, not eight, and 49 over one."""
+    from telic.ledger import AppendGroup
+    from telic.ledger.postgres import MIN_SHARE
+
+    assert MIN_SHARE == 50
+    with _schema() as name, PostgresLedger(DSN, schema=name, connections=8) as ledger:
+        runs = [f"r{i}" for i in range(100)]
+        for r in runs:
+            ledger.create_run(r)
+        answers = ledger.append_groups([AppendGroup(r, _ticks(0), expected=1) for r in runs[:49]])
+        assert all(isinstance(a, list) for a in answers)
+        assert ledger._writers == []  # pyright: ignore[reportPrivateUsage]
+        answers = ledger.append_groups(
+            [AppendGroup(r, _ticks(1), expected=3 if i < 49 else 1) for i, r in enumerate(runs)]
+        )
+        assert all(isinstance(a, list) for a in answers)
+        assert len(ledger._writers) == 1  # pyright: ignore[reportPrivateUsage]
+        assert all(ledger.verify(r).ok for r in runs)

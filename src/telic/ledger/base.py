@@ -69,6 +69,9 @@ DEFAULT_MAX_PAYLOAD: Final = 16 * 1024 * 1024
 DEFAULT_BLOB_THRESHOLD: Final = 64 * 1024
 _BLOB_KEY: Final = "$blob"
 _HEAD_CACHE: Final = 64
+_HELD_BYTES: Final = 1024 * 1024
+"""The payload bytes a run's head fold may lag behind by (:class:`_Held`) before it is
+brought up to the head without a snapshot being due."""
 
 
 class RunInfo(NamedTuple):
@@ -135,6 +138,25 @@ class AppendGroup:
     create: bool = False
 
 
+HeldRow = tuple[int, int, str | None, str, tuple[int, ...], int, bytes, bytes, bytes]
+"""A record appended after its run's head fold, not yet applied to it: seq, tick, agent,
+kind, causes, ts, the payload as the caller gave it (before any blob), prev and hash."""
+
+
+class _Held:
+    """The records a run's head fold has not applied yet (appended after its seq), undecoded.
+
+    The head fold is lazy: an append only numbers, hashes and stores its records, and they
+    are decoded and applied to the fold when a snapshot is due (which needs the state), the
+    head state is asked for, or they hold :data:`_HELD_BYTES` of payload."""
+
+    __slots__ = ("rows", "size")
+
+    def __init__(self) -> None:
+        self.rows: list[HeldRow] = []
+        self.size = 0
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedGroup:
     """A group checked, numbered and hashed, ready to be stored."""
@@ -147,7 +169,9 @@ class PreparedGroup:
     blobs: list[tuple[str, bytes]]
     out: list[Transition]
     fold: Fold | None
-    """The head fold advanced past the group (None: not kept)."""
+    """The head fold (None: not kept), with ``held`` the records after it up to the group's
+    last."""
+    held: _Held
     since: Since
     """The run's bytes since its last snapshot, past the group."""
 
@@ -241,6 +265,8 @@ class BaseLedger(abc.ABC):
         self.blob_threshold = blob_threshold
         self._lock = threading.RLock()
         self._heads: OrderedDict[str, Fold] = OrderedDict()
+        self._held: dict[str, _Held] = {}
+        """Per run in ``_heads``: the records after its fold's seq, up to the head (lazy)."""
         self._sound: set[tuple[str, int]] = set()
         """(run, seq) found stored, at the top of a segment of a lineage (:meth:`_readable`)."""
         self._known: dict[str, RunInfo] = {}
@@ -403,9 +429,7 @@ class BaseLedger(abc.ABC):
                 epoch=self._fences.get(run_id),
             )
         except BaseException:
-            self._heads.pop(run_id, None)  # the fold ran ahead of what was stored
-            self._since.pop(run_id, None)
-            self._known.pop(run_id, None)
+            self._drop(run_id)  # the fold ran ahead of what was stored
             raise
         self._stored(group)
         return group.out
@@ -413,23 +437,27 @@ class BaseLedger(abc.ABC):
     def _number(
         self, info: RunInfo, drafts: Sequence[Draft], *, create: bool = False
     ) -> PreparedGroup:
-        """Check, number and hash ``drafts`` after ``info``'s head and advance the head fold:
-        what is written next (the caller forgets the run's caches if anything fails)."""
+        """Check, number and hash ``drafts`` after ``info``'s head, and fold them into the
+        head fold where a snapshot is due: what is written next (the caller forgets the run's
+        caches if anything fails). The other records wait, undecoded, in :class:`_Held`."""
         run_id = info.id
         fold = self._heads.get(run_id)
-        if fold is None or fold.seq != info.head:
+        held = self._held.get(run_id)
+        if fold is None or held is None or fold.seq + len(held.rows) != info.head:
             # Built only once a snapshot is due (free for an empty run): appending to a fork
             # or a resumed run does not read its state back first.
             fold = Fold() if info.head == 0 else None
+            held = _Held()
         prev = info.head_hash
         seq = info.head
         rows: list[Row] = []
         out: list[Transition] = []
-        mine: list[tuple[int, int, str | None, str, tuple[int, ...], int, bytes, bytes, bytes]] = []
-        loads = orjson.loads
+        waiting = held.rows
+        waiting_size = held.size
         snapshots: list[Snapshot] = []
         blobs: list[tuple[str, bytes]] = []
         policy = self.snapshots
+        every = policy.every
         kept = self._since.get(run_id)
         since, due, snapped = (
             kept[1] if kept and kept[0] == info.head else self._since_snapshot(info)
@@ -451,6 +479,7 @@ class BaseLedger(abc.ABC):
                 blob_id = digest(payload).hex()
                 blobs.append((blob_id, payload))
                 payload = encode({_BLOB_KEY: blob_id, "size": size})
+                size = len(payload)
             seq += 1
             if type(causes) is not tuple:
                 causes = _causes_tuple(causes)
@@ -458,51 +487,34 @@ class BaseLedger(abc.ABC):
                 prev + record_body(seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload)
             ).digest()
             rows.append(_new(Row, (seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, payload, h)))
-            t = _new(
-                Transition,
-                (run_id, seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, data, prev, h),
-            )
-            out.append(t)
-            # The head fold keeps values of its own: ``t`` goes back to the caller (and on
-            # to subscribers), who must not reach a future snapshot through it. Without a
-            # head fold the group's records wait, undecoded, until a snapshot needs them.
-            if fold is not None:
-                fold.apply(
-                    _new(
-                        Transition,
-                        (
-                            run_id,
-                            seq,
-                            tick,
-                            agent,
-                            kind,
-                            causes,
-                            ts,
-                            SCHEMA_VERSION,
-                            loads(raw),
-                            prev,
-                            h,
-                        ),
-                    )
+            out.append(
+                _new(
+                    Transition,
+                    (run_id, seq, tick, agent, kind, causes, ts, SCHEMA_VERSION, data, prev, h),
                 )
-            else:
-                mine.append((seq, tick, agent, kind, causes, ts, raw, prev, h))
-            since += len(payload)
-            if policy.due(seq, since, due):
+            )
+            # The head fold keeps values of its own: ``data`` goes back to the caller (and on
+            # to subscribers), who must not reach a future snapshot through it. The record
+            # waits, undecoded, until a snapshot (or the head state) needs it.
+            waiting.append((seq, tick, agent, kind, causes, ts, raw, prev, h))
+            waiting_size += len(raw)
+            since += size
+            if seq % every == 0 or (due is not None and since >= due):  # policy.due, inlined
                 if fold is None:
                     fold = self._fold_to(info, info.head)
-                    fold.apply_all(
-                        _new(Transition, (run_id, q, k, a, n, c, w, SCHEMA_VERSION, loads(r), p, x))
-                        for q, k, a, n, c, w, r, p, x in mine
-                    )
+                _catch_up(run_id, fold, held)
+                waiting_size = 0
                 state = _state_bytes(fold)
                 snapshots.append(
                     _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))
                 )
                 since, due, snapped = policy.after(len(state), Since(since, due, snapped))
             prev = h
+        held.size = waiting_size
+        if fold is not None and waiting_size >= _HELD_BYTES:
+            _catch_up(run_id, fold, held)
         return PreparedGroup(
-            info, create, rows, snapshots, blobs, out, fold, Since(since, due, snapped)
+            info, create, rows, snapshots, blobs, out, fold, held, Since(since, due, snapped)
         )
 
     def _since_snapshot(self, info: RunInfo) -> Since:
@@ -552,7 +564,10 @@ class BaseLedger(abc.ABC):
         )
         self._since[info.id] = (last.seq, group.since)
         if group.fold is not None:
-            self._cache_head(info.id, group.fold)
+            self._cache_head(info.id, group.fold, group.held)
+        elif info.id in self._heads:  # a fold of an older head: of no use any more
+            del self._heads[info.id]
+            self._held.pop(info.id, None)
 
     def append_groups(self, groups: Sequence[AppendGroup]) -> list[list[Transition] | TelicError]:
         """Append several runs' groups in one transaction: one durable commit (one fsync)
@@ -583,17 +598,13 @@ class BaseLedger(abc.ABC):
                     if g.drafts:
                         ready.append((i, self._number(info, g.drafts, create=g.create)))
                 except (RecordError, LedgerError) as exc:
-                    self._heads.pop(g.run_id, None)
-                    self._since.pop(g.run_id, None)
-                    self._known.pop(g.run_id, None)
+                    self._drop(g.run_id)
                     answers[i] = exc
             try:
                 refused = self._write_groups([p for _, p in ready])
             except BaseException:
                 for _, p in ready:
-                    self._heads.pop(p.info.id, None)
-                    self._since.pop(p.info.id, None)
-                    self._known.pop(p.info.id, None)
+                    self._drop(p.info.id)
                 raise
             for (i, p), exc in zip(ready, refused, strict=True):
                 if exc is None:
@@ -602,9 +613,7 @@ class BaseLedger(abc.ABC):
                         self._known.pop(p.info.id, None)  # ``created`` is the store's
                     answers[i] = p.out
                 else:
-                    self._heads.pop(p.info.id, None)
-                    self._since.pop(p.info.id, None)
-                    self._known.pop(p.info.id, None)
+                    self._drop(p.info.id)
                     answers[i] = exc
         return answers
 
@@ -710,8 +719,8 @@ class BaseLedger(abc.ABC):
         if not 0 <= target <= info.head:
             raise SequenceError(run_id, target, info.head)
         if target == info.head:
-            cached = self._heads.get(run_id)
-            if cached is not None and cached.seq == target:
+            cached = self._caught_up(run_id, target)
+            if cached is not None:
                 return cached.state()
         try:
             return self._fold_to(info, target).peek()
@@ -784,6 +793,7 @@ class BaseLedger(abc.ABC):
         """Drop what this instance remembers of the store (after the store was changed under
         it: the tamper hooks of the tests)."""
         self._heads.clear()
+        self._held.clear()
         self._known.clear()
         self._sound.clear()
         self._since.clear()
@@ -1037,18 +1047,41 @@ class BaseLedger(abc.ABC):
             raise SnapshotBroken(run_id, seq, "its snapshot's state hash differs from the fold's")
 
     def _head_fold(self, info: RunInfo) -> Fold:
-        fold = self._heads.get(info.id)
-        if fold is None or fold.seq != info.head:
+        fold = self._caught_up(info.id, info.head)
+        if fold is None:
             fold = self._fold_to(info, info.head)
-        self._cache_head(info.id, fold)
+            self._cache_head(info.id, fold)
         return fold
 
-    def _cache_head(self, run_id: str, fold: Fold) -> None:
+    def _caught_up(self, run_id: str, head: int) -> Fold | None:
+        """The run's head fold brought up to ``head`` (its held records applied), if this
+        instance has one that leads there."""
+        with self._lock:
+            fold = self._heads.get(run_id)
+            held = self._held.get(run_id)
+            if fold is None or held is None or fold.seq + len(held.rows) != head:
+                return None
+            _catch_up(run_id, fold, held)
+            self._heads.move_to_end(run_id)
+            return fold
+
+    def _cache_head(self, run_id: str, fold: Fold, held: _Held | None = None) -> None:
+        """Keep ``fold`` as the run's head fold, ``held`` the records after it (none)."""
         heads = self._heads
         heads[run_id] = fold
         heads.move_to_end(run_id)
+        self._held[run_id] = _Held() if held is None else held
         if len(heads) > _HEAD_CACHE:
-            heads.popitem(last=False)
+            evicted, _ = heads.popitem(last=False)
+            self._held.pop(evicted, None)
+
+    def _drop(self, run_id: str) -> None:
+        """Forget what this instance keeps of the run's head (after a failed append, whose
+        numbering may have run ahead of what was stored)."""
+        self._heads.pop(run_id, None)
+        self._held.pop(run_id, None)
+        self._since.pop(run_id, None)
+        self._known.pop(run_id, None)
 
     def head_fold(self, run_id: str) -> Fold:
         """An independent fold of the head state, which the caller owns: the head fold this
@@ -1159,6 +1192,19 @@ def _causes_tuple(causes: object) -> tuple[int, ...]:
         return tuple(causes)  # pyright: ignore[reportArgumentType,reportUnknownArgumentType,reportUnknownVariableType]
     except TypeError:
         raise RecordInvalid("causes", f"must be a tuple of integers, not {causes!r:.80}") from None
+
+
+def _catch_up(run_id: str, fold: Fold, held: _Held) -> None:
+    """Apply ``held``'s records to ``fold`` (the run's head fold), each payload decoded anew
+    so that the fold shares no value with the transitions handed to the caller."""
+    loads = orjson.loads
+    v = SCHEMA_VERSION
+    fold.apply_all(
+        _new(Transition, (run_id, q, k, a, n, c, w, v, loads(r), p, x))
+        for q, k, a, n, c, w, r, p, x in held.rows
+    )
+    held.rows.clear()
+    held.size = 0
 
 
 def _state_bytes(fold: Fold) -> bytes:

@@ -10,9 +10,11 @@ never a duplicate. Durability is PostgreSQL's (``synchronous_commit`` of the ser
 ledgers (or test cases) can share one database.
 
 ``connections`` (default 8): how many connections :meth:`PostgresLedger.append_groups` writes
-several runs' groups over at once, each in a transaction of its own, so that the round trips
-of many runs' appends overlap and their commits share the server's WAL flushes (everything else
-uses the first connection, under a lock). Each group is still one run's, all or nothing, with
+several runs' groups over at once at most, each in a transaction of its own, so that the round
+trips of many runs' appends overlap and their commits share the server's WAL flushes
+(everything else uses the first connection, under a lock). A share is at least
+:data:`MIN_SHARE` groups: it is written in five statements whatever its size, so a connection
+more adds a transaction and a WAL flush and pays off only for large commits. Each group is still one run's, all or nothing, with
 its head check and its lease's fence in its own transaction.
 """
 
@@ -46,6 +48,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingExtra("psycopg", "postgres") from exc
 
 __all__ = ["PostgresLeases", "PostgresLedger"]
+
+
+class _Apart(Exception):
+    """Groups written together met rows already stored: write them one by one instead."""
+
 
 FORMAT: Final = "telic-ledger"
 FORMAT_VERSION: Final = "2"
@@ -111,6 +118,10 @@ _NOW: Final = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT"
 _RUN_COLUMNS: Final = "rid, id, parent, fork_seq, head, head_hash"
 _PAGE: Final = 8192
 DEFAULT_CONNECTIONS: Final = 8
+MIN_SHARE: Final = 50
+"""The fewest groups :meth:`PostgresLedger.append_groups` gives one connection: 100 runs' ticks
+at once went fastest over 1-2 connections here (2 cores shared with the server), and
+slowest over 8."""
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -345,17 +356,17 @@ class PostgresLedger(BaseLedger):
             self._rids[run_id] = rid
 
     def _write_groups(self, groups: list[PreparedGroup]) -> list[TelicError | None]:
-        """The groups split over up to :attr:`connections` connections, written at once: on
-        each, one transaction holding its share of the groups, each in a nested one (a
-        savepoint), so a group refused (its head moved, its run exists) leaves the others
-        written. A transaction that fails as a whole refuses its share of the groups with its
+        """The groups split over up to :attr:`connections` connections (at least
+        :data:`MIN_SHARE` groups each), written at once: on each, one transaction holding its
+        share of the groups (:meth:`_write_share`), so a group refused (its head moved, its run
+        exists, its lease's fence) leaves the others written. A transaction that fails as a whole refuses its share of the groups with its
         error; if every one failed, the error is raised (nothing was written)."""
         if not groups:
             return []
         rids = [0 if g.create else self._rid(g.info.id) for g in groups]
         fences = [self.fenced(g.info.id) for g in groups]
         jobs = list(zip(groups, rids, fences, strict=True))
-        n = min(self.connections, len(jobs))
+        n = min(self.connections, max(1, len(jobs) // MIN_SHARE))
         shares = [jobs[i::n] for i in range(n)]
         what = f"append of {len(groups)} group(s)"
         if n == 1:
@@ -414,7 +425,15 @@ class PostgresLedger(BaseLedger):
     def _write_share(
         self, db: Connection, jobs: list[tuple[PreparedGroup, int, int | None]]
     ) -> list[tuple[int | LedgerError | None, int]]:
-        """Store ``jobs`` (group, rid, fence epoch) in one transaction on ``db``."""
+        """Store ``jobs`` (group, rid, fence epoch) in one transaction on ``db``: together
+        (:meth:`_store_together`) when none creates its run, else (or if that meets rows
+        already stored) each under a savepoint of its own."""
+        if not any(g.create for g, _, _ in jobs):
+            try:
+                with db.transaction():
+                    return self._store_together(db, jobs)
+            except _Apart:
+                pass  # rolled back: each group on its own below
         with db.transaction():
             return [
                 self._store(
@@ -430,6 +449,107 @@ class PostgresLedger(BaseLedger):
                 )
                 for g, rid, epoch in jobs
             ]
+
+    def _store_together(
+        self, db: Connection, jobs: list[tuple[PreparedGroup, int, int | None]]
+    ) -> list[tuple[int | LedgerError | None, int]]:
+        """Store ``jobs`` (none creating its run) inside the caller's transaction in five
+        statements whatever their number: lock their runs' rows (in rid order) and read their
+        heads, read their leases (``FOR SHARE``), check each group's head and fence, then copy
+        the rows of the groups that passed, add their blobs and snapshots, and move their
+        heads. A group refused writes nothing, so it needs no savepoint; rows already stored
+        under a key raise :class:`_Apart` (the caller rolls back and goes group by group).
+        Answers as :meth:`_store`'s."""
+        rids = [rid for _, rid, _ in jobs]
+        heads: dict[int, int] = {
+            int(rid): int(head)
+            for rid, head in db.execute(
+                "SELECT rid, head FROM runs WHERE rid = ANY(%s) ORDER BY rid FOR UPDATE", (rids,)
+            ).fetchall()
+        }
+        leases: dict[str, tuple[int, bool, str]] = {
+            run_id: (int(epoch), bool(released), holder)
+            for run_id, epoch, released, holder in db.execute(
+                "SELECT run_id, epoch, released, holder FROM leases WHERE run_id = ANY(%s) "
+                "FOR SHARE",
+                ([g.info.id for g, _, _ in jobs],),
+            ).fetchall()
+        }
+        answers: list[tuple[int | LedgerError | None, int]] = []
+        passed: list[tuple[PreparedGroup, int]] = []
+        for g, rid, epoch in jobs:
+            run_id = g.info.id
+            head = heads.get(rid)
+            if head is None:
+                answers.append((LedgerError(f"run {run_id!r} vanished"), rid))
+                continue
+            if head != g.info.head:
+                answers.append((head, rid))
+                continue
+            lease = leases.get(run_id)
+            if lease is not None or epoch is not None:
+                try:
+                    check_fence(run_id, epoch, lease, g.rows)
+                except Fenced as exc:
+                    answers.append((exc, rid))
+                    continue
+            answers.append((None, rid))
+            passed.append((g, rid))
+        if not passed:
+            return answers
+        try:
+            with db.cursor() as cur:
+                blobs = [b for g, _ in passed for b in g.blobs]
+                if blobs:
+                    cur.executemany(
+                        "INSERT INTO blobs VALUES (%s, %s) ON CONFLICT DO NOTHING", blobs
+                    )
+                with cur.copy(
+                    "COPY transitions (rid, seq, tick, agent, kind, causes, ts, v, payload, "
+                    "hash) FROM STDIN"
+                ) as copy:
+                    write = copy.write_row
+                    for g, rid in passed:
+                        for seq, tick, agent, kind, causes, ts, v, payload, h in g.rows:
+                            write(
+                                (
+                                    rid,
+                                    seq,
+                                    tick,
+                                    agent,
+                                    kind,
+                                    list(causes) if causes else None,
+                                    ts,
+                                    v,
+                                    payload,
+                                    h,
+                                )
+                            )
+                snapshots = [
+                    (rid, q, st, h, c, d) for g, rid in passed for q, st, h, c, d in g.snapshots
+                ]
+                if snapshots:
+                    cur.executemany(
+                        "INSERT INTO snapshots (rid, seq, state, state_hash, chain, digest) "
+                        "VALUES (%s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (rid, seq) DO UPDATE SET state = EXCLUDED.state, "
+                        "state_hash = EXCLUDED.state_hash, chain = EXCLUDED.chain, "
+                        "digest = EXCLUDED.digest",
+                        snapshots,
+                    )
+                cur.execute(
+                    "UPDATE runs SET head = v.head, head_hash = v.hash FROM "
+                    "unnest(%s::bigint[], %s::bigint[], %s::bytea[]) AS v(rid, head, hash) "
+                    "WHERE runs.rid = v.rid",
+                    (
+                        [rid for _, rid in passed],
+                        [g.rows[-1].seq for g, _ in passed],
+                        [g.rows[-1].hash for g, _ in passed],
+                    ),
+                )
+        except pg_errors.UniqueViolation:
+            raise _Apart from None
+        return answers
 
     def _answers(
         self,

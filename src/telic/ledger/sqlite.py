@@ -121,6 +121,14 @@ T = TypeVar("T")
 _INSERT: Final = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
+_IN_CHUNK: Final = 500
+"""Run ids per ``IN (...)`` list (SQLite allows 32,766 parameters a statement)."""
+
+
+class _Apart(Exception):
+    """Groups written together met rows already stored: write them one by one instead."""
+
+
 def row_key(rid: int, seq: int) -> int:
     """The rowid of a run's transition: rows of one run are adjacent and in seq order, and a
     rowid table keeps each row (up to about a page) inline in its leaf."""
@@ -395,11 +403,22 @@ class SQLiteLedger(BaseLedger):
             self._rids[run_id] = rid
 
     def _write_groups(self, groups: list[PreparedGroup]) -> list[TelicError | None]:
-        """Every group in one transaction, each under a savepoint of its own: one commit (one
-        fsync) for all, and a group refused (its head moved, its run exists) leaves the
-        others written. A failure of the commit itself is raised: nothing was written."""
+        """Every group in one transaction: one commit (one fsync) for all, and a group refused
+        (its head moved, its run exists, its lease's fence) leaves the others written. A
+        failure of the commit itself is raised: nothing was written.
+
+        Groups that create no run are written together (:meth:`_store_together`: one lease
+        read, one head move per group, one insert of every row); if that meets rows already
+        stored, or a group creates its run, each group goes under a savepoint of its own."""
         if not groups:
             return []
+        if not any(g.create for g in groups):
+            try:
+                return self._in_transaction(
+                    f"append of {len(groups)} group(s)", lambda: self._store_together(groups)
+                )
+            except _Apart:
+                pass  # rolled back: each group on its own below
         db = self._db
         refused: list[TelicError | None] = []
         created: list[tuple[str, int]] = []
@@ -431,6 +450,87 @@ class SQLiteLedger(BaseLedger):
 
         self._in_transaction(f"append of {len(groups)} group(s)", store_each)
         self._rids.update(created)
+        return refused
+
+    def _store_together(self, groups: list[PreparedGroup]) -> list[TelicError | None]:
+        """Store ``groups`` (none creating its run) inside the caller's transaction, without a
+        savepoint each: every check that can refuse a group (its seq range, its lease's fence,
+        its head) runs before anything of it is written, and a group refused writes nothing;
+        then the heads, rows, blobs and snapshots of the others go in one statement each (the
+        heads and leases are read in one statement each too: the transaction, ``BEGIN
+        IMMEDIATE``, keeps every other writer out until it ends). Rows already stored under a
+        key (damage, or a writer that did not move the head) raise :class:`_Apart`: the caller
+        rolls back and stores the groups one by one, so that only the group they belong to is
+        refused."""
+        db = self._db
+        refused: list[TelicError | None] = []
+        ids = [g.info.id for g in groups]
+        leases: dict[str, tuple[int, bool, str]] = {}
+        heads: dict[str, int] = {}
+        for k in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[k : k + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for run_id, epoch, released, holder in db.execute(
+                f"SELECT run_id, epoch, released, holder FROM leases WHERE run_id IN ({marks})",
+                chunk,
+            ):
+                leases[run_id] = (epoch, bool(released), holder)
+            for run_id, head in db.execute(
+                f"SELECT id, head FROM runs WHERE id IN ({marks})", chunk
+            ):
+                heads[run_id] = head
+        moves: list[tuple[int, bytes, int, int]] = []
+        stored: list[tuple[object, ...]] = []
+        blobs: list[tuple[str, bytes]] = []
+        snapshots: list[tuple[object, ...]] = []
+        fences = self._fences
+        for g in groups:
+            run_id, rows = g.info.id, g.rows
+            last = rows[-1]
+            try:
+                if last.seq > _MAX_SEQ:
+                    raise LedgerError(
+                        f"run {run_id!r} is full: a run holds at most {_MAX_SEQ} transitions"
+                    )
+                rid = self._rid(run_id)
+                lease = leases.get(run_id)
+                epoch = fences.get(run_id)
+                if lease is not None or epoch is not None:
+                    check_fence(run_id, epoch, lease, rows)
+                head = heads.get(run_id)
+                if head is None:
+                    raise LedgerError(f"run {run_id!r} vanished")
+                if head != g.info.head:
+                    raise SequenceConflict(run_id, g.info.head + 1, head + 1)
+            except LedgerError as exc:
+                refused.append(exc)
+                continue
+            refused.append(None)
+            moves.append((last.seq, last.hash, rid, g.info.head))
+            base = rid << SEQ_BITS
+            stored += [
+                (base | seq, rid, seq, tick, agent, kind, _causes_text(causes), ts, v, p, h)
+                for seq, tick, agent, kind, causes, ts, v, p, h in rows
+            ]
+            blobs += g.blobs
+            snapshots += [(rid, q, h, chain, d, state) for q, state, h, chain, d in g.snapshots]
+        if not moves:
+            return refused
+        moved = db.executemany(
+            "UPDATE runs SET head = ?, head_hash = ? WHERE rid = ? AND head = ?", moves
+        ).rowcount
+        if moved != len(moves):  # cannot happen while the transaction keeps writers out
+            raise _Apart
+        try:
+            if blobs:
+                db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", blobs)
+            db.executemany(_INSERT, stored)
+            if snapshots:
+                db.executemany(
+                    "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", snapshots
+                )
+        except sqlite3.IntegrityError:
+            raise _Apart from None
         return refused
 
     def _in_transaction(self, what: str, body: Callable[[], T]) -> T:
