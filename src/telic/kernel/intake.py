@@ -76,7 +76,7 @@ def admit(proposal: object, agent: str, *, max_bytes: int) -> Admitted | Refused
             encode_value(c.model_dump(mode="json"), what="model.called", max_bytes=max_bytes)
     except (NotCanonical, PayloadTooLarge) as exc:
         return Refused(safe_text(f"a model call it records cannot be recorded: {exc}", 2000))
-    data = checked.model_dump(mode="json")
+    data = checked.__pydantic_serializer__.to_python(checked, mode="json")  # model_dump's core
     made = {**data, "agent": agent, "resource": checked.claimed_resource()}
     try:
         raw = encode_value(made, what="proposal.made", max_bytes=max_bytes, finite=True)
