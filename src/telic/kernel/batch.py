@@ -17,7 +17,7 @@ transition handed out after the commit (to subscribers, say) shares a value with
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -32,6 +32,8 @@ from telic.reducer import Fold
 from telic.transition import SCHEMA_VERSION, Draft, Transition
 
 __all__ = ["Batch"]
+
+_new: Final[Callable[[type[Any], tuple[Any, ...]], Any]] = tuple.__new__  # pyright: ignore[reportUnknownMemberType,reportUnknownVariableType]
 
 
 class Batch:
@@ -83,12 +85,17 @@ class Batch:
         if len(raw) > self.max_payload:
             raise PayloadTooLarge(kind, len(raw), self.max_payload)
         ts = self._now_us()
-        seq = self.next_seq
-        c = tuple(causes)
-        self._drafts.append(Draft(kind, raw, ts, tick, agent, c, data))
+        drafts = self._drafts
+        seq = self._first + len(drafts)
+        c: tuple[int, ...] = causes if type(causes) is tuple else tuple(causes)  # pyright: ignore[reportUnknownVariableType]
+        # tuple.__new__: the named tuples' own __new__ is a Python function (a µs a record)
+        drafts.append(_new(Draft, (kind, raw, ts, tick, agent, c, data)))
         folded: dict[str, Any] = orjson.loads(raw)  # the state's own copy (see the module)
         self.fold.apply(
-            Transition(self.run_id, seq, tick, agent, kind, c, ts, SCHEMA_VERSION, folded, b"", b"")
+            _new(
+                Transition,
+                (self.run_id, seq, tick, agent, kind, c, ts, SCHEMA_VERSION, folded, b"", b""),
+            )
         )
         return seq
 
