@@ -68,7 +68,8 @@ def admit(proposal: object, agent: str, *, max_bytes: int) -> Admitted | Refused
         got = type(proposal).__name__
         return Refused(str(MalformedOutput(f"the mind returned {got}, not a Proposal")))
     try:
-        checked = Proposal.model_validate(_fields(proposal))
+        # model_validate's core, without its Python-level argument handling
+        checked: Proposal = Proposal.__pydantic_validator__.validate_python(_fields(proposal))
     except ValidationError as exc:
         return Refused(safe_text(f"the proposal does not match its schema: {exc}", 2000))
     try:
@@ -110,7 +111,7 @@ def _fields(proposal: Proposal) -> dict[str, Any]:
     fields = dict(proposal.__dict__)
     for name in ("claims", "model_calls"):
         items: Any = fields.get(name)
-        if isinstance(items, (tuple, list)):
+        if items and isinstance(items, (tuple, list)):
             plain: list[Any] = [
                 dict(item.__dict__) if isinstance(item, BaseModel) else item
                 for item in items  # pyright: ignore[reportUnknownVariableType]
