@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol, Self, runtime_checkable
 
@@ -292,6 +292,7 @@ class BaseLedger(abc.ABC):
         expected: int | None = None,
         create: bool = False,
         fork_of: tuple[str, int] | None = None,
+        states: Mapping[int, tuple[bytes, str]] | None = None,
     ) -> list[Transition]:
         """Append ``drafts`` atomically, all or nothing, in one durable commit.
 
@@ -307,6 +308,12 @@ class BaseLedger(abc.ABC):
         after ``at``), in the same transaction as its first transitions: one durable commit,
         and a crash leaves either no fork or a fork holding them (the kernel records
         ``run.forked`` this way).
+
+        ``states``: the caller's own fold of the run gave, by seq, the state a snapshot after
+        that draft would store (its canonical encoding and its state hash): the kernel folds
+        every transition it adds, so the ledger then keeps no head fold of its own for the
+        run (it does not decode and fold each record a second time) and takes a snapshot's
+        state from here; a snapshot due at a seq not given is folded from the store.
         """
         if self.readonly:
             raise LedgerUnavailable(self.url, "it was opened read-only; appends are refused")
@@ -320,7 +327,7 @@ class BaseLedger(abc.ABC):
                 if expected not in (None, info.head + 1):
                     raise SequenceConflict(run_id, expected, info.head + 1)
                 try:
-                    return self._append(info, drafts, create=True)
+                    return self._append(info, drafts, create=True, states=states)
                 finally:
                     self._known.pop(run_id, None)  # ``created`` is the store's: read it back
             if create:
@@ -328,7 +335,7 @@ class BaseLedger(abc.ABC):
                     raise SequenceConflict(run_id, expected, 1)
                 fresh = RunInfo(run_id, None, 0, 0, ZERO_HASH, 0)
                 try:
-                    return self._append(fresh, drafts, create=True)
+                    return self._append(fresh, drafts, create=True, states=states)
                 finally:
                     self._known.pop(run_id, None)  # ``created`` is the store's: read it back
             info = self._known.get(run_id) or self._refresh(run_id)
@@ -337,14 +344,14 @@ class BaseLedger(abc.ABC):
                 if expected != info.head + 1:
                     raise SequenceConflict(run_id, expected, info.head + 1)
             try:
-                return self._append(info, drafts)
+                return self._append(info, drafts, states=states)
             except SequenceConflict:
                 # Our idea of the head was stale. Only a caller without ``expected`` can
                 # have the drafts placed after the new head instead.
                 fresh = self._refresh(run_id)
                 if expected is not None or fresh.head == info.head:
                     raise
-                return self._append(fresh, drafts)
+                return self._append(fresh, drafts)  # renumbered: ``states`` do not apply
 
     def _refresh(self, run_id: str) -> RunInfo:
         info = self._readable(run_id)
@@ -385,11 +392,16 @@ class BaseLedger(abc.ABC):
         return ChainBroken(run_id, report.first_bad or 0, report.reason or str(exc))
 
     def _append(
-        self, info: RunInfo, drafts: Sequence[Draft], *, create: bool = False
+        self,
+        info: RunInfo,
+        drafts: Sequence[Draft],
+        *,
+        create: bool = False,
+        states: Mapping[int, tuple[bytes, str]] | None = None,
     ) -> list[Transition]:
         run_id = info.id
         try:
-            group = self._number(info, drafts, create=create)
+            group = self._number(info, drafts, create=create, states=states)
             self._write(
                 run_id,
                 info.head,
@@ -409,13 +421,22 @@ class BaseLedger(abc.ABC):
         return group.out
 
     def _number(
-        self, info: RunInfo, drafts: Sequence[Draft], *, create: bool = False
+        self,
+        info: RunInfo,
+        drafts: Sequence[Draft],
+        *,
+        create: bool = False,
+        states: Mapping[int, tuple[bytes, str]] | None = None,
     ) -> PreparedGroup:
         """Check, number and hash ``drafts`` after ``info``'s head and advance the head fold:
-        what is written next (the caller forgets the run's caches if anything fails)."""
+        what is written next (the caller forgets the run's caches if anything fails).
+        ``states``: see :meth:`append` (no head fold is kept then)."""
         run_id = info.id
         fold = self._heads.get(run_id)
-        if fold is None or fold.seq != info.head:
+        if states is not None and info.head > 0:
+            fold = None  # the caller's fold gives the snapshots (see append)
+            self._heads.pop(run_id, None)
+        elif fold is None or fold.seq != info.head:
             # Built only once a snapshot is due (free for an empty run): appending to a fork
             # or a resumed run does not read its state back first.
             fold = Fold() if info.head == 0 else None
@@ -487,15 +508,22 @@ class BaseLedger(abc.ABC):
                 mine.append((seq, tick, agent, kind, causes, ts, raw, prev, h))
             since += len(payload)
             if policy.due(seq, since, due):
-                if fold is None:
-                    fold = self._fold_to(info, info.head)
-                    fold.apply_all(
-                        _new(Transition, (run_id, q, k, a, n, c, w, SCHEMA_VERSION, loads(r), p, x))
-                        for q, k, a, n, c, w, r, p, x in mine
-                    )
-                state = _state_bytes(fold)
+                given = None if states is None or fold is not None else states.get(seq)
+                if given is not None:
+                    state, state_hash = given
+                else:
+                    if fold is None:
+                        fold = self._fold_to(info, info.head)
+                        fold.apply_all(
+                            _new(
+                                Transition,
+                                (run_id, q, k, a, n, c, w, SCHEMA_VERSION, loads(r), p, x),
+                            )
+                            for q, k, a, n, c, w, r, p, x in mine
+                        )
+                    state, state_hash = _state_bytes(fold), fold.hash()
                 snapshots.append(
-                    _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))
+                    _new(Snapshot, (seq, state, state_hash, h, sha256(state).digest()))
                 )
                 since, due, snapped = policy.after(len(state), Since(since, due, snapped))
             prev = h
