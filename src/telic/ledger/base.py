@@ -311,9 +311,12 @@ class BaseLedger(abc.ABC):
 
         ``states``: the caller's own fold of the run gave, by seq, the state a snapshot after
         that draft would store (its canonical encoding and its state hash): the kernel folds
-        every transition it adds, so the ledger then keeps no head fold of its own for the
-        run (it does not decode and fold each record a second time) and takes a snapshot's
-        state from here; a snapshot due at a seq not given is folded from the store.
+        every transition it adds and gives those of the seqs due by count. While the run is
+        snapshotted by count only (its state is not growing), the ledger then keeps no head
+        fold of its own for it (it does not decode and fold each record a second time) and
+        takes a snapshot's state from here; a snapshot due at a seq not given is folded from
+        the store. A growing state keeps (once built) the head fold its snapshots by bytes
+        come from.
         """
         if self.readonly:
             raise LedgerUnavailable(self.url, "it was opened read-only; appends are refused")
@@ -432,11 +435,27 @@ class BaseLedger(abc.ABC):
         what is written next (the caller forgets the run's caches if anything fails).
         ``states``: see :meth:`append` (no head fold is kept then)."""
         run_id = info.id
+        policy = self.snapshots
+        kept = self._since.get(run_id)
+        since, due, snapped = (
+            kept[1] if kept and kept[0] == info.head else self._since_snapshot(info)
+        )
         fold = self._heads.get(run_id)
-        if states is not None and info.head > 0:
-            fold = None  # the caller's fold gives the snapshots (see append)
+        if fold is not None and fold.seq != info.head:
+            fold = None
+        if (
+            states is not None
+            and info.head > 0
+            and (
+                due is None  # by count only: the state is not growing
+                or (fold is None and since + sum(len(d.payload) for d in drafts) < due)
+            )
+        ):
+            # The caller's fold gives the snapshots due by count (see append); one due by
+            # bytes, or while the state grows, comes from a head fold, kept once built.
+            fold = None
             self._heads.pop(run_id, None)
-        elif fold is None or fold.seq != info.head:
+        elif fold is None:
             # Built only once a snapshot is due (free for an empty run): appending to a fork
             # or a resumed run does not read its state back first.
             fold = Fold() if info.head == 0 else None
@@ -448,11 +467,6 @@ class BaseLedger(abc.ABC):
         loads = orjson.loads
         snapshots: list[Snapshot] = []
         blobs: list[tuple[str, bytes]] = []
-        policy = self.snapshots
-        kept = self._since.get(run_id)
-        since, due, snapped = (
-            kept[1] if kept and kept[0] == info.head else self._since_snapshot(info)
-        )
         max_payload = self.max_payload
         threshold = self.blob_threshold
         sha256 = canonical_sha256
