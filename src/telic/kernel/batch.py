@@ -12,6 +12,12 @@ record with :class:`~telic.errors.NotCanonical` or :class:`~telic.errors.Payload
 (what minds and tools return was checked before, by :mod:`telic.kernel.intake`; this is the
 net under it). The working state folds its own decoded copy of each payload, so that no
 transition handed out after the commit (to subscribers, say) shares a value with it.
+
+The ledger snapshots a run's state every ``snapshot_every`` seqs (and by bytes). The batch
+encodes its working state after each draft at such a seq and hands these states to
+:meth:`BaseLedger.append <telic.ledger.base.BaseLedger.append>` (``states``), so that the
+ledger need not decode and fold every record a second time to have them (a snapshot due by
+bytes it folds from the store). A shared commit (:meth:`commit_shared`) hands none.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ class Batch:
         self._drafts: list[Draft] = []
         self._first = fold.seq + 1
         self.max_payload: int = ledger.max_payload
+        self._every = ledger.snapshots.every
+        self._states: dict[int, tuple[bytes, str]] = {}
+        """The working state after each draft at a seq the ledger snapshots by count, for
+        the ledger (see :meth:`BaseLedger.append <telic.ledger.base.BaseLedger.append>`)."""
 
     @property
     def next_seq(self) -> int:
@@ -91,12 +101,15 @@ class Batch:
         # tuple.__new__: the named tuples' own __new__ is a Python function (a µs a record)
         drafts.append(_new(Draft, (kind, raw, ts, tick, agent, c, data)))
         folded: dict[str, Any] = orjson.loads(raw)  # the state's own copy (see the module)
-        self.fold.apply(
+        fold = self.fold
+        fold.apply(
             _new(
                 Transition,
                 (self.run_id, seq, tick, agent, kind, c, ts, SCHEMA_VERSION, folded, b"", b""),
             )
         )
+        if seq % self._every == 0:
+            self._states[seq] = (fold.encoded(), fold.hash())
         return seq
 
     def reject(
@@ -137,7 +150,10 @@ class Batch:
         if not self._drafts:
             return []
         drafts, first = self._take()
-        return self.ledger.append(self.run_id, drafts, expected=first, create=create)
+        states, self._states = self._states, {}
+        return self.ledger.append(
+            self.run_id, drafts, expected=first, create=create, states=states
+        )
 
     async def commit_shared(self, committer: GroupCommitter) -> list[Transition]:
         """Write the batch through ``committer``: durable when this returns, in a commit
@@ -145,6 +161,7 @@ class Batch:
         if not self._drafts:
             return []
         drafts, first = self._take()
+        self._states = {}  # a shared commit folds its snapshots in the ledger
         return await committer.append(self.run_id, drafts, expected=first)
 
     def _take(self) -> tuple[list[Draft], int]:
