@@ -151,9 +151,7 @@ class Batch:
             return []
         drafts, first = self._take()
         states, self._states = self._states, {}
-        return self.ledger.append(
-            self.run_id, drafts, expected=first, create=create, states=states
-        )
+        return self.ledger.append(self.run_id, drafts, expected=first, create=create, states=states)
 
     async def commit_shared(self, committer: GroupCommitter) -> list[Transition]:
         """Write the batch through ``committer``: durable when this returns, in a commit
