@@ -12,12 +12,18 @@ record with :class:`~telic.errors.NotCanonical` or :class:`~telic.errors.Payload
 (what minds and tools return was checked before, by :mod:`telic.kernel.intake`; this is the
 net under it). The working state folds its own decoded copy of each payload, so that no
 transition handed out after the commit (to subscribers, say) shares a value with it.
+
+The ledger snapshots a run's state every ``snapshot_every`` seqs (and by bytes). The batch
+encodes its working state after each draft at such a seq and hands these states to
+:meth:`BaseLedger.append <telic.ledger.base.BaseLedger.append>` (``states``), so that the
+ledger need not decode and fold every record a second time to have them (a snapshot due by
+bytes it folds from the store). A shared commit (:meth:`commit_shared`) hands none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -33,6 +39,8 @@ from telic.transition import SCHEMA_VERSION, Draft, Transition
 
 __all__ = ["Batch"]
 
+_new: Final[Callable[[type[Any], tuple[Any, ...]], Any]] = tuple.__new__  # pyright: ignore[reportUnknownMemberType,reportUnknownVariableType]
+
 
 class Batch:
     def __init__(
@@ -45,6 +53,10 @@ class Batch:
         self._drafts: list[Draft] = []
         self._first = fold.seq + 1
         self.max_payload: int = ledger.max_payload
+        self._every = ledger.snapshots.every
+        self._states: dict[int, tuple[bytes, str]] = {}
+        """The working state after each draft at a seq the ledger snapshots by count, for
+        the ledger (see :meth:`BaseLedger.append <telic.ledger.base.BaseLedger.append>`)."""
 
     @property
     def next_seq(self) -> int:
@@ -60,7 +72,8 @@ class Batch:
         """
         kind = payload.kind
         try:
-            data = payload.model_dump(mode="json")
+            # model_dump(mode="json") without its Python-level argument handling (a µs a call)
+            data = payload.__pydantic_serializer__.to_python(payload, mode="json")
             raw = encode_validated(data)  # a validated model: finite by construction
         except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
             raise NotCanonical(f"{kind} payload: {describe(exc)[1]}") from None
@@ -82,13 +95,21 @@ class Batch:
         if len(raw) > self.max_payload:
             raise PayloadTooLarge(kind, len(raw), self.max_payload)
         ts = self._now_us()
-        seq = self.next_seq
-        c = tuple(causes)
-        self._drafts.append(Draft(kind, raw, ts, tick, agent, c, data))
+        drafts = self._drafts
+        seq = self._first + len(drafts)
+        c: tuple[int, ...] = causes if type(causes) is tuple else tuple(causes)  # pyright: ignore[reportUnknownVariableType]
+        # tuple.__new__: the named tuples' own __new__ is a Python function (a µs a record)
+        drafts.append(_new(Draft, (kind, raw, ts, tick, agent, c, data)))
         folded: dict[str, Any] = orjson.loads(raw)  # the state's own copy (see the module)
-        self.fold.apply(
-            Transition(self.run_id, seq, tick, agent, kind, c, ts, SCHEMA_VERSION, folded, b"", b"")
+        fold = self.fold
+        fold.apply(
+            _new(
+                Transition,
+                (self.run_id, seq, tick, agent, kind, c, ts, SCHEMA_VERSION, folded, b"", b""),
+            )
         )
+        if seq % self._every == 0:
+            self._states[seq] = (fold.encoded(), fold.hash())
         return seq
 
     def reject(
@@ -129,7 +150,8 @@ class Batch:
         if not self._drafts:
             return []
         drafts, first = self._take()
-        return self.ledger.append(self.run_id, drafts, expected=first, create=create)
+        states, self._states = self._states, {}
+        return self.ledger.append(self.run_id, drafts, expected=first, create=create, states=states)
 
     async def commit_shared(self, committer: GroupCommitter) -> list[Transition]:
         """Write the batch through ``committer``: durable when this returns, in a commit
@@ -137,6 +159,7 @@ class Batch:
         if not self._drafts:
             return []
         drafts, first = self._take()
+        self._states = {}  # a shared commit folds its snapshots in the ledger
         return await committer.append(self.run_id, drafts, expected=first)
 
     def _take(self) -> tuple[list[Draft], int]:

@@ -53,7 +53,8 @@ class Reentry:
 def reentry(run: Run) -> Reentry | None:
     """The open tick of a resumed ``run`` whose minds were being asked when it stopped, or
     None (no open tick, or one that got further: its proposals are in the ledger)."""
-    return open_tick(run.ledger, run.id, run.state)
+    # the live state, read here and never kept: a read-only copy each tick costs more
+    return open_tick(run.ledger, run.id, run.fold.live)
 
 
 def open_tick(ledger: BaseLedger, run_id: str, state: RunState) -> Reentry | None:

@@ -68,7 +68,8 @@ def admit(proposal: object, agent: str, *, max_bytes: int) -> Admitted | Refused
         got = type(proposal).__name__
         return Refused(str(MalformedOutput(f"the mind returned {got}, not a Proposal")))
     try:
-        checked = Proposal.model_validate(_fields(proposal))
+        # model_validate's core, without its Python-level argument handling
+        checked: Proposal = Proposal.__pydantic_validator__.validate_python(_fields(proposal))
     except ValidationError as exc:
         return Refused(safe_text(f"the proposal does not match its schema: {exc}", 2000))
     try:
@@ -76,7 +77,7 @@ def admit(proposal: object, agent: str, *, max_bytes: int) -> Admitted | Refused
             encode_value(c.model_dump(mode="json"), what="model.called", max_bytes=max_bytes)
     except (NotCanonical, PayloadTooLarge) as exc:
         return Refused(safe_text(f"a model call it records cannot be recorded: {exc}", 2000))
-    data = checked.model_dump(mode="json")
+    data = checked.__pydantic_serializer__.to_python(checked, mode="json")  # model_dump's core
     made = {**data, "agent": agent, "resource": checked.claimed_resource()}
     try:
         raw = encode_value(made, what="proposal.made", max_bytes=max_bytes, finite=True)
@@ -110,7 +111,7 @@ def _fields(proposal: Proposal) -> dict[str, Any]:
     fields = dict(proposal.__dict__)
     for name in ("claims", "model_calls"):
         items: Any = fields.get(name)
-        if isinstance(items, (tuple, list)):
+        if items and isinstance(items, (tuple, list)):
             plain: list[Any] = [
                 dict(item.__dict__) if isinstance(item, BaseModel) else item
                 for item in items  # pyright: ignore[reportUnknownVariableType]

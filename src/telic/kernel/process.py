@@ -4,20 +4,34 @@ The kernel talks to a process only through its inbox: "propose" (ask the mind) a
 (run a tool under its timeout). The process replies first, then, on a failure, crashes, so
 that its supervisor restarts it; the inbox belongs to the kernel and survives restarts, and
 the state a restarted agent sees is rebuilt from the ledger at the next tick.
+
+The fast path (:meth:`AgentProcess.ask`): a mind that can answer synchronously
+(:class:`~telic.minds.base.SyncMind`: a :class:`~telic.minds.FunctionMind` of a plain
+function, a :class:`~telic.minds.ScriptedMind`) is asked in the caller's task while its
+process is idle, in a copy of the caller's context, as its task would be: no task, no
+hand-off, no timer. Nothing else changes: synchronous code cannot be stopped or timed out in
+a task either (it holds the event loop until it returns), the reply is the same, and a mind
+that fails still crashes its process (the crash is handed to the process, which raises it,
+so that its supervisor restarts it as before). A mind that is not idle-able (the process is
+serving a request, or has not started) or that answers with an awaitable goes through the
+inbox.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from telic.errors import MalformedOutput, NotCanonical, PayloadTooLarge
-from telic.kernel.guard import call
+from telic.kernel.guard import Called, call
 from telic.kernel.intake import admit, admit_calls, check_value
 from telic.kinds import ModelCalled
 from telic.ledger.base import DEFAULT_MAX_PAYLOAD
 from telic.minds.base import Mind, View
+from telic.proposal import Proposal
 from telic.tools import Tool
 
 __all__ = ["AgentCrash", "AgentProcess", "ToolOutcome"]
@@ -47,12 +61,19 @@ class ToolOutcome:
 
 @dataclass(slots=True)
 class _Request:
-    kind: Literal["propose", "execute"]
-    reply: asyncio.Future[Any]
+    kind: Literal["propose", "execute", "crash"]
+    reply: asyncio.Future[Any] | None
     view: View | None = None
     tool: Tool | None = None
     args: dict[str, Any] = field(default_factory=dict[str, Any])
     crash_on_failure: bool = True
+    pending: Any = None
+    """For "propose": what is left to await of an answer begun in the caller's task (see
+    :meth:`AgentProcess.ask`); for "crash": the :class:`AgentCrash` to raise."""
+
+
+async def _awaited(pending: Any) -> Any:
+    return await pending
 
 
 class AgentProcess:
@@ -70,7 +91,9 @@ class AgentProcess:
     """
 
     __slots__ = (
+        "_busy",
         "_inbox",
+        "_now",
         "_waiter",
         "abandoned",
         "cancel_grace_s",
@@ -99,6 +122,11 @@ class AgentProcess:
         """Calls that swallowed their cancellation and were left running."""
         self._inbox: list[_Request] = []
         self._waiter: asyncio.Future[None] | None = None
+        self._busy = True
+        """The body is not between requests: not started, serving one, or ended."""
+        now = getattr(mind, "propose_now", None)
+        self._now: Any = now if callable(now) else None
+        """The mind's synchronous answer (:class:`~telic.minds.base.SyncMind`), if it has one."""
 
     async def _next(self) -> _Request:
         while not self._inbox:
@@ -119,37 +147,53 @@ class AgentProcess:
         """Answer every request still waiting in the inbox with a crash (the agent is gone)."""
         inbox, self._inbox = self._inbox, []
         for req in inbox:
-            _settle(req.reply, AgentCrash("AgentStopped", why))
+            if req.reply is not None:
+                _settle(req.reply, AgentCrash("AgentStopped", why))
 
     async def body(self) -> None:
         """Serve the inbox until cancelled; crash (raise) on a mind or tool failure."""
-        while True:
-            req = await self._next()
-            if req.reply.done():
-                continue
-            try:
-                if req.kind == "propose":
-                    await self._propose(req)
-                else:
-                    await self._execute(req)
-            except asyncio.CancelledError:
-                what = "proposing" if req.kind == "propose" else "running a tool"
-                _settle(
-                    req.reply, AgentCrash("AgentStopped", f"the agent was stopped while {what}")
-                )
-                raise
+        try:
+            while True:
+                self._busy = False
+                req = await self._next()
+                self._busy = True
+                if req.kind == "crash":
+                    raise req.pending  # the mind failed in the caller's task (see ask)
+                assert req.reply is not None
+                if req.reply.done():
+                    continue
+                try:
+                    if req.kind == "propose":
+                        await self._propose(req)
+                    else:
+                        await self._execute(req)
+                except asyncio.CancelledError:
+                    what = "proposing" if req.kind == "propose" else "running a tool"
+                    _settle(
+                        req.reply,
+                        AgentCrash("AgentStopped", f"the agent was stopped while {what}"),
+                    )
+                    raise
+        finally:
+            self._busy = True
 
     async def _propose(self, req: _Request) -> None:
-        assert req.view is not None
+        assert req.view is not None and req.reply is not None
         reply = req.reply
+        fn, arg = (self.mind.propose, req.view) if req.pending is None else (_awaited, req.pending)
+
+        def then(value: Any) -> None:
+            _settle(reply, admit(value, self.name, max_bytes=self.max_payload))
+            self._busy = False  # only unwinding is left: the next mind may be asked at once
+
         called = await call(
-            self.mind.propose,
-            req.view,
+            fn,
+            arg,
             limit=self.mind_timeout_s,
             grace=self.cancel_grace_s,
             abandoned=self.abandoned,
             name=f"telic-mind-{self.name}",
-            then=lambda value: _settle(reply, admit(value, self.name, max_bytes=self.max_payload)),
+            then=then,
         )
         if called.status == "timeout":
             left = " (it ignored its cancellation and was abandoned)" if called.abandoned else ""
@@ -159,22 +203,27 @@ class AgentProcess:
             _settle(req.reply, crash)
             raise crash
         if called.status == "raised":
-            exc = called.exc
-            if isinstance(exc, MalformedOutput):  # a bad reply is a rejection, not a crash
-                _settle(req.reply, exc)
-                return
-            error, message = called.describe()
-            calls, unfit = admit_calls(getattr(exc, "calls", ()), max_bytes=self.max_payload)
-            if unfit:
-                message += f" ({unfit} model call(s) it reported could not be recorded)"
-            crash = AgentCrash(error, message, calls)
-            _settle(req.reply, crash)
-            raise crash
+            answer = self._failure(called)
+            _settle(req.reply, answer)
+            if isinstance(answer, AgentCrash):
+                raise answer
         # returned: the reply was settled by ``then``, in the mind's task
+
+    def _failure(self, called: Called) -> AgentCrash | MalformedOutput:
+        """The answer to a proposal whose mind raised: a rejection for a malformed reply,
+        otherwise the crash of the process (with the model calls the mind reported)."""
+        exc = called.exc
+        if isinstance(exc, MalformedOutput):  # a bad reply is a rejection, not a crash
+            return exc
+        error, message = called.describe()
+        calls, unfit = admit_calls(getattr(exc, "calls", ()), max_bytes=self.max_payload)
+        if unfit:
+            message += f" ({unfit} model call(s) it reported could not be recorded)"
+        return AgentCrash(error, message, calls)
 
     async def _execute(self, req: _Request) -> None:
         tool = req.tool
-        assert tool is not None
+        assert tool is not None and req.reply is not None
         called = await call(
             tool,
             req.args,
@@ -213,6 +262,27 @@ class AgentProcess:
     def propose(self, view: View) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._put(_Request("propose", fut, view=view))
+        return fut
+
+    def ask(self, view: View) -> object:
+        """Ask the mind for a proposal: its answer at once (the fast path, see the module),
+        or a future of it (what :meth:`propose` returns)."""
+        now = self._now
+        if now is None or self._busy or self._inbox:
+            return self.propose(view)  # not idle: the inbox keeps the order
+        try:
+            value = contextvars.copy_context().run(now, view)
+        except BaseException as exc:  # synchronous user code: see guard.attempt
+            if isinstance(exc, asyncio.CancelledError):  # what a task of it would report
+                exc = asyncio.CancelledError("the call raised CancelledError")
+            answer = self._failure(Called("raised", exc=exc))
+            if isinstance(answer, AgentCrash):
+                self._put(_Request("crash", None, pending=answer))
+            return answer
+        if isinstance(value, Proposal) or not inspect.isawaitable(value):
+            return admit(value, self.name, max_bytes=self.max_payload)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._put(_Request("propose", fut, view=view, pending=value))
         return fut
 
     def execute(

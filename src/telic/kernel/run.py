@@ -601,6 +601,8 @@ class Run:
         """Record the supervisor's reports: grouped by agent in agent order (exits arrive in
         the order tasks ended, which timing decides), or as reported (``by_agent=False``,
         for what the supervisor does in an order of its own, such as stopping)."""
+        if not self._sup_events:
+            return
         events, self._sup_events = self._sup_events, []
         if by_agent:  # a team's own reports stand where its first agent does
             rank = {n: i for i, n in enumerate(self._order)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Protocol, Self, runtime_checkable
 
@@ -320,6 +320,7 @@ class BaseLedger(abc.ABC):
         expected: int | None = None,
         create: bool = False,
         fork_of: tuple[str, int] | None = None,
+        states: Mapping[int, tuple[bytes, str]] | None = None,
     ) -> list[Transition]:
         """Append ``drafts`` atomically, all or nothing, in one durable commit.
 
@@ -335,6 +336,15 @@ class BaseLedger(abc.ABC):
         after ``at``), in the same transaction as its first transitions: one durable commit,
         and a crash leaves either no fork or a fork holding them (the kernel records
         ``run.forked`` this way).
+
+        ``states``: the caller's own fold of the run gave, by seq, the state a snapshot after
+        that draft would store (its canonical encoding and its state hash): the kernel folds
+        every transition it adds and gives those of the seqs due by count. While the run is
+        snapshotted by count only (its state is not growing), the ledger then keeps no head
+        fold of its own for it (it does not decode and fold each record a second time) and
+        takes a snapshot's state from here; a snapshot due at a seq not given is folded from
+        the store. A growing state keeps (once built) the head fold its snapshots by bytes
+        come from.
         """
         if self.readonly:
             raise LedgerUnavailable(self.url, "it was opened read-only; appends are refused")
@@ -348,7 +358,7 @@ class BaseLedger(abc.ABC):
                 if expected not in (None, info.head + 1):
                     raise SequenceConflict(run_id, expected, info.head + 1)
                 try:
-                    return self._append(info, drafts, create=True)
+                    return self._append(info, drafts, create=True, states=states)
                 finally:
                     self._known.pop(run_id, None)  # ``created`` is the store's: read it back
             if create:
@@ -356,7 +366,7 @@ class BaseLedger(abc.ABC):
                     raise SequenceConflict(run_id, expected, 1)
                 fresh = RunInfo(run_id, None, 0, 0, ZERO_HASH, 0)
                 try:
-                    return self._append(fresh, drafts, create=True)
+                    return self._append(fresh, drafts, create=True, states=states)
                 finally:
                     self._known.pop(run_id, None)  # ``created`` is the store's: read it back
             info = self._known.get(run_id) or self._refresh(run_id)
@@ -365,14 +375,14 @@ class BaseLedger(abc.ABC):
                 if expected != info.head + 1:
                     raise SequenceConflict(run_id, expected, info.head + 1)
             try:
-                return self._append(info, drafts)
+                return self._append(info, drafts, states=states)
             except SequenceConflict:
                 # Our idea of the head was stale. Only a caller without ``expected`` can
                 # have the drafts placed after the new head instead.
                 fresh = self._refresh(run_id)
                 if expected is not None or fresh.head == info.head:
                     raise
-                return self._append(fresh, drafts)
+                return self._append(fresh, drafts)  # renumbered: ``states`` do not apply
 
     def _refresh(self, run_id: str) -> RunInfo:
         info = self._readable(run_id)
@@ -413,11 +423,16 @@ class BaseLedger(abc.ABC):
         return ChainBroken(run_id, report.first_bad or 0, report.reason or str(exc))
 
     def _append(
-        self, info: RunInfo, drafts: Sequence[Draft], *, create: bool = False
+        self,
+        info: RunInfo,
+        drafts: Sequence[Draft],
+        *,
+        create: bool = False,
+        states: Mapping[int, tuple[bytes, str]] | None = None,
     ) -> list[Transition]:
         run_id = info.id
         try:
-            group = self._number(info, drafts, create=create)
+            group = self._number(info, drafts, create=create, states=states)
             self._write(
                 run_id,
                 info.head,
@@ -435,15 +450,40 @@ class BaseLedger(abc.ABC):
         return group.out
 
     def _number(
-        self, info: RunInfo, drafts: Sequence[Draft], *, create: bool = False
+        self,
+        info: RunInfo,
+        drafts: Sequence[Draft],
+        *,
+        create: bool = False,
+        states: Mapping[int, tuple[bytes, str]] | None = None,
     ) -> PreparedGroup:
         """Check, number and hash ``drafts`` after ``info``'s head, and fold them into the
         head fold where a snapshot is due: what is written next (the caller forgets the run's
-        caches if anything fails). The other records wait, undecoded, in :class:`_Held`."""
+        caches if anything fails). The other records wait, undecoded, in :class:`_Held`.
+        ``states``: see :meth:`append` (no head fold is kept then)."""
         run_id = info.id
+        policy = self.snapshots
+        every = policy.every
+        kept = self._since.get(run_id)
+        since, due, snapped = (
+            kept[1] if kept and kept[0] == info.head else self._since_snapshot(info)
+        )
         fold = self._heads.get(run_id)
         held = self._held.get(run_id)
         if fold is None or held is None or fold.seq + len(held.rows) != info.head:
+            fold = held = None
+        if (
+            states is not None
+            and info.head > 0
+            and (
+                due is None  # by count only: the state is not growing
+                or (fold is None and since + sum(len(d.payload) for d in drafts) < due)
+            )
+        ):
+            # The caller's fold gives the snapshots due by count (see append); one due by
+            # bytes, or while the state grows, comes from a head fold, kept once built.
+            fold = held = None
+        if held is None:
             # Built only once a snapshot is due (free for an empty run): appending to a fork
             # or a resumed run does not read its state back first.
             fold = Fold() if info.head == 0 else None
@@ -456,12 +496,6 @@ class BaseLedger(abc.ABC):
         waiting_size = held.size
         snapshots: list[Snapshot] = []
         blobs: list[tuple[str, bytes]] = []
-        policy = self.snapshots
-        every = policy.every
-        kept = self._since.get(run_id)
-        since, due, snapped = (
-            kept[1] if kept and kept[0] == info.head else self._since_snapshot(info)
-        )
         max_payload = self.max_payload
         threshold = self.blob_threshold
         sha256 = canonical_sha256
@@ -500,13 +534,17 @@ class BaseLedger(abc.ABC):
             waiting_size += len(raw)
             since += size
             if seq % every == 0 or (due is not None and since >= due):  # policy.due, inlined
-                if fold is None:
-                    fold = self._fold_to(info, info.head)
-                _catch_up(run_id, fold, held)
-                waiting_size = 0
-                state = _state_bytes(fold)
+                given = None if states is None or fold is not None else states.get(seq)
+                if given is not None:
+                    state, state_hash = given
+                else:
+                    if fold is None:
+                        fold = self._fold_to(info, info.head)
+                    _catch_up(run_id, fold, held)
+                    waiting_size = 0
+                    state, state_hash = _state_bytes(fold), fold.hash()
                 snapshots.append(
-                    _new(Snapshot, (seq, state, fold.hash(), h, sha256(state).digest()))
+                    _new(Snapshot, (seq, state, state_hash, h, sha256(state).digest()))
                 )
                 since, due, snapped = policy.after(len(state), Since(since, due, snapped))
             prev = h

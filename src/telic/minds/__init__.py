@@ -12,7 +12,7 @@ speaking both wire formats, for tests and offline runs).
 
 from __future__ import annotations
 
-from telic.minds.base import FunctionMind, Mind, ScriptedMind, Step, ToolInfo, View
+from telic.minds.base import FunctionMind, Mind, ScriptedMind, Step, SyncMind, ToolInfo, View
 from telic.minds.factory import model_mind, shared_scheduler
 from telic.minds.model import ModelMind
 from telic.minds.pricing import Price, PriceTable, default_prices
@@ -39,6 +39,7 @@ __all__ = [
     "Scheduler",
     "ScriptedMind",
     "Step",
+    "SyncMind",
     "ToolInfo",
     "View",
     "default_prices",

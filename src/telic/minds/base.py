@@ -11,7 +11,16 @@ from telic.kinds import ModelCalled, ModelFailed
 from telic.proposal import Proposal
 from telic.state import Observation, RunState
 
-__all__ = ["CallLog", "FunctionMind", "Mind", "ScriptedMind", "Step", "ToolInfo", "View"]
+__all__ = [
+    "CallLog",
+    "FunctionMind",
+    "Mind",
+    "ScriptedMind",
+    "Step",
+    "SyncMind",
+    "ToolInfo",
+    "View",
+]
 
 
 @runtime_checkable
@@ -106,6 +115,19 @@ class Mind(Protocol):
     async def propose(self, view: View) -> Proposal: ...
 
 
+@runtime_checkable
+class SyncMind(Mind, Protocol):
+    """A mind that can answer without awaiting anything: the kernel asks it in its own task
+    when the agent's process is idle (no task, no hand-off; see :mod:`telic.kernel.process`).
+
+    ``propose_now(view)`` is ``propose``'s synchronous part: what ``propose`` would return,
+    or an awaitable that ``propose`` would await for it (that part then runs in a task of its
+    own, as ``propose`` does). It must raise what ``propose`` would raise.
+    """
+
+    def propose_now(self, view: View) -> Proposal | Awaitable[Proposal]: ...
+
+
 Step = Proposal | Callable[[View], Proposal] | BaseException
 """A scripted step: a proposal, a function of the view, or an error to raise."""
 
@@ -130,6 +152,10 @@ class ScriptedMind:
         return self._calls
 
     async def propose(self, view: View) -> Proposal:
+        return self.propose_now(view)
+
+    def propose_now(self, view: View) -> Proposal:
+        """The next step's answer (synchronous: see :class:`SyncMind`)."""
         if self._calls >= len(self._steps):
             if not (self._repeat_last and self._steps):
                 raise ScriptExhausted(self.name, len(self._steps))
@@ -164,3 +190,14 @@ class FunctionMind:
         if isinstance(result, Proposal):
             return result
         return await result
+
+    def propose_now(self, view: View) -> Proposal | Awaitable[Proposal]:
+        """The function's answer, or what is left to await of it (see :class:`SyncMind`)."""
+        result = self.fn(view)
+        if isinstance(result, Proposal):
+            return result
+        return _awaited(result)
+
+
+async def _awaited(result: Awaitable[Proposal]) -> Proposal:
+    return await result

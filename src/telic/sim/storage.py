@@ -14,7 +14,7 @@ rolled the transaction back itself, as it does; or ``disk I/O error`` at the INS
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -93,12 +93,15 @@ class _Faulty(BaseLedger):
         expected: int | None = None,
         create: bool = False,
         fork_of: tuple[str, int] | None = None,
+        states: Mapping[int, tuple[bytes, str]] | None = None,
     ) -> list[Transition]:
         m = self.machine
         if m.down:
             raise SimulatedCrash("the process is down")
         if run_id != m.run_id or not drafts:
-            return super().append(run_id, drafts, expected=expected, create=create, fork_of=fork_of)
+            return super().append(
+                run_id, drafts, expected=expected, create=create, fork_of=fork_of, states=states
+            )
         m.appends += 1
         op = m.appends
         crash = m.crashes.pop(op, None)
@@ -109,7 +112,9 @@ class _Faulty(BaseLedger):
             m.injected.append(f"{storage.error} at append {op}")
             m.storage_failed.add(m.lifetimes)
             self._arm(storage)
-        out = super().append(run_id, drafts, expected=expected, create=create, fork_of=fork_of)
+        out = super().append(
+            run_id, drafts, expected=expected, create=create, fork_of=fork_of, states=states
+        )
         if crash is not None:
             raise m.die(f"crash after append {op}")
         return out

@@ -1,6 +1,8 @@
 """Stage 1, ask: ``tick.started``, then every live agent's mind asked concurrently.
 
-Each model call is written as it completes (``model.called`` / ``model.failed``, see
+A mind that answers synchronously is asked in the kernel's task while its process is idle
+(:meth:`AgentProcess.ask <telic.kernel.process.AgentProcess.ask>`); the others through their
+process's inbox, concurrently. Each model call is written as it completes (``model.called`` / ``model.failed``, see
 :mod:`telic.kernel.calls`), so those are in completion order. A resumed tick whose minds were
 being asked when the process stopped is asked again: same tick, same view, and the answers
 its calls already got.
@@ -8,6 +10,7 @@ its calls already got.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +40,8 @@ async def ask(run: Run) -> Asked:
     live = run.live_agents()
     model_calls = TickCalls(run, batch, tick, view_state)  # written as they end
     answered: Mapping[str, Mapping[str, Any]] = again.recorded if again is not None else {}
-    futures = [
-        run.process(name).propose(
+    replies = [
+        run.process(name).ask(
             run.view(
                 name, tick, view_state, calls=model_calls.log(name), recorded=answered.get(name)
             )
@@ -46,6 +49,13 @@ async def ask(run: Run) -> Asked:
         for name in live
     ]
     limit = policy.mind_timeout_s + 2 * policy.cancel_grace_s + SLACK_S
-    replies = await answers(futures, limit)
+    futures: list[asyncio.Future[Any]] = [r for r in replies if isinstance(r, asyncio.Future)]
+    if futures:
+        later = iter(await answers(futures, limit))
+        replies = [next(later) if isinstance(r, asyncio.Future) else r for r in replies]
+    else:
+        # Every mind answered at once: yield to the loop once all the same, so that a run
+        # never holds it for a whole tick (other runs, lease renewal, cancellation).
+        await asyncio.sleep(0)
     view_state.close()
     return Asked(Tick(run, batch, tick), tuple(live), tuple(replies), limit)

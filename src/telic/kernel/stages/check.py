@@ -50,7 +50,11 @@ def check(t: Tick, proposed: Sequence[Proposed]) -> tuple[Passing, ...]:
     for p in proposed:
         allowed = run.allowed_tools(p.agent)
         ctx = CheckContext(p.agent, p.role, allowed, live_state, run.tools, p.json)
-        user_ctx = CheckContext(p.agent, p.role, allowed, frozen_state, run.tools, p.json)
+        user_ctx = (
+            ctx
+            if frozen_state is live_state
+            else CheckContext(p.agent, p.role, allowed, frozen_state, run.tools, p.json)
+        )
         names: list[str] = []
         for each, name, user in checks:
             verdict = (
