@@ -279,6 +279,8 @@ def build_figures(
         fig("growing", "state as of any step from half, worst / its decode", "x",
             lambda r: r.get("state_any_worst_over_decode"),
             telic_at_most=STATE_OVER_DECODE),
+        fig("growing", FETCH_FLOOR, "x", lambda r: r.get("state_any_worst_fetch_over_decode")),
+        fig("growing", OVER_FETCH_FLOOR, "x", lambda r: r.get("state_any_worst_over_fetch")),
         fig("growing", "fork at half + 10 steps (time travel)", "ms",
             lambda r: r["fork_s"] * 1e3, {"langgraph": 1 / 5}),
     ]  # fmt: skip
@@ -385,6 +387,13 @@ def print_table(
         print(f"- {note}", file=out)
 
 
+FETCH_FLOOR = "floor: fetch + decode of its snapshot, fresh connection / decode"
+"""The least a read of a state stored in SQLite costs, over the decode the target is set
+against (at the worst point of the row above): fetching the nearest snapshot's bytes with
+plain ``sqlite3`` on a freshly opened connection, and decoding them."""
+OVER_FETCH_FLOOR = "state as of any step from half, worst / that floor"
+
+
 def _floor_ratios(figures: list[Figure], floors: dict[str, float]) -> dict[str, float | None]:
     """telic's figures over the floors measured beside them (issue 15's targets)."""
     by_name = {f.name: f for f in figures}
@@ -399,6 +408,8 @@ def _floor_ratios(figures: list[Figure], floors: dict[str, float]) -> dict[str, 
         "state_half_over_decode": None if half is None else half / floors["decode_half_ms"],
         "state_half_over_decode_target": STATE_OVER_DECODE,
         "state_any_worst_over_decode": anywhere,
+        "state_any_fetch_floor_over_decode": by_name[FETCH_FLOOR].median("telic"),
+        "state_any_worst_over_fetch_floor": by_name[OVER_FETCH_FLOOR].median("telic"),
     }
 
 
