@@ -60,8 +60,10 @@ def _first_bad(telic: Telic, db: Path, run: str) -> int:
     return int(report["first_bad"])
 
 
-def _readers_name(telic: Telic, db: Path, run: str, seq: int) -> None:
-    for command in READERS:
+def _readers_name(
+    telic: Telic, db: Path, run: str, seq: int, readers: tuple[str, ...] = READERS
+) -> None:
+    for command in readers:
         line = _one_line_error(telic(command, run, "--db", str(db), check=False))
         named = re.search(r"(?:seq|sequence) (\d+)", line)
         assert named is not None and int(named.group(1)) == seq, (command, line)
@@ -104,7 +106,14 @@ def test_a_causes_column_that_is_not_integers(
             "UPDATE transitions SET causes = 'x,1.5' WHERE rid = ? AND seq = ?", (rid, seq)
         )
     assert _first_bad(telic, db, run) == seq
-    _readers_name(telic, db, run, seq)
+    # ``state`` folds only the columns a state is made of (docs/ledger.md, "Reading a state
+    # trusts the bytes as stored"), and the causes are not one of them: it answers, the
+    # same state as before the damage; every reader of the records names the bad seq.
+    _readers_name(telic, db, run, seq, tuple(r for r in READERS if r != "state"))
+    damaged = telic("state", run, "--db", str(db), "--json").stdout
+    assert json.loads(damaged) == json.loads(
+        telic("state", run, "--db", str(two_runs[0]), "--json").stdout
+    )
     assert telic("verify", other, "--db", str(db)).returncode == 0
 
 
