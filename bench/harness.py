@@ -6,6 +6,7 @@ A benchmark group is a module ``bench/groups/<group>.py`` with ``GROUP = "<group
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import statistics
@@ -76,6 +77,51 @@ def fdatasync_latency_us(samples: int = 300, directory: str | None = None) -> fl
             os.fdatasync(fd)
             lat.append(time.perf_counter() - t0)
     return median(lat) * 1e6
+
+
+STEP_ROWS = 5
+"""Records a no-op telic step commits (tick.started, proposal.made, proposal.accepted,
+memory.updated, tick.completed)."""
+
+
+def sqlite_step_us(
+    samples: int = 300, directory: str | None = None, *, synchronous: str = "NORMAL"
+) -> float:
+    """Median latency of one plain ``sqlite3`` commit of a step's records with no kernel in
+    it, in µs: :data:`STEP_ROWS` rows of 150 bytes, each with a SHA-256 of the previous hash
+    and the row (the chain, computed in Python), and the head row moved, in one transaction
+    (WAL, ``synchronous``). The least a step stored as hash-chained records can cost here:
+    the floor under telic's step at the same ``synchronous``."""
+    with tempfile.TemporaryDirectory(dir=directory) as d:
+        db = sqlite3.connect(os.path.join(d, "step.db"), isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={synchronous}")
+            db.execute(
+                "CREATE TABLE t (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL, "
+                "hash BLOB NOT NULL)"
+            )
+            db.execute("CREATE TABLE head (id INTEGER PRIMARY KEY, seq INTEGER, hash BLOB)")
+            db.execute("INSERT INTO head VALUES (1, 0, x'00')")
+            payload = b"x" * 150
+            prev = bytes(32)
+            seq = 0
+            lat: list[float] = []
+            for _ in range(samples + 20):
+                t0 = time.perf_counter()
+                rows: list[tuple[int, bytes, bytes]] = []
+                for _ in range(STEP_ROWS):
+                    seq += 1
+                    prev = hashlib.sha256(prev + seq.to_bytes(8, "big") + payload).digest()
+                    rows.append((seq, payload, prev))
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("UPDATE head SET seq = ?, hash = ? WHERE id = 1", (seq, prev))
+                db.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
+                db.execute("COMMIT")
+                lat.append(time.perf_counter() - t0)
+        finally:
+            db.close()
+    return median(lat[20:]) * 1e6
 
 
 def sqlite_commit_us(samples: int = 300, directory: str | None = None) -> float:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 
 from common import Marks  # noqa: E402
 
-from harness import fdatasync_latency_us, sqlite_commit_us  # noqa: E402
+from harness import STEP_ROWS, fdatasync_latency_us, sqlite_commit_us, sqlite_step_us  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +400,7 @@ def _floor_ratios(figures: list[Figure], floors: dict[str, float]) -> dict[str, 
     step = by_name["durable step"].median("telic")
     half = by_name["state as of half (time travel)"].median("telic")
     anywhere = by_name["state as of any step from half, worst / its decode"].median("telic")
+    normal = by_name["step, synchronous=NORMAL (no fsync)"].median("telic")
     return {
         "durable_step_over_sqlite_commit": None
         if step is None
@@ -410,13 +411,23 @@ def _floor_ratios(figures: list[Figure], floors: dict[str, float]) -> dict[str, 
         "state_any_worst_over_decode": anywhere,
         "state_any_fetch_floor_over_decode": by_name[FETCH_FLOOR].median("telic"),
         "state_any_worst_over_fetch_floor": by_name[OVER_FETCH_FLOOR].median("telic"),
+        "durable_step_over_step_records_full": None
+        if step is None
+        else step / floors["step_records_full_us"],
+        "normal_step_over_step_records_normal": None
+        if normal is None
+        else normal / floors["step_records_normal_us"],
     }
 
 
 def print_floors(
-    figures: list[Figure], commit_us: float, telic_growing: list[dict[str, Any]], out: TextIO
+    figures: list[Figure],
+    floors: dict[str, float],
+    telic_growing: list[dict[str, Any]],
+    out: TextIO,
 ) -> None:
     """What the targets ask beside the least any system can do on this machine."""
+    commit_us = floors["sqlite_commit_us"]
     by_name = {f.name: f for f in figures}
     step_t = by_name["durable step"].median("telic")
     if step_t is not None:
@@ -432,6 +443,18 @@ def print_floors(
             f"- floor, durable step: one plain SQLite durable commit takes {commit_us:,.0f} us "
             f"here; 4x faster than LangGraph is {lg / 4:,.0f} us a step, 8x faster than DBOS "
             f"{dbos / 8:,.0f} us",
+            file=out,
+        )
+    normal = by_name["step, synchronous=NORMAL (no fsync)"]
+    full_t, normal_t, normal_lg = step_t, normal.median("telic"), normal.median("langgraph")
+    if full_t is not None and normal_t is not None and normal_lg is not None:
+        rec_full, rec_normal = floors["step_records_full_us"], floors["step_records_normal_us"]
+        print(
+            f"- floor, a step's records with no kernel ({STEP_ROWS} rows of 150 B, SHA-256 "
+            f"chained in Python, the head moved, one plain SQLite commit): FULL "
+            f"{rec_full:,.0f} us (telic's durable step {full_t / rec_full:.2f}x it), NORMAL "
+            f"{rec_normal:,.0f} us (telic's NORMAL step {normal_t / rec_normal:.2f}x it; the "
+            f"target, 1/8 of LangGraph's, is {normal_lg / 8:,.0f} us)",
             file=out,
         )
     decode = [r["decode_half_s"] * 1e3 for r in telic_growing if "decode_half_s" in r]
@@ -504,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     """write+fdatasync latency sampled before each repetition's durable steps."""
     floor: list[float] = []
     """One plain SQLite durable commit, sampled beside it (the least a durable step costs)."""
+    step_floor: dict[str, list[float]] = {"FULL": [], "NORMAL": []}
+    """A step's records with no kernel: hash-chained rows in one plain SQLite commit."""
     crashes: dict[str, list[dict[str, Any]]] = {s: [] for s in SYSTEMS}
     with tempfile.TemporaryDirectory(prefix="telic-peers-") as tmp:
         workers = Workers(peers_python, Path(tmp), log)
@@ -521,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
                 if workload == "durable":
                     disk.append(fdatasync_latency_us(100, directory=tmp))
                     floor.append(sqlite_commit_us(100, directory=tmp))
+                    for sync, samples in step_floor.items():
+                        samples.append(sqlite_step_us(100, directory=tmp, synchronous=sync))
                 for system in order:
                     if workload == "durable":
                         results[workload][system].append(durable(workers, system, plan))
@@ -540,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         "sqlite_commit_us": statistics.median(floor),
         "fdatasync_us": statistics.median(disk),
         "decode_half_ms": statistics.median(decode) if decode else float("nan"),
+        "step_records_full_us": statistics.median(step_floor["FULL"]),
+        "step_records_normal_us": statistics.median(step_floor["NORMAL"]),
     }
     figures = build_figures(results, floors)
     crash_out = crash_summary(crashes)
@@ -583,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
         file=out,
     )
     print_table(figures, crash_out, plan, out)
-    print_floors(figures, statistics.median(floor), results["growing"]["telic"], out)
+    print_floors(figures, floors, results["growing"]["telic"], out)
     if args.json:
         report = {
             "plan": asdict(plan),
