@@ -644,22 +644,32 @@ class SQLiteLedger(BaseLedger):
     def _head(self, rid: int) -> int:
         return int(self._all("SELECT head FROM runs WHERE rid = ?", (rid,))[0][0])
 
-    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
+    def _pages(self, run_id: str, lo: int, hi: int, columns: str) -> Iterator[list[Any]]:
+        """``columns`` of ``run_id``'s rows ``lo..hi`` in seq order, a page of rows at a time:
+        a long scan neither holds one statement open forever nor materialises a million rows
+        at once."""
         base = self._rid(run_id) << SEQ_BITS
-        # Read in pages, so a long scan neither holds one statement open forever nor
-        # materialises a million rows at once.
         page = 4096
         start = lo
         while start <= hi:
             try:
                 with self._lock:
                     rows = self._db.execute(
-                        "SELECT seq, tick, agent, kind, causes, ts, v, payload, hash "
-                        "FROM transitions WHERE key >= ? AND key <= ? ORDER BY key LIMIT ?",
+                        f"SELECT {columns} FROM transitions "
+                        "WHERE key >= ? AND key <= ? ORDER BY key LIMIT ?",
                         (base | start, base | hi, page),
                     ).fetchall()
             except sqlite3.DatabaseError as exc:
                 raise ChainBroken(run_id, start, f"the file is damaged ({exc})") from None
+            yield rows
+            if len(rows) < page:
+                return
+            start = rows[-1][0] + 1
+
+    def _scan(self, run_id: str, lo: int, hi: int) -> Iterator[RawRow]:
+        for rows in self._pages(
+            run_id, lo, hi, "seq, tick, agent, kind, causes, ts, v, payload, hash"
+        ):
             try:
                 parsed = [
                     (s, t, a, k, _causes(c) if c else (), ts, v, p, h)
@@ -669,29 +679,11 @@ class SQLiteLedger(BaseLedger):
                 bad = next(r[0] for r in rows if not _causes_ok(r[4]))
                 raise ChainBroken(run_id, bad, "its causes are not integers") from None
             yield from parsed
-            if len(rows) < page:
-                return
-            start = rows[-1][0] + 1
 
     def _scan_fold(self, run_id: str, lo: int, hi: int) -> Iterator[FoldRow]:
-        # What a fold reads, six columns of nine, in pages as :meth:`_scan` reads.
-        base = self._rid(run_id) << SEQ_BITS
-        page = 4096
-        start = lo
-        while start <= hi:
-            try:
-                with self._lock:
-                    rows: list[FoldRow] = self._db.execute(
-                        "SELECT seq, tick, agent, kind, ts, payload "
-                        "FROM transitions WHERE key >= ? AND key <= ? ORDER BY key LIMIT ?",
-                        (base | start, base | hi, page),
-                    ).fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise ChainBroken(run_id, start, f"the file is damaged ({exc})") from None
+        # What a fold reads: six columns of nine.
+        for rows in self._pages(run_id, lo, hi, "seq, tick, agent, kind, ts, payload"):
             yield from rows
-            if len(rows) < page:
-                return
-            start = rows[-1][0] + 1
 
     def _row_hash(self, run_id: str, seq: int) -> bytes | None:
         rows = self._all(
