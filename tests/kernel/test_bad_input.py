@@ -73,6 +73,9 @@ def test_a_mind_that_hangs_is_timed_out_and_restarted() -> None:
     assert any(o["source"] == "failure" for o in _after_the_failure(played))
     # the timeout is measured on the run's clock: five virtual seconds passed
     assert failed.ts - played.of("tick.started")[0].ts == 5_000_000
+    # an async FunctionMind is not asked on the fast path (tests/kernel/test_fast_ask.py): it
+    # is awaited in its process's task, so the timeout reaches it and the run goes on
+    assert played.result is not None and played.result.status == "completed"
     _completed(played)
 
 

@@ -17,7 +17,6 @@ from telic.kernel import AgentSpec
 from telic.kernel.intake import Admitted, Refused
 from telic.kernel.process import AgentCrash, AgentProcess
 from telic.minds.base import FunctionMind, ScriptedMind, Step, SyncMind, View
-from telic.policy import Policy
 from telic.proposal import Proposal
 
 from .kit import config, finish, on_virtual_time, play, remember
@@ -107,25 +106,6 @@ def test_a_crash_on_the_fast_path_restarts_the_agent_which_then_answers_fast_aga
     # only the first tick waits for the process to start (the restarted one is serving by the
     # time the tick that recorded its restart ends)
     assert asked_in == ["own task", "fast", "fast", "fast", "fast"]
-
-
-def test_an_async_function_mind_is_awaited_in_a_task_and_still_times_out() -> None:
-    answers = iter(["hang", "finish"])
-
-    async def sometimes_hangs(view: View) -> Proposal:
-        if next(answers) == "hang":
-            await asyncio.sleep(10 * 24 * 3600)
-        return finish()
-
-    cfg = config(
-        AgentSpec("a", "worker", FunctionMind(sometimes_hangs)),
-        policy=Policy(mind_timeout_s=5),
-    )
-    played = play(cfg)
-    failed = played.one("agent.failed", "a")
-    assert failed.data["message"] == "MindTimeout: the mind did not answer within 5 s"
-    assert played.one("agent.restarted", "a").seq == failed.seq + 1
-    assert played.result is not None and played.result.status == "completed"
 
 
 def _process(mind: Any) -> AgentProcess:
