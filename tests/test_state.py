@@ -13,6 +13,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -301,7 +302,8 @@ def test_every_typed_attribute_reads_the_reducers_json_form_and_nothing_else(
         typed = RunState(json)
         rebuilt = rebuild(typed)
         assert rebuilt == json
-        assert encode(rebuilt) == encode(json) == fold.encoded()
+        assert encode(rebuilt) == encode(json)
+        assert fold.encoded() == orjson.dumps(json)  # what a snapshot stores: in its order
         assert typed.json is json  # a face over the reducer's dict, not a copy of it
         assert rebuild(fold.live) == json
 

@@ -613,8 +613,12 @@ class Fold:
         return fold
 
     def encoded(self) -> bytes:
-        """The canonical encoding of the folded state (what snapshots store)."""
-        return encode_validated(self._s)
+        """The folded state as JSON, its mappings in the order they were filled (what
+        snapshots store, so that a state read back from one keeps the order of the live
+        state: a plan's steps, the agents). Not the canonical form: what is hashed is
+        :meth:`hash`. A fold of validated payloads holds no non-finite number, so the walk
+        :func:`telic.canonical.encode` makes to rule them out is not needed."""
+        return orjson.dumps(self._s)
 
     def hash(self) -> str:
         """:func:`state_hash` of the folded state."""

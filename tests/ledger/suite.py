@@ -814,8 +814,55 @@ class LedgerSuite(abc.ABC):
             snap = _snapshot(ledger, "r", 10)
             assert snap.digest == digest(snap.state)
             assert snap.chain == written[-1].hash
-            assert snap.state == encode(fold(written))
+            assert snap.state == orjson.dumps(fold(written))  # the state's own order
             assert snap.state_hash == state_hash(fold(written))
+
+    def test_a_state_read_from_a_snapshot_keeps_the_live_order(self) -> None:
+        """A snapshot keeps the order the state's mappings were filled in (a plan's steps,
+        the agents, memory), so a state read back from one is the live state, order and all."""
+        with self.fresh(snapshot_every=4) as ledger:
+            ledger.create_run("r")
+            keys = ["zeta", "alpha", "mid", "beta", "gamma", "delta"]
+            written = ledger.append(
+                "r",
+                [
+                    draft(MemoryUpdated(agent="a", key=k, value=i), ts=i)
+                    for i, k in enumerate(keys, start=1)
+                ],
+            )
+            assert _snapshot(ledger, "r", 4).state == orjson.dumps(fold(written[:4]))
+            read = ledger.state_at("r", 4)  # the snapshot at 4, nothing folded onto it
+            assert list(read["memory"]["a"]) == keys[:4]
+            assert orjson.dumps(read) == orjson.dumps(fold(written[:4]))
+            assert ledger.verify("r").ok
+
+    def test_a_snapshot_in_another_order_verifies_by_its_canonical_form(self) -> None:
+        """Files written before snapshots kept the state's order hold them with sorted keys:
+        verify takes a snapshot whose canonical form is the fold's, and still tells an
+        integer from a float (which equality of decoded values would not)."""
+        with self.fresh(snapshot_every=4) as ledger:
+            ledger.create_run("r")
+            keys = ["zeta", "alpha", "mid", "beta", "gamma", "delta", "eta", "theta", "iota"]
+            written = ledger.append(
+                "r",
+                [
+                    draft(MemoryUpdated(agent="a", key=k, value=i), ts=i)
+                    for i, k in enumerate(keys, start=1)
+                ],
+            )
+            sorted_keys = encode(fold(written[:8]))
+            assert sorted_keys != _snapshot(ledger, "r", 8).state
+            self.tamper_snapshot(ledger, "r", 8, state=sorted_keys, digest=digest(sorted_keys))
+            assert ledger.verify("r").ok
+            assert ledger.replay("r").state == fold(written)
+
+            forged = fold(written[:8])
+            forged["memory"]["a"]["alpha"] = 2.0  # the fold has 2
+            state = encode(forged)
+            self.tamper_snapshot(ledger, "r", 8, state=state, digest=digest(state))
+            report = ledger.verify("r")
+            assert (report.ok, report.first_bad) == (False, 8), report
+            assert "differs from the fold" in (report.reason or "")
 
     # -- the record encoder --------------------------------------------------------------
 

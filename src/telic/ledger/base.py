@@ -542,7 +542,7 @@ class BaseLedger(abc.ABC):
                         fold = self._fold_to(info, info.head)
                     _catch_up(run_id, fold, held)
                     waiting_size = 0
-                    state, state_hash = _state_bytes(fold), fold.hash()
+                    state, state_hash = fold.encoded(), fold.hash()
                 snapshots.append(
                     _new(Snapshot, (seq, state, state_hash, h, sha256(state).digest()))
                 )
@@ -1077,7 +1077,7 @@ class BaseLedger(abc.ABC):
             raise SnapshotBroken(
                 run_id, seq, "its snapshot does not belong to the transition at this seq"
             )
-        if snap.state != _state_bytes(fold):  # the fold's seq is this one: so is the snapshot's
+        if not _holds(snap.state, fold):  # the fold's seq is this one: so is the snapshot's
             raise SnapshotBroken(
                 run_id, seq, "its snapshot differs from the fold of the transitions before it"
             )
@@ -1245,14 +1245,18 @@ def _catch_up(run_id: str, fold: Fold, held: _Held) -> None:
     held.size = 0
 
 
-def _state_bytes(fold: Fold) -> bytes:
-    """The canonical encoding of a folded state, as :meth:`Fold.encoded` gives it.
-
-    :func:`telic.canonical.encode` walks any value whose encoding contains ``null`` to rule
-    out NaN and infinity, and a state always holds a ``null``; a fold of validated payloads
-    cannot hold a non-finite number, so the walk (a millisecond per snapshot) is skipped.
-    """
-    return orjson.dumps(fold.peek(), option=orjson.OPT_SORT_KEYS)
+def _holds(stored: bytes, fold: Fold) -> bool:
+    """Whether a snapshot's bytes hold ``fold``'s state: the same bytes (a snapshot keeps
+    the state's order, :meth:`Fold.encoded`), or, for a snapshot in another order (files
+    written before snapshots kept it had their keys sorted), the same canonical form, which
+    tells ``1`` from ``1.0`` and ``true`` as equality of decoded values would not."""
+    if stored == fold.encoded():
+        return True
+    try:
+        again = orjson.dumps(orjson.loads(stored), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        return False
+    return again == orjson.dumps(fold.peek(), option=orjson.OPT_SORT_KEYS)
 
 
 _VALIDATORS: Final = {kind: model.__pydantic_validator__ for kind, model in CATALOGUE.items()}
