@@ -68,6 +68,8 @@ __all__ = [
 DEFAULT_MAX_PAYLOAD: Final = 16 * 1024 * 1024
 DEFAULT_BLOB_THRESHOLD: Final = 64 * 1024
 _BLOB_KEY: Final = "$blob"
+_BLOB_PREFIX: Final = b'{"' + _BLOB_KEY.encode() + b'"'
+"""How a stored payload that refers to a blob begins (its canonical JSON: one key first)."""
 _HEAD_CACHE: Final = 64
 _HELD_BYTES: Final = 1024 * 1024
 """The payload bytes a run's head fold may lag behind by (:class:`_Held`) before it is
@@ -338,7 +340,8 @@ class BaseLedger(abc.ABC):
         ``run.forked`` this way).
 
         ``states``: the caller's own fold of the run gave, by seq, the state a snapshot after
-        that draft would store (its canonical encoding and its state hash): the kernel folds
+        that draft would store (:meth:`Fold.encoded <telic.reducer.Fold.encoded>` and its
+        state hash): the kernel folds
         every transition it adds and gives those of the seqs due by count. While the run is
         snapshotted by count only (its state is not growing), the ledger then keeps no head
         fold of its own for it (it does not decode and fold each record a second time) and
@@ -713,7 +716,7 @@ class BaseLedger(abc.ABC):
                     seg_run, lo, hi
                 ):
                     data = (
-                        self._blob_data(payload) if payload[:8] == b'{"$blob"' else loads(payload)
+                        self._blob_data(payload) if payload[:8] == _BLOB_PREFIX else loads(payload)
                     )
                     yield _new(
                         Transition, (seg_run, seq, tick, agent, kind, causes, ts, v, data, prev, h)
@@ -906,7 +909,7 @@ class BaseLedger(abc.ABC):
         v = SCHEMA_VERSION
         for seg_run, lo, hi in self._segments(info, start, stop):
             for seq, tick, agent, kind, ts, payload in self._scan_fold(seg_run, lo, hi):
-                data = self._blob_data(payload) if payload[:8] == b'{"$blob"' else loads(payload)
+                data = self._blob_data(payload) if payload[:8] == _BLOB_PREFIX else loads(payload)
                 yield _new(Transition, (seg_run, seq, tick, agent, kind, (), ts, v, data, b"", b""))
 
     def _scan_fold(self, run_id: str, lo: int, hi: int) -> Iterator[FoldRow]:
@@ -980,8 +983,6 @@ class BaseLedger(abc.ABC):
                 audit.base = start - 1
         expected = start
         sha256 = canonical_sha256
-        loads = orjson.loads
-        not_json = orjson.JSONDecodeError
         for seg_run, lo, hi in self._segments(info, start, stop):
             snapshots = set(self._snapshot_seqs(seg_run, lo, hi))
             for seq, tick, agent, kind, causes, ts, v, payload, h in self._scan(seg_run, lo, hi):
@@ -1004,16 +1005,7 @@ class BaseLedger(abc.ABC):
                     )
                 if kind not in CATALOGUE:
                     raise ChainBroken(run_id, seq, f"unknown kind {kind!r}")
-                data: dict[str, Any]
-                if payload[:8] == b'{"$blob"':
-                    data = self._audited_data(run_id, seq, payload)
-                else:  # the common case, inline: a payload that is a JSON object
-                    try:
-                        data = loads(payload)  # checked to be a dict below
-                    except not_json:
-                        raise ChainBroken(run_id, seq, "its payload is not JSON") from None
-                    if type(data) is not dict:
-                        raise ChainBroken(run_id, seq, "its payload is not a JSON object")
+                data = self._audited_data(run_id, seq, payload)
                 if fold is not None:
                     if kind == "tick.completed":
                         actual = fold.hash()
@@ -1049,7 +1041,7 @@ class BaseLedger(abc.ABC):
     def _audited_data(self, run_id: str, seq: int, payload: bytes) -> dict[str, Any]:
         """The payload of a transition whose hash checked out, its blob checked too."""
         try:
-            if payload[:8] == b'{"$blob"':
+            if payload[:8] == _BLOB_PREFIX:
                 blob_id: str = orjson.loads(payload)[_BLOB_KEY]
                 blob = self._get_blob(blob_id)
                 if blob is None or digest(blob).hex() != blob_id:
