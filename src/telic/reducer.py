@@ -530,10 +530,15 @@ class Fold:
         seq: int = self._s["seq"]
         return seq
 
-    def apply(self, t: Transition) -> None:
+    def apply(
+        self, t: Transition, handler: Callable[[State, Transition], None] | None = None
+    ) -> None:
+        """Fold ``t`` in. ``handler``: one to use instead of its kind's (what
+        :meth:`apply_all` does for a fingerprint nobody can read)."""
         s = self._s
         kind = t.kind
-        handler = HANDLERS.get(kind)
+        if handler is None:
+            handler = HANDLERS.get(kind)
         if handler is not None:
             handler(s, t)
             d = self._d
@@ -573,26 +578,13 @@ class Fold:
             self._apply_chunk(chunk)
 
     def _apply_chunk(self, ts: list[Transition]) -> None:
-        s = self._s
-        d = self._d
-        counts: dict[str, int] = s["counts"]
-        spent = s["spent"]
-        handlers = HANDLERS
-        digested = _DIGESTED
         unseen = _unseen(ts)
+        apply = self.apply
         for i, t in enumerate(ts):
-            kind = t.kind
-            handler = _proposal_unseen if unseen and i in unseen else handlers.get(kind)
-            if handler is not None:
-                handler(s, t)  # no handler replaces ``counts`` or ``spent``
-                if d is not None and kind in digested:
-                    self._track(d, t)
-                    d = self._d
-            counts[kind] = counts.get(kind, 0) + 1
-            s["seq"] = t.seq
-            booted = s["booted_ts"]
-            if booted is not None:
-                spent["wall_s"] = (t.ts - booted) / 1e6
+            if unseen and i in unseen:
+                apply(t, _proposal_unseen)
+            else:
+                apply(t)
 
     def state(self) -> State:
         """An independent copy of the folded state."""
