@@ -119,6 +119,7 @@ T = TypeVar("T")
 
 
 _INSERT: Final = "INSERT INTO transitions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_SNAPSHOT: Final = "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)"
 
 
 _IN_CHUNK: Final = 500
@@ -163,6 +164,26 @@ def _stored(rid: int, r: Row) -> tuple[object, ...]:
     causes = _causes_text(r.causes)
     key = row_key(rid, r.seq)
     return (key, rid, r.seq, r.tick, r.agent, r.kind, causes, r.ts, r.v, r.payload, r.hash)
+
+
+def _stored_rows(rid: int, rows: list[Row]) -> list[tuple[object, ...]]:
+    """:func:`_stored` of each of ``rows`` (one group's, in seq order)."""
+    base = rid << SEQ_BITS
+    return [
+        (base | seq, rid, seq, tick, agent, kind, _causes_text(causes), ts, v, p, h)
+        for seq, tick, agent, kind, causes, ts, v, p, h in rows
+    ]
+
+
+def _snapshot_rows(rid: int, snapshots: list[Snapshot]) -> list[tuple[object, ...]]:
+    """``snapshots`` as rows of the snapshots table."""
+    return [(rid, s, h, chain, d, state) for s, state, h, chain, d in snapshots]
+
+
+def _room(run_id: str, last: Row) -> None:
+    """:class:`LedgerError` if ``last`` is past the seqs a run's row keys hold."""
+    if last.seq > _MAX_SEQ:
+        raise LedgerError(f"run {run_id!r} is full: a run holds at most {_MAX_SEQ} transitions")
 
 
 def _open_error(where: str, exc: sqlite3.Error) -> LedgerError:
@@ -488,10 +509,7 @@ class SQLiteLedger(BaseLedger):
             run_id, rows = g.info.id, g.rows
             last = rows[-1]
             try:
-                if last.seq > _MAX_SEQ:
-                    raise LedgerError(
-                        f"run {run_id!r} is full: a run holds at most {_MAX_SEQ} transitions"
-                    )
+                _room(run_id, last)
                 rid = self._rid(run_id)
                 lease = leases.get(run_id)
                 epoch = fences.get(run_id)
@@ -507,13 +525,9 @@ class SQLiteLedger(BaseLedger):
                 continue
             refused.append(None)
             moves.append((last.seq, last.hash, rid, g.info.head))
-            base = rid << SEQ_BITS
-            stored += [
-                (base | seq, rid, seq, tick, agent, kind, _causes_text(causes), ts, v, p, h)
-                for seq, tick, agent, kind, causes, ts, v, p, h in rows
-            ]
+            stored += _stored_rows(rid, rows)
             blobs += g.blobs
-            snapshots += [(rid, q, h, chain, d, state) for q, state, h, chain, d in g.snapshots]
+            snapshots += _snapshot_rows(rid, g.snapshots)
         if not moves:
             return refused
         moved = db.executemany(
@@ -526,9 +540,7 @@ class SQLiteLedger(BaseLedger):
                 db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", blobs)
             db.executemany(_INSERT, stored)
             if snapshots:
-                db.executemany(
-                    "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", snapshots
-                )
+                db.executemany(_INSERT_SNAPSHOT, snapshots)
         except sqlite3.IntegrityError:
             raise _Apart from None
         return refused
@@ -567,8 +579,7 @@ class SQLiteLedger(BaseLedger):
         write under another ``epoch`` (see :mod:`telic.ledger.lease`)."""
         db = self._db
         last = rows[-1]
-        if last.seq > _MAX_SEQ:
-            raise LedgerError(f"run {run_id!r} is full: a run holds at most {_MAX_SEQ} transitions")
+        _room(run_id, last)
         rid = 0 if create else self._rid(run_id)
         # The fence, in the transaction that checks and moves the head.
         lease = db.execute(
@@ -597,19 +608,9 @@ class SQLiteLedger(BaseLedger):
             if len(rows) == 1:
                 db.execute(_INSERT, _stored(rid, last))
             else:
-                base = rid << SEQ_BITS
-                db.executemany(
-                    _INSERT,
-                    [
-                        (base | seq, rid, seq, tick, agent, kind, _causes_text(causes), ts, v, p, h)
-                        for seq, tick, agent, kind, causes, ts, v, p, h in rows
-                    ],
-                )
+                db.executemany(_INSERT, _stored_rows(rid, rows))
             if snapshots:
-                db.executemany(
-                    "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
-                    [(rid, s, h, chain, d, state) for s, state, h, chain, d in snapshots],
-                )
+                db.executemany(_INSERT_SNAPSHOT, _snapshot_rows(rid, snapshots))
         except sqlite3.IntegrityError as exc:
             if create:  # rows under a new run's key: left by damage, nothing to conflict with
                 raise LedgerError(f"creating run {run_id!r} failed: {exc}") from None
