@@ -21,7 +21,7 @@ its head check and its lease's fence in its own transaction.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
@@ -48,6 +48,46 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise MissingExtra("psycopg", "postgres") from exc
 
 __all__ = ["PostgresLeases", "PostgresLedger"]
+
+
+def _insert(
+    cur: psycopg.Cursor[Any],
+    parts: Sequence[tuple[int, Sequence[Row], Sequence[Snapshot], Sequence[tuple[str, bytes]]]],
+) -> None:
+    """Insert groups' blobs, rows (one COPY for all) and snapshots (a snapshot at a seq
+    already there is replaced): ``parts`` are (rid, rows, snapshots, blobs), one a group."""
+    blobs = [b for _, _, _, some in parts for b in some]
+    if blobs:
+        cur.executemany("INSERT INTO blobs VALUES (%s, %s) ON CONFLICT DO NOTHING", blobs)
+    with cur.copy(
+        "COPY transitions (rid, seq, tick, agent, kind, causes, ts, v, payload, hash) FROM STDIN"
+    ) as copy:
+        write = copy.write_row
+        for rid, rows, _, _ in parts:
+            for seq, tick, agent, kind, causes, ts, v, payload, h in rows:
+                write(
+                    (
+                        rid,
+                        seq,
+                        tick,
+                        agent,
+                        kind,
+                        list(causes) if causes else None,
+                        ts,
+                        v,
+                        payload,
+                        h,
+                    )
+                )
+    snapshots = [(rid, q, st, h, c, d) for rid, _, snaps, _ in parts for q, st, h, c, d in snaps]
+    if snapshots:
+        cur.executemany(
+            "INSERT INTO snapshots (rid, seq, state, state_hash, chain, digest) "
+            "VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (rid, seq) DO UPDATE SET state = EXCLUDED.state, "
+            "state_hash = EXCLUDED.state_hash, chain = EXCLUDED.chain, digest = EXCLUDED.digest",
+            snapshots,
+        )
 
 
 class _Apart(Exception):
@@ -499,44 +539,7 @@ class PostgresLedger(BaseLedger):
             return answers
         try:
             with db.cursor() as cur:
-                blobs = [b for g, _ in passed for b in g.blobs]
-                if blobs:
-                    cur.executemany(
-                        "INSERT INTO blobs VALUES (%s, %s) ON CONFLICT DO NOTHING", blobs
-                    )
-                with cur.copy(
-                    "COPY transitions (rid, seq, tick, agent, kind, causes, ts, v, payload, "
-                    "hash) FROM STDIN"
-                ) as copy:
-                    write = copy.write_row
-                    for g, rid in passed:
-                        for seq, tick, agent, kind, causes, ts, v, payload, h in g.rows:
-                            write(
-                                (
-                                    rid,
-                                    seq,
-                                    tick,
-                                    agent,
-                                    kind,
-                                    list(causes) if causes else None,
-                                    ts,
-                                    v,
-                                    payload,
-                                    h,
-                                )
-                            )
-                snapshots = [
-                    (rid, q, st, h, c, d) for g, rid in passed for q, st, h, c, d in g.snapshots
-                ]
-                if snapshots:
-                    cur.executemany(
-                        "INSERT INTO snapshots (rid, seq, state, state_hash, chain, digest) "
-                        "VALUES (%s, %s, %s, %s, %s, %s) "
-                        "ON CONFLICT (rid, seq) DO UPDATE SET state = EXCLUDED.state, "
-                        "state_hash = EXCLUDED.state_hash, chain = EXCLUDED.chain, "
-                        "digest = EXCLUDED.digest",
-                        snapshots,
-                    )
+                _insert(cur, [(rid, g.rows, g.snapshots, g.blobs) for g, rid in passed])
                 cur.execute(
                     "UPDATE runs SET head = v.head, head_hash = v.hash FROM "
                     "unnest(%s::bigint[], %s::bigint[], %s::bytea[]) AS v(rid, head, hash) "
@@ -631,38 +634,7 @@ class PostgresLedger(BaseLedger):
                         rows,
                     )
                 with db.cursor() as cur:
-                    if blobs:
-                        cur.executemany(
-                            "INSERT INTO blobs VALUES (%s, %s) ON CONFLICT DO NOTHING", blobs
-                        )
-                    with cur.copy(
-                        "COPY transitions (rid, seq, tick, agent, kind, causes, ts, v, "
-                        "payload, hash) FROM STDIN"
-                    ) as copy:
-                        for r in rows:
-                            copy.write_row(
-                                (
-                                    rid,
-                                    r.seq,
-                                    r.tick,
-                                    r.agent,
-                                    r.kind,
-                                    list(r.causes) if r.causes else None,
-                                    r.ts,
-                                    r.v,
-                                    r.payload,
-                                    r.hash,
-                                )
-                            )
-                    if snapshots:
-                        cur.executemany(
-                            "INSERT INTO snapshots (rid, seq, state, state_hash, chain, "
-                            "digest) VALUES (%s, %s, %s, %s, %s, %s) "
-                            "ON CONFLICT (rid, seq) DO UPDATE SET state = EXCLUDED.state, "
-                            "state_hash = EXCLUDED.state_hash, chain = EXCLUDED.chain, "
-                            "digest = EXCLUDED.digest",
-                            [(rid, q, st, h, c, d) for q, st, h, c, d in snapshots],
-                        )
+                    _insert(cur, [(rid, rows, snapshots, blobs)])
                     if not creating:
                         cur.execute(
                             "UPDATE runs SET head = %s, head_hash = %s WHERE rid = %s",
