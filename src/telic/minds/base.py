@@ -186,7 +186,7 @@ class FunctionMind:
         self.name = name or getattr(fn, "__name__", "function")
 
     async def propose(self, view: View) -> Proposal:
-        result = self.fn(view)
+        result = self.propose_now(view)
         if isinstance(result, Proposal):
             return result
         return await result
